@@ -1,0 +1,669 @@
+//! The EC2 port implemented with aws-sdk-ec2, and the one place where AWS clients are built
+//! (so that acting in another account, by assuming a role, is a change here only).
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, Filter, InstanceAttributeName, IpPermission, IpRange, Ipv6Range,
+    ResourceType, Tag, TagSpecification, UserIdGroupPair,
+};
+use aws_sdk_ec2::Client;
+
+use crate::ec2::{
+    AclEntry, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl, NetworkInterface, Peer,
+    RuleAction, SecurityGroup, SgRule,
+};
+use crate::error::{CordonError, Result};
+
+/// Where and as whom to call AWS. Unset fields fall back to the standard AWS environment
+/// variables and shared config (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct AwsTarget {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// Loaded once per process (a Lambda's cold start, a CLI run); hands out regional clients.
+#[derive(Debug, Clone)]
+pub struct AwsContext {
+    config: SdkConfig,
+}
+
+impl AwsContext {
+    pub async fn load(target: &AwsTarget) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &target.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &target.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(endpoint) = &target.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        AwsContext {
+            config: loader.load().await,
+        }
+    }
+
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.config
+    }
+
+    /// EC2 in `region` (a finding's region), or the configured default region.
+    pub fn ec2(&self, region: Option<&str>) -> AwsEc2 {
+        let mut builder = aws_sdk_ec2::config::Builder::from(&self.config);
+        if let Some(region) = region {
+            builder = builder.region(Region::new(region.to_string()));
+        }
+        AwsEc2 {
+            client: Client::from_conf(builder.build()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsEc2 {
+    client: Client,
+}
+
+/// Maps an EC2 error code to Cordon's typed error. `subject` is the id the call was about.
+pub fn classify(operation: &str, subject: &str, code: &str, message: &str) -> CordonError {
+    let owned = |s: &str| s.to_string();
+    match code {
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled"
+        | "TooManyRequestsException" | "ServiceUnavailable" | "Unavailable" => {
+            CordonError::Throttled {
+                operation: owned(operation),
+                message: owned(message),
+            }
+        }
+        "InvalidInstanceID.NotFound" | "InvalidInstanceID.Malformed" => {
+            CordonError::InstanceNotFound {
+                instance_id: owned(subject),
+            }
+        }
+        "InvalidNetworkInterfaceID.NotFound" | "InvalidNetworkInterfaceID.Malformed" => {
+            CordonError::InterfaceNotFound {
+                eni_id: owned(subject),
+            }
+        }
+        "InvalidGroup.Duplicate" => CordonError::GroupDuplicate {
+            vpc_id: owned(subject),
+            group_name: owned(message),
+        },
+        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" | "AuthFailure" => {
+            CordonError::AccessDenied {
+                operation: owned(operation),
+                message: owned(message),
+            }
+        }
+        _ => CordonError::Ec2 {
+            operation: owned(operation),
+            code: owned(code),
+            message: owned(message),
+        },
+    }
+}
+
+fn sdk_error<E, R>(operation: &str, subject: &str, error: SdkError<E, R>) -> CordonError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match error.code() {
+        Some(code) => classify(operation, subject, code, error.message().unwrap_or("")),
+        // No answer from EC2 at all (network, timeout): worth retrying like throttling.
+        None => CordonError::Throttled {
+            operation: operation.to_string(),
+            message: format!("no answer from EC2: {}", DisplayErrorContext(&error)),
+        },
+    }
+}
+
+fn filter(name: &str, values: &[String]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.to_vec()))
+        .build()
+}
+
+fn tags_of(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|tag| {
+            (
+                tag.key().unwrap_or_default().to_string(),
+                tag.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn sdk_tags(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build())
+        .collect()
+}
+
+fn instance_of(instance: &aws_sdk_ec2::types::Instance) -> Instance {
+    let mut interfaces: Vec<(i32, NetworkInterface)> = instance
+        .network_interfaces()
+        .iter()
+        .map(|eni| {
+            let index = eni
+                .attachment()
+                .and_then(|a| a.device_index())
+                .unwrap_or(i32::MAX);
+            let interface = NetworkInterface {
+                id: eni.network_interface_id().unwrap_or_default().to_string(),
+                subnet_id: eni.subnet_id().unwrap_or_default().to_string(),
+                vpc_id: eni.vpc_id().unwrap_or_default().to_string(),
+                groups: eni
+                    .groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(String::from))
+                    .collect(),
+                private_ipv4: eni
+                    .private_ip_addresses()
+                    .iter()
+                    .filter_map(|a| a.private_ip_address().map(String::from))
+                    .collect(),
+                ipv6: eni
+                    .ipv6_addresses()
+                    .iter()
+                    .filter_map(|a| a.ipv6_address().map(String::from))
+                    .collect(),
+            };
+            (index, interface)
+        })
+        .collect();
+    interfaces.sort_by_key(|(index, _)| *index);
+    Instance {
+        id: instance.instance_id().unwrap_or_default().to_string(),
+        state: instance
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
+        interfaces: interfaces.into_iter().map(|(_, i)| i).collect(),
+        tags: tags_of(instance.tags()),
+    }
+}
+
+fn rules_of(permissions: &[IpPermission]) -> Vec<SgRule> {
+    let mut rules = Vec::new();
+    for permission in permissions {
+        let protocol = permission.ip_protocol().unwrap_or("-1").to_string();
+        let all = protocol == "-1";
+        let (from_port, to_port) = if all {
+            (None, None)
+        } else {
+            (permission.from_port(), permission.to_port())
+        };
+        let mut push = |peer| {
+            rules.push(SgRule {
+                protocol: protocol.clone(),
+                from_port,
+                to_port,
+                peer,
+            })
+        };
+        for range in permission.ip_ranges() {
+            if let Some(cidr) = range.cidr_ip() {
+                push(Peer::Ipv4(cidr.to_string()));
+            }
+        }
+        for range in permission.ipv6_ranges() {
+            if let Some(cidr) = range.cidr_ipv6() {
+                push(Peer::Ipv6(cidr.to_string()));
+            }
+        }
+        for pair in permission.user_id_group_pairs() {
+            if let Some(group) = pair.group_id() {
+                push(Peer::Group(group.to_string()));
+            }
+        }
+    }
+    rules
+}
+
+/// One permission per rule: moto mishandles permissions that mix IPv4 and IPv6 ranges.
+fn permissions_of(rules: &[SgRule]) -> Vec<IpPermission> {
+    rules
+        .iter()
+        .map(|rule| {
+            let builder = IpPermission::builder()
+                .ip_protocol(&rule.protocol)
+                .set_from_port(rule.from_port)
+                .set_to_port(rule.to_port);
+            match &rule.peer {
+                Peer::Ipv4(cidr) => builder.ip_ranges(IpRange::builder().cidr_ip(cidr).build()),
+                Peer::Ipv6(cidr) => {
+                    builder.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(cidr).build())
+                }
+                Peer::Group(group) => {
+                    builder.user_id_group_pairs(UserIdGroupPair::builder().group_id(group).build())
+                }
+            }
+            .build()
+        })
+        .collect()
+}
+
+fn security_group_of(group: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
+    SecurityGroup {
+        id: group.group_id().unwrap_or_default().to_string(),
+        vpc_id: group.vpc_id().unwrap_or_default().to_string(),
+        role: group
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(GroupRole::TAG_KEY))
+            .and_then(|t| t.value())
+            .and_then(GroupRole::from_tag_value),
+        ingress: rules_of(group.ip_permissions()),
+        egress: rules_of(group.ip_permissions_egress()),
+    }
+}
+
+fn network_acl_of(acl: &aws_sdk_ec2::types::NetworkAcl) -> NetworkAcl {
+    NetworkAcl {
+        id: acl.network_acl_id().unwrap_or_default().to_string(),
+        vpc_id: acl.vpc_id().unwrap_or_default().to_string(),
+        subnet_ids: acl
+            .associations()
+            .iter()
+            .filter_map(|a| a.subnet_id().map(String::from))
+            .collect(),
+        entries: acl
+            .entries()
+            .iter()
+            .map(|entry| AclEntry {
+                rule_number: entry.rule_number().unwrap_or_default(),
+                egress: entry.egress().unwrap_or_default(),
+                action: match entry.rule_action().map(|a| a.as_str()) {
+                    Some("allow") => RuleAction::Allow,
+                    _ => RuleAction::Deny,
+                },
+                protocol: entry.protocol().unwrap_or("-1").to_string(),
+                cidr: entry
+                    .cidr_block()
+                    .or(entry.ipv6_cidr_block())
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+            .collect(),
+        tags: tags_of(acl.tags()),
+    }
+}
+
+impl Ec2 for AwsEc2 {
+    async fn describe_instance(&self, instance_id: &str) -> Result<Instance> {
+        let output = self
+            .client
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeInstances", instance_id, e))?;
+        output
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(instance_id))
+            .map(instance_of)
+            .ok_or_else(|| CordonError::InstanceNotFound {
+                instance_id: instance_id.to_string(),
+            })
+    }
+
+    async fn termination_protection(&self, instance_id: &str) -> Result<bool> {
+        let output = self
+            .client
+            .describe_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(InstanceAttributeName::DisableApiTermination)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeInstanceAttribute", instance_id, e))?;
+        Ok(output
+            .disable_api_termination()
+            .and_then(|v| v.value())
+            .unwrap_or(false))
+    }
+
+    async fn set_termination_protection(&self, instance_id: &str, enabled: bool) -> Result<()> {
+        self.client
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .disable_api_termination(AttributeBooleanValue::builder().value(enabled).build())
+            .send()
+            .await
+            .map_err(|e| sdk_error("ModifyInstanceAttribute", instance_id, e))?;
+        Ok(())
+    }
+
+    async fn describe_interface(&self, eni_id: &str) -> Result<Option<NetworkInterface>> {
+        let output = match self
+            .client
+            .describe_network_interfaces()
+            .network_interface_ids(eni_id)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) => {
+                return match sdk_error("DescribeNetworkInterfaces", eni_id, error) {
+                    CordonError::InterfaceNotFound { .. } => Ok(None),
+                    other => Err(other),
+                }
+            }
+        };
+        Ok(output.network_interfaces().first().map(|eni| NetworkInterface {
+            id: eni.network_interface_id().unwrap_or_default().to_string(),
+            subnet_id: eni.subnet_id().unwrap_or_default().to_string(),
+            vpc_id: eni.vpc_id().unwrap_or_default().to_string(),
+            groups: eni
+                .groups()
+                .iter()
+                .filter_map(|g| g.group_id().map(String::from))
+                .collect(),
+            private_ipv4: eni
+                .private_ip_addresses()
+                .iter()
+                .filter_map(|a| a.private_ip_address().map(String::from))
+                .collect(),
+            ipv6: eni
+                .ipv6_addresses()
+                .iter()
+                .filter_map(|a| a.ipv6_address().map(String::from))
+                .collect(),
+        }))
+    }
+
+    async fn set_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {
+        self.client
+            .modify_network_interface_attribute()
+            .network_interface_id(eni_id)
+            .set_groups(Some(group_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("ModifyNetworkInterfaceAttribute", eni_id, e))?;
+        Ok(())
+    }
+
+    async fn existing_groups(&self, group_ids: &[String]) -> Result<Vec<String>> {
+        if group_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A `group-id` filter, unlike `GroupIds`, answers with the groups that exist instead of
+        // failing the whole call on the first missing one.
+        let output = self
+            .client
+            .describe_security_groups()
+            .filters(filter("group-id", group_ids))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeSecurityGroups", &group_ids.join(","), e))?;
+        Ok(output
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(String::from))
+            .collect())
+    }
+
+    async fn cordon_groups(&self, vpc_ids: &[String]) -> Result<Vec<SecurityGroup>> {
+        let output = self
+            .client
+            .describe_security_groups()
+            .filters(filter("vpc-id", vpc_ids))
+            .filters(filter("tag-key", &[GroupRole::TAG_KEY.to_string()]))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeSecurityGroups", &vpc_ids.join(","), e))?;
+        Ok(output.security_groups().iter().map(security_group_of).collect())
+    }
+
+    async fn create_cordon_group(&self, vpc_id: &str, role: GroupRole) -> Result<SecurityGroup> {
+        let name = role.group_name(vpc_id);
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::SecurityGroup)
+            .tags(Tag::builder().key(GroupRole::TAG_KEY).value(role.tag_value()).build())
+            .tags(Tag::builder().key("Name").value(&name).build())
+            .build();
+        let output = self
+            .client
+            .create_security_group()
+            .group_name(&name)
+            .description(role.description())
+            .vpc_id(vpc_id)
+            .tag_specifications(tags)
+            .send()
+            .await
+            .map_err(|e| match sdk_error("CreateSecurityGroup", vpc_id, e) {
+                CordonError::GroupDuplicate { vpc_id, .. } => CordonError::GroupDuplicate {
+                    vpc_id,
+                    group_name: name.clone(),
+                },
+                other => other,
+            })?;
+        let id = output.group_id().unwrap_or_default().to_string();
+        // A new VPC group starts with EC2's default egress rule(s); read them back so the
+        // caller reconciles against what really exists.
+        let described = self
+            .client
+            .describe_security_groups()
+            .group_ids(&id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeSecurityGroups", &id, e))?;
+        described
+            .security_groups()
+            .first()
+            .map(security_group_of)
+            .ok_or_else(|| CordonError::Ec2 {
+                operation: "DescribeSecurityGroups".into(),
+                code: "InvalidGroup.NotFound".into(),
+                message: format!("group {id} vanished right after it was created"),
+            })
+    }
+
+    async fn authorize(&self, group_id: &str, direction: Direction, rules: &[SgRule]) -> Result<()> {
+        let permissions = Some(permissions_of(rules));
+        match direction {
+            Direction::Ingress => self
+                .client
+                .authorize_security_group_ingress()
+                .group_id(group_id)
+                .set_ip_permissions(permissions)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| sdk_error("AuthorizeSecurityGroupIngress", group_id, e)),
+            Direction::Egress => self
+                .client
+                .authorize_security_group_egress()
+                .group_id(group_id)
+                .set_ip_permissions(permissions)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| sdk_error("AuthorizeSecurityGroupEgress", group_id, e)),
+        }
+    }
+
+    async fn revoke(&self, group_id: &str, direction: Direction, rules: &[SgRule]) -> Result<()> {
+        let permissions = Some(permissions_of(rules));
+        match direction {
+            Direction::Ingress => self
+                .client
+                .revoke_security_group_ingress()
+                .group_id(group_id)
+                .set_ip_permissions(permissions)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| sdk_error("RevokeSecurityGroupIngress", group_id, e)),
+            Direction::Egress => self
+                .client
+                .revoke_security_group_egress()
+                .group_id(group_id)
+                .set_ip_permissions(permissions)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| sdk_error("RevokeSecurityGroupEgress", group_id, e)),
+        }
+    }
+
+    async fn network_acls(&self, vpc_id: &str) -> Result<Vec<NetworkAcl>> {
+        let mut acls = Vec::new();
+        let mut token = None;
+        loop {
+            let output = self
+                .client
+                .describe_network_acls()
+                .filters(filter("vpc-id", &[vpc_id.to_string()]))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeNetworkAcls", vpc_id, e))?;
+            acls.extend(output.network_acls().iter().map(network_acl_of));
+            token = output.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(acls);
+            }
+        }
+    }
+
+    async fn network_acl(&self, acl_id: &str) -> Result<NetworkAcl> {
+        let output = self
+            .client
+            .describe_network_acls()
+            .network_acl_ids(acl_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeNetworkAcls", acl_id, e))?;
+        output
+            .network_acls()
+            .first()
+            .map(network_acl_of)
+            .ok_or_else(|| CordonError::Ec2 {
+                operation: "DescribeNetworkAcls".into(),
+                code: "InvalidNetworkAclID.NotFound".into(),
+                message: format!("network ACL {acl_id} does not exist"),
+            })
+    }
+
+    async fn create_deny_entry(&self, entry: &DenyEntry) -> Result<()> {
+        let request = self
+            .client
+            .create_network_acl_entry()
+            .network_acl_id(&entry.acl_id)
+            .rule_number(entry.rule_number)
+            .egress(entry.egress)
+            .protocol("-1")
+            .rule_action(aws_sdk_ec2::types::RuleAction::Deny);
+        let request = if crate::net::is_ipv6_cidr(&entry.cidr) {
+            request.ipv6_cidr_block(&entry.cidr)
+        } else {
+            request.cidr_block(&entry.cidr)
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(error) if error.code() == Some("NetworkAclEntryAlreadyExists") => {
+                Err(CordonError::NaclEntryExists {
+                    acl_id: entry.acl_id.clone(),
+                    direction: Direction::from_egress(entry.egress).name().into(),
+                    rule_number: entry.rule_number,
+                })
+            }
+            Err(error) => Err(sdk_error("CreateNetworkAclEntry", &entry.acl_id, error)),
+        }
+    }
+
+    async fn delete_acl_entry(&self, acl_id: &str, egress: bool, rule_number: i32) -> Result<()> {
+        self.client
+            .delete_network_acl_entry()
+            .network_acl_id(acl_id)
+            .egress(egress)
+            .rule_number(rule_number)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteNetworkAclEntry", acl_id, e))?;
+        Ok(())
+    }
+
+    async fn create_tags(&self, resource_id: &str, tags: &[(String, String)]) -> Result<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .create_tags()
+            .resources(resource_id)
+            .set_tags(Some(sdk_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("CreateTags", resource_id, e))?;
+        Ok(())
+    }
+
+    async fn delete_tags(&self, resource_id: &str, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let tags = keys.iter().map(|key| Tag::builder().key(key).build()).collect();
+        self.client
+            .delete_tags()
+            .resources(resource_id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteTags", resource_id, e))?;
+        Ok(())
+    }
+
+    async fn instances_tagged(&self, key: &str) -> Result<Vec<Instance>> {
+        let mut instances = Vec::new();
+        let mut token = None;
+        loop {
+            let output = self
+                .client
+                .describe_instances()
+                .filters(filter("tag-key", &[key.to_string()]))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeInstances", key, e))?;
+            instances.extend(
+                output
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .map(instance_of),
+            );
+            token = output.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(instances);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ec2_error_codes_map_to_cordon_errors() {
+        let name = |code| classify("Op", "i-1", code, "msg").error_name();
+        assert_eq!(name("RequestLimitExceeded"), "Cordon.Throttled");
+        assert_eq!(name("InvalidInstanceID.NotFound"), "Cordon.InstanceNotFound");
+        assert_eq!(name("InvalidNetworkInterfaceID.NotFound"), "Cordon.InterfaceNotFound");
+        assert_eq!(name("UnauthorizedOperation"), "Cordon.AccessDenied");
+        assert_eq!(name("InvalidGroup.Duplicate"), "Cordon.GroupDuplicate");
+        let other = classify("CreateTags", "i-1", "TagLimitExceeded", "too many");
+        assert_eq!(other.error_name(), "Cordon.Ec2Error");
+        assert!(other.to_string().contains("TagLimitExceeded"));
+    }
+}

@@ -1,0 +1,277 @@
+//! Capture: record an instance's original network state before anything changes it.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ec2::{Ec2, GroupRole, Instance, SecurityGroup};
+use crate::error::{CordonError, Result, StepError};
+use crate::finding::Finding;
+use crate::policy::{is_exempt, EXEMPT_TAG};
+use crate::record::{
+    chunk_keys, check_tag_room, state_from_tags, state_tags, CapturedState, RECORD_VERSION,
+    STATE_TAG_PREFIX,
+};
+
+/// What the later steps need to know of the finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingSummary {
+    pub id: String,
+    pub finding_type: String,
+    pub severity: f64,
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+    pub remote_addresses: Vec<IpAddr>,
+}
+
+impl From<&Finding> for FindingSummary {
+    fn from(finding: &Finding) -> Self {
+        FindingSummary {
+            id: finding.id.clone(),
+            finding_type: finding.finding_type.clone(),
+            severity: finding.severity,
+            account_id: finding.account_id.clone(),
+            region: finding.region.clone(),
+            remote_addresses: finding.remote_addresses.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureStatus {
+    Captured,
+    AlreadyQuarantined,
+    Skipped,
+}
+
+/// The capture step's output, which is also the input of the isolation and NACL steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureOutput {
+    pub status: CaptureStatus,
+    pub reason: String,
+    pub instance_id: Option<String>,
+    pub finding: Option<FindingSummary>,
+    pub record: Option<CapturedState>,
+    /// Whether the record is also on the instance as `cordon:state:*` tags.
+    pub tags_written: bool,
+    pub warnings: Vec<StepError>,
+}
+
+impl CaptureOutput {
+    pub fn skipped(instance_id: Option<String>, finding: Option<FindingSummary>, reason: String) -> Self {
+        CaptureOutput {
+            status: CaptureStatus::Skipped,
+            reason,
+            instance_id,
+            finding,
+            record: None,
+            tags_written: false,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The Cordon group an interface of the instance already carries, if any.
+pub fn quarantine_evidence(instance: &Instance, cordon_groups: &[SecurityGroup]) -> Option<String> {
+    instance.interfaces.iter().find_map(|interface| {
+        cordon_groups
+            .iter()
+            .find(|group| interface.groups.contains(&group.id))
+            .map(|group| {
+                let role = group.role.map(GroupRole::tag_value).unwrap_or("cordon");
+                format!(
+                    "{} already carries Cordon's {role} group {}: the instance is already quarantined",
+                    interface.id, group.id
+                )
+            })
+    })
+}
+
+/// Captures `instance_id`. Nothing is changed on the instance except the record tags, and
+/// nothing at all when it is exempt, gone, or already quarantined.
+pub async fn capture(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    finding: Option<FindingSummary>,
+    now: &str,
+) -> Result<CaptureOutput> {
+    let instance = ec2.describe_instance(instance_id).await?;
+    let skip = |reason: String| Ok(CaptureOutput::skipped(Some(instance_id.into()), finding.clone(), reason));
+    if is_exempt(&instance.tags) {
+        return skip(format!("instance {instance_id} is tagged {EXEMPT_TAG}=true"));
+    }
+    if matches!(instance.state.as_str(), "terminated" | "shutting-down") {
+        return skip(format!("instance {instance_id} is {}: nothing to contain", instance.state));
+    }
+    if instance.interfaces.is_empty() {
+        return skip(format!("instance {instance_id} has no network interface"));
+    }
+    let vpc_ids = instance.vpc_ids();
+    let cordon_groups = ec2.cordon_groups(&vpc_ids).await?;
+    if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups) {
+        let mut warnings = Vec::new();
+        let record = match state_from_tags(instance_id, &instance.tags) {
+            Ok(record) => record,
+            Err(error) => {
+                warnings.push(error.to_report());
+                None
+            }
+        };
+        return Ok(CaptureOutput {
+            status: CaptureStatus::AlreadyQuarantined,
+            reason: evidence,
+            instance_id: Some(instance_id.into()),
+            finding,
+            tags_written: record.is_some(),
+            record,
+            warnings,
+        });
+    }
+
+    let record = CapturedState {
+        version: RECORD_VERSION,
+        instance_id: instance_id.to_string(),
+        finding_id: finding.as_ref().map(|f| f.id.clone()),
+        finding_type: finding.as_ref().map(|f| f.finding_type.clone()),
+        captured_at: now.to_string(),
+        instance_state: instance.state.clone(),
+        termination_protection: ec2.termination_protection(instance_id).await?,
+        interfaces: instance.interfaces.clone(),
+    };
+
+    // The execution keeps the record whatever happens; the tags are the copy that break-glass
+    // `cordon restore` reads. A full tag set must not stop containment, so it is a warning.
+    let tags = state_tags(&record);
+    let old_keys = chunk_keys(STATE_TAG_PREFIX, &instance.tags);
+    let mut warnings = Vec::new();
+    let tags_written = match check_tag_room(instance_id, &instance.tags, &tags, &old_keys) {
+        Ok(()) => {
+            ec2.create_tags(instance_id, &tags).await?;
+            let stale: Vec<String> = old_keys
+                .into_iter()
+                .filter(|key| !tags.iter().any(|(new, _)| new == key))
+                .collect();
+            if !stale.is_empty() {
+                ec2.delete_tags(instance_id, &stale).await?;
+            }
+            true
+        }
+        Err(error @ CordonError::TagQuotaExceeded { .. }) => {
+            warnings.push(StepError {
+                error: error.error_name().into(),
+                cause: format!("{error}; the record is only in this step's output, so restore through the workflow or keep the output for `cordon restore`"),
+            });
+            false
+        }
+        Err(other) => return Err(other),
+    };
+    Ok(CaptureOutput {
+        status: CaptureStatus::Captured,
+        reason: format!(
+            "recorded {} network interface(s) of {instance_id}",
+            record.interfaces.len()
+        ),
+        instance_id: Some(instance_id.into()),
+        finding,
+        record: Some(record),
+        tags_written,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{block_on, FakeEc2};
+
+    const NOW: &str = "2026-11-29T14:00:00.000Z";
+
+    #[test]
+    fn capture_records_every_interface_and_writes_the_record_as_tags() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| s.protection.insert("i-1".into(), true));
+        let output = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        assert_eq!(output.status, CaptureStatus::Captured);
+        let record = output.record.unwrap();
+        assert_eq!(record.interfaces[0].groups, ["sg-app", "sg-ssh"]);
+        assert_eq!(record.interfaces[0].ipv6, ["2001:db8:1::5"]);
+        assert!(record.termination_protection);
+        assert!(output.tags_written);
+        let tags = ec2.with(|s| s.instances["i-1"].tags.clone());
+        assert_eq!(state_from_tags("i-1", &tags).unwrap(), Some(record));
+        // Capture changes nothing but tags.
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+        assert_eq!(
+            ec2.calls(),
+            ["DescribeInstances", "DescribeSecurityGroups", "DescribeInstanceAttribute", "CreateTags"]
+        );
+    }
+
+    #[test]
+    fn an_instance_carrying_cordon_groups_is_already_quarantined_and_nothing_is_recorded() {
+        let ec2 = FakeEc2::standard();
+        let first = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+        ec2.with(|s| s.instances.get_mut("i-1").unwrap().interfaces[0].groups = vec![isolation.id.clone()]);
+        let tags_before = ec2.with(|s| s.instances["i-1"].tags.clone());
+        ec2.clear_calls();
+
+        let second = block_on(capture(&ec2, "i-1", None, "2026-11-30T00:00:00.000Z")).unwrap();
+        assert_eq!(second.status, CaptureStatus::AlreadyQuarantined);
+        assert!(second.reason.contains(&isolation.id), "{}", second.reason);
+        // The true originals, not the isolation group, are what it hands on.
+        assert_eq!(second.record, first.record);
+        assert_eq!(ec2.with(|s| s.instances["i-1"].tags.clone()), tags_before);
+        assert!(!ec2.calls().iter().any(|c| c == "CreateTags"));
+    }
+
+    #[test]
+    fn exempt_terminated_and_missing_instances_change_nothing() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| s.instances.get_mut("i-1").unwrap().tags.push(("cordon:exempt".into(), "true".into())));
+        let exempt = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        assert_eq!(exempt.status, CaptureStatus::Skipped);
+        assert!(exempt.reason.contains("cordon:exempt"));
+
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| s.instances.get_mut("i-1").unwrap().state = "terminated".into());
+        let gone = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        assert_eq!(gone.status, CaptureStatus::Skipped);
+        assert!(gone.reason.contains("terminated"));
+
+        let missing = block_on(capture(&ec2, "i-404", None, NOW)).unwrap_err();
+        assert_eq!(missing.error_name(), "Cordon.InstanceNotFound");
+        for ec2 in [&ec2] {
+            assert!(!ec2.calls().iter().any(|c| c == "CreateTags"));
+        }
+    }
+
+    #[test]
+    fn a_full_tag_set_is_a_warning_not_a_refusal_to_contain() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| {
+            let tags = &mut s.instances.get_mut("i-1").unwrap().tags;
+            tags.extend((0..49).map(|n| (format!("team:{n}"), "x".into())));
+        });
+        let output = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        assert_eq!(output.status, CaptureStatus::Captured);
+        assert!(!output.tags_written);
+        assert_eq!(output.warnings[0].error, "Cordon.TagQuotaExceeded");
+        assert!(output.record.is_some());
+    }
+
+    #[test]
+    fn a_stale_longer_record_leaves_no_chunk_behind() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| {
+            let tags = &mut s.instances.get_mut("i-1").unwrap().tags;
+            for n in 0..4 {
+                tags.push((format!("cordon:state:{n}"), "old".into()));
+            }
+        });
+        let output = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        let tags = ec2.with(|s| s.instances["i-1"].tags.clone());
+        assert_eq!(state_from_tags("i-1", &tags).unwrap(), output.record);
+    }
+}

@@ -1,0 +1,251 @@
+//! Settings, read once from the environment (Lambda) or given by the command line.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CordonError, Result};
+use crate::net::parse_cidr;
+use crate::policy::Policy;
+
+/// Who may still reach an isolated instance (forensics), all protocols.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForensicSource {
+    Cidr(String),
+    SecurityGroup(String),
+}
+
+/// The rule numbers Cordon may use in a network ACL, per direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleBand {
+    pub first: i32,
+    pub last: i32,
+}
+
+/// AWS accepts rule numbers 1..=32766 (32767 is the catch-all deny).
+pub const HIGHEST_RULE_NUMBER: i32 = 32766;
+/// AWS's default quota of rules per network ACL and direction (adjustable up to 40).
+pub const DEFAULT_NACL_RULE_QUOTA: usize = 20;
+
+impl RuleBand {
+    pub fn new(first: i32, last: i32) -> Result<Self> {
+        if first < 1 || last > HIGHEST_RULE_NUMBER || first > last {
+            return Err(CordonError::InvalidConfiguration(format!(
+                "NACL rule band {first}-{last} must satisfy 1 <= first <= last <= {HIGHEST_RULE_NUMBER}"
+            )));
+        }
+        Ok(RuleBand { first, last })
+    }
+
+    /// `"1-99"`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = || {
+            CordonError::InvalidConfiguration(format!(
+                "NACL rule band {text:?} must look like FIRST-LAST, e.g. 1-99"
+            ))
+        };
+        let (first, last) = text.trim().split_once('-').ok_or_else(bad)?;
+        let first = first.trim().parse().map_err(|_| bad())?;
+        let last = last.trim().parse().map_err(|_| bad())?;
+        RuleBand::new(first, last)
+    }
+}
+
+impl Default for RuleBand {
+    /// Below the default allow rule 100 that every new network ACL carries.
+    fn default() -> Self {
+        RuleBand { first: 1, last: 99 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NaclSettings {
+    pub band: RuleBand,
+    pub rule_quota: usize,
+}
+
+impl Default for NaclSettings {
+    fn default() -> Self {
+        NaclSettings {
+            band: RuleBand::default(),
+            rule_quota: DEFAULT_NACL_RULE_QUOTA,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Config {
+    pub policy: Policy,
+    pub forensic_access: Option<ForensicSource>,
+    pub nacl: NaclSettings,
+}
+
+impl ForensicSource {
+    pub fn from_settings(cidr: Option<&str>, group: Option<&str>) -> Result<Option<Self>> {
+        match (cidr.filter(|c| !c.is_empty()), group.filter(|g| !g.is_empty())) {
+            (Some(_), Some(_)) => Err(CordonError::InvalidConfiguration(
+                "give either a forensic CIDR or a forensic security group, not both".into(),
+            )),
+            (Some(cidr), None) => {
+                parse_cidr(cidr).map_err(CordonError::InvalidConfiguration)?;
+                Ok(Some(ForensicSource::Cidr(cidr.trim().to_string())))
+            }
+            (None, Some(group)) if group.starts_with("sg-") => {
+                Ok(Some(ForensicSource::SecurityGroup(group.trim().to_string())))
+            }
+            (None, Some(group)) => Err(CordonError::InvalidConfiguration(format!(
+                "forensic security group {group:?} must be a group id (sg-...)"
+            ))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `CORDON_*` variables; anything unset keeps its default, anything malformed is an
+    /// error that names the variable.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut config = Config::default();
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        if let Some(text) = get("CORDON_MIN_SEVERITY") {
+            config.policy.min_severity = parse_severity(&text).map_err(|why| {
+                CordonError::InvalidConfiguration(format!("CORDON_MIN_SEVERITY: {why}"))
+            })?;
+        }
+        for (name, flag) in [
+            ("CORDON_INCLUDE_SAMPLES", &mut config.policy.include_samples),
+            ("CORDON_INCLUDE_ARCHIVED", &mut config.policy.include_archived),
+        ] {
+            if let Some(text) = get(name) {
+                *flag = match text.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(CordonError::InvalidConfiguration(format!(
+                            "{name}={text:?} must be true or false"
+                        )))
+                    }
+                };
+            }
+        }
+        let list = |name: &str| -> Vec<String> {
+            get(name)
+                .map(|text| {
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        config.policy.allow_type_prefixes = list("CORDON_ALLOW_TYPE_PREFIXES");
+        config.policy.deny_type_prefixes = list("CORDON_DENY_TYPE_PREFIXES");
+        config.policy.resource_roles = list("CORDON_RESOURCE_ROLES");
+        for role in &config.policy.resource_roles {
+            if !["ACTOR", "TARGET"].contains(&role.to_ascii_uppercase().as_str()) {
+                return Err(CordonError::InvalidConfiguration(format!(
+                    "CORDON_RESOURCE_ROLES: {role:?} is not ACTOR or TARGET"
+                )));
+            }
+        }
+        config.forensic_access = ForensicSource::from_settings(
+            get("CORDON_FORENSIC_CIDR").as_deref(),
+            get("CORDON_FORENSIC_SECURITY_GROUP").as_deref(),
+        )?;
+        if let Some(text) = get("CORDON_NACL_BAND") {
+            config.nacl.band = RuleBand::parse(&text)?;
+        }
+        if let Some(text) = get("CORDON_NACL_RULE_QUOTA") {
+            config.nacl.rule_quota = text
+                .parse()
+                .ok()
+                .filter(|quota| (1..=40).contains(quota))
+                .ok_or_else(|| {
+                    CordonError::InvalidConfiguration(format!(
+                        "CORDON_NACL_RULE_QUOTA={text:?} must be a whole number from 1 to 40 (AWS's adjustable maximum)"
+                    ))
+                })?;
+        }
+        Ok(config)
+    }
+}
+
+pub fn parse_severity(text: &str) -> std::result::Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|value| (0.0..=10.0).contains(value))
+        .ok_or_else(|| format!("{text:?} is not a severity between 0 and 10 (e.g. 7 or 8.5)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.policy.min_severity, 7.0);
+        assert_eq!(config.nacl.band, RuleBand { first: 1, last: 99 });
+        assert_eq!(config.nacl.rule_quota, 20);
+        assert_eq!(config.forensic_access, None);
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let config = config(&[
+            ("CORDON_MIN_SEVERITY", "8.5"),
+            ("CORDON_INCLUDE_SAMPLES", "true"),
+            ("CORDON_ALLOW_TYPE_PREFIXES", "Backdoor:, CryptoCurrency:"),
+            ("CORDON_RESOURCE_ROLES", "ACTOR"),
+            ("CORDON_FORENSIC_CIDR", "10.9.0.0/24"),
+            ("CORDON_NACL_BAND", "10-49"),
+            ("CORDON_NACL_RULE_QUOTA", "40"),
+        ])
+        .unwrap();
+        assert_eq!(config.policy.min_severity, 8.5);
+        assert!(config.policy.include_samples);
+        assert_eq!(config.policy.allow_type_prefixes, ["Backdoor:", "CryptoCurrency:"]);
+        assert_eq!(config.forensic_access, Some(ForensicSource::Cidr("10.9.0.0/24".into())));
+        assert_eq!(config.nacl.band, RuleBand { first: 10, last: 49 });
+        assert_eq!(config.nacl.rule_quota, 40);
+    }
+
+    #[test]
+    fn malformed_settings_name_the_variable() {
+        for (name, value, expected) in [
+            ("CORDON_MIN_SEVERITY", "high", "CORDON_MIN_SEVERITY"),
+            ("CORDON_INCLUDE_ARCHIVED", "maybe", "CORDON_INCLUDE_ARCHIVED"),
+            ("CORDON_RESOURCE_ROLES", "VICTIM", "CORDON_RESOURCE_ROLES"),
+            ("CORDON_FORENSIC_CIDR", "10.0.0.0/40", "0..=32"),
+            ("CORDON_FORENSIC_SECURITY_GROUP", "forensics", "sg-"),
+            ("CORDON_NACL_BAND", "0-99", "1 <= first"),
+            ("CORDON_NACL_BAND", "50-10", "first <= last"),
+            ("CORDON_NACL_BAND", "1-32767", "32766"),
+            ("CORDON_NACL_BAND", "ten", "FIRST-LAST"),
+            ("CORDON_NACL_RULE_QUOTA", "41", "CORDON_NACL_RULE_QUOTA"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");
+            assert!(error.to_string().contains(expected), "{name}={value}: {error}");
+        }
+        let both = config(&[
+            ("CORDON_FORENSIC_CIDR", "10.0.0.0/8"),
+            ("CORDON_FORENSIC_SECURITY_GROUP", "sg-1"),
+        ]);
+        assert!(both.unwrap_err().to_string().contains("not both"));
+    }
+}

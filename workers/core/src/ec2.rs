@@ -1,0 +1,260 @@
+//! The one port between Cordon's domain and EC2. The aws-sdk adapter (`aws.rs`) implements it
+//! for real; unit tests implement it in memory. Types here are what the domain needs to know,
+//! not the SDK's shapes.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    /// `pending`, `running`, `stopped`, `terminated`, ...
+    pub state: String,
+    /// Ordered by device index, as the instance presents them.
+    pub interfaces: Vec<NetworkInterface>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl Instance {
+    /// The VPCs of the instance's interfaces, each once, in interface order.
+    pub fn vpc_ids(&self) -> Vec<String> {
+        unique_vpcs(&self.interfaces)
+    }
+}
+
+pub fn unique_vpcs(interfaces: &[NetworkInterface]) -> Vec<String> {
+    let mut vpcs: Vec<String> = Vec::new();
+    for interface in interfaces {
+        if !vpcs.contains(&interface.vpc_id) {
+            vpcs.push(interface.vpc_id.clone());
+        }
+    }
+    vpcs
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInterface {
+    pub id: String,
+    pub subnet_id: String,
+    pub vpc_id: String,
+    /// Group ids in the order EC2 reports them.
+    pub groups: Vec<String>,
+    pub private_ipv4: Vec<String>,
+    pub ipv6: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRole {
+    /// Allows all traffic both ways, so that tracked flows become untracked before isolation.
+    Conversion,
+    /// No egress; ingress only from the configured forensic source.
+    Isolation,
+}
+
+impl GroupRole {
+    pub const TAG_KEY: &'static str = "cordon:role";
+
+    pub fn tag_value(self) -> &'static str {
+        match self {
+            GroupRole::Conversion => "conversion",
+            GroupRole::Isolation => "isolation",
+        }
+    }
+
+    pub fn from_tag_value(value: &str) -> Option<Self> {
+        match value {
+            "conversion" => Some(GroupRole::Conversion),
+            "isolation" => Some(GroupRole::Isolation),
+            _ => None,
+        }
+    }
+
+    pub fn group_name(self, vpc_id: &str) -> String {
+        format!("cordon-{}-{vpc_id}", self.tag_value())
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            GroupRole::Conversion => "Cordon: all traffic both ways, applied briefly so tracked connections become untracked before isolation",
+            GroupRole::Isolation => "Cordon: quarantine of a compromised instance; no egress, ingress only for forensics",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn is_egress(self) -> bool {
+        self == Direction::Egress
+    }
+
+    pub fn from_egress(egress: bool) -> Self {
+        if egress {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "inbound",
+            Direction::Egress => "outbound",
+        }
+    }
+}
+
+/// The far side of a security group rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    Ipv4(String),
+    Ipv6(String),
+    Group(String),
+}
+
+/// One security group rule, flattened (EC2 groups several ranges into one permission).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SgRule {
+    /// `-1` for all protocols.
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
+    pub peer: Peer,
+}
+
+impl SgRule {
+    pub fn all_traffic(peer: Peer) -> Self {
+        SgRule {
+            protocol: "-1".into(),
+            from_port: None,
+            to_port: None,
+            peer,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub vpc_id: String,
+    pub role: Option<GroupRole>,
+    pub ingress: Vec<SgRule>,
+    pub egress: Vec<SgRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclEntry {
+    pub rule_number: i32,
+    pub egress: bool,
+    pub action: RuleAction,
+    /// `-1` for all protocols.
+    pub protocol: String,
+    /// IPv4 or IPv6 CIDR.
+    pub cidr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAcl {
+    pub id: String,
+    pub vpc_id: String,
+    pub subnet_ids: Vec<String>,
+    pub entries: Vec<AclEntry>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A deny-all-protocols entry Cordon adds, and later removes, in a network ACL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DenyEntry {
+    pub acl_id: String,
+    pub egress: bool,
+    pub rule_number: i32,
+    pub cidr: String,
+}
+
+/// Everything Cordon asks of EC2. Methods map to single API calls (or one paginated read).
+pub trait Ec2: Sync {
+    fn describe_instance(&self, instance_id: &str) -> impl Future<Output = Result<Instance>> + Send;
+    fn termination_protection(&self, instance_id: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn set_termination_protection(
+        &self,
+        instance_id: &str,
+        enabled: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// `None` when the interface no longer exists.
+    fn describe_interface(
+        &self,
+        eni_id: &str,
+    ) -> impl Future<Output = Result<Option<NetworkInterface>>> + Send;
+    fn set_interface_groups(
+        &self,
+        eni_id: &str,
+        group_ids: &[String],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Which of these security group ids still exist.
+    fn existing_groups(
+        &self,
+        group_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Cordon's groups (tagged `cordon:role`) in these VPCs.
+    fn cordon_groups(
+        &self,
+        vpc_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<SecurityGroup>>> + Send;
+    /// Creates the role's group, named and tagged; `GroupDuplicate` when the name is taken.
+    fn create_cordon_group(
+        &self,
+        vpc_id: &str,
+        role: GroupRole,
+    ) -> impl Future<Output = Result<SecurityGroup>> + Send;
+    fn authorize(
+        &self,
+        group_id: &str,
+        direction: Direction,
+        rules: &[SgRule],
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn revoke(
+        &self,
+        group_id: &str,
+        direction: Direction,
+        rules: &[SgRule],
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn network_acls(&self, vpc_id: &str) -> impl Future<Output = Result<Vec<NetworkAcl>>> + Send;
+    fn network_acl(&self, acl_id: &str) -> impl Future<Output = Result<NetworkAcl>> + Send;
+    /// `NaclEntryExists` when the number is taken in that direction.
+    fn create_deny_entry(&self, entry: &DenyEntry) -> impl Future<Output = Result<()>> + Send;
+    fn delete_acl_entry(
+        &self,
+        acl_id: &str,
+        egress: bool,
+        rule_number: i32,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn create_tags(
+        &self,
+        resource_id: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn delete_tags(
+        &self,
+        resource_id: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Instances carrying the given tag key, whatever its value.
+    fn instances_tagged(&self, key: &str) -> impl Future<Output = Result<Vec<Instance>>> + Send;
+}

@@ -1,0 +1,143 @@
+//! Typed errors. Each carries the Step Functions error name the state machine retries or
+//! catches on, so a failure means the same thing in a Lambda, in the CLI and in a test.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CordonError {
+    #[error("EC2 throttled {operation}: {message}; retry with backoff")]
+    Throttled { operation: String, message: String },
+
+    #[error("instance {instance_id} was not found in this account and region; check the id and the region the finding came from")]
+    InstanceNotFound { instance_id: String },
+
+    #[error("network interface {eni_id} no longer exists")]
+    InterfaceNotFound { eni_id: String },
+
+    #[error("network ACL {acl_id} has {existing} {direction} rules, at its quota of {quota}; no deny rule could be added")]
+    NaclQuotaExceeded {
+        acl_id: String,
+        direction: String,
+        existing: usize,
+        quota: usize,
+    },
+
+    #[error("network ACL {acl_id} has no free {direction} rule number in the band {first}..={last} below its lowest allow rule; widen CORDON_NACL_BAND or free a number")]
+    NaclBandExhausted {
+        acl_id: String,
+        direction: String,
+        first: i32,
+        last: i32,
+    },
+
+    #[error("network ACL {acl_id} already has {direction} rule {rule_number}")]
+    NaclEntryExists {
+        acl_id: String,
+        direction: String,
+        rule_number: i32,
+    },
+
+    #[error("a security group named {group_name} already exists in {vpc_id}")]
+    GroupDuplicate { vpc_id: String, group_name: String },
+
+    #[error("not allowed to call {operation}: {message}; grant it to the role Cordon runs as")]
+    AccessDenied { operation: String, message: String },
+
+    #[error("{resource} already carries {existing} tags; writing {needed} more would pass EC2's limit of {limit}")]
+    TagQuotaExceeded {
+        resource: String,
+        existing: usize,
+        needed: usize,
+        limit: usize,
+    },
+
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    #[error("invalid configuration: {0}")]
+    InvalidConfiguration(String),
+
+    #[error("the Cordon record on {resource} cannot be read: {message}")]
+    CorruptRecord { resource: String, message: String },
+
+    #[error("EC2 {operation} failed ({code}): {message}")]
+    Ec2 {
+        operation: String,
+        code: String,
+        message: String,
+    },
+}
+
+impl CordonError {
+    /// The error name Step Functions sees (`Retry`/`Catch` `ErrorEquals`).
+    pub fn error_name(&self) -> &'static str {
+        match self {
+            CordonError::Throttled { .. } => "Cordon.Throttled",
+            CordonError::InstanceNotFound { .. } => "Cordon.InstanceNotFound",
+            CordonError::InterfaceNotFound { .. } => "Cordon.InterfaceNotFound",
+            CordonError::NaclQuotaExceeded { .. } => "Cordon.NaclQuotaExceeded",
+            CordonError::NaclBandExhausted { .. } => "Cordon.NaclBandExhausted",
+            CordonError::NaclEntryExists { .. } => "Cordon.NaclEntryExists",
+            CordonError::GroupDuplicate { .. } => "Cordon.GroupDuplicate",
+            CordonError::AccessDenied { .. } => "Cordon.AccessDenied",
+            CordonError::TagQuotaExceeded { .. } => "Cordon.TagQuotaExceeded",
+            CordonError::InvalidInput(_) => "Cordon.InvalidInput",
+            CordonError::InvalidConfiguration(_) => "Cordon.InvalidConfiguration",
+            CordonError::CorruptRecord { .. } => "Cordon.CorruptRecord",
+            CordonError::Ec2 { .. } => "Cordon.Ec2Error",
+        }
+    }
+
+    /// Whether the same call may succeed if simply tried again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CordonError::Throttled { .. })
+    }
+
+    pub fn to_report(&self) -> StepError {
+        StepError {
+            error: self.error_name().to_string(),
+            cause: self.to_string(),
+        }
+    }
+}
+
+/// A failure kept in a report (partial work), shaped like a Step Functions error.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StepError {
+    pub error: String,
+    pub cause: String,
+}
+
+impl From<CordonError> for lambda_runtime::Diagnostic {
+    fn from(error: CordonError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: error.error_name().to_string(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = CordonError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_are_what_the_state_machine_matches() {
+        let throttled = CordonError::Throttled {
+            operation: "CreateNetworkAclEntry".into(),
+            message: "Rate exceeded".into(),
+        };
+        assert_eq!(throttled.error_name(), "Cordon.Throttled");
+        assert!(throttled.is_transient());
+        let missing = CordonError::InstanceNotFound {
+            instance_id: "i-0abc".into(),
+        };
+        assert_eq!(missing.error_name(), "Cordon.InstanceNotFound");
+        assert!(!missing.is_transient());
+        let diagnostic: lambda_runtime::Diagnostic = missing.into();
+        assert_eq!(diagnostic.error_type, "Cordon.InstanceNotFound");
+        assert!(diagnostic.error_message.contains("i-0abc"));
+    }
+}

@@ -1,0 +1,360 @@
+//! An in-memory EC2 behind the port, for unit tests of the domain. It follows AWS's rules where
+//! they matter to Cordon (rule numbers unique per direction, unknown ids rejected) and records
+//! every call so tests can count round trips and inject failures.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::ec2::{
+    AclEntry, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl, NetworkInterface,
+    RuleAction, SecurityGroup, SgRule,
+};
+use crate::error::{CordonError, Result};
+
+#[derive(Default)]
+pub struct FakeState {
+    pub instances: BTreeMap<String, Instance>,
+    pub protection: BTreeMap<String, bool>,
+    pub groups: BTreeMap<String, SecurityGroup>,
+    pub acls: BTreeMap<String, NetworkAcl>,
+    pub calls: Vec<String>,
+    /// Operation name -> error returned (once) by the next call of that operation.
+    pub failures: Vec<(String, CordonError)>,
+    /// Another execution's group that appears just as ours is created (a lost race).
+    pub racing_group: Option<SecurityGroup>,
+    next_id: u32,
+}
+
+#[derive(Default)]
+pub struct FakeEc2 {
+    pub state: Mutex<FakeState>,
+}
+
+impl FakeEc2 {
+    pub fn with<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    pub fn fail_next(&self, operation: &str, error: CordonError) {
+        self.with(|s| s.failures.push((operation.to_string(), error)));
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.with(|s| s.calls.clone())
+    }
+
+    pub fn clear_calls(&self) {
+        self.with(|s| s.calls.clear());
+    }
+
+    pub fn interface_groups(&self, eni_id: &str) -> Vec<String> {
+        self.with(|s| {
+            s.instances
+                .values()
+                .flat_map(|i| &i.interfaces)
+                .find(|eni| eni.id == eni_id)
+                .map(|eni| eni.groups.clone())
+                .unwrap_or_default()
+        })
+    }
+
+    pub fn acl_entries(&self, acl_id: &str) -> Vec<AclEntry> {
+        self.with(|s| s.acls[acl_id].entries.clone())
+    }
+
+    /// One VPC `vpc-1` with subnets `subnet-a` (acl-a) and `subnet-b` (acl-b), each ACL holding
+    /// the default allow 100 and catch-all 32767 in both directions; instance `i-1` has
+    /// `eni-1` (subnet-a, groups sg-app and sg-ssh, 10.0.1.5 and 2001:db8:1::5).
+    pub fn standard() -> Self {
+        let fake = FakeEc2::default();
+        fake.with(|s| {
+            for (acl, subnet) in [("acl-a", "subnet-a"), ("acl-b", "subnet-b")] {
+                s.acls.insert(acl.into(), default_acl(acl, &[subnet]));
+            }
+            for id in ["sg-app", "sg-ssh"] {
+                s.groups.insert(
+                    id.into(),
+                    SecurityGroup {
+                        id: id.into(),
+                        vpc_id: "vpc-1".into(),
+                        role: None,
+                        ingress: vec![],
+                        egress: vec![],
+                    },
+                );
+            }
+            s.instances.insert(
+                "i-1".into(),
+                Instance {
+                    id: "i-1".into(),
+                    state: "running".into(),
+                    interfaces: vec![interface("eni-1", "subnet-a", &["sg-app", "sg-ssh"], "10.0.1.5", Some("2001:db8:1::5"))],
+                    tags: vec![("Name".into(), "web-1".into())],
+                },
+            );
+            s.protection.insert("i-1".into(), false);
+        });
+        fake
+    }
+}
+
+pub fn interface(id: &str, subnet: &str, groups: &[&str], ipv4: &str, ipv6: Option<&str>) -> NetworkInterface {
+    NetworkInterface {
+        id: id.into(),
+        subnet_id: subnet.into(),
+        vpc_id: "vpc-1".into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        private_ipv4: vec![ipv4.into()],
+        ipv6: ipv6.into_iter().map(String::from).collect(),
+    }
+}
+
+pub fn default_acl(id: &str, subnets: &[&str]) -> NetworkAcl {
+    let entry = |rule_number, egress, action| AclEntry {
+        rule_number,
+        egress,
+        action,
+        protocol: "-1".into(),
+        cidr: "0.0.0.0/0".into(),
+    };
+    NetworkAcl {
+        id: id.into(),
+        vpc_id: "vpc-1".into(),
+        subnet_ids: subnets.iter().map(|s| s.to_string()).collect(),
+        entries: vec![
+            entry(100, false, RuleAction::Allow),
+            entry(32767, false, RuleAction::Deny),
+            entry(100, true, RuleAction::Allow),
+            entry(32767, true, RuleAction::Deny),
+        ],
+        tags: vec![],
+    }
+}
+
+fn set_tags(tags: &mut Vec<(String, String)>, new: &[(String, String)]) {
+    for (key, value) in new {
+        match tags.iter_mut().find(|(k, _)| k == key) {
+            Some(existing) => existing.1 = value.clone(),
+            None => tags.push((key.clone(), value.clone())),
+        }
+    }
+}
+
+impl FakeEc2 {
+    fn call(&self, operation: &str) -> Result<()> {
+        self.with(|s| {
+            s.calls.push(operation.to_string());
+            match s.failures.iter().position(|(op, _)| op == operation) {
+                Some(at) => Err(s.failures.remove(at).1),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+impl Ec2 for FakeEc2 {
+    async fn describe_instance(&self, instance_id: &str) -> Result<Instance> {
+        self.call("DescribeInstances")?;
+        self.with(|s| s.instances.get(instance_id).cloned()).ok_or(CordonError::InstanceNotFound {
+            instance_id: instance_id.into(),
+        })
+    }
+
+    async fn termination_protection(&self, instance_id: &str) -> Result<bool> {
+        self.call("DescribeInstanceAttribute")?;
+        Ok(self.with(|s| s.protection.get(instance_id).copied().unwrap_or(false)))
+    }
+
+    async fn set_termination_protection(&self, instance_id: &str, enabled: bool) -> Result<()> {
+        self.call("ModifyInstanceAttribute")?;
+        self.with(|s| s.protection.insert(instance_id.into(), enabled));
+        Ok(())
+    }
+
+    async fn describe_interface(&self, eni_id: &str) -> Result<Option<NetworkInterface>> {
+        self.call("DescribeNetworkInterfaces")?;
+        Ok(self.with(|s| {
+            s.instances
+                .values()
+                .flat_map(|i| &i.interfaces)
+                .find(|eni| eni.id == eni_id)
+                .cloned()
+        }))
+    }
+
+    async fn set_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {
+        self.call("ModifyNetworkInterfaceAttribute")?;
+        self.with(|s| {
+            if let Some(missing) = group_ids.iter().find(|g| !s.groups.contains_key(*g)) {
+                return Err(CordonError::Ec2 {
+                    operation: "ModifyNetworkInterfaceAttribute".into(),
+                    code: "InvalidGroup.NotFound".into(),
+                    message: format!("{missing}"),
+                });
+            }
+            let eni = s
+                .instances
+                .values_mut()
+                .flat_map(|i| i.interfaces.iter_mut())
+                .find(|eni| eni.id == eni_id)
+                .ok_or(CordonError::InterfaceNotFound { eni_id: eni_id.into() })?;
+            eni.groups = group_ids.to_vec();
+            Ok(())
+        })
+    }
+
+    async fn existing_groups(&self, group_ids: &[String]) -> Result<Vec<String>> {
+        self.call("DescribeSecurityGroups")?;
+        Ok(self.with(|s| group_ids.iter().filter(|g| s.groups.contains_key(*g)).cloned().collect()))
+    }
+
+    async fn cordon_groups(&self, vpc_ids: &[String]) -> Result<Vec<SecurityGroup>> {
+        self.call("DescribeSecurityGroups")?;
+        Ok(self.with(|s| {
+            s.groups
+                .values()
+                .filter(|g| g.role.is_some() && vpc_ids.contains(&g.vpc_id))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn create_cordon_group(&self, vpc_id: &str, role: GroupRole) -> Result<SecurityGroup> {
+        self.call("CreateSecurityGroup")?;
+        self.with(|s| {
+            if let Some(theirs) = s.racing_group.take() {
+                let name = theirs.role.map(|r| r.group_name(vpc_id)).unwrap_or_default();
+                s.groups.insert(theirs.id.clone(), theirs);
+                return Err(CordonError::GroupDuplicate { vpc_id: vpc_id.into(), group_name: name });
+            }
+            s.next_id += 1;
+            let group = SecurityGroup {
+                id: format!("sg-cordon{}", s.next_id),
+                vpc_id: vpc_id.into(),
+                role: Some(role),
+                ingress: vec![],
+                // EC2 gives every new VPC group an allow-all egress rule.
+                egress: vec![SgRule::all_traffic(crate::ec2::Peer::Ipv4("0.0.0.0/0".into()))],
+            };
+            s.groups.insert(group.id.clone(), group.clone());
+            Ok(group)
+        })
+    }
+
+    async fn authorize(&self, group_id: &str, direction: Direction, rules: &[SgRule]) -> Result<()> {
+        self.call("AuthorizeSecurityGroup")?;
+        self.with(|s| {
+            let group = s.groups.get_mut(group_id).expect("known group");
+            let list = if direction.is_egress() { &mut group.egress } else { &mut group.ingress };
+            list.extend(rules.iter().cloned());
+        });
+        Ok(())
+    }
+
+    async fn revoke(&self, group_id: &str, direction: Direction, rules: &[SgRule]) -> Result<()> {
+        self.call("RevokeSecurityGroup")?;
+        self.with(|s| {
+            let group = s.groups.get_mut(group_id).expect("known group");
+            let list = if direction.is_egress() { &mut group.egress } else { &mut group.ingress };
+            list.retain(|rule| !rules.contains(rule));
+        });
+        Ok(())
+    }
+
+    async fn network_acls(&self, vpc_id: &str) -> Result<Vec<NetworkAcl>> {
+        self.call("DescribeNetworkAcls")?;
+        Ok(self.with(|s| s.acls.values().filter(|a| a.vpc_id == vpc_id).cloned().collect()))
+    }
+
+    async fn network_acl(&self, acl_id: &str) -> Result<NetworkAcl> {
+        self.call("DescribeNetworkAcls")?;
+        Ok(self.with(|s| s.acls[acl_id].clone()))
+    }
+
+    async fn create_deny_entry(&self, entry: &DenyEntry) -> Result<()> {
+        self.call("CreateNetworkAclEntry")?;
+        self.with(|s| {
+            let acl = s.acls.get_mut(&entry.acl_id).expect("known acl");
+            if acl
+                .entries
+                .iter()
+                .any(|e| e.egress == entry.egress && e.rule_number == entry.rule_number)
+            {
+                return Err(CordonError::NaclEntryExists {
+                    acl_id: entry.acl_id.clone(),
+                    direction: Direction::from_egress(entry.egress).name().into(),
+                    rule_number: entry.rule_number,
+                });
+            }
+            acl.entries.push(AclEntry {
+                rule_number: entry.rule_number,
+                egress: entry.egress,
+                action: RuleAction::Deny,
+                protocol: "-1".into(),
+                cidr: entry.cidr.clone(),
+            });
+            Ok(())
+        })
+    }
+
+    async fn delete_acl_entry(&self, acl_id: &str, egress: bool, rule_number: i32) -> Result<()> {
+        self.call("DeleteNetworkAclEntry")?;
+        self.with(|s| {
+            let acl = s.acls.get_mut(acl_id).expect("known acl");
+            let before = acl.entries.len();
+            acl.entries.retain(|e| !(e.egress == egress && e.rule_number == rule_number));
+            if acl.entries.len() == before {
+                return Err(CordonError::Ec2 {
+                    operation: "DeleteNetworkAclEntry".into(),
+                    code: "InvalidNetworkAclEntry.NotFound".into(),
+                    message: format!("no rule {rule_number}"),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    async fn create_tags(&self, resource_id: &str, tags: &[(String, String)]) -> Result<()> {
+        self.call("CreateTags")?;
+        self.with(|s| {
+            if let Some(instance) = s.instances.get_mut(resource_id) {
+                set_tags(&mut instance.tags, tags);
+            } else if let Some(acl) = s.acls.get_mut(resource_id) {
+                set_tags(&mut acl.tags, tags);
+            }
+        });
+        Ok(())
+    }
+
+    async fn delete_tags(&self, resource_id: &str, keys: &[String]) -> Result<()> {
+        self.call("DeleteTags")?;
+        self.with(|s| {
+            if let Some(instance) = s.instances.get_mut(resource_id) {
+                instance.tags.retain(|(k, _)| !keys.contains(k));
+            } else if let Some(acl) = s.acls.get_mut(resource_id) {
+                acl.tags.retain(|(k, _)| !keys.contains(k));
+            }
+        });
+        Ok(())
+    }
+
+    async fn instances_tagged(&self, key: &str) -> Result<Vec<Instance>> {
+        self.call("DescribeInstances")?;
+        Ok(self.with(|s| {
+            s.instances
+                .values()
+                .filter(|i| i.tags.iter().any(|(k, _)| k == key))
+                .cloned()
+                .collect()
+        }))
+    }
+}
+
+/// Drives a future to completion on a fresh single-threaded runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}

@@ -1,0 +1,18 @@
+//! Cordon's domain: everything that decides how a compromised EC2 instance is contained and
+//! given back. Decisions are pure functions; effects go through the one [`ec2::Ec2`] port.
+
+pub mod aws;
+pub mod config;
+pub mod ec2;
+pub mod error;
+pub mod finding;
+pub mod net;
+pub mod policy;
+pub mod record;
+
+pub use error::{CordonError, Result, StepError};
+pub mod capture;
+pub mod isolate;
+
+#[cfg(test)]
+mod fake;

@@ -1,0 +1,264 @@
+//! The record of an instance's original network state, and how Cordon keeps records in EC2
+//! tags: one tag value holds at most 256 characters, so a record is split across numbered keys
+//! (`cordon:state:0`, `cordon:state:1`, ...) and joined again in order.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ec2::{DenyEntry, NetworkInterface};
+use crate::error::{CordonError, Result};
+
+pub const RECORD_VERSION: u32 = 1;
+/// EC2's limit on a tag value, in Unicode characters.
+pub const TAG_VALUE_MAX_CHARS: usize = 256;
+/// EC2's limit on user tags per resource.
+pub const TAGS_PER_RESOURCE_MAX: usize = 50;
+pub const STATE_TAG_PREFIX: &str = "cordon:state";
+/// Every tag Cordon writes starts with this; `cordon:exempt` is the operator's and is kept.
+pub const CORDON_TAG_PREFIX: &str = "cordon:";
+
+/// The original state of an instance, taken before Cordon changes anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapturedState {
+    pub version: u32,
+    pub instance_id: String,
+    pub finding_id: Option<String>,
+    pub finding_type: Option<String>,
+    /// RFC 3339, UTC.
+    pub captured_at: String,
+    pub instance_state: String,
+    pub termination_protection: bool,
+    pub interfaces: Vec<NetworkInterface>,
+}
+
+impl CapturedState {
+    pub fn vpc_ids(&self) -> Vec<String> {
+        crate::ec2::unique_vpcs(&self.interfaces)
+    }
+}
+
+/// Splits `text` into tags `{prefix}:0`, `{prefix}:1`, ... of at most 256 characters each.
+pub fn chunk_tags(prefix: &str, text: &str) -> Vec<(String, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.is_empty() {
+        return vec![(format!("{prefix}:0"), String::new())];
+    }
+    chars
+        .chunks(TAG_VALUE_MAX_CHARS)
+        .enumerate()
+        .map(|(index, chunk)| (format!("{prefix}:{index}"), chunk.iter().collect()))
+        .collect()
+}
+
+/// The keys `{prefix}:N` present in `tags`.
+pub fn chunk_keys(prefix: &str, tags: &[(String, String)]) -> Vec<String> {
+    tags.iter()
+        .filter(|(key, _)| chunk_index(prefix, key).is_some())
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
+fn chunk_index(prefix: &str, key: &str) -> Option<usize> {
+    key.strip_prefix(prefix)?.strip_prefix(':')?.parse().ok()
+}
+
+/// Joins `{prefix}:0..N` back into one text; `None` when there is no chunk, an error when a
+/// chunk is missing (a partial write or someone's edit).
+pub fn join_chunks(prefix: &str, tags: &[(String, String)], resource: &str) -> Result<Option<String>> {
+    let mut chunks: Vec<(usize, &str)> = tags
+        .iter()
+        .filter_map(|(key, value)| Some((chunk_index(prefix, key)?, value.as_str())))
+        .collect();
+    if chunks.is_empty() {
+        return Ok(None);
+    }
+    chunks.sort_by_key(|(index, _)| *index);
+    if let Some(gap) = chunks.iter().enumerate().find(|(at, (index, _))| at != index) {
+        return Err(CordonError::CorruptRecord {
+            resource: resource.to_string(),
+            message: format!("tag {prefix}:{} is missing", gap.0),
+        });
+    }
+    Ok(Some(chunks.iter().map(|(_, value)| *value).collect()))
+}
+
+/// Checks that writing `new_tags` (and dropping `replaced_keys`) keeps a resource within EC2's
+/// tag limit, counting keys that are overwritten only once.
+pub fn check_tag_room(
+    resource: &str,
+    existing: &[(String, String)],
+    new_tags: &[(String, String)],
+    replaced_keys: &[String],
+) -> Result<()> {
+    let kept = existing
+        .iter()
+        .filter(|(key, _)| !replaced_keys.contains(key) && !new_tags.iter().any(|(new, _)| new == key))
+        .count();
+    if kept + new_tags.len() > TAGS_PER_RESOURCE_MAX {
+        return Err(CordonError::TagQuotaExceeded {
+            resource: resource.to_string(),
+            existing: existing.len(),
+            needed: new_tags.len(),
+            limit: TAGS_PER_RESOURCE_MAX,
+        });
+    }
+    Ok(())
+}
+
+pub fn state_tags(record: &CapturedState) -> Vec<(String, String)> {
+    let json = serde_json::to_string(record).expect("a record always serialises");
+    chunk_tags(STATE_TAG_PREFIX, &json)
+}
+
+pub fn state_from_tags(instance_id: &str, tags: &[(String, String)]) -> Result<Option<CapturedState>> {
+    let Some(json) = join_chunks(STATE_TAG_PREFIX, tags, instance_id)? else {
+        return Ok(None);
+    };
+    let record: CapturedState =
+        serde_json::from_str(&json).map_err(|error| CordonError::CorruptRecord {
+            resource: instance_id.to_string(),
+            message: format!("{STATE_TAG_PREFIX}:* is not a Cordon record ({error})"),
+        })?;
+    if record.version != RECORD_VERSION {
+        return Err(CordonError::CorruptRecord {
+            resource: instance_id.to_string(),
+            message: format!(
+                "record version {} is not {RECORD_VERSION}; use the Cordon release that wrote it",
+                record.version
+            ),
+        });
+    }
+    Ok(Some(record))
+}
+
+/// The tag prefix under which a network ACL lists the entries Cordon added for one instance.
+pub fn acl_tag_prefix(instance_id: &str) -> String {
+    format!("{CORDON_TAG_PREFIX}{instance_id}")
+}
+
+/// Entries as `in:5:203.0.113.9/32,out:5:203.0.113.9/32` (the CIDR last: IPv6 has colons).
+pub fn encode_acl_entries(entries: &[DenyEntry]) -> String {
+    entries
+        .iter()
+        .map(|entry| {
+            let direction = if entry.egress { "out" } else { "in" };
+            format!("{direction}:{}:{}", entry.rule_number, entry.cidr)
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn decode_acl_entries(acl_id: &str, text: &str) -> Result<Vec<DenyEntry>> {
+    text.split(',')
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let mut parts = item.splitn(3, ':');
+            let corrupt = || CordonError::CorruptRecord {
+                resource: acl_id.to_string(),
+                message: format!("{item:?} is not DIRECTION:NUMBER:CIDR"),
+            };
+            let egress = match parts.next() {
+                Some("in") => false,
+                Some("out") => true,
+                _ => return Err(corrupt()),
+            };
+            let rule_number = parts.next().and_then(|n| n.parse().ok()).ok_or_else(corrupt)?;
+            let cidr = parts.next().filter(|c| !c.is_empty()).ok_or_else(corrupt)?;
+            Ok(DenyEntry {
+                acl_id: acl_id.to_string(),
+                egress,
+                rule_number,
+                cidr: cidr.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(groups_per_eni: usize) -> CapturedState {
+        CapturedState {
+            version: RECORD_VERSION,
+            instance_id: "i-0123456789abcdef0".into(),
+            finding_id: Some("60baffd3f9042e38640f2300d5c5a631".into()),
+            finding_type: Some("Backdoor:EC2/C&CActivity.B".into()),
+            captured_at: "2026-11-29T14:00:00.000Z".into(),
+            instance_state: "running".into(),
+            termination_protection: false,
+            interfaces: (0..2)
+                .map(|n| NetworkInterface {
+                    id: format!("eni-0{n}23456789abcdef0"),
+                    subnet_id: format!("subnet-0{n}23456789abcdef"),
+                    vpc_id: "vpc-0123456789abcdef0".into(),
+                    groups: (0..groups_per_eni).map(|g| format!("sg-0{g:016x}")).collect(),
+                    private_ipv4: vec![format!("10.0.{n}.5")],
+                    ipv6: vec![format!("2001:db8:{n}::5")],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_record_with_the_most_groups_survives_the_tag_round_trip() {
+        // 16 groups per interface is EC2's maximum; the record no longer fits one tag.
+        let original = record(16);
+        let tags = state_tags(&original);
+        assert!(tags.len() > 1);
+        assert!(tags.iter().all(|(_, value)| value.chars().count() <= TAG_VALUE_MAX_CHARS));
+        assert!(tags.iter().all(|(key, _)| key.len() <= 128));
+        let mut shuffled = tags.clone();
+        shuffled.reverse();
+        shuffled.push(("Name".into(), "web-1".into()));
+        assert_eq!(state_from_tags("i-1", &shuffled).unwrap(), Some(original));
+    }
+
+    #[test]
+    fn chunks_split_on_characters_not_bytes() {
+        let text = "é".repeat(300);
+        let tags = chunk_tags("cordon:x", &text);
+        assert_eq!(tags.len(), 2);
+        assert_eq!(tags[0].1.chars().count(), 256);
+        assert_eq!(join_chunks("cordon:x", &tags, "r").unwrap().unwrap(), text);
+    }
+
+    #[test]
+    fn a_missing_chunk_or_a_foreign_record_is_reported_not_guessed() {
+        let mut tags = state_tags(&record(16));
+        tags.remove(0);
+        let error = state_from_tags("i-1", &tags).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.CorruptRecord");
+        assert!(error.to_string().contains("cordon:state:0 is missing"));
+        let garbage = vec![("cordon:state:0".to_string(), "{\"nope\":1}".to_string())];
+        assert!(state_from_tags("i-1", &garbage).is_err());
+        assert_eq!(state_from_tags("i-1", &[]).unwrap(), None);
+    }
+
+    #[test]
+    fn tag_room_counts_overwritten_keys_once() {
+        let existing: Vec<(String, String)> =
+            (0..48).map(|n| (format!("k{n}"), String::new())).collect();
+        let two = chunk_tags("cordon:state", &"x".repeat(300));
+        assert!(check_tag_room("i-1", &existing, &two, &[]).is_ok());
+        let three = chunk_tags("cordon:state", &"x".repeat(600));
+        let error = check_tag_room("i-1", &existing, &three, &[]).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.TagQuotaExceeded");
+        let mut with_old = existing.clone();
+        with_old.truncate(47);
+        with_old.push(("cordon:state:0".into(), "old".into()));
+        assert!(check_tag_room("i-1", &with_old, &three, &["cordon:state:0".into()]).is_ok());
+    }
+
+    #[test]
+    fn acl_entries_round_trip_including_ipv6() {
+        let entries = vec![
+            DenyEntry { acl_id: "acl-1".into(), egress: false, rule_number: 1, cidr: "198.51.100.7/32".into() },
+            DenyEntry { acl_id: "acl-1".into(), egress: true, rule_number: 2, cidr: "2001:db8::9/128".into() },
+        ];
+        let text = encode_acl_entries(&entries);
+        assert_eq!(text, "in:1:198.51.100.7/32,out:2:2001:db8::9/128");
+        assert_eq!(decode_acl_entries("acl-1", &text).unwrap(), entries);
+        assert!(decode_acl_entries("acl-1", "sideways:1:x").is_err());
+        assert!(decode_acl_entries("acl-1", "in:one:10.0.0.1/32").is_err());
+    }
+}
