@@ -22,6 +22,8 @@ pub struct FakeState {
     pub failures: Vec<(String, CordonError)>,
     /// Another execution's group that appears just as ours is created (a lost race).
     pub racing_group: Option<SecurityGroup>,
+    /// Someone else's entry that lands in an ACL just before our next create there.
+    pub racing_entry: Option<(String, AclEntry)>,
     next_id: u32,
 }
 
@@ -274,6 +276,9 @@ impl Ec2 for FakeEc2 {
     async fn create_deny_entry(&self, entry: &DenyEntry) -> Result<()> {
         self.call("CreateNetworkAclEntry")?;
         self.with(|s| {
+            if let Some((acl_id, theirs)) = s.racing_entry.take() {
+                s.acls.get_mut(&acl_id).expect("known acl").entries.push(theirs);
+            }
             let acl = s.acls.get_mut(&entry.acl_id).expect("known acl");
             if acl
                 .entries

@@ -9,10 +9,12 @@ pub mod finding;
 pub mod net;
 pub mod policy;
 pub mod record;
+pub mod restore;
 
 pub use error::{CordonError, Result, StepError};
 pub mod capture;
 pub mod isolate;
+pub mod nacl;
 
 #[cfg(test)]
 mod fake;

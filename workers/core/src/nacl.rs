@@ -1,0 +1,584 @@
+//! Network ACL denies. NACLs are stateless and match the remote side (inbound rules the
+//! source, outbound the destination), and traffic inside a subnet never crosses one. So:
+//! on the instance's own subnets' ACLs, deny the finding's remote addresses both ways (cuts
+//! sessions the security groups leave tracked); on the VPC's other subnets' ACLs, deny the
+//! instance's own addresses as source and destination (no lateral movement, no egress through
+//! a NAT gateway, which lives in another subnet).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::NaclSettings;
+use crate::ec2::{AclEntry, DenyEntry, Direction, Ec2, NetworkAcl, RuleAction};
+use crate::error::{CordonError, Result, StepError};
+use crate::isolate::StepStatus;
+use crate::net::{host_cidr, is_routable_remote};
+use crate::record::{
+    acl_tag_prefix, check_tag_room, chunk_keys, chunk_tags, decode_acl_entries,
+    encode_acl_entries, join_chunks, CapturedState,
+};
+
+/// A deny Cordon wants in one ACL and direction, before it has a rule number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WantedDeny {
+    pub acl_id: String,
+    pub egress: bool,
+    pub cidr: String,
+}
+
+/// Which denies go where, and notes on addresses left out and why.
+pub fn plan_denies(
+    record: &CapturedState,
+    remote_addresses: &[IpAddr],
+    acls: &[NetworkAcl],
+) -> (Vec<WantedDeny>, Vec<String>) {
+    let mut notes = Vec::new();
+    let own_subnets: Vec<&str> = record.interfaces.iter().map(|i| i.subnet_id.as_str()).collect();
+    let own_addresses: Vec<String> = record
+        .interfaces
+        .iter()
+        .flat_map(|i| i.private_ipv4.iter().chain(&i.ipv6))
+        .filter_map(|a| a.parse::<IpAddr>().ok())
+        .map(host_cidr)
+        .collect();
+    let mut remote_cidrs = Vec::new();
+    for address in remote_addresses {
+        let cidr = host_cidr(*address);
+        if !is_routable_remote(*address) {
+            notes.push(format!("{address} names no remote host; no rule for it"));
+        } else if own_addresses.contains(&cidr) {
+            notes.push(format!("{address} is the instance's own address; not denied as a remote"));
+        } else if !remote_cidrs.contains(&cidr) {
+            remote_cidrs.push(cidr);
+        }
+    }
+    if remote_addresses.is_empty() {
+        notes.push("the finding names no remote address; only the instance's own addresses are denied in the other subnets".into());
+    }
+
+    let mut wanted = Vec::new();
+    for acl in acls {
+        let guards_own = acl.subnet_ids.iter().any(|s| own_subnets.contains(&s.as_str()));
+        let guards_other = acl.subnet_ids.iter().any(|s| !own_subnets.contains(&s.as_str()));
+        let mut add = |cidrs: &[String]| {
+            for cidr in cidrs {
+                for egress in [false, true] {
+                    let deny = WantedDeny { acl_id: acl.id.clone(), egress, cidr: cidr.clone() };
+                    if !wanted.contains(&deny) {
+                        wanted.push(deny);
+                    }
+                }
+            }
+        };
+        if guards_own {
+            add(&remote_cidrs);
+        }
+        if guards_other {
+            add(&own_addresses);
+        }
+    }
+    (wanted, notes)
+}
+
+/// The lowest-numbered allow rule in one direction: denies must come before it to count.
+pub fn lowest_allow(entries: &[AclEntry], egress: bool) -> Option<i32> {
+    entries
+        .iter()
+        .filter(|e| e.egress == egress && e.action == RuleAction::Allow)
+        .map(|e| e.rule_number)
+        .min()
+}
+
+/// Whether a deny of all traffic for `cidr` already takes effect in that direction.
+pub fn already_denied(entries: &[AclEntry], egress: bool, cidr: &str) -> bool {
+    let before = lowest_allow(entries, egress).unwrap_or(i32::MAX);
+    entries.iter().any(|e| {
+        e.egress == egress
+            && e.action == RuleAction::Deny
+            && e.protocol == "-1"
+            && e.cidr == cidr
+            && e.rule_number < before
+    })
+}
+
+/// Picks `count` free rule numbers for one ACL and direction, lowest first, from the band
+/// below the lowest allow rule, within the per-direction quota (which counts every entry,
+/// the catch-all deny included, as AWS does). Short of `count`, says which limit bound.
+pub fn allocate_rule_numbers(
+    acl_id: &str,
+    entries: &[AclEntry],
+    egress: bool,
+    settings: &NaclSettings,
+    count: usize,
+) -> (Vec<i32>, Option<CordonError>) {
+    let direction = Direction::from_egress(egress).name().to_string();
+    let in_direction: Vec<&AclEntry> = entries.iter().filter(|e| e.egress == egress).collect();
+    let room = settings.rule_quota.saturating_sub(in_direction.len());
+    let last = match lowest_allow(entries, egress) {
+        Some(allow) => settings.band.last.min(allow - 1),
+        None => settings.band.last,
+    };
+    let free: Vec<i32> = (settings.band.first..=last)
+        .filter(|n| !in_direction.iter().any(|e| e.rule_number == *n))
+        .collect();
+    let numbers: Vec<i32> = free.iter().copied().take(count.min(room)).collect();
+    if numbers.len() == count {
+        return (numbers, None);
+    }
+    let shortfall = if room < count && room <= free.len() {
+        CordonError::NaclQuotaExceeded {
+            acl_id: acl_id.into(),
+            direction,
+            existing: in_direction.len(),
+            quota: settings.rule_quota,
+        }
+    } else {
+        CordonError::NaclBandExhausted {
+            acl_id: acl_id.into(),
+            direction,
+            first: settings.band.first,
+            last,
+        }
+    };
+    (numbers, Some(shortfall))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NaclReport {
+    pub instance_id: String,
+    pub status: StepStatus,
+    /// Every deny Cordon holds for this instance (this run's and earlier runs'), as recorded
+    /// on the ACLs: restore removes exactly these.
+    pub nacl_entries: Vec<DenyEntry>,
+    /// Denies that were wanted but already in force through someone else's rule.
+    pub already_denied: Vec<String>,
+    pub notes: Vec<String>,
+    pub errors: Vec<StepError>,
+}
+
+/// Entries recorded on an ACL's tags for one instance.
+pub fn recorded_entries(acl: &NetworkAcl, instance_id: &str) -> Result<Vec<DenyEntry>> {
+    match join_chunks(&acl_tag_prefix(instance_id), &acl.tags, &acl.id)? {
+        Some(text) => decode_acl_entries(&acl.id, &text),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Writes `entries` as the ACL's record for the instance (dropping stale chunks), keeping
+/// `tags` — our view of the ACL's tags — in step with what was written.
+async fn write_record(
+    ec2: &impl Ec2,
+    acl_id: &str,
+    tags: &mut Vec<(String, String)>,
+    instance_id: &str,
+    entries: &[DenyEntry],
+) -> Result<()> {
+    let prefix = acl_tag_prefix(instance_id);
+    let old_keys = chunk_keys(&prefix, tags);
+    let new_tags = if entries.is_empty() {
+        Vec::new()
+    } else {
+        chunk_tags(&prefix, &encode_acl_entries(entries))
+    };
+    check_tag_room(acl_id, tags, &new_tags, &old_keys)?;
+    ec2.create_tags(acl_id, &new_tags).await?;
+    let stale: Vec<String> = old_keys
+        .iter()
+        .filter(|key| !new_tags.iter().any(|(new, _)| new == *key))
+        .cloned()
+        .collect();
+    if !stale.is_empty() {
+        ec2.delete_tags(acl_id, &stale).await?;
+    }
+    tags.retain(|(key, _)| !old_keys.contains(key));
+    tags.extend(new_tags);
+    Ok(())
+}
+
+/// How often a number taken by someone else between our read and our write is re-picked.
+const NUMBER_RACE_RETRIES: usize = 3;
+
+/// Adds the denies for the recorded instance. The intended entries are recorded on each ACL
+/// before they are created, so that a crash half-way leaves nothing restore cannot find.
+pub async fn block(
+    ec2: &impl Ec2,
+    record: &CapturedState,
+    remote_addresses: &[IpAddr],
+    settings: &NaclSettings,
+) -> NaclReport {
+    let instance_id = record.instance_id.clone();
+    let mut errors: Vec<CordonError> = Vec::new();
+    let mut acls = Vec::new();
+    for vpc_id in record.vpc_ids() {
+        match ec2.network_acls(&vpc_id).await {
+            Ok(found) => acls.extend(found),
+            Err(error) => errors.push(error),
+        }
+    }
+    let (wanted, notes) = plan_denies(record, remote_addresses, &acls);
+    let mut by_acl: BTreeMap<String, Vec<WantedDeny>> = BTreeMap::new();
+    for deny in wanted {
+        by_acl.entry(deny.acl_id.clone()).or_default().push(deny);
+    }
+    let mut all_entries = Vec::new();
+    let mut already = Vec::new();
+    for acl in &acls {
+        let previous = match recorded_entries(acl, &instance_id) {
+            Ok(previous) => previous,
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        let wants = by_acl.remove(&acl.id).unwrap_or_default();
+        let outcome = block_in_acl(ec2, acl, &instance_id, previous, wants, settings).await;
+        all_entries.extend(outcome.entries);
+        already.extend(outcome.already_denied);
+        errors.extend(outcome.errors);
+    }
+    NaclReport {
+        instance_id,
+        status: if errors.is_empty() { StepStatus::Done } else { StepStatus::Partial },
+        nacl_entries: all_entries,
+        already_denied: already,
+        notes,
+        errors: errors.iter().map(CordonError::to_report).collect(),
+    }
+}
+
+struct AclOutcome {
+    entries: Vec<DenyEntry>,
+    already_denied: Vec<String>,
+    errors: Vec<CordonError>,
+}
+
+async fn block_in_acl(
+    ec2: &impl Ec2,
+    acl: &NetworkAcl,
+    instance_id: &str,
+    previous: Vec<DenyEntry>,
+    wants: Vec<WantedDeny>,
+    settings: &NaclSettings,
+) -> AclOutcome {
+    let mut errors = Vec::new();
+    let mut already_denied_notes = Vec::new();
+    // Entries an earlier run recorded and that still exist stay ours; they need no new rule.
+    let still_there = |entry: &DenyEntry| {
+        acl.entries.iter().any(|e| {
+            e.egress == entry.egress && e.rule_number == entry.rule_number && e.cidr == entry.cidr && e.action == RuleAction::Deny
+        })
+    };
+    let mut entries: Vec<DenyEntry> = previous.into_iter().filter(|e| still_there(e)).collect();
+    let mut planned = Vec::new();
+    for egress in [false, true] {
+        let todo: Vec<&WantedDeny> = wants
+            .iter()
+            .filter(|w| w.egress == egress)
+            .filter(|w| !entries.iter().any(|e| e.egress == egress && e.cidr == w.cidr))
+            .filter(|w| {
+                let taken = already_denied(&acl.entries, egress, &w.cidr);
+                if taken {
+                    already_denied_notes.push(format!(
+                        "{} {} {}: an existing deny rule already applies",
+                        acl.id,
+                        Direction::from_egress(egress).name(),
+                        w.cidr
+                    ));
+                }
+                !taken
+            })
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        let (numbers, shortfall) = allocate_rule_numbers(&acl.id, &acl.entries, egress, settings, todo.len());
+        errors.extend(shortfall);
+        planned.extend(numbers.into_iter().zip(todo).map(|(rule_number, want)| DenyEntry {
+            acl_id: acl.id.clone(),
+            egress,
+            rule_number,
+            cidr: want.cidr.clone(),
+        }));
+    }
+    if planned.is_empty() {
+        return AclOutcome { entries, already_denied: already_denied_notes, errors };
+    }
+
+    // Record before change: the intended entries first.
+    let mut intent = entries.clone();
+    intent.extend(planned.iter().cloned());
+    let mut tags = acl.tags.clone();
+    if let Err(error) = write_record(ec2, &acl.id, &mut tags, instance_id, &intent).await {
+        errors.push(error);
+        return AclOutcome { entries, already_denied: already_denied_notes, errors };
+    }
+    let mut view = acl.clone();
+    for mut entry in planned {
+        let mut attempts = 0;
+        loop {
+            match ec2.create_deny_entry(&entry).await {
+                Ok(()) => {
+                    view.entries.push(AclEntry {
+                        rule_number: entry.rule_number,
+                        egress: entry.egress,
+                        action: RuleAction::Deny,
+                        protocol: "-1".into(),
+                        cidr: entry.cidr.clone(),
+                    });
+                    entries.push(entry);
+                    break;
+                }
+                Err(CordonError::NaclEntryExists { .. }) if attempts < NUMBER_RACE_RETRIES => {
+                    attempts += 1;
+                    // Someone took the number since we read the ACL: read it again and re-pick.
+                    match ec2.network_acl(&acl.id).await {
+                        Ok(fresh) => view.entries = fresh.entries,
+                        Err(error) => {
+                            errors.push(error);
+                            break;
+                        }
+                    }
+                    let mut blocked = view.entries.clone();
+                    blocked.extend(entries.iter().map(|e| AclEntry {
+                        rule_number: e.rule_number,
+                        egress: e.egress,
+                        action: RuleAction::Deny,
+                        protocol: "-1".into(),
+                        cidr: e.cidr.clone(),
+                    }));
+                    let (numbers, shortfall) = allocate_rule_numbers(&acl.id, &blocked, entry.egress, settings, 1);
+                    match numbers.first() {
+                        Some(number) => entry.rule_number = *number,
+                        None => {
+                            errors.extend(shortfall);
+                            break;
+                        }
+                    }
+                }
+                Err(error) => {
+                    errors.push(error);
+                    break;
+                }
+            }
+        }
+    }
+    if entries != intent {
+        if let Err(error) = write_record(ec2, &acl.id, &mut tags, instance_id, &entries).await {
+            errors.push(error);
+        }
+    }
+    AclOutcome { entries, already_denied: already_denied_notes, errors }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RuleBand;
+    use crate::fake::{block_on, default_acl, interface, FakeEc2};
+    use crate::record::RECORD_VERSION;
+
+    fn record(interfaces: Vec<crate::ec2::NetworkInterface>) -> CapturedState {
+        CapturedState {
+            version: RECORD_VERSION,
+            instance_id: "i-1".into(),
+            finding_id: None,
+            finding_type: None,
+            captured_at: "2026-11-29T14:00:00.000Z".into(),
+            instance_state: "running".into(),
+            termination_protection: false,
+            interfaces,
+        }
+    }
+
+    fn deny(acl: &str, egress: bool, cidr: &str) -> WantedDeny {
+        WantedDeny { acl_id: acl.into(), egress, cidr: cidr.into() }
+    }
+
+    fn entry(rule_number: i32, egress: bool, action: RuleAction) -> AclEntry {
+        AclEntry { rule_number, egress, action, protocol: "-1".into(), cidr: "0.0.0.0/0".into() }
+    }
+
+    fn remote(text: &str) -> Vec<IpAddr> {
+        text.split_whitespace().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn own_subnet_denies_the_remote_and_other_subnets_deny_the_instance() {
+        let record = record(vec![interface("eni-1", "subnet-a", &["sg"], "10.0.1.5", Some("2001:db8:1::5"))]);
+        let acls = [default_acl("acl-a", &["subnet-a"]), default_acl("acl-b", &["subnet-b", "subnet-c"])];
+        let (wanted, _) = plan_denies(&record, &remote("198.51.100.7"), &acls);
+        assert_eq!(
+            wanted,
+            [
+                deny("acl-a", false, "198.51.100.7/32"),
+                deny("acl-a", true, "198.51.100.7/32"),
+                deny("acl-b", false, "10.0.1.5/32"),
+                deny("acl-b", true, "10.0.1.5/32"),
+                deny("acl-b", false, "2001:db8:1::5/128"),
+                deny("acl-b", true, "2001:db8:1::5/128"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_shared_acl_gets_both_kinds_of_deny_and_never_the_instance_only_subnet_gets_its_own_address() {
+        let record = record(vec![interface("eni-1", "subnet-a", &["sg"], "10.0.1.5", None)]);
+        let shared = [default_acl("acl-default", &["subnet-a", "subnet-b"])];
+        let (wanted, _) = plan_denies(&record, &remote("198.51.100.7"), &shared);
+        assert_eq!(wanted.len(), 4);
+        assert!(wanted.contains(&deny("acl-default", false, "10.0.1.5/32")));
+        assert!(wanted.contains(&deny("acl-default", true, "198.51.100.7/32")));
+
+        // An ACL guarding only the instance's own subnet: a deny of the instance's own
+        // address there would match nothing, so none is planned.
+        let alone = [default_acl("acl-a", &["subnet-a"])];
+        let (wanted, _) = plan_denies(&record, &remote("198.51.100.7"), &alone);
+        assert!(wanted.iter().all(|w| w.cidr == "198.51.100.7/32"));
+    }
+
+    #[test]
+    fn placeholder_and_own_addresses_are_left_out_with_a_note() {
+        let record = record(vec![interface("eni-1", "subnet-a", &["sg"], "10.0.1.5", None)]);
+        let acls = [default_acl("acl-a", &["subnet-a"])];
+        let (wanted, notes) = plan_denies(&record, &remote("0.0.0.0 10.0.1.5"), &acls);
+        assert!(wanted.is_empty());
+        assert!(notes[0].contains("0.0.0.0") && notes[1].contains("own address"));
+    }
+
+    #[test]
+    fn numbers_are_the_lowest_free_ones_below_the_lowest_allow() {
+        let settings = NaclSettings::default();
+        let mut entries = vec![entry(100, false, RuleAction::Allow), entry(32767, false, RuleAction::Deny)];
+        entries.push(entry(1, false, RuleAction::Deny));
+        entries.push(entry(3, false, RuleAction::Deny));
+        entries.push(entry(2, true, RuleAction::Deny)); // other direction: no collision
+        let (numbers, shortfall) = allocate_rule_numbers("acl", &entries, false, &settings, 3);
+        assert_eq!(numbers, [2, 4, 5]);
+        assert_eq!(shortfall, None);
+        let (numbers, _) = allocate_rule_numbers("acl", &entries, true, &settings, 2);
+        assert_eq!(numbers, [1, 3]);
+    }
+
+    #[test]
+    fn a_low_allow_rule_narrows_the_band_and_a_full_band_is_reported() {
+        let settings = NaclSettings::default();
+        let entries = vec![entry(3, false, RuleAction::Allow), entry(1, false, RuleAction::Deny)];
+        let (numbers, shortfall) = allocate_rule_numbers("acl-x", &entries, false, &settings, 3);
+        assert_eq!(numbers, [2]);
+        let shortfall = shortfall.unwrap();
+        assert_eq!(shortfall.error_name(), "Cordon.NaclBandExhausted");
+        assert!(shortfall.to_string().contains("1..=2"), "{shortfall}");
+        let first_rule_allows = vec![entry(1, true, RuleAction::Allow)];
+        let (numbers, shortfall) = allocate_rule_numbers("acl-x", &first_rule_allows, true, &settings, 1);
+        assert!(numbers.is_empty());
+        assert_eq!(shortfall.unwrap().error_name(), "Cordon.NaclBandExhausted");
+    }
+
+    #[test]
+    fn the_quota_counts_every_entry_of_the_direction_and_binds_before_the_band() {
+        let settings = NaclSettings { band: RuleBand::default(), rule_quota: 20 };
+        let mut entries: Vec<AclEntry> = (200..218).map(|n| entry(n, false, RuleAction::Allow)).collect();
+        entries.push(entry(32767, false, RuleAction::Deny));
+        // 19 of 20 used: one more fits.
+        let (numbers, shortfall) = allocate_rule_numbers("acl-q", &entries, false, &settings, 2);
+        assert_eq!(numbers, [1]);
+        let shortfall = shortfall.unwrap();
+        assert_eq!(shortfall.error_name(), "Cordon.NaclQuotaExceeded");
+        assert!(shortfall.to_string().contains("at its quota of 20"));
+        entries.push(entry(1, false, RuleAction::Deny));
+        let (numbers, _) = allocate_rule_numbers("acl-q", &entries, false, &settings, 1);
+        assert!(numbers.is_empty());
+        let wider = NaclSettings { rule_quota: 40, ..settings };
+        assert_eq!(allocate_rule_numbers("acl-q", &entries, false, &wider, 1).0, [2]);
+    }
+
+    #[test]
+    fn numbers_stay_inside_a_configured_band_and_aws_range() {
+        let settings = NaclSettings { band: RuleBand::new(32760, 32766).unwrap(), rule_quota: 40 };
+        let (numbers, shortfall) = allocate_rule_numbers("acl", &[entry(32767, true, RuleAction::Deny)], true, &settings, 9);
+        assert_eq!(numbers, [32760, 32761, 32762, 32763, 32764, 32765, 32766]);
+        assert_eq!(shortfall.unwrap().error_name(), "Cordon.NaclBandExhausted");
+    }
+
+    #[test]
+    fn an_existing_effective_deny_is_not_duplicated_but_an_ineffective_one_is() {
+        let mut entries = vec![entry(100, false, RuleAction::Allow)];
+        entries.push(AclEntry { rule_number: 5, egress: false, action: RuleAction::Deny, protocol: "-1".into(), cidr: "198.51.100.7/32".into() });
+        entries.push(AclEntry { rule_number: 500, egress: true, action: RuleAction::Deny, protocol: "-1".into(), cidr: "198.51.100.7/32".into() });
+        entries.push(entry(100, true, RuleAction::Allow));
+        assert!(already_denied(&entries, false, "198.51.100.7/32"));
+        assert!(!already_denied(&entries, true, "198.51.100.7/32"), "rule 500 comes after allow 100");
+    }
+
+    #[test]
+    fn block_adds_records_and_is_idempotent() {
+        let ec2 = FakeEc2::standard();
+        let record = record(vec![interface("eni-1", "subnet-a", &["sg-app"], "10.0.1.5", None)]);
+        let settings = NaclSettings::default();
+        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
+        assert_eq!(report.nacl_entries.len(), 4);
+        let denies_in = |acl: &str| -> Vec<(i32, bool, String)> {
+            let mut found: Vec<_> = ec2
+                .acl_entries(acl)
+                .into_iter()
+                .filter(|e| e.action == RuleAction::Deny && e.rule_number < 100)
+                .map(|e| (e.rule_number, e.egress, e.cidr))
+                .collect();
+            found.sort();
+            found
+        };
+        assert_eq!(denies_in("acl-a"), [(1, false, "198.51.100.7/32".into()), (1, true, "198.51.100.7/32".into())]);
+        assert_eq!(denies_in("acl-b"), [(1, false, "10.0.1.5/32".into()), (1, true, "10.0.1.5/32".into())]);
+        let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
+        assert_eq!(recorded_entries(&acl_a, "i-1").unwrap().len(), 2);
+
+        ec2.clear_calls();
+        let again = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        assert_eq!(again.nacl_entries.len(), 4);
+        assert_eq!(denies_in("acl-a").len(), 2);
+        assert!(!ec2.calls().iter().any(|c| c == "CreateNetworkAclEntry" || c == "CreateTags"));
+    }
+
+    #[test]
+    fn a_number_taken_in_between_is_re_picked_and_the_record_follows() {
+        let ec2 = FakeEc2::standard();
+        let record = record(vec![interface("eni-1", "subnet-a", &["sg-app"], "10.0.1.5", None)]);
+        // Someone adds inbound rule 1 to acl-a after our read: our first create collides.
+        let theirs = AclEntry { rule_number: 1, egress: false, action: RuleAction::Deny, protocol: "6".into(), cidr: "10.9.9.9/32".into() };
+        ec2.with(|s| s.racing_entry = Some(("acl-a".into(), theirs.clone())));
+        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &NaclSettings::default()));
+        assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
+        let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
+        assert!(acl_a.entries.contains(&theirs), "their rule is untouched");
+        let mut recorded = recorded_entries(&acl_a, "i-1").unwrap();
+        recorded.sort();
+        let numbers: Vec<(bool, i32)> = recorded.iter().map(|e| (e.egress, e.rule_number)).collect();
+        assert_eq!(numbers, [(false, 2), (true, 1)]);
+        for entry in &recorded {
+            assert!(acl_a.entries.iter().any(|e| e.rule_number == entry.rule_number && e.egress == entry.egress && e.cidr == entry.cidr));
+        }
+    }
+
+    #[test]
+    fn a_full_acl_is_a_reported_partial_and_the_rest_is_still_blocked() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| {
+            let acl = s.acls.get_mut("acl-b").unwrap();
+            for n in 0..18 {
+                acl.entries.push(entry(200 + n, false, RuleAction::Allow));
+            }
+        });
+        let record = record(vec![interface("eni-1", "subnet-a", &["sg-app"], "10.0.1.5", None)]);
+        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &NaclSettings::default()));
+        assert_eq!(report.status, StepStatus::Partial);
+        assert_eq!(report.errors.len(), 1);
+        assert_eq!(report.errors[0].error, "Cordon.NaclQuotaExceeded");
+        assert!(report.errors[0].cause.contains("acl-b"));
+        // acl-a both ways and acl-b outbound went in.
+        assert_eq!(report.nacl_entries.len(), 3);
+        assert_eq!(ec2.acl_entries("acl-b").iter().filter(|e| !e.egress).count(), 20);
+    }
+}

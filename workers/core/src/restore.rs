@@ -1,0 +1,441 @@
+//! Restore: give each interface back exactly its recorded groups, remove exactly the ACL
+//! entries Cordon added, set termination protection back and drop Cordon's tags. Anything
+//! someone changed since isolation (drift) is left alone and reported.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ec2::{AclEntry, DenyEntry, Ec2, NetworkAcl, NetworkInterface, RuleAction};
+use crate::error::{CordonError, Result, StepError};
+use crate::nacl::recorded_entries;
+use crate::record::{acl_tag_prefix, chunk_keys, state_from_tags, CapturedState, STATE_TAG_PREFIX};
+
+/// What to do with one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterfacePlan {
+    /// Carries only Cordon's groups: put the originals back.
+    Restore,
+    /// Already carries its original groups.
+    AlreadyOriginal,
+    /// Detached or deleted since isolation.
+    Gone,
+    /// Someone changed its groups since isolation; they are left as they are.
+    Drift { current: Vec<String> },
+    /// Original groups deleted since capture: EC2 would refuse them (moto silently drops them).
+    OriginalsMissing { missing: Vec<String> },
+}
+
+pub fn plan_interface(
+    original: &NetworkInterface,
+    current: Option<&NetworkInterface>,
+    cordon_group_ids: &[String],
+    existing_group_ids: &[String],
+) -> InterfacePlan {
+    let Some(current) = current else {
+        return InterfacePlan::Gone;
+    };
+    if current.groups == original.groups {
+        return InterfacePlan::AlreadyOriginal;
+    }
+    let only_cordon = !current.groups.is_empty() && current.groups.iter().all(|g| cordon_group_ids.contains(g));
+    if !only_cordon {
+        return InterfacePlan::Drift { current: current.groups.clone() };
+    }
+    let missing: Vec<String> = original
+        .groups
+        .iter()
+        .filter(|g| !existing_group_ids.contains(g))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        InterfacePlan::Restore
+    } else {
+        InterfacePlan::OriginalsMissing { missing }
+    }
+}
+
+/// What to do with one recorded ACL entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryPlan {
+    Delete,
+    AlreadyGone,
+    /// The number now holds a different rule: not ours any more.
+    Drift { found: AclEntry },
+}
+
+pub fn plan_entry(recorded: &DenyEntry, entries: &[AclEntry]) -> EntryPlan {
+    match entries
+        .iter()
+        .find(|e| e.egress == recorded.egress && e.rule_number == recorded.rule_number)
+    {
+        None => EntryPlan::AlreadyGone,
+        Some(found) if found.action == RuleAction::Deny && found.cidr == recorded.cidr && found.protocol == "-1" => {
+            EntryPlan::Delete
+        }
+        Some(found) => EntryPlan::Drift { found: found.clone() },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreStatus {
+    Restored,
+    NotIsolated,
+    Drift,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterfaceOutcome {
+    Restored,
+    AlreadyOriginal,
+    Gone,
+    Drift,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceRestore {
+    pub eni_id: String,
+    pub original_groups: Vec<String>,
+    pub groups_before: Vec<String>,
+    pub groups_now: Vec<String>,
+    pub outcome: InterfaceOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptEntry {
+    pub entry: DenyEntry,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    pub instance_id: String,
+    pub status: RestoreStatus,
+    pub enis: Vec<InterfaceRestore>,
+    pub nacl_entries_removed: Vec<DenyEntry>,
+    pub nacl_entries_kept: Vec<KeptEntry>,
+    /// Termination protection as it is left.
+    pub termination_protection: Option<bool>,
+    pub errors: Vec<StepError>,
+}
+
+/// Restores `instance_id`. `record` is the execution's copy when there is one; otherwise the
+/// record is read from the instance's tags. `known_entries` are ACL entries the caller knows
+/// were added (the NACL step's output) in addition to those recorded on the ACLs.
+pub async fn restore(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    record: Option<CapturedState>,
+    known_entries: &[DenyEntry],
+) -> Result<RestoreReport> {
+    let instance = ec2.describe_instance(instance_id).await?;
+    let mut errors: Vec<CordonError> = Vec::new();
+    let tagged = match state_from_tags(instance_id, &instance.tags) {
+        Ok(tagged) => tagged,
+        Err(error) if record.is_some() => {
+            errors.push(error);
+            None
+        }
+        Err(error) => return Err(error),
+    };
+    let record = record.or(tagged);
+
+    let mut vpc_ids = instance.vpc_ids();
+    if let Some(record) = &record {
+        for vpc in record.vpc_ids() {
+            if !vpc_ids.contains(&vpc) {
+                vpc_ids.push(vpc);
+            }
+        }
+    }
+    let mut acls: Vec<NetworkAcl> = Vec::new();
+    for vpc_id in &vpc_ids {
+        acls.extend(ec2.network_acls(vpc_id).await?);
+    }
+    let mut entries: Vec<DenyEntry> = Vec::new();
+    for acl in &acls {
+        match recorded_entries(acl, instance_id) {
+            Ok(found) => entries.extend(found),
+            Err(error) => errors.push(error),
+        }
+    }
+    for entry in known_entries {
+        if !entries.contains(entry) {
+            entries.push(entry.clone());
+        }
+    }
+    let cordon_ids: Vec<String> = ec2.cordon_groups(&vpc_ids).await?.into_iter().map(|g| g.id).collect();
+
+    let mut report = RestoreReport {
+        instance_id: instance_id.to_string(),
+        status: RestoreStatus::Restored,
+        enis: Vec::new(),
+        nacl_entries_removed: Vec::new(),
+        nacl_entries_kept: Vec::new(),
+        termination_protection: None,
+        errors: Vec::new(),
+    };
+    let mut drift = false;
+
+    match &record {
+        None => {
+            if let Some(eni) = instance.interfaces.iter().find(|i| i.groups.iter().any(|g| cordon_ids.contains(g))) {
+                errors.push(CordonError::CorruptRecord {
+                    resource: instance_id.into(),
+                    message: format!(
+                        "{} carries Cordon's groups but no record of its original groups was found; set them by hand",
+                        eni.id
+                    ),
+                });
+            } else if entries.is_empty() {
+                report.status = RestoreStatus::NotIsolated;
+                return Ok(report);
+            }
+        }
+        Some(record) => {
+            let originals: Vec<String> = record.interfaces.iter().flat_map(|i| i.groups.clone()).collect();
+            let existing = ec2.existing_groups(&originals).await?;
+            for original in &record.interfaces {
+                let current = instance.interfaces.iter().find(|i| i.id == original.id);
+                let groups_before = current.map(|c| c.groups.clone()).unwrap_or_default();
+                let mut line = InterfaceRestore {
+                    eni_id: original.id.clone(),
+                    original_groups: original.groups.clone(),
+                    groups_before: groups_before.clone(),
+                    groups_now: groups_before.clone(),
+                    outcome: InterfaceOutcome::Restored,
+                };
+                match plan_interface(original, current, &cordon_ids, &existing) {
+                    InterfacePlan::Restore => match ec2.set_interface_groups(&original.id, &original.groups).await {
+                        Ok(()) => line.groups_now = original.groups.clone(),
+                        Err(error) => {
+                            line.outcome = InterfaceOutcome::Failed;
+                            errors.push(error);
+                        }
+                    },
+                    InterfacePlan::AlreadyOriginal => line.outcome = InterfaceOutcome::AlreadyOriginal,
+                    InterfacePlan::Gone => {
+                        line.outcome = InterfaceOutcome::Gone;
+                        report.errors.push(StepError {
+                            error: "Cordon.InterfaceNotFound".into(),
+                            cause: format!("{} no longer exists or is no longer attached to {instance_id}; skipped", original.id),
+                        });
+                    }
+                    InterfacePlan::Drift { current } => {
+                        drift = true;
+                        line.outcome = InterfaceOutcome::Drift;
+                        report.errors.push(StepError {
+                            error: "Cordon.Drift".into(),
+                            cause: format!(
+                                "{} now carries {current:?}, not only Cordon's groups: someone changed it since isolation; left as it is",
+                                original.id
+                            ),
+                        });
+                    }
+                    InterfacePlan::OriginalsMissing { missing } => {
+                        drift = true;
+                        line.outcome = InterfaceOutcome::Drift;
+                        report.errors.push(StepError {
+                            error: "Cordon.Drift".into(),
+                            cause: format!(
+                                "original groups {missing:?} of {} no longer exist; it stays isolated until you choose its groups",
+                                original.id
+                            ),
+                        });
+                    }
+                }
+                report.enis.push(line);
+            }
+        }
+    }
+
+    for entry in &entries {
+        let Some(acl) = acls.iter().find(|a| a.id == entry.acl_id) else {
+            continue; // The ACL itself is gone, and its entries with it.
+        };
+        match plan_entry(entry, &acl.entries) {
+            EntryPlan::Delete => match ec2.delete_acl_entry(&entry.acl_id, entry.egress, entry.rule_number).await {
+                Ok(()) => report.nacl_entries_removed.push(entry.clone()),
+                Err(error) => errors.push(error),
+            },
+            EntryPlan::AlreadyGone => {}
+            EntryPlan::Drift { found } => {
+                drift = true;
+                report.nacl_entries_kept.push(KeptEntry {
+                    entry: entry.clone(),
+                    reason: format!(
+                        "rule {} now holds {:?} {} for {}: not Cordon's rule any more",
+                        found.rule_number, found.action, found.protocol, found.cidr
+                    ),
+                });
+            }
+        }
+    }
+
+    if drift || !errors.is_empty() {
+        // Keep the record and the protection so that nothing is lost while a person looks.
+        report.status = if errors.is_empty() { RestoreStatus::Drift } else { RestoreStatus::Failed };
+        report.errors.extend(errors.iter().map(CordonError::to_report));
+        return Ok(report);
+    }
+
+    if let Some(record) = &record {
+        let now = ec2.termination_protection(instance_id).await?;
+        if now != record.termination_protection {
+            ec2.set_termination_protection(instance_id, record.termination_protection).await?;
+        }
+        report.termination_protection = Some(record.termination_protection);
+    }
+    ec2.delete_tags(instance_id, &chunk_keys(STATE_TAG_PREFIX, &instance.tags)).await?;
+    let prefix = acl_tag_prefix(instance_id);
+    for acl in &acls {
+        let keys = chunk_keys(&prefix, &acl.tags);
+        if !keys.is_empty() {
+            ec2.delete_tags(&acl.id, &keys).await?;
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::capture;
+    use crate::config::NaclSettings;
+    use crate::fake::{block_on, interface, FakeEc2};
+    use crate::isolate::isolate;
+    use crate::nacl::block;
+
+    fn quarantined(ec2: &FakeEc2) -> (CapturedState, Vec<DenyEntry>) {
+        let record = block_on(capture(ec2, "i-1", None, "2026-11-29T14:00:00.000Z")).unwrap().record.unwrap();
+        block_on(isolate(ec2, &record, None)).unwrap();
+        let report = block_on(block(ec2, &record, &["198.51.100.7".parse().unwrap()], &NaclSettings::default()));
+        (record, report.nacl_entries)
+    }
+
+    #[test]
+    fn interface_plans_cover_every_case() {
+        let original = interface("eni-1", "subnet-a", &["sg-app", "sg-ssh"], "10.0.1.5", None);
+        let with = |groups: &[&str]| interface("eni-1", "subnet-a", groups, "10.0.1.5", None);
+        let cordon = ["sg-iso".to_string(), "sg-conv".to_string()];
+        let all = ["sg-app".to_string(), "sg-ssh".to_string()];
+        assert_eq!(plan_interface(&original, Some(&with(&["sg-iso"])), &cordon, &all), InterfacePlan::Restore);
+        assert_eq!(plan_interface(&original, Some(&with(&["sg-conv"])), &cordon, &all), InterfacePlan::Restore);
+        assert_eq!(plan_interface(&original, Some(&with(&["sg-app", "sg-ssh"])), &cordon, &all), InterfacePlan::AlreadyOriginal);
+        assert_eq!(plan_interface(&original, None, &cordon, &all), InterfacePlan::Gone);
+        assert_eq!(
+            plan_interface(&original, Some(&with(&["sg-iso", "sg-debug"])), &cordon, &all),
+            InterfacePlan::Drift { current: vec!["sg-iso".into(), "sg-debug".into()] }
+        );
+        assert_eq!(
+            plan_interface(&original, Some(&with(&["sg-ssh", "sg-app"])), &cordon, &all),
+            InterfacePlan::Drift { current: vec!["sg-ssh".into(), "sg-app".into()] },
+            "another order is someone else's change"
+        );
+        assert_eq!(
+            plan_interface(&original, Some(&with(&["sg-iso"])), &cordon, &all[..1]),
+            InterfacePlan::OriginalsMissing { missing: vec!["sg-ssh".into()] }
+        );
+    }
+
+    #[test]
+    fn entry_plans_check_number_cidr_and_action() {
+        let recorded = DenyEntry { acl_id: "acl".into(), egress: true, rule_number: 3, cidr: "198.51.100.7/32".into() };
+        let at = |action, cidr: &str| AclEntry { rule_number: 3, egress: true, action, protocol: "-1".into(), cidr: cidr.into() };
+        assert_eq!(plan_entry(&recorded, &[at(RuleAction::Deny, "198.51.100.7/32")]), EntryPlan::Delete);
+        assert_eq!(plan_entry(&recorded, &[]), EntryPlan::AlreadyGone);
+        let other_direction = AclEntry { egress: false, ..at(RuleAction::Deny, "198.51.100.7/32") };
+        assert_eq!(plan_entry(&recorded, &[other_direction]), EntryPlan::AlreadyGone);
+        assert!(matches!(plan_entry(&recorded, &[at(RuleAction::Allow, "198.51.100.7/32")]), EntryPlan::Drift { .. }));
+        assert!(matches!(plan_entry(&recorded, &[at(RuleAction::Deny, "203.0.113.1/32")]), EntryPlan::Drift { .. }));
+    }
+
+    #[test]
+    fn restore_puts_back_exactly_what_was_there_and_twice_is_harmless() {
+        let ec2 = FakeEc2::standard();
+        let acls_before = ec2.with(|s| s.acls.clone());
+        let tags_before = ec2.with(|s| s.instances["i-1"].tags.clone());
+        let (record, entries) = quarantined(&ec2);
+        assert_ne!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+
+        let report = block_on(restore(&ec2, "i-1", Some(record.clone()), &entries)).unwrap();
+        assert_eq!(report.status, RestoreStatus::Restored, "{:?}", report.errors);
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+        assert_eq!(report.nacl_entries_removed.len(), 6, "remote both ways in acl-a; IPv4 and IPv6 both ways in acl-b");
+        assert_eq!(ec2.with(|s| s.acls.clone()), acls_before, "entries and ACL tags as before");
+        assert_eq!(ec2.with(|s| s.instances["i-1"].tags.clone()), tags_before);
+        assert!(!ec2.with(|s| s.protection["i-1"]));
+
+        let again = block_on(restore(&ec2, "i-1", Some(record), &entries)).unwrap();
+        assert_eq!(again.status, RestoreStatus::Restored);
+        assert_eq!(again.enis[0].outcome, InterfaceOutcome::AlreadyOriginal);
+        assert!(again.nacl_entries_removed.is_empty());
+        let from_tags = block_on(restore(&ec2, "i-1", None, &[])).unwrap();
+        assert_eq!(from_tags.status, RestoreStatus::NotIsolated);
+    }
+
+    #[test]
+    fn break_glass_restore_reads_the_record_from_tags() {
+        let ec2 = FakeEc2::standard();
+        quarantined(&ec2);
+        let report = block_on(restore(&ec2, "i-1", None, &[])).unwrap();
+        assert_eq!(report.status, RestoreStatus::Restored);
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+        assert_eq!(report.nacl_entries_removed.len(), 6, "remote both ways in acl-a; IPv4 and IPv6 both ways in acl-b");
+    }
+
+    #[test]
+    fn drift_is_left_alone_reported_and_keeps_the_record() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| s.instances.get_mut("i-1").unwrap().interfaces.push(interface("eni-2", "subnet-b", &["sg-ssh"], "10.0.2.5", None)));
+        let (record, _) = quarantined(&ec2);
+        // An analyst opened eni-2 for debugging, and reused a Cordon rule number in acl-a.
+        ec2.with(|s| {
+            s.instances.get_mut("i-1").unwrap().interfaces[1].groups.push("sg-app".into());
+            let entry = s.acls.get_mut("acl-a").unwrap().entries.iter_mut().find(|e| e.rule_number == 1 && !e.egress).unwrap();
+            entry.cidr = "203.0.113.99/32".into();
+        });
+        let report = block_on(restore(&ec2, "i-1", Some(record), &[])).unwrap();
+        assert_eq!(report.status, RestoreStatus::Drift);
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"], "the untouched ENI is restored");
+        let eni2 = &report.enis[1];
+        assert_eq!(eni2.outcome, InterfaceOutcome::Drift);
+        assert_eq!(ec2.interface_groups("eni-2"), eni2.groups_before, "the drifted ENI is left as it is");
+        assert_eq!(report.nacl_entries_kept.len(), 1);
+        assert!(ec2.acl_entries("acl-a").iter().any(|e| e.cidr == "203.0.113.99/32"));
+        // Record and protection stay for the person who sorts it out.
+        let tags = ec2.with(|s| s.instances["i-1"].tags.clone());
+        assert!(state_from_tags("i-1", &tags).unwrap().is_some());
+        assert!(ec2.with(|s| s.protection["i-1"]));
+    }
+
+    #[test]
+    fn a_deleted_original_group_is_not_silently_dropped() {
+        let ec2 = FakeEc2::standard();
+        let (record, entries) = quarantined(&ec2);
+        ec2.with(|s| s.groups.remove("sg-ssh"));
+        let report = block_on(restore(&ec2, "i-1", Some(record), &entries)).unwrap();
+        assert_eq!(report.status, RestoreStatus::Drift);
+        assert!(report.errors[0].cause.contains("sg-ssh"));
+        assert_eq!(ec2.interface_groups("eni-1").len(), 1, "still isolated");
+    }
+
+    #[test]
+    fn cordon_groups_without_any_record_are_a_failure_not_a_guess() {
+        let ec2 = FakeEc2::standard();
+        quarantined(&ec2);
+        ec2.with(|s| s.instances.get_mut("i-1").unwrap().tags.retain(|(k, _)| !k.starts_with("cordon:state")));
+        let report = block_on(restore(&ec2, "i-1", None, &[])).unwrap();
+        assert_eq!(report.status, RestoreStatus::Failed);
+        assert!(report.errors.iter().any(|e| e.cause.contains("set them by hand")));
+    }
+
+    #[test]
+    fn a_missing_instance_is_a_typed_error() {
+        let ec2 = FakeEc2::standard();
+        let error = block_on(restore(&ec2, "i-404", None, &[])).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.InstanceNotFound");
+    }
+}
