@@ -3,7 +3,7 @@
 //! every call so tests can count round trips and inject failures.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::ec2::{
     AclEntry, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl, NetworkInterface,
@@ -27,9 +27,10 @@ pub struct FakeState {
     next_id: u32,
 }
 
-#[derive(Default)]
+/// Clones share one state, as clients of one account do.
+#[derive(Default, Clone)]
 pub struct FakeEc2 {
-    pub state: Mutex<FakeState>,
+    pub state: Arc<Mutex<FakeState>>,
 }
 
 impl FakeEc2 {

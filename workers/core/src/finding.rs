@@ -49,7 +49,7 @@ pub enum ParsedFinding {
 /// finding, `get-findings` output, or a JSON array of any of those.
 pub fn parse_document(text: &str) -> Vec<ParsedFinding> {
     match serde_json::from_str::<Value>(text) {
-        Ok(value) => findings_in(&value),
+        Ok(value) => findings_in_value(&value),
         Err(error) => vec![ParsedFinding::Invalid {
             finding_id: None,
             reason: format!("not JSON ({error}); expected a GuardDuty finding, an EventBridge event or get-findings output"),
@@ -57,9 +57,10 @@ pub fn parse_document(text: &str) -> Vec<ParsedFinding> {
     }
 }
 
-fn findings_in(value: &Value) -> Vec<ParsedFinding> {
+/// Like [`parse_document`], for a document already parsed (a Lambda's event).
+pub fn findings_in_value(value: &Value) -> Vec<ParsedFinding> {
     if let Value::Array(items) = value {
-        return items.iter().flat_map(findings_in).collect();
+        return items.iter().flat_map(findings_in_value).collect();
     }
     let Value::Object(object) = value else {
         return vec![invalid(None, "expected a JSON object or array")];

@@ -10,6 +10,7 @@ pub mod net;
 pub mod policy;
 pub mod record;
 pub mod restore;
+pub mod steps;
 
 pub use error::{CordonError, Result, StepError};
 pub mod capture;

@@ -1,0 +1,212 @@
+//! The workflow's steps as functions: each Lambda binary is a thin wrapper around one of these,
+//! and the command line calls the same ones, so a step behaves the same wherever it runs.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::capture::{capture, CaptureOutput, FindingSummary};
+use crate::config::Config;
+use crate::ec2::{DenyEntry, Ec2};
+use crate::error::{CordonError, Result};
+use crate::finding::{findings_in_value, ParsedFinding};
+use crate::isolate::{isolate, retryable, IsolationReport};
+use crate::nacl::{block, NaclReport};
+use crate::policy::Verdict;
+use crate::record::CapturedState;
+use crate::restore::{restore, RestoreReport};
+
+/// Now, as the record writes it.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Reads the one finding an event holds; anything else is invalid input.
+pub fn single_finding(event: &Value) -> Result<crate::finding::Finding> {
+    let mut parsed = findings_in_value(event);
+    if parsed.len() != 1 {
+        return Err(CordonError::InvalidInput(format!(
+            "expected one GuardDuty finding, found {}; start one execution per finding",
+            parsed.len()
+        )));
+    }
+    match parsed.remove(0) {
+        ParsedFinding::Valid(finding) => Ok(*finding),
+        ParsedFinding::Invalid { reason, .. } => Err(CordonError::InvalidInput(reason)),
+    }
+}
+
+/// capture-state: decide by policy, then record the instance's state.
+/// `ec2_in` gives an EC2 client for the finding's region.
+pub async fn capture_step<E: Ec2>(
+    ec2_in: impl FnOnce(Option<&str>) -> E,
+    config: &Config,
+    event: &Value,
+) -> Result<CaptureOutput> {
+    let finding = single_finding(event)?;
+    let summary = FindingSummary::from(&finding);
+    let decision = config.policy.decide(&finding);
+    if decision.verdict == Verdict::Skip {
+        return Ok(CaptureOutput::skipped(finding.instance_id.clone(), Some(summary), decision.reason));
+    }
+    let instance_id = finding.instance_id.clone().expect("the policy quarantines only findings with an instance id");
+    let ec2 = ec2_in(finding.region.as_deref());
+    capture(&ec2, &instance_id, Some(summary), &now_rfc3339()).await
+}
+
+fn record_of(input: &CaptureOutput) -> Result<&CapturedState> {
+    input.record.as_ref().ok_or_else(|| {
+        CordonError::InvalidInput(format!(
+            "the capture output holds no record (status {:?}: {}); nothing to contain",
+            input.status, input.reason
+        ))
+    })
+}
+
+fn region_of(input: &CaptureOutput) -> Option<&str> {
+    input.finding.as_ref().and_then(|f| f.region.as_deref())
+}
+
+/// Turns a retryable failure inside a report into the step's error, so that Step Functions
+/// retries the whole (idempotent) step with backoff.
+fn fail_if_retryable(errors: &[crate::error::StepError]) -> Result<()> {
+    match retryable(errors) {
+        Some(error) => Err(CordonError::Throttled {
+            operation: "step".into(),
+            message: error.cause.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// isolate-sg.
+pub async fn isolate_step<E: Ec2>(
+    ec2_in: impl FnOnce(Option<&str>) -> E,
+    config: &Config,
+    input: &CaptureOutput,
+) -> Result<IsolationReport> {
+    let record = record_of(input)?;
+    let ec2 = ec2_in(region_of(input));
+    let report = isolate(&ec2, record, config.forensic_access.as_ref()).await?;
+    fail_if_retryable(&report.errors)?;
+    Ok(report)
+}
+
+/// block-nacl.
+pub async fn block_step<E: Ec2>(
+    ec2_in: impl FnOnce(Option<&str>) -> E,
+    config: &Config,
+    input: &CaptureOutput,
+) -> Result<NaclReport> {
+    let record = record_of(input)?;
+    let remote = input.finding.as_ref().map(|f| f.remote_addresses.clone()).unwrap_or_default();
+    let ec2 = ec2_in(region_of(input));
+    let report = block(&ec2, record, &remote, &config.nacl).await;
+    fail_if_retryable(&report.errors)?;
+    Ok(report)
+}
+
+/// The restore step's input: the execution's record and the entries the NACL step reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreInput {
+    pub instance_id: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub record: Option<CapturedState>,
+    #[serde(default)]
+    pub nacl_entries: Vec<DenyEntry>,
+}
+
+/// restore.
+pub async fn restore_step<E: Ec2>(ec2_in: impl FnOnce(Option<&str>) -> E, input: &RestoreInput) -> Result<RestoreReport> {
+    if let Some(record) = &input.record {
+        if record.instance_id != input.instance_id {
+            return Err(CordonError::InvalidInput(format!(
+                "the record is of {}, not of {}",
+                record.instance_id, input.instance_id
+            )));
+        }
+    }
+    let ec2 = ec2_in(input.region.as_deref());
+    restore(&ec2, &input.instance_id, input.record.clone(), &input.nacl_entries).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::CaptureStatus;
+    use crate::fake::{block_on, FakeEc2};
+    use crate::isolate::StepStatus;
+    use crate::restore::RestoreStatus;
+    use serde_json::json;
+
+    fn event(severity: f64) -> Value {
+        json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {
+            "id": "f-1", "type": "UnauthorizedAccess:EC2/TorClient", "severity": severity,
+            "region": "eu-west-1",
+            "resource": {"resourceType": "Instance", "instanceDetails": {"instanceId": "i-1"}},
+            "service": {"action": {"networkConnectionAction": {"remoteIpDetails": {"ipAddressV4": "198.51.100.7"}}}}
+        }})
+    }
+
+    #[test]
+    fn the_steps_chain_from_event_to_restore_in_the_finding_region() {
+        let ec2 = FakeEc2::standard();
+        let config = Config::default();
+        let mut regions = Vec::new();
+        let captured = block_on(capture_step(|r| { regions.push(r.map(String::from)); ec2.clone() }, &config, &event(8.0))).unwrap();
+        assert_eq!(regions, [Some("eu-west-1".to_string())]);
+        assert_eq!(captured.status, CaptureStatus::Captured);
+        // The step output goes through JSON between states.
+        let captured: CaptureOutput = serde_json::from_value(serde_json::to_value(&captured).unwrap()).unwrap();
+        let isolation = block_on(isolate_step(|_| ec2.clone(), &config, &captured)).unwrap();
+        assert_eq!(isolation.status, StepStatus::Done);
+        let nacl = block_on(block_step(|_| ec2.clone(), &config, &captured)).unwrap();
+        assert_eq!(nacl.nacl_entries.len(), 6);
+        let input = RestoreInput {
+            instance_id: "i-1".into(),
+            region: Some("eu-west-1".into()),
+            record: captured.record.clone(),
+            nacl_entries: nacl.nacl_entries,
+        };
+        let restored = block_on(restore_step(|_| ec2.clone(), &input)).unwrap();
+        assert_eq!(restored.status, RestoreStatus::Restored);
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    }
+
+    #[test]
+    fn a_skipped_finding_touches_no_ec2() {
+        let config = Config::default();
+        let output = block_on(capture_step(|_| -> FakeEc2 { panic!("no EC2 for a skipped finding") }, &config, &event(5.0))).unwrap();
+        assert_eq!(output.status, CaptureStatus::Skipped);
+        assert!(output.reason.contains("below the minimum"));
+    }
+
+    #[test]
+    fn malformed_inputs_are_invalid_input_errors() {
+        let config = Config::default();
+        let none = |_: Option<&str>| -> FakeEc2 { panic!("no EC2 for bad input") };
+        let error = block_on(capture_step(none, &config, &json!({"Findings": [{}, {}]}))).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.InvalidInput");
+        assert!(error.to_string().contains("found 2"));
+        let error = block_on(capture_step(none, &config, &json!({"detail": {"id": "x"}}))).unwrap_err();
+        assert!(error.to_string().contains("no `type`"));
+        let skipped = CaptureOutput::skipped(None, None, "low".into());
+        let error = block_on(isolate_step(none, &config, &skipped)).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.InvalidInput");
+    }
+
+    #[test]
+    fn throttling_inside_a_step_fails_the_step_so_step_functions_retries_it() {
+        let ec2 = FakeEc2::standard();
+        let config = Config::default();
+        let captured = block_on(capture_step(|_| ec2.clone(), &config, &event(8.0))).unwrap();
+        ec2.fail_next("ModifyInstanceAttribute", CordonError::Throttled { operation: "ModifyInstanceAttribute".into(), message: "Rate exceeded".into() });
+        let error = block_on(isolate_step(|_| ec2.clone(), &config, &captured)).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.Throttled");
+        // The retry completes what the first attempt left.
+        let report = block_on(isolate_step(|_| ec2.clone(), &config, &captured)).unwrap();
+        assert_eq!(report.status, StepStatus::Done);
+        assert!(report.termination_protection);
+    }
+}
