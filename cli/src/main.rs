@@ -1,1 +1,422 @@
-fn main() {}
+//! `cordon`: the command line for triage, break-glass isolation and restore, and status.
+//! JSON on stdout; progress and errors on stderr.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use cordon_core::aws::{AwsContext, AwsEc2, AwsTarget};
+use cordon_core::capture::{capture, CaptureStatus, FindingSummary};
+use cordon_core::config::{parse_severity, Config, ForensicSource, RuleBand};
+use cordon_core::ec2::{DenyEntry, Ec2};
+use cordon_core::error::StepError;
+use cordon_core::finding::{parse_document, Finding, ParsedFinding};
+use cordon_core::isolate::{isolate, StepStatus};
+use cordon_core::nacl::block;
+use cordon_core::policy::Verdict;
+use cordon_core::record::{state_from_tags, STATE_TAG_PREFIX};
+use cordon_core::restore::{restore, RestoreStatus};
+use cordon_core::steps::now_rfc3339;
+use cordon_core::CordonError;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "cordon", version, about = "Contain a compromised EC2 instance, and give it back")]
+struct Cli {
+    /// Send AWS calls here (a local emulator); AWS_ENDPOINT_URL works too.
+    #[arg(long, global = true)]
+    endpoint_url: Option<String>,
+    /// AWS region when the finding names none; AWS_REGION works too.
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// Named profile from the shared AWS config; AWS_PROFILE works too.
+    #[arg(long, global = true)]
+    profile: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decide, without touching AWS, what Cordon would do with each finding in the files.
+    Triage {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Capture, isolate and block an instance now (break glass).
+    Isolate(IsolateArgs),
+    /// Give an isolated instance back its recorded network state.
+    Restore {
+        #[arg(long)]
+        instance: String,
+    },
+    /// List quarantined instances (from Cordon's tags).
+    Status {
+        #[arg(long)]
+        instance: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct PolicyArgs {
+    /// Lowest severity acted on (GuardDuty: High is 7.0-8.9).
+    #[arg(long, value_parser = parse_severity)]
+    min_severity: Option<f64>,
+    #[arg(long)]
+    include_samples: bool,
+    #[arg(long)]
+    include_archived: bool,
+}
+
+#[derive(Args)]
+struct IsolateArgs {
+    /// A GuardDuty finding (any shape: event, bare, get-findings output holding one finding).
+    #[arg(long, conflicts_with_all = ["instance", "remote_ip"], required_unless_present = "instance")]
+    finding: Option<PathBuf>,
+    /// The instance to isolate without a finding.
+    #[arg(long)]
+    instance: Option<String>,
+    /// A remote address to deny in the instance's subnets (repeatable; with --instance).
+    #[arg(long = "remote-ip", requires = "instance")]
+    remote_ip: Vec<IpAddr>,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Let only this CIDR reach the isolated instance (forensics).
+    #[arg(long, conflicts_with = "forensic_security_group")]
+    forensic_cidr: Option<String>,
+    /// Let only members of this security group reach the isolated instance.
+    #[arg(long)]
+    forensic_security_group: Option<String>,
+    /// Rule numbers Cordon may use in network ACLs, e.g. 1-99.
+    #[arg(long)]
+    nacl_band: Option<String>,
+    /// Rules per network ACL and direction (AWS default 20).
+    #[arg(long)]
+    nacl_rule_quota: Option<usize>,
+}
+
+/// Exit codes are part of the contract: 0 done, 1 failed, 2 invalid input (triage), 3 partial
+/// or drift.
+const EXIT_FAILED: u8 = 1;
+const EXIT_INVALID: u8 = 2;
+const EXIT_PARTIAL: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => fail(&error.to_string()),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("cordon: error: {message}");
+    ExitCode::from(EXIT_FAILED)
+}
+
+async fn run(cli: Cli) -> Result<u8, CordonError> {
+    let target = AwsTarget {
+        region: cli.region.clone(),
+        profile: cli.profile.clone(),
+        endpoint_url: cli.endpoint_url.clone(),
+    };
+    match cli.command {
+        Command::Triage { policy, files } => triage(&policy, &files),
+        Command::Isolate(args) => isolate_command(&target, &args).await,
+        Command::Restore { instance } => restore_command(&target, &instance).await,
+        Command::Status { instance } => status_command(&target, instance.as_deref()).await,
+    }
+}
+
+fn config_with(policy: &PolicyArgs) -> Result<Config, CordonError> {
+    let mut config = Config::from_env()?;
+    if let Some(min) = policy.min_severity {
+        config.policy.min_severity = min;
+    }
+    config.policy.include_samples |= policy.include_samples;
+    config.policy.include_archived |= policy.include_archived;
+    Ok(config)
+}
+
+fn print_line(value: &impl Serialize) {
+    println!("{}", serde_json::to_string(value).expect("output serialises"));
+}
+
+fn print_pretty(value: &impl Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("output serialises"));
+}
+
+fn triage(policy: &PolicyArgs, files: &[PathBuf]) -> Result<u8, CordonError> {
+    let config = config_with(policy)?;
+    let mut any_invalid = false;
+    for file in files {
+        let source = file.display().to_string();
+        let parsed = match std::fs::read_to_string(file) {
+            Ok(text) => parse_document(&text),
+            Err(error) => vec![ParsedFinding::Invalid { finding_id: None, reason: format!("cannot read {source}: {error}") }],
+        };
+        for item in parsed {
+            let line = match item {
+                ParsedFinding::Valid(finding) => {
+                    let decision = config.policy.decide(&finding);
+                    json!({
+                        "source": source,
+                        "finding_id": finding.id,
+                        "finding_type": finding.finding_type,
+                        "instance_id": finding.instance_id,
+                        "decision": decision.verdict,
+                        "reason": decision.reason,
+                    })
+                }
+                ParsedFinding::Invalid { finding_id, reason } => {
+                    any_invalid = true;
+                    json!({
+                        "source": source,
+                        "finding_id": finding_id,
+                        "finding_type": null,
+                        "instance_id": null,
+                        "decision": "invalid",
+                        "reason": reason,
+                    })
+                }
+            };
+            print_line(&line);
+        }
+    }
+    Ok(if any_invalid { EXIT_INVALID } else { 0 })
+}
+
+/// The one finding in a file, or a clear error; nothing in AWS is touched before this passes.
+fn read_finding(path: &PathBuf) -> Result<Finding, CordonError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| CordonError::InvalidInput(format!("cannot read {}: {error}", path.display())))?;
+    let mut parsed = parse_document(&text);
+    if parsed.len() != 1 {
+        return Err(CordonError::InvalidInput(format!(
+            "{} holds {} findings; isolate takes one (use `cordon triage` to list them)",
+            path.display(),
+            parsed.len()
+        )));
+    }
+    match parsed.remove(0) {
+        ParsedFinding::Valid(finding) => Ok(*finding),
+        ParsedFinding::Invalid { reason, .. } => {
+            Err(CordonError::InvalidInput(format!("{}: {reason}", path.display())))
+        }
+    }
+}
+
+fn isolate_config(args: &IsolateArgs) -> Result<Config, CordonError> {
+    let mut config = config_with(&args.policy)?;
+    if args.forensic_cidr.is_some() || args.forensic_security_group.is_some() {
+        config.forensic_access =
+            ForensicSource::from_settings(args.forensic_cidr.as_deref(), args.forensic_security_group.as_deref())?;
+    }
+    if let Some(band) = &args.nacl_band {
+        config.nacl.band = RuleBand::parse(band)?;
+    }
+    if let Some(quota) = args.nacl_rule_quota {
+        if !(1..=40).contains(&quota) {
+            return Err(CordonError::InvalidConfiguration(format!(
+                "--nacl-rule-quota {quota} must be from 1 to 40 (AWS's adjustable maximum)"
+            )));
+        }
+        config.nacl.rule_quota = quota;
+    }
+    Ok(config)
+}
+
+fn check_instance_id(id: &str) -> Result<(), CordonError> {
+    let hex = id.strip_prefix("i-").unwrap_or("");
+    if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(CordonError::InvalidInput(format!(
+            "{id:?} is not an EC2 instance id (i- followed by 8 or 17 hex digits)"
+        )))
+    }
+}
+
+/// One line per interface, as users of `isolate` and `status` see it.
+#[derive(Serialize)]
+struct EniLine {
+    eni_id: String,
+    original_groups: Vec<String>,
+    groups_now: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct IsolateOutput {
+    instance_id: Option<String>,
+    status: &'static str,
+    reason: String,
+    finding: Option<FindingSummary>,
+    enis: Vec<EniLine>,
+    nacl_entries: Vec<DenyEntry>,
+    termination_protection: Option<bool>,
+    notes: Vec<String>,
+    errors: Vec<StepError>,
+}
+
+async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, CordonError> {
+    let config = isolate_config(args)?;
+    let (instance_id, summary, remote) = match (&args.finding, &args.instance) {
+        (Some(path), _) => {
+            let finding = read_finding(path)?;
+            let summary = FindingSummary::from(&finding);
+            let decision = config.policy.decide(&finding);
+            if decision.verdict == Verdict::Skip {
+                print_pretty(&IsolateOutput {
+                    instance_id: finding.instance_id.clone(),
+                    status: "skipped",
+                    reason: decision.reason,
+                    finding: Some(summary),
+                    enis: vec![],
+                    nacl_entries: vec![],
+                    termination_protection: None,
+                    notes: vec![],
+                    errors: vec![],
+                });
+                return Ok(0);
+            }
+            let id = finding.instance_id.clone().unwrap_or_default();
+            (id, Some(summary), finding.remote_addresses.clone())
+        }
+        (None, Some(id)) => (id.clone(), None, args.remote_ip.clone()),
+        (None, None) => unreachable!("clap requires --finding or --instance"),
+    };
+    check_instance_id(&instance_id)?;
+    let region = summary.as_ref().and_then(|s| s.region.clone());
+    if let (Some(finding_region), Some(asked)) = (&region, &target.region) {
+        if finding_region != asked {
+            eprintln!("cordon: acting in {finding_region}, the finding's region, not --region {asked}");
+        }
+    }
+    let aws = AwsContext::load(target).await;
+    let ec2 = aws.ec2(region.as_deref());
+
+    eprintln!("cordon: capturing {instance_id}");
+    let captured = capture(&ec2, &instance_id, summary.clone(), &now_rfc3339()).await?;
+    let mut output = IsolateOutput {
+        instance_id: Some(instance_id.clone()),
+        status: "isolated",
+        reason: captured.reason.clone(),
+        finding: summary,
+        enis: vec![],
+        nacl_entries: vec![],
+        termination_protection: None,
+        notes: vec![],
+        errors: captured.warnings.clone(),
+    };
+    match captured.status {
+        CaptureStatus::Skipped => {
+            output.status = "skipped";
+            print_pretty(&output);
+            return Ok(0);
+        }
+        CaptureStatus::AlreadyQuarantined => {
+            output.status = "already_isolated";
+            let now = ec2.describe_instance(&instance_id).await?;
+            output.enis = eni_lines(captured.record.as_ref().map(|r| r.interfaces.as_slice()), &now.interfaces);
+            print_pretty(&output);
+            return Ok(0);
+        }
+        CaptureStatus::Captured => {}
+    }
+    let record = captured.record.expect("a capture holds its record");
+
+    eprintln!("cordon: isolating {} interface(s)", record.interfaces.len());
+    let isolation = isolate(&ec2, &record, config.forensic_access.as_ref()).await?;
+    output.enis = isolation
+        .enis
+        .iter()
+        .map(|e| EniLine { eni_id: e.eni_id.clone(), original_groups: e.original_groups.clone(), groups_now: e.groups_now.clone() })
+        .collect();
+    output.termination_protection = Some(isolation.termination_protection);
+    output.errors.extend(isolation.errors.iter().cloned());
+
+    eprintln!("cordon: blocking in network ACLs");
+    let nacl = block(&ec2, &record, &remote, &config.nacl).await;
+    output.nacl_entries = nacl.nacl_entries;
+    output.notes = nacl.notes;
+    output.notes.extend(nacl.already_denied);
+    output.errors.extend(nacl.errors.iter().cloned());
+
+    let partial = isolation.status == StepStatus::Partial || nacl.status == StepStatus::Partial;
+    output.status = if partial { "partial" } else { "isolated" };
+    output.reason = if partial {
+        format!("{instance_id} is only partly contained: see errors")
+    } else {
+        format!("{instance_id} is isolated: {} interface(s), {} ACL entries", output.enis.len(), output.nacl_entries.len())
+    };
+    print_pretty(&output);
+    Ok(if partial { EXIT_PARTIAL } else { 0 })
+}
+
+fn eni_lines(
+    recorded: Option<&[cordon_core::ec2::NetworkInterface]>,
+    now: &[cordon_core::ec2::NetworkInterface],
+) -> Vec<EniLine> {
+    now.iter()
+        .map(|current| EniLine {
+            eni_id: current.id.clone(),
+            original_groups: recorded
+                .and_then(|r| r.iter().find(|i| i.id == current.id))
+                .map(|i| i.groups.clone())
+                .unwrap_or_default(),
+            groups_now: current.groups.clone(),
+        })
+        .collect()
+}
+
+async fn restore_command(target: &AwsTarget, instance_id: &str) -> Result<u8, CordonError> {
+    check_instance_id(instance_id)?;
+    let ec2 = AwsContext::load(target).await.ec2(None);
+    eprintln!("cordon: restoring {instance_id}");
+    let report = restore(&ec2, instance_id, None, &[]).await?;
+    print_pretty(&report);
+    Ok(match report.status {
+        RestoreStatus::Restored | RestoreStatus::NotIsolated => 0,
+        RestoreStatus::Drift => EXIT_PARTIAL,
+        RestoreStatus::Failed => EXIT_FAILED,
+    })
+}
+
+async fn status_command(target: &AwsTarget, instance: Option<&str>) -> Result<u8, CordonError> {
+    if let Some(id) = instance {
+        check_instance_id(id)?;
+    }
+    let ec2: AwsEc2 = AwsContext::load(target).await.ec2(None);
+    let instances = match instance {
+        Some(id) => vec![ec2.describe_instance(id).await?],
+        None => ec2.instances_tagged(&format!("{STATE_TAG_PREFIX}:0")).await?,
+    };
+    let mut quarantined: Vec<Value> = Vec::new();
+    for found in instances {
+        let record = match state_from_tags(&found.id, &found.tags) {
+            Ok(Some(record)) => record,
+            Ok(None) => continue,
+            Err(error) => {
+                quarantined.push(json!({"instance_id": found.id, "error": error.to_report()}));
+                continue;
+            }
+        };
+        quarantined.push(json!({
+            "instance_id": found.id,
+            "finding_id": record.finding_id,
+            "finding_type": record.finding_type,
+            "since": record.captured_at,
+            "enis": eni_lines(Some(&record.interfaces), &found.interfaces),
+        }));
+    }
+    print_pretty(&json!({ "quarantined": quarantined }));
+    Ok(0)
+}

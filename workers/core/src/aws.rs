@@ -47,6 +47,11 @@ impl AwsContext {
         }
     }
 
+    /// A context from an already-built configuration (tests give static credentials).
+    pub fn from_sdk_config(config: SdkConfig) -> Self {
+        AwsContext { config }
+    }
+
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.config
     }
