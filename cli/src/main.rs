@@ -23,7 +23,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 #[derive(Parser)]
-#[command(name = "cordon", version, about = "Contain a compromised EC2 instance, and give it back")]
+#[command(
+    name = "cordon",
+    version,
+    about = "Contain a compromised EC2 instance, and give it back"
+)]
 struct Cli {
     /// Send AWS calls here (a local emulator); AWS_ENDPOINT_URL works too.
     #[arg(long, global = true)]
@@ -107,7 +111,10 @@ const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
     };
@@ -147,11 +154,17 @@ fn config_with(policy: &PolicyArgs) -> Result<Config, CordonError> {
 }
 
 fn print_line(value: &impl Serialize) {
-    println!("{}", serde_json::to_string(value).expect("output serialises"));
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("output serialises")
+    );
 }
 
 fn print_pretty(value: &impl Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("output serialises"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("output serialises")
+    );
 }
 
 fn triage(policy: &PolicyArgs, files: &[PathBuf]) -> Result<u8, CordonError> {
@@ -161,7 +174,10 @@ fn triage(policy: &PolicyArgs, files: &[PathBuf]) -> Result<u8, CordonError> {
         let source = file.display().to_string();
         let parsed = match std::fs::read_to_string(file) {
             Ok(text) => parse_document(&text),
-            Err(error) => vec![ParsedFinding::Invalid { finding_id: None, reason: format!("cannot read {source}: {error}") }],
+            Err(error) => vec![ParsedFinding::Invalid {
+                finding_id: None,
+                reason: format!("cannot read {source}: {error}"),
+            }],
         };
         for item in parsed {
             let line = match item {
@@ -196,8 +212,9 @@ fn triage(policy: &PolicyArgs, files: &[PathBuf]) -> Result<u8, CordonError> {
 
 /// The one finding in a file, or a clear error; nothing in AWS is touched before this passes.
 fn read_finding(path: &PathBuf) -> Result<Finding, CordonError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| CordonError::InvalidInput(format!("cannot read {}: {error}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        CordonError::InvalidInput(format!("cannot read {}: {error}", path.display()))
+    })?;
     let mut parsed = parse_document(&text);
     if parsed.len() != 1 {
         return Err(CordonError::InvalidInput(format!(
@@ -208,17 +225,20 @@ fn read_finding(path: &PathBuf) -> Result<Finding, CordonError> {
     }
     match parsed.remove(0) {
         ParsedFinding::Valid(finding) => Ok(*finding),
-        ParsedFinding::Invalid { reason, .. } => {
-            Err(CordonError::InvalidInput(format!("{}: {reason}", path.display())))
-        }
+        ParsedFinding::Invalid { reason, .. } => Err(CordonError::InvalidInput(format!(
+            "{}: {reason}",
+            path.display()
+        ))),
     }
 }
 
 fn isolate_config(args: &IsolateArgs) -> Result<Config, CordonError> {
     let mut config = config_with(&args.policy)?;
     if args.forensic_cidr.is_some() || args.forensic_security_group.is_some() {
-        config.forensic_access =
-            ForensicSource::from_settings(args.forensic_cidr.as_deref(), args.forensic_security_group.as_deref())?;
+        config.forensic_access = ForensicSource::from_settings(
+            args.forensic_cidr.as_deref(),
+            args.forensic_security_group.as_deref(),
+        )?;
     }
     if let Some(band) = &args.nacl_band {
         config.nacl.band = RuleBand::parse(band)?;
@@ -297,7 +317,9 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
     let region = summary.as_ref().and_then(|s| s.region.clone());
     if let (Some(finding_region), Some(asked)) = (&region, &target.region) {
         if finding_region != asked {
-            eprintln!("cordon: acting in {finding_region}, the finding's region, not --region {asked}");
+            eprintln!(
+                "cordon: acting in {finding_region}, the finding's region, not --region {asked}"
+            );
         }
     }
     let aws = AwsContext::load(target).await;
@@ -325,7 +347,10 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
         CaptureStatus::AlreadyQuarantined => {
             output.status = "already_isolated";
             let now = ec2.describe_instance(&instance_id).await?;
-            output.enis = eni_lines(captured.record.as_ref().map(|r| r.interfaces.as_slice()), &now.interfaces);
+            output.enis = eni_lines(
+                captured.record.as_ref().map(|r| r.interfaces.as_slice()),
+                &now.interfaces,
+            );
             print_pretty(&output);
             return Ok(0);
         }
@@ -338,7 +363,11 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
     output.enis = isolation
         .enis
         .iter()
-        .map(|e| EniLine { eni_id: e.eni_id.clone(), original_groups: e.original_groups.clone(), groups_now: e.groups_now.clone() })
+        .map(|e| EniLine {
+            eni_id: e.eni_id.clone(),
+            original_groups: e.original_groups.clone(),
+            groups_now: e.groups_now.clone(),
+        })
         .collect();
     output.termination_protection = Some(isolation.termination_protection);
     output.errors.extend(isolation.errors.iter().cloned());
@@ -355,7 +384,11 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
     output.reason = if partial {
         format!("{instance_id} is only partly contained: see errors")
     } else {
-        format!("{instance_id} is isolated: {} interface(s), {} ACL entries", output.enis.len(), output.nacl_entries.len())
+        format!(
+            "{instance_id} is isolated: {} interface(s), {} ACL entries",
+            output.enis.len(),
+            output.nacl_entries.len()
+        )
     };
     print_pretty(&output);
     Ok(if partial { EXIT_PARTIAL } else { 0 })
@@ -397,7 +430,10 @@ async fn status_command(target: &AwsTarget, instance: Option<&str>) -> Result<u8
     let ec2: AwsEc2 = AwsContext::load(target).await.ec2(None);
     let instances = match instance {
         Some(id) => vec![ec2.describe_instance(id).await?],
-        None => ec2.instances_tagged(&format!("{STATE_TAG_PREFIX}:0")).await?,
+        None => {
+            ec2.instances_tagged(&format!("{STATE_TAG_PREFIX}:0"))
+                .await?
+        }
     };
     let mut quarantined: Vec<Value> = Vec::new();
     for found in instances {

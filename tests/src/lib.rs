@@ -11,7 +11,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::Credentials;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, InstanceNetworkInterfaceSpecification, IpPermission, IpRange,
-    RuleAction, Tag, TagSpecification, ResourceType,
+    ResourceType, RuleAction, Tag, TagSpecification,
 };
 use aws_sdk_ec2::Client;
 use cordon_core::aws::{AwsContext, AwsEc2};
@@ -20,7 +20,10 @@ pub const REGION: &str = "us-east-1";
 
 /// The repository root (this crate lives in `tests/`).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Real GuardDuty findings shared with the team (`../shared/findings` beside the clone).
@@ -28,7 +31,11 @@ pub fn shared_findings_dir() -> PathBuf {
     let dir = std::env::var_os("CORDON_FINDINGS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared/findings"));
-    assert!(dir.is_dir(), "{} is missing: the shared findings must sit beside the clone (or set CORDON_FINDINGS_DIR)", dir.display());
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the shared findings must sit beside the clone (or set CORDON_FINDINGS_DIR)",
+        dir.display()
+    );
     dir
 }
 
@@ -52,7 +59,11 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let path = moto_server_path();
         let child = Command::new(&path)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -61,14 +72,24 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start {} ({e}); run scripts/test, which installs moto into .venv", path.display())
+                panic!(
+                    "cannot start {} ({e}); run scripts/test, which installs moto into .venv",
+                    path.display()
+                )
             });
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen on {port} within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto did not listen on {port} within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Moto { child, port, endpoint: format!("http://127.0.0.1:{port}") }
+        Moto {
+            child,
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     pub fn sdk_config(&self) -> SdkConfig {
@@ -88,7 +109,9 @@ impl Moto {
     }
 
     pub fn world(&self) -> World {
-        World { ec2: Client::new(&self.sdk_config()) }
+        World {
+            ec2: Client::new(&self.sdk_config()),
+        }
     }
 
     /// Environment for a `cordon` child process pointed at this server.
@@ -139,8 +162,17 @@ impl World {
     }
 
     pub async fn vpc_ipv6_block(&self, vpc_id: &str) -> String {
-        let out = self.ec2.describe_vpcs().vpc_ids(vpc_id).send().await.unwrap();
-        out.vpcs()[0].ipv6_cidr_block_association_set()[0].ipv6_cidr_block().unwrap().to_string()
+        let out = self
+            .ec2
+            .describe_vpcs()
+            .vpc_ids(vpc_id)
+            .send()
+            .await
+            .unwrap();
+        out.vpcs()[0].ipv6_cidr_block_association_set()[0]
+            .ipv6_cidr_block()
+            .unwrap()
+            .to_string()
     }
 
     pub async fn subnet(&self, vpc_id: &str, cidr: &str, ipv6_cidr: Option<&str>) -> String {
@@ -192,8 +224,18 @@ impl World {
     /// Launches an instance with one interface per (subnet, groups), groups set per interface
     /// (the only way moto swaps interface groups faithfully). `ipv6` gives each interface one
     /// IPv6 address (moto ignores the count inside a launch, so interfaces are made first).
-    pub async fn instance(&self, interfaces: &[(&str, &[&str])], ipv6: bool) -> (String, Vec<String>) {
-        let mut launch = self.ec2.run_instances().image_id("ami-12c6146b").instance_type(aws_sdk_ec2::types::InstanceType::T3Micro).min_count(1).max_count(1);
+    pub async fn instance(
+        &self,
+        interfaces: &[(&str, &[&str])],
+        ipv6: bool,
+    ) -> (String, Vec<String>) {
+        let mut launch = self
+            .ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1);
         for (index, (subnet, groups)) in interfaces.iter().enumerate() {
             let spec = InstanceNetworkInterfaceSpecification::builder().device_index(index as i32);
             let spec = if ipv6 {
@@ -206,9 +248,15 @@ impl World {
                     .send()
                     .await
                     .unwrap();
-                spec.network_interface_id(eni.network_interface().unwrap().network_interface_id().unwrap())
+                spec.network_interface_id(
+                    eni.network_interface()
+                        .unwrap()
+                        .network_interface_id()
+                        .unwrap(),
+                )
             } else {
-                spec.subnet_id(*subnet).set_groups(Some(groups.iter().map(|g| g.to_string()).collect()))
+                spec.subnet_id(*subnet)
+                    .set_groups(Some(groups.iter().map(|g| g.to_string()).collect()))
             };
             launch = launch.network_interfaces(spec.build());
         }
@@ -218,19 +266,40 @@ impl World {
         let mut enis: Vec<(i32, String)> = instance
             .network_interfaces()
             .iter()
-            .map(|e| (e.attachment().and_then(|a| a.device_index()).unwrap_or(0), e.network_interface_id().unwrap().to_string()))
+            .map(|e| {
+                (
+                    e.attachment().and_then(|a| a.device_index()).unwrap_or(0),
+                    e.network_interface_id().unwrap().to_string(),
+                )
+            })
             .collect();
         enis.sort();
         (id, enis.into_iter().map(|(_, e)| e).collect())
     }
 
     pub async fn tag(&self, resource: &str, key: &str, value: &str) {
-        self.ec2.create_tags().resources(resource).tags(Tag::builder().key(key).value(value).build()).send().await.unwrap();
+        self.ec2
+            .create_tags()
+            .resources(resource)
+            .tags(Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .unwrap();
     }
 
     pub async fn eni_groups(&self, eni_id: &str) -> Vec<String> {
-        let out = self.ec2.describe_network_interfaces().network_interface_ids(eni_id).send().await.unwrap();
-        out.network_interfaces()[0].groups().iter().map(|g| g.group_id().unwrap().to_string()).collect()
+        let out = self
+            .ec2
+            .describe_network_interfaces()
+            .network_interface_ids(eni_id)
+            .send()
+            .await
+            .unwrap();
+        out.network_interfaces()[0]
+            .groups()
+            .iter()
+            .map(|g| g.group_id().unwrap().to_string())
+            .collect()
     }
 
     pub async fn set_eni_groups(&self, eni_id: &str, groups: &[&str]) {
@@ -244,21 +313,51 @@ impl World {
     }
 
     pub async fn eni_ipv6(&self, eni_id: &str) -> Vec<String> {
-        let out = self.ec2.describe_network_interfaces().network_interface_ids(eni_id).send().await.unwrap();
-        out.network_interfaces()[0].ipv6_addresses().iter().map(|a| a.ipv6_address().unwrap().to_string()).collect()
+        let out = self
+            .ec2
+            .describe_network_interfaces()
+            .network_interface_ids(eni_id)
+            .send()
+            .await
+            .unwrap();
+        out.network_interfaces()[0]
+            .ipv6_addresses()
+            .iter()
+            .map(|a| a.ipv6_address().unwrap().to_string())
+            .collect()
     }
 
     pub async fn eni_ipv4(&self, eni_id: &str) -> String {
-        let out = self.ec2.describe_network_interfaces().network_interface_ids(eni_id).send().await.unwrap();
-        out.network_interfaces()[0].private_ip_address().unwrap().to_string()
+        let out = self
+            .ec2
+            .describe_network_interfaces()
+            .network_interface_ids(eni_id)
+            .send()
+            .await
+            .unwrap();
+        out.network_interfaces()[0]
+            .private_ip_address()
+            .unwrap()
+            .to_string()
     }
 
     pub async fn instance_tags(&self, instance_id: &str) -> BTreeMap<String, String> {
-        let out = self.ec2.describe_instances().instance_ids(instance_id).send().await.unwrap();
+        let out = self
+            .ec2
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .unwrap();
         out.reservations()[0].instances()[0]
             .tags()
             .iter()
-            .map(|t| (t.key().unwrap().to_string(), t.value().unwrap_or_default().to_string()))
+            .map(|t| {
+                (
+                    t.key().unwrap().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
             .collect()
     }
 
@@ -271,7 +370,9 @@ impl World {
             .send()
             .await
             .unwrap();
-        out.disable_api_termination().and_then(|v| v.value()).unwrap_or(false)
+        out.disable_api_termination()
+            .and_then(|v| v.value())
+            .unwrap_or(false)
     }
 
     pub async fn set_termination_protection(&self, instance_id: &str, enabled: bool) {
@@ -295,7 +396,12 @@ impl World {
             .unwrap();
         out.security_groups()
             .iter()
-            .map(|g| (g.group_id().unwrap().to_string(), format!("{:?} {:?}", g.ip_permissions(), g.ip_permissions_egress())))
+            .map(|g| {
+                (
+                    g.group_id().unwrap().to_string(),
+                    format!("{:?} {:?}", g.ip_permissions(), g.ip_permissions_egress()),
+                )
+            })
             .collect()
     }
 
@@ -304,14 +410,26 @@ impl World {
             .ec2
             .describe_security_groups()
             .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
-            .filters(Filter::builder().name("tag-key").values("cordon:role").build())
+            .filters(
+                Filter::builder()
+                    .name("tag-key")
+                    .values("cordon:role")
+                    .build(),
+            )
             .send()
             .await
             .unwrap();
         out.security_groups()
             .iter()
             .map(|g| {
-                let role = g.tags().iter().find(|t| t.key() == Some("cordon:role")).unwrap().value().unwrap().to_string();
+                let role = g
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some("cordon:role"))
+                    .unwrap()
+                    .value()
+                    .unwrap()
+                    .to_string();
                 (role, g.group_id().unwrap().to_string())
             })
             .collect()
@@ -321,7 +439,12 @@ impl World {
         let out = self
             .ec2
             .describe_network_acls()
-            .filters(Filter::builder().name("association.subnet-id").values(subnet_id).build())
+            .filters(
+                Filter::builder()
+                    .name("association.subnet-id")
+                    .values(subnet_id)
+                    .build(),
+            )
             .send()
             .await
             .unwrap();
@@ -330,17 +453,39 @@ impl World {
 
     /// A custom ACL for these subnets holding `allows` (rule number, egress, cidr) and the
     /// catch-all denies real AWS puts in every ACL.
-    pub async fn custom_acl(&self, vpc_id: &str, subnets: &[&str], allows: &[(i32, bool, &str)]) -> String {
-        let acl = self.ec2.create_network_acl().vpc_id(vpc_id).send().await.unwrap();
-        let acl_id = acl.network_acl().unwrap().network_acl_id().unwrap().to_string();
+    pub async fn custom_acl(
+        &self,
+        vpc_id: &str,
+        subnets: &[&str],
+        allows: &[(i32, bool, &str)],
+    ) -> String {
+        let acl = self
+            .ec2
+            .create_network_acl()
+            .vpc_id(vpc_id)
+            .send()
+            .await
+            .unwrap();
+        let acl_id = acl
+            .network_acl()
+            .unwrap()
+            .network_acl_id()
+            .unwrap()
+            .to_string();
         for (number, egress, cidr) in allows {
-            self.acl_entry(&acl_id, *number, *egress, RuleAction::Allow, cidr).await;
+            self.acl_entry(&acl_id, *number, *egress, RuleAction::Allow, cidr)
+                .await;
         }
         for subnet in subnets {
             let out = self
                 .ec2
                 .describe_network_acls()
-                .filters(Filter::builder().name("association.subnet-id").values(*subnet).build())
+                .filters(
+                    Filter::builder()
+                        .name("association.subnet-id")
+                        .values(*subnet)
+                        .build(),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -363,7 +508,14 @@ impl World {
         acl_id
     }
 
-    pub async fn acl_entry(&self, acl_id: &str, number: i32, egress: bool, action: RuleAction, cidr: &str) {
+    pub async fn acl_entry(
+        &self,
+        acl_id: &str,
+        number: i32,
+        egress: bool,
+        action: RuleAction,
+        cidr: &str,
+    ) {
         let request = self
             .ec2
             .create_network_acl_entry()
@@ -372,12 +524,19 @@ impl World {
             .egress(egress)
             .protocol("-1")
             .rule_action(action);
-        let request = if cidr.contains(':') { request.ipv6_cidr_block(cidr) } else { request.cidr_block(cidr) };
+        let request = if cidr.contains(':') {
+            request.ipv6_cidr_block(cidr)
+        } else {
+            request.cidr_block(cidr)
+        };
         request.send().await.unwrap();
     }
 
     /// Every ACL of the VPC with its entries, sorted, and its tags: a snapshot to compare.
-    pub async fn acls(&self, vpc_id: &str) -> BTreeMap<String, (Vec<EntryView>, Vec<(String, String)>)> {
+    pub async fn acls(
+        &self,
+        vpc_id: &str,
+    ) -> BTreeMap<String, (Vec<EntryView>, Vec<(String, String)>)> {
         let out = self
             .ec2
             .describe_network_acls()
@@ -397,13 +556,19 @@ impl World {
                             e.rule_number().unwrap(),
                             e.rule_action().unwrap().as_str().to_string(),
                             e.protocol().unwrap_or_default().to_string(),
-                            e.cidr_block().or(e.ipv6_cidr_block()).unwrap_or_default().to_string(),
+                            e.cidr_block()
+                                .or(e.ipv6_cidr_block())
+                                .unwrap_or_default()
+                                .to_string(),
                         )
                     })
                     .collect();
                 entries.sort();
-                let mut tags: Vec<(String, String)> =
-                    acl.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
+                let mut tags: Vec<(String, String)> = acl
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+                    .collect();
                 tags.sort();
                 (acl.network_acl_id().unwrap().to_string(), (entries, tags))
             })
@@ -412,12 +577,27 @@ impl World {
 
     /// The deny entries of one ACL below the default allow: (egress, number, cidr).
     pub async fn denies(&self, acl_id: &str) -> Vec<(bool, i32, String)> {
-        let acls = self.ec2.describe_network_acls().network_acl_ids(acl_id).send().await.unwrap();
+        let acls = self
+            .ec2
+            .describe_network_acls()
+            .network_acl_ids(acl_id)
+            .send()
+            .await
+            .unwrap();
         let mut found: Vec<(bool, i32, String)> = acls.network_acls()[0]
             .entries()
             .iter()
-            .filter(|e| e.rule_action().map(|a| a.as_str()) == Some("deny") && e.rule_number().unwrap() < 32767)
-            .map(|e| (e.egress().unwrap(), e.rule_number().unwrap(), e.cidr_block().or(e.ipv6_cidr_block()).unwrap().to_string()))
+            .filter(|e| {
+                e.rule_action().map(|a| a.as_str()) == Some("deny")
+                    && e.rule_number().unwrap() < 32767
+            })
+            .map(|e| {
+                (
+                    e.egress().unwrap(),
+                    e.rule_number().unwrap(),
+                    e.cidr_block().or(e.ipv6_cidr_block()).unwrap().to_string(),
+                )
+            })
             .collect();
         found.sort();
         found

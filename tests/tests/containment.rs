@@ -19,15 +19,28 @@ async fn contain_with(moto: &Moto, config: &Config, event: &serde_json::Value) -
     let ec2 = || moto.cordon_ec2();
     let capture = capture_step(|_| ec2(), config, event).await.unwrap();
     if capture.status != CaptureStatus::Captured {
-        return Contained { capture, isolation: None, nacl: None };
+        return Contained {
+            capture,
+            isolation: None,
+            nacl: None,
+        };
     }
     let isolation = isolate_step(|_| ec2(), config, &capture).await.unwrap();
     let nacl = block_step(|_| ec2(), config, &capture).await.unwrap();
-    Contained { capture, isolation: Some(isolation), nacl: Some(nacl) }
+    Contained {
+        capture,
+        isolation: Some(isolation),
+        nacl: Some(nacl),
+    }
 }
 
 async fn contain(moto: &Moto, instance_id: &str, remote: &str) -> Contained {
-    contain_with(moto, &Config::default(), &finding_for(instance_id, 8.0, remote)).await
+    contain_with(
+        moto,
+        &Config::default(),
+        &finding_for(instance_id, 8.0, remote),
+    )
+    .await
 }
 
 async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
@@ -35,7 +48,11 @@ async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
         instance_id: contained.capture.instance_id.clone().unwrap(),
         region: Some(cordon_tests::REGION.into()),
         record: contained.capture.record.clone(),
-        nacl_entries: contained.nacl.as_ref().map(|n| n.nacl_entries.clone()).unwrap_or_default(),
+        nacl_entries: contained
+            .nacl
+            .as_ref()
+            .map(|n| n.nacl_entries.clone())
+            .unwrap_or_default(),
     };
     restore_step(|_| moto.cordon_ec2(), &input).await.unwrap()
 }
@@ -47,7 +64,13 @@ async fn two_subnet_vpc(world: &World) -> (String, [String; 2], [String; 2]) {
     let a = world.subnet(&vpc, "10.0.1.0/24", None).await;
     let b = world.subnet(&vpc, "10.0.2.0/24", None).await;
     for subnet in [&a, &b] {
-        world.custom_acl(&vpc, &[subnet], &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")]).await;
+        world
+            .custom_acl(
+                &vpc,
+                &[subnet],
+                &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")],
+            )
+            .await;
     }
     let web = world.security_group(&vpc, "web", 443).await;
     let ssh = world.security_group(&vpc, "ssh", 22).await;
@@ -70,20 +93,52 @@ async fn single_eni_isolate_then_restore_gives_back_exactly_the_same_state() {
     let isolation = contained.isolation.as_ref().unwrap();
     assert_eq!(isolation.status, StepStatus::Done, "{:?}", isolation.errors);
     let cordon = world.cordon_group_ids(&vpc).await;
-    assert_eq!(world.eni_groups(&enis[0]).await, [cordon["isolation"].clone()]);
+    assert_eq!(
+        world.eni_groups(&enis[0]).await,
+        [cordon["isolation"].clone()]
+    );
     assert!(world.termination_protection(&instance).await);
     // The remote is denied both ways where the instance lives, the instance in the other subnet.
     let (acl_a, acl_b) = (world.acl_of(&a).await, world.acl_of(&b).await);
-    assert_eq!(world.denies(&acl_a).await, [(false, 1, "198.51.100.7/32".into()), (true, 1, "198.51.100.7/32".into())]);
-    assert_eq!(world.denies(&acl_b).await, [(false, 1, format!("{ip}/32")), (true, 1, format!("{ip}/32"))]);
+    assert_eq!(
+        world.denies(&acl_a).await,
+        [
+            (false, 1, "198.51.100.7/32".into()),
+            (true, 1, "198.51.100.7/32".into())
+        ]
+    );
+    assert_eq!(
+        world.denies(&acl_b).await,
+        [
+            (false, 1, format!("{ip}/32")),
+            (true, 1, format!("{ip}/32"))
+        ]
+    );
     let tags = world.instance_tags(&instance).await;
     assert!(tags.contains_key("cordon:state:0"));
 
     let report = restore(&moto, &contained).await;
-    assert_eq!(report.status, RestoreStatus::Restored, "{:?}", report.errors);
-    assert_eq!(world.eni_groups(&enis[0]).await, groups_before, "same groups, same order");
-    assert_eq!(world.acls(&vpc).await, acls_before, "same entries and tags in every ACL");
-    assert_eq!(world.instance_tags(&instance).await, tags_before, "no cordon:* tag left");
+    assert_eq!(
+        report.status,
+        RestoreStatus::Restored,
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(
+        world.eni_groups(&enis[0]).await,
+        groups_before,
+        "same groups, same order"
+    );
+    assert_eq!(
+        world.acls(&vpc).await,
+        acls_before,
+        "same entries and tags in every ACL"
+    );
+    assert_eq!(
+        world.instance_tags(&instance).await,
+        tags_before,
+        "no cordon:* tag left"
+    );
     assert!(!world.termination_protection(&instance).await);
 }
 
@@ -93,8 +148,8 @@ async fn two_enis_in_two_subnets_each_get_back_their_own_groups_never_the_union(
     let world = moto.world();
     let (vpc, [a, b], [web, ssh]) = two_subnet_vpc(&world).await;
     let (instance, enis) = world.instance(&[(&a, &[&web]), (&b, &[&ssh])], false).await;
-    assert_eq!(world.eni_groups(&enis[0]).await, [web.clone()]);
-    assert_eq!(world.eni_groups(&enis[1]).await, [ssh.clone()]);
+    assert_eq!(world.eni_groups(&enis[0]).await, vec![web.clone()]);
+    assert_eq!(world.eni_groups(&enis[1]).await, vec![ssh.clone()]);
     let acls_before = world.acls(&vpc).await;
 
     let contained = contain(&moto, &instance, "198.51.100.7").await;
@@ -102,7 +157,7 @@ async fn two_enis_in_two_subnets_each_get_back_their_own_groups_never_the_union(
     assert_eq!(isolation.enis.len(), 2);
     let isolation_group = world.cordon_group_ids(&vpc).await["isolation"].clone();
     for eni in &enis {
-        assert_eq!(world.eni_groups(eni).await, [isolation_group.clone()]);
+        assert_eq!(world.eni_groups(eni).await, vec![isolation_group.clone()]);
     }
     // Both subnets are the instance's own: the remote is denied in both, and there is no
     // other subnet in which to deny the instance's addresses.
@@ -126,9 +181,17 @@ async fn ipv6_addresses_are_denied_as_128s_and_the_conversion_group_opens_ipv6_t
     let vpc = world.vpc("10.1.0.0/16", true).await;
     let block = world.vpc_ipv6_block(&vpc).await;
     let prefix = block.split("::").next().unwrap().to_string();
-    let a = world.subnet(&vpc, "10.1.1.0/24", Some(&format!("{prefix}::/64"))).await;
+    let a = world
+        .subnet(&vpc, "10.1.1.0/24", Some(&format!("{prefix}::/64")))
+        .await;
     let b = world.subnet(&vpc, "10.1.2.0/24", None).await;
-    let acl_b = world.custom_acl(&vpc, &[&b], &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")]).await;
+    let acl_b = world
+        .custom_acl(
+            &vpc,
+            &[&b],
+            &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")],
+        )
+        .await;
     let app = world.security_group(&vpc, "app", 8080).await;
     let (instance, enis) = world.instance(&[(&a, &[&app])], true).await;
     let ipv6 = world.eni_ipv6(&enis[0]).await;
@@ -136,23 +199,41 @@ async fn ipv6_addresses_are_denied_as_128s_and_the_conversion_group_opens_ipv6_t
     let acls_before = world.acls(&vpc).await;
 
     let mut event = finding_for(&instance, 8.0, "198.51.100.7");
-    event["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]["ipAddressV6"] = "2001:db8:bad::1".into();
+    event["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]["ipAddressV6"] =
+        "2001:db8:bad::1".into();
     let contained = contain_with(&moto, &Config::default(), &event).await;
     let denies_b = world.denies(&acl_b).await;
     let ipv6_cidr = format!("{}/128", ipv6[0]);
-    assert!(denies_b.contains(&(false, 2, ipv6_cidr.clone())), "{denies_b:?}");
+    assert!(
+        denies_b.contains(&(false, 2, ipv6_cidr.clone())),
+        "{denies_b:?}"
+    );
     assert!(denies_b.contains(&(true, 2, ipv6_cidr)), "{denies_b:?}");
     let denies_a = world.denies(&world.acl_of(&a).await).await;
-    assert!(denies_a.iter().any(|(_, _, cidr)| cidr == "2001:db8:bad::1/128"), "{denies_a:?}");
+    assert!(
+        denies_a
+            .iter()
+            .any(|(_, _, cidr)| cidr == "2001:db8:bad::1/128"),
+        "{denies_a:?}"
+    );
 
     let groups = world.groups(&vpc).await;
     let cordon = world.cordon_group_ids(&vpc).await;
     let conversion = &groups[&cordon["conversion"]];
-    assert!(conversion.matches("::/0").count() >= 2, "IPv6 allowed both ways: {conversion}");
+    assert!(
+        conversion.matches("::/0").count() >= 2,
+        "IPv6 allowed both ways: {conversion}"
+    );
     let isolation = &groups[&cordon["isolation"]];
-    assert!(!isolation.contains("0.0.0.0/0") && !isolation.contains("::/0"), "no egress at all: {isolation}");
+    assert!(
+        !isolation.contains("0.0.0.0/0") && !isolation.contains("::/0"),
+        "no egress at all: {isolation}"
+    );
 
-    assert_eq!(restore(&moto, &contained).await.status, RestoreStatus::Restored);
+    assert_eq!(
+        restore(&moto, &contained).await.status,
+        RestoreStatus::Restored
+    );
     assert_eq!(world.acls(&vpc).await, acls_before);
     assert_eq!(world.eni_groups(&enis[0]).await, [app]);
 }
@@ -165,7 +246,11 @@ async fn subnets_sharing_the_default_acl_get_both_kinds_of_deny_on_it() {
     let a = world.subnet(&vpc, "10.2.1.0/24", None).await;
     let b = world.subnet(&vpc, "10.2.2.0/24", None).await;
     let shared = world.acl_of(&a).await;
-    assert_eq!(world.acl_of(&b).await, shared, "both subnets use the VPC's default ACL");
+    assert_eq!(
+        world.acl_of(&b).await,
+        shared,
+        "both subnets use the VPC's default ACL"
+    );
     let app = world.security_group(&vpc, "app", 80).await;
     let (instance, enis) = world.instance(&[(&a, &[&app])], false).await;
     let ip = world.eni_ipv4(&enis[0]).await;
@@ -174,11 +259,27 @@ async fn subnets_sharing_the_default_acl_get_both_kinds_of_deny_on_it() {
     let contained = contain(&moto, &instance, "203.0.113.50").await;
     let denies = world.denies(&shared).await;
     for egress in [false, true] {
-        assert!(denies.iter().any(|(e, _, c)| *e == egress && c == "203.0.113.50/32"), "{denies:?}");
-        assert!(denies.iter().any(|(e, _, c)| *e == egress && *c == format!("{ip}/32")), "{denies:?}");
+        assert!(
+            denies
+                .iter()
+                .any(|(e, _, c)| *e == egress && c == "203.0.113.50/32"),
+            "{denies:?}"
+        );
+        assert!(
+            denies
+                .iter()
+                .any(|(e, _, c)| *e == egress && *c == format!("{ip}/32")),
+            "{denies:?}"
+        );
     }
-    assert!(denies.iter().all(|(_, number, _)| *number < 100), "below the default allow 100: {denies:?}");
-    assert_eq!(restore(&moto, &contained).await.status, RestoreStatus::Restored);
+    assert!(
+        denies.iter().all(|(_, number, _)| *number < 100),
+        "below the default allow 100: {denies:?}"
+    );
+    assert_eq!(
+        restore(&moto, &contained).await.status,
+        RestoreStatus::Restored
+    );
     assert_eq!(world.acls(&vpc).await, before);
 }
 
@@ -190,9 +291,34 @@ async fn custom_acls_with_low_allow_rules_get_denies_below_them() {
     let a = world.subnet(&vpc, "10.3.1.0/24", None).await;
     let b = world.subnet(&vpc, "10.3.2.0/24", None).await;
     // Allow rules at 5 (a bastion range) and 100; deny must land at 1..=4.
-    let acl_a = world.custom_acl(&vpc, &[&a], &[(5, false, "10.3.0.0/16"), (5, true, "10.3.0.0/16"), (100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")]).await;
-    let acl_b = world.custom_acl(&vpc, &[&b], &[(3, false, "0.0.0.0/0"), (3, true, "0.0.0.0/0")]).await;
-    world.acl_entry(&acl_b, 1, false, aws_sdk_ec2::types::RuleAction::Deny, "192.0.2.1/32").await;
+    let acl_a = world
+        .custom_acl(
+            &vpc,
+            &[&a],
+            &[
+                (5, false, "10.3.0.0/16"),
+                (5, true, "10.3.0.0/16"),
+                (100, false, "0.0.0.0/0"),
+                (100, true, "0.0.0.0/0"),
+            ],
+        )
+        .await;
+    let acl_b = world
+        .custom_acl(
+            &vpc,
+            &[&b],
+            &[(3, false, "0.0.0.0/0"), (3, true, "0.0.0.0/0")],
+        )
+        .await;
+    world
+        .acl_entry(
+            &acl_b,
+            1,
+            false,
+            aws_sdk_ec2::types::RuleAction::Deny,
+            "192.0.2.1/32",
+        )
+        .await;
     let app = world.security_group(&vpc, "app", 80).await;
     let (instance, enis) = world.instance(&[(&a, &[&app])], false).await;
     let ip = world.eni_ipv4(&enis[0]).await;
@@ -200,14 +326,31 @@ async fn custom_acls_with_low_allow_rules_get_denies_below_them() {
 
     let contained = contain(&moto, &instance, "198.51.100.9").await;
     assert_eq!(contained.nacl.as_ref().unwrap().status, StepStatus::Done);
-    assert_eq!(world.denies(&acl_a).await, [(false, 1, "198.51.100.9/32".into()), (true, 1, "198.51.100.9/32".into())]);
+    assert_eq!(
+        world.denies(&acl_a).await,
+        [
+            (false, 1, "198.51.100.9/32".into()),
+            (true, 1, "198.51.100.9/32".into())
+        ]
+    );
     // In b, inbound 1 is taken by someone's deny: the lowest free number below allow 3 is 2.
     assert_eq!(
         world.denies(&acl_b).await,
-        [(false, 1, "192.0.2.1/32".into()), (false, 2, format!("{ip}/32")), (true, 1, format!("{ip}/32"))]
+        [
+            (false, 1, "192.0.2.1/32".into()),
+            (false, 2, format!("{ip}/32")),
+            (true, 1, format!("{ip}/32"))
+        ]
     );
-    assert_eq!(restore(&moto, &contained).await.status, RestoreStatus::Restored);
-    assert_eq!(world.acls(&vpc).await, before, "their deny at 1 is still there, ours are gone");
+    assert_eq!(
+        restore(&moto, &contained).await.status,
+        RestoreStatus::Restored
+    );
+    assert_eq!(
+        world.acls(&vpc).await,
+        before,
+        "their deny at 1 is still there, ours are gone"
+    );
 }
 
 #[tokio::test]
@@ -218,7 +361,15 @@ async fn an_acl_at_its_quota_makes_a_reported_partial_and_the_rest_still_contain
     let acl_b = world.acl_of(&b).await;
     // 20 inbound rules: b's ACL is at AWS's default quota (moto would accept more).
     for n in 0..19 {
-        world.acl_entry(&acl_b, 200 + n, false, aws_sdk_ec2::types::RuleAction::Allow, &format!("10.9.{n}.0/24")).await;
+        world
+            .acl_entry(
+                &acl_b,
+                200 + n,
+                false,
+                aws_sdk_ec2::types::RuleAction::Allow,
+                &format!("10.9.{n}.0/24"),
+            )
+            .await;
     }
     let (instance, enis) = world.instance(&[(&a, &[&web])], false).await;
     let ip = world.eni_ipv4(&enis[0]).await;
@@ -231,13 +382,22 @@ async fn an_acl_at_its_quota_makes_a_reported_partial_and_the_rest_still_contain
     assert_eq!(nacl.errors[0].error, "Cordon.NaclQuotaExceeded");
     assert!(nacl.errors[0].cause.contains(&acl_b) && nacl.errors[0].cause.contains("inbound"));
     // The security groups and every other deny still went in.
-    assert_eq!(contained.isolation.as_ref().unwrap().status, StepStatus::Done);
-    assert_eq!(world.eni_groups(&enis[0]).await, [world.cordon_group_ids(&vpc).await["isolation"].clone()]);
+    assert_eq!(
+        contained.isolation.as_ref().unwrap().status,
+        StepStatus::Done
+    );
+    assert_eq!(
+        world.eni_groups(&enis[0]).await,
+        [world.cordon_group_ids(&vpc).await["isolation"].clone()]
+    );
     assert_eq!(world.denies(&acl_b).await, [(true, 1, format!("{ip}/32"))]);
     assert_eq!(world.denies(&world.acl_of(&a).await).await.len(), 2);
     assert_eq!(nacl.nacl_entries.len(), 3);
 
-    assert_eq!(restore(&moto, &contained).await.status, RestoreStatus::Restored);
+    assert_eq!(
+        restore(&moto, &contained).await.status,
+        RestoreStatus::Restored
+    );
     assert_eq!(world.acls(&vpc).await, before);
 }
 
@@ -248,10 +408,35 @@ async fn a_nat_gateway_in_another_subnet_is_cut_off_from_the_instance() {
     let vpc = world.vpc("10.4.0.0/16", false).await;
     let public = world.subnet(&vpc, "10.4.0.0/24", None).await;
     let private = world.subnet(&vpc, "10.4.1.0/24", None).await;
-    let public_acl = world.custom_acl(&vpc, &[&public], &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")]).await;
-    world.custom_acl(&vpc, &[&private], &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")]).await;
-    let eip = world.ec2.allocate_address().domain(aws_sdk_ec2::types::DomainType::Vpc).send().await.unwrap();
-    world.ec2.create_nat_gateway().subnet_id(&public).allocation_id(eip.allocation_id().unwrap()).send().await.unwrap();
+    let public_acl = world
+        .custom_acl(
+            &vpc,
+            &[&public],
+            &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")],
+        )
+        .await;
+    world
+        .custom_acl(
+            &vpc,
+            &[&private],
+            &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")],
+        )
+        .await;
+    let eip = world
+        .ec2
+        .allocate_address()
+        .domain(aws_sdk_ec2::types::DomainType::Vpc)
+        .send()
+        .await
+        .unwrap();
+    world
+        .ec2
+        .create_nat_gateway()
+        .subnet_id(&public)
+        .allocation_id(eip.allocation_id().unwrap())
+        .send()
+        .await
+        .unwrap();
     let app = world.security_group(&vpc, "app", 80).await;
     let (instance, enis) = world.instance(&[(&private, &[&app])], false).await;
     let ip = world.eni_ipv4(&enis[0]).await;
@@ -259,7 +444,13 @@ async fn a_nat_gateway_in_another_subnet_is_cut_off_from_the_instance() {
     contain(&moto, &instance, "198.51.100.7").await;
     // Traffic from the instance to the NAT gateway enters the public subnet with the
     // instance as source (inbound rule), replies leave towards it (outbound rule).
-    assert_eq!(world.denies(&public_acl).await, [(false, 1, format!("{ip}/32")), (true, 1, format!("{ip}/32"))]);
+    assert_eq!(
+        world.denies(&public_acl).await,
+        [
+            (false, 1, format!("{ip}/32")),
+            (true, 1, format!("{ip}/32"))
+        ]
+    );
 }
 
 #[tokio::test]
@@ -276,17 +467,31 @@ async fn isolating_twice_changes_nothing_and_keeps_the_true_originals() {
     let second = contain(&moto, &instance, "198.51.100.7").await;
     assert_eq!(second.capture.status, CaptureStatus::AlreadyQuarantined);
     assert!(second.capture.reason.contains("already quarantined"));
-    assert_eq!(second.capture.record, first.capture.record, "the originals, not the isolation group");
-    assert_eq!(second.capture.record.as_ref().unwrap().interfaces[0].groups, [web.clone(), ssh.clone()]);
+    assert_eq!(
+        second.capture.record, first.capture.record,
+        "the originals, not the isolation group"
+    );
+    assert_eq!(
+        second.capture.record.as_ref().unwrap().interfaces[0].groups,
+        [web.clone(), ssh.clone()]
+    );
     assert_eq!(world.acls(&vpc).await, acls);
     assert_eq!(world.instance_tags(&instance).await, tags);
-    assert_eq!(world.groups(&vpc).await, groups, "no new group, no rule change");
+    assert_eq!(
+        world.groups(&vpc).await,
+        groups,
+        "no new group, no rule change"
+    );
 
     // And the steps themselves are idempotent when Step Functions retries them.
     let config = Config::default();
-    let again = isolate_step(|_| moto.cordon_ec2(), &config, &first.capture).await.unwrap();
+    let again = isolate_step(|_| moto.cordon_ec2(), &config, &first.capture)
+        .await
+        .unwrap();
     assert_eq!(again.status, StepStatus::Done);
-    let nacl = block_step(|_| moto.cordon_ec2(), &config, &first.capture).await.unwrap();
+    let nacl = block_step(|_| moto.cordon_ec2(), &config, &first.capture)
+        .await
+        .unwrap();
     assert_eq!(nacl.nacl_entries, first.nacl.as_ref().unwrap().nacl_entries);
     assert_eq!(world.acls(&vpc).await, acls);
     assert_eq!(restore(&moto, &first).await.status, RestoreStatus::Restored);
@@ -303,9 +508,20 @@ async fn a_second_instance_in_the_same_vpc_reuses_cordons_groups() {
     contain(&moto, &first, "198.51.100.7").await;
     let cordon = world.cordon_group_ids(&vpc).await;
     contain(&moto, &second, "198.51.100.8").await;
-    assert_eq!(world.cordon_group_ids(&vpc).await, cordon, "still one conversion and one isolation group");
-    assert_eq!(world.groups(&vpc).await.len(), 2 + 2 + 1, "web, ssh, default and Cordon's two");
-    assert_eq!(world.eni_groups(&second_enis[0]).await, [cordon["isolation"].clone()]);
+    assert_eq!(
+        world.cordon_group_ids(&vpc).await,
+        cordon,
+        "still one conversion and one isolation group"
+    );
+    assert_eq!(
+        world.groups(&vpc).await.len(),
+        2 + 2 + 1,
+        "web, ssh, default and Cordon's two"
+    );
+    assert_eq!(
+        world.eni_groups(&second_enis[0]).await,
+        [cordon["isolation"].clone()]
+    );
 }
 
 #[tokio::test]
@@ -314,7 +530,11 @@ async fn non_instance_findings_and_exempt_instances_change_nothing() {
     let world = moto.world();
     let (vpc, [a, _], [web, _]) = two_subnet_vpc(&world).await;
     let (instance, enis) = world.instance(&[(&a, &[&web])], false).await;
-    let before = (world.acls(&vpc).await, world.groups(&vpc).await, world.instance_tags(&instance).await);
+    let before = (
+        world.acls(&vpc).await,
+        world.groups(&vpc).await,
+        world.instance_tags(&instance).await,
+    );
 
     // An IAM finding that carries instanceDetails naming our instance.
     let mut iam = finding_for(&instance, 8.0, "198.51.100.7");
@@ -329,7 +549,14 @@ async fn non_instance_findings_and_exempt_instances_change_nothing() {
     assert!(exempt.capture.reason.contains("cordon:exempt"));
     let mut tags = before.2.clone();
     tags.insert("cordon:exempt".into(), "true".into());
-    assert_eq!((world.acls(&vpc).await, world.groups(&vpc).await, world.instance_tags(&instance).await), (before.0, before.1, tags));
+    assert_eq!(
+        (
+            world.acls(&vpc).await,
+            world.groups(&vpc).await,
+            world.instance_tags(&instance).await
+        ),
+        (before.0, before.1, tags)
+    );
     assert_eq!(world.eni_groups(&enis[0]).await, [web]);
 }
 
@@ -350,9 +577,21 @@ async fn restore_reports_drift_and_leaves_what_someone_changed() {
     assert_eq!(report.enis[1].outcome, InterfaceOutcome::Drift);
     assert_eq!(world.eni_groups(&enis[0]).await, [web]);
     assert_eq!(world.eni_groups(&enis[1]).await, [isolation, ssh]);
-    assert!(report.errors.iter().any(|e| e.error == "Cordon.Drift" && e.cause.contains(&enis[1])));
-    assert!(world.instance_tags(&instance).await.contains_key("cordon:state:0"), "the record stays");
-    assert!(world.termination_protection(&instance).await, "protection stays while drift is open");
+    assert!(report
+        .errors
+        .iter()
+        .any(|e| e.error == "Cordon.Drift" && e.cause.contains(&enis[1])));
+    assert!(
+        world
+            .instance_tags(&instance)
+            .await
+            .contains_key("cordon:state:0"),
+        "the record stays"
+    );
+    assert!(
+        world.termination_protection(&instance).await,
+        "protection stays while drift is open"
+    );
 }
 
 #[tokio::test]
@@ -363,16 +602,28 @@ async fn restore_puts_back_termination_protection_that_was_already_on() {
     let (instance, _) = world.instance(&[(&a, &[&web])], false).await;
     world.set_termination_protection(&instance, true).await;
     let contained = contain(&moto, &instance, "198.51.100.7").await;
-    assert!(contained.capture.record.as_ref().unwrap().termination_protection);
+    assert!(
+        contained
+            .capture
+            .record
+            .as_ref()
+            .unwrap()
+            .termination_protection
+    );
     restore(&moto, &contained).await;
-    assert!(world.termination_protection(&instance).await, "it was on before Cordon: it stays on");
+    assert!(
+        world.termination_protection(&instance).await,
+        "it was on before Cordon: it stays on"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_instance_is_a_typed_error_and_touches_nothing() {
     let moto = Moto::start();
     let event = finding_for("i-0123456789abcdef0", 8.0, "198.51.100.7");
-    let error = capture_step(|_| moto.cordon_ec2(), &Config::default(), &event).await.unwrap_err();
+    let error = capture_step(|_| moto.cordon_ec2(), &Config::default(), &event)
+        .await
+        .unwrap_err();
     assert_eq!(error.error_name(), "Cordon.InstanceNotFound");
     assert!(error.to_string().contains("i-0123456789abcdef0"));
 }
@@ -383,16 +634,30 @@ async fn a_narrow_band_exhausts_and_is_reported() {
     let world = moto.world();
     let (vpc, [a, _], [web, _]) = two_subnet_vpc(&world).await;
     let (instance, _) = world.instance(&[(&a, &[&web])], false).await;
-    let config = Config { nacl: NaclSettings { band: cordon_core::config::RuleBand::new(50, 50).unwrap(), rule_quota: 20 }, ..Config::default() };
+    let config = Config {
+        nacl: NaclSettings {
+            band: cordon_core::config::RuleBand::new(50, 50).unwrap(),
+            rule_quota: 20,
+        },
+        ..Config::default()
+    };
     let mut event = finding_for(&instance, 8.0, "198.51.100.7");
-    event["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]["ipAddressV6"] = "2001:db8::7".into();
+    event["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]["ipAddressV6"] =
+        "2001:db8::7".into();
     let contained = contain_with(&moto, &config, &event).await;
     let nacl = contained.nacl.unwrap();
     assert_eq!(nacl.status, StepStatus::Partial);
-    assert!(nacl.errors.iter().all(|e| e.error == "Cordon.NaclBandExhausted"));
+    assert!(nacl
+        .errors
+        .iter()
+        .all(|e| e.error == "Cordon.NaclBandExhausted"));
     let acl_a = world.acl_of(&a).await;
     let denies = world.denies(&acl_a).await;
-    assert_eq!(denies.len(), 2, "one number per direction in the band 50..=50: {denies:?}");
+    assert_eq!(
+        denies.len(),
+        2,
+        "one number per direction in the band 50..=50: {denies:?}"
+    );
     assert!(denies.iter().all(|(_, n, _)| *n == 50));
     let _ = vpc;
 }

@@ -77,13 +77,16 @@ pub struct AwsEc2 {
 pub fn classify(operation: &str, subject: &str, code: &str, message: &str) -> CordonError {
     let owned = |s: &str| s.to_string();
     match code {
-        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled"
-        | "TooManyRequestsException" | "ServiceUnavailable" | "Unavailable" => {
-            CordonError::Throttled {
-                operation: owned(operation),
-                message: owned(message),
-            }
-        }
+        "RequestLimitExceeded"
+        | "Throttling"
+        | "ThrottlingException"
+        | "RequestThrottled"
+        | "TooManyRequestsException"
+        | "ServiceUnavailable"
+        | "Unavailable" => CordonError::Throttled {
+            operation: owned(operation),
+            message: owned(message),
+        },
         "InvalidInstanceID.NotFound" | "InvalidInstanceID.Malformed" => {
             CordonError::InstanceNotFound {
                 instance_id: owned(subject),
@@ -364,26 +367,29 @@ impl Ec2 for AwsEc2 {
                 }
             }
         };
-        Ok(output.network_interfaces().first().map(|eni| NetworkInterface {
-            id: eni.network_interface_id().unwrap_or_default().to_string(),
-            subnet_id: eni.subnet_id().unwrap_or_default().to_string(),
-            vpc_id: eni.vpc_id().unwrap_or_default().to_string(),
-            groups: eni
-                .groups()
-                .iter()
-                .filter_map(|g| g.group_id().map(String::from))
-                .collect(),
-            private_ipv4: eni
-                .private_ip_addresses()
-                .iter()
-                .filter_map(|a| a.private_ip_address().map(String::from))
-                .collect(),
-            ipv6: eni
-                .ipv6_addresses()
-                .iter()
-                .filter_map(|a| a.ipv6_address().map(String::from))
-                .collect(),
-        }))
+        Ok(output
+            .network_interfaces()
+            .first()
+            .map(|eni| NetworkInterface {
+                id: eni.network_interface_id().unwrap_or_default().to_string(),
+                subnet_id: eni.subnet_id().unwrap_or_default().to_string(),
+                vpc_id: eni.vpc_id().unwrap_or_default().to_string(),
+                groups: eni
+                    .groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(String::from))
+                    .collect(),
+                private_ipv4: eni
+                    .private_ip_addresses()
+                    .iter()
+                    .filter_map(|a| a.private_ip_address().map(String::from))
+                    .collect(),
+                ipv6: eni
+                    .ipv6_addresses()
+                    .iter()
+                    .filter_map(|a| a.ipv6_address().map(String::from))
+                    .collect(),
+            }))
     }
 
     async fn set_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {
@@ -426,14 +432,23 @@ impl Ec2 for AwsEc2 {
             .send()
             .await
             .map_err(|e| sdk_error("DescribeSecurityGroups", &vpc_ids.join(","), e))?;
-        Ok(output.security_groups().iter().map(security_group_of).collect())
+        Ok(output
+            .security_groups()
+            .iter()
+            .map(security_group_of)
+            .collect())
     }
 
     async fn create_cordon_group(&self, vpc_id: &str, role: GroupRole) -> Result<SecurityGroup> {
         let name = role.group_name(vpc_id);
         let tags = TagSpecification::builder()
             .resource_type(ResourceType::SecurityGroup)
-            .tags(Tag::builder().key(GroupRole::TAG_KEY).value(role.tag_value()).build())
+            .tags(
+                Tag::builder()
+                    .key(GroupRole::TAG_KEY)
+                    .value(role.tag_value())
+                    .build(),
+            )
             .tags(Tag::builder().key("Name").value(&name).build())
             .build();
         let output = self
@@ -473,7 +488,12 @@ impl Ec2 for AwsEc2 {
             })
     }
 
-    async fn authorize(&self, group_id: &str, direction: Direction, rules: &[SgRule]) -> Result<()> {
+    async fn authorize(
+        &self,
+        group_id: &str,
+        direction: Direction,
+        rules: &[SgRule],
+    ) -> Result<()> {
         let permissions = Some(permissions_of(rules));
         match direction {
             Direction::Ingress => self
@@ -617,7 +637,10 @@ impl Ec2 for AwsEc2 {
         if keys.is_empty() {
             return Ok(());
         }
-        let tags = keys.iter().map(|key| Tag::builder().key(key).build()).collect();
+        let tags = keys
+            .iter()
+            .map(|key| Tag::builder().key(key).build())
+            .collect();
         self.client
             .delete_tags()
             .resources(resource_id)
@@ -663,8 +686,14 @@ mod tests {
     fn ec2_error_codes_map_to_cordon_errors() {
         let name = |code| classify("Op", "i-1", code, "msg").error_name();
         assert_eq!(name("RequestLimitExceeded"), "Cordon.Throttled");
-        assert_eq!(name("InvalidInstanceID.NotFound"), "Cordon.InstanceNotFound");
-        assert_eq!(name("InvalidNetworkInterfaceID.NotFound"), "Cordon.InterfaceNotFound");
+        assert_eq!(
+            name("InvalidInstanceID.NotFound"),
+            "Cordon.InstanceNotFound"
+        );
+        assert_eq!(
+            name("InvalidNetworkInterfaceID.NotFound"),
+            "Cordon.InterfaceNotFound"
+        );
         assert_eq!(name("UnauthorizedOperation"), "Cordon.AccessDenied");
         assert_eq!(name("InvalidGroup.Duplicate"), "Cordon.GroupDuplicate");
         let other = classify("CreateTags", "i-1", "TagLimitExceeded", "too many");

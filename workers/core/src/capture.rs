@@ -9,7 +9,7 @@ use crate::error::{CordonError, Result, StepError};
 use crate::finding::Finding;
 use crate::policy::{is_exempt, EXEMPT_TAG};
 use crate::record::{
-    chunk_keys, check_tag_room, state_from_tags, state_tags, CapturedState, RECORD_VERSION,
+    check_tag_room, chunk_keys, state_from_tags, state_tags, CapturedState, RECORD_VERSION,
     STATE_TAG_PREFIX,
 };
 
@@ -59,7 +59,11 @@ pub struct CaptureOutput {
 }
 
 impl CaptureOutput {
-    pub fn skipped(instance_id: Option<String>, finding: Option<FindingSummary>, reason: String) -> Self {
+    pub fn skipped(
+        instance_id: Option<String>,
+        finding: Option<FindingSummary>,
+        reason: String,
+    ) -> Self {
         CaptureOutput {
             status: CaptureStatus::Skipped,
             reason,
@@ -97,12 +101,23 @@ pub async fn capture(
     now: &str,
 ) -> Result<CaptureOutput> {
     let instance = ec2.describe_instance(instance_id).await?;
-    let skip = |reason: String| Ok(CaptureOutput::skipped(Some(instance_id.into()), finding.clone(), reason));
+    let skip = |reason: String| {
+        Ok(CaptureOutput::skipped(
+            Some(instance_id.into()),
+            finding.clone(),
+            reason,
+        ))
+    };
     if is_exempt(&instance.tags) {
-        return skip(format!("instance {instance_id} is tagged {EXEMPT_TAG}=true"));
+        return skip(format!(
+            "instance {instance_id} is tagged {EXEMPT_TAG}=true"
+        ));
     }
     if matches!(instance.state.as_str(), "terminated" | "shutting-down") {
-        return skip(format!("instance {instance_id} is {}: nothing to contain", instance.state));
+        return skip(format!(
+            "instance {instance_id} is {}: nothing to contain",
+            instance.state
+        ));
     }
     if instance.interfaces.is_empty() {
         return skip(format!("instance {instance_id} has no network interface"));
@@ -204,7 +219,12 @@ mod tests {
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
         assert_eq!(
             ec2.calls(),
-            ["DescribeInstances", "DescribeSecurityGroups", "DescribeInstanceAttribute", "CreateTags"]
+            [
+                "DescribeInstances",
+                "DescribeSecurityGroups",
+                "DescribeInstanceAttribute",
+                "CreateTags"
+            ]
         );
     }
 
@@ -213,7 +233,9 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let first = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
         let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
-        ec2.with(|s| s.instances.get_mut("i-1").unwrap().interfaces[0].groups = vec![isolation.id.clone()]);
+        ec2.with(|s| {
+            s.instances.get_mut("i-1").unwrap().interfaces[0].groups = vec![isolation.id.clone()]
+        });
         let tags_before = ec2.with(|s| s.instances["i-1"].tags.clone());
         ec2.clear_calls();
 
@@ -229,7 +251,13 @@ mod tests {
     #[test]
     fn exempt_terminated_and_missing_instances_change_nothing() {
         let ec2 = FakeEc2::standard();
-        ec2.with(|s| s.instances.get_mut("i-1").unwrap().tags.push(("cordon:exempt".into(), "true".into())));
+        ec2.with(|s| {
+            s.instances
+                .get_mut("i-1")
+                .unwrap()
+                .tags
+                .push(("cordon:exempt".into(), "true".into()))
+        });
         let exempt = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
         assert_eq!(exempt.status, CaptureStatus::Skipped);
         assert!(exempt.reason.contains("cordon:exempt"));
@@ -242,9 +270,7 @@ mod tests {
 
         let missing = block_on(capture(&ec2, "i-404", None, NOW)).unwrap_err();
         assert_eq!(missing.error_name(), "Cordon.InstanceNotFound");
-        for ec2 in [&ec2] {
-            assert!(!ec2.calls().iter().any(|c| c == "CreateTags"));
-        }
+        assert!(!ec2.calls().iter().any(|c| c == "CreateTags"));
     }
 
     #[test]

@@ -81,7 +81,10 @@ pub struct Config {
 
 impl ForensicSource {
     pub fn from_settings(cidr: Option<&str>, group: Option<&str>) -> Result<Option<Self>> {
-        match (cidr.filter(|c| !c.is_empty()), group.filter(|g| !g.is_empty())) {
+        match (
+            cidr.filter(|c| !c.is_empty()),
+            group.filter(|g| !g.is_empty()),
+        ) {
             (Some(_), Some(_)) => Err(CordonError::InvalidConfiguration(
                 "give either a forensic CIDR or a forensic security group, not both".into(),
             )),
@@ -89,9 +92,9 @@ impl ForensicSource {
                 parse_cidr(cidr).map_err(CordonError::InvalidConfiguration)?;
                 Ok(Some(ForensicSource::Cidr(cidr.trim().to_string())))
             }
-            (None, Some(group)) if group.starts_with("sg-") => {
-                Ok(Some(ForensicSource::SecurityGroup(group.trim().to_string())))
-            }
+            (None, Some(group)) if group.starts_with("sg-") => Ok(Some(
+                ForensicSource::SecurityGroup(group.trim().to_string()),
+            )),
             (None, Some(group)) => Err(CordonError::InvalidConfiguration(format!(
                 "forensic security group {group:?} must be a group id (sg-...)"
             ))),
@@ -109,7 +112,11 @@ impl Config {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut config = Config::default();
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(text) = get("CORDON_MIN_SEVERITY") {
             config.policy.min_severity = parse_severity(&text).map_err(|why| {
                 CordonError::InvalidConfiguration(format!("CORDON_MIN_SEVERITY: {why}"))
@@ -117,7 +124,10 @@ impl Config {
         }
         for (name, flag) in [
             ("CORDON_INCLUDE_SAMPLES", &mut config.policy.include_samples),
-            ("CORDON_INCLUDE_ARCHIVED", &mut config.policy.include_archived),
+            (
+                "CORDON_INCLUDE_ARCHIVED",
+                &mut config.policy.include_archived,
+            ),
         ] {
             if let Some(text) = get(name) {
                 *flag = match text.to_ascii_lowercase().as_str() {
@@ -218,9 +228,21 @@ mod tests {
         .unwrap();
         assert_eq!(config.policy.min_severity, 8.5);
         assert!(config.policy.include_samples);
-        assert_eq!(config.policy.allow_type_prefixes, ["Backdoor:", "CryptoCurrency:"]);
-        assert_eq!(config.forensic_access, Some(ForensicSource::Cidr("10.9.0.0/24".into())));
-        assert_eq!(config.nacl.band, RuleBand { first: 10, last: 49 });
+        assert_eq!(
+            config.policy.allow_type_prefixes,
+            ["Backdoor:", "CryptoCurrency:"]
+        );
+        assert_eq!(
+            config.forensic_access,
+            Some(ForensicSource::Cidr("10.9.0.0/24".into()))
+        );
+        assert_eq!(
+            config.nacl.band,
+            RuleBand {
+                first: 10,
+                last: 49
+            }
+        );
         assert_eq!(config.nacl.rule_quota, 40);
     }
 
@@ -228,7 +250,11 @@ mod tests {
     fn malformed_settings_name_the_variable() {
         for (name, value, expected) in [
             ("CORDON_MIN_SEVERITY", "high", "CORDON_MIN_SEVERITY"),
-            ("CORDON_INCLUDE_ARCHIVED", "maybe", "CORDON_INCLUDE_ARCHIVED"),
+            (
+                "CORDON_INCLUDE_ARCHIVED",
+                "maybe",
+                "CORDON_INCLUDE_ARCHIVED",
+            ),
             ("CORDON_RESOURCE_ROLES", "VICTIM", "CORDON_RESOURCE_ROLES"),
             ("CORDON_FORENSIC_CIDR", "10.0.0.0/40", "0..=32"),
             ("CORDON_FORENSIC_SECURITY_GROUP", "forensics", "sg-"),
@@ -240,7 +266,10 @@ mod tests {
         ] {
             let error = config(&[(name, value)]).unwrap_err();
             assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");
-            assert!(error.to_string().contains(expected), "{name}={value}: {error}");
+            assert!(
+                error.to_string().contains(expected),
+                "{name}={value}: {error}"
+            );
         }
         let both = config(&[
             ("CORDON_FORENSIC_CIDR", "10.0.0.0/8"),

@@ -190,8 +190,12 @@ pub struct DenyEntry {
 
 /// Everything Cordon asks of EC2. Methods map to single API calls (or one paginated read).
 pub trait Ec2: Sync {
-    fn describe_instance(&self, instance_id: &str) -> impl Future<Output = Result<Instance>> + Send;
-    fn termination_protection(&self, instance_id: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn describe_instance(&self, instance_id: &str)
+        -> impl Future<Output = Result<Instance>> + Send;
+    fn termination_protection(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
     fn set_termination_protection(
         &self,
         instance_id: &str,

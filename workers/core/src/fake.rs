@@ -91,7 +91,13 @@ impl FakeEc2 {
                 Instance {
                     id: "i-1".into(),
                     state: "running".into(),
-                    interfaces: vec![interface("eni-1", "subnet-a", &["sg-app", "sg-ssh"], "10.0.1.5", Some("2001:db8:1::5"))],
+                    interfaces: vec![interface(
+                        "eni-1",
+                        "subnet-a",
+                        &["sg-app", "sg-ssh"],
+                        "10.0.1.5",
+                        Some("2001:db8:1::5"),
+                    )],
                     tags: vec![("Name".into(), "web-1".into())],
                 },
             );
@@ -101,7 +107,13 @@ impl FakeEc2 {
     }
 }
 
-pub fn interface(id: &str, subnet: &str, groups: &[&str], ipv4: &str, ipv6: Option<&str>) -> NetworkInterface {
+pub fn interface(
+    id: &str,
+    subnet: &str,
+    groups: &[&str],
+    ipv4: &str,
+    ipv6: Option<&str>,
+) -> NetworkInterface {
     NetworkInterface {
         id: id.into(),
         subnet_id: subnet.into(),
@@ -158,9 +170,10 @@ impl FakeEc2 {
 impl Ec2 for FakeEc2 {
     async fn describe_instance(&self, instance_id: &str) -> Result<Instance> {
         self.call("DescribeInstances")?;
-        self.with(|s| s.instances.get(instance_id).cloned()).ok_or(CordonError::InstanceNotFound {
-            instance_id: instance_id.into(),
-        })
+        self.with(|s| s.instances.get(instance_id).cloned())
+            .ok_or(CordonError::InstanceNotFound {
+                instance_id: instance_id.into(),
+            })
     }
 
     async fn termination_protection(&self, instance_id: &str) -> Result<bool> {
@@ -192,7 +205,7 @@ impl Ec2 for FakeEc2 {
                 return Err(CordonError::Ec2 {
                     operation: "ModifyNetworkInterfaceAttribute".into(),
                     code: "InvalidGroup.NotFound".into(),
-                    message: format!("{missing}"),
+                    message: missing.to_string(),
                 });
             }
             let eni = s
@@ -200,7 +213,9 @@ impl Ec2 for FakeEc2 {
                 .values_mut()
                 .flat_map(|i| i.interfaces.iter_mut())
                 .find(|eni| eni.id == eni_id)
-                .ok_or(CordonError::InterfaceNotFound { eni_id: eni_id.into() })?;
+                .ok_or(CordonError::InterfaceNotFound {
+                    eni_id: eni_id.into(),
+                })?;
             eni.groups = group_ids.to_vec();
             Ok(())
         })
@@ -208,7 +223,13 @@ impl Ec2 for FakeEc2 {
 
     async fn existing_groups(&self, group_ids: &[String]) -> Result<Vec<String>> {
         self.call("DescribeSecurityGroups")?;
-        Ok(self.with(|s| group_ids.iter().filter(|g| s.groups.contains_key(*g)).cloned().collect()))
+        Ok(self.with(|s| {
+            group_ids
+                .iter()
+                .filter(|g| s.groups.contains_key(*g))
+                .cloned()
+                .collect()
+        }))
     }
 
     async fn cordon_groups(&self, vpc_ids: &[String]) -> Result<Vec<SecurityGroup>> {
@@ -226,9 +247,15 @@ impl Ec2 for FakeEc2 {
         self.call("CreateSecurityGroup")?;
         self.with(|s| {
             if let Some(theirs) = s.racing_group.take() {
-                let name = theirs.role.map(|r| r.group_name(vpc_id)).unwrap_or_default();
+                let name = theirs
+                    .role
+                    .map(|r| r.group_name(vpc_id))
+                    .unwrap_or_default();
                 s.groups.insert(theirs.id.clone(), theirs);
-                return Err(CordonError::GroupDuplicate { vpc_id: vpc_id.into(), group_name: name });
+                return Err(CordonError::GroupDuplicate {
+                    vpc_id: vpc_id.into(),
+                    group_name: name,
+                });
             }
             s.next_id += 1;
             let group = SecurityGroup {
@@ -237,18 +264,29 @@ impl Ec2 for FakeEc2 {
                 role: Some(role),
                 ingress: vec![],
                 // EC2 gives every new VPC group an allow-all egress rule.
-                egress: vec![SgRule::all_traffic(crate::ec2::Peer::Ipv4("0.0.0.0/0".into()))],
+                egress: vec![SgRule::all_traffic(crate::ec2::Peer::Ipv4(
+                    "0.0.0.0/0".into(),
+                ))],
             };
             s.groups.insert(group.id.clone(), group.clone());
             Ok(group)
         })
     }
 
-    async fn authorize(&self, group_id: &str, direction: Direction, rules: &[SgRule]) -> Result<()> {
+    async fn authorize(
+        &self,
+        group_id: &str,
+        direction: Direction,
+        rules: &[SgRule],
+    ) -> Result<()> {
         self.call("AuthorizeSecurityGroup")?;
         self.with(|s| {
             let group = s.groups.get_mut(group_id).expect("known group");
-            let list = if direction.is_egress() { &mut group.egress } else { &mut group.ingress };
+            let list = if direction.is_egress() {
+                &mut group.egress
+            } else {
+                &mut group.ingress
+            };
             list.extend(rules.iter().cloned());
         });
         Ok(())
@@ -258,7 +296,11 @@ impl Ec2 for FakeEc2 {
         self.call("RevokeSecurityGroup")?;
         self.with(|s| {
             let group = s.groups.get_mut(group_id).expect("known group");
-            let list = if direction.is_egress() { &mut group.egress } else { &mut group.ingress };
+            let list = if direction.is_egress() {
+                &mut group.egress
+            } else {
+                &mut group.ingress
+            };
             list.retain(|rule| !rules.contains(rule));
         });
         Ok(())
@@ -266,7 +308,13 @@ impl Ec2 for FakeEc2 {
 
     async fn network_acls(&self, vpc_id: &str) -> Result<Vec<NetworkAcl>> {
         self.call("DescribeNetworkAcls")?;
-        Ok(self.with(|s| s.acls.values().filter(|a| a.vpc_id == vpc_id).cloned().collect()))
+        Ok(self.with(|s| {
+            s.acls
+                .values()
+                .filter(|a| a.vpc_id == vpc_id)
+                .cloned()
+                .collect()
+        }))
     }
 
     async fn network_acl(&self, acl_id: &str) -> Result<NetworkAcl> {
@@ -278,7 +326,11 @@ impl Ec2 for FakeEc2 {
         self.call("CreateNetworkAclEntry")?;
         self.with(|s| {
             if let Some((acl_id, theirs)) = s.racing_entry.take() {
-                s.acls.get_mut(&acl_id).expect("known acl").entries.push(theirs);
+                s.acls
+                    .get_mut(&acl_id)
+                    .expect("known acl")
+                    .entries
+                    .push(theirs);
             }
             let acl = s.acls.get_mut(&entry.acl_id).expect("known acl");
             if acl
@@ -308,7 +360,8 @@ impl Ec2 for FakeEc2 {
         self.with(|s| {
             let acl = s.acls.get_mut(acl_id).expect("known acl");
             let before = acl.entries.len();
-            acl.entries.retain(|e| !(e.egress == egress && e.rule_number == rule_number));
+            acl.entries
+                .retain(|e| !(e.egress == egress && e.rule_number == rule_number));
             if acl.entries.len() == before {
                 return Err(CordonError::Ec2 {
                     operation: "DeleteNetworkAclEntry".into(),

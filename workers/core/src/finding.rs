@@ -71,7 +71,10 @@ pub fn findings_in_value(value: &Value) -> Vec<ParsedFinding> {
                 return vec![invalid(None, &format!("`{key}` must be an array"))];
             };
             if items.is_empty() {
-                return vec![invalid(None, &format!("`{key}` is empty: no finding to read"))];
+                return vec![invalid(
+                    None,
+                    &format!("`{key}` is empty: no finding to read"),
+                )];
             }
             return items
                 .iter()
@@ -129,12 +132,7 @@ fn parse_finding(finding: &Value, detail_type: Option<String>) -> ParsedFinding 
     };
     let severity = match path(finding, &["severity"]).map(number_of) {
         Some(Some(severity)) if (0.0..=10.0).contains(&severity) => severity,
-        Some(_) => {
-            return invalid(
-                Some(id),
-                "`severity` is not a number between 0 and 10",
-            )
-        }
+        Some(_) => return invalid(Some(id), "`severity` is not a number between 0 and 10"),
         None => return invalid(Some(id), "the finding has no `severity`"),
     };
     let instance = path(finding, &["resource", "instanceDetails"]);
@@ -159,7 +157,9 @@ fn parse_finding(finding: &Value, detail_type: Option<String>) -> ParsedFinding 
         resource_role: path(finding, &["service", "resourceRole"]).and_then(text_of),
         archived: service_flag("archived"),
         sample: additional_info.map(is_sample).unwrap_or(false)
-            || path(finding, &["sample"]).and_then(bool_of).unwrap_or(false),
+            || path(finding, &["sample"])
+                .and_then(bool_of)
+                .unwrap_or(false),
         detail_type,
         remote_addresses: path(finding, &["service", "action"])
             .map(remote_addresses)
@@ -289,7 +289,11 @@ pub fn timestamp_of(value: &Value) -> Option<String> {
 
 /// Epoch values above 10^11 are milliseconds (10^11 seconds is the year 5138).
 fn epoch(value: f64) -> Option<DateTime<Utc>> {
-    let millis = if value.abs() >= 1e11 { value } else { value * 1000.0 };
+    let millis = if value.abs() >= 1e11 {
+        value
+    } else {
+        value * 1000.0
+    };
     Utc.timestamp_millis_opt(millis as i64).single()
 }
 
@@ -334,9 +338,18 @@ mod tests {
             assert_eq!(finding.severity, 8.0);
             assert_eq!(finding.region.as_deref(), Some("eu-west-1"));
             assert_eq!(finding.resource_role.as_deref(), Some("ACTOR"));
-            assert_eq!(finding.remote_addresses, vec!["198.51.100.7".parse::<IpAddr>().unwrap()]);
-            assert_eq!(finding.instance_tags, vec![("cordon:exempt".into(), "true".into())]);
-            assert_eq!(finding.updated_at.as_deref(), Some("2024-05-01T10:00:00.500Z"));
+            assert_eq!(
+                finding.remote_addresses,
+                vec!["198.51.100.7".parse::<IpAddr>().unwrap()]
+            );
+            assert_eq!(
+                finding.instance_tags,
+                vec![("cordon:exempt".into(), "true".into())]
+            );
+            assert_eq!(
+                finding.updated_at.as_deref(),
+                Some("2024-05-01T10:00:00.500Z")
+            );
         }
     }
 
@@ -358,13 +371,21 @@ mod tests {
         ]});
         let parsed = parse_document(&doc.to_string());
         assert_eq!(parsed.len(), 2);
-        let ParsedFinding::Valid(first) = &parsed[0] else { panic!("{parsed:?}") };
+        let ParsedFinding::Valid(first) = &parsed[0] else {
+            panic!("{parsed:?}")
+        };
         assert_eq!(first.instance_id.as_deref(), Some("i-0123456789abcdef0"));
         assert!(first.archived && first.sample);
         assert_eq!(first.resource_role.as_deref(), Some("TARGET"));
-        let probes: Vec<String> = first.remote_addresses.iter().map(|a| a.to_string()).collect();
+        let probes: Vec<String> = first
+            .remote_addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(probes, ["203.0.113.1", "203.0.113.2"]);
-        let ParsedFinding::Valid(second) = &parsed[1] else { panic!("{parsed:?}") };
+        let ParsedFinding::Valid(second) = &parsed[1] else {
+            panic!("{parsed:?}")
+        };
         assert_eq!(second.severity, 2.5);
         assert_eq!(second.instance_id, None);
     }
@@ -393,7 +414,10 @@ mod tests {
             (r#"{"type": "x", "severity": 5}"#, "no `id`"),
             (r#"{"id": "x", "severity": 5}"#, "no `type`"),
             (r#"{"id": "x", "type": "t"}"#, "no `severity`"),
-            (r#"{"id": "x", "type": "t", "severity": "high"}"#, "`severity`"),
+            (
+                r#"{"id": "x", "type": "t", "severity": "high"}"#,
+                "`severity`",
+            ),
             (r#"{"id": "x", "type": "t", "severity": 11}"#, "`severity`"),
             (r#"{"Findings": []}"#, "empty"),
             ("42", "JSON object"),

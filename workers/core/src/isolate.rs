@@ -21,7 +21,10 @@ pub struct CordonGroups {
 }
 
 /// The rules a Cordon group must hold, (ingress, egress).
-pub fn desired_rules(role: GroupRole, forensic: Option<&ForensicSource>) -> (Vec<SgRule>, Vec<SgRule>) {
+pub fn desired_rules(
+    role: GroupRole,
+    forensic: Option<&ForensicSource>,
+) -> (Vec<SgRule>, Vec<SgRule>) {
     match role {
         GroupRole::Conversion => {
             let everywhere = vec![
@@ -35,7 +38,9 @@ pub fn desired_rules(role: GroupRole, forensic: Option<&ForensicSource>) -> (Vec
                 Some(ForensicSource::Cidr(cidr)) if is_ipv6_cidr(cidr) => {
                     vec![SgRule::all_traffic(Peer::Ipv6(cidr.clone()))]
                 }
-                Some(ForensicSource::Cidr(cidr)) => vec![SgRule::all_traffic(Peer::Ipv4(cidr.clone()))],
+                Some(ForensicSource::Cidr(cidr)) => {
+                    vec![SgRule::all_traffic(Peer::Ipv4(cidr.clone()))]
+                }
                 Some(ForensicSource::SecurityGroup(group)) => {
                     vec![SgRule::all_traffic(Peer::Group(group.clone()))]
                 }
@@ -48,8 +53,16 @@ pub fn desired_rules(role: GroupRole, forensic: Option<&ForensicSource>) -> (Vec
 
 /// What to revoke and what to authorize so that `actual` becomes `desired`.
 pub fn rule_changes(actual: &[SgRule], desired: &[SgRule]) -> (Vec<SgRule>, Vec<SgRule>) {
-    let revoke = actual.iter().filter(|r| !desired.contains(r)).cloned().collect();
-    let authorize = desired.iter().filter(|r| !actual.contains(r)).cloned().collect();
+    let revoke = actual
+        .iter()
+        .filter(|r| !desired.contains(r))
+        .cloned()
+        .collect();
+    let authorize = desired
+        .iter()
+        .filter(|r| !actual.contains(r))
+        .cloned()
+        .collect();
     (revoke, authorize)
 }
 
@@ -190,14 +203,21 @@ pub async fn isolate(
     }
     let mut termination_protection = record.termination_protection;
     if !termination_protection {
-        match ec2.set_termination_protection(&record.instance_id, true).await {
+        match ec2
+            .set_termination_protection(&record.instance_id, true)
+            .await
+        {
             Ok(()) => termination_protection = true,
             Err(error) => errors.push(error),
         }
     }
     Ok(IsolationReport {
         instance_id: record.instance_id.clone(),
-        status: if errors.is_empty() { StepStatus::Done } else { StepStatus::Partial },
+        status: if errors.is_empty() {
+            StepStatus::Done
+        } else {
+            StepStatus::Partial
+        },
         enis,
         groups,
         termination_protection,
@@ -239,11 +259,17 @@ mod tests {
         }
         let forensic = ForensicSource::Cidr("10.9.0.0/24".into());
         let (ingress, egress) = desired_rules(GroupRole::Isolation, Some(&forensic));
-        assert_eq!(ingress, [SgRule::all_traffic(Peer::Ipv4("10.9.0.0/24".into()))]);
+        assert_eq!(
+            ingress,
+            [SgRule::all_traffic(Peer::Ipv4("10.9.0.0/24".into()))]
+        );
         assert!(egress.is_empty());
         let via_group = ForensicSource::SecurityGroup("sg-forensics".into());
         let (ingress, _) = desired_rules(GroupRole::Isolation, Some(&via_group));
-        assert_eq!(ingress, [SgRule::all_traffic(Peer::Group("sg-forensics".into()))]);
+        assert_eq!(
+            ingress,
+            [SgRule::all_traffic(Peer::Group("sg-forensics".into()))]
+        );
         assert_eq!(desired_rules(GroupRole::Isolation, None), (vec![], vec![]));
     }
 
@@ -251,9 +277,10 @@ mod tests {
     fn rule_changes_revoke_extra_rules_and_add_missing_ones() {
         let any4 = SgRule::all_traffic(Peer::Ipv4("0.0.0.0/0".into()));
         let any6 = SgRule::all_traffic(Peer::Ipv6("::/0".into()));
-        let (revoke, authorize) = rule_changes(&[any4.clone()], &[]);
+        let (revoke, authorize) = rule_changes(std::slice::from_ref(&any4), &[]);
         assert_eq!((revoke, authorize), (vec![any4.clone()], vec![]));
-        let (revoke, authorize) = rule_changes(&[any4.clone()], &[any4.clone(), any6.clone()]);
+        let (revoke, authorize) =
+            rule_changes(std::slice::from_ref(&any4), &[any4.clone(), any6.clone()]);
         assert_eq!((revoke, authorize), (vec![], vec![any6]));
     }
 
@@ -261,24 +288,40 @@ mod tests {
     fn every_interface_goes_through_conversion_then_isolation() {
         let ec2 = FakeEc2::standard();
         ec2.with(|s| {
-            s.instances.get_mut("i-1").unwrap().interfaces.push(interface("eni-2", "subnet-b", &["sg-ssh"], "10.0.2.5", None));
+            s.instances
+                .get_mut("i-1")
+                .unwrap()
+                .interfaces
+                .push(interface(
+                    "eni-2",
+                    "subnet-b",
+                    &["sg-ssh"],
+                    "10.0.2.5",
+                    None,
+                ));
         });
         let record = captured(&ec2);
         ec2.clear_calls();
         let report = block_on(isolate(&ec2, &record, None)).unwrap();
         assert_eq!(report.status, StepStatus::Done);
         let groups = &report.groups["vpc-1"];
-        for (eni, original) in [("eni-1", vec!["sg-app", "sg-ssh"]), ("eni-2", vec!["sg-ssh"])] {
-            assert_eq!(ec2.interface_groups(eni), [groups.isolation.clone()]);
+        for (eni, original) in [
+            ("eni-1", vec!["sg-app", "sg-ssh"]),
+            ("eni-2", vec!["sg-ssh"]),
+        ] {
+            assert_eq!(ec2.interface_groups(eni), vec![groups.isolation.clone()]);
             let line = report.enis.iter().find(|e| e.eni_id == eni).unwrap();
             assert_eq!(line.original_groups, original);
-            assert_eq!(line.groups_now, [groups.isolation.clone()]);
+            assert_eq!(line.groups_now, vec![groups.isolation.clone()]);
         }
         assert_eq!(swaps(&ec2).len(), 4, "two swaps per interface");
         assert!(report.termination_protection);
         assert!(ec2.with(|s| s.protection["i-1"]));
         let isolation = ec2.with(|s| s.groups[&groups.isolation].clone());
-        assert!(isolation.egress.is_empty(), "EC2's default egress rule must be revoked");
+        assert!(
+            isolation.egress.is_empty(),
+            "EC2's default egress rule must be revoked"
+        );
         let conversion = ec2.with(|s| s.groups[&groups.conversion].clone());
         assert_eq!(conversion.ingress.len(), 2);
         assert_eq!(conversion.egress.len(), 2);
@@ -311,7 +354,11 @@ mod tests {
         let report = block_on(isolate(&ec2, &record, None)).unwrap();
         let isolation = report.groups["vpc-1"].isolation.clone();
         ec2.with(|s| {
-            s.groups.get_mut(&isolation).unwrap().egress.push(SgRule::all_traffic(Peer::Ipv4("0.0.0.0/0".into())))
+            s.groups
+                .get_mut(&isolation)
+                .unwrap()
+                .egress
+                .push(SgRule::all_traffic(Peer::Ipv4("0.0.0.0/0".into())))
         });
         block_on(isolate(&ec2, &record, None)).unwrap();
         assert!(ec2.with(|s| s.groups[&isolation].egress.is_empty()));
@@ -321,10 +368,25 @@ mod tests {
     fn a_vanished_interface_is_reported_and_the_others_still_isolated() {
         let ec2 = FakeEc2::standard();
         ec2.with(|s| {
-            s.instances.get_mut("i-1").unwrap().interfaces.push(interface("eni-2", "subnet-b", &["sg-ssh"], "10.0.2.5", None));
+            s.instances
+                .get_mut("i-1")
+                .unwrap()
+                .interfaces
+                .push(interface(
+                    "eni-2",
+                    "subnet-b",
+                    &["sg-ssh"],
+                    "10.0.2.5",
+                    None,
+                ));
         });
         let record = captured(&ec2);
-        ec2.fail_next("ModifyNetworkInterfaceAttribute", CordonError::InterfaceNotFound { eni_id: "eni-1".into() });
+        ec2.fail_next(
+            "ModifyNetworkInterfaceAttribute",
+            CordonError::InterfaceNotFound {
+                eni_id: "eni-1".into(),
+            },
+        );
         let report = block_on(isolate(&ec2, &record, None)).unwrap();
         assert_eq!(report.status, StepStatus::Partial);
         assert_eq!(report.errors[0].error, "Cordon.InterfaceNotFound");
@@ -348,7 +410,10 @@ mod tests {
         ec2.with(|s| s.racing_group = Some(theirs));
         let report = block_on(isolate(&ec2, &record, None)).unwrap();
         assert_eq!(report.groups["vpc-1"].conversion, "sg-theirs");
-        assert_eq!(ec2.interface_groups("eni-1"), [report.groups["vpc-1"].isolation.clone()]);
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            [report.groups["vpc-1"].isolation.clone()]
+        );
         // Their group was missing its rules; ours were put on it.
         assert_eq!(ec2.with(|s| s.groups["sg-theirs"].ingress.len()), 2);
     }
@@ -359,10 +424,16 @@ mod tests {
         let record = captured(&ec2);
         ec2.fail_next(
             "CreateSecurityGroup",
-            CordonError::GroupDuplicate { vpc_id: "vpc-1".into(), group_name: "cordon-conversion-vpc-1".into() },
+            CordonError::GroupDuplicate {
+                vpc_id: "vpc-1".into(),
+                group_name: "cordon-conversion-vpc-1".into(),
+            },
         );
         let error = block_on(isolate(&ec2, &record, None)).unwrap_err();
-        assert!(error.to_string().contains("without the tag cordon:role"), "{error}");
+        assert!(
+            error.to_string().contains("without the tag cordon:role"),
+            "{error}"
+        );
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
     }
 }

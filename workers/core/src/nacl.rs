@@ -16,8 +16,8 @@ use crate::error::{CordonError, Result, StepError};
 use crate::isolate::StepStatus;
 use crate::net::{host_cidr, is_routable_remote};
 use crate::record::{
-    acl_tag_prefix, check_tag_room, chunk_keys, chunk_tags, decode_acl_entries,
-    encode_acl_entries, join_chunks, CapturedState,
+    acl_tag_prefix, check_tag_room, chunk_keys, chunk_tags, decode_acl_entries, encode_acl_entries,
+    join_chunks, CapturedState,
 };
 
 /// A deny Cordon wants in one ACL and direction, before it has a rule number.
@@ -35,7 +35,11 @@ pub fn plan_denies(
     acls: &[NetworkAcl],
 ) -> (Vec<WantedDeny>, Vec<String>) {
     let mut notes = Vec::new();
-    let own_subnets: Vec<&str> = record.interfaces.iter().map(|i| i.subnet_id.as_str()).collect();
+    let own_subnets: Vec<&str> = record
+        .interfaces
+        .iter()
+        .map(|i| i.subnet_id.as_str())
+        .collect();
     let own_addresses: Vec<String> = record
         .interfaces
         .iter()
@@ -49,7 +53,9 @@ pub fn plan_denies(
         if !is_routable_remote(*address) {
             notes.push(format!("{address} names no remote host; no rule for it"));
         } else if own_addresses.contains(&cidr) {
-            notes.push(format!("{address} is the instance's own address; not denied as a remote"));
+            notes.push(format!(
+                "{address} is the instance's own address; not denied as a remote"
+            ));
         } else if !remote_cidrs.contains(&cidr) {
             remote_cidrs.push(cidr);
         }
@@ -60,12 +66,22 @@ pub fn plan_denies(
 
     let mut wanted = Vec::new();
     for acl in acls {
-        let guards_own = acl.subnet_ids.iter().any(|s| own_subnets.contains(&s.as_str()));
-        let guards_other = acl.subnet_ids.iter().any(|s| !own_subnets.contains(&s.as_str()));
+        let guards_own = acl
+            .subnet_ids
+            .iter()
+            .any(|s| own_subnets.contains(&s.as_str()));
+        let guards_other = acl
+            .subnet_ids
+            .iter()
+            .any(|s| !own_subnets.contains(&s.as_str()));
         let mut add = |cidrs: &[String]| {
             for cidr in cidrs {
                 for egress in [false, true] {
-                    let deny = WantedDeny { acl_id: acl.id.clone(), egress, cidr: cidr.clone() };
+                    let deny = WantedDeny {
+                        acl_id: acl.id.clone(),
+                        egress,
+                        cidr: cidr.clone(),
+                    };
                     if !wanted.contains(&deny) {
                         wanted.push(deny);
                     }
@@ -240,7 +256,11 @@ pub async fn block(
     }
     NaclReport {
         instance_id,
-        status: if errors.is_empty() { StepStatus::Done } else { StepStatus::Partial },
+        status: if errors.is_empty() {
+            StepStatus::Done
+        } else {
+            StepStatus::Partial
+        },
         nacl_entries: all_entries,
         already_denied: already,
         notes,
@@ -267,7 +287,10 @@ async fn block_in_acl(
     // Entries an earlier run recorded and that still exist stay ours; they need no new rule.
     let still_there = |entry: &DenyEntry| {
         acl.entries.iter().any(|e| {
-            e.egress == entry.egress && e.rule_number == entry.rule_number && e.cidr == entry.cidr && e.action == RuleAction::Deny
+            e.egress == entry.egress
+                && e.rule_number == entry.rule_number
+                && e.cidr == entry.cidr
+                && e.action == RuleAction::Deny
         })
     };
     let mut entries: Vec<DenyEntry> = previous.into_iter().filter(|e| still_there(e)).collect();
@@ -276,7 +299,11 @@ async fn block_in_acl(
         let todo: Vec<&WantedDeny> = wants
             .iter()
             .filter(|w| w.egress == egress)
-            .filter(|w| !entries.iter().any(|e| e.egress == egress && e.cidr == w.cidr))
+            .filter(|w| {
+                !entries
+                    .iter()
+                    .any(|e| e.egress == egress && e.cidr == w.cidr)
+            })
             .filter(|w| {
                 let taken = already_denied(&acl.entries, egress, &w.cidr);
                 if taken {
@@ -293,17 +320,27 @@ async fn block_in_acl(
         if todo.is_empty() {
             continue;
         }
-        let (numbers, shortfall) = allocate_rule_numbers(&acl.id, &acl.entries, egress, settings, todo.len());
+        let (numbers, shortfall) =
+            allocate_rule_numbers(&acl.id, &acl.entries, egress, settings, todo.len());
         errors.extend(shortfall);
-        planned.extend(numbers.into_iter().zip(todo).map(|(rule_number, want)| DenyEntry {
-            acl_id: acl.id.clone(),
-            egress,
-            rule_number,
-            cidr: want.cidr.clone(),
-        }));
+        planned.extend(
+            numbers
+                .into_iter()
+                .zip(todo)
+                .map(|(rule_number, want)| DenyEntry {
+                    acl_id: acl.id.clone(),
+                    egress,
+                    rule_number,
+                    cidr: want.cidr.clone(),
+                }),
+        );
     }
     if planned.is_empty() {
-        return AclOutcome { entries, already_denied: already_denied_notes, errors };
+        return AclOutcome {
+            entries,
+            already_denied: already_denied_notes,
+            errors,
+        };
     }
 
     // Record before change: the intended entries first.
@@ -312,7 +349,11 @@ async fn block_in_acl(
     let mut tags = acl.tags.clone();
     if let Err(error) = write_record(ec2, &acl.id, &mut tags, instance_id, &intent).await {
         errors.push(error);
-        return AclOutcome { entries, already_denied: already_denied_notes, errors };
+        return AclOutcome {
+            entries,
+            already_denied: already_denied_notes,
+            errors,
+        };
     }
     let mut view = acl.clone();
     for mut entry in planned {
@@ -348,7 +389,8 @@ async fn block_in_acl(
                         protocol: "-1".into(),
                         cidr: e.cidr.clone(),
                     }));
-                    let (numbers, shortfall) = allocate_rule_numbers(&acl.id, &blocked, entry.egress, settings, 1);
+                    let (numbers, shortfall) =
+                        allocate_rule_numbers(&acl.id, &blocked, entry.egress, settings, 1);
                     match numbers.first() {
                         Some(number) => entry.rule_number = *number,
                         None => {
@@ -369,7 +411,11 @@ async fn block_in_acl(
             errors.push(error);
         }
     }
-    AclOutcome { entries, already_denied: already_denied_notes, errors }
+    AclOutcome {
+        entries,
+        already_denied: already_denied_notes,
+        errors,
+    }
 }
 
 #[cfg(test)]
@@ -393,21 +439,42 @@ mod tests {
     }
 
     fn deny(acl: &str, egress: bool, cidr: &str) -> WantedDeny {
-        WantedDeny { acl_id: acl.into(), egress, cidr: cidr.into() }
+        WantedDeny {
+            acl_id: acl.into(),
+            egress,
+            cidr: cidr.into(),
+        }
     }
 
     fn entry(rule_number: i32, egress: bool, action: RuleAction) -> AclEntry {
-        AclEntry { rule_number, egress, action, protocol: "-1".into(), cidr: "0.0.0.0/0".into() }
+        AclEntry {
+            rule_number,
+            egress,
+            action,
+            protocol: "-1".into(),
+            cidr: "0.0.0.0/0".into(),
+        }
     }
 
     fn remote(text: &str) -> Vec<IpAddr> {
-        text.split_whitespace().map(|a| a.parse().unwrap()).collect()
+        text.split_whitespace()
+            .map(|a| a.parse().unwrap())
+            .collect()
     }
 
     #[test]
     fn own_subnet_denies_the_remote_and_other_subnets_deny_the_instance() {
-        let record = record(vec![interface("eni-1", "subnet-a", &["sg"], "10.0.1.5", Some("2001:db8:1::5"))]);
-        let acls = [default_acl("acl-a", &["subnet-a"]), default_acl("acl-b", &["subnet-b", "subnet-c"])];
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg"],
+            "10.0.1.5",
+            Some("2001:db8:1::5"),
+        )]);
+        let acls = [
+            default_acl("acl-a", &["subnet-a"]),
+            default_acl("acl-b", &["subnet-b", "subnet-c"]),
+        ];
         let (wanted, _) = plan_denies(&record, &remote("198.51.100.7"), &acls);
         assert_eq!(
             wanted,
@@ -423,8 +490,15 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_acl_gets_both_kinds_of_deny_and_never_the_instance_only_subnet_gets_its_own_address() {
-        let record = record(vec![interface("eni-1", "subnet-a", &["sg"], "10.0.1.5", None)]);
+    fn a_shared_acl_gets_both_kinds_of_deny_and_never_the_instance_only_subnet_gets_its_own_address(
+    ) {
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg"],
+            "10.0.1.5",
+            None,
+        )]);
         let shared = [default_acl("acl-default", &["subnet-a", "subnet-b"])];
         let (wanted, _) = plan_denies(&record, &remote("198.51.100.7"), &shared);
         assert_eq!(wanted.len(), 4);
@@ -440,7 +514,13 @@ mod tests {
 
     #[test]
     fn placeholder_and_own_addresses_are_left_out_with_a_note() {
-        let record = record(vec![interface("eni-1", "subnet-a", &["sg"], "10.0.1.5", None)]);
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg"],
+            "10.0.1.5",
+            None,
+        )]);
         let acls = [default_acl("acl-a", &["subnet-a"])];
         let (wanted, notes) = plan_denies(&record, &remote("0.0.0.0 10.0.1.5"), &acls);
         assert!(wanted.is_empty());
@@ -450,7 +530,10 @@ mod tests {
     #[test]
     fn numbers_are_the_lowest_free_ones_below_the_lowest_allow() {
         let settings = NaclSettings::default();
-        let mut entries = vec![entry(100, false, RuleAction::Allow), entry(32767, false, RuleAction::Deny)];
+        let mut entries = vec![
+            entry(100, false, RuleAction::Allow),
+            entry(32767, false, RuleAction::Deny),
+        ];
         entries.push(entry(1, false, RuleAction::Deny));
         entries.push(entry(3, false, RuleAction::Deny));
         entries.push(entry(2, true, RuleAction::Deny)); // other direction: no collision
@@ -464,22 +547,31 @@ mod tests {
     #[test]
     fn a_low_allow_rule_narrows_the_band_and_a_full_band_is_reported() {
         let settings = NaclSettings::default();
-        let entries = vec![entry(3, false, RuleAction::Allow), entry(1, false, RuleAction::Deny)];
+        let entries = vec![
+            entry(3, false, RuleAction::Allow),
+            entry(1, false, RuleAction::Deny),
+        ];
         let (numbers, shortfall) = allocate_rule_numbers("acl-x", &entries, false, &settings, 3);
         assert_eq!(numbers, [2]);
         let shortfall = shortfall.unwrap();
         assert_eq!(shortfall.error_name(), "Cordon.NaclBandExhausted");
         assert!(shortfall.to_string().contains("1..=2"), "{shortfall}");
         let first_rule_allows = vec![entry(1, true, RuleAction::Allow)];
-        let (numbers, shortfall) = allocate_rule_numbers("acl-x", &first_rule_allows, true, &settings, 1);
+        let (numbers, shortfall) =
+            allocate_rule_numbers("acl-x", &first_rule_allows, true, &settings, 1);
         assert!(numbers.is_empty());
         assert_eq!(shortfall.unwrap().error_name(), "Cordon.NaclBandExhausted");
     }
 
     #[test]
     fn the_quota_counts_every_entry_of_the_direction_and_binds_before_the_band() {
-        let settings = NaclSettings { band: RuleBand::default(), rule_quota: 20 };
-        let mut entries: Vec<AclEntry> = (200..218).map(|n| entry(n, false, RuleAction::Allow)).collect();
+        let settings = NaclSettings {
+            band: RuleBand::default(),
+            rule_quota: 20,
+        };
+        let mut entries: Vec<AclEntry> = (200..218)
+            .map(|n| entry(n, false, RuleAction::Allow))
+            .collect();
         entries.push(entry(32767, false, RuleAction::Deny));
         // 19 of 20 used: one more fits.
         let (numbers, shortfall) = allocate_rule_numbers("acl-q", &entries, false, &settings, 2);
@@ -490,14 +582,29 @@ mod tests {
         entries.push(entry(1, false, RuleAction::Deny));
         let (numbers, _) = allocate_rule_numbers("acl-q", &entries, false, &settings, 1);
         assert!(numbers.is_empty());
-        let wider = NaclSettings { rule_quota: 40, ..settings };
-        assert_eq!(allocate_rule_numbers("acl-q", &entries, false, &wider, 1).0, [2]);
+        let wider = NaclSettings {
+            rule_quota: 40,
+            ..settings
+        };
+        assert_eq!(
+            allocate_rule_numbers("acl-q", &entries, false, &wider, 1).0,
+            [2]
+        );
     }
 
     #[test]
     fn numbers_stay_inside_a_configured_band_and_aws_range() {
-        let settings = NaclSettings { band: RuleBand::new(32760, 32766).unwrap(), rule_quota: 40 };
-        let (numbers, shortfall) = allocate_rule_numbers("acl", &[entry(32767, true, RuleAction::Deny)], true, &settings, 9);
+        let settings = NaclSettings {
+            band: RuleBand::new(32760, 32766).unwrap(),
+            rule_quota: 40,
+        };
+        let (numbers, shortfall) = allocate_rule_numbers(
+            "acl",
+            &[entry(32767, true, RuleAction::Deny)],
+            true,
+            &settings,
+            9,
+        );
         assert_eq!(numbers, [32760, 32761, 32762, 32763, 32764, 32765, 32766]);
         assert_eq!(shortfall.unwrap().error_name(), "Cordon.NaclBandExhausted");
     }
@@ -505,17 +612,38 @@ mod tests {
     #[test]
     fn an_existing_effective_deny_is_not_duplicated_but_an_ineffective_one_is() {
         let mut entries = vec![entry(100, false, RuleAction::Allow)];
-        entries.push(AclEntry { rule_number: 5, egress: false, action: RuleAction::Deny, protocol: "-1".into(), cidr: "198.51.100.7/32".into() });
-        entries.push(AclEntry { rule_number: 500, egress: true, action: RuleAction::Deny, protocol: "-1".into(), cidr: "198.51.100.7/32".into() });
+        entries.push(AclEntry {
+            rule_number: 5,
+            egress: false,
+            action: RuleAction::Deny,
+            protocol: "-1".into(),
+            cidr: "198.51.100.7/32".into(),
+        });
+        entries.push(AclEntry {
+            rule_number: 500,
+            egress: true,
+            action: RuleAction::Deny,
+            protocol: "-1".into(),
+            cidr: "198.51.100.7/32".into(),
+        });
         entries.push(entry(100, true, RuleAction::Allow));
         assert!(already_denied(&entries, false, "198.51.100.7/32"));
-        assert!(!already_denied(&entries, true, "198.51.100.7/32"), "rule 500 comes after allow 100");
+        assert!(
+            !already_denied(&entries, true, "198.51.100.7/32"),
+            "rule 500 comes after allow 100"
+        );
     }
 
     #[test]
     fn block_adds_records_and_is_idempotent() {
         let ec2 = FakeEc2::standard();
-        let record = record(vec![interface("eni-1", "subnet-a", &["sg-app"], "10.0.1.5", None)]);
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
         let settings = NaclSettings::default();
         let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
@@ -530,8 +658,20 @@ mod tests {
             found.sort();
             found
         };
-        assert_eq!(denies_in("acl-a"), [(1, false, "198.51.100.7/32".into()), (1, true, "198.51.100.7/32".into())]);
-        assert_eq!(denies_in("acl-b"), [(1, false, "10.0.1.5/32".into()), (1, true, "10.0.1.5/32".into())]);
+        assert_eq!(
+            denies_in("acl-a"),
+            [
+                (1, false, "198.51.100.7/32".into()),
+                (1, true, "198.51.100.7/32".into())
+            ]
+        );
+        assert_eq!(
+            denies_in("acl-b"),
+            [
+                (1, false, "10.0.1.5/32".into()),
+                (1, true, "10.0.1.5/32".into())
+            ]
+        );
         let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
         assert_eq!(recorded_entries(&acl_a, "i-1").unwrap().len(), 2);
 
@@ -539,26 +679,52 @@ mod tests {
         let again = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
         assert_eq!(again.nacl_entries.len(), 4);
         assert_eq!(denies_in("acl-a").len(), 2);
-        assert!(!ec2.calls().iter().any(|c| c == "CreateNetworkAclEntry" || c == "CreateTags"));
+        assert!(!ec2
+            .calls()
+            .iter()
+            .any(|c| c == "CreateNetworkAclEntry" || c == "CreateTags"));
     }
 
     #[test]
     fn a_number_taken_in_between_is_re_picked_and_the_record_follows() {
         let ec2 = FakeEc2::standard();
-        let record = record(vec![interface("eni-1", "subnet-a", &["sg-app"], "10.0.1.5", None)]);
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
         // Someone adds inbound rule 1 to acl-a after our read: our first create collides.
-        let theirs = AclEntry { rule_number: 1, egress: false, action: RuleAction::Deny, protocol: "6".into(), cidr: "10.9.9.9/32".into() };
+        let theirs = AclEntry {
+            rule_number: 1,
+            egress: false,
+            action: RuleAction::Deny,
+            protocol: "6".into(),
+            cidr: "10.9.9.9/32".into(),
+        };
         ec2.with(|s| s.racing_entry = Some(("acl-a".into(), theirs.clone())));
-        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &NaclSettings::default()));
+        let report = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &NaclSettings::default(),
+        ));
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
         assert!(acl_a.entries.contains(&theirs), "their rule is untouched");
         let mut recorded = recorded_entries(&acl_a, "i-1").unwrap();
         recorded.sort();
-        let numbers: Vec<(bool, i32)> = recorded.iter().map(|e| (e.egress, e.rule_number)).collect();
+        let numbers: Vec<(bool, i32)> =
+            recorded.iter().map(|e| (e.egress, e.rule_number)).collect();
         assert_eq!(numbers, [(false, 2), (true, 1)]);
         for entry in &recorded {
-            assert!(acl_a.entries.iter().any(|e| e.rule_number == entry.rule_number && e.egress == entry.egress && e.cidr == entry.cidr));
+            assert!(acl_a
+                .entries
+                .iter()
+                .any(|e| e.rule_number == entry.rule_number
+                    && e.egress == entry.egress
+                    && e.cidr == entry.cidr));
         }
     }
 
@@ -571,14 +737,31 @@ mod tests {
                 acl.entries.push(entry(200 + n, false, RuleAction::Allow));
             }
         });
-        let record = record(vec![interface("eni-1", "subnet-a", &["sg-app"], "10.0.1.5", None)]);
-        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &NaclSettings::default()));
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let report = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &NaclSettings::default(),
+        ));
         assert_eq!(report.status, StepStatus::Partial);
         assert_eq!(report.errors.len(), 1);
         assert_eq!(report.errors[0].error, "Cordon.NaclQuotaExceeded");
         assert!(report.errors[0].cause.contains("acl-b"));
         // acl-a both ways and acl-b outbound went in.
         assert_eq!(report.nacl_entries.len(), 3);
-        assert_eq!(ec2.acl_entries("acl-b").iter().filter(|e| !e.egress).count(), 20);
+        assert_eq!(
+            ec2.acl_entries("acl-b")
+                .iter()
+                .filter(|e| !e.egress)
+                .count(),
+            20
+        );
     }
 }

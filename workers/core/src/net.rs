@@ -12,10 +12,9 @@ pub fn host_cidr(address: IpAddr) -> String {
 
 /// Parses `a.b.c.d/n` or `x::y/n`, checking the prefix length fits the family.
 pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
-    let (address, prefix) = text
-        .trim()
-        .split_once('/')
-        .ok_or_else(|| format!("{text:?} is not a CIDR: expected ADDRESS/PREFIX, e.g. 10.0.0.0/24"))?;
+    let (address, prefix) = text.trim().split_once('/').ok_or_else(|| {
+        format!("{text:?} is not a CIDR: expected ADDRESS/PREFIX, e.g. 10.0.0.0/24")
+    })?;
     let address: IpAddr = address
         .parse()
         .map_err(|_| format!("{text:?} is not a CIDR: {address:?} is not an IP address"))?;
@@ -36,15 +35,19 @@ pub fn is_ipv6_cidr(cidr: &str) -> bool {
 /// 0.0.0.0; a deny for loopback, link-local or multicast addresses matches no VPC traffic).
 pub fn is_routable_remote(address: IpAddr) -> bool {
     match address {
-        IpAddr::V4(v4) => !(v4.is_unspecified()
-            || v4.is_loopback()
-            || v4.is_link_local()
-            || v4.is_multicast()
-            || v4.is_broadcast()),
-        IpAddr::V6(v6) => !(v6.is_unspecified()
-            || v6.is_loopback()
-            || v6.is_multicast()
-            || (v6.segments()[0] & 0xffc0) == 0xfe80),
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80)
+        }
     }
 }
 
@@ -63,13 +66,25 @@ mod tests {
         assert!(parse_cidr("10.0.0.0/8").is_ok());
         assert!(parse_cidr("2001:db8::/56").is_ok());
         assert!(parse_cidr("10.0.0.0/33").unwrap_err().contains("0..=32"));
-        assert!(parse_cidr("10.0.0.0").unwrap_err().contains("ADDRESS/PREFIX"));
-        assert!(parse_cidr("ten/8").unwrap_err().contains("not an IP address"));
+        assert!(parse_cidr("10.0.0.0")
+            .unwrap_err()
+            .contains("ADDRESS/PREFIX"));
+        assert!(parse_cidr("ten/8")
+            .unwrap_err()
+            .contains("not an IP address"));
     }
 
     #[test]
     fn placeholder_and_local_addresses_are_not_remote_hosts() {
-        for skipped in ["0.0.0.0", "127.0.0.1", "169.254.169.254", "224.0.0.1", "::", "::1", "fe80::1"] {
+        for skipped in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "169.254.169.254",
+            "224.0.0.1",
+            "::",
+            "::1",
+            "fe80::1",
+        ] {
             assert!(!is_routable_remote(skipped.parse().unwrap()), "{skipped}");
         }
         for kept in ["198.51.100.7", "10.0.2.9", "2001:db8::9"] {

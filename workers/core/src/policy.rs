@@ -81,7 +81,9 @@ impl Policy {
             return Decision::skip("the finding is archived (opt in with include-archived)");
         }
         if finding.sample && !self.include_samples {
-            return Decision::skip("the finding is a GuardDuty sample (opt in with include-samples)");
+            return Decision::skip(
+                "the finding is a GuardDuty sample (opt in with include-samples)",
+            );
         }
         if finding.severity < self.min_severity {
             return Decision::skip(format!(
@@ -124,7 +126,9 @@ impl Policy {
             }
         }
         if is_exempt(&finding.instance_tags) {
-            return Decision::skip(format!("instance {instance_id} is tagged {EXEMPT_TAG}=true"));
+            return Decision::skip(format!(
+                "instance {instance_id} is tagged {EXEMPT_TAG}=true"
+            ));
         }
         Decision {
             verdict: Verdict::Quarantine,

@@ -63,7 +63,11 @@ fn chunk_index(prefix: &str, key: &str) -> Option<usize> {
 
 /// Joins `{prefix}:0..N` back into one text; `None` when there is no chunk, an error when a
 /// chunk is missing (a partial write or someone's edit).
-pub fn join_chunks(prefix: &str, tags: &[(String, String)], resource: &str) -> Result<Option<String>> {
+pub fn join_chunks(
+    prefix: &str,
+    tags: &[(String, String)],
+    resource: &str,
+) -> Result<Option<String>> {
     let mut chunks: Vec<(usize, &str)> = tags
         .iter()
         .filter_map(|(key, value)| Some((chunk_index(prefix, key)?, value.as_str())))
@@ -72,7 +76,11 @@ pub fn join_chunks(prefix: &str, tags: &[(String, String)], resource: &str) -> R
         return Ok(None);
     }
     chunks.sort_by_key(|(index, _)| *index);
-    if let Some(gap) = chunks.iter().enumerate().find(|(at, (index, _))| at != index) {
+    if let Some(gap) = chunks
+        .iter()
+        .enumerate()
+        .find(|(at, (index, _))| at != index)
+    {
         return Err(CordonError::CorruptRecord {
             resource: resource.to_string(),
             message: format!("tag {prefix}:{} is missing", gap.0),
@@ -91,7 +99,9 @@ pub fn check_tag_room(
 ) -> Result<()> {
     let kept = existing
         .iter()
-        .filter(|(key, _)| !replaced_keys.contains(key) && !new_tags.iter().any(|(new, _)| new == key))
+        .filter(|(key, _)| {
+            !replaced_keys.contains(key) && !new_tags.iter().any(|(new, _)| new == key)
+        })
         .count();
     if kept + new_tags.len() > TAGS_PER_RESOURCE_MAX {
         return Err(CordonError::TagQuotaExceeded {
@@ -109,7 +119,10 @@ pub fn state_tags(record: &CapturedState) -> Vec<(String, String)> {
     chunk_tags(STATE_TAG_PREFIX, &json)
 }
 
-pub fn state_from_tags(instance_id: &str, tags: &[(String, String)]) -> Result<Option<CapturedState>> {
+pub fn state_from_tags(
+    instance_id: &str,
+    tags: &[(String, String)],
+) -> Result<Option<CapturedState>> {
     let Some(json) = join_chunks(STATE_TAG_PREFIX, tags, instance_id)? else {
         return Ok(None);
     };
@@ -161,7 +174,10 @@ pub fn decode_acl_entries(acl_id: &str, text: &str) -> Result<Vec<DenyEntry>> {
                 Some("out") => true,
                 _ => return Err(corrupt()),
             };
-            let rule_number = parts.next().and_then(|n| n.parse().ok()).ok_or_else(corrupt)?;
+            let rule_number = parts
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(corrupt)?;
             let cidr = parts.next().filter(|c| !c.is_empty()).ok_or_else(corrupt)?;
             Ok(DenyEntry {
                 acl_id: acl_id.to_string(),
@@ -191,7 +207,9 @@ mod tests {
                     id: format!("eni-0{n}23456789abcdef0"),
                     subnet_id: format!("subnet-0{n}23456789abcdef"),
                     vpc_id: "vpc-0123456789abcdef0".into(),
-                    groups: (0..groups_per_eni).map(|g| format!("sg-0{g:016x}")).collect(),
+                    groups: (0..groups_per_eni)
+                        .map(|g| format!("sg-0{g:016x}"))
+                        .collect(),
                     private_ipv4: vec![format!("10.0.{n}.5")],
                     ipv6: vec![format!("2001:db8:{n}::5")],
                 })
@@ -205,7 +223,9 @@ mod tests {
         let original = record(16);
         let tags = state_tags(&original);
         assert!(tags.len() > 1);
-        assert!(tags.iter().all(|(_, value)| value.chars().count() <= TAG_VALUE_MAX_CHARS));
+        assert!(tags
+            .iter()
+            .all(|(_, value)| value.chars().count() <= TAG_VALUE_MAX_CHARS));
         assert!(tags.iter().all(|(key, _)| key.len() <= 128));
         let mut shuffled = tags.clone();
         shuffled.reverse();
@@ -252,8 +272,18 @@ mod tests {
     #[test]
     fn acl_entries_round_trip_including_ipv6() {
         let entries = vec![
-            DenyEntry { acl_id: "acl-1".into(), egress: false, rule_number: 1, cidr: "198.51.100.7/32".into() },
-            DenyEntry { acl_id: "acl-1".into(), egress: true, rule_number: 2, cidr: "2001:db8::9/128".into() },
+            DenyEntry {
+                acl_id: "acl-1".into(),
+                egress: false,
+                rule_number: 1,
+                cidr: "198.51.100.7/32".into(),
+            },
+            DenyEntry {
+                acl_id: "acl-1".into(),
+                egress: true,
+                rule_number: 2,
+                cidr: "2001:db8::9/128".into(),
+            },
         ];
         let text = encode_acl_entries(&entries);
         assert_eq!(text, "in:1:198.51.100.7/32,out:2:2001:db8::9/128");

@@ -36,9 +36,12 @@ pub fn plan_interface(
     if current.groups == original.groups {
         return InterfacePlan::AlreadyOriginal;
     }
-    let only_cordon = !current.groups.is_empty() && current.groups.iter().all(|g| cordon_group_ids.contains(g));
+    let only_cordon =
+        !current.groups.is_empty() && current.groups.iter().all(|g| cordon_group_ids.contains(g));
     if !only_cordon {
-        return InterfacePlan::Drift { current: current.groups.clone() };
+        return InterfacePlan::Drift {
+            current: current.groups.clone(),
+        };
     }
     let missing: Vec<String> = original
         .groups
@@ -59,7 +62,9 @@ pub enum EntryPlan {
     Delete,
     AlreadyGone,
     /// The number now holds a different rule: not ours any more.
-    Drift { found: AclEntry },
+    Drift {
+        found: AclEntry,
+    },
 }
 
 pub fn plan_entry(recorded: &DenyEntry, entries: &[AclEntry]) -> EntryPlan {
@@ -68,10 +73,16 @@ pub fn plan_entry(recorded: &DenyEntry, entries: &[AclEntry]) -> EntryPlan {
         .find(|e| e.egress == recorded.egress && e.rule_number == recorded.rule_number)
     {
         None => EntryPlan::AlreadyGone,
-        Some(found) if found.action == RuleAction::Deny && found.cidr == recorded.cidr && found.protocol == "-1" => {
+        Some(found)
+            if found.action == RuleAction::Deny
+                && found.cidr == recorded.cidr
+                && found.protocol == "-1" =>
+        {
             EntryPlan::Delete
         }
-        Some(found) => EntryPlan::Drift { found: found.clone() },
+        Some(found) => EntryPlan::Drift {
+            found: found.clone(),
+        },
     }
 }
 
@@ -166,7 +177,12 @@ pub async fn restore(
             entries.push(entry.clone());
         }
     }
-    let cordon_ids: Vec<String> = ec2.cordon_groups(&vpc_ids).await?.into_iter().map(|g| g.id).collect();
+    let cordon_ids: Vec<String> = ec2
+        .cordon_groups(&vpc_ids)
+        .await?
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
 
     let mut report = RestoreReport {
         instance_id: instance_id.to_string(),
@@ -181,7 +197,11 @@ pub async fn restore(
 
     match &record {
         None => {
-            if let Some(eni) = instance.interfaces.iter().find(|i| i.groups.iter().any(|g| cordon_ids.contains(g))) {
+            if let Some(eni) = instance
+                .interfaces
+                .iter()
+                .find(|i| i.groups.iter().any(|g| cordon_ids.contains(g)))
+            {
                 errors.push(CordonError::CorruptRecord {
                     resource: instance_id.into(),
                     message: format!(
@@ -195,7 +215,11 @@ pub async fn restore(
             }
         }
         Some(record) => {
-            let originals: Vec<String> = record.interfaces.iter().flat_map(|i| i.groups.clone()).collect();
+            let originals: Vec<String> = record
+                .interfaces
+                .iter()
+                .flat_map(|i| i.groups.clone())
+                .collect();
             let existing = ec2.existing_groups(&originals).await?;
             for original in &record.interfaces {
                 let current = instance.interfaces.iter().find(|i| i.id == original.id);
@@ -208,14 +232,19 @@ pub async fn restore(
                     outcome: InterfaceOutcome::Restored,
                 };
                 match plan_interface(original, current, &cordon_ids, &existing) {
-                    InterfacePlan::Restore => match ec2.set_interface_groups(&original.id, &original.groups).await {
+                    InterfacePlan::Restore => match ec2
+                        .set_interface_groups(&original.id, &original.groups)
+                        .await
+                    {
                         Ok(()) => line.groups_now = original.groups.clone(),
                         Err(error) => {
                             line.outcome = InterfaceOutcome::Failed;
                             errors.push(error);
                         }
                     },
-                    InterfacePlan::AlreadyOriginal => line.outcome = InterfaceOutcome::AlreadyOriginal,
+                    InterfacePlan::AlreadyOriginal => {
+                        line.outcome = InterfaceOutcome::AlreadyOriginal
+                    }
                     InterfacePlan::Gone => {
                         line.outcome = InterfaceOutcome::Gone;
                         report.errors.push(StepError {
@@ -256,7 +285,10 @@ pub async fn restore(
             continue; // The ACL itself is gone, and its entries with it.
         };
         match plan_entry(entry, &acl.entries) {
-            EntryPlan::Delete => match ec2.delete_acl_entry(&entry.acl_id, entry.egress, entry.rule_number).await {
+            EntryPlan::Delete => match ec2
+                .delete_acl_entry(&entry.acl_id, entry.egress, entry.rule_number)
+                .await
+            {
                 Ok(()) => report.nacl_entries_removed.push(entry.clone()),
                 Err(error) => errors.push(error),
             },
@@ -276,19 +308,27 @@ pub async fn restore(
 
     if drift || !errors.is_empty() {
         // Keep the record and the protection so that nothing is lost while a person looks.
-        report.status = if errors.is_empty() { RestoreStatus::Drift } else { RestoreStatus::Failed };
-        report.errors.extend(errors.iter().map(CordonError::to_report));
+        report.status = if errors.is_empty() {
+            RestoreStatus::Drift
+        } else {
+            RestoreStatus::Failed
+        };
+        report
+            .errors
+            .extend(errors.iter().map(CordonError::to_report));
         return Ok(report);
     }
 
     if let Some(record) = &record {
         let now = ec2.termination_protection(instance_id).await?;
         if now != record.termination_protection {
-            ec2.set_termination_protection(instance_id, record.termination_protection).await?;
+            ec2.set_termination_protection(instance_id, record.termination_protection)
+                .await?;
         }
         report.termination_protection = Some(record.termination_protection);
     }
-    ec2.delete_tags(instance_id, &chunk_keys(STATE_TAG_PREFIX, &instance.tags)).await?;
+    ec2.delete_tags(instance_id, &chunk_keys(STATE_TAG_PREFIX, &instance.tags))
+        .await?;
     let prefix = acl_tag_prefix(instance_id);
     for acl in &acls {
         let keys = chunk_keys(&prefix, &acl.tags);
@@ -309,9 +349,17 @@ mod tests {
     use crate::nacl::block;
 
     fn quarantined(ec2: &FakeEc2) -> (CapturedState, Vec<DenyEntry>) {
-        let record = block_on(capture(ec2, "i-1", None, "2026-11-29T14:00:00.000Z")).unwrap().record.unwrap();
+        let record = block_on(capture(ec2, "i-1", None, "2026-11-29T14:00:00.000Z"))
+            .unwrap()
+            .record
+            .unwrap();
         block_on(isolate(ec2, &record, None)).unwrap();
-        let report = block_on(block(ec2, &record, &["198.51.100.7".parse().unwrap()], &NaclSettings::default()));
+        let report = block_on(block(
+            ec2,
+            &record,
+            &["198.51.100.7".parse().unwrap()],
+            &NaclSettings::default(),
+        ));
         (record, report.nacl_entries)
     }
 
@@ -321,35 +369,84 @@ mod tests {
         let with = |groups: &[&str]| interface("eni-1", "subnet-a", groups, "10.0.1.5", None);
         let cordon = ["sg-iso".to_string(), "sg-conv".to_string()];
         let all = ["sg-app".to_string(), "sg-ssh".to_string()];
-        assert_eq!(plan_interface(&original, Some(&with(&["sg-iso"])), &cordon, &all), InterfacePlan::Restore);
-        assert_eq!(plan_interface(&original, Some(&with(&["sg-conv"])), &cordon, &all), InterfacePlan::Restore);
-        assert_eq!(plan_interface(&original, Some(&with(&["sg-app", "sg-ssh"])), &cordon, &all), InterfacePlan::AlreadyOriginal);
-        assert_eq!(plan_interface(&original, None, &cordon, &all), InterfacePlan::Gone);
         assert_eq!(
-            plan_interface(&original, Some(&with(&["sg-iso", "sg-debug"])), &cordon, &all),
-            InterfacePlan::Drift { current: vec!["sg-iso".into(), "sg-debug".into()] }
+            plan_interface(&original, Some(&with(&["sg-iso"])), &cordon, &all),
+            InterfacePlan::Restore
+        );
+        assert_eq!(
+            plan_interface(&original, Some(&with(&["sg-conv"])), &cordon, &all),
+            InterfacePlan::Restore
+        );
+        assert_eq!(
+            plan_interface(&original, Some(&with(&["sg-app", "sg-ssh"])), &cordon, &all),
+            InterfacePlan::AlreadyOriginal
+        );
+        assert_eq!(
+            plan_interface(&original, None, &cordon, &all),
+            InterfacePlan::Gone
+        );
+        assert_eq!(
+            plan_interface(
+                &original,
+                Some(&with(&["sg-iso", "sg-debug"])),
+                &cordon,
+                &all
+            ),
+            InterfacePlan::Drift {
+                current: vec!["sg-iso".into(), "sg-debug".into()]
+            }
         );
         assert_eq!(
             plan_interface(&original, Some(&with(&["sg-ssh", "sg-app"])), &cordon, &all),
-            InterfacePlan::Drift { current: vec!["sg-ssh".into(), "sg-app".into()] },
+            InterfacePlan::Drift {
+                current: vec!["sg-ssh".into(), "sg-app".into()]
+            },
             "another order is someone else's change"
         );
         assert_eq!(
             plan_interface(&original, Some(&with(&["sg-iso"])), &cordon, &all[..1]),
-            InterfacePlan::OriginalsMissing { missing: vec!["sg-ssh".into()] }
+            InterfacePlan::OriginalsMissing {
+                missing: vec!["sg-ssh".into()]
+            }
         );
     }
 
     #[test]
     fn entry_plans_check_number_cidr_and_action() {
-        let recorded = DenyEntry { acl_id: "acl".into(), egress: true, rule_number: 3, cidr: "198.51.100.7/32".into() };
-        let at = |action, cidr: &str| AclEntry { rule_number: 3, egress: true, action, protocol: "-1".into(), cidr: cidr.into() };
-        assert_eq!(plan_entry(&recorded, &[at(RuleAction::Deny, "198.51.100.7/32")]), EntryPlan::Delete);
+        let recorded = DenyEntry {
+            acl_id: "acl".into(),
+            egress: true,
+            rule_number: 3,
+            cidr: "198.51.100.7/32".into(),
+        };
+        let at = |action, cidr: &str| AclEntry {
+            rule_number: 3,
+            egress: true,
+            action,
+            protocol: "-1".into(),
+            cidr: cidr.into(),
+        };
+        assert_eq!(
+            plan_entry(&recorded, &[at(RuleAction::Deny, "198.51.100.7/32")]),
+            EntryPlan::Delete
+        );
         assert_eq!(plan_entry(&recorded, &[]), EntryPlan::AlreadyGone);
-        let other_direction = AclEntry { egress: false, ..at(RuleAction::Deny, "198.51.100.7/32") };
-        assert_eq!(plan_entry(&recorded, &[other_direction]), EntryPlan::AlreadyGone);
-        assert!(matches!(plan_entry(&recorded, &[at(RuleAction::Allow, "198.51.100.7/32")]), EntryPlan::Drift { .. }));
-        assert!(matches!(plan_entry(&recorded, &[at(RuleAction::Deny, "203.0.113.1/32")]), EntryPlan::Drift { .. }));
+        let other_direction = AclEntry {
+            egress: false,
+            ..at(RuleAction::Deny, "198.51.100.7/32")
+        };
+        assert_eq!(
+            plan_entry(&recorded, &[other_direction]),
+            EntryPlan::AlreadyGone
+        );
+        assert!(matches!(
+            plan_entry(&recorded, &[at(RuleAction::Allow, "198.51.100.7/32")]),
+            EntryPlan::Drift { .. }
+        ));
+        assert!(matches!(
+            plan_entry(&recorded, &[at(RuleAction::Deny, "203.0.113.1/32")]),
+            EntryPlan::Drift { .. }
+        ));
     }
 
     #[test]
@@ -361,10 +458,23 @@ mod tests {
         assert_ne!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
 
         let report = block_on(restore(&ec2, "i-1", Some(record.clone()), &entries)).unwrap();
-        assert_eq!(report.status, RestoreStatus::Restored, "{:?}", report.errors);
+        assert_eq!(
+            report.status,
+            RestoreStatus::Restored,
+            "{:?}",
+            report.errors
+        );
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
-        assert_eq!(report.nacl_entries_removed.len(), 6, "remote both ways in acl-a; IPv4 and IPv6 both ways in acl-b");
-        assert_eq!(ec2.with(|s| s.acls.clone()), acls_before, "entries and ACL tags as before");
+        assert_eq!(
+            report.nacl_entries_removed.len(),
+            6,
+            "remote both ways in acl-a; IPv4 and IPv6 both ways in acl-b"
+        );
+        assert_eq!(
+            ec2.with(|s| s.acls.clone()),
+            acls_before,
+            "entries and ACL tags as before"
+        );
         assert_eq!(ec2.with(|s| s.instances["i-1"].tags.clone()), tags_before);
         assert!(!ec2.with(|s| s.protection["i-1"]));
 
@@ -383,28 +493,64 @@ mod tests {
         let report = block_on(restore(&ec2, "i-1", None, &[])).unwrap();
         assert_eq!(report.status, RestoreStatus::Restored);
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
-        assert_eq!(report.nacl_entries_removed.len(), 6, "remote both ways in acl-a; IPv4 and IPv6 both ways in acl-b");
+        assert_eq!(
+            report.nacl_entries_removed.len(),
+            6,
+            "remote both ways in acl-a; IPv4 and IPv6 both ways in acl-b"
+        );
     }
 
     #[test]
     fn drift_is_left_alone_reported_and_keeps_the_record() {
         let ec2 = FakeEc2::standard();
-        ec2.with(|s| s.instances.get_mut("i-1").unwrap().interfaces.push(interface("eni-2", "subnet-b", &["sg-ssh"], "10.0.2.5", None)));
+        ec2.with(|s| {
+            s.instances
+                .get_mut("i-1")
+                .unwrap()
+                .interfaces
+                .push(interface(
+                    "eni-2",
+                    "subnet-b",
+                    &["sg-ssh"],
+                    "10.0.2.5",
+                    None,
+                ))
+        });
         let (record, _) = quarantined(&ec2);
         // An analyst opened eni-2 for debugging, and reused a Cordon rule number in acl-a.
         ec2.with(|s| {
-            s.instances.get_mut("i-1").unwrap().interfaces[1].groups.push("sg-app".into());
-            let entry = s.acls.get_mut("acl-a").unwrap().entries.iter_mut().find(|e| e.rule_number == 1 && !e.egress).unwrap();
+            s.instances.get_mut("i-1").unwrap().interfaces[1]
+                .groups
+                .push("sg-app".into());
+            let entry = s
+                .acls
+                .get_mut("acl-a")
+                .unwrap()
+                .entries
+                .iter_mut()
+                .find(|e| e.rule_number == 1 && !e.egress)
+                .unwrap();
             entry.cidr = "203.0.113.99/32".into();
         });
         let report = block_on(restore(&ec2, "i-1", Some(record), &[])).unwrap();
         assert_eq!(report.status, RestoreStatus::Drift);
-        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"], "the untouched ENI is restored");
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            ["sg-app", "sg-ssh"],
+            "the untouched ENI is restored"
+        );
         let eni2 = &report.enis[1];
         assert_eq!(eni2.outcome, InterfaceOutcome::Drift);
-        assert_eq!(ec2.interface_groups("eni-2"), eni2.groups_before, "the drifted ENI is left as it is");
+        assert_eq!(
+            ec2.interface_groups("eni-2"),
+            eni2.groups_before,
+            "the drifted ENI is left as it is"
+        );
         assert_eq!(report.nacl_entries_kept.len(), 1);
-        assert!(ec2.acl_entries("acl-a").iter().any(|e| e.cidr == "203.0.113.99/32"));
+        assert!(ec2
+            .acl_entries("acl-a")
+            .iter()
+            .any(|e| e.cidr == "203.0.113.99/32"));
         // Record and protection stay for the person who sorts it out.
         let tags = ec2.with(|s| s.instances["i-1"].tags.clone());
         assert!(state_from_tags("i-1", &tags).unwrap().is_some());
@@ -426,10 +572,19 @@ mod tests {
     fn cordon_groups_without_any_record_are_a_failure_not_a_guess() {
         let ec2 = FakeEc2::standard();
         quarantined(&ec2);
-        ec2.with(|s| s.instances.get_mut("i-1").unwrap().tags.retain(|(k, _)| !k.starts_with("cordon:state")));
+        ec2.with(|s| {
+            s.instances
+                .get_mut("i-1")
+                .unwrap()
+                .tags
+                .retain(|(k, _)| !k.starts_with("cordon:state"))
+        });
         let report = block_on(restore(&ec2, "i-1", None, &[])).unwrap();
         assert_eq!(report.status, RestoreStatus::Failed);
-        assert!(report.errors.iter().any(|e| e.cause.contains("set them by hand")));
+        assert!(report
+            .errors
+            .iter()
+            .any(|e| e.cause.contains("set them by hand")));
     }
 
     #[test]

@@ -46,9 +46,16 @@ pub async fn capture_step<E: Ec2>(
     let summary = FindingSummary::from(&finding);
     let decision = config.policy.decide(&finding);
     if decision.verdict == Verdict::Skip {
-        return Ok(CaptureOutput::skipped(finding.instance_id.clone(), Some(summary), decision.reason));
+        return Ok(CaptureOutput::skipped(
+            finding.instance_id.clone(),
+            Some(summary),
+            decision.reason,
+        ));
     }
-    let instance_id = finding.instance_id.clone().expect("the policy quarantines only findings with an instance id");
+    let instance_id = finding
+        .instance_id
+        .clone()
+        .expect("the policy quarantines only findings with an instance id");
     let ec2 = ec2_in(finding.region.as_deref());
     capture(&ec2, &instance_id, Some(summary), &now_rfc3339()).await
 }
@@ -98,7 +105,11 @@ pub async fn block_step<E: Ec2>(
     input: &CaptureOutput,
 ) -> Result<NaclReport> {
     let record = record_of(input)?;
-    let remote = input.finding.as_ref().map(|f| f.remote_addresses.clone()).unwrap_or_default();
+    let remote = input
+        .finding
+        .as_ref()
+        .map(|f| f.remote_addresses.clone())
+        .unwrap_or_default();
     let ec2 = ec2_in(region_of(input));
     let report = block(&ec2, record, &remote, &config.nacl).await;
     fail_if_retryable(&report.errors)?;
@@ -118,7 +129,10 @@ pub struct RestoreInput {
 }
 
 /// restore.
-pub async fn restore_step<E: Ec2>(ec2_in: impl FnOnce(Option<&str>) -> E, input: &RestoreInput) -> Result<RestoreReport> {
+pub async fn restore_step<E: Ec2>(
+    ec2_in: impl FnOnce(Option<&str>) -> E,
+    input: &RestoreInput,
+) -> Result<RestoreReport> {
     if let Some(record) = &input.record {
         if record.instance_id != input.instance_id {
             return Err(CordonError::InvalidInput(format!(
@@ -128,7 +142,13 @@ pub async fn restore_step<E: Ec2>(ec2_in: impl FnOnce(Option<&str>) -> E, input:
         }
     }
     let ec2 = ec2_in(input.region.as_deref());
-    restore(&ec2, &input.instance_id, input.record.clone(), &input.nacl_entries).await
+    restore(
+        &ec2,
+        &input.instance_id,
+        input.record.clone(),
+        &input.nacl_entries,
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -154,11 +174,20 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let config = Config::default();
         let mut regions = Vec::new();
-        let captured = block_on(capture_step(|r| { regions.push(r.map(String::from)); ec2.clone() }, &config, &event(8.0))).unwrap();
+        let captured = block_on(capture_step(
+            |r| {
+                regions.push(r.map(String::from));
+                ec2.clone()
+            },
+            &config,
+            &event(8.0),
+        ))
+        .unwrap();
         assert_eq!(regions, [Some("eu-west-1".to_string())]);
         assert_eq!(captured.status, CaptureStatus::Captured);
         // The step output goes through JSON between states.
-        let captured: CaptureOutput = serde_json::from_value(serde_json::to_value(&captured).unwrap()).unwrap();
+        let captured: CaptureOutput =
+            serde_json::from_value(serde_json::to_value(&captured).unwrap()).unwrap();
         let isolation = block_on(isolate_step(|_| ec2.clone(), &config, &captured)).unwrap();
         assert_eq!(isolation.status, StepStatus::Done);
         let nacl = block_on(block_step(|_| ec2.clone(), &config, &captured)).unwrap();
@@ -177,7 +206,12 @@ mod tests {
     #[test]
     fn a_skipped_finding_touches_no_ec2() {
         let config = Config::default();
-        let output = block_on(capture_step(|_| -> FakeEc2 { panic!("no EC2 for a skipped finding") }, &config, &event(5.0))).unwrap();
+        let output = block_on(capture_step(
+            |_| -> FakeEc2 { panic!("no EC2 for a skipped finding") },
+            &config,
+            &event(5.0),
+        ))
+        .unwrap();
         assert_eq!(output.status, CaptureStatus::Skipped);
         assert!(output.reason.contains("below the minimum"));
     }
@@ -186,10 +220,12 @@ mod tests {
     fn malformed_inputs_are_invalid_input_errors() {
         let config = Config::default();
         let none = |_: Option<&str>| -> FakeEc2 { panic!("no EC2 for bad input") };
-        let error = block_on(capture_step(none, &config, &json!({"Findings": [{}, {}]}))).unwrap_err();
+        let error =
+            block_on(capture_step(none, &config, &json!({"Findings": [{}, {}]}))).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.InvalidInput");
         assert!(error.to_string().contains("found 2"));
-        let error = block_on(capture_step(none, &config, &json!({"detail": {"id": "x"}}))).unwrap_err();
+        let error =
+            block_on(capture_step(none, &config, &json!({"detail": {"id": "x"}}))).unwrap_err();
         assert!(error.to_string().contains("no `type`"));
         let skipped = CaptureOutput::skipped(None, None, "low".into());
         let error = block_on(isolate_step(none, &config, &skipped)).unwrap_err();
@@ -201,7 +237,13 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let config = Config::default();
         let captured = block_on(capture_step(|_| ec2.clone(), &config, &event(8.0))).unwrap();
-        ec2.fail_next("ModifyInstanceAttribute", CordonError::Throttled { operation: "ModifyInstanceAttribute".into(), message: "Rate exceeded".into() });
+        ec2.fail_next(
+            "ModifyInstanceAttribute",
+            CordonError::Throttled {
+                operation: "ModifyInstanceAttribute".into(),
+                message: "Rate exceeded".into(),
+            },
+        );
         let error = block_on(isolate_step(|_| ec2.clone(), &config, &captured)).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Throttled");
         // The retry completes what the first attempt left.

@@ -1,0 +1,427 @@
+//! The `cordon` command line's contract: what it prints and how it exits, run as a user runs
+//! it, against moto.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cordon_tests::{finding_for, shared_findings_dir, Moto, World};
+use serde_json::Value;
+
+fn cordon(moto: Option<&Moto>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cordon"));
+    command.args(args);
+    // Nothing from the developer's own AWS setup leaks into a test.
+    for key in [
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ] {
+        command.env_remove(key);
+    }
+    command
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    if let Some(moto) = moto {
+        command.envs(moto.cli_env());
+    }
+    command.output().expect("cordon runs")
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn write(dir: &Path, name: &str, value: &Value) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+    path
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cordon-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn triage_gives_every_shared_finding_the_decision_its_resource_type_implies() {
+    let dir = shared_findings_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "expected the shared findings in {}",
+        dir.display()
+    );
+    let args: Vec<&str> = std::iter::once("triage")
+        .chain(files.iter().map(|p| p.to_str().unwrap()))
+        .collect();
+    let output = cordon(None, &args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let decisions = lines(&output);
+    assert_eq!(decisions.len(), files.len(), "one line per finding");
+    for (file, line) in files.iter().zip(&decisions) {
+        let raw: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let resource_type = raw["resource"]["resourceType"].as_str().unwrap();
+        assert_eq!(line["source"], file.display().to_string());
+        assert_eq!(line["finding_id"], raw["id"]);
+        assert_eq!(line["finding_type"], raw["type"]);
+        // No shared finding reaches the default bar: the instance one is severity 5.
+        assert_eq!(line["decision"], "skip", "{line}");
+        let reason = line["reason"].as_str().unwrap();
+        if resource_type == "Instance" {
+            assert!(reason.contains("severity"), "{reason}");
+            assert_eq!(
+                line["instance_id"],
+                raw["resource"]["instanceDetails"]["instanceId"]
+            );
+        } else {
+            assert!(
+                reason.contains(resource_type) && reason.contains("not Instance"),
+                "{reason}"
+            );
+        }
+    }
+
+    // Lowering the bar quarantines exactly the instance finding.
+    let output = cordon(
+        None,
+        &[&["triage", "--min-severity", "5"], &args[1..]].concat(),
+    );
+    let quarantined: Vec<Value> = lines(&output)
+        .into_iter()
+        .filter(|l| l["decision"] == "quarantine")
+        .collect();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(
+        quarantined[0]["finding_type"],
+        "Canary:EC2/Stateless.IntegTest"
+    );
+}
+
+#[test]
+fn triage_marks_invalid_input_and_exits_2_without_stopping_at_it() {
+    let dir = temp_dir("triage");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{ this is not json").unwrap();
+    let good = write(
+        &dir,
+        "good.json",
+        &serde_json::json!({"Findings": [finding_for("i-0123456789abcdef0", 8.5, "198.51.100.7")]}),
+    );
+    let missing = dir.join("missing.json");
+    let output = cordon(
+        None,
+        &[
+            "triage",
+            bad.to_str().unwrap(),
+            good.to_str().unwrap(),
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let decisions = lines(&output);
+    assert_eq!(decisions.len(), 3);
+    assert_eq!(decisions[0]["decision"], "invalid");
+    assert!(decisions[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not JSON"));
+    assert_eq!(decisions[1]["decision"], "quarantine");
+    assert_eq!(decisions[1]["instance_id"], "i-0123456789abcdef0");
+    assert_eq!(decisions[2]["decision"], "invalid");
+    assert!(decisions[2]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("cannot read"));
+}
+
+async fn single_instance(world: &World) -> (String, String, String, [String; 2]) {
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let a = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let b = world.subnet(&vpc, "10.0.2.0/24", None).await;
+    world
+        .custom_acl(
+            &vpc,
+            &[&b],
+            &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")],
+        )
+        .await;
+    let web = world.security_group(&vpc, "web", 443).await;
+    let ssh = world.security_group(&vpc, "ssh", 22).await;
+    let (instance, enis) = world.instance(&[(&a, &[&web, &ssh])], false).await;
+    (vpc, instance, enis[0].clone(), [web, ssh])
+}
+
+#[tokio::test]
+async fn break_glass_isolate_status_and_restore() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let (vpc, instance, eni, [web, ssh]) = single_instance(&world).await;
+    let acls_before = world.acls(&vpc).await;
+
+    let output = cordon(
+        Some(&moto),
+        &[
+            "isolate",
+            "--instance",
+            &instance,
+            "--remote-ip",
+            "198.51.100.7",
+            "--remote-ip",
+            "2001:db8::66",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let isolated = json(&output);
+    assert_eq!(isolated["status"], "isolated");
+    assert_eq!(isolated["instance_id"], instance.as_str());
+    let isolation = world.cordon_group_ids(&vpc).await["isolation"].clone();
+    assert_eq!(isolated["enis"][0]["eni_id"], eni.as_str());
+    assert_eq!(
+        isolated["enis"][0]["original_groups"],
+        serde_json::json!([web, ssh])
+    );
+    assert_eq!(
+        isolated["enis"][0]["groups_now"],
+        serde_json::json!([isolation])
+    );
+    assert_eq!(world.eni_groups(&eni).await, vec![isolation.clone()]);
+    let entries = isolated["nacl_entries"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        6,
+        "v4 and v6 remote both ways, the instance both ways: {entries:?}"
+    );
+    for entry in entries {
+        for key in ["acl_id", "egress", "rule_number", "cidr"] {
+            assert!(entry.get(key).is_some(), "{entry}");
+        }
+    }
+    assert!(
+        stderr(&output).contains("capturing"),
+        "progress goes to stderr"
+    );
+
+    let output = cordon(Some(&moto), &["isolate", "--instance", &instance]);
+    assert_eq!(output.status.code(), Some(0));
+    let again = json(&output);
+    assert_eq!(again["status"], "already_isolated");
+    assert_eq!(
+        again["enis"][0]["original_groups"],
+        serde_json::json!([web, ssh])
+    );
+
+    let output = cordon(Some(&moto), &["status"]);
+    assert_eq!(output.status.code(), Some(0));
+    let status = json(&output);
+    let listed = status["quarantined"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["instance_id"], instance.as_str());
+    assert!(listed[0]["since"].as_str().unwrap().ends_with('Z'));
+
+    let output = cordon(Some(&moto), &["restore", "--instance", &instance]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let restored = json(&output);
+    assert_eq!(restored["status"], "restored");
+    assert_eq!(
+        restored["nacl_entries_removed"].as_array().unwrap().len(),
+        6
+    );
+    assert_eq!(world.eni_groups(&eni).await, [web, ssh]);
+    assert_eq!(world.acls(&vpc).await, acls_before);
+
+    let output = cordon(Some(&moto), &["restore", "--instance", &instance]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(json(&output)["status"], "not_isolated");
+    let output = cordon(Some(&moto), &["status"]);
+    assert_eq!(json(&output)["quarantined"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn isolate_from_a_finding_file_and_partial_and_drift_exit_3() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let (vpc, instance, eni, [web, ssh]) = single_instance(&world).await;
+    let dir = temp_dir("finding");
+
+    let low = write(
+        &dir,
+        "low.json",
+        &finding_for(&instance, 4.0, "198.51.100.7"),
+    );
+    let output = cordon(
+        Some(&moto),
+        &["isolate", "--finding", low.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(json(&output)["status"], "skipped");
+    assert_eq!(world.eni_groups(&eni).await, [web.clone(), ssh.clone()]);
+
+    // Fill the other subnet's ACL up to its quota: the instance deny there cannot go in.
+    let acls = world.acls(&vpc).await;
+    let (full_acl, _) = acls
+        .iter()
+        .find(|(_, (entries, _))| entries.iter().any(|e| e.1 == 100) && entries.len() == 2)
+        .unwrap();
+    for n in 0..19 {
+        world
+            .acl_entry(
+                full_acl,
+                200 + n,
+                false,
+                aws_sdk_ec2::types::RuleAction::Allow,
+                &format!("10.8.{n}.0/24"),
+            )
+            .await;
+    }
+    let event = serde_json::json!({"version": "0", "source": "aws.guardduty", "detail-type": "GuardDuty Finding", "detail": finding_for(&instance, 8.0, "198.51.100.7")});
+    let high = write(&dir, "high.json", &event);
+    let output = cordon(
+        Some(&moto),
+        &["isolate", "--finding", high.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let partial = json(&output);
+    assert_eq!(partial["status"], "partial");
+    assert_eq!(partial["errors"][0]["error"], "Cordon.NaclQuotaExceeded");
+    assert_eq!(partial["finding"]["id"], format!("cordon-test-{instance}"));
+    let isolation = world.cordon_group_ids(&vpc).await["isolation"].clone();
+    assert_eq!(
+        world.eni_groups(&eni).await,
+        vec![isolation.clone()],
+        "partial still isolates"
+    );
+
+    world.set_eni_groups(&eni, &[&isolation, &web]).await;
+    let output = cordon(Some(&moto), &["restore", "--instance", &instance]);
+    assert_eq!(output.status.code(), Some(3));
+    let drift = json(&output);
+    assert_eq!(drift["status"], "drift");
+    assert_eq!(drift["enis"][0]["outcome"], "drift");
+    assert_eq!(world.eni_groups(&eni).await, [isolation, web]);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_error_and_changes_nothing() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let (vpc, instance, eni, groups) = single_instance(&world).await;
+    let before = (world.acls(&vpc).await, world.groups(&vpc).await);
+    let dir = temp_dir("bad");
+    let two = write(
+        &dir,
+        "two.json",
+        &serde_json::json!({"Findings": [finding_for(&instance, 8.0, "198.51.100.7"), finding_for(&instance, 8.0, "198.51.100.8")]}),
+    );
+    let no_type = write(
+        &dir,
+        "no-type.json",
+        &serde_json::json!({"id": "x", "severity": 8}),
+    );
+
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["isolate", "--instance", "bogus"],
+            1,
+            "not an EC2 instance id",
+        ),
+        (
+            vec![
+                "isolate",
+                "--instance",
+                &instance,
+                "--remote-ip",
+                "not-an-ip",
+            ],
+            2,
+            "--remote-ip",
+        ),
+        (
+            vec!["isolate", "--finding", two.to_str().unwrap()],
+            1,
+            "holds 2 findings",
+        ),
+        (
+            vec!["isolate", "--finding", no_type.to_str().unwrap()],
+            1,
+            "no `type`",
+        ),
+        (
+            vec!["isolate", "--finding", "/nonexistent/finding.json"],
+            1,
+            "cannot read",
+        ),
+        (
+            vec!["isolate", "--instance", &instance, "--nacl-band", "0-50"],
+            1,
+            "1 <= first",
+        ),
+        (
+            vec![
+                "isolate",
+                "--instance",
+                &instance,
+                "--forensic-cidr",
+                "10.0.0.0/99",
+            ],
+            1,
+            "0..=32",
+        ),
+        (vec!["isolate"], 2, "--finding"),
+        (
+            vec!["restore", "--instance", "i-0123456789abcdef0"],
+            1,
+            "was not found",
+        ),
+        (
+            vec!["triage", "--min-severity", "eleven", "x.json"],
+            2,
+            "severity",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let output = cordon(Some(&moto), &args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(output.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+    assert_eq!((world.acls(&vpc).await, world.groups(&vpc).await), before);
+    assert_eq!(world.eni_groups(&eni).await, groups);
+    assert!(!world
+        .instance_tags(&instance)
+        .await
+        .keys()
+        .any(|k| k.starts_with("cordon:")));
+}
