@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+mod demo;
 use cordon_core::aws::{AwsContext, AwsEc2, AwsTarget};
 use cordon_core::capture::{capture, CaptureStatus, FindingSummary};
 use cordon_core::config::{parse_severity, Config, ForensicSource, RuleBand};
@@ -63,6 +65,8 @@ enum Command {
         #[arg(long)]
         instance: Option<String>,
     },
+    /// Contain and restore a compromised instance on a local emulator: no AWS account needed.
+    Demo,
 }
 
 #[derive(Args)]
@@ -140,6 +144,7 @@ async fn run(cli: Cli) -> Result<u8, CordonError> {
         Command::Isolate(args) => isolate_command(&target, &args).await,
         Command::Restore { instance } => restore_command(&target, &instance).await,
         Command::Status { instance } => status_command(&target, instance.as_deref()).await,
+        Command::Demo => demo::run(target.endpoint_url.as_deref()).await,
     }
 }
 
@@ -324,11 +329,26 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
     }
     let aws = AwsContext::load(target).await;
     let ec2 = aws.ec2(region.as_deref());
+    let output = contain(&ec2, &instance_id, summary, &remote, &config).await?;
+    print_pretty(&output);
+    Ok(match output.status {
+        "partial" => EXIT_PARTIAL,
+        _ => 0,
+    })
+}
 
+/// Capture, isolate and block: the break-glass containment the demo also runs.
+async fn contain(
+    ec2: &AwsEc2,
+    instance_id: &str,
+    summary: Option<FindingSummary>,
+    remote: &[IpAddr],
+    config: &Config,
+) -> Result<IsolateOutput, CordonError> {
     eprintln!("cordon: capturing {instance_id}");
-    let captured = capture(&ec2, &instance_id, summary.clone(), &now_rfc3339()).await?;
+    let captured = capture(ec2, instance_id, summary.clone(), &now_rfc3339()).await?;
     let mut output = IsolateOutput {
-        instance_id: Some(instance_id.clone()),
+        instance_id: Some(instance_id.to_string()),
         status: "isolated",
         reason: captured.reason.clone(),
         finding: summary,
@@ -341,25 +361,23 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
     match captured.status {
         CaptureStatus::Skipped => {
             output.status = "skipped";
-            print_pretty(&output);
-            return Ok(0);
+            return Ok(output);
         }
         CaptureStatus::AlreadyQuarantined => {
             output.status = "already_isolated";
-            let now = ec2.describe_instance(&instance_id).await?;
+            let now = ec2.describe_instance(instance_id).await?;
             output.enis = eni_lines(
                 captured.record.as_ref().map(|r| r.interfaces.as_slice()),
                 &now.interfaces,
             );
-            print_pretty(&output);
-            return Ok(0);
+            return Ok(output);
         }
         CaptureStatus::Captured => {}
     }
     let record = captured.record.expect("a capture holds its record");
 
     eprintln!("cordon: isolating {} interface(s)", record.interfaces.len());
-    let isolation = isolate(&ec2, &record, config.forensic_access.as_ref()).await?;
+    let isolation = isolate(ec2, &record, config.forensic_access.as_ref()).await?;
     output.enis = isolation
         .enis
         .iter()
@@ -373,7 +391,7 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
     output.errors.extend(isolation.errors.iter().cloned());
 
     eprintln!("cordon: blocking in network ACLs");
-    let nacl = block(&ec2, &record, &remote, &config.nacl).await;
+    let nacl = block(ec2, &record, remote, &config.nacl).await;
     output.nacl_entries = nacl.nacl_entries;
     output.notes = nacl.notes;
     output.notes.extend(nacl.already_denied);
@@ -390,8 +408,7 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
             output.nacl_entries.len()
         )
     };
-    print_pretty(&output);
-    Ok(if partial { EXIT_PARTIAL } else { 0 })
+    Ok(output)
 }
 
 fn eni_lines(

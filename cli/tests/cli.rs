@@ -425,3 +425,41 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         .keys()
         .any(|k| k.starts_with("cordon:")));
 }
+
+#[test]
+fn the_demo_contains_and_restores_exactly() {
+    let moto = Moto::start();
+    let output = cordon(None, &["demo", "--endpoint-url", &moto.endpoint]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let demo = json(&output);
+    assert_eq!(demo["containment"], "isolated");
+    assert_eq!(demo["restore"], "restored");
+    assert_eq!(demo["restored_exactly"], true);
+    assert_eq!(demo["before"], demo["after"]);
+    let during = demo["during"]["interfaces"].as_object().unwrap();
+    assert_eq!(during.len(), 2);
+    for groups in during.values() {
+        assert_eq!(groups.as_array().unwrap().len(), 1);
+        assert!(
+            groups[0].as_str().unwrap().contains("cordon-isolation-"),
+            "{groups}"
+        );
+    }
+    let denies = demo["during"]["acl_denies"].as_object().unwrap();
+    assert!(
+        denies.values().all(|d| !d.as_array().unwrap().is_empty()),
+        "every subnet's ACL has denies: {denies:?}"
+    );
+    assert!(stderr(&output).contains("restored exactly as it was: yes"));
+
+    let refused = cordon(
+        None,
+        &[
+            "demo",
+            "--endpoint-url",
+            "https://ec2.us-east-1.amazonaws.com",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("only runs against a local emulator"));
+}

@@ -1,0 +1,645 @@
+//! The local AWS: moto's server on a free loopback port, reached through the real SDK with
+//! dummy credentials, and a small lab that builds network topologies in it. The demo, the
+//! local runner and the end-to-end tests all use this one copy.
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::config::Credentials;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, Filter, InstanceNetworkInterfaceSpecification, IpPermission, IpRange,
+    ResourceType, RuleAction, Tag, TagSpecification,
+};
+use aws_sdk_ec2::Client;
+use cordon_core::aws::{AwsContext, AwsEc2};
+
+/// The region the local emulator is used in.
+pub const REGION: &str = "us-east-1";
+
+/// `MOTO_SERVER`, else `.venv/bin/moto_server` (what `scripts/setup` installs), else `PATH`.
+pub fn moto_server_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from(".venv/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("moto_server")
+}
+
+/// A moto server of this test's own, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts the moto server found by [`moto_server_path`].
+    pub fn start() -> Result<Moto, String> {
+        Moto::start_at(&moto_server_path())
+    }
+
+    /// Starts moto's server at `path` on a free loopback port and waits until it listens.
+    pub fn start_at(path: &Path) -> Result<Moto, String> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|e| format!("no free loopback port: {e}"))?
+            .port();
+        let mut child = Command::new(path)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start the local AWS emulator {} ({e}); run scripts/setup, which installs the pinned moto into .venv, or set MOTO_SERVER",
+                    path.display()
+                )
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "moto did not listen on 127.0.0.1:{port} within 30 s"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Moto {
+            child,
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    pub fn sdk_config(&self) -> SdkConfig {
+        emulator_config(&self.endpoint)
+    }
+
+    /// Cordon's own adapter, as the workers and the CLI build it.
+    pub fn cordon_ec2(&self) -> AwsEc2 {
+        AwsContext::from_sdk_config(self.sdk_config()).ec2(Some(REGION))
+    }
+
+    pub fn world(&self) -> World {
+        World {
+            ec2: Client::new(&self.sdk_config()),
+        }
+    }
+
+    /// Environment for a `cordon` child process pointed at this server.
+    pub fn cli_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+}
+
+/// SDK configuration for an emulator at `endpoint`: dummy credentials, the local region.
+pub fn emulator_config(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+            Credentials::new("testing", "testing", None, None, "cordon-local"),
+        ))
+        .build()
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One NACL entry as a test compares it: (egress, rule number, action, protocol, CIDR).
+pub type EntryView = (bool, i32, String, String, String);
+
+/// The test's own view of EC2, through the plain SDK: builds topologies and reads outcomes.
+pub struct World {
+    pub ec2: Client,
+}
+
+fn name_tag(resource: ResourceType, name: &str) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(resource)
+        .tags(Tag::builder().key("Name").value(name).build())
+        .build()
+}
+
+impl World {
+    pub async fn vpc(&self, cidr: &str, ipv6: bool) -> String {
+        let vpc = self
+            .ec2
+            .create_vpc()
+            .cidr_block(cidr)
+            .amazon_provided_ipv6_cidr_block(ipv6)
+            .send()
+            .await
+            .unwrap();
+        vpc.vpc().unwrap().vpc_id().unwrap().to_string()
+    }
+
+    pub async fn vpc_ipv6_block(&self, vpc_id: &str) -> String {
+        let out = self
+            .ec2
+            .describe_vpcs()
+            .vpc_ids(vpc_id)
+            .send()
+            .await
+            .unwrap();
+        out.vpcs()[0].ipv6_cidr_block_association_set()[0]
+            .ipv6_cidr_block()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn subnet(&self, vpc_id: &str, cidr: &str, ipv6_cidr: Option<&str>) -> String {
+        let out = self
+            .ec2
+            .create_subnet()
+            .vpc_id(vpc_id)
+            .cidr_block(cidr)
+            .set_ipv6_cidr_block(ipv6_cidr.map(String::from))
+            .availability_zone("us-east-1a")
+            .send()
+            .await
+            .unwrap();
+        out.subnet().unwrap().subnet_id().unwrap().to_string()
+    }
+
+    /// A group with one distinguishing ingress rule, as real application groups have.
+    pub async fn security_group(&self, vpc_id: &str, name: &str, port: i32) -> String {
+        let id = self
+            .ec2
+            .create_security_group()
+            .vpc_id(vpc_id)
+            .group_name(name)
+            .description(format!("test group {name}"))
+            .tag_specifications(name_tag(ResourceType::SecurityGroup, name))
+            .send()
+            .await
+            .unwrap()
+            .group_id()
+            .unwrap()
+            .to_string();
+        self.ec2
+            .authorize_security_group_ingress()
+            .group_id(&id)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(port)
+                    .to_port(port)
+                    .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        id
+    }
+
+    /// Launches an instance with one interface per (subnet, groups), groups set per interface
+    /// (the only way moto swaps interface groups faithfully). `ipv6` gives each interface one
+    /// IPv6 address (moto ignores the count inside a launch, so interfaces are made first).
+    pub async fn instance(
+        &self,
+        interfaces: &[(&str, &[&str])],
+        ipv6: bool,
+    ) -> (String, Vec<String>) {
+        let mut launch = self
+            .ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1);
+        for (index, (subnet, groups)) in interfaces.iter().enumerate() {
+            let spec = InstanceNetworkInterfaceSpecification::builder().device_index(index as i32);
+            let spec = if ipv6 {
+                let eni = self
+                    .ec2
+                    .create_network_interface()
+                    .subnet_id(*subnet)
+                    .set_groups(Some(groups.iter().map(|g| g.to_string()).collect()))
+                    .ipv6_address_count(1)
+                    .send()
+                    .await
+                    .unwrap();
+                spec.network_interface_id(
+                    eni.network_interface()
+                        .unwrap()
+                        .network_interface_id()
+                        .unwrap(),
+                )
+            } else {
+                spec.subnet_id(*subnet)
+                    .set_groups(Some(groups.iter().map(|g| g.to_string()).collect()))
+            };
+            launch = launch.network_interfaces(spec.build());
+        }
+        let out = launch.send().await.unwrap();
+        let instance = &out.instances()[0];
+        let id = instance.instance_id().unwrap().to_string();
+        let mut enis: Vec<(i32, String)> = instance
+            .network_interfaces()
+            .iter()
+            .map(|e| {
+                (
+                    e.attachment().and_then(|a| a.device_index()).unwrap_or(0),
+                    e.network_interface_id().unwrap().to_string(),
+                )
+            })
+            .collect();
+        enis.sort();
+        (id, enis.into_iter().map(|(_, e)| e).collect())
+    }
+
+    pub async fn tag(&self, resource: &str, key: &str, value: &str) {
+        self.ec2
+            .create_tags()
+            .resources(resource)
+            .tags(Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn eni_groups(&self, eni_id: &str) -> Vec<String> {
+        let out = self
+            .ec2
+            .describe_network_interfaces()
+            .network_interface_ids(eni_id)
+            .send()
+            .await
+            .unwrap();
+        out.network_interfaces()[0]
+            .groups()
+            .iter()
+            .map(|g| g.group_id().unwrap().to_string())
+            .collect()
+    }
+
+    pub async fn set_eni_groups(&self, eni_id: &str, groups: &[&str]) {
+        self.ec2
+            .modify_network_interface_attribute()
+            .network_interface_id(eni_id)
+            .set_groups(Some(groups.iter().map(|g| g.to_string()).collect()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn eni_ipv6(&self, eni_id: &str) -> Vec<String> {
+        let out = self
+            .ec2
+            .describe_network_interfaces()
+            .network_interface_ids(eni_id)
+            .send()
+            .await
+            .unwrap();
+        out.network_interfaces()[0]
+            .ipv6_addresses()
+            .iter()
+            .map(|a| a.ipv6_address().unwrap().to_string())
+            .collect()
+    }
+
+    pub async fn eni_ipv4(&self, eni_id: &str) -> String {
+        let out = self
+            .ec2
+            .describe_network_interfaces()
+            .network_interface_ids(eni_id)
+            .send()
+            .await
+            .unwrap();
+        out.network_interfaces()[0]
+            .private_ip_address()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn instance_tags(&self, instance_id: &str) -> BTreeMap<String, String> {
+        let out = self
+            .ec2
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .unwrap();
+        out.reservations()[0].instances()[0]
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn termination_protection(&self, instance_id: &str) -> bool {
+        let out = self
+            .ec2
+            .describe_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+            .send()
+            .await
+            .unwrap();
+        out.disable_api_termination()
+            .and_then(|v| v.value())
+            .unwrap_or(false)
+    }
+
+    pub async fn set_termination_protection(&self, instance_id: &str, enabled: bool) {
+        self.ec2
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .disable_api_termination(AttributeBooleanValue::builder().value(enabled).build())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The security groups of a VPC, by id, with their rules: a snapshot to compare.
+    pub async fn groups(&self, vpc_id: &str) -> BTreeMap<String, String> {
+        let out = self
+            .ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+            .send()
+            .await
+            .unwrap();
+        out.security_groups()
+            .iter()
+            .map(|g| {
+                (
+                    g.group_id().unwrap().to_string(),
+                    format!("{:?} {:?}", g.ip_permissions(), g.ip_permissions_egress()),
+                )
+            })
+            .collect()
+    }
+
+    /// Group id -> group name, for people reading a demo.
+    pub async fn group_names(&self, vpc_id: &str) -> BTreeMap<String, String> {
+        let out = self
+            .ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+            .send()
+            .await
+            .unwrap();
+        out.security_groups()
+            .iter()
+            .map(|g| {
+                (
+                    g.group_id().unwrap().to_string(),
+                    g.group_name().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn cordon_group_ids(&self, vpc_id: &str) -> BTreeMap<String, String> {
+        let out = self
+            .ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+            .filters(
+                Filter::builder()
+                    .name("tag-key")
+                    .values("cordon:role")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.security_groups()
+            .iter()
+            .map(|g| {
+                let role = g
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some("cordon:role"))
+                    .unwrap()
+                    .value()
+                    .unwrap()
+                    .to_string();
+                (role, g.group_id().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    pub async fn acl_of(&self, subnet_id: &str) -> String {
+        let out = self
+            .ec2
+            .describe_network_acls()
+            .filters(
+                Filter::builder()
+                    .name("association.subnet-id")
+                    .values(subnet_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.network_acls()[0].network_acl_id().unwrap().to_string()
+    }
+
+    /// A custom ACL for these subnets holding `allows` (rule number, egress, cidr) and the
+    /// catch-all denies real AWS puts in every ACL.
+    pub async fn custom_acl(
+        &self,
+        vpc_id: &str,
+        subnets: &[&str],
+        allows: &[(i32, bool, &str)],
+    ) -> String {
+        let acl = self
+            .ec2
+            .create_network_acl()
+            .vpc_id(vpc_id)
+            .send()
+            .await
+            .unwrap();
+        let acl_id = acl
+            .network_acl()
+            .unwrap()
+            .network_acl_id()
+            .unwrap()
+            .to_string();
+        for (number, egress, cidr) in allows {
+            self.acl_entry(&acl_id, *number, *egress, RuleAction::Allow, cidr)
+                .await;
+        }
+        for subnet in subnets {
+            let out = self
+                .ec2
+                .describe_network_acls()
+                .filters(
+                    Filter::builder()
+                        .name("association.subnet-id")
+                        .values(*subnet)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let association = out.network_acls()[0]
+                .associations()
+                .iter()
+                .find(|a| a.subnet_id() == Some(subnet))
+                .unwrap()
+                .network_acl_association_id()
+                .unwrap()
+                .to_string();
+            self.ec2
+                .replace_network_acl_association()
+                .association_id(association)
+                .network_acl_id(&acl_id)
+                .send()
+                .await
+                .unwrap();
+        }
+        acl_id
+    }
+
+    pub async fn acl_entry(
+        &self,
+        acl_id: &str,
+        number: i32,
+        egress: bool,
+        action: RuleAction,
+        cidr: &str,
+    ) {
+        let request = self
+            .ec2
+            .create_network_acl_entry()
+            .network_acl_id(acl_id)
+            .rule_number(number)
+            .egress(egress)
+            .protocol("-1")
+            .rule_action(action);
+        let request = if cidr.contains(':') {
+            request.ipv6_cidr_block(cidr)
+        } else {
+            request.cidr_block(cidr)
+        };
+        request.send().await.unwrap();
+    }
+
+    /// Every ACL of the VPC with its entries, sorted, and its tags: a snapshot to compare.
+    pub async fn acls(
+        &self,
+        vpc_id: &str,
+    ) -> BTreeMap<String, (Vec<EntryView>, Vec<(String, String)>)> {
+        let out = self
+            .ec2
+            .describe_network_acls()
+            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+            .send()
+            .await
+            .unwrap();
+        out.network_acls()
+            .iter()
+            .map(|acl| {
+                let mut entries: Vec<EntryView> = acl
+                    .entries()
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.egress().unwrap(),
+                            e.rule_number().unwrap(),
+                            e.rule_action().unwrap().as_str().to_string(),
+                            e.protocol().unwrap_or_default().to_string(),
+                            e.cidr_block()
+                                .or(e.ipv6_cidr_block())
+                                .unwrap_or_default()
+                                .to_string(),
+                        )
+                    })
+                    .collect();
+                entries.sort();
+                let mut tags: Vec<(String, String)> = acl
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+                    .collect();
+                tags.sort();
+                (acl.network_acl_id().unwrap().to_string(), (entries, tags))
+            })
+            .collect()
+    }
+
+    /// The deny entries of one ACL below the default allow: (egress, number, cidr).
+    pub async fn denies(&self, acl_id: &str) -> Vec<(bool, i32, String)> {
+        let acls = self
+            .ec2
+            .describe_network_acls()
+            .network_acl_ids(acl_id)
+            .send()
+            .await
+            .unwrap();
+        let mut found: Vec<(bool, i32, String)> = acls.network_acls()[0]
+            .entries()
+            .iter()
+            .filter(|e| {
+                e.rule_action().map(|a| a.as_str()) == Some("deny")
+                    && e.rule_number().unwrap() < 32767
+            })
+            .map(|e| {
+                (
+                    e.egress().unwrap(),
+                    e.rule_number().unwrap(),
+                    e.cidr_block().or(e.ipv6_cidr_block()).unwrap().to_string(),
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+/// A GuardDuty finding (bare, camelCase as EventBridge delivers it) for an instance made in
+/// the test, shaped like the real C&C finding of AWS's documentation.
+pub fn finding_for(instance_id: &str, severity: f64, remote_ipv4: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schemaVersion": "2.0",
+        "accountId": "123456789012",
+        "region": REGION,
+        "partition": "aws",
+        "id": format!("cordon-test-{instance_id}"),
+        "arn": format!("arn:aws:guardduty:{REGION}:123456789012:detector/d/finding/cordon-test-{instance_id}"),
+        "type": "Backdoor:EC2/C&CActivity.B",
+        "resource": {"resourceType": "Instance", "instanceDetails": {
+            "instanceId": instance_id, "instanceType": "t3.micro", "launchTime": "2026-11-01T10:00:00.000Z"}},
+        "service": {"serviceName": "guardduty", "resourceRole": "ACTOR", "archived": false, "count": 3,
+            "action": {"actionType": "NETWORK_CONNECTION", "networkConnectionAction": {
+                "connectionDirection": "OUTBOUND", "protocol": "TCP", "blocked": false,
+                "remoteIpDetails": {"ipAddressV4": remote_ipv4, "organization": {"asn": "64500"}},
+                "remotePortDetails": {"port": 443, "portName": "HTTPS"}}}},
+        "severity": severity,
+        "createdAt": "2026-11-29T13:58:00.000Z",
+        "updatedAt": "2026-11-29T13:59:00.000Z",
+        "title": "Command and control server domain name queried by EC2 instance.",
+        "description": "test finding"
+    })
+}
