@@ -251,4 +251,52 @@ mod tests {
         assert_eq!(report.status, StepStatus::Done);
         assert!(report.termination_protection);
     }
+
+    /// The EC2 round trips of one containment of a single-ENI instance (IPv4 and IPv6, two
+    /// subnets with their own ACLs, one remote address) once Cordon's groups exist.
+    #[test]
+    fn steady_state_containment_makes_seventeen_ec2_calls() {
+        let ec2 = FakeEc2::standard();
+        let config = Config::default();
+        let first = block_on(capture_step(|_| ec2.clone(), &config, &event(8.0))).unwrap();
+        block_on(isolate_step(|_| ec2.clone(), &config, &first)).unwrap();
+        // A second instance in the same VPC and subnet, with the groups already in place.
+        ec2.with(|s| {
+            let mut other = s.instances["i-1"].clone();
+            other.id = "i-2".into();
+            other.interfaces = vec![crate::fake::interface(
+                "eni-9",
+                "subnet-a",
+                &["sg-app"],
+                "10.0.1.9",
+                Some("2001:db8:1::9"),
+            )];
+            other.tags.clear();
+            s.instances.insert("i-2".into(), other);
+        });
+        let mut second = event(8.0);
+        second["detail"]["resource"]["instanceDetails"]["instanceId"] = "i-2".into();
+        ec2.clear_calls();
+        let captured = block_on(capture_step(|_| ec2.clone(), &config, &second)).unwrap();
+        block_on(isolate_step(|_| ec2.clone(), &config, &captured)).unwrap();
+        block_on(block_step(|_| ec2.clone(), &config, &captured)).unwrap();
+        let calls = ec2.calls();
+        let count = |name: &str| calls.iter().filter(|c| *c == name).count();
+        assert_eq!(
+            [
+                count("DescribeInstances"),
+                count("DescribeSecurityGroups"),
+                count("DescribeInstanceAttribute"),
+                count("CreateTags"),
+                count("ModifyNetworkInterfaceAttribute"),
+                count("ModifyInstanceAttribute"),
+                count("DescribeNetworkAcls"),
+                count("CreateNetworkAclEntry"),
+            ],
+            // capture 1+1+1+1; isolate 1 (groups) + 2 swaps + 1 protection;
+            // block 1 read + 1 record per ACL + 2 remote denies + 4 instance denies (v4, v6).
+            [1, 2, 1, 3, 2, 1, 1, 6]
+        );
+        assert_eq!(calls.len(), 17, "{calls:?}");
+    }
 }
