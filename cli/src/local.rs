@@ -281,7 +281,7 @@ impl World {
             .unwrap();
     }
 
-    pub async fn eni_groups(&self, eni_id: &str) -> Vec<String> {
+    async fn describe_eni(&self, eni_id: &str) -> aws_sdk_ec2::types::NetworkInterface {
         let out = self
             .ec2
             .describe_network_interfaces()
@@ -289,8 +289,12 @@ impl World {
             .send()
             .await
             .unwrap();
-        out.network_interfaces()[0]
-            .groups()
+        out.network_interfaces()[0].clone()
+    }
+
+    pub async fn eni_groups(&self, eni_id: &str) -> Vec<String> {
+        let eni = self.describe_eni(eni_id).await;
+        eni.groups()
             .iter()
             .map(|g| g.group_id().unwrap().to_string())
             .collect()
@@ -307,29 +311,16 @@ impl World {
     }
 
     pub async fn eni_ipv6(&self, eni_id: &str) -> Vec<String> {
-        let out = self
-            .ec2
-            .describe_network_interfaces()
-            .network_interface_ids(eni_id)
-            .send()
-            .await
-            .unwrap();
-        out.network_interfaces()[0]
-            .ipv6_addresses()
+        let eni = self.describe_eni(eni_id).await;
+        eni.ipv6_addresses()
             .iter()
             .map(|a| a.ipv6_address().unwrap().to_string())
             .collect()
     }
 
     pub async fn eni_ipv4(&self, eni_id: &str) -> String {
-        let out = self
-            .ec2
-            .describe_network_interfaces()
-            .network_interface_ids(eni_id)
-            .send()
+        self.describe_eni(eni_id)
             .await
-            .unwrap();
-        out.network_interfaces()[0]
             .private_ip_address()
             .unwrap()
             .to_string()

@@ -123,9 +123,9 @@ where
     match error.code() {
         Some(code) => classify(operation, subject, code, error.message().unwrap_or("")),
         // No answer from EC2 at all (network, timeout): worth retrying like throttling.
-        None => CordonError::Throttled {
+        None => CordonError::Unavailable {
             operation: operation.to_string(),
-            message: format!("no answer from EC2: {}", DisplayErrorContext(&error)),
+            message: DisplayErrorContext(&error).to_string(),
         },
     }
 }
@@ -349,47 +349,6 @@ impl Ec2 for AwsEc2 {
             .await
             .map_err(|e| sdk_error("ModifyInstanceAttribute", instance_id, e))?;
         Ok(())
-    }
-
-    async fn describe_interface(&self, eni_id: &str) -> Result<Option<NetworkInterface>> {
-        let output = match self
-            .client
-            .describe_network_interfaces()
-            .network_interface_ids(eni_id)
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(error) => {
-                return match sdk_error("DescribeNetworkInterfaces", eni_id, error) {
-                    CordonError::InterfaceNotFound { .. } => Ok(None),
-                    other => Err(other),
-                }
-            }
-        };
-        Ok(output
-            .network_interfaces()
-            .first()
-            .map(|eni| NetworkInterface {
-                id: eni.network_interface_id().unwrap_or_default().to_string(),
-                subnet_id: eni.subnet_id().unwrap_or_default().to_string(),
-                vpc_id: eni.vpc_id().unwrap_or_default().to_string(),
-                groups: eni
-                    .groups()
-                    .iter()
-                    .filter_map(|g| g.group_id().map(String::from))
-                    .collect(),
-                private_ipv4: eni
-                    .private_ip_addresses()
-                    .iter()
-                    .filter_map(|a| a.private_ip_address().map(String::from))
-                    .collect(),
-                ipv6: eni
-                    .ipv6_addresses()
-                    .iter()
-                    .filter_map(|a| a.ipv6_address().map(String::from))
-                    .collect(),
-            }))
     }
 
     async fn set_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {

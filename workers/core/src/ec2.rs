@@ -201,11 +201,6 @@ pub trait Ec2: Sync {
         instance_id: &str,
         enabled: bool,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// `None` when the interface no longer exists.
-    fn describe_interface(
-        &self,
-        eni_id: &str,
-    ) -> impl Future<Output = Result<Option<NetworkInterface>>> + Send;
     fn set_interface_groups(
         &self,
         eni_id: &str,

@@ -8,6 +8,9 @@ pub enum CordonError {
     #[error("EC2 throttled {operation}: {message}; retry with backoff")]
     Throttled { operation: String, message: String },
 
+    #[error("EC2 did not answer {operation}: {message}; check the endpoint and network, or retry")]
+    Unavailable { operation: String, message: String },
+
     #[error("instance {instance_id} was not found in this account and region; check the id and the region the finding came from")]
     InstanceNotFound { instance_id: String },
 
@@ -73,6 +76,7 @@ impl CordonError {
     pub fn error_name(&self) -> &'static str {
         match self {
             CordonError::Throttled { .. } => "Cordon.Throttled",
+            CordonError::Unavailable { .. } => "Cordon.Unavailable",
             CordonError::InstanceNotFound { .. } => "Cordon.InstanceNotFound",
             CordonError::InterfaceNotFound { .. } => "Cordon.InterfaceNotFound",
             CordonError::NaclQuotaExceeded { .. } => "Cordon.NaclQuotaExceeded",
@@ -88,9 +92,12 @@ impl CordonError {
         }
     }
 
+    /// The error names worth retrying with backoff: the same call may succeed later.
+    pub const TRANSIENT_NAMES: [&'static str; 2] = ["Cordon.Throttled", "Cordon.Unavailable"];
+
     /// Whether the same call may succeed if simply tried again later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, CordonError::Throttled { .. })
+        Self::TRANSIENT_NAMES.contains(&self.error_name())
     }
 
     pub fn to_report(&self) -> StepError {

@@ -187,17 +187,6 @@ impl Ec2 for FakeEc2 {
         Ok(())
     }
 
-    async fn describe_interface(&self, eni_id: &str) -> Result<Option<NetworkInterface>> {
-        self.call("DescribeNetworkInterfaces")?;
-        Ok(self.with(|s| {
-            s.instances
-                .values()
-                .flat_map(|i| &i.interfaces)
-                .find(|eni| eni.id == eni_id)
-                .cloned()
-        }))
-    }
-
     async fn set_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {
         self.call("ModifyNetworkInterfaceAttribute")?;
         self.with(|s| {

@@ -227,7 +227,9 @@ pub async fn isolate(
 
 /// The first error worth retrying the whole (idempotent) step for, by its Step Functions name.
 pub fn retryable(errors: &[StepError]) -> Option<&StepError> {
-    errors.iter().find(|e| e.error == "Cordon.Throttled")
+    errors
+        .iter()
+        .find(|e| CordonError::TRANSIENT_NAMES.contains(&e.error.as_str()))
 }
 
 #[cfg(test)]

@@ -77,6 +77,10 @@ fn region_of(input: &CaptureOutput) -> Option<&str> {
 /// retries the whole (idempotent) step with backoff.
 fn fail_if_retryable(errors: &[crate::error::StepError]) -> Result<()> {
     match retryable(errors) {
+        Some(error) if error.error == "Cordon.Unavailable" => Err(CordonError::Unavailable {
+            operation: "step".into(),
+            message: error.cause.clone(),
+        }),
         Some(error) => Err(CordonError::Throttled {
             operation: "step".into(),
             message: error.cause.clone(),
