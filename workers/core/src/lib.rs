@@ -1,16 +1,19 @@
 //! Cordon's domain: everything that decides how a compromised EC2 instance is contained and
 //! given back. Decisions are pure functions; effects go through the one [`ec2::Ec2`] port.
 
+pub mod approval;
 pub mod aws;
 pub mod config;
 pub mod ec2;
 pub mod error;
 pub mod finding;
 pub mod net;
+pub mod notify;
 pub mod policy;
 pub mod record;
 pub mod restore;
 pub mod steps;
+pub mod workflow;
 
 pub use error::{CordonError, Result, StepError};
 pub mod capture;

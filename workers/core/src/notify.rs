@@ -1,0 +1,460 @@
+//! The analysts' email (SNS, plain text): what GuardDuty found, what Cordon did per interface
+//! and network ACL, what failed, console links, and for the approval request the two signed
+//! decision links.
+
+use serde::{Deserialize, Serialize};
+
+use crate::approval::{link_url, sign, Action};
+use crate::error::{CordonError, Result};
+use crate::workflow::{Branch, WorkflowState};
+
+/// SNS refuses subjects over 100 characters.
+pub const SUBJECT_MAX_CHARS: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    ApprovalRequest,
+    Restored,
+    KeptIsolated,
+    Failed,
+}
+
+/// The notify step's input, built by the state machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyInput {
+    pub kind: MessageKind,
+    pub execution_arn: String,
+    /// Only for the approval request (`$$.Task.Token`).
+    #[serde(default)]
+    pub task_token: Option<String>,
+    pub state: WorkflowState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub subject: String,
+    pub body: String,
+}
+
+/// Where decision links point and how they are signed.
+#[derive(Debug, Clone)]
+pub struct ApprovalSettings {
+    pub base_url: String,
+    pub key: Vec<u8>,
+    pub timeout_seconds: i64,
+}
+
+/// The two links of an approval request: (approve restore, keep isolated).
+pub fn decision_links(
+    settings: &ApprovalSettings,
+    execution_arn: &str,
+    token: &str,
+    now: i64,
+) -> (String, String) {
+    let expires = now + settings.timeout_seconds;
+    let link = |action| {
+        link_url(
+            &settings.base_url,
+            &sign(&settings.key, action, expires, execution_arn, token),
+        )
+    };
+    (link(Action::Approve), link(Action::Reject))
+}
+
+/// SNS subjects: ASCII, one line, at most 100 characters.
+pub fn subject_line(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    if clean.chars().count() <= SUBJECT_MAX_CHARS {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(SUBJECT_MAX_CHARS - 3).collect();
+    cut.push_str("...");
+    cut
+}
+
+fn console_links(state: &WorkflowState, execution_arn: &str) -> String {
+    let region = state.region();
+    let base = format!("https://{region}.console.aws.amazon.com");
+    let mut lines = Vec::new();
+    if let Some(instance) = &state.capture.instance_id {
+        lines.push(format!(
+            "  Instance:   {base}/ec2/home?region={region}#InstanceDetails:instanceId={instance}"
+        ));
+    }
+    lines.push(format!(
+        "  Execution:  {base}/states/home?region={region}#/v2/executions/details/{execution_arn}"
+    ));
+    if let Some(finding) = &state.capture.finding {
+        lines.push(format!(
+            "  Finding:    {base}/guardduty/home?region={region}#/findings?search=id%3D{}",
+            finding.id
+        ));
+    }
+    lines.join("\n")
+}
+
+fn what_was_done(state: &WorkflowState) -> (String, Vec<String>) {
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    match state.isolation() {
+        Branch::Done(report) => {
+            for eni in &report.enis {
+                done.push(format!(
+                    "  {}: security groups {} -> {}",
+                    eni.eni_id,
+                    eni.original_groups.join(", "),
+                    eni.groups_now.join(", ")
+                ));
+            }
+            if report.termination_protection {
+                done.push("  termination protection: on".into());
+            }
+            failed.extend(
+                report
+                    .errors
+                    .iter()
+                    .map(|e| format!("  {}: {}", e.error, e.cause)),
+            );
+        }
+        Branch::Failed { error, cause } => {
+            failed.push(format!("  security groups not changed: {error}: {cause}"))
+        }
+        Branch::Missing => {}
+    }
+    match state.nacl() {
+        Branch::Done(report) => {
+            for entry in &report.nacl_entries {
+                done.push(format!(
+                    "  {} {} rule {}: deny {}",
+                    entry.acl_id,
+                    if entry.egress { "outbound" } else { "inbound" },
+                    entry.rule_number,
+                    entry.cidr
+                ));
+            }
+            failed.extend(
+                report
+                    .errors
+                    .iter()
+                    .map(|e| format!("  {}: {}", e.error, e.cause)),
+            );
+        }
+        Branch::Failed { error, cause } => {
+            failed.push(format!("  network ACLs not changed: {error}: {cause}"))
+        }
+        Branch::Missing => {}
+    }
+    (done.join("\n"), failed)
+}
+
+/// The email for one moment of the workflow. `links` are the decision links of an approval
+/// request.
+pub fn render(
+    kind: MessageKind,
+    state: &WorkflowState,
+    execution_arn: &str,
+    links: Option<(&str, &str)>,
+) -> Message {
+    let instance = state
+        .capture
+        .instance_id
+        .as_deref()
+        .unwrap_or("(unknown instance)");
+    let region = state.region();
+    let (finding_line, finding_short) = match &state.capture.finding {
+        Some(f) => (
+            format!(
+                "{} (severity {}), finding {}, account {}, {}",
+                f.finding_type,
+                f.severity,
+                f.id,
+                f.account_id.as_deref().unwrap_or("?"),
+                region
+            ),
+            format!("{} sev {}", f.finding_type, f.severity),
+        ),
+        None => ("(no finding)".into(), "no finding".into()),
+    };
+    let partial = state.containment.is_some() && state.containment_is_partial();
+    let (done, failed) = what_was_done(state);
+    let mut sections = vec![format!("GuardDuty reported {finding_line}.")];
+    let subject = match kind {
+        MessageKind::ApprovalRequest => {
+            let (approve, reject) = links.unwrap_or(("(no link)", "(no link)"));
+            sections.push(format!(
+                "Cordon has {} {instance}. It stays isolated until someone decides.",
+                if partial {
+                    "PARTLY isolated"
+                } else {
+                    "isolated"
+                }
+            ));
+            sections.push(format!(
+                "Approve restore (puts back the recorded network state):\n  {approve}\n\nKeep isolated:\n  {reject}\n\nThe links open a page that shows what restore will do; nothing happens until you press its button."
+            ));
+            format!(
+                "Cordon: {instance} {} ({finding_short}) - approve restore?",
+                if partial {
+                    "PARTLY isolated"
+                } else {
+                    "isolated"
+                }
+            )
+        }
+        MessageKind::Restored => {
+            let report = state.restore_report();
+            let drift = report.as_ref().is_some_and(|r| !r.errors.is_empty());
+            if let Some(report) = &report {
+                let lines: Vec<String> = report
+                    .enis
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "  {}: {:?}, groups now {}",
+                            e.eni_id,
+                            e.outcome,
+                            e.groups_now.join(", ")
+                        )
+                    })
+                    .collect();
+                sections.push(format!(
+                    "Restore of {instance}: {:?}.\n{}\n  network ACL entries removed: {}",
+                    report.status,
+                    lines.join("\n"),
+                    report.nacl_entries_removed.len()
+                ));
+                if drift {
+                    sections.push(format!(
+                        "Not restored (changed since isolation, left as it is):\n{}",
+                        report
+                            .errors
+                            .iter()
+                            .map(|e| format!("  {}", e.cause))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ));
+                }
+            }
+            format!(
+                "Cordon: {instance} {}",
+                if drift {
+                    "restored with drift - check it"
+                } else {
+                    "restored"
+                }
+            )
+        }
+        MessageKind::KeptIsolated => {
+            let why = match state
+                .approval
+                .as_ref()
+                .and_then(|a| a.get("decision"))
+                .and_then(|d| d.as_str())
+            {
+                Some("reject") => "an analyst chose to keep it isolated",
+                _ => "nobody decided before the approval request expired",
+            };
+            sections.push(format!(
+                "{instance} stays isolated: {why}.\nTo restore it by hand later:\n  cordon restore --instance {instance} --region {region}"
+            ));
+            format!("Cordon: {instance} kept isolated")
+        }
+        MessageKind::Failed => {
+            let error = state.error.as_ref();
+            let field = |name| {
+                error
+                    .and_then(|e| e.get(name))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("unknown")
+            };
+            sections.push(format!(
+                "The workflow for {instance} FAILED: {}: {}\nCheck the instance now; what Cordon did before the failure is listed below.",
+                field("Error"),
+                field("Cause")
+            ));
+            format!("Cordon: FAILED on {instance} ({finding_short})")
+        }
+    };
+    if !done.is_empty() {
+        sections.push(format!("What Cordon did:\n{done}"));
+    }
+    if !failed.is_empty() {
+        sections.push(format!(
+            "What failed (containment is partial):\n{}",
+            failed.join("\n")
+        ));
+    }
+    sections.push(format!("Console:\n{}", console_links(state, execution_arn)));
+    Message {
+        subject: subject_line(&subject),
+        body: sections.join("\n\n") + "\n",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyOutput {
+    pub message_id: String,
+    pub subject: String,
+}
+
+/// notify: renders and publishes. The approval request's task token goes only into the
+/// signed links, never into a log.
+pub async fn notify_step(
+    sns: &aws_sdk_sns::Client,
+    topic_arn: &str,
+    approval: &ApprovalSettings,
+    input: &NotifyInput,
+    now: i64,
+) -> Result<NotifyOutput> {
+    let links = match (input.kind, &input.task_token) {
+        (MessageKind::ApprovalRequest, Some(token)) => {
+            Some(decision_links(approval, &input.execution_arn, token, now))
+        }
+        (MessageKind::ApprovalRequest, None) => {
+            return Err(CordonError::InvalidInput(
+                "an approval request needs the task token ($$.Task.Token)".into(),
+            ))
+        }
+        _ => None,
+    };
+    let message = render(
+        input.kind,
+        &input.state,
+        &input.execution_arn,
+        links.as_ref().map(|(a, r)| (a.as_str(), r.as_str())),
+    );
+    let sent = sns
+        .publish()
+        .topic_arn(topic_arn)
+        .subject(&message.subject)
+        .message(&message.body)
+        .send()
+        .await
+        .map_err(|error| {
+            use aws_sdk_sns::error::ProvideErrorMetadata;
+            match error.code() {
+                Some(code) => {
+                    crate::aws::classify("Publish", topic_arn, code, error.message().unwrap_or(""))
+                }
+                None => CordonError::Unavailable {
+                    operation: "Publish".into(),
+                    message: aws_sdk_sns::error::DisplayErrorContext(&error).to_string(),
+                },
+            }
+        })?;
+    Ok(NotifyOutput {
+        message_id: sent.message_id().unwrap_or_default().to_string(),
+        subject: message.subject,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn state() -> WorkflowState {
+        serde_json::from_value(json!({
+            "status": "captured", "reason": "r", "instance_id": "i-0abc", "tags_written": true, "warnings": [],
+            "finding": {"id": "f-1", "finding_type": "Backdoor:EC2/C&CActivity.B", "severity": 8.0,
+                        "account_id": "111122223333", "region": "eu-west-1", "remote_addresses": ["198.51.100.7"]},
+            "record": null,
+            "containment": [
+                {"instance_id": "i-0abc", "status": "done", "groups": {}, "termination_protection": true, "errors": [],
+                 "enis": [{"eni_id": "eni-1", "original_groups": ["sg-web", "sg-ssh"], "groups_now": ["sg-iso"]}]},
+                {"instance_id": "i-0abc", "status": "partial", "already_denied": [], "notes": [],
+                 "nacl_entries": [{"acl_id": "acl-a", "egress": false, "rule_number": 1, "cidr": "198.51.100.7/32"}],
+                 "errors": [{"error": "Cordon.NaclQuotaExceeded", "cause": "network ACL acl-b has 20 inbound rules"}]}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_approval_request_says_what_was_found_done_and_failed_and_carries_both_links() {
+        let settings = ApprovalSettings {
+            base_url: "https://approve.example/".into(),
+            key: b"k".to_vec(),
+            timeout_seconds: 3600,
+        };
+        let (approve, reject) = decision_links(&settings, "arn:exec", "token+1", 1_000);
+        let message = render(
+            MessageKind::ApprovalRequest,
+            &state(),
+            "arn:exec",
+            Some((&approve, &reject)),
+        );
+        assert!(message.subject.len() <= SUBJECT_MAX_CHARS);
+        assert!(
+            message.subject.contains("i-0abc") && message.subject.contains("PARTLY"),
+            "{}",
+            message.subject
+        );
+        for expected in [
+            "Backdoor:EC2/C&CActivity.B (severity 8)",
+            "f-1",
+            "eni-1: security groups sg-web, sg-ssh -> sg-iso",
+            "acl-a inbound rule 1: deny 198.51.100.7/32",
+            "Cordon.NaclQuotaExceeded",
+            "#InstanceDetails:instanceId=i-0abc",
+            "/states/home?region=eu-west-1#/v2/executions/details/arn:exec",
+            approve.as_str(),
+            reject.as_str(),
+        ] {
+            assert!(
+                message.body.contains(expected),
+                "missing {expected:?} in\n{}",
+                message.body
+            );
+        }
+        assert!(approve.contains("a=approve") && reject.contains("a=reject"));
+        assert!(
+            approve.contains(&format!("e={}", 1_000 + 3600)),
+            "links expire with the task"
+        );
+    }
+
+    #[test]
+    fn each_kind_has_its_own_message() {
+        let kept = render(MessageKind::KeptIsolated, &state(), "arn:exec", None);
+        assert_eq!(kept.subject, "Cordon: i-0abc kept isolated");
+        assert!(kept
+            .body
+            .contains("cordon restore --instance i-0abc --region eu-west-1"));
+        assert!(kept.body.contains("expired"));
+        let mut rejected = state();
+        rejected.approval = Some(json!({"decision": "reject"}));
+        assert!(render(MessageKind::KeptIsolated, &rejected, "a", None)
+            .body
+            .contains("chose to keep it isolated"));
+        let mut failed = state();
+        failed.error = Some(
+            json!({"Error": "Cordon.AccessDenied", "Cause": "no ModifyNetworkInterfaceAttribute"}),
+        );
+        let message = render(MessageKind::Failed, &failed, "arn:exec", None);
+        assert!(message.subject.starts_with("Cordon: FAILED on i-0abc"));
+        assert!(message
+            .body
+            .contains("Cordon.AccessDenied: no ModifyNetworkInterfaceAttribute"));
+        let restored = render(MessageKind::Restored, &state(), "arn:exec", None);
+        assert_eq!(restored.subject, "Cordon: i-0abc restored");
+    }
+
+    #[test]
+    fn subjects_are_ascii_one_line_and_at_most_100_chars() {
+        let long = format!("Cordon: {}\nécho", "x".repeat(200));
+        let subject = subject_line(&long);
+        assert_eq!(subject.chars().count(), 100);
+        assert!(subject.is_ascii() && !subject.contains('\n') && subject.ends_with("..."));
+    }
+}
