@@ -56,6 +56,9 @@ pub struct CaptureOutput {
     /// Whether the record is also on the instance as `cordon:state:*` tags.
     pub tags_written: bool,
     pub warnings: Vec<StepError>,
+    /// How long the workflow waits for a decision (the approval task's `TimeoutSecondsPath`).
+    #[serde(default)]
+    pub approval_timeout_seconds: Option<u64>,
 }
 
 impl CaptureOutput {
@@ -72,6 +75,7 @@ impl CaptureOutput {
             record: None,
             tags_written: false,
             warnings: Vec::new(),
+            approval_timeout_seconds: None,
         }
     }
 }
@@ -141,6 +145,7 @@ pub async fn capture(
             tags_written: record.is_some(),
             record,
             warnings,
+            approval_timeout_seconds: None,
         });
     }
 
@@ -192,6 +197,7 @@ pub async fn capture(
         record: Some(record),
         tags_written,
         warnings,
+        approval_timeout_seconds: None,
     })
 }
 

@@ -28,7 +28,8 @@ pub struct NotifyInput {
     /// Only for the approval request (`$$.Task.Token`).
     #[serde(default)]
     pub task_token: Option<String>,
-    pub state: WorkflowState,
+    /// The execution's state (`$`), read with [`WorkflowState::from_value`].
+    pub state: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,9 +328,10 @@ pub async fn notify_step(
         }
         _ => None,
     };
+    let state = WorkflowState::from_value(&input.state);
     let message = render(
         input.kind,
-        &input.state,
+        &state,
         &input.execution_arn,
         links.as_ref().map(|(a, r)| (a.as_str(), r.as_str())),
     );

@@ -35,29 +35,53 @@ pub fn single_finding(event: &Value) -> Result<crate::finding::Finding> {
     }
 }
 
+/// Seven days: how long a quarantine waits for a decision unless configured otherwise.
+pub const DEFAULT_APPROVAL_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
+
+/// The state machine hands capture `{"event": ..., "approval_timeout_seconds": "..."}` (the
+/// timeout is a definition substitution, so a string); a bare event is accepted too.
+pub fn unwrap_capture_input(input: &Value) -> Result<(&Value, u64)> {
+    let (Some(event), Some(timeout)) = (input.get("event"), input.get("approval_timeout_seconds"))
+    else {
+        return Ok((input, DEFAULT_APPROVAL_TIMEOUT_SECONDS));
+    };
+    let seconds = match timeout {
+        Value::Number(n) => n.as_u64(),
+        Value::String(text) => text.trim().parse::<u64>().ok(),
+        _ => None,
+    }
+    .filter(|s| *s > 0)
+    .ok_or_else(|| {
+        CordonError::InvalidConfiguration(format!(
+            "approval_timeout_seconds {timeout} must be a whole number of seconds above 0"
+        ))
+    })?;
+    Ok((event, seconds))
+}
+
 /// capture-state: decide by policy, then record the instance's state.
 /// `ec2_in` gives an EC2 client for the finding's region.
 pub async fn capture_step<E: Ec2>(
     ec2_in: impl FnOnce(Option<&str>) -> E,
     config: &Config,
-    event: &Value,
+    input: &Value,
 ) -> Result<CaptureOutput> {
+    let (event, approval_timeout) = unwrap_capture_input(input)?;
     let finding = single_finding(event)?;
     let summary = FindingSummary::from(&finding);
     let decision = config.policy.decide(&finding);
-    if decision.verdict == Verdict::Skip {
-        return Ok(CaptureOutput::skipped(
-            finding.instance_id.clone(),
-            Some(summary),
-            decision.reason,
-        ));
-    }
-    let instance_id = finding
-        .instance_id
-        .clone()
-        .expect("the policy quarantines only findings with an instance id");
-    let ec2 = ec2_in(finding.region.as_deref());
-    capture(&ec2, &instance_id, Some(summary), &now_rfc3339()).await
+    let mut output = if decision.verdict == Verdict::Skip {
+        CaptureOutput::skipped(finding.instance_id.clone(), Some(summary), decision.reason)
+    } else {
+        let instance_id = finding
+            .instance_id
+            .clone()
+            .expect("the policy quarantines only findings with an instance id");
+        let ec2 = ec2_in(finding.region.as_deref());
+        capture(&ec2, &instance_id, Some(summary), &now_rfc3339()).await?
+    };
+    output.approval_timeout_seconds = Some(approval_timeout);
+    Ok(output)
 }
 
 fn record_of(input: &CaptureOutput) -> Result<&CapturedState> {
@@ -205,6 +229,29 @@ mod tests {
         let restored = block_on(restore_step(|_| ec2.clone(), &input)).unwrap();
         assert_eq!(restored.status, RestoreStatus::Restored);
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    }
+
+    #[test]
+    fn the_state_machine_wrapper_carries_the_approval_timeout() {
+        let ec2 = FakeEc2::standard();
+        let wrapped = json!({"event": event(8.0), "approval_timeout_seconds": "90"});
+        let output = block_on(capture_step(|_| ec2.clone(), &Config::default(), &wrapped)).unwrap();
+        assert_eq!(output.status, CaptureStatus::Captured);
+        assert_eq!(output.approval_timeout_seconds, Some(90));
+        let bare = block_on(capture_step(
+            |_| ec2.clone(),
+            &Config::default(),
+            &event(5.0),
+        ))
+        .unwrap();
+        assert_eq!(
+            bare.approval_timeout_seconds,
+            Some(DEFAULT_APPROVAL_TIMEOUT_SECONDS)
+        );
+        let bad =
+            json!({"event": event(8.0), "approval_timeout_seconds": "${ApprovalTimeoutSeconds}"});
+        let error = block_on(capture_step(|_| ec2.clone(), &Config::default(), &bad)).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");
     }
 
     #[test]

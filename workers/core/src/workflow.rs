@@ -63,6 +63,30 @@ fn branch<T: serde::de::DeserializeOwned>(value: Option<&Value>) -> Branch<T> {
 }
 
 impl WorkflowState {
+    /// Reads the state whatever step it comes from. A failure in CaptureState leaves the raw
+    /// event (with `error`) instead of a capture output: the finding is then read from it, so
+    /// that the failure message still names the instance.
+    pub fn from_value(value: &Value) -> WorkflowState {
+        if let Ok(state) = serde_json::from_value::<WorkflowState>(value.clone()) {
+            return state;
+        }
+        let event = value.get("event").unwrap_or(value);
+        let finding = crate::steps::single_finding(event).ok();
+        let mut capture = crate::capture::CaptureOutput::skipped(
+            finding.as_ref().and_then(|f| f.instance_id.clone()),
+            finding.as_ref().map(crate::capture::FindingSummary::from),
+            "the workflow stopped before the capture finished".into(),
+        );
+        capture.status = crate::capture::CaptureStatus::Skipped;
+        WorkflowState {
+            capture,
+            containment: None,
+            approval: None,
+            restore: None,
+            error: value.get("error").cloned(),
+        }
+    }
+
     pub fn isolation(&self) -> Branch<IsolationReport> {
         branch(self.containment.as_ref().and_then(|c| c.first()))
     }
@@ -103,6 +127,19 @@ impl WorkflowState {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_capture_failure_still_names_the_instance_and_the_error() {
+        let value = json!({
+            "detail-type": "GuardDuty Finding",
+            "detail": {"id": "f-1", "type": "Backdoor:EC2/C&CActivity.B", "severity": 8,
+                "resource": {"resourceType": "Instance", "instanceDetails": {"instanceId": "i-0abc"}}},
+            "error": {"Error": "Cordon.AccessDenied", "Cause": "DescribeInstances"}
+        });
+        let state = WorkflowState::from_value(&value);
+        assert_eq!(state.capture.instance_id.as_deref(), Some("i-0abc"));
+        assert_eq!(state.error.unwrap()["Error"], "Cordon.AccessDenied");
+    }
 
     #[test]
     fn a_failed_branch_reads_as_failed_and_makes_containment_partial() {
