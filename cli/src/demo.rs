@@ -1,15 +1,16 @@
-//! `cordon demo`: a compromised instance on a local emulator, contained and given back, with
-//! what a security engineer would look at before, during and after. The story goes to stderr;
-//! the snapshots, as JSON, to stdout.
+//! `cordon demo`: a compromised instance on a local emulator, taken through the real workflow
+//! (the state machine on moto, the email, the approval page), with what a security engineer
+//! would look at before, during and after. The story goes to stderr; the snapshots, as JSON,
+//! to stdout.
 
 use std::collections::BTreeMap;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use cordon::local::{finding_for, Moto, World};
-use cordon_core::aws::AwsContext;
-use cordon_core::capture::FindingSummary;
+use cordon::runner::{approval_links_in, DecisionMode, Runner};
 use cordon_core::config::Config;
-use cordon_core::finding::{findings_in_value, ParsedFinding};
-use cordon_core::restore::{restore, RestoreStatus};
 use cordon_core::CordonError;
 use serde::Serialize;
 use serde_json::json;
@@ -36,7 +37,11 @@ fn is_loopback(endpoint: &str) -> bool {
         .any(|local| host.starts_with(local))
 }
 
-pub async fn run(endpoint: Option<&str>) -> Result<u8, CordonError> {
+pub async fn run(
+    endpoint: Option<&str>,
+    decision: DecisionMode,
+    approval_timeout: u64,
+) -> Result<u8, CordonError> {
     let own_moto;
     let endpoint = match endpoint {
         Some(url) if is_loopback(url) => url.to_string(),
@@ -51,63 +56,85 @@ pub async fn run(endpoint: Option<&str>) -> Result<u8, CordonError> {
             own_moto.endpoint.clone()
         }
     };
+    // The runner configures moto to execute state machines: before anything is created.
+    let runner = Runner::start(&endpoint, Config::default()).await?;
     let sdk = cordon::local::emulator_config(&endpoint);
-    let ec2 = AwsContext::from_sdk_config(sdk.clone()).ec2(None);
     let demo = build(World {
         ec2: aws_sdk_ec2::Client::new(&sdk),
     })
     .await;
 
-    let event = json!({"version": "0", "source": "aws.guardduty", "detail-type": "GuardDuty Finding",
+    let event = json!({"version": "0", "id": "cordon-demo", "source": "aws.guardduty", "detail-type": "GuardDuty Finding",
+        "account": "123456789012", "region": cordon::local::REGION, "resources": [],
         "detail": finding_for(&demo.instance, 8.0, "198.51.100.23")});
-    let Some(ParsedFinding::Valid(finding)) = findings_in_value(&event).pop() else {
-        unreachable!("the demo's finding is valid")
-    };
-    let config = Config::default();
-    let decision = config.policy.decide(&finding);
     eprintln!(
-        "demo: GuardDuty reports {} (severity {}) on {}, talking to {}\ndemo: decision: {:?}, {}",
-        finding.finding_type,
-        finding.severity,
-        demo.instance,
-        finding.remote_addresses[0],
-        decision.verdict,
-        decision.reason
+        "demo: GuardDuty reports Backdoor:EC2/C&CActivity.B (severity 8) on {}, talking to 198.51.100.23",
+        demo.instance
     );
-
     let before = snapshot(&demo).await;
     print_snapshot("before", &before);
-    let contained = crate::contain(
-        &ec2,
-        &demo.instance,
-        Some(FindingSummary::from(&*finding)),
-        &finding.remote_addresses,
-        &config,
-    )
-    .await?;
-    let during = snapshot(&demo).await;
-    print_snapshot(&format!("isolated ({})", contained.status), &during);
-    eprintln!("demo: restoring (in the workflow, an analyst's approval starts this)");
-    let restored = restore(&ec2, &demo.instance, None, &[]).await?;
+
+    let done = AtomicBool::new(false);
+    let run = async {
+        let report = runner.run(&event, decision, approval_timeout).await;
+        done.store(true, Ordering::SeqCst);
+        report
+    };
+    // While the workflow waits for a decision: the email, the link, the isolated instance.
+    let watch = async {
+        while !done.load(Ordering::SeqCst) {
+            if let Ok(messages) = runner.messages().await {
+                if let Some((subject, body)) = messages
+                    .iter()
+                    .find(|(_, body)| approval_links_in(body).is_some())
+                {
+                    eprintln!("\ndemo: --- the email ---\nSubject: {subject}\n\n{body}");
+                    let during = snapshot(&demo).await;
+                    print_snapshot("isolated, waiting for a decision", &during);
+                    if decision == DecisionMode::Wait {
+                        let (approve, _) = approval_links_in(body).expect("checked above");
+                        eprintln!("demo: open this link in a browser to decide (or wait {approval_timeout} s):\n  {approve}\n");
+                    }
+                    return Some(during);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    };
+    let (report, during) = tokio::join!(run, watch);
+    let report = report?;
     let after = snapshot(&demo).await;
-    print_snapshot(&format!("restored ({:?})", restored.status), &after);
-    let exact = after == before && restored.status == RestoreStatus::Restored;
+    print_snapshot(&format!("after: {}", report.outcome), &after);
+    let exact = after == before;
     eprintln!(
-        "demo: restored exactly as it was: {}",
-        if exact { "yes" } else { "NO" }
+        "demo: path {}\ndemo: {}",
+        report.states.join(" -> "),
+        match (report.outcome.as_str(), exact) {
+            ("restored", true) => "restored exactly as it was: yes",
+            ("restored", false) => "restored, but NOT exactly as it was",
+            _ => "the instance stays isolated",
+        }
     );
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
             "instance_id": demo.instance,
-            "finding": FindingSummary::from(&*finding),
+            "execution_arn": report.execution_arn,
+            "states": report.states,
+            "outcome": report.outcome,
             "before": before, "during": during, "after": after,
-            "containment": contained.status, "restore": restored.status,
-            "restored_exactly": exact,
+            "restored_exactly": report.outcome == "restored" && exact,
         }))
         .expect("serialises")
     );
-    Ok(if exact { 0 } else { 1 })
+    Ok(
+        if report.outcome == "failed" || (report.outcome == "restored" && !exact) {
+            1
+        } else {
+            0
+        },
+    )
 }
 
 /// A VPC with a public subnet (NAT side, default ACL), an app and a data subnet with ACLs of
@@ -145,10 +172,10 @@ async fn build(world: World) -> Demo {
 async fn snapshot(demo: &Demo) -> Snapshot {
     let names = demo.world.group_names(&demo.vpc).await;
     let mut interfaces = BTreeMap::new();
-    for eni in &demo.enis {
+    for (index, eni) in demo.enis.iter().enumerate() {
         let groups = demo.world.eni_groups(eni).await;
         interfaces.insert(
-            eni.clone(),
+            format!("eth{index} {eni}"),
             groups
                 .iter()
                 .map(|g| format!("{g} ({})", names.get(g).map(String::as_str).unwrap_or("?")))

@@ -65,8 +65,49 @@ enum Command {
         #[arg(long)]
         instance: Option<String>,
     },
-    /// Contain and restore a compromised instance on a local emulator: no AWS account needed.
-    Demo,
+    /// Run the quarantine workflow (the real state machine definition) for a finding on moto.
+    Run {
+        #[arg(long)]
+        finding: PathBuf,
+        #[command(flatten)]
+        workflow: WorkflowArgs,
+    },
+    /// The whole workflow on a local emulator, from a compromised instance to its restore: no
+    /// AWS account needed.
+    Demo {
+        #[command(flatten)]
+        workflow: WorkflowArgs,
+    },
+    /// The state machine as a Mermaid diagram.
+    Graph,
+}
+
+#[derive(Args)]
+struct WorkflowArgs {
+    /// approve or reject: open the email's link and press the button, as a person would;
+    /// none: wait for a person's click on the printed link, or for the approval timeout.
+    #[arg(long, value_enum, default_value = "none")]
+    decision: DecisionArg,
+    /// How long the workflow waits for a decision (seconds).
+    #[arg(long, default_value_t = 3600)]
+    approval_timeout: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DecisionArg {
+    Approve,
+    Reject,
+    None,
+}
+
+impl From<DecisionArg> for cordon::runner::DecisionMode {
+    fn from(decision: DecisionArg) -> Self {
+        match decision {
+            DecisionArg::Approve => cordon::runner::DecisionMode::Approve,
+            DecisionArg::Reject => cordon::runner::DecisionMode::Reject,
+            DecisionArg::None => cordon::runner::DecisionMode::Wait,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -144,7 +185,25 @@ async fn run(cli: Cli) -> Result<u8, CordonError> {
         Command::Isolate(args) => isolate_command(&target, &args).await,
         Command::Restore { instance } => restore_command(&target, &instance).await,
         Command::Status { instance } => status_command(&target, instance.as_deref()).await,
-        Command::Demo => demo::run(target.endpoint_url.as_deref()).await,
+        Command::Run { finding, workflow } => {
+            run_command(target.endpoint_url.as_deref(), &finding, &workflow).await
+        }
+        Command::Demo { workflow } => {
+            demo::run(
+                target.endpoint_url.as_deref(),
+                workflow.decision.into(),
+                workflow.approval_timeout,
+            )
+            .await
+        }
+        Command::Graph => {
+            print!(
+                "{}",
+                cordon::graph::mermaid(cordon::runner::DEFINITION)
+                    .map_err(CordonError::InvalidConfiguration)?
+            );
+            Ok(0)
+        }
     }
 }
 
@@ -425,6 +484,67 @@ fn eni_lines(
             groups_now: current.groups.clone(),
         })
         .collect()
+}
+
+/// The execution input EventBridge would send: the event as it is, or a bare finding wrapped
+/// in a "GuardDuty Finding" event.
+fn as_event(path: &PathBuf) -> Result<Value, CordonError> {
+    let finding = read_finding(path)?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| CordonError::InvalidInput(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| CordonError::InvalidInput(e.to_string()))?;
+    if value.get("detail-type").is_some() {
+        return Ok(value);
+    }
+    let detail = match value.get("Findings").or(value.get("findings")) {
+        Some(list) => list[0].clone(),
+        None => value.get("detail").cloned().unwrap_or(value),
+    };
+    Ok(json!({
+        "version": "0",
+        "id": format!("cordon-run-{}", finding.id),
+        "detail-type": "GuardDuty Finding",
+        "source": "aws.guardduty",
+        "account": finding.account_id,
+        "region": finding.region,
+        "time": finding.updated_at,
+        "resources": [],
+        "detail": detail,
+    }))
+}
+
+/// Exit codes of a workflow run, by outcome.
+fn run_exit_code(outcome: &str) -> u8 {
+    match outcome {
+        "failed" => EXIT_FAILED,
+        "partial" => EXIT_PARTIAL,
+        _ => 0,
+    }
+}
+
+async fn run_command(
+    endpoint: Option<&str>,
+    finding: &PathBuf,
+    workflow: &WorkflowArgs,
+) -> Result<u8, CordonError> {
+    let event = as_event(finding)?;
+    let own_moto;
+    let endpoint = match endpoint {
+        Some(url) => url.to_string(),
+        None => {
+            eprintln!("cordon run: starting the local AWS emulator (moto)");
+            own_moto = cordon::local::Moto::start().map_err(CordonError::InvalidConfiguration)?;
+            own_moto.endpoint.clone()
+        }
+    };
+    let runner = cordon::runner::Runner::start(&endpoint, Config::from_env()?).await?;
+    eprintln!("cordon run: approval page at {}", runner.approval_url);
+    let report = runner
+        .run(&event, workflow.decision.into(), workflow.approval_timeout)
+        .await?;
+    print_pretty(&report);
+    Ok(run_exit_code(&report.outcome))
 }
 
 async fn restore_command(target: &AwsTarget, instance_id: &str) -> Result<u8, CordonError> {

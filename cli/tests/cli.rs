@@ -429,12 +429,44 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
 #[test]
 fn the_demo_contains_and_restores_exactly() {
     let moto = Moto::start();
-    let output = cordon(None, &["demo", "--endpoint-url", &moto.endpoint]);
+    let output = cordon(
+        None,
+        &[
+            "demo",
+            "--endpoint-url",
+            &moto.endpoint,
+            "--decision",
+            "approve",
+        ],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let demo = json(&output);
-    assert_eq!(demo["containment"], "isolated");
-    assert_eq!(demo["restore"], "restored");
+    assert_eq!(demo["outcome"], "restored");
     assert_eq!(demo["restored_exactly"], true);
+    let states: Vec<&str> = demo["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let (parallel, rest): (Vec<&str>, Vec<&str>) = states
+        .iter()
+        .partition(|s| ["IsolateSecurityGroups", "BlockNetworkAcl"].contains(s));
+    assert_eq!(parallel.len(), 2, "both branches ran: {states:?}");
+    assert_eq!(
+        rest,
+        [
+            "CaptureState",
+            "ShouldContain",
+            "Contain",
+            "ContainmentOutcome",
+            "RequestApproval",
+            "Decision",
+            "Restore",
+            "NotifyRestored",
+            "Restored"
+        ]
+    );
     assert_eq!(demo["before"], demo["after"]);
     let during = demo["during"]["interfaces"].as_object().unwrap();
     assert_eq!(during.len(), 2);
@@ -451,6 +483,10 @@ fn the_demo_contains_and_restores_exactly() {
         "every subnet's ACL has denies: {denies:?}"
     );
     assert!(stderr(&output).contains("restored exactly as it was: yes"));
+    assert!(
+        stderr(&output).contains("Subject: Cordon: "),
+        "the demo prints the email"
+    );
 
     let refused = cordon(
         None,

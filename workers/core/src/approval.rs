@@ -64,7 +64,7 @@ fn to_hex(bytes: &[u8]) -> String {
 }
 
 fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -342,5 +342,186 @@ mod tests {
         assert!(html.contains(&approve.s) && html.contains(&reject.s));
         assert!(html.contains("tok&quot;en"));
         assert_eq!(html.matches("method=\"post\"").count(), 2);
+    }
+}
+
+/// The answer of the approval endpoint: an HTTP status and a page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub html: String,
+}
+
+fn reply(status: u16, title: &str, message: &str) -> Reply {
+    Reply {
+        status,
+        html: render_message_page(title, message),
+    }
+}
+
+/// Reads link parameters from a query string or a form body; `None` when any is missing.
+pub fn parse_params(encoded: &str) -> (Option<LinkParams>, Option<String>) {
+    let pairs: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(encoded.as_bytes())
+            .into_owned()
+            .collect();
+    let approver = pairs
+        .get("approver")
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty());
+    let params = (|| {
+        Some(LinkParams {
+            t: pairs.get("t")?.clone(),
+            a: pairs.get("a")?.clone(),
+            e: pairs.get("e")?.parse().ok()?,
+            x: pairs.get("x")?.clone(),
+            s: pairs.get("s")?.clone(),
+        })
+    })();
+    (params, approver)
+}
+
+/// Where the execution stands, for the page.
+enum Standing {
+    Waiting(PageContext),
+    Decided(String),
+}
+
+/// Reads the execution: is it still waiting in RequestApproval, and what would restore put
+/// back (CaptureState's output). Checked before any decision is sent, because an answered
+/// token may be accepted silently while the execution runs on (moto does; AWS refuses).
+async fn standing(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<Standing, String> {
+    let described = sfn
+        .describe_execution()
+        .execution_arn(execution_arn)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(&e).to_string())?;
+    if described.status().as_str() != "RUNNING" {
+        return Ok(Standing::Decided(format!(
+            "This quarantine is no longer waiting for a decision (the workflow is {}).",
+            described.status().as_str().to_lowercase()
+        )));
+    }
+    let mut context = None;
+    let mut approval_done = false;
+    let mut token = None;
+    loop {
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .include_execution_data(true)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(&e).to_string())?;
+        for event in page.events() {
+            let Some(exited) = event.state_exited_event_details() else {
+                continue;
+            };
+            match exited.name() {
+                "CaptureState" => context = exited.output().and_then(page_context),
+                "RequestApproval" => approval_done = true,
+                _ => {}
+            }
+        }
+        token = page.next_token().map(String::from);
+        if token.is_none() {
+            break;
+        }
+    }
+    if approval_done {
+        return Ok(Standing::Decided(
+            "A decision was already taken for this quarantine.".into(),
+        ));
+    }
+    context
+        .map(Standing::Waiting)
+        .ok_or_else(|| "the execution has no capture record".to_string())
+}
+
+fn page_context(capture_output: &str) -> Option<PageContext> {
+    let state: crate::capture::CaptureOutput = serde_json::from_str(capture_output).ok()?;
+    let finding = state.finding.as_ref();
+    Some(PageContext {
+        instance_id: state.instance_id.clone().unwrap_or_default(),
+        finding_type: finding.map(|f| f.finding_type.clone()).unwrap_or_default(),
+        finding_id: finding.map(|f| f.id.clone()).unwrap_or_default(),
+        severity: finding.map(|f| f.severity.to_string()).unwrap_or_default(),
+        interfaces: state.record.map(|r| r.interfaces).unwrap_or_default(),
+    })
+}
+
+fn link_problem(problem: LinkProblem) -> Reply {
+    match problem {
+        LinkProblem::Forged => reply(403, "This link is not valid", "The link is incomplete or was altered. Use the links in the Cordon email; nothing was changed."),
+        LinkProblem::Expired => reply(410, "This link has expired", "The approval request expired; the instance stays isolated. Restore it by hand with `cordon restore` if needed."),
+    }
+}
+
+/// GET: shows what restore would put back and both decisions. Changes nothing.
+pub async fn handle_get(sfn: &aws_sdk_sfn::Client, key: &[u8], query: &str, now: i64) -> Reply {
+    let (Some(params), _) = parse_params(query) else {
+        return link_problem(LinkProblem::Forged);
+    };
+    if let Err(problem) = verify(key, &params, now) {
+        return link_problem(problem);
+    }
+    match standing(sfn, &params.x).await {
+        Ok(Standing::Waiting(context)) => {
+            let approve = sign(key, Action::Approve, params.e, &params.x, &params.t);
+            let reject = sign(key, Action::Reject, params.e, &params.x, &params.t);
+            Reply {
+                status: 200,
+                html: render_decision_page(&context, &approve, &reject),
+            }
+        }
+        Ok(Standing::Decided(message)) => reply(410, "Already decided", &message),
+        Err(error) => reply(
+            502,
+            "Cannot read the quarantine",
+            &format!("Step Functions did not answer: {error}. Nothing was changed; try again."),
+        ),
+    }
+}
+
+/// POST: sends the decision to the waiting workflow.
+pub async fn handle_post(sfn: &aws_sdk_sfn::Client, key: &[u8], form: &str, now: i64) -> Reply {
+    let (Some(params), approver) = parse_params(form) else {
+        return link_problem(LinkProblem::Forged);
+    };
+    let action = match verify(key, &params, now) {
+        Ok(action) => action,
+        Err(problem) => return link_problem(problem),
+    };
+    let instance = match standing(sfn, &params.x).await {
+        Ok(Standing::Waiting(context)) => context.instance_id,
+        Ok(Standing::Decided(message)) => return reply(410, "Already decided", &message),
+        Err(error) => {
+            return reply(
+                502,
+                "Cannot read the quarantine",
+                &format!("Step Functions did not answer: {error}. Nothing was changed; try again."),
+            )
+        }
+    };
+    let decision = Decision {
+        decision: action,
+        approver,
+        decided_at: crate::steps::now_rfc3339(),
+    };
+    let output = serde_json::to_string(&decision).expect("a decision serialises");
+    match sfn.send_task_success().task_token(&params.t).output(output).send().await {
+        Ok(_) => match action {
+            Action::Approve => reply(200, "Restore approved", &format!("Cordon is restoring {instance} to its recorded network state. You will get an email when it is done.")),
+            Action::Reject => reply(200, "Kept isolated", &format!("{instance} stays isolated. You will get an email confirming it.")),
+        },
+        Err(error) => {
+            use aws_sdk_sfn::error::ProvideErrorMetadata;
+            match error.code() {
+                Some("TaskTimedOut" | "InvalidToken" | "TaskDoesNotExist") => reply(410, "Already decided or expired", "This approval request was already answered or has expired; nothing was changed."),
+                _ => reply(502, "The decision was not recorded", &format!("Step Functions refused it: {}. Nothing was changed; try again.", aws_sdk_sfn::error::DisplayErrorContext(&error))),
+            }
+        }
     }
 }

@@ -371,13 +371,13 @@ mod tests {
             "finding": {"id": "f-1", "finding_type": "Backdoor:EC2/C&CActivity.B", "severity": 8.0,
                         "account_id": "111122223333", "region": "eu-west-1", "remote_addresses": ["198.51.100.7"]},
             "record": null,
-            "containment": [
-                {"instance_id": "i-0abc", "status": "done", "groups": {}, "termination_protection": true, "errors": [],
+            "containment": {
+                "isolation": {"instance_id": "i-0abc", "status": "done", "groups": {}, "termination_protection": true, "errors": [],
                  "enis": [{"eni_id": "eni-1", "original_groups": ["sg-web", "sg-ssh"], "groups_now": ["sg-iso"]}]},
-                {"instance_id": "i-0abc", "status": "partial", "already_denied": [], "notes": [],
+                "nacl": {"instance_id": "i-0abc", "status": "partial", "already_denied": [], "notes": [],
                  "nacl_entries": [{"acl_id": "acl-a", "egress": false, "rule_number": 1, "cidr": "198.51.100.7/32"}],
                  "errors": [{"error": "Cordon.NaclQuotaExceeded", "cause": "network ACL acl-b has 20 inbound rules"}]}
-            ]
+            }
         }))
         .unwrap()
     }

@@ -15,10 +15,10 @@ use crate::restore::RestoreReport;
 pub struct WorkflowState {
     #[serde(flatten)]
     pub capture: CaptureOutput,
-    /// `[IsolateSecurityGroups result, BlockNetworkAcl result]`; a branch that failed holds
-    /// `{"status": "failed", "error": {"Error", "Cause"}}`.
+    /// `{"isolation": IsolateSecurityGroups result, "nacl": BlockNetworkAcl result}`; a branch
+    /// that failed holds `{"status": "failed", "error": {"Error", "Cause"}}`.
     #[serde(default)]
-    pub containment: Option<Vec<Value>>,
+    pub containment: Option<Value>,
     #[serde(default)]
     pub approval: Option<Value>,
     #[serde(default)]
@@ -88,11 +88,11 @@ impl WorkflowState {
     }
 
     pub fn isolation(&self) -> Branch<IsolationReport> {
-        branch(self.containment.as_ref().and_then(|c| c.first()))
+        branch(self.containment.as_ref().and_then(|c| c.get("isolation")))
     }
 
     pub fn nacl(&self) -> Branch<NaclReport> {
-        branch(self.containment.as_ref().and_then(|c| c.get(1)))
+        branch(self.containment.as_ref().and_then(|c| c.get("nacl")))
     }
 
     pub fn restore_report(&self) -> Option<RestoreReport> {
@@ -146,10 +146,10 @@ mod tests {
         let state: WorkflowState = serde_json::from_value(json!({
             "status": "captured", "reason": "r", "instance_id": "i-1", "finding": null, "record": null,
             "tags_written": true, "warnings": [],
-            "containment": [
-                {"instance_id": "i-1", "status": "done", "enis": [], "groups": {}, "termination_protection": true, "errors": []},
-                {"status": "failed", "error": {"Error": "Cordon.AccessDenied", "Cause": "no CreateNetworkAclEntry"}}
-            ]
+            "containment": {
+                "isolation": {"instance_id": "i-1", "status": "done", "enis": [], "groups": {}, "termination_protection": true, "errors": []},
+                "nacl": {"status": "failed", "error": {"Error": "Cordon.AccessDenied", "Cause": "no CreateNetworkAclEntry"}}
+            }
         }))
         .unwrap();
         assert!(matches!(state.isolation(), Branch::Done(_)));

@@ -1,0 +1,815 @@
+//! The local runner: executes `statemachine/quarantine.asl.json` on moto's real ASL
+//! interpreter. moto runs no Lambda code, so each worker task is rewritten into a
+//! `lambda:invoke.waitForTaskToken` callback; the runner reads the token from the
+//! `TaskScheduled` event, runs the Rust handler in process and answers with its output
+//! (shaped as `lambda:invoke` shapes it) or its error name. Nothing else of the definition
+//! changes. The approval page is served on 127.0.0.1.
+
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use cordon_core::approval::{handle_get, handle_post};
+use cordon_core::aws::AwsContext;
+use cordon_core::config::Config;
+use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
+use cordon_core::steps::{block_step, capture_step, isolate_step, restore_step, RestoreInput};
+use cordon_core::CordonError;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// The definition, compiled in: `cordon run` executes exactly the deployed file.
+pub const DEFINITION: &str = include_str!("../../statemachine/quarantine.asl.json");
+
+const ACCOUNT: &str = "123456789012";
+const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
+const LAMBDA_INVOKE_WAIT: &str = "arn:aws:states:::lambda:invoke.waitForTaskToken";
+
+/// The worker a function ARN stands for (deployed names end with the worker's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Worker {
+    CaptureState,
+    IsolateSg,
+    BlockNacl,
+    Notify,
+    Restore,
+}
+
+impl Worker {
+    const ALL: [(Worker, &'static str, &'static str); 5] = [
+        (
+            Worker::CaptureState,
+            "CaptureStateFunctionArn",
+            "capture-state",
+        ),
+        (
+            Worker::IsolateSg,
+            "IsolateSecurityGroupsFunctionArn",
+            "isolate-sg",
+        ),
+        (
+            Worker::BlockNacl,
+            "BlockNetworkAclFunctionArn",
+            "block-nacl",
+        ),
+        (Worker::Notify, "NotifyFunctionArn", "notify"),
+        (Worker::Restore, "RestoreFunctionArn", "restore"),
+    ];
+
+    fn from_function(arn: &str) -> Option<Worker> {
+        Worker::ALL
+            .iter()
+            .find(|(_, _, name)| arn.ends_with(&format!(":function:cordon-{name}")))
+            .map(|(worker, _, _)| *worker)
+    }
+}
+
+/// The definition with its `${...}` substitutions applied (as SAM applies them) and each
+/// `lambda:invoke` task turned into a token callback the runner answers.
+pub fn local_definition(
+    definition: &str,
+    region: &str,
+    approval_timeout_seconds: u64,
+) -> Result<String, String> {
+    let mut text = definition.to_string();
+    for (_, variable, name) in Worker::ALL {
+        text = text.replace(
+            &format!("${{{variable}}}"),
+            &format!("arn:aws:lambda:{region}:{ACCOUNT}:function:cordon-{name}"),
+        );
+    }
+    text = text.replace(
+        "${ApprovalTimeoutSeconds}",
+        &approval_timeout_seconds.to_string(),
+    );
+    if let Some(at) = text.find("${") {
+        let rest: String = text[at..].chars().take(40).collect();
+        return Err(format!(
+            "the definition has a substitution the runner does not know: {rest}"
+        ));
+    }
+    let mut definition: Value =
+        serde_json::from_str(&text).map_err(|e| format!("the definition is not JSON: {e}"))?;
+    rewrite_tasks(&mut definition);
+    Ok(definition.to_string())
+}
+
+fn rewrite_tasks(machine: &mut Value) {
+    let Some(states) = machine.get_mut("States").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for state in states.values_mut() {
+        if let Some(branches) = state.get_mut("Branches").and_then(Value::as_array_mut) {
+            branches.iter_mut().for_each(rewrite_tasks);
+        }
+        if state.get("Resource").and_then(Value::as_str) != Some(LAMBDA_INVOKE) {
+            continue;
+        }
+        state["Resource"] = LAMBDA_INVOKE_WAIT.into();
+        let parameters = state["Parameters"]
+            .as_object_mut()
+            .expect("lambda:invoke tasks have Parameters");
+        let payload = match (parameters.remove("Payload.$"), parameters.remove("Payload")) {
+            (Some(path), _) => json!({"token.$": "$$.Task.Token", "input.$": path}),
+            (None, Some(object)) => json!({"token.$": "$$.Task.Token", "input": object}),
+            (None, None) => json!({"token.$": "$$.Task.Token", "input.$": "$"}),
+        };
+        parameters.insert("Payload".into(), payload);
+    }
+}
+
+/// How the run's approval is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionMode {
+    /// Open the approve link from the email and press "Approve restore", as a person would.
+    Approve,
+    /// The same, pressing "Keep isolated".
+    Reject,
+    /// Nobody answers here: a person in a browser, or the approval timeout.
+    Wait,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StateVisit {
+    pub name: String,
+    /// Seconds since the execution started.
+    pub at: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub execution_arn: String,
+    pub status: String,
+    pub states: Vec<String>,
+    pub outcome: String,
+    pub containment: Value,
+    pub timeline: Vec<StateVisit>,
+    /// The emails sent, in order: `{subject, body}`.
+    pub messages: Vec<Value>,
+    pub approval_url: Option<String>,
+    pub output: Value,
+}
+
+pub struct Runner {
+    pub endpoint: String,
+    sdk: SdkConfig,
+    sfn: aws_sdk_sfn::Client,
+    sns: aws_sdk_sns::Client,
+    http: reqwest::Client,
+    config: Config,
+    approval_key: Vec<u8>,
+    pub approval_url: String,
+    topic_arn: String,
+    region: String,
+}
+
+fn random_key() -> Vec<u8> {
+    use std::io::Read;
+    let mut key = vec![0u8; 32];
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        let _ = urandom.read_exact(&mut key);
+    }
+    key
+}
+
+fn sfn_error(operation: &str, error: impl std::fmt::Display) -> CordonError {
+    CordonError::Unavailable {
+        operation: operation.into(),
+        message: error.to_string(),
+    }
+}
+
+impl Runner {
+    /// Prepares moto at `endpoint` (it must execute state machines, so the setting goes in
+    /// before anything is created), the SNS topic and the local approval page.
+    pub async fn start(endpoint: &str, config: Config) -> Result<Runner, CordonError> {
+        let http = reqwest::Client::new();
+        let setting = json!({"stepfunctions": {"execute_state_machine": true}, "lambda": {"use_docker": false}});
+        http.post(format!("{endpoint}/moto-api/config"))
+            .body(setting.to_string())
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| {
+                CordonError::InvalidConfiguration(format!(
+                    "{endpoint} is not a moto server that accepts /moto-api/config: {e}"
+                ))
+            })?;
+        let sdk = crate::local::emulator_config(endpoint);
+        let region = crate::local::REGION.to_string();
+        let sns = aws_sdk_sns::Client::new(&sdk);
+        let topic = sns
+            .create_topic()
+            .name("cordon-alerts")
+            .send()
+            .await
+            .map_err(|e| sfn_error("CreateTopic", aws_sdk_sns::error::DisplayErrorContext(&e)))?;
+        let topic_arn = topic.topic_arn().unwrap_or_default().to_string();
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("email")
+            .endpoint("security-team@example.com")
+            .send()
+            .await
+            .map_err(|e| sfn_error("Subscribe", aws_sdk_sns::error::DisplayErrorContext(&e)))?;
+        let sfn = aws_sdk_sfn::Client::new(&sdk);
+        let approval_key = random_key();
+        let approval_url = serve_approval(sfn.clone(), approval_key.clone()).await?;
+        Ok(Runner {
+            endpoint: endpoint.to_string(),
+            sdk,
+            sfn,
+            sns,
+            http,
+            config,
+            approval_key,
+            approval_url,
+            topic_arn,
+            region,
+        })
+    }
+
+    fn ec2(&self) -> cordon_core::aws::AwsEc2 {
+        AwsContext::from_sdk_config(self.sdk.clone()).ec2(None)
+    }
+
+    /// Runs one execution for `event` to its end.
+    pub async fn run(
+        &self,
+        event: &Value,
+        decision: DecisionMode,
+        approval_timeout_seconds: u64,
+    ) -> Result<RunReport, CordonError> {
+        let definition = local_definition(DEFINITION, &self.region, approval_timeout_seconds)
+            .map_err(CordonError::InvalidConfiguration)?;
+        let machine = self
+            .sfn
+            .create_state_machine()
+            .name(format!("cordon-quarantine-{}", unique_suffix()))
+            .definition(definition)
+            .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/cordon-state-machine"))
+            .send()
+            .await
+            .map_err(|e| {
+                sfn_error(
+                    "CreateStateMachine",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e),
+                )
+            })?;
+        let finding_id = event
+            .pointer("/detail/id")
+            .or_else(|| event.get("id"))
+            .and_then(Value::as_str)
+            .unwrap_or("finding");
+        let name: String = format!("{}-{}", finding_id, unique_suffix())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(80)
+            .collect();
+        let started = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(machine.state_machine_arn())
+            .name(name)
+            .input(event.to_string())
+            .send()
+            .await
+            .map_err(|e| {
+                sfn_error(
+                    "StartExecution",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e),
+                )
+            })?;
+        let execution_arn = started.execution_arn().to_string();
+        self.follow(&execution_arn, decision).await
+    }
+
+    async fn follow(
+        &self,
+        execution_arn: &str,
+        decision: DecisionMode,
+    ) -> Result<RunReport, CordonError> {
+        let started = Instant::now();
+        let mut seen = 0_i64;
+        let mut timeline = Vec::new();
+        let mut containment = Value::Null;
+        let mut decided = false;
+        let mut approval_url = None;
+        loop {
+            let history = self.history(execution_arn).await?;
+            let mut finished = None;
+            let last_seen = seen;
+            for event in history.iter().filter(|e| e.id() > last_seen) {
+                seen = event.id();
+                let kind = event.r#type().as_str().to_string();
+                if let Some(entered) = event.state_entered_event_details() {
+                    let at = started.elapsed().as_secs_f64();
+                    eprintln!("cordon run: {:>7.2}s  {}", at, entered.name());
+                    timeline.push(StateVisit {
+                        name: entered.name().to_string(),
+                        at,
+                    });
+                }
+                if let Some(exited) = event.state_exited_event_details() {
+                    if exited.name() == "Contain" {
+                        if let Some(output) = exited
+                            .output()
+                            .and_then(|o| serde_json::from_str::<Value>(o).ok())
+                        {
+                            containment = output["containment"].clone();
+                        }
+                    }
+                }
+                if let Some(scheduled) = event.task_scheduled_event_details() {
+                    let parameters: Value =
+                        serde_json::from_str(scheduled.parameters()).unwrap_or(Value::Null);
+                    self.answer(&parameters).await?;
+                }
+                if kind.starts_with("Execution") && kind != "ExecutionStarted" {
+                    finished = Some(kind);
+                }
+            }
+            if let Some(_end) = finished {
+                break;
+            }
+            if !decided && decision != DecisionMode::Wait {
+                if let Some(links) = self.approval_links().await? {
+                    let url = if decision == DecisionMode::Approve {
+                        links.0
+                    } else {
+                        links.1
+                    };
+                    approval_url = Some(url.clone());
+                    self.decide_as_a_person(&url).await?;
+                    decided = true;
+                }
+            }
+            if approval_url.is_none() {
+                approval_url = self.approval_links().await?.map(|(approve, _)| approve);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let described = self
+            .sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|e| {
+                sfn_error(
+                    "DescribeExecution",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e),
+                )
+            })?;
+        let status = described.status().as_str().to_string();
+        let output: Value = described
+            .output()
+            .and_then(|o| serde_json::from_str(o).ok())
+            .unwrap_or(Value::Null);
+        let states: Vec<String> = timeline.iter().map(|v| v.name.clone()).collect();
+        let outcome = outcome(&status, &states, &containment);
+        Ok(RunReport {
+            execution_arn: execution_arn.to_string(),
+            status,
+            states,
+            outcome,
+            containment,
+            timeline,
+            messages: self
+                .messages()
+                .await?
+                .into_iter()
+                .map(|(subject, body)| json!({"subject": subject, "body": body}))
+                .collect(),
+            approval_url,
+            output,
+        })
+    }
+
+    async fn history(
+        &self,
+        execution_arn: &str,
+    ) -> Result<Vec<aws_sdk_sfn::types::HistoryEvent>, CordonError> {
+        let mut events = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .sfn
+                .get_execution_history()
+                .execution_arn(execution_arn)
+                .include_execution_data(true)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| {
+                    sfn_error(
+                        "GetExecutionHistory",
+                        aws_sdk_sfn::error::DisplayErrorContext(&e),
+                    )
+                })?;
+            events.extend(page.events().iter().cloned());
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// Runs the scheduled task's handler in process and answers its token.
+    async fn answer(&self, parameters: &Value) -> Result<(), CordonError> {
+        let function = parameters["FunctionName"].as_str().unwrap_or_default();
+        let Some(worker) = Worker::from_function(function) else {
+            return Err(CordonError::InvalidConfiguration(format!(
+                "the definition calls {function}, which is no Cordon worker"
+            )));
+        };
+        let payload = &parameters["Payload"];
+        if std::env::var_os("CORDON_RUN_DEBUG").is_some() {
+            eprintln!("cordon run: scheduled {function}: {payload}");
+        }
+        // Rewritten tasks carry {token, input}; the approval request carries its own token,
+        // which only the approval page answers.
+        let (token, input, answer_success) = match payload.get("token").and_then(Value::as_str) {
+            Some(token) => (token.to_string(), payload["input"].clone(), true),
+            None => (
+                payload["task_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                payload.clone(),
+                false,
+            ),
+        };
+        match self.invoke(worker, &input).await {
+            Ok(output) if answer_success => {
+                let shaped =
+                    json!({"Payload": output, "StatusCode": 200, "ExecutedVersion": "$LATEST"});
+                self.sfn
+                    .send_task_success()
+                    .task_token(&token)
+                    .output(shaped.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        sfn_error(
+                            "SendTaskSuccess",
+                            aws_sdk_sfn::error::DisplayErrorContext(&e),
+                        )
+                    })?;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                eprintln!(
+                    "cordon run:           {:?} failed: {}: {error}",
+                    worker,
+                    error.error_name()
+                );
+                self.sfn
+                    .send_task_failure()
+                    .task_token(&token)
+                    .error(error.error_name())
+                    .cause(error.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        sfn_error(
+                            "SendTaskFailure",
+                            aws_sdk_sfn::error::DisplayErrorContext(&e),
+                        )
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn invoke(&self, worker: Worker, input: &Value) -> Result<Value, CordonError> {
+        let ec2 = |_: Option<&str>| self.ec2();
+        fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, CordonError> {
+            serde_json::from_value(value.clone())
+                .map_err(|e| CordonError::InvalidInput(e.to_string()))
+        }
+        Ok(match worker {
+            Worker::CaptureState => {
+                serde_json::to_value(capture_step(ec2, &self.config, input).await?)
+            }
+            Worker::IsolateSg => {
+                serde_json::to_value(isolate_step(ec2, &self.config, &typed(input)?).await?)
+            }
+            Worker::BlockNacl => {
+                serde_json::to_value(block_step(ec2, &self.config, &typed(input)?).await?)
+            }
+            Worker::Restore => {
+                let input: RestoreInput = typed(input)?;
+                serde_json::to_value(restore_step(ec2, &input).await?)
+            }
+            Worker::Notify => {
+                let input: NotifyInput = typed(input)?;
+                let timeout = input
+                    .state
+                    .get("approval_timeout_seconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                let settings = ApprovalSettings {
+                    base_url: self.approval_url.clone(),
+                    key: self.approval_key.clone(),
+                    timeout_seconds: timeout,
+                };
+                serde_json::to_value(
+                    notify_step(&self.sns, &self.topic_arn, &settings, &input, chrono_now())
+                        .await?,
+                )
+            }
+        }
+        .expect("worker outputs serialise"))
+    }
+
+    /// Every message published to the topic, as moto recorded it: (subject, body).
+    pub async fn messages(&self) -> Result<Vec<(String, String)>, CordonError> {
+        let text = self
+            .http
+            .get(format!("{}/moto-api/data.json", self.endpoint))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| sfn_error("moto data", e))?
+            .text()
+            .await
+            .map_err(|e| sfn_error("moto data", e))?;
+        let data: Value = serde_json::from_str(&text).map_err(|e| sfn_error("moto data", e))?;
+        Ok(sent_messages(&data, &self.topic_arn))
+    }
+
+    /// The (approve, keep isolated) links of the latest approval request email.
+    async fn approval_links(&self) -> Result<Option<(String, String)>, CordonError> {
+        Ok(self
+            .messages()
+            .await?
+            .iter()
+            .rev()
+            .find_map(|(_, body)| approval_links_in(body)))
+    }
+
+    /// Opens the link (GET, the page) and presses its button (POST the page's form).
+    async fn decide_as_a_person(&self, url: &str) -> Result<(), CordonError> {
+        let page = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| sfn_error("approval page", e))?;
+        if !page.status().is_success() {
+            return Err(CordonError::InvalidInput(format!(
+                "the approval page answered {}",
+                page.status()
+            )));
+        }
+        let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let form = format!("{query}&approver=cordon+run");
+        let posted = self
+            .http
+            .post(url.split('?').next().unwrap_or(url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| sfn_error("approval page", e))?;
+        if !posted.status().is_success() {
+            return Err(CordonError::InvalidInput(format!(
+                "the approval page refused the decision: {}",
+                posted.status()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}", nanos % 0xffff_ffff_ffff)
+}
+
+/// moto's `/moto-api/data.json` lists each topic's `sent_notifications` as
+/// `[message_id, message, subject, attributes, group_id]`.
+pub fn sent_messages(data: &Value, topic_arn: &str) -> Vec<(String, String)> {
+    data.pointer("/sns/Topic")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|topic| topic["arn"] == topic_arn)
+        .flat_map(|topic| {
+            topic["sent_notifications"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|sent| {
+            (
+                sent[2].as_str().unwrap_or_default().to_string(),
+                sent[1].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The approve and keep-isolated links of an approval email, in that order.
+pub fn approval_links_in(body: &str) -> Option<(String, String)> {
+    let links: Vec<&str> = body
+        .split_whitespace()
+        .filter(|w| w.starts_with("http") && w.contains("a="))
+        .collect();
+    let approve = links.iter().find(|l| l.contains("a=approve"))?;
+    let reject = links.iter().find(|l| l.contains("a=reject"))?;
+    Some((approve.to_string(), reject.to_string()))
+}
+
+/// The run's outcome, in order of precedence.
+pub fn outcome(status: &str, states: &[String], containment: &Value) -> String {
+    let reached = |name: &str| states.iter().any(|s| s == name);
+    let partial = ["isolation", "nacl"].iter().any(|branch| {
+        let result = &containment[*branch];
+        result["status"] != "done" || result["errors"].as_array().is_some_and(|e| !e.is_empty())
+    });
+    if status != "SUCCEEDED" || reached("NotifyFailed") {
+        "failed"
+    } else if reached("Skipped") {
+        "skipped"
+    } else if reached("AlreadyQuarantined") {
+        "already_quarantined"
+    } else if reached("Restored") {
+        "restored"
+    } else if partial {
+        "partial"
+    } else {
+        "kept_isolated"
+    }
+    .to_string()
+}
+
+async fn serve_approval(sfn: aws_sdk_sfn::Client, key: Vec<u8>) -> Result<String, CordonError> {
+    use axum::extract::RawQuery;
+    use axum::http::StatusCode;
+    use axum::response::Html;
+    use axum::routing::get;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| {
+            CordonError::InvalidConfiguration(format!(
+                "cannot serve the approval page on 127.0.0.1: {e}"
+            ))
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| CordonError::InvalidConfiguration(e.to_string()))?;
+    let state = std::sync::Arc::new((sfn, key));
+    let get_state = state.clone();
+    let app = axum::Router::new().route(
+        "/approval",
+        get(move |RawQuery(query): RawQuery| {
+            let state = get_state.clone();
+            async move {
+                let reply =
+                    handle_get(&state.0, &state.1, &query.unwrap_or_default(), chrono_now()).await;
+                (
+                    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
+                    Html(reply.html),
+                )
+            }
+        })
+        .post(move |body: String| {
+            let state = state.clone();
+            async move {
+                let reply = handle_post(&state.0, &state.1, &body, chrono_now()).await;
+                (
+                    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
+                    Html(reply.html),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(format!("http://{address}/approval"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_worker_tasks_change_and_every_substitution_is_applied() {
+        let local: Value =
+            serde_json::from_str(&local_definition(DEFINITION, "us-east-1", 60).unwrap()).unwrap();
+        let original: Value = serde_json::from_str(DEFINITION).unwrap();
+        let capture = &local["States"]["CaptureState"];
+        assert_eq!(capture["Resource"], LAMBDA_INVOKE_WAIT);
+        assert_eq!(
+            capture["Parameters"]["FunctionName"],
+            "arn:aws:lambda:us-east-1:123456789012:function:cordon-capture-state"
+        );
+        assert_eq!(capture["Parameters"]["Payload"]["token.$"], "$$.Task.Token");
+        assert_eq!(
+            capture["Parameters"]["Payload"]["input"]["approval_timeout_seconds"],
+            "60"
+        );
+        let isolate = &local["States"]["Contain"]["Branches"][0]["States"]["IsolateSecurityGroups"];
+        assert_eq!(isolate["Parameters"]["Payload"]["input.$"], "$");
+        // The approval request is already a callback: untouched but for its function ARN.
+        let approval = &local["States"]["RequestApproval"];
+        assert_eq!(approval["Resource"], LAMBDA_INVOKE_WAIT);
+        assert_eq!(
+            approval["Parameters"]["Payload"],
+            original["States"]["RequestApproval"]["Parameters"]["Payload"]
+        );
+        // Everything that is not a worker task is the same.
+        for name in [
+            "ShouldContain",
+            "Decision",
+            "ContainmentOutcome",
+            "Failed",
+            "Skipped",
+        ] {
+            assert_eq!(local["States"][name], original["States"][name], "{name}");
+        }
+        assert_eq!(
+            local["States"]["Restore"]["ResultSelector"],
+            original["States"]["Restore"]["ResultSelector"]
+        );
+        assert!(!local.to_string().contains("${"));
+    }
+
+    #[test]
+    fn outcomes_follow_the_path_taken() {
+        let done = json!({"isolation": {"status": "done", "errors": []}, "nacl": {"status": "done", "errors": []}});
+        let partial = json!({"isolation": {"status": "done", "errors": []}, "nacl": {"status": "partial", "errors": [{"error": "x"}]}});
+        let path = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            outcome(
+                "SUCCEEDED",
+                &path(&["CaptureState", "Restore", "NotifyRestored", "Restored"]),
+                &done
+            ),
+            "restored"
+        );
+        assert_eq!(
+            outcome(
+                "SUCCEEDED",
+                &path(&["NotifyKeptIsolated", "KeptIsolated"]),
+                &done
+            ),
+            "kept_isolated"
+        );
+        assert_eq!(
+            outcome(
+                "SUCCEEDED",
+                &path(&["NotifyKeptIsolated", "KeptIsolated"]),
+                &partial
+            ),
+            "partial"
+        );
+        assert_eq!(
+            outcome(
+                "SUCCEEDED",
+                &path(&["CaptureState", "ShouldContain", "Skipped"]),
+                &Value::Null
+            ),
+            "skipped"
+        );
+        assert_eq!(
+            outcome("SUCCEEDED", &path(&["AlreadyQuarantined"]), &Value::Null),
+            "already_quarantined"
+        );
+        assert_eq!(
+            outcome("FAILED", &path(&["NotifyFailed", "Failed"]), &done),
+            "failed"
+        );
+    }
+
+    #[test]
+    fn links_and_messages_are_read_as_moto_records_them() {
+        let data = json!({"sns": {"Topic": [{"arn": "arn:t", "sent_notifications": [
+            ["id-1", "Approve restore:\n  http://127.0.0.1:1/approval?a=approve&e=1\n\nKeep isolated:\n  http://127.0.0.1:1/approval?a=reject&e=1\n", "Cordon: i-1 isolated", {}, null]
+        ]}, {"arn": "arn:other", "sent_notifications": [["id-2", "x", "other", {}, null]]}]}});
+        let messages = sent_messages(&data, "arn:t");
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].0, "Cordon: i-1 isolated");
+        let (approve, reject) = approval_links_in(&messages[0].1).unwrap();
+        assert!(approve.ends_with("a=approve&e=1") && reject.ends_with("a=reject&e=1"));
+    }
+}
