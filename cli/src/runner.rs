@@ -5,7 +5,7 @@
 //! (shaped as `lambda:invoke` shapes it) or its error name. Nothing else of the definition
 //! changes. The approval page is served on 127.0.0.1.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use cordon_core::approval::{handle_get, handle_post};
@@ -294,7 +294,9 @@ impl Runner {
         execution_arn: &str,
         decision: DecisionMode,
     ) -> Result<RunReport, CordonError> {
-        let started = Instant::now();
+        // Earlier runs' emails are not this run's: only later ones count.
+        let earlier = self.messages().await?.len();
+        let mut execution_start = None;
         let mut seen = 0_i64;
         let mut timeline = Vec::new();
         let mut containment = Value::Null;
@@ -307,8 +309,11 @@ impl Runner {
             for event in history.iter().filter(|e| e.id() > last_seen) {
                 seen = event.id();
                 let kind = event.r#type().as_str().to_string();
+                // Times are the interpreter's own event times, not when we polled them.
+                let when = event.timestamp().as_secs_f64();
+                let start = *execution_start.get_or_insert(when);
                 if let Some(entered) = event.state_entered_event_details() {
-                    let at = started.elapsed().as_secs_f64();
+                    let at = when - start;
                     eprintln!("cordon run: {:>7.2}s  {}", at, entered.name());
                     timeline.push(StateVisit {
                         name: entered.name().to_string(),
@@ -338,7 +343,7 @@ impl Runner {
                 break;
             }
             if !decided && decision != DecisionMode::Wait {
-                if let Some(links) = self.approval_links().await? {
+                if let Some(links) = self.approval_links(earlier).await? {
                     let url = if decision == DecisionMode::Approve {
                         links.0
                     } else {
@@ -350,7 +355,10 @@ impl Runner {
                 }
             }
             if approval_url.is_none() {
-                approval_url = self.approval_links().await?.map(|(approve, _)| approve);
+                approval_url = self
+                    .approval_links(earlier)
+                    .await?
+                    .map(|(approve, _)| approve);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -544,12 +552,17 @@ impl Runner {
         Ok(sent_messages(&data, &self.topic_arn))
     }
 
-    /// The (approve, keep isolated) links of the latest approval request email.
-    async fn approval_links(&self) -> Result<Option<(String, String)>, CordonError> {
+    /// The (approve, keep isolated) links of the latest approval request email sent after the
+    /// first `earlier` messages.
+    async fn approval_links(
+        &self,
+        earlier: usize,
+    ) -> Result<Option<(String, String)>, CordonError> {
         Ok(self
             .messages()
             .await?
             .iter()
+            .skip(earlier)
             .rev()
             .find_map(|(_, body)| approval_links_in(body)))
     }

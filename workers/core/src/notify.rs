@@ -46,6 +46,65 @@ pub struct ApprovalSettings {
     pub timeout_seconds: i64,
 }
 
+/// The notify worker's settings: `CORDON_TOPIC_ARN`, `CORDON_APPROVAL_URL` (the approval
+/// page, a Function URL in production) and `CORDON_APPROVAL_KEY` (the link signing key).
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub topic_arn: String,
+    pub approval_url: String,
+    pub approval_key: Vec<u8>,
+}
+
+/// The signing key, shared by notify (signs) and approval (verifies). Short keys are refused:
+/// whoever guesses it can approve restores.
+pub fn approval_key_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<u8>> {
+    let key = lookup("CORDON_APPROVAL_KEY").unwrap_or_default();
+    if key.trim().len() < 32 {
+        return Err(CordonError::InvalidConfiguration(
+            "CORDON_APPROVAL_KEY must hold a secret of at least 32 characters (e.g. `openssl rand -hex 32`)".into(),
+        ));
+    }
+    Ok(key.trim().as_bytes().to_vec())
+}
+
+impl NotifySettings {
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let required = |name: &str, what: &str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| {
+                    CordonError::InvalidConfiguration(format!(
+                        "{name} is not set: it must hold {what}"
+                    ))
+                })
+        };
+        let topic_arn = required(
+            "CORDON_TOPIC_ARN",
+            "the SNS topic the analysts subscribe to",
+        )?;
+        if !topic_arn.starts_with("arn:") {
+            return Err(CordonError::InvalidConfiguration(format!(
+                "CORDON_TOPIC_ARN {topic_arn:?} is not an ARN"
+            )));
+        }
+        let approval_url = required("CORDON_APPROVAL_URL", "the approval page's https URL")?;
+        if !(approval_url.starts_with("https://") || approval_url.starts_with("http://127.0.0.1")) {
+            return Err(CordonError::InvalidConfiguration(format!(
+                "CORDON_APPROVAL_URL {approval_url:?} must be https (a task token travels in it)"
+            )));
+        }
+        Ok(NotifySettings {
+            topic_arn,
+            approval_url,
+            approval_key: approval_key_from(&lookup)?,
+        })
+    }
+}
+
 /// The two links of an approval request: (approve restore, keep isolated).
 pub fn decision_links(
     settings: &ApprovalSettings,
@@ -450,6 +509,43 @@ mod tests {
             .contains("Cordon.AccessDenied: no ModifyNetworkInterfaceAttribute"));
         let restored = render(MessageKind::Restored, &state(), "arn:exec", None);
         assert_eq!(restored.subject, "Cordon: i-0abc restored");
+    }
+
+    #[test]
+    fn settings_are_checked_with_names_in_the_errors() {
+        let vars = |pairs: &[(&str, &str)]| {
+            let map: std::collections::HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            move |name: &str| map.get(name).cloned()
+        };
+        let key = "k".repeat(32);
+        let good = [
+            ("CORDON_TOPIC_ARN", "arn:aws:sns:us-east-1:1:t"),
+            (
+                "CORDON_APPROVAL_URL",
+                "https://x.lambda-url.us-east-1.on.aws/",
+            ),
+            ("CORDON_APPROVAL_KEY", key.as_str()),
+        ];
+        assert!(NotifySettings::from_lookup(vars(&good)).is_ok());
+        for (name, value, expected) in [
+            ("CORDON_TOPIC_ARN", "", "CORDON_TOPIC_ARN is not set"),
+            ("CORDON_TOPIC_ARN", "alerts", "is not an ARN"),
+            (
+                "CORDON_APPROVAL_URL",
+                "http://example.com/",
+                "must be https",
+            ),
+            ("CORDON_APPROVAL_KEY", "short", "at least 32"),
+        ] {
+            let mut changed = good.to_vec();
+            changed.retain(|(k, _)| *k != name);
+            changed.push((name, value));
+            let error = NotifySettings::from_lookup(vars(&changed)).unwrap_err();
+            assert!(error.to_string().contains(expected), "{name}: {error}");
+        }
     }
 
     #[test]

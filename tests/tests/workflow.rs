@@ -1,0 +1,348 @@
+//! Full executions of `statemachine/quarantine.asl.json` on moto's ASL interpreter, through
+//! the local runner: the path taken, the instance's network state, the emails sent.
+
+use cordon::runner::{DecisionMode, RunReport, Runner};
+use cordon_core::config::Config;
+use cordon_tests::{finding_for, Moto, World};
+use serde_json::{json, Value};
+
+fn event(finding: Value) -> Value {
+    json!({"version": "0", "id": "e-1", "detail-type": "GuardDuty Finding", "source": "aws.guardduty",
+        "account": "123456789012", "region": cordon_tests::REGION, "resources": [], "detail": finding})
+}
+
+/// Two subnets with their own ACLs and an instance with one ENI in each.
+async fn topology(world: &World) -> (String, String, Vec<String>, Vec<Vec<String>>) {
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let a = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let b = world.subnet(&vpc, "10.0.2.0/24", None).await;
+    let public = world.subnet(&vpc, "10.0.0.0/24", None).await;
+    for subnet in [&a, &b, &public] {
+        world
+            .custom_acl(
+                &vpc,
+                &[subnet],
+                &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")],
+            )
+            .await;
+    }
+    let web = world.security_group(&vpc, "web", 443).await;
+    let ssh = world.security_group(&vpc, "ssh", 22).await;
+    let db = world.security_group(&vpc, "db", 5432).await;
+    let (instance, enis) = world
+        .instance(&[(&a, &[&web, &ssh]), (&b, &[&db])], false)
+        .await;
+    (vpc, instance, enis, vec![vec![web, ssh], vec![db]])
+}
+
+fn path(report: &RunReport) -> Vec<&str> {
+    // The two Parallel branches may be entered in either order.
+    let mut states: Vec<&str> = report.states.iter().map(String::as_str).collect();
+    if let Some(at) = states.iter().position(|s| *s == "Contain") {
+        let end = (at + 3).min(states.len());
+        states[at + 1..end].sort();
+    }
+    states
+}
+
+fn subjects(report: &RunReport) -> Vec<String> {
+    report
+        .messages
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect()
+}
+
+const CONTAINED: [&str; 7] = [
+    "CaptureState",
+    "ShouldContain",
+    "Contain",
+    "BlockNetworkAcl",
+    "IsolateSecurityGroups",
+    "ContainmentOutcome",
+    "RequestApproval",
+];
+
+#[tokio::test]
+async fn approve_restores_exactly_what_was_there() {
+    let moto = Moto::start();
+    let runner = Runner::start(&moto.endpoint, Config::default())
+        .await
+        .unwrap();
+    let world = moto.world();
+    let (vpc, instance, enis, groups) = topology(&world).await;
+    let acls_before = world.acls(&vpc).await;
+    let tags_before = world.instance_tags(&instance).await;
+
+    let report = runner
+        .run(
+            &event(finding_for(&instance, 8.0, "198.51.100.7")),
+            DecisionMode::Approve,
+            300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, "SUCCEEDED");
+    assert_eq!(report.outcome, "restored");
+    let mut expected = CONTAINED.to_vec();
+    expected.extend(["Decision", "Restore", "NotifyRestored", "Restored"]);
+    assert_eq!(path(&report), expected);
+    assert_eq!(report.containment["isolation"]["status"], "done");
+    assert_eq!(
+        report.containment["nacl"]["nacl_entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+    for (eni, original) in enis.iter().zip(&groups) {
+        assert_eq!(&world.eni_groups(eni).await, original);
+    }
+    assert_eq!(world.acls(&vpc).await, acls_before);
+    assert_eq!(world.instance_tags(&instance).await, tags_before);
+    let subjects = subjects(&report);
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(
+        subjects[0].contains("approve restore?") && subjects[1].ends_with("restored"),
+        "{subjects:?}"
+    );
+    assert!(
+        report.output["approval"]["decision"] == "approve"
+            && report.output["approval"]["approver"] == "cordon run"
+    );
+}
+
+#[tokio::test]
+async fn reject_keeps_the_instance_isolated_and_says_how_to_restore() {
+    let moto = Moto::start();
+    let runner = Runner::start(&moto.endpoint, Config::default())
+        .await
+        .unwrap();
+    let world = moto.world();
+    let (vpc, instance, enis, _) = topology(&world).await;
+
+    let report = runner
+        .run(
+            &event(finding_for(&instance, 8.0, "198.51.100.7")),
+            DecisionMode::Reject,
+            300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, "kept_isolated");
+    let mut expected = CONTAINED.to_vec();
+    expected.extend(["Decision", "NotifyKeptIsolated", "KeptIsolated"]);
+    assert_eq!(path(&report), expected);
+    let isolation = world.cordon_group_ids(&vpc).await["isolation"].clone();
+    for eni in &enis {
+        assert_eq!(world.eni_groups(eni).await, vec![isolation.clone()]);
+    }
+    let last = report.messages.last().unwrap();
+    assert!(last["subject"].as_str().unwrap().ends_with("kept isolated"));
+    let body = last["body"].as_str().unwrap();
+    assert!(
+        body.contains("chose to keep it isolated")
+            && body.contains(&format!("cordon restore --instance {instance}"))
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_request_times_out_into_kept_isolated() {
+    let moto = Moto::start();
+    let runner = Runner::start(&moto.endpoint, Config::default())
+        .await
+        .unwrap();
+    let world = moto.world();
+    let (vpc, instance, enis, _) = topology(&world).await;
+
+    let report = runner
+        .run(
+            &event(finding_for(&instance, 8.0, "198.51.100.7")),
+            DecisionMode::Wait,
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, "kept_isolated");
+    let mut expected = CONTAINED.to_vec();
+    expected.extend(["NotifyKeptIsolated", "KeptIsolated"]);
+    assert_eq!(path(&report), expected, "the timeout skips the Decision");
+    let waited = report
+        .timeline
+        .iter()
+        .find(|v| v.name == "NotifyKeptIsolated")
+        .unwrap()
+        .at
+        - report
+            .timeline
+            .iter()
+            .find(|v| v.name == "RequestApproval")
+            .unwrap()
+            .at;
+    assert!(
+        waited >= 2.9,
+        "waited {waited:.1}s for a 3 s approval timeout"
+    );
+    let isolation = world.cordon_group_ids(&vpc).await["isolation"].clone();
+    assert_eq!(world.eni_groups(&enis[0]).await, vec![isolation]);
+    assert!(report.messages.last().unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+    // The expired request's link now gets a clear page, and changes nothing.
+    let approve = report
+        .approval_url
+        .clone()
+        .expect("the approval link was sent");
+    let page = reqwest::get(&approve).await.unwrap();
+    assert_eq!(page.status().as_u16(), 410);
+    assert!(page.text().await.unwrap().contains("no longer waiting"));
+}
+
+#[tokio::test]
+async fn a_full_acl_makes_a_partial_containment_that_is_still_isolated_and_reported() {
+    let moto = Moto::start();
+    let runner = Runner::start(&moto.endpoint, Config::default())
+        .await
+        .unwrap();
+    let world = moto.world();
+    let (vpc, instance, enis, _) = topology(&world).await;
+    let acls = world.acls(&vpc).await;
+    let public_acl = acls
+        .iter()
+        .find(|(_, (entries, _))| entries.len() == 2)
+        .map(|(id, _)| id.clone());
+    // Fill one ACL (any of the three custom ones) to its quota of inbound rules.
+    let full = public_acl.unwrap_or_else(|| acls.keys().next().unwrap().clone());
+    for n in 0..19 {
+        world
+            .acl_entry(
+                &full,
+                200 + n,
+                false,
+                aws_sdk_ec2::types::RuleAction::Allow,
+                &format!("10.9.{n}.0/24"),
+            )
+            .await;
+    }
+
+    let report = runner
+        .run(
+            &event(finding_for(&instance, 8.0, "198.51.100.7")),
+            DecisionMode::Wait,
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, "partial");
+    assert_eq!(report.containment["nacl"]["status"], "partial");
+    assert_eq!(
+        report.containment["nacl"]["errors"][0]["error"],
+        "Cordon.NaclQuotaExceeded"
+    );
+    let isolation = world.cordon_group_ids(&vpc).await["isolation"].clone();
+    for eni in &enis {
+        assert_eq!(world.eni_groups(eni).await, vec![isolation.clone()]);
+    }
+    let request = &report.messages[0];
+    assert!(request["subject"]
+        .as_str()
+        .unwrap()
+        .contains("PARTLY isolated"));
+    assert!(request["body"]
+        .as_str()
+        .unwrap()
+        .contains("Cordon.NaclQuotaExceeded"));
+}
+
+#[tokio::test]
+async fn a_non_instance_finding_is_skipped_with_no_ec2_change_and_no_email() {
+    let moto = Moto::start();
+    let runner = Runner::start(&moto.endpoint, Config::default())
+        .await
+        .unwrap();
+    let world = moto.world();
+    let (vpc, instance, _, _) = topology(&world).await;
+    let before = (
+        world.acls(&vpc).await,
+        world.groups(&vpc).await,
+        world.instance_tags(&instance).await,
+    );
+    let shared = cordon_tests::shared_findings_dir()
+        .join("24_recon_iamuser_maliciousipcaller_custom_with_instancedetails.json");
+    let mut iam: Value = serde_json::from_str(&std::fs::read_to_string(shared).unwrap()).unwrap();
+    iam["resource"]["instanceDetails"]["instanceId"] = instance.clone().into();
+
+    let report = runner
+        .run(&event(iam), DecisionMode::Approve, 300)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, "skipped");
+    assert_eq!(report.states, ["CaptureState", "ShouldContain", "Skipped"]);
+    assert!(report.output["reason"]
+        .as_str()
+        .unwrap()
+        .contains("AccessKey"));
+    assert!(report.messages.is_empty());
+    assert_eq!(
+        (
+            world.acls(&vpc).await,
+            world.groups(&vpc).await,
+            world.instance_tags(&instance).await
+        ),
+        before
+    );
+}
+
+#[tokio::test]
+async fn a_second_finding_for_a_quarantined_instance_sends_no_second_request() {
+    let moto = Moto::start();
+    let runner = Runner::start(&moto.endpoint, Config::default())
+        .await
+        .unwrap();
+    let world = moto.world();
+    let (vpc, instance, _, _) = topology(&world).await;
+
+    let first = runner
+        .run(
+            &event(finding_for(&instance, 8.0, "198.51.100.7")),
+            DecisionMode::Wait,
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.outcome, "kept_isolated");
+    let acls = world.acls(&vpc).await;
+    let second = runner
+        .run(
+            &event(finding_for(&instance, 9.0, "203.0.113.9")),
+            DecisionMode::Approve,
+            300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.outcome, "already_quarantined");
+    assert_eq!(
+        second.states,
+        ["CaptureState", "ShouldContain", "AlreadyQuarantined"]
+    );
+    assert!(second.output["reason"]
+        .as_str()
+        .unwrap()
+        .contains("already quarantined"));
+    let requests = subjects(&second)
+        .iter()
+        .filter(|s| s.contains("approve restore?"))
+        .count();
+    assert_eq!(
+        requests,
+        1,
+        "one approval request over both executions: {:?}",
+        subjects(&second)
+    );
+    assert_eq!(
+        world.acls(&vpc).await,
+        acls,
+        "the second finding's address is not added"
+    );
+}

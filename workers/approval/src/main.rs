@@ -1,0 +1,54 @@
+//! approval: the page behind the email's links (a Lambda Function URL). GET shows what restore
+//! would put back and changes nothing; POST sends the decision to the waiting workflow. The
+//! query string holds a task token, so requests are never logged.
+
+use cordon_core::approval::{handle_get, handle_post, Reply};
+use cordon_core::aws::{AwsContext, AwsTarget};
+use cordon_core::notify::approval_key_from;
+use lambda_http::{run, service_fn, Body, Error, Request, Response};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn html(reply: Reply) -> Result<Response<Body>, Error> {
+    Ok(Response::builder()
+        .status(reply.status)
+        .header("content-type", "text/html; charset=utf-8")
+        // The page holds signed links: no caching, no referrer, no framing.
+        .header("cache-control", "no-store")
+        .header("referrer-policy", "no-referrer")
+        .header("x-frame-options", "DENY")
+        .body(Body::Text(reply.html))?)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let key = approval_key_from(|name| std::env::var(name).ok())?;
+    let aws = AwsContext::load(&AwsTarget::default()).await;
+    let sfn = aws_sdk_sfn::Client::new(aws.sdk_config());
+    run(service_fn(|request: Request| {
+        let (sfn, key) = (&sfn, &key);
+        async move {
+            let reply = match request.method().as_str() {
+                "GET" => handle_get(sfn, key, request.uri().query().unwrap_or(""), now()).await,
+                "POST" => {
+                    let form = std::str::from_utf8(request.body().as_ref()).unwrap_or("");
+                    handle_post(sfn, key, form, now()).await
+                }
+                _ => Reply {
+                    status: 405,
+                    html: cordon_core::approval::render_message_page(
+                        "Not allowed",
+                        "Use the links in the Cordon email.",
+                    ),
+                },
+            };
+            html(reply)
+        }
+    }))
+    .await
+}
