@@ -1,0 +1,103 @@
+//! The approval page in a real headless Chromium (Debian's package, driven by playwright-core):
+//! open the link from the email, check what the page shows and that opening it changed
+//! nothing, press "Approve restore", and check the execution went on to Restore.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use cordon::runner::{approval_links_in, DecisionMode, Runner};
+use cordon_core::config::Config;
+use cordon_tests::{finding_for, repo_root, Moto};
+use serde_json::{json, Value};
+
+fn browser(args: &[&str]) -> Value {
+    let script = repo_root().join("tests/browser/approval.mjs");
+    let output = Command::new("node")
+        .arg(&script)
+        .args(args)
+        .current_dir(repo_root().join("tests"))
+        .output()
+        .expect("node runs (scripts/test installs the browser tools)");
+    assert!(
+        output.status.success(),
+        "the browser script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_approves_from_the_email_link_in_chromium() {
+    let moto = Moto::start();
+    let runner = Arc::new(
+        Runner::start(&moto.endpoint, Config::default())
+            .await
+            .unwrap(),
+    );
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let a = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let web = world.security_group(&vpc, "web", 443).await;
+    let ssh = world.security_group(&vpc, "ssh", 22).await;
+    let (instance, enis) = world.instance(&[(&a, &[&web, &ssh])], false).await;
+    let event = json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": finding_for(&instance, 8.0, "198.51.100.7")});
+
+    let run = tokio::spawn({
+        let runner = runner.clone();
+        async move { runner.run(&event, DecisionMode::Wait, 600).await }
+    });
+    // The email, as moto received it.
+    let approve_link = loop {
+        let messages = runner.messages().await.unwrap();
+        if let Some((approve, _)) = messages
+            .iter()
+            .find_map(|(_, body)| approval_links_in(body))
+        {
+            break approve;
+        }
+        assert!(
+            !run.is_finished(),
+            "the workflow ended before asking for approval"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let isolation = world.cordon_group_ids(&vpc).await["isolation"].clone();
+    assert_eq!(world.eni_groups(&enis[0]).await, vec![isolation.clone()]);
+
+    let screenshot =
+        std::env::temp_dir().join(format!("cordon-approval-{}.png", std::process::id()));
+    let page = browser(&["inspect", &approve_link, screenshot.to_str().unwrap()]);
+    assert_eq!(page["status"], 200);
+    let text = page["text"].as_str().unwrap();
+    assert!(text.contains(&format!("Restore {instance}?")), "{text}");
+    assert!(
+        text.contains("Backdoor:EC2/C&CActivity.B") && text.contains(&enis[0]),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{web}, {ssh}")),
+        "restore will put back both groups, in order: {text}"
+    );
+    assert_eq!(page["buttons"], json!(["Approve restore", "Keep isolated"]));
+    // Opening the link (as a mail scanner would) changed nothing.
+    assert_eq!(world.eni_groups(&enis[0]).await, vec![isolation]);
+    assert!(!run.is_finished(), "GET must not decide");
+
+    let result = browser(&["approve", &approve_link, "Ada Analyst"]);
+    assert_eq!(result["status"], 200);
+    assert_eq!(result["title"], "Restore approved");
+
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, "restored");
+    assert!(report.states.iter().any(|s| s == "Restore"));
+    assert_eq!(report.output["approval"]["approver"], "Ada Analyst");
+    assert_eq!(world.eni_groups(&enis[0]).await, vec![web, ssh]);
+
+    // The same link again: already used, a clear page, nothing changes.
+    let again = browser(&["inspect", &approve_link]);
+    assert_eq!(again["status"], 410);
+    assert!(again["text"]
+        .as_str()
+        .unwrap()
+        .contains("no longer waiting"));
+}
