@@ -392,6 +392,7 @@ impl Runner {
                 .messages()
                 .await?
                 .into_iter()
+                .skip(earlier)
                 .map(|(subject, body)| json!({"subject": subject, "body": body}))
                 .collect(),
             approval_url,
@@ -437,9 +438,6 @@ impl Runner {
             )));
         };
         let payload = &parameters["Payload"];
-        if std::env::var_os("CORDON_RUN_DEBUG").is_some() {
-            eprintln!("cordon run: scheduled {function}: {payload}");
-        }
         // Rewritten tasks carry {token, input}; the approval request carries its own token,
         // which only the approval page answers.
         let (token, input, answer_success) = match payload.get("token").and_then(Value::as_str) {

@@ -499,3 +499,109 @@ fn the_demo_contains_and_restores_exactly() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(stderr(&refused).contains("only runs against a local emulator"));
 }
+
+#[tokio::test]
+async fn run_executes_the_workflow_and_prints_its_path() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let (_, instance, eni, [web, ssh]) = single_instance(&world).await;
+    let dir = temp_dir("run");
+    let finding = write(
+        &dir,
+        "finding.json",
+        &finding_for(&instance, 8.0, "198.51.100.7"),
+    );
+
+    let output = cordon(
+        None,
+        &[
+            "run",
+            "--endpoint-url",
+            &moto.endpoint,
+            "--finding",
+            finding.to_str().unwrap(),
+            "--decision",
+            "approve",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["status"], "SUCCEEDED");
+    assert_eq!(report["outcome"], "restored");
+    assert!(report["execution_arn"]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:states:"));
+    let states: Vec<&str> = report["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(states.first(), Some(&"CaptureState"));
+    assert_eq!(
+        &states[states.len() - 3..],
+        ["Restore", "NotifyRestored", "Restored"]
+    );
+    assert_eq!(
+        report["containment"]["isolation"]["enis"][0]["eni_id"],
+        eni.as_str()
+    );
+    for state in ["CaptureState", "RequestApproval", "Restored"] {
+        assert!(stderr(&output).contains(state), "progress names {state}");
+    }
+    assert_eq!(world.eni_groups(&eni).await, [web, ssh]);
+
+    // A finding for an instance that does not exist: the workflow fails and says so.
+    let missing = write(
+        &dir,
+        "missing.json",
+        &finding_for("i-0123456789abcdef0", 8.0, "198.51.100.7"),
+    );
+    let output = cordon(
+        None,
+        &[
+            "run",
+            "--endpoint-url",
+            &moto.endpoint,
+            "--finding",
+            missing.to_str().unwrap(),
+            "--decision",
+            "approve",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    assert_eq!(report["outcome"], "failed");
+    assert_eq!(
+        report["states"],
+        serde_json::json!(["CaptureState", "NotifyFailed", "Failed"])
+    );
+    let email = report["messages"][0]["body"].as_str().unwrap();
+    assert!(
+        email.contains("Cordon.InstanceNotFound"),
+        "{}",
+        report["messages"]
+    );
+}
+
+#[test]
+fn run_without_moto_names_the_setup_command() {
+    let dir = temp_dir("nomoto");
+    let finding = write(
+        &dir,
+        "finding.json",
+        &finding_for("i-0123456789abcdef0", 8.0, "198.51.100.7"),
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["run", "--finding", finding.to_str().unwrap()])
+        .env("MOTO_SERVER", "/nonexistent/moto_server")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("scripts/setup"),
+        "{}",
+        stderr(&output)
+    );
+}
