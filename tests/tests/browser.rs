@@ -83,6 +83,25 @@ async fn an_analyst_approves_from_the_email_link_in_chromium() {
     assert_eq!(world.eni_groups(&enis[0]).await, vec![isolation]);
     assert!(!run.is_finished(), "GET must not decide");
 
+    // A forged link (signature altered, or the action swapped) gets a clear page, changes nothing.
+    let forged = approve_link.replace("a=approve", "a=reject");
+    let page = reqwest::get(&forged).await.unwrap();
+    assert_eq!(page.status().as_u16(), 403);
+    assert!(page.text().await.unwrap().contains("not valid"));
+    let (base, query) = approve_link.split_once('?').unwrap();
+    let tampered = reqwest::Client::new()
+        .post(base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(query.replace("&s=", "&s=00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tampered.status().as_u16(), 403);
+    assert!(
+        !run.is_finished(),
+        "a forged decision must not reach the workflow"
+    );
+
     let result = browser(&["approve", &approve_link, "Ada Analyst"]);
     assert_eq!(result["status"], 200);
     assert_eq!(result["title"], "Restore approved");
