@@ -370,8 +370,7 @@ impl World {
             .unwrap();
     }
 
-    /// The security groups of a VPC, by id, with their rules: a snapshot to compare.
-    pub async fn groups(&self, vpc_id: &str) -> BTreeMap<String, String> {
+    async fn vpc_groups(&self, vpc_id: &str) -> Vec<aws_sdk_ec2::types::SecurityGroup> {
         let out = self
             .ec2
             .describe_security_groups()
@@ -379,7 +378,13 @@ impl World {
             .send()
             .await
             .unwrap();
-        out.security_groups()
+        out.security_groups().to_vec()
+    }
+
+    /// The security groups of a VPC, by id, with their rules: a snapshot to compare.
+    pub async fn groups(&self, vpc_id: &str) -> BTreeMap<String, String> {
+        self.vpc_groups(vpc_id)
+            .await
             .iter()
             .map(|g| {
                 (
@@ -392,14 +397,8 @@ impl World {
 
     /// Group id -> group name, for people reading a demo.
     pub async fn group_names(&self, vpc_id: &str) -> BTreeMap<String, String> {
-        let out = self
-            .ec2
-            .describe_security_groups()
-            .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
-            .send()
+        self.vpc_groups(vpc_id)
             .await
-            .unwrap();
-        out.security_groups()
             .iter()
             .map(|g| {
                 (

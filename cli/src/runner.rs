@@ -12,7 +12,9 @@ use cordon_core::approval::{handle_get, handle_post};
 use cordon_core::aws::AwsContext;
 use cordon_core::config::Config;
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
-use cordon_core::steps::{block_step, capture_step, isolate_step, restore_step, RestoreInput};
+use cordon_core::steps::{
+    block_step, capture_step, isolate_step, restore_step, unix_now, RestoreInput,
+};
 use cordon_core::CordonError;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -526,8 +528,7 @@ impl Runner {
                     timeout_seconds: timeout,
                 };
                 serde_json::to_value(
-                    notify_step(&self.sns, &self.topic_arn, &settings, &input, chrono_now())
-                        .await?,
+                    notify_step(&self.sns, &self.topic_arn, &settings, &input, unix_now()).await?,
                 )
             }
         }
@@ -597,13 +598,6 @@ impl Runner {
         }
         Ok(())
     }
-}
-
-fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn unique_suffix() -> String {
@@ -695,7 +689,7 @@ async fn serve_approval(sfn: aws_sdk_sfn::Client, key: Vec<u8>) -> Result<String
             let state = get_state.clone();
             async move {
                 let reply =
-                    handle_get(&state.0, &state.1, &query.unwrap_or_default(), chrono_now()).await;
+                    handle_get(&state.0, &state.1, &query.unwrap_or_default(), unix_now()).await;
                 (
                     StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
                     Html(reply.html),
@@ -705,7 +699,7 @@ async fn serve_approval(sfn: aws_sdk_sfn::Client, key: Vec<u8>) -> Result<String
         .post(move |body: String| {
             let state = state.clone();
             async move {
-                let reply = handle_post(&state.0, &state.1, &body, chrono_now()).await;
+                let reply = handle_post(&state.0, &state.1, &body, unix_now()).await;
                 (
                     StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
                     Html(reply.html),

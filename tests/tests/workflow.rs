@@ -11,6 +11,16 @@ fn event(finding: Value) -> Value {
         "account": "123456789012", "region": cordon_tests::REGION, "resources": [], "detail": finding})
 }
 
+/// moto, prepared for executions (before anything is created), and the test's view of EC2.
+async fn started() -> (Moto, Runner, World) {
+    let moto = Moto::start();
+    let runner = Runner::start(&moto.endpoint, Config::default())
+        .await
+        .unwrap();
+    let world = moto.world();
+    (moto, runner, world)
+}
+
 /// Two subnets with their own ACLs and an instance with one ENI in each.
 async fn topology(world: &World) -> (String, String, Vec<String>, Vec<Vec<String>>) {
     let vpc = world.vpc("10.0.0.0/16", false).await;
@@ -65,11 +75,7 @@ const CONTAINED: [&str; 7] = [
 
 #[tokio::test]
 async fn approve_restores_exactly_what_was_there() {
-    let moto = Moto::start();
-    let runner = Runner::start(&moto.endpoint, Config::default())
-        .await
-        .unwrap();
-    let world = moto.world();
+    let (_moto, runner, world) = started().await;
     let (vpc, instance, enis, groups) = topology(&world).await;
     let acls_before = world.acls(&vpc).await;
     let tags_before = world.instance_tags(&instance).await;
@@ -114,11 +120,7 @@ async fn approve_restores_exactly_what_was_there() {
 
 #[tokio::test]
 async fn reject_keeps_the_instance_isolated_and_says_how_to_restore() {
-    let moto = Moto::start();
-    let runner = Runner::start(&moto.endpoint, Config::default())
-        .await
-        .unwrap();
-    let world = moto.world();
+    let (_moto, runner, world) = started().await;
     let (vpc, instance, enis, _) = topology(&world).await;
 
     let report = runner
@@ -148,11 +150,7 @@ async fn reject_keeps_the_instance_isolated_and_says_how_to_restore() {
 
 #[tokio::test]
 async fn an_unanswered_request_times_out_into_kept_isolated() {
-    let moto = Moto::start();
-    let runner = Runner::start(&moto.endpoint, Config::default())
-        .await
-        .unwrap();
-    let world = moto.world();
+    let (_moto, runner, world) = started().await;
     let (vpc, instance, enis, _) = topology(&world).await;
 
     let report = runner
@@ -201,11 +199,7 @@ async fn an_unanswered_request_times_out_into_kept_isolated() {
 
 #[tokio::test]
 async fn a_full_acl_makes_a_partial_containment_that_is_still_isolated_and_reported() {
-    let moto = Moto::start();
-    let runner = Runner::start(&moto.endpoint, Config::default())
-        .await
-        .unwrap();
-    let world = moto.world();
+    let (_moto, runner, world) = started().await;
     let (vpc, instance, enis, _) = topology(&world).await;
     let acls = world.acls(&vpc).await;
     let public_acl = acls
@@ -257,11 +251,7 @@ async fn a_full_acl_makes_a_partial_containment_that_is_still_isolated_and_repor
 
 #[tokio::test]
 async fn a_non_instance_finding_is_skipped_with_no_ec2_change_and_no_email() {
-    let moto = Moto::start();
-    let runner = Runner::start(&moto.endpoint, Config::default())
-        .await
-        .unwrap();
-    let world = moto.world();
+    let (_moto, runner, world) = started().await;
     let (vpc, instance, _, _) = topology(&world).await;
     let before = (
         world.acls(&vpc).await,
@@ -296,11 +286,7 @@ async fn a_non_instance_finding_is_skipped_with_no_ec2_change_and_no_email() {
 
 #[tokio::test]
 async fn a_second_finding_for_a_quarantined_instance_sends_no_second_request() {
-    let moto = Moto::start();
-    let runner = Runner::start(&moto.endpoint, Config::default())
-        .await
-        .unwrap();
-    let world = moto.world();
+    let (_moto, runner, world) = started().await;
     let (vpc, instance, _, _) = topology(&world).await;
 
     let first = runner

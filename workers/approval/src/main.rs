@@ -5,14 +5,8 @@
 use cordon_core::approval::{handle_get, handle_post, Reply};
 use cordon_core::aws::{AwsContext, AwsTarget};
 use cordon_core::notify::approval_key_from;
+use cordon_core::steps::unix_now;
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 fn html(reply: Reply) -> Result<Response<Body>, Error> {
     Ok(Response::builder()
@@ -34,10 +28,12 @@ async fn main() -> Result<(), Error> {
         let (sfn, key) = (&sfn, &key);
         async move {
             let reply = match request.method().as_str() {
-                "GET" => handle_get(sfn, key, request.uri().query().unwrap_or(""), now()).await,
+                "GET" => {
+                    handle_get(sfn, key, request.uri().query().unwrap_or(""), unix_now()).await
+                }
                 "POST" => {
                     let form = std::str::from_utf8(request.body().as_ref()).unwrap_or("");
-                    handle_post(sfn, key, form, now()).await
+                    handle_post(sfn, key, form, unix_now()).await
                 }
                 _ => Reply {
                     status: 405,

@@ -20,6 +20,11 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Now, in Unix seconds (link expiry).
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
 /// Reads the one finding an event holds; anything else is invalid input.
 pub fn single_finding(event: &Value) -> Result<crate::finding::Finding> {
     let mut parsed = findings_in_value(event);

@@ -3,6 +3,7 @@
 
 use cordon_core::aws::{AwsContext, AwsTarget};
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput, NotifySettings};
+use cordon_core::steps::unix_now;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 
 #[tokio::main]
@@ -25,11 +26,7 @@ async fn main() -> Result<(), Error> {
                 key: settings.approval_key.clone(),
                 timeout_seconds: timeout,
             };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let sent = notify_step(sns, &settings.topic_arn, &approval, &input, now).await?;
+            let sent = notify_step(sns, &settings.topic_arn, &approval, &input, unix_now()).await?;
             tracing::info!(kind = ?input.kind, subject = %sent.subject, "notify");
             Ok::<_, cordon_core::CordonError>(sent)
         }
