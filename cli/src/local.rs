@@ -85,9 +85,40 @@ impl Moto {
         emulator_config(&self.endpoint)
     }
 
+    /// Cordon's AWS context, as the workers build it (the caller's own account).
+    pub fn cordon_aws(&self) -> AwsContext {
+        AwsContext::from_sdk_config(self.sdk_config())
+    }
+
     /// Cordon's own adapter, as the workers and the CLI build it.
     pub fn cordon_ec2(&self) -> AwsEc2 {
         AwsContext::from_sdk_config(self.sdk_config()).ec2(Some(REGION))
+    }
+
+    /// SDK configuration acting in `account` through `role_name`, as the member role gives it
+    /// (moto keeps each account's resources apart and maps the assumed keys to the account).
+    pub async fn sdk_config_in(&self, account: &str, role_name: &str) -> SdkConfig {
+        let sts = aws_sdk_sts::Client::new(&self.sdk_config());
+        let assumed = sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/{role_name}"))
+            .role_session_name("cordon-lab")
+            .send()
+            .await
+            .unwrap();
+        let c = assumed.credentials().unwrap();
+        self.sdk_config()
+            .into_builder()
+            .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+                Credentials::new(
+                    c.access_key_id(),
+                    c.secret_access_key(),
+                    Some(c.session_token().to_string()),
+                    None,
+                    "cordon-lab",
+                ),
+            ))
+            .build()
     }
 
     pub fn world(&self) -> World {

@@ -7,9 +7,8 @@
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use cordon_core::approval::{handle_get, handle_post};
-use cordon_core::aws::AwsContext;
+use cordon_core::aws::{AwsContext, MemberRole};
 use cordon_core::config::Config;
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
 use cordon_core::steps::{
@@ -153,7 +152,7 @@ pub struct RunReport {
 
 pub struct Runner {
     pub endpoint: String,
-    sdk: SdkConfig,
+    aws: AwsContext,
     sfn: aws_sdk_sfn::Client,
     sns: aws_sdk_sns::Client,
     http: reqwest::Client,
@@ -218,7 +217,7 @@ impl Runner {
         let approval_url = serve_approval(sfn.clone(), approval_key.clone()).await?;
         Ok(Runner {
             endpoint: endpoint.to_string(),
-            sdk,
+            aws: AwsContext::from_sdk_config(sdk).with_member_role(MemberRole::from_env()),
             sfn,
             sns,
             http,
@@ -228,10 +227,6 @@ impl Runner {
             topic_arn,
             region,
         })
-    }
-
-    fn ec2(&self) -> cordon_core::aws::AwsEc2 {
-        AwsContext::from_sdk_config(self.sdk.clone()).ec2(None)
     }
 
     /// Runs one execution for `event` to its end.
@@ -496,7 +491,7 @@ impl Runner {
     }
 
     async fn invoke(&self, worker: Worker, input: &Value) -> Result<Value, CordonError> {
-        let ec2 = |_: Option<&str>| self.ec2();
+        let ec2 = &self.aws;
         fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, CordonError> {
             serde_json::from_value(value.clone())
                 .map_err(|e| CordonError::InvalidInput(e.to_string()))

@@ -16,8 +16,8 @@ struct Contained {
 }
 
 async fn contain_with(moto: &Moto, config: &Config, event: &serde_json::Value) -> Contained {
-    let ec2 = || moto.cordon_ec2();
-    let capture = capture_step(|_| ec2(), config, event).await.unwrap();
+    let aws = moto.cordon_aws();
+    let capture = capture_step(&aws, config, event).await.unwrap();
     if capture.status != CaptureStatus::Captured {
         return Contained {
             capture,
@@ -25,8 +25,8 @@ async fn contain_with(moto: &Moto, config: &Config, event: &serde_json::Value) -
             nacl: None,
         };
     }
-    let isolation = isolate_step(|_| ec2(), config, &capture).await.unwrap();
-    let nacl = block_step(|_| ec2(), config, &capture).await.unwrap();
+    let isolation = isolate_step(&aws, config, &capture).await.unwrap();
+    let nacl = block_step(&aws, config, &capture).await.unwrap();
     Contained {
         capture,
         isolation: Some(isolation),
@@ -46,6 +46,7 @@ async fn contain(moto: &Moto, instance_id: &str, remote: &str) -> Contained {
 async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
     let input = RestoreInput {
         instance_id: contained.capture.instance_id.clone().unwrap(),
+        account_id: None,
         region: Some(cordon_tests::REGION.into()),
         record: contained.capture.record.clone(),
         nacl_entries: contained
@@ -54,7 +55,7 @@ async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
             .map(|n| n.nacl_entries.clone())
             .unwrap_or_default(),
     };
-    restore_step(|_| moto.cordon_ec2(), &input).await.unwrap()
+    restore_step(&moto.cordon_aws(), &input).await.unwrap()
 }
 
 /// VPC 10.0.0.0/16 with subnets a (10.0.1.0/24) and b (10.0.2.0/24), each with its own
@@ -485,11 +486,11 @@ async fn isolating_twice_changes_nothing_and_keeps_the_true_originals() {
 
     // And the steps themselves are idempotent when Step Functions retries them.
     let config = Config::default();
-    let again = isolate_step(|_| moto.cordon_ec2(), &config, &first.capture)
+    let again = isolate_step(&moto.cordon_aws(), &config, &first.capture)
         .await
         .unwrap();
     assert_eq!(again.status, StepStatus::Done);
-    let nacl = block_step(|_| moto.cordon_ec2(), &config, &first.capture)
+    let nacl = block_step(&moto.cordon_aws(), &config, &first.capture)
         .await
         .unwrap();
     assert_eq!(nacl.nacl_entries, first.nacl.as_ref().unwrap().nacl_entries);
@@ -621,7 +622,7 @@ async fn restore_puts_back_termination_protection_that_was_already_on() {
 async fn a_missing_instance_is_a_typed_error_and_touches_nothing() {
     let moto = Moto::start();
     let event = finding_for("i-0123456789abcdef0", 8.0, "198.51.100.7");
-    let error = capture_step(|_| moto.cordon_ec2(), &Config::default(), &event)
+    let error = capture_step(&moto.cordon_aws(), &Config::default(), &event)
         .await
         .unwrap_err();
     assert_eq!(error.error_name(), "Cordon.InstanceNotFound");

@@ -1,7 +1,7 @@
 //! capture-state: reads the GuardDuty event, applies the trigger policy and records the
 //! instance's original network state (output and `cordon:state:*` tags).
 
-use cordon_core::aws::{AwsContext, AwsTarget};
+use cordon_core::aws::{AwsContext, AwsTarget, MemberRole};
 use cordon_core::config::Config;
 use cordon_core::steps;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
@@ -11,11 +11,13 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let aws = AwsContext::load(&AwsTarget::default()).await;
+    let aws = AwsContext::load(&AwsTarget::default())
+        .await
+        .with_member_role(MemberRole::from_env());
     run(service_fn(|event: LambdaEvent<Value>| {
         let (aws, config) = (&aws, &config);
         async move {
-            let output = steps::capture_step(|region| aws.ec2(region), config, &event.payload).await?;
+            let output = steps::capture_step(aws, config, &event.payload).await?;
             tracing::info!(instance = ?output.instance_id, status = ?output.status, reason = %output.reason, "capture");
             Ok::<_, cordon_core::CordonError>(output)
         }

@@ -24,10 +24,38 @@ pub struct AwsTarget {
     pub endpoint_url: Option<String>,
 }
 
-/// Loaded once per process (a Lambda's cold start, a CLI run); hands out regional clients.
+/// The role Cordon assumes in a member account (`infra/member-role.yaml`) when a finding
+/// comes from an account other than its own: a delegated GuardDuty administrator sees them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRole {
+    pub role_name: String,
+    pub external_id: Option<String>,
+}
+
+impl MemberRole {
+    /// `CORDON_MEMBER_ROLE_NAME` (unset: no cross-account action) and
+    /// `CORDON_MEMBER_EXTERNAL_ID`.
+    pub fn from_env() -> Option<Self> {
+        let get = |name| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Some(MemberRole {
+            role_name: get("CORDON_MEMBER_ROLE_NAME")?,
+            external_id: get("CORDON_MEMBER_EXTERNAL_ID"),
+        })
+    }
+}
+
+/// Loaded once per process (a Lambda's cold start, a CLI run); hands out EC2 clients for a
+/// finding's account and region. This is the one place where clients and credentials are made.
 #[derive(Debug, Clone)]
 pub struct AwsContext {
     config: SdkConfig,
+    member_role: Option<MemberRole>,
+    home_account: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl AwsContext {
@@ -42,28 +70,119 @@ impl AwsContext {
         if let Some(endpoint) = &target.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
-        AwsContext {
-            config: loader.load().await,
-        }
+        Self::from_sdk_config(loader.load().await)
     }
 
     /// A context from an already-built configuration (tests give static credentials).
     pub fn from_sdk_config(config: SdkConfig) -> Self {
-        AwsContext { config }
+        AwsContext {
+            config,
+            member_role: None,
+            home_account: Default::default(),
+        }
+    }
+
+    /// Lets the context act in member accounts through `role`.
+    pub fn with_member_role(mut self, role: Option<MemberRole>) -> Self {
+        self.member_role = role;
+        self
     }
 
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.config
     }
 
-    /// EC2 in `region` (a finding's region), or the configured default region.
+    /// EC2 in `region` (a finding's region), or the configured default region, as the caller.
     pub fn ec2(&self, region: Option<&str>) -> AwsEc2 {
+        self.ec2_with(region, None)
+    }
+
+    fn ec2_with(
+        &self,
+        region: Option<&str>,
+        credentials: Option<aws_sdk_ec2::config::Credentials>,
+    ) -> AwsEc2 {
         let mut builder = aws_sdk_ec2::config::Builder::from(&self.config);
         if let Some(region) = region {
             builder = builder.region(Region::new(region.to_string()));
         }
+        if let Some(credentials) = credentials {
+            builder = builder.credentials_provider(credentials);
+        }
         AwsEc2 {
             client: Client::from_conf(builder.build()),
+        }
+    }
+
+    fn sts(&self) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::new(&self.config)
+    }
+
+    /// The account Cordon runs in (asked once).
+    async fn home_account(&self) -> Result<String> {
+        self.home_account
+            .get_or_try_init(|| async {
+                let identity = self
+                    .sts()
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("GetCallerIdentity", "", e))?;
+                Ok(identity.account().unwrap_or_default().to_string())
+            })
+            .await
+            .cloned()
+    }
+
+    /// Credentials in `account` through the member role.
+    async fn assume(
+        &self,
+        account: &str,
+        role: &MemberRole,
+    ) -> Result<aws_sdk_ec2::config::Credentials> {
+        let role_arn = format!("arn:aws:iam::{account}:role/{}", role.role_name);
+        let assumed = self
+            .sts()
+            .assume_role()
+            .role_arn(&role_arn)
+            .role_session_name("cordon")
+            .set_external_id(role.external_id.clone())
+            .duration_seconds(900)
+            .send()
+            .await
+            .map_err(|e| sdk_error("AssumeRole", &role_arn, e))?;
+        let credentials = assumed
+            .credentials()
+            .ok_or_else(|| CordonError::AccessDenied {
+                operation: "AssumeRole".into(),
+                message: format!("{role_arn} returned no credentials"),
+            })?;
+        Ok(aws_sdk_ec2::config::Credentials::new(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            Some(credentials.session_token().to_string()),
+            None,
+            "cordon-member-role",
+        ))
+    }
+}
+
+impl crate::ec2::Ec2Provider for AwsContext {
+    type Ec2 = AwsEc2;
+
+    async fn ec2_for(&self, target: &crate::ec2::Target) -> Result<AwsEc2> {
+        let region = target.region.as_deref();
+        let Some(account) = target.account_id.as_deref().filter(|a| !a.is_empty()) else {
+            return Ok(self.ec2(region));
+        };
+        if account == self.home_account().await? {
+            return Ok(self.ec2(region));
+        }
+        match &self.member_role {
+            Some(role) => Ok(self.ec2_with(region, Some(self.assume(account, role).await?))),
+            None => Err(CordonError::InvalidConfiguration(format!(
+                "the finding is from account {account}, not this one, and no member role is configured; set CORDON_MEMBER_ROLE_NAME and deploy infra/member-role.yaml there"
+            ))),
         }
     }
 }
@@ -115,14 +234,15 @@ pub fn classify(operation: &str, subject: &str, code: &str, message: &str) -> Co
     }
 }
 
-fn sdk_error<E, R>(operation: &str, subject: &str, error: SdkError<E, R>) -> CordonError
+/// Any SDK error as Cordon's: by its code, or `Unavailable` when there was no answer at all
+/// (network, timeout), which is worth retrying like throttling.
+pub fn sdk_error<E, R>(operation: &str, subject: &str, error: SdkError<E, R>) -> CordonError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
     match error.code() {
         Some(code) => classify(operation, subject, code, error.message().unwrap_or("")),
-        // No answer from EC2 at all (network, timeout): worth retrying like throttling.
         None => CordonError::Unavailable {
             operation: operation.to_string(),
             message: DisplayErrorContext(&error).to_string(),

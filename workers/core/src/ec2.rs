@@ -188,6 +188,32 @@ pub struct DenyEntry {
     pub cidr: String,
 }
 
+/// Where a finding's instance lives: its account and region (None: the caller's own).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+}
+
+/// Hands out EC2 for a target: in the caller's own account, or through a role assumed in a
+/// member account (`aws::AwsContext`). Plain closures serve as providers in tests.
+pub trait Ec2Provider: Sync {
+    type Ec2: Ec2;
+    fn ec2_for(&self, target: &Target) -> impl Future<Output = Result<Self::Ec2>> + Send;
+}
+
+impl<F, E> Ec2Provider for F
+where
+    F: Fn(&Target) -> E + Sync,
+    E: Ec2 + Send,
+{
+    type Ec2 = E;
+    fn ec2_for(&self, target: &Target) -> impl Future<Output = Result<E>> + Send {
+        let ec2 = self(target);
+        async move { Ok(ec2) }
+    }
+}
+
 /// Everything Cordon asks of EC2. Methods map to single API calls (or one paginated read).
 pub trait Ec2: Sync {
     fn describe_instance(&self, instance_id: &str)

@@ -401,18 +401,7 @@ pub async fn notify_step(
         .message(&message.body)
         .send()
         .await
-        .map_err(|error| {
-            use aws_sdk_sns::error::ProvideErrorMetadata;
-            match error.code() {
-                Some(code) => {
-                    crate::aws::classify("Publish", topic_arn, code, error.message().unwrap_or(""))
-                }
-                None => CordonError::Unavailable {
-                    operation: "Publish".into(),
-                    message: aws_sdk_sns::error::DisplayErrorContext(&error).to_string(),
-                },
-            }
-        })?;
+        .map_err(|error| crate::aws::sdk_error("Publish", topic_arn, error))?;
     Ok(NotifyOutput {
         message_id: sent.message_id().unwrap_or_default().to_string(),
         subject: message.subject,

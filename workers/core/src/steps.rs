@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::capture::{capture, CaptureOutput, FindingSummary};
 use crate::config::Config;
-use crate::ec2::{DenyEntry, Ec2};
+use crate::ec2::{DenyEntry, Ec2Provider, Target};
 use crate::error::{CordonError, Result};
 use crate::finding::{findings_in_value, ParsedFinding};
 use crate::isolate::{isolate, retryable, IsolationReport};
@@ -65,9 +65,9 @@ pub fn unwrap_capture_input(input: &Value) -> Result<(&Value, u64)> {
 }
 
 /// capture-state: decide by policy, then record the instance's state.
-/// `ec2_in` gives an EC2 client for the finding's region.
-pub async fn capture_step<E: Ec2>(
-    ec2_in: impl FnOnce(Option<&str>) -> E,
+/// `ec2_in` gives EC2 in the finding's account and region.
+pub async fn capture_step(
+    ec2_in: &impl Ec2Provider,
     config: &Config,
     input: &Value,
 ) -> Result<CaptureOutput> {
@@ -82,7 +82,12 @@ pub async fn capture_step<E: Ec2>(
             .instance_id
             .clone()
             .expect("the policy quarantines only findings with an instance id");
-        let ec2 = ec2_in(finding.region.as_deref());
+        let ec2 = ec2_in
+            .ec2_for(&Target {
+                account_id: finding.account_id.clone(),
+                region: finding.region.clone(),
+            })
+            .await?;
         capture(&ec2, &instance_id, Some(summary), &now_rfc3339()).await?
     };
     output.approval_timeout_seconds = Some(approval_timeout);
@@ -98,8 +103,11 @@ fn record_of(input: &CaptureOutput) -> Result<&CapturedState> {
     })
 }
 
-fn region_of(input: &CaptureOutput) -> Option<&str> {
-    input.finding.as_ref().and_then(|f| f.region.as_deref())
+fn target_of(input: &CaptureOutput) -> Target {
+    Target {
+        account_id: input.finding.as_ref().and_then(|f| f.account_id.clone()),
+        region: input.finding.as_ref().and_then(|f| f.region.clone()),
+    }
 }
 
 /// Turns a retryable failure inside a report into the step's error, so that Step Functions
@@ -119,21 +127,21 @@ fn fail_if_retryable(errors: &[crate::error::StepError]) -> Result<()> {
 }
 
 /// isolate-sg.
-pub async fn isolate_step<E: Ec2>(
-    ec2_in: impl FnOnce(Option<&str>) -> E,
+pub async fn isolate_step(
+    ec2_in: &impl Ec2Provider,
     config: &Config,
     input: &CaptureOutput,
 ) -> Result<IsolationReport> {
     let record = record_of(input)?;
-    let ec2 = ec2_in(region_of(input));
+    let ec2 = ec2_in.ec2_for(&target_of(input)).await?;
     let report = isolate(&ec2, record, config.forensic_access.as_ref()).await?;
     fail_if_retryable(&report.errors)?;
     Ok(report)
 }
 
 /// block-nacl.
-pub async fn block_step<E: Ec2>(
-    ec2_in: impl FnOnce(Option<&str>) -> E,
+pub async fn block_step(
+    ec2_in: &impl Ec2Provider,
     config: &Config,
     input: &CaptureOutput,
 ) -> Result<NaclReport> {
@@ -143,7 +151,7 @@ pub async fn block_step<E: Ec2>(
         .as_ref()
         .map(|f| f.remote_addresses.clone())
         .unwrap_or_default();
-    let ec2 = ec2_in(region_of(input));
+    let ec2 = ec2_in.ec2_for(&target_of(input)).await?;
     let report = block(&ec2, record, &remote, &config.nacl).await;
     fail_if_retryable(&report.errors)?;
     Ok(report)
@@ -154,6 +162,8 @@ pub async fn block_step<E: Ec2>(
 pub struct RestoreInput {
     pub instance_id: String,
     #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(default)]
     pub region: Option<String>,
     #[serde(default)]
     pub record: Option<CapturedState>,
@@ -162,8 +172,8 @@ pub struct RestoreInput {
 }
 
 /// restore.
-pub async fn restore_step<E: Ec2>(
-    ec2_in: impl FnOnce(Option<&str>) -> E,
+pub async fn restore_step(
+    ec2_in: &impl Ec2Provider,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
     if let Some(record) = &input.record {
@@ -174,7 +184,12 @@ pub async fn restore_step<E: Ec2>(
             )));
         }
     }
-    let ec2 = ec2_in(input.region.as_deref());
+    let ec2 = ec2_in
+        .ec2_for(&Target {
+            account_id: input.account_id.clone(),
+            region: input.region.clone(),
+        })
+        .await?;
     restore(
         &ec2,
         &input.instance_id,
@@ -196,42 +211,46 @@ mod tests {
     fn event(severity: f64) -> Value {
         json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {
             "id": "f-1", "type": "UnauthorizedAccess:EC2/TorClient", "severity": severity,
-            "region": "eu-west-1",
+            "region": "eu-west-1", "accountId": "111122223333",
             "resource": {"resourceType": "Instance", "instanceDetails": {"instanceId": "i-1"}},
             "service": {"action": {"networkConnectionAction": {"remoteIpDetails": {"ipAddressV4": "198.51.100.7"}}}}
         }})
     }
 
     #[test]
-    fn the_steps_chain_from_event_to_restore_in_the_finding_region() {
+    fn the_steps_chain_from_event_to_restore_in_the_finding_account_and_region() {
         let ec2 = FakeEc2::standard();
         let config = Config::default();
-        let mut regions = Vec::new();
-        let captured = block_on(capture_step(
-            |r| {
-                regions.push(r.map(String::from));
-                ec2.clone()
-            },
-            &config,
-            &event(8.0),
-        ))
-        .unwrap();
-        assert_eq!(regions, [Some("eu-west-1".to_string())]);
+        let targets = std::sync::Mutex::new(Vec::new());
+        let recording = |target: &Target| {
+            targets.lock().unwrap().push(target.clone());
+            ec2.clone()
+        };
+        let captured = block_on(capture_step(&recording, &config, &event(8.0))).unwrap();
         assert_eq!(captured.status, CaptureStatus::Captured);
         // The step output goes through JSON between states.
         let captured: CaptureOutput =
             serde_json::from_value(serde_json::to_value(&captured).unwrap()).unwrap();
-        let isolation = block_on(isolate_step(|_| ec2.clone(), &config, &captured)).unwrap();
+        let isolation = block_on(isolate_step(&recording, &config, &captured)).unwrap();
         assert_eq!(isolation.status, StepStatus::Done);
-        let nacl = block_on(block_step(|_| ec2.clone(), &config, &captured)).unwrap();
+        let nacl = block_on(block_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();
         assert_eq!(nacl.nacl_entries.len(), 6);
         let input = RestoreInput {
             instance_id: "i-1".into(),
+            account_id: Some("111122223333".into()),
             region: Some("eu-west-1".into()),
             record: captured.record.clone(),
             nacl_entries: nacl.nacl_entries,
         };
-        let restored = block_on(restore_step(|_| ec2.clone(), &input)).unwrap();
+        let restored = block_on(restore_step(&recording, &input)).unwrap();
+        let expected = Target {
+            account_id: Some("111122223333".into()),
+            region: Some("eu-west-1".into()),
+        };
+        assert_eq!(
+            *targets.lock().unwrap(),
+            [expected.clone(), expected.clone(), expected]
+        );
         assert_eq!(restored.status, RestoreStatus::Restored);
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
     }
@@ -240,11 +259,16 @@ mod tests {
     fn the_state_machine_wrapper_carries_the_approval_timeout() {
         let ec2 = FakeEc2::standard();
         let wrapped = json!({"event": event(8.0), "approval_timeout_seconds": "90"});
-        let output = block_on(capture_step(|_| ec2.clone(), &Config::default(), &wrapped)).unwrap();
+        let output = block_on(capture_step(
+            &|_: &Target| ec2.clone(),
+            &Config::default(),
+            &wrapped,
+        ))
+        .unwrap();
         assert_eq!(output.status, CaptureStatus::Captured);
         assert_eq!(output.approval_timeout_seconds, Some(90));
         let bare = block_on(capture_step(
-            |_| ec2.clone(),
+            &|_: &Target| ec2.clone(),
             &Config::default(),
             &event(5.0),
         ))
@@ -255,7 +279,12 @@ mod tests {
         );
         let bad =
             json!({"event": event(8.0), "approval_timeout_seconds": "${ApprovalTimeoutSeconds}"});
-        let error = block_on(capture_step(|_| ec2.clone(), &Config::default(), &bad)).unwrap_err();
+        let error = block_on(capture_step(
+            &|_: &Target| ec2.clone(),
+            &Config::default(),
+            &bad,
+        ))
+        .unwrap_err();
         assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");
     }
 
@@ -263,7 +292,7 @@ mod tests {
     fn a_skipped_finding_touches_no_ec2() {
         let config = Config::default();
         let output = block_on(capture_step(
-            |_| -> FakeEc2 { panic!("no EC2 for a skipped finding") },
+            &|_: &Target| -> FakeEc2 { panic!("no EC2 for a skipped finding") },
             &config,
             &event(5.0),
         ))
@@ -275,7 +304,7 @@ mod tests {
     #[test]
     fn malformed_inputs_are_invalid_input_errors() {
         let config = Config::default();
-        let none = |_: Option<&str>| -> FakeEc2 { panic!("no EC2 for bad input") };
+        let none = &|_: &Target| -> FakeEc2 { panic!("no EC2 for bad input") };
         let error =
             block_on(capture_step(none, &config, &json!({"Findings": [{}, {}]}))).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.InvalidInput");
@@ -292,7 +321,12 @@ mod tests {
     fn throttling_inside_a_step_fails_the_step_so_step_functions_retries_it() {
         let ec2 = FakeEc2::standard();
         let config = Config::default();
-        let captured = block_on(capture_step(|_| ec2.clone(), &config, &event(8.0))).unwrap();
+        let captured = block_on(capture_step(
+            &|_: &Target| ec2.clone(),
+            &config,
+            &event(8.0),
+        ))
+        .unwrap();
         ec2.fail_next(
             "ModifyInstanceAttribute",
             CordonError::Throttled {
@@ -300,10 +334,11 @@ mod tests {
                 message: "Rate exceeded".into(),
             },
         );
-        let error = block_on(isolate_step(|_| ec2.clone(), &config, &captured)).unwrap_err();
+        let error =
+            block_on(isolate_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Throttled");
         // The retry completes what the first attempt left.
-        let report = block_on(isolate_step(|_| ec2.clone(), &config, &captured)).unwrap();
+        let report = block_on(isolate_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();
         assert_eq!(report.status, StepStatus::Done);
         assert!(report.termination_protection);
     }
@@ -314,8 +349,13 @@ mod tests {
     fn steady_state_containment_makes_seventeen_ec2_calls() {
         let ec2 = FakeEc2::standard();
         let config = Config::default();
-        let first = block_on(capture_step(|_| ec2.clone(), &config, &event(8.0))).unwrap();
-        block_on(isolate_step(|_| ec2.clone(), &config, &first)).unwrap();
+        let first = block_on(capture_step(
+            &|_: &Target| ec2.clone(),
+            &config,
+            &event(8.0),
+        ))
+        .unwrap();
+        block_on(isolate_step(&|_: &Target| ec2.clone(), &config, &first)).unwrap();
         // A second instance in the same VPC and subnet, with the groups already in place.
         ec2.with(|s| {
             let mut other = s.instances["i-1"].clone();
@@ -333,9 +373,9 @@ mod tests {
         let mut second = event(8.0);
         second["detail"]["resource"]["instanceDetails"]["instanceId"] = "i-2".into();
         ec2.clear_calls();
-        let captured = block_on(capture_step(|_| ec2.clone(), &config, &second)).unwrap();
-        block_on(isolate_step(|_| ec2.clone(), &config, &captured)).unwrap();
-        block_on(block_step(|_| ec2.clone(), &config, &captured)).unwrap();
+        let captured = block_on(capture_step(&|_: &Target| ec2.clone(), &config, &second)).unwrap();
+        block_on(isolate_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();
+        block_on(block_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();
         let calls = ec2.calls();
         let count = |name: &str| calls.iter().filter(|c| *c == name).count();
         assert_eq!(

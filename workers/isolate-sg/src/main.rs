@@ -1,7 +1,7 @@
 //! isolate-sg: moves every network interface of the captured instance through Cordon's
 //! conversion group to its isolation group, and enables termination protection.
 
-use cordon_core::aws::{AwsContext, AwsTarget};
+use cordon_core::aws::{AwsContext, AwsTarget, MemberRole};
 use cordon_core::capture::CaptureOutput;
 use cordon_core::config::Config;
 use cordon_core::steps;
@@ -11,11 +11,13 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let aws = AwsContext::load(&AwsTarget::default()).await;
+    let aws = AwsContext::load(&AwsTarget::default())
+        .await
+        .with_member_role(MemberRole::from_env());
     run(service_fn(|event: LambdaEvent<CaptureOutput>| {
         let (aws, config) = (&aws, &config);
         async move {
-            let report = steps::isolate_step(|region| aws.ec2(region), config, &event.payload).await?;
+            let report = steps::isolate_step(aws, config, &event.payload).await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, errors = report.errors.len(), "isolate");
             Ok::<_, cordon_core::CordonError>(report)
         }
