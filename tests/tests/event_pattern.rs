@@ -29,7 +29,10 @@ fn envelope(detail_type: &str, detail: Value) -> (String, Value) {
 #[tokio::test]
 async fn exactly_instance_findings_at_or_above_the_minimum_match() {
     let pattern = deployed_pattern(7.0);
-    assert_eq!(pattern["detail"]["severity"][0]["numeric"][1].as_f64(), Some(7.0));
+    assert_eq!(
+        pattern["detail"]["severity"][0]["numeric"][1].as_f64(),
+        Some(7.0)
+    );
 
     let moto = Moto::start();
     let config = moto.sdk_config();
