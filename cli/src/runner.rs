@@ -297,11 +297,10 @@ impl Runner {
         let mut seen = 0_i64;
         let mut timeline = Vec::new();
         let mut containment = Value::Null;
-        let mut decided = false;
         let mut approval_url = None;
         loop {
             let history = self.history(execution_arn).await?;
-            let mut finished = None;
+            let mut finished = false;
             let last_seen = seen;
             for event in history.iter().filter(|e| e.id() > last_seen) {
                 seen = event.id();
@@ -332,30 +331,23 @@ impl Runner {
                         serde_json::from_str(scheduled.parameters()).unwrap_or(Value::Null);
                     self.answer(&parameters).await?;
                 }
-                if kind.starts_with("Execution") && kind != "ExecutionStarted" {
-                    finished = Some(kind);
-                }
+                finished |= kind.starts_with("Execution") && kind != "ExecutionStarted";
             }
-            if let Some(_end) = finished {
+            if finished {
                 break;
             }
-            if !decided && decision != DecisionMode::Wait {
-                if let Some(links) = self.approval_links(earlier).await? {
-                    let url = if decision == DecisionMode::Approve {
-                        links.0
-                    } else {
-                        links.1
-                    };
-                    approval_url = Some(url.clone());
-                    self.decide_as_a_person(&url).await?;
-                    decided = true;
-                }
-            }
+            // Until the approval email arrives: look for it, and answer it as asked.
             if approval_url.is_none() {
-                approval_url = self
-                    .approval_links(earlier)
-                    .await?
-                    .map(|(approve, _)| approve);
+                if let Some((approve, reject)) = self.approval_links(earlier).await? {
+                    let url = match decision {
+                        DecisionMode::Reject => reject,
+                        DecisionMode::Approve | DecisionMode::Wait => approve,
+                    };
+                    if decision != DecisionMode::Wait {
+                        self.decide_as_a_person(&url).await?;
+                    }
+                    approval_url = Some(url);
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
