@@ -1,19 +1,14 @@
 //! block-nacl: denies the finding's remote addresses on the instance's own subnets' network
 //! ACLs and the instance's addresses on the VPC's other subnets' ACLs.
 
-use cordon_core::aws::{AwsContext, AwsTarget, MemberRole};
 use cordon_core::capture::CaptureOutput;
-use cordon_core::config::Config;
 use cordon_core::steps;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    let aws = AwsContext::load(&AwsTarget::default())
-        .await
-        .with_member_role(MemberRole::from_env());
+    let (config, aws) = cordon_core::aws::worker_context().await?;
     run(service_fn(|event: LambdaEvent<CaptureOutput>| {
         let (aws, config) = (&aws, &config);
         async move {

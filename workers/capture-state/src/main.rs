@@ -1,8 +1,6 @@
 //! capture-state: reads the GuardDuty event, applies the trigger policy and records the
 //! instance's original network state (output and `cordon:state:*` tags).
 
-use cordon_core::aws::{AwsContext, AwsTarget, MemberRole};
-use cordon_core::config::Config;
 use cordon_core::steps;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
@@ -10,10 +8,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    let aws = AwsContext::load(&AwsTarget::default())
-        .await
-        .with_member_role(MemberRole::from_env());
+    let (config, aws) = cordon_core::aws::worker_context().await?;
     run(service_fn(|event: LambdaEvent<Value>| {
         let (aws, config) = (&aws, &config);
         async move {

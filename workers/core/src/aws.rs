@@ -49,6 +49,16 @@ impl MemberRole {
     }
 }
 
+/// What every EC2 worker builds once per cold start: its checked configuration, and its AWS
+/// context able to act in member accounts (`CORDON_MEMBER_ROLE_NAME`).
+pub async fn worker_context() -> Result<(crate::config::Config, AwsContext)> {
+    let config = crate::config::Config::from_env()?;
+    let aws = AwsContext::load(&AwsTarget::default())
+        .await
+        .with_member_role(MemberRole::from_env());
+    Ok((config, aws))
+}
+
 /// Loaded once per process (a Lambda's cold start, a CLI run); hands out EC2 clients for a
 /// finding's account and region. This is the one place where clients and credentials are made.
 #[derive(Debug, Clone)]

@@ -1,19 +1,14 @@
 //! isolate-sg: moves every network interface of the captured instance through Cordon's
 //! conversion group to its isolation group, and enables termination protection.
 
-use cordon_core::aws::{AwsContext, AwsTarget, MemberRole};
 use cordon_core::capture::CaptureOutput;
-use cordon_core::config::Config;
 use cordon_core::steps;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    let aws = AwsContext::load(&AwsTarget::default())
-        .await
-        .with_member_role(MemberRole::from_env());
+    let (config, aws) = cordon_core::aws::worker_context().await?;
     run(service_fn(|event: LambdaEvent<CaptureOutput>| {
         let (aws, config) = (&aws, &config);
         async move {
