@@ -405,7 +405,8 @@ async fn contain(
     config: &Config,
 ) -> Result<IsolateOutput, CordonError> {
     eprintln!("cordon: capturing {instance_id}");
-    let captured = capture(ec2, instance_id, summary.clone(), &now_rfc3339()).await?;
+    // Break glass acts whatever executions claim the instance; isolation is idempotent.
+    let captured = capture(ec2, instance_id, summary.clone(), None, &now_rfc3339()).await?;
     let mut output = IsolateOutput {
         instance_id: Some(instance_id.to_string()),
         status: "isolated",

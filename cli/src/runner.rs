@@ -236,6 +236,18 @@ impl Runner {
         decision: DecisionMode,
         approval_timeout_seconds: u64,
     ) -> Result<RunReport, CordonError> {
+        let execution_arn = self
+            .start_execution(event, approval_timeout_seconds)
+            .await?;
+        self.follow(&execution_arn, decision).await
+    }
+
+    /// Starts one execution for `event` (on its own state machine) and returns its ARN.
+    pub async fn start_execution(
+        &self,
+        event: &Value,
+        approval_timeout_seconds: u64,
+    ) -> Result<String, CordonError> {
         let definition = local_definition(DEFINITION, &self.region, approval_timeout_seconds)
             .map_err(CordonError::InvalidConfiguration)?;
         let machine = self
@@ -282,17 +294,17 @@ impl Runner {
                     aws_sdk_sfn::error::DisplayErrorContext(&e),
                 )
             })?;
-        let execution_arn = started.execution_arn().to_string();
-        self.follow(&execution_arn, decision).await
+        Ok(started.execution_arn().to_string())
     }
 
-    async fn follow(
+    /// Runs the execution's tasks as they are scheduled, answers its approval request as
+    /// `decision` says, and reports once it ends. Several executions may be followed at once:
+    /// each reads only its own emails (every Cordon email names its execution).
+    pub async fn follow(
         &self,
         execution_arn: &str,
         decision: DecisionMode,
     ) -> Result<RunReport, CordonError> {
-        // Earlier runs' emails are not this run's: only later ones count.
-        let earlier = self.messages().await?.len();
         let mut execution_start = None;
         let mut seen = 0_i64;
         let mut timeline = Vec::new();
@@ -338,7 +350,7 @@ impl Runner {
             }
             // Until the approval email arrives: look for it, and answer it as asked.
             if approval_url.is_none() {
-                if let Some((approve, reject)) = self.approval_links(earlier).await? {
+                if let Some((approve, reject)) = self.approval_links(execution_arn).await? {
                     let url = match decision {
                         DecisionMode::Reject => reject,
                         DecisionMode::Approve | DecisionMode::Wait => approve,
@@ -378,10 +390,9 @@ impl Runner {
             containment,
             timeline,
             messages: self
-                .messages()
+                .messages_of(execution_arn)
                 .await?
                 .into_iter()
-                .skip(earlier)
                 .map(|(subject, body)| json!({"subject": subject, "body": body}))
                 .collect(),
             approval_url,
@@ -538,23 +549,31 @@ impl Runner {
         Ok(sent_messages(&data, &self.topic_arn))
     }
 
-    /// The (approve, keep isolated) links of the latest approval request email sent after the
-    /// first `earlier` messages.
-    async fn approval_links(
+    /// The emails about one execution: (subject, body).
+    pub async fn messages_of(
         &self,
-        earlier: usize,
+        execution_arn: &str,
+    ) -> Result<Vec<(String, String)>, CordonError> {
+        let mut messages = self.messages().await?;
+        messages.retain(|(_, body)| body.contains(execution_arn));
+        Ok(messages)
+    }
+
+    /// The (approve, keep isolated) links of the execution's latest approval request email.
+    pub async fn approval_links(
+        &self,
+        execution_arn: &str,
     ) -> Result<Option<(String, String)>, CordonError> {
         Ok(self
-            .messages()
+            .messages_of(execution_arn)
             .await?
             .iter()
-            .skip(earlier)
             .rev()
             .find_map(|(_, body)| approval_links_in(body)))
     }
 
     /// Opens the link (GET, the page) and presses its button (POST the page's form).
-    async fn decide_as_a_person(&self, url: &str) -> Result<(), CordonError> {
+    pub async fn decide_as_a_person(&self, url: &str) -> Result<(), CordonError> {
         let page = self
             .http
             .get(url)

@@ -216,6 +216,12 @@ pub fn classify(operation: &str, subject: &str, code: &str, message: &str) -> Co
             operation: owned(operation),
             message: owned(message),
         },
+        // EC2's own 500s: the call may or may not have happened; every step is idempotent,
+        // so they are retried like an answer that never came.
+        "InternalError" | "InternalFailure" => CordonError::Unavailable {
+            operation: owned(operation),
+            message: owned(message),
+        },
         "InvalidInstanceID.NotFound" | "InvalidInstanceID.Malformed" => {
             CordonError::InstanceNotFound {
                 instance_id: owned(subject),
@@ -401,6 +407,7 @@ fn security_group_of(group: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup
             .and_then(GroupRole::from_tag_value),
         ingress: rules_of(group.ip_permissions()),
         egress: rules_of(group.ip_permissions_egress()),
+        tags: tags_of(group.tags()),
     }
 }
 
@@ -575,6 +582,51 @@ impl Ec2 for AwsEc2 {
                 code: "InvalidGroup.NotFound".into(),
                 message: format!("group {id} vanished right after it was created"),
             })
+    }
+
+    async fn create_claim_group(
+        &self,
+        vpc_id: &str,
+        instance_id: &str,
+        owner: &str,
+        claimed_at: &str,
+    ) -> Result<String> {
+        let name = crate::claim::group_name(instance_id);
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::SecurityGroup)
+            .set_tags(Some(sdk_tags(&crate::claim::claim_tags(
+                instance_id,
+                owner,
+                claimed_at,
+            ))))
+            .build();
+        let output = self
+            .client
+            .create_security_group()
+            .group_name(&name)
+            .description(crate::claim::description(instance_id))
+            .vpc_id(vpc_id)
+            .tag_specifications(tags)
+            .send()
+            .await
+            .map_err(|e| match sdk_error("CreateSecurityGroup", vpc_id, e) {
+                CordonError::GroupDuplicate { vpc_id, .. } => CordonError::GroupDuplicate {
+                    vpc_id,
+                    group_name: name.clone(),
+                },
+                other => other,
+            })?;
+        Ok(output.group_id().unwrap_or_default().to_string())
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<()> {
+        self.client
+            .delete_security_group()
+            .group_id(group_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteSecurityGroup", group_id, e))?;
+        Ok(())
     }
 
     async fn authorize(

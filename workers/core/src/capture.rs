@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::claim;
 use crate::ec2::{Ec2, GroupRole, Instance, SecurityGroup};
 use crate::error::{CordonError, Result, StepError};
 use crate::finding::Finding;
@@ -97,11 +98,13 @@ pub fn quarantine_evidence(instance: &Instance, cordon_groups: &[SecurityGroup])
 }
 
 /// Captures `instance_id`. Nothing is changed on the instance except the record tags, and
-/// nothing at all when it is exempt, gone, or already quarantined.
+/// nothing at all when it is exempt, gone, or already quarantined. An `owner` (the execution)
+/// first claims the instance, so that of several executions for one instance only one goes on.
 pub async fn capture(
     ec2: &impl Ec2,
     instance_id: &str,
     finding: Option<FindingSummary>,
+    owner: Option<&str>,
     now: &str,
 ) -> Result<CaptureOutput> {
     let instance = ec2.describe_instance(instance_id).await?;
@@ -149,6 +152,35 @@ pub async fn capture(
         });
     }
 
+    // The claim and the protection flag are independent reads/writes: one round trip, not two.
+    let claiming = async {
+        let Some(owner) = owner else {
+            return Ok(None);
+        };
+        let now = chrono::DateTime::parse_from_rfc3339(now)
+            .map(|at| at.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now());
+        let seen = claim::claim_in(&cordon_groups, instance_id);
+        claim::take(ec2, &vpc_ids[0], instance_id, owner, seen, now).await
+    };
+    let (holder, termination_protection) =
+        tokio::join!(claiming, ec2.termination_protection(instance_id));
+    if let Some(holder) = holder? {
+        return Ok(CaptureOutput {
+            status: CaptureStatus::AlreadyQuarantined,
+            reason: format!(
+                "execution {} claimed {instance_id} at {} and is containing it; this one leaves it to that execution",
+                holder.owner, holder.claimed_at
+            ),
+            instance_id: Some(instance_id.into()),
+            finding,
+            record: None,
+            tags_written: false,
+            warnings: Vec::new(),
+            approval_timeout_seconds: None,
+        });
+    }
+
     let record = CapturedState {
         version: RECORD_VERSION,
         instance_id: instance_id.to_string(),
@@ -156,7 +188,7 @@ pub async fn capture(
         finding_type: finding.as_ref().map(|f| f.finding_type.clone()),
         captured_at: now.to_string(),
         instance_state: instance.state.clone(),
-        termination_protection: ec2.termination_protection(instance_id).await?,
+        termination_protection: termination_protection?,
         interfaces: instance.interfaces.clone(),
     };
 
@@ -212,7 +244,7 @@ mod tests {
     fn capture_records_every_interface_and_writes_the_record_as_tags() {
         let ec2 = FakeEc2::standard();
         ec2.with(|s| s.protection.insert("i-1".into(), true));
-        let output = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        let output = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
         assert_eq!(output.status, CaptureStatus::Captured);
         let record = output.record.unwrap();
         assert_eq!(record.interfaces[0].groups, ["sg-app", "sg-ssh"]);
@@ -237,7 +269,7 @@ mod tests {
     #[test]
     fn an_instance_carrying_cordon_groups_is_already_quarantined_and_nothing_is_recorded() {
         let ec2 = FakeEc2::standard();
-        let first = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        let first = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
         let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
         ec2.with(|s| {
             s.instances.get_mut("i-1").unwrap().interfaces[0].groups = vec![isolation.id.clone()]
@@ -245,13 +277,36 @@ mod tests {
         let tags_before = ec2.with(|s| s.instances["i-1"].tags.clone());
         ec2.clear_calls();
 
-        let second = block_on(capture(&ec2, "i-1", None, "2026-11-30T00:00:00.000Z")).unwrap();
+        let second =
+            block_on(capture(&ec2, "i-1", None, None, "2026-11-30T00:00:00.000Z")).unwrap();
         assert_eq!(second.status, CaptureStatus::AlreadyQuarantined);
         assert!(second.reason.contains(&isolation.id), "{}", second.reason);
         // The true originals, not the isolation group, are what it hands on.
         assert_eq!(second.record, first.record);
         assert_eq!(ec2.with(|s| s.instances["i-1"].tags.clone()), tags_before);
         assert!(!ec2.calls().iter().any(|c| c == "CreateTags"));
+    }
+
+    #[test]
+    fn of_two_executions_for_one_instance_only_the_first_captures() {
+        let ec2 = FakeEc2::standard();
+        let first = block_on(capture(&ec2, "i-1", None, Some("exec-a"), NOW)).unwrap();
+        assert_eq!(first.status, CaptureStatus::Captured);
+        let tags_after_first = ec2.with(|s| s.instances["i-1"].tags.clone());
+        ec2.clear_calls();
+
+        let second = block_on(capture(&ec2, "i-1", None, Some("exec-b"), NOW)).unwrap();
+        assert_eq!(second.status, CaptureStatus::AlreadyQuarantined);
+        assert!(second.reason.contains("exec-a"), "{}", second.reason);
+        assert!(!ec2.calls().iter().any(|c| c == "CreateTags"));
+        assert_eq!(
+            ec2.with(|s| s.instances["i-1"].tags.clone()),
+            tags_after_first
+        );
+        // The first one's retry of the same step goes on and records the same originals.
+        let retry = block_on(capture(&ec2, "i-1", None, Some("exec-a"), NOW)).unwrap();
+        assert_eq!(retry.status, CaptureStatus::Captured);
+        assert_eq!(retry.record, first.record);
     }
 
     #[test]
@@ -264,17 +319,17 @@ mod tests {
                 .tags
                 .push(("cordon:exempt".into(), "true".into()))
         });
-        let exempt = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        let exempt = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
         assert_eq!(exempt.status, CaptureStatus::Skipped);
         assert!(exempt.reason.contains("cordon:exempt"));
 
         let ec2 = FakeEc2::standard();
         ec2.with(|s| s.instances.get_mut("i-1").unwrap().state = "terminated".into());
-        let gone = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        let gone = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
         assert_eq!(gone.status, CaptureStatus::Skipped);
         assert!(gone.reason.contains("terminated"));
 
-        let missing = block_on(capture(&ec2, "i-404", None, NOW)).unwrap_err();
+        let missing = block_on(capture(&ec2, "i-404", None, None, NOW)).unwrap_err();
         assert_eq!(missing.error_name(), "Cordon.InstanceNotFound");
         assert!(!ec2.calls().iter().any(|c| c == "CreateTags"));
     }
@@ -286,7 +341,7 @@ mod tests {
             let tags = &mut s.instances.get_mut("i-1").unwrap().tags;
             tags.extend((0..49).map(|n| (format!("team:{n}"), "x".into())));
         });
-        let output = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        let output = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
         assert_eq!(output.status, CaptureStatus::Captured);
         assert!(!output.tags_written);
         assert_eq!(output.warnings[0].error, "Cordon.TagQuotaExceeded");
@@ -302,7 +357,7 @@ mod tests {
                 tags.push((format!("cordon:state:{n}"), "old".into()));
             }
         });
-        let output = block_on(capture(&ec2, "i-1", None, NOW)).unwrap();
+        let output = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
         let tags = ec2.with(|s| s.instances["i-1"].tags.clone());
         assert_eq!(state_from_tags("i-1", &tags).unwrap(), output.record);
     }

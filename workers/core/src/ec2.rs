@@ -150,6 +150,9 @@ pub struct SecurityGroup {
     pub role: Option<GroupRole>,
     pub ingress: Vec<SgRule>,
     pub egress: Vec<SgRule>,
+    /// Read for claims (`claim.rs`); conversion and isolation groups need only their role.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +240,7 @@ pub trait Ec2: Sync {
         &self,
         group_ids: &[String],
     ) -> impl Future<Output = Result<Vec<String>>> + Send;
-    /// Cordon's groups (tagged `cordon:role`) in these VPCs.
+    /// Cordon's groups (tagged `cordon:role`: conversion, isolation and claims) in these VPCs.
     fn cordon_groups(
         &self,
         vpc_ids: &[String],
@@ -248,6 +251,16 @@ pub trait Ec2: Sync {
         vpc_id: &str,
         role: GroupRole,
     ) -> impl Future<Output = Result<SecurityGroup>> + Send;
+    /// Creates the empty claim group of `instance_id` (`claim.rs`); `GroupDuplicate` when
+    /// it exists. Returns its id.
+    fn create_claim_group(
+        &self,
+        vpc_id: &str,
+        instance_id: &str,
+        owner: &str,
+        claimed_at: &str,
+    ) -> impl Future<Output = Result<String>> + Send;
+    fn delete_group(&self, group_id: &str) -> impl Future<Output = Result<()>> + Send;
     fn authorize(
         &self,
         group_id: &str,

@@ -83,6 +83,7 @@ impl FakeEc2 {
                         role: None,
                         ingress: vec![],
                         egress: vec![],
+                        tags: vec![],
                     },
                 );
             }
@@ -226,7 +227,10 @@ impl Ec2 for FakeEc2 {
         Ok(self.with(|s| {
             s.groups
                 .values()
-                .filter(|g| g.role.is_some() && vpc_ids.contains(&g.vpc_id))
+                .filter(|g| {
+                    g.tags.iter().any(|(k, _)| k == GroupRole::TAG_KEY)
+                        && vpc_ids.contains(&g.vpc_id)
+                })
                 .cloned()
                 .collect()
         }))
@@ -256,9 +260,59 @@ impl Ec2 for FakeEc2 {
                 egress: vec![SgRule::all_traffic(crate::ec2::Peer::Ipv4(
                     "0.0.0.0/0".into(),
                 ))],
+                tags: vec![(GroupRole::TAG_KEY.into(), role.tag_value().into())],
             };
             s.groups.insert(group.id.clone(), group.clone());
             Ok(group)
+        })
+    }
+
+    async fn create_claim_group(
+        &self,
+        vpc_id: &str,
+        instance_id: &str,
+        owner: &str,
+        claimed_at: &str,
+    ) -> Result<String> {
+        self.call("CreateSecurityGroup")?;
+        self.with(|s| {
+            let name = crate::claim::group_name(instance_id);
+            let tags = crate::claim::claim_tags(instance_id, owner, claimed_at);
+            let taken = s.groups.values().any(|g| {
+                g.vpc_id == vpc_id && g.tags.iter().any(|(k, v)| k == "Name" && *v == name)
+            });
+            if taken {
+                return Err(CordonError::GroupDuplicate {
+                    vpc_id: vpc_id.into(),
+                    group_name: name,
+                });
+            }
+            s.next_id += 1;
+            let id = format!("sg-claim{}", s.next_id);
+            s.groups.insert(
+                id.clone(),
+                SecurityGroup {
+                    id: id.clone(),
+                    vpc_id: vpc_id.into(),
+                    role: None,
+                    ingress: vec![],
+                    egress: vec![],
+                    tags,
+                },
+            );
+            Ok(id)
+        })
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<()> {
+        self.call("DeleteSecurityGroup")?;
+        self.with(|s| match s.groups.remove(group_id) {
+            Some(_) => Ok(()),
+            None => Err(CordonError::Ec2 {
+                operation: "DeleteSecurityGroup".into(),
+                code: "InvalidGroup.NotFound".into(),
+                message: format!("The security group '{group_id}' does not exist"),
+            }),
         })
     }
 
@@ -369,6 +423,8 @@ impl Ec2 for FakeEc2 {
                 set_tags(&mut instance.tags, tags);
             } else if let Some(acl) = s.acls.get_mut(resource_id) {
                 set_tags(&mut acl.tags, tags);
+            } else if let Some(group) = s.groups.get_mut(resource_id) {
+                set_tags(&mut group.tags, tags);
             }
         });
         Ok(())

@@ -239,7 +239,7 @@ mod tests {
     use crate::fake::{block_on, interface, FakeEc2};
 
     fn captured(ec2: &FakeEc2) -> CapturedState {
-        block_on(capture(ec2, "i-1", None, "2026-11-29T14:00:00.000Z"))
+        block_on(capture(ec2, "i-1", None, None, "2026-11-29T14:00:00.000Z"))
             .unwrap()
             .record
             .unwrap()
@@ -408,6 +408,7 @@ mod tests {
             role: Some(GroupRole::Conversion),
             ingress: vec![],
             egress: vec![],
+            tags: vec![(GroupRole::TAG_KEY.into(), "conversion".into())],
         };
         ec2.with(|s| s.racing_group = Some(theirs));
         let report = block_on(isolate(&ec2, &record, None)).unwrap();

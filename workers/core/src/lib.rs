@@ -3,6 +3,7 @@
 
 pub mod approval;
 pub mod aws;
+pub mod claim;
 pub mod config;
 pub mod ec2;
 pub mod error;

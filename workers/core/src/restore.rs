@@ -177,12 +177,9 @@ pub async fn restore(
             entries.push(entry.clone());
         }
     }
-    let cordon_ids: Vec<String> = ec2
-        .cordon_groups(&vpc_ids)
-        .await?
-        .into_iter()
-        .map(|g| g.id)
-        .collect();
+    let cordon_groups = ec2.cordon_groups(&vpc_ids).await?;
+    let claim = crate::claim::claim_in(&cordon_groups, instance_id);
+    let cordon_ids: Vec<String> = cordon_groups.into_iter().map(|g| g.id).collect();
 
     let mut report = RestoreReport {
         instance_id: instance_id.to_string(),
@@ -336,6 +333,15 @@ pub async fn restore(
             ec2.delete_tags(&acl.id, &keys).await?;
         }
     }
+    // The claim goes last: while it exists, the instance is still some execution's.
+    if let Some(claim) = claim {
+        match ec2.delete_group(&claim.group_id).await {
+            Ok(()) => {}
+            // Already deleted: by our own earlier attempt whose answer was lost.
+            Err(CordonError::Ec2 { code, .. }) if code == "InvalidGroup.NotFound" => {}
+            Err(other) => return Err(other),
+        }
+    }
     Ok(report)
 }
 
@@ -349,7 +355,7 @@ mod tests {
     use crate::nacl::block;
 
     fn quarantined(ec2: &FakeEc2) -> (CapturedState, Vec<DenyEntry>) {
-        let record = block_on(capture(ec2, "i-1", None, "2026-11-29T14:00:00.000Z"))
+        let record = block_on(capture(ec2, "i-1", None, None, "2026-11-29T14:00:00.000Z"))
             .unwrap()
             .record
             .unwrap();
@@ -361,6 +367,39 @@ mod tests {
             &NaclSettings::default(),
         ));
         (record, report.nacl_entries)
+    }
+
+    #[test]
+    fn restore_releases_the_claim_so_a_later_finding_contains_again() {
+        let ec2 = FakeEc2::standard();
+        let record = block_on(capture(
+            &ec2,
+            "i-1",
+            None,
+            Some("exec-a"),
+            "2026-11-29T14:00:00.000Z",
+        ))
+        .unwrap()
+        .record
+        .unwrap();
+        block_on(isolate(&ec2, &record, None)).unwrap();
+        let claims = |ec2: &FakeEc2| {
+            let groups: Vec<_> = ec2.with(|s| s.groups.values().cloned().collect());
+            crate::claim::claim_in(&groups, "i-1")
+        };
+        assert_eq!(claims(&ec2).unwrap().owner, "exec-a");
+        let report = block_on(restore(&ec2, "i-1", Some(record), &[])).unwrap();
+        assert_eq!(report.status, RestoreStatus::Restored);
+        assert_eq!(claims(&ec2), None);
+        let again = block_on(capture(
+            &ec2,
+            "i-1",
+            None,
+            Some("exec-b"),
+            "2026-11-29T14:05:00.000Z",
+        ))
+        .unwrap();
+        assert_eq!(again.status, crate::capture::CaptureStatus::Captured);
     }
 
     #[test]

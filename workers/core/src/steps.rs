@@ -43,12 +43,36 @@ pub fn single_finding(event: &Value) -> Result<crate::finding::Finding> {
 /// Seven days: how long a quarantine waits for a decision unless configured otherwise.
 pub const DEFAULT_APPROVAL_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
 
-/// The state machine hands capture `{"event": ..., "approval_timeout_seconds": "..."}` (the
-/// timeout is a definition substitution, so a string); a bare event is accepted too.
-pub fn unwrap_capture_input(input: &Value) -> Result<(&Value, u64)> {
+/// What the state machine hands capture.
+#[derive(Debug, PartialEq)]
+pub struct CaptureInput<'a> {
+    pub event: &'a Value,
+    pub approval_timeout_seconds: u64,
+    /// The execution's id (`$$.Execution.Id`): it claims the instance. None for a bare event
+    /// (`cordon isolate`), which claims nothing.
+    pub execution: Option<&'a str>,
+}
+
+/// The state machine hands capture `{"event": ..., "execution": ...,
+/// "approval_timeout_seconds": "..."}` (the timeout is a definition substitution, so a
+/// string); a bare event is accepted too.
+pub fn unwrap_capture_input(input: &Value) -> Result<CaptureInput<'_>> {
     let (Some(event), Some(timeout)) = (input.get("event"), input.get("approval_timeout_seconds"))
     else {
-        return Ok((input, DEFAULT_APPROVAL_TIMEOUT_SECONDS));
+        return Ok(CaptureInput {
+            event: input,
+            approval_timeout_seconds: DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+            execution: None,
+        });
+    };
+    let execution = match input.get("execution") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) if !id.trim().is_empty() && id.len() <= 256 => Some(id.as_str()),
+        Some(other) => {
+            return Err(CordonError::InvalidInput(format!(
+                "execution must be the execution's id ($$.Execution.Id, at most 256 characters), not {other}"
+            )))
+        }
     };
     let seconds = match timeout {
         Value::Number(n) => n.as_u64(),
@@ -61,7 +85,11 @@ pub fn unwrap_capture_input(input: &Value) -> Result<(&Value, u64)> {
             "approval_timeout_seconds {timeout} must be a whole number of seconds above 0"
         ))
     })?;
-    Ok((event, seconds))
+    Ok(CaptureInput {
+        event,
+        approval_timeout_seconds: seconds,
+        execution,
+    })
 }
 
 /// capture-state: decide by policy, then record the instance's state.
@@ -71,7 +99,11 @@ pub async fn capture_step(
     config: &Config,
     input: &Value,
 ) -> Result<CaptureOutput> {
-    let (event, approval_timeout) = unwrap_capture_input(input)?;
+    let CaptureInput {
+        event,
+        approval_timeout_seconds: approval_timeout,
+        execution,
+    } = unwrap_capture_input(input)?;
     let finding = single_finding(event)?;
     let summary = FindingSummary::from(&finding);
     let decision = config.policy.decide(&finding);
@@ -88,7 +120,7 @@ pub async fn capture_step(
                 region: finding.region.clone(),
             })
             .await?;
-        capture(&ec2, &instance_id, Some(summary), &now_rfc3339()).await?
+        capture(&ec2, &instance_id, Some(summary), execution, &now_rfc3339()).await?
     };
     output.approval_timeout_seconds = Some(approval_timeout);
     Ok(output)
