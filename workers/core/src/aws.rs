@@ -825,7 +825,7 @@ mod tests {
 
     #[test]
     fn ec2_error_codes_map_to_cordon_errors() {
-        let name = |code| classify("Op", "i-1", code, "msg").error_name();
+        let name = |code| classify("Op", "i-00000001", code, "msg").error_name();
         assert_eq!(name("RequestLimitExceeded"), "Cordon.Throttled");
         assert_eq!(
             name("InvalidInstanceID.NotFound"),
@@ -837,7 +837,7 @@ mod tests {
         );
         assert_eq!(name("UnauthorizedOperation"), "Cordon.AccessDenied");
         assert_eq!(name("InvalidGroup.Duplicate"), "Cordon.GroupDuplicate");
-        let other = classify("CreateTags", "i-1", "TagLimitExceeded", "too many");
+        let other = classify("CreateTags", "i-00000001", "TagLimitExceeded", "too many");
         assert_eq!(other.error_name(), "Cordon.Ec2Error");
         assert!(other.to_string().contains("TagLimitExceeded"));
     }

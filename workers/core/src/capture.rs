@@ -243,16 +243,16 @@ mod tests {
     #[test]
     fn capture_records_every_interface_and_writes_the_record_as_tags() {
         let ec2 = FakeEc2::standard();
-        ec2.with(|s| s.protection.insert("i-1".into(), true));
-        let output = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
+        ec2.with(|s| s.protection.insert("i-00000001".into(), true));
+        let output = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
         assert_eq!(output.status, CaptureStatus::Captured);
         let record = output.record.unwrap();
         assert_eq!(record.interfaces[0].groups, ["sg-app", "sg-ssh"]);
         assert_eq!(record.interfaces[0].ipv6, ["2001:db8:1::5"]);
         assert!(record.termination_protection);
         assert!(output.tags_written);
-        let tags = ec2.with(|s| s.instances["i-1"].tags.clone());
-        assert_eq!(state_from_tags("i-1", &tags).unwrap(), Some(record));
+        let tags = ec2.with(|s| s.instances["i-00000001"].tags.clone());
+        assert_eq!(state_from_tags("i-00000001", &tags).unwrap(), Some(record));
         // Capture changes nothing but tags.
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
         assert_eq!(
@@ -269,42 +269,52 @@ mod tests {
     #[test]
     fn an_instance_carrying_cordon_groups_is_already_quarantined_and_nothing_is_recorded() {
         let ec2 = FakeEc2::standard();
-        let first = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
+        let first = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
         let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
         ec2.with(|s| {
-            s.instances.get_mut("i-1").unwrap().interfaces[0].groups = vec![isolation.id.clone()]
+            s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
+                vec![isolation.id.clone()]
         });
-        let tags_before = ec2.with(|s| s.instances["i-1"].tags.clone());
+        let tags_before = ec2.with(|s| s.instances["i-00000001"].tags.clone());
         ec2.clear_calls();
 
-        let second =
-            block_on(capture(&ec2, "i-1", None, None, "2026-11-30T00:00:00.000Z")).unwrap();
+        let second = block_on(capture(
+            &ec2,
+            "i-00000001",
+            None,
+            None,
+            "2026-11-30T00:00:00.000Z",
+        ))
+        .unwrap();
         assert_eq!(second.status, CaptureStatus::AlreadyQuarantined);
         assert!(second.reason.contains(&isolation.id), "{}", second.reason);
         // The true originals, not the isolation group, are what it hands on.
         assert_eq!(second.record, first.record);
-        assert_eq!(ec2.with(|s| s.instances["i-1"].tags.clone()), tags_before);
+        assert_eq!(
+            ec2.with(|s| s.instances["i-00000001"].tags.clone()),
+            tags_before
+        );
         assert!(!ec2.calls().iter().any(|c| c == "CreateTags"));
     }
 
     #[test]
     fn of_two_executions_for_one_instance_only_the_first_captures() {
         let ec2 = FakeEc2::standard();
-        let first = block_on(capture(&ec2, "i-1", None, Some("exec-a"), NOW)).unwrap();
+        let first = block_on(capture(&ec2, "i-00000001", None, Some("exec-a"), NOW)).unwrap();
         assert_eq!(first.status, CaptureStatus::Captured);
-        let tags_after_first = ec2.with(|s| s.instances["i-1"].tags.clone());
+        let tags_after_first = ec2.with(|s| s.instances["i-00000001"].tags.clone());
         ec2.clear_calls();
 
-        let second = block_on(capture(&ec2, "i-1", None, Some("exec-b"), NOW)).unwrap();
+        let second = block_on(capture(&ec2, "i-00000001", None, Some("exec-b"), NOW)).unwrap();
         assert_eq!(second.status, CaptureStatus::AlreadyQuarantined);
         assert!(second.reason.contains("exec-a"), "{}", second.reason);
         assert!(!ec2.calls().iter().any(|c| c == "CreateTags"));
         assert_eq!(
-            ec2.with(|s| s.instances["i-1"].tags.clone()),
+            ec2.with(|s| s.instances["i-00000001"].tags.clone()),
             tags_after_first
         );
         // The first one's retry of the same step goes on and records the same originals.
-        let retry = block_on(capture(&ec2, "i-1", None, Some("exec-a"), NOW)).unwrap();
+        let retry = block_on(capture(&ec2, "i-00000001", None, Some("exec-a"), NOW)).unwrap();
         assert_eq!(retry.status, CaptureStatus::Captured);
         assert_eq!(retry.record, first.record);
     }
@@ -314,22 +324,22 @@ mod tests {
         let ec2 = FakeEc2::standard();
         ec2.with(|s| {
             s.instances
-                .get_mut("i-1")
+                .get_mut("i-00000001")
                 .unwrap()
                 .tags
                 .push(("cordon:exempt".into(), "true".into()))
         });
-        let exempt = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
+        let exempt = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
         assert_eq!(exempt.status, CaptureStatus::Skipped);
         assert!(exempt.reason.contains("cordon:exempt"));
 
         let ec2 = FakeEc2::standard();
-        ec2.with(|s| s.instances.get_mut("i-1").unwrap().state = "terminated".into());
-        let gone = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
+        ec2.with(|s| s.instances.get_mut("i-00000001").unwrap().state = "terminated".into());
+        let gone = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
         assert_eq!(gone.status, CaptureStatus::Skipped);
         assert!(gone.reason.contains("terminated"));
 
-        let missing = block_on(capture(&ec2, "i-404", None, None, NOW)).unwrap_err();
+        let missing = block_on(capture(&ec2, "i-00000404", None, None, NOW)).unwrap_err();
         assert_eq!(missing.error_name(), "Cordon.InstanceNotFound");
         assert!(!ec2.calls().iter().any(|c| c == "CreateTags"));
     }
@@ -338,10 +348,10 @@ mod tests {
     fn a_full_tag_set_is_a_warning_not_a_refusal_to_contain() {
         let ec2 = FakeEc2::standard();
         ec2.with(|s| {
-            let tags = &mut s.instances.get_mut("i-1").unwrap().tags;
+            let tags = &mut s.instances.get_mut("i-00000001").unwrap().tags;
             tags.extend((0..49).map(|n| (format!("team:{n}"), "x".into())));
         });
-        let output = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
+        let output = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
         assert_eq!(output.status, CaptureStatus::Captured);
         assert!(!output.tags_written);
         assert_eq!(output.warnings[0].error, "Cordon.TagQuotaExceeded");
@@ -352,13 +362,13 @@ mod tests {
     fn a_stale_longer_record_leaves_no_chunk_behind() {
         let ec2 = FakeEc2::standard();
         ec2.with(|s| {
-            let tags = &mut s.instances.get_mut("i-1").unwrap().tags;
+            let tags = &mut s.instances.get_mut("i-00000001").unwrap().tags;
             for n in 0..4 {
                 tags.push((format!("cordon:state:{n}"), "old".into()));
             }
         });
-        let output = block_on(capture(&ec2, "i-1", None, None, NOW)).unwrap();
-        let tags = ec2.with(|s| s.instances["i-1"].tags.clone());
-        assert_eq!(state_from_tags("i-1", &tags).unwrap(), output.record);
+        let output = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
+        let tags = ec2.with(|s| s.instances["i-00000001"].tags.clone());
+        assert_eq!(state_from_tags("i-00000001", &tags).unwrap(), output.record);
     }
 }

@@ -160,7 +160,7 @@ mod tests {
     fn claim(owner: &str, claimed_at: &str) -> Claim {
         Claim {
             group_id: "sg-claim".into(),
-            instance_id: "i-1".into(),
+            instance_id: "i-00000001".into(),
             owner: owner.into(),
             claimed_at: claimed_at.into(),
         }
@@ -194,20 +194,20 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let now = at("2026-11-30T10:00:00Z");
         assert_eq!(
-            block_on(take(&ec2, "vpc-1", "i-1", "exec-a", None, now)).unwrap(),
+            block_on(take(&ec2, "vpc-1", "i-00000001", "exec-a", None, now)).unwrap(),
             None
         );
-        let holder = block_on(take(&ec2, "vpc-1", "i-1", "exec-b", None, now))
+        let holder = block_on(take(&ec2, "vpc-1", "i-00000001", "exec-b", None, now))
             .unwrap()
             .expect("exec-a holds it");
         assert_eq!(holder.owner, "exec-a");
         // exec-a's own retry, after its create went through unanswered, goes on.
         assert_eq!(
-            block_on(take(&ec2, "vpc-1", "i-1", "exec-a", None, now)).unwrap(),
+            block_on(take(&ec2, "vpc-1", "i-00000001", "exec-a", None, now)).unwrap(),
             None
         );
         let groups = ec2.with(|s| s.groups.values().cloned().collect::<Vec<_>>());
-        assert_eq!(claim_in(&groups, "i-1").unwrap().owner, "exec-a");
+        assert_eq!(claim_in(&groups, "i-00000001").unwrap().owner, "exec-a");
     }
 
     #[test]
@@ -216,21 +216,21 @@ mod tests {
         block_on(take(
             &ec2,
             "vpc-1",
-            "i-1",
+            "i-00000001",
             "exec-a",
             None,
             at("2026-11-30T10:00:00Z"),
         ))
         .unwrap();
         let groups = ec2.with(|s| s.groups.values().cloned().collect::<Vec<_>>());
-        let seen = claim_in(&groups, "i-1");
+        let seen = claim_in(&groups, "i-00000001");
         let later = at("2026-11-30T11:00:00Z");
         assert_eq!(
-            block_on(take(&ec2, "vpc-1", "i-1", "exec-b", seen, later)).unwrap(),
+            block_on(take(&ec2, "vpc-1", "i-00000001", "exec-b", seen, later)).unwrap(),
             None
         );
         let groups = ec2.with(|s| s.groups.values().cloned().collect::<Vec<_>>());
-        let now_held = claim_in(&groups, "i-1").unwrap();
+        let now_held = claim_in(&groups, "i-00000001").unwrap();
         assert_eq!(now_held.owner, "exec-b");
         assert_eq!(now_held.claimed_at, "2026-11-30T11:00:00.000Z");
         assert_eq!(

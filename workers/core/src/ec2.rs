@@ -8,6 +8,59 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn only_real_shapes_of_ids_accounts_and_regions_pass() {
+        for good in ["i-0123abcd", "i-0123456789abcdef0"] {
+            assert!(is_instance_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "i-",
+            "i-0123ABCD",
+            "i-0123abc",
+            "i-0123456789abcdef",
+            "sg-0123abcd",
+            "i-../../etc",
+            "i-0123 abcd",
+            "i-0123abcd\n",
+        ] {
+            assert!(!is_instance_id(bad), "{bad}");
+        }
+        assert!(
+            is_account_id("123456789012")
+                && !is_account_id("12345678901")
+                && !is_account_id("../../etc/xx")
+        );
+        for good in [
+            "eu-west-1",
+            "us-gov-west-1",
+            "ap-southeast-2",
+            "il-central-1",
+        ] {
+            assert!(is_region(good), "{good}");
+        }
+        for bad in [
+            "",
+            "eu-west",
+            "eu-west-1.evil.example",
+            "EU-WEST-1",
+            "eu--1",
+            "eu-west-123",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+        let error = check_target_ids("i-0123abcd", Some("42"), None).unwrap_err();
+        assert!(
+            error.to_string().contains("not an AWS account id"),
+            "{error}"
+        );
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     pub id: String,
@@ -189,6 +242,63 @@ pub struct DenyEntry {
     pub egress: bool,
     pub rule_number: i32,
     pub cidr: String,
+}
+
+/// Whether `id` has the shape of an EC2 instance id: `i-` and 8 or 17 lowercase hex digits.
+/// Anything else is refused before it reaches EC2 (or a role ARN, or an endpoint).
+pub fn is_instance_id(id: &str) -> bool {
+    let hex = id.strip_prefix("i-").unwrap_or("");
+    (hex.len() == 8 || hex.len() == 17)
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// An AWS account id: twelve digits.
+pub fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An AWS region name such as `eu-west-1` or `us-gov-west-1`: lowercase words and a number.
+pub fn is_region(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    name.len() <= 32
+        && parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].len() <= 2
+        && !parts[parts.len() - 1].is_empty()
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Refuses an instance id, account or region that cannot be one, saying what it must be.
+pub fn check_target_ids(
+    instance_id: &str,
+    account_id: Option<&str>,
+    region: Option<&str>,
+) -> Result<()> {
+    let refuse = |what: String| Err(crate::error::CordonError::InvalidInput(what));
+    let shown = |text: &str| text.chars().take(40).collect::<String>();
+    if !is_instance_id(instance_id) {
+        return refuse(format!(
+            "instance id {:?} is not an EC2 instance id (i- followed by 8 or 17 lowercase hex digits)",
+            shown(instance_id)
+        ));
+    }
+    if let Some(account) = account_id.filter(|a| !is_account_id(a)) {
+        return refuse(format!(
+            "account id {:?} is not an AWS account id (12 digits)",
+            shown(account)
+        ));
+    }
+    if let Some(region) = region.filter(|r| !is_region(r)) {
+        return refuse(format!(
+            "region {:?} is not an AWS region name (such as eu-west-1)",
+            shown(region)
+        ));
+    }
+    Ok(())
 }
 
 /// Where a finding's instance lives: its account and region (None: the caller's own).

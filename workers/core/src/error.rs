@@ -139,12 +139,12 @@ mod tests {
         assert_eq!(throttled.error_name(), "Cordon.Throttled");
         assert!(throttled.is_transient());
         let missing = CordonError::InstanceNotFound {
-            instance_id: "i-0abc".into(),
+            instance_id: "i-0000abcd".into(),
         };
         assert_eq!(missing.error_name(), "Cordon.InstanceNotFound");
         assert!(!missing.is_transient());
         let diagnostic: lambda_runtime::Diagnostic = missing.into();
         assert_eq!(diagnostic.error_type, "Cordon.InstanceNotFound");
-        assert!(diagnostic.error_message.contains("i-0abc"));
+        assert!(diagnostic.error_message.contains("i-0000abcd"));
     }
 }

@@ -66,7 +66,7 @@ impl FakeEc2 {
     }
 
     /// One VPC `vpc-1` with subnets `subnet-a` (acl-a) and `subnet-b` (acl-b), each ACL holding
-    /// the default allow 100 and catch-all 32767 in both directions; instance `i-1` has
+    /// the default allow 100 and catch-all 32767 in both directions; instance `i-00000001` has
     /// `eni-1` (subnet-a, groups sg-app and sg-ssh, 10.0.1.5 and 2001:db8:1::5).
     pub fn standard() -> Self {
         let fake = FakeEc2::default();
@@ -88,9 +88,9 @@ impl FakeEc2 {
                 );
             }
             s.instances.insert(
-                "i-1".into(),
+                "i-00000001".into(),
                 Instance {
-                    id: "i-1".into(),
+                    id: "i-00000001".into(),
                     state: "running".into(),
                     interfaces: vec![interface(
                         "eni-1",
@@ -102,7 +102,7 @@ impl FakeEc2 {
                     tags: vec![("Name".into(), "web-1".into())],
                 },
             );
-            s.protection.insert("i-1".into(), false);
+            s.protection.insert("i-00000001".into(), false);
         });
         fake
     }

@@ -136,9 +136,56 @@ fn parse_finding(finding: &Value, detail_type: Option<String>) -> ParsedFinding 
         None => return invalid(Some(id), "the finding has no `severity`"),
     };
     let instance = path(finding, &["resource", "instanceDetails"]);
-    let instance_id = instance
-        .and_then(|details| path(details, &["instanceId"]))
-        .and_then(text_of);
+    // Ids are strings in every GuardDuty shape; a number or a list there is not an id.
+    let id_field = |value: Option<&Value>, name: &str| match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.trim().to_string())),
+        Some(_) => Err(format!("`{name}` must be a string")),
+    };
+    let ids = (
+        id_field(
+            instance.and_then(|details| path(details, &["instanceId"])),
+            "resource.instanceDetails.instanceId",
+        ),
+        id_field(path(finding, &["accountId"]), "accountId"),
+        id_field(path(finding, &["region"]), "region"),
+    );
+    let (instance_id, account_id, region) = match ids {
+        (Ok(instance_id), Ok(account_id), Ok(region)) => (instance_id, account_id, region),
+        (Err(reason), _, _) | (_, Err(reason), _) | (_, _, Err(reason)) => {
+            return invalid(Some(id), &reason)
+        }
+    };
+    // Ids go into EC2 calls, role ARNs and endpoints: a finding whose ids cannot be AWS's is
+    // not acted on at all.
+    let shown = |text: &str| text.chars().take(40).collect::<String>();
+    if let Some(bad) = instance_id
+        .as_deref()
+        .filter(|i| !crate::ec2::is_instance_id(i))
+    {
+        return invalid(Some(id), &format!("`resource.instanceDetails.instanceId` {:?} is not an EC2 instance id (i- followed by 8 or 17 lowercase hex digits)", shown(bad)));
+    }
+    if let Some(bad) = account_id
+        .as_deref()
+        .filter(|a| !crate::ec2::is_account_id(a))
+    {
+        return invalid(
+            Some(id),
+            &format!(
+                "`accountId` {:?} is not an AWS account id (12 digits)",
+                shown(bad)
+            ),
+        );
+    }
+    if let Some(bad) = region.as_deref().filter(|r| !crate::ec2::is_region(r)) {
+        return invalid(
+            Some(id),
+            &format!(
+                "`region` {:?} is not an AWS region name (such as eu-west-1)",
+                shown(bad)
+            ),
+        );
+    }
     let additional_info = path(finding, &["service", "additionalInfo"]);
     let service_flag = |name: &str| {
         path(finding, &["service", name])
@@ -150,8 +197,8 @@ fn parse_finding(finding: &Value, detail_type: Option<String>) -> ParsedFinding 
         id,
         finding_type,
         severity,
-        account_id: path(finding, &["accountId"]).and_then(text_of),
-        region: path(finding, &["region"]).and_then(text_of),
+        account_id,
+        region,
         resource_type: path(finding, &["resource", "resourceType"]).and_then(text_of),
         instance_id,
         resource_role: path(finding, &["service", "resourceRole"]).and_then(text_of),

@@ -239,10 +239,16 @@ mod tests {
     use crate::fake::{block_on, interface, FakeEc2};
 
     fn captured(ec2: &FakeEc2) -> CapturedState {
-        block_on(capture(ec2, "i-1", None, None, "2026-11-29T14:00:00.000Z"))
-            .unwrap()
-            .record
-            .unwrap()
+        block_on(capture(
+            ec2,
+            "i-00000001",
+            None,
+            None,
+            "2026-11-29T14:00:00.000Z",
+        ))
+        .unwrap()
+        .record
+        .unwrap()
     }
 
     fn swaps(ec2: &FakeEc2) -> Vec<String> {
@@ -291,7 +297,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         ec2.with(|s| {
             s.instances
-                .get_mut("i-1")
+                .get_mut("i-00000001")
                 .unwrap()
                 .interfaces
                 .push(interface(
@@ -318,7 +324,7 @@ mod tests {
         }
         assert_eq!(swaps(&ec2).len(), 4, "two swaps per interface");
         assert!(report.termination_protection);
-        assert!(ec2.with(|s| s.protection["i-1"]));
+        assert!(ec2.with(|s| s.protection["i-00000001"]));
         let isolation = ec2.with(|s| s.groups[&groups.isolation].clone());
         assert!(
             isolation.egress.is_empty(),
@@ -334,7 +340,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
         let first = block_on(isolate(&ec2, &record, None)).unwrap();
-        ec2.with(|s| s.protection.insert("i-1".into(), false));
+        ec2.with(|s| s.protection.insert("i-00000001".into(), false));
         ec2.clear_calls();
         let second = block_on(isolate(&ec2, &record, None)).unwrap();
         assert_eq!(first.groups, second.groups);
@@ -371,7 +377,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         ec2.with(|s| {
             s.instances
-                .get_mut("i-1")
+                .get_mut("i-00000001")
                 .unwrap()
                 .interfaces
                 .push(interface(

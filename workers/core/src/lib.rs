@@ -23,3 +23,5 @@ pub mod nacl;
 
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod hostile;

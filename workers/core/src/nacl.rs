@@ -428,7 +428,7 @@ mod tests {
     fn record(interfaces: Vec<crate::ec2::NetworkInterface>) -> CapturedState {
         CapturedState {
             version: RECORD_VERSION,
-            instance_id: "i-1".into(),
+            instance_id: "i-00000001".into(),
             finding_id: None,
             finding_type: None,
             captured_at: "2026-11-29T14:00:00.000Z".into(),
@@ -673,7 +673,7 @@ mod tests {
             ]
         );
         let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
-        assert_eq!(recorded_entries(&acl_a, "i-1").unwrap().len(), 2);
+        assert_eq!(recorded_entries(&acl_a, "i-00000001").unwrap().len(), 2);
 
         ec2.clear_calls();
         let again = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
@@ -713,7 +713,7 @@ mod tests {
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
         assert!(acl_a.entries.contains(&theirs), "their rule is untouched");
-        let mut recorded = recorded_entries(&acl_a, "i-1").unwrap();
+        let mut recorded = recorded_entries(&acl_a, "i-00000001").unwrap();
         recorded.sort();
         let numbers: Vec<(bool, i32)> =
             recorded.iter().map(|e| (e.egress, e.rule_number)).collect();

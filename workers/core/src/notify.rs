@@ -376,7 +376,8 @@ pub async fn notify_step(
     input: &NotifyInput,
     now: i64,
 ) -> Result<NotifyOutput> {
-    let links = match (input.kind, &input.task_token) {
+    let token = input.task_token.as_deref().filter(|t| !t.trim().is_empty());
+    let links = match (input.kind, token) {
         (MessageKind::ApprovalRequest, Some(token)) => {
             Some(decision_links(approval, &input.execution_arn, token, now))
         }
@@ -415,14 +416,14 @@ mod tests {
 
     fn state() -> WorkflowState {
         serde_json::from_value(json!({
-            "status": "captured", "reason": "r", "instance_id": "i-0abc", "tags_written": true, "warnings": [],
+            "status": "captured", "reason": "r", "instance_id": "i-0000abcd", "tags_written": true, "warnings": [],
             "finding": {"id": "f-1", "finding_type": "Backdoor:EC2/C&CActivity.B", "severity": 8.0,
                         "account_id": "111122223333", "region": "eu-west-1", "remote_addresses": ["198.51.100.7"]},
             "record": null,
             "containment": {
-                "isolation": {"instance_id": "i-0abc", "status": "done", "groups": {}, "termination_protection": true, "errors": [],
+                "isolation": {"instance_id": "i-0000abcd", "status": "done", "groups": {}, "termination_protection": true, "errors": [],
                  "enis": [{"eni_id": "eni-1", "original_groups": ["sg-web", "sg-ssh"], "groups_now": ["sg-iso"]}]},
-                "nacl": {"instance_id": "i-0abc", "status": "partial", "already_denied": [], "notes": [],
+                "nacl": {"instance_id": "i-0000abcd", "status": "partial", "already_denied": [], "notes": [],
                  "nacl_entries": [{"acl_id": "acl-a", "egress": false, "rule_number": 1, "cidr": "198.51.100.7/32"}],
                  "errors": [{"error": "Cordon.NaclQuotaExceeded", "cause": "network ACL acl-b has 20 inbound rules"}]}
             }
@@ -446,7 +447,7 @@ mod tests {
         );
         assert!(message.subject.len() <= SUBJECT_MAX_CHARS);
         assert!(
-            message.subject.contains("i-0abc") && message.subject.contains("PARTLY"),
+            message.subject.contains("i-0000abcd") && message.subject.contains("PARTLY"),
             "{}",
             message.subject
         );
@@ -456,7 +457,7 @@ mod tests {
             "eni-1: security groups sg-web, sg-ssh -> sg-iso",
             "acl-a inbound rule 1: deny 198.51.100.7/32",
             "Cordon.NaclQuotaExceeded",
-            "#InstanceDetails:instanceId=i-0abc",
+            "#InstanceDetails:instanceId=i-0000abcd",
             "/states/home?region=eu-west-1#/v2/executions/details/arn:exec",
             approve.as_str(),
             reject.as_str(),
@@ -477,10 +478,10 @@ mod tests {
     #[test]
     fn each_kind_has_its_own_message() {
         let kept = render(MessageKind::KeptIsolated, &state(), "arn:exec", None);
-        assert_eq!(kept.subject, "Cordon: i-0abc kept isolated");
+        assert_eq!(kept.subject, "Cordon: i-0000abcd kept isolated");
         assert!(kept
             .body
-            .contains("cordon restore --instance i-0abc --region eu-west-1"));
+            .contains("cordon restore --instance i-0000abcd --region eu-west-1"));
         assert!(kept.body.contains("expired"));
         let mut rejected = state();
         rejected.approval = Some(json!({"decision": "reject"}));
@@ -492,12 +493,12 @@ mod tests {
             json!({"Error": "Cordon.AccessDenied", "Cause": "no ModifyNetworkInterfaceAttribute"}),
         );
         let message = render(MessageKind::Failed, &failed, "arn:exec", None);
-        assert!(message.subject.starts_with("Cordon: FAILED on i-0abc"));
+        assert!(message.subject.starts_with("Cordon: FAILED on i-0000abcd"));
         assert!(message
             .body
             .contains("Cordon.AccessDenied: no ModifyNetworkInterfaceAttribute"));
         let restored = render(MessageKind::Restored, &state(), "arn:exec", None);
-        assert_eq!(restored.subject, "Cordon: i-0abc restored");
+        assert_eq!(restored.subject, "Cordon: i-0000abcd restored");
     }
 
     #[test]

@@ -158,7 +158,7 @@ mod tests {
             account_id: Some("111122223333".into()),
             region: Some("us-east-1".into()),
             resource_type: Some("Instance".into()),
-            instance_id: Some("i-0abc".into()),
+            instance_id: Some("i-0000abcd".into()),
             resource_role: Some("ACTOR".into()),
             archived: false,
             sample: false,
@@ -179,7 +179,7 @@ mod tests {
     fn a_high_severity_instance_finding_is_quarantined_with_its_reason() {
         let decision = Policy::default().decide(&finding());
         assert_eq!(decision.verdict, Verdict::Quarantine);
-        assert!(decision.reason.contains("i-0abc") && decision.reason.contains("8"));
+        assert!(decision.reason.contains("i-0000abcd") && decision.reason.contains("8"));
     }
 
     #[test]

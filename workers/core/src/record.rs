@@ -230,7 +230,10 @@ mod tests {
         let mut shuffled = tags.clone();
         shuffled.reverse();
         shuffled.push(("Name".into(), "web-1".into()));
-        assert_eq!(state_from_tags("i-1", &shuffled).unwrap(), Some(original));
+        assert_eq!(
+            state_from_tags("i-00000001", &shuffled).unwrap(),
+            Some(original)
+        );
     }
 
     #[test]
@@ -246,12 +249,12 @@ mod tests {
     fn a_missing_chunk_or_a_foreign_record_is_reported_not_guessed() {
         let mut tags = state_tags(&record(16));
         tags.remove(0);
-        let error = state_from_tags("i-1", &tags).unwrap_err();
+        let error = state_from_tags("i-00000001", &tags).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.CorruptRecord");
         assert!(error.to_string().contains("cordon:state:0 is missing"));
         let garbage = vec![("cordon:state:0".to_string(), "{\"nope\":1}".to_string())];
-        assert!(state_from_tags("i-1", &garbage).is_err());
-        assert_eq!(state_from_tags("i-1", &[]).unwrap(), None);
+        assert!(state_from_tags("i-00000001", &garbage).is_err());
+        assert_eq!(state_from_tags("i-00000001", &[]).unwrap(), None);
     }
 
     #[test]
@@ -259,14 +262,16 @@ mod tests {
         let existing: Vec<(String, String)> =
             (0..48).map(|n| (format!("k{n}"), String::new())).collect();
         let two = chunk_tags("cordon:state", &"x".repeat(300));
-        assert!(check_tag_room("i-1", &existing, &two, &[]).is_ok());
+        assert!(check_tag_room("i-00000001", &existing, &two, &[]).is_ok());
         let three = chunk_tags("cordon:state", &"x".repeat(600));
-        let error = check_tag_room("i-1", &existing, &three, &[]).unwrap_err();
+        let error = check_tag_room("i-00000001", &existing, &three, &[]).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.TagQuotaExceeded");
         let mut with_old = existing.clone();
         with_old.truncate(47);
         with_old.push(("cordon:state:0".into(), "old".into()));
-        assert!(check_tag_room("i-1", &with_old, &three, &["cordon:state:0".into()]).is_ok());
+        assert!(
+            check_tag_room("i-00000001", &with_old, &three, &["cordon:state:0".into()]).is_ok()
+        );
     }
 
     #[test]

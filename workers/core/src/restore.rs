@@ -355,10 +355,16 @@ mod tests {
     use crate::nacl::block;
 
     fn quarantined(ec2: &FakeEc2) -> (CapturedState, Vec<DenyEntry>) {
-        let record = block_on(capture(ec2, "i-1", None, None, "2026-11-29T14:00:00.000Z"))
-            .unwrap()
-            .record
-            .unwrap();
+        let record = block_on(capture(
+            ec2,
+            "i-00000001",
+            None,
+            None,
+            "2026-11-29T14:00:00.000Z",
+        ))
+        .unwrap()
+        .record
+        .unwrap();
         block_on(isolate(ec2, &record, None)).unwrap();
         let report = block_on(block(
             ec2,
@@ -374,7 +380,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let record = block_on(capture(
             &ec2,
-            "i-1",
+            "i-00000001",
             None,
             Some("exec-a"),
             "2026-11-29T14:00:00.000Z",
@@ -385,15 +391,15 @@ mod tests {
         block_on(isolate(&ec2, &record, None)).unwrap();
         let claims = |ec2: &FakeEc2| {
             let groups: Vec<_> = ec2.with(|s| s.groups.values().cloned().collect());
-            crate::claim::claim_in(&groups, "i-1")
+            crate::claim::claim_in(&groups, "i-00000001")
         };
         assert_eq!(claims(&ec2).unwrap().owner, "exec-a");
-        let report = block_on(restore(&ec2, "i-1", Some(record), &[])).unwrap();
+        let report = block_on(restore(&ec2, "i-00000001", Some(record), &[])).unwrap();
         assert_eq!(report.status, RestoreStatus::Restored);
         assert_eq!(claims(&ec2), None);
         let again = block_on(capture(
             &ec2,
-            "i-1",
+            "i-00000001",
             None,
             Some("exec-b"),
             "2026-11-29T14:05:00.000Z",
@@ -492,11 +498,11 @@ mod tests {
     fn restore_puts_back_exactly_what_was_there_and_twice_is_harmless() {
         let ec2 = FakeEc2::standard();
         let acls_before = ec2.with(|s| s.acls.clone());
-        let tags_before = ec2.with(|s| s.instances["i-1"].tags.clone());
+        let tags_before = ec2.with(|s| s.instances["i-00000001"].tags.clone());
         let (record, entries) = quarantined(&ec2);
         assert_ne!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
 
-        let report = block_on(restore(&ec2, "i-1", Some(record.clone()), &entries)).unwrap();
+        let report = block_on(restore(&ec2, "i-00000001", Some(record.clone()), &entries)).unwrap();
         assert_eq!(
             report.status,
             RestoreStatus::Restored,
@@ -514,14 +520,17 @@ mod tests {
             acls_before,
             "entries and ACL tags as before"
         );
-        assert_eq!(ec2.with(|s| s.instances["i-1"].tags.clone()), tags_before);
-        assert!(!ec2.with(|s| s.protection["i-1"]));
+        assert_eq!(
+            ec2.with(|s| s.instances["i-00000001"].tags.clone()),
+            tags_before
+        );
+        assert!(!ec2.with(|s| s.protection["i-00000001"]));
 
-        let again = block_on(restore(&ec2, "i-1", Some(record), &entries)).unwrap();
+        let again = block_on(restore(&ec2, "i-00000001", Some(record), &entries)).unwrap();
         assert_eq!(again.status, RestoreStatus::Restored);
         assert_eq!(again.enis[0].outcome, InterfaceOutcome::AlreadyOriginal);
         assert!(again.nacl_entries_removed.is_empty());
-        let from_tags = block_on(restore(&ec2, "i-1", None, &[])).unwrap();
+        let from_tags = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
         assert_eq!(from_tags.status, RestoreStatus::NotIsolated);
     }
 
@@ -529,7 +538,7 @@ mod tests {
     fn break_glass_restore_reads_the_record_from_tags() {
         let ec2 = FakeEc2::standard();
         quarantined(&ec2);
-        let report = block_on(restore(&ec2, "i-1", None, &[])).unwrap();
+        let report = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
         assert_eq!(report.status, RestoreStatus::Restored);
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
         assert_eq!(
@@ -544,7 +553,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         ec2.with(|s| {
             s.instances
-                .get_mut("i-1")
+                .get_mut("i-00000001")
                 .unwrap()
                 .interfaces
                 .push(interface(
@@ -558,7 +567,7 @@ mod tests {
         let (record, _) = quarantined(&ec2);
         // An analyst opened eni-2 for debugging, and reused a Cordon rule number in acl-a.
         ec2.with(|s| {
-            s.instances.get_mut("i-1").unwrap().interfaces[1]
+            s.instances.get_mut("i-00000001").unwrap().interfaces[1]
                 .groups
                 .push("sg-app".into());
             let entry = s
@@ -571,7 +580,7 @@ mod tests {
                 .unwrap();
             entry.cidr = "203.0.113.99/32".into();
         });
-        let report = block_on(restore(&ec2, "i-1", Some(record), &[])).unwrap();
+        let report = block_on(restore(&ec2, "i-00000001", Some(record), &[])).unwrap();
         assert_eq!(report.status, RestoreStatus::Drift);
         assert_eq!(
             ec2.interface_groups("eni-1"),
@@ -591,9 +600,9 @@ mod tests {
             .iter()
             .any(|e| e.cidr == "203.0.113.99/32"));
         // Record and protection stay for the person who sorts it out.
-        let tags = ec2.with(|s| s.instances["i-1"].tags.clone());
-        assert!(state_from_tags("i-1", &tags).unwrap().is_some());
-        assert!(ec2.with(|s| s.protection["i-1"]));
+        let tags = ec2.with(|s| s.instances["i-00000001"].tags.clone());
+        assert!(state_from_tags("i-00000001", &tags).unwrap().is_some());
+        assert!(ec2.with(|s| s.protection["i-00000001"]));
     }
 
     #[test]
@@ -601,7 +610,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let (record, entries) = quarantined(&ec2);
         ec2.with(|s| s.groups.remove("sg-ssh"));
-        let report = block_on(restore(&ec2, "i-1", Some(record), &entries)).unwrap();
+        let report = block_on(restore(&ec2, "i-00000001", Some(record), &entries)).unwrap();
         assert_eq!(report.status, RestoreStatus::Drift);
         assert!(report.errors[0].cause.contains("sg-ssh"));
         assert_eq!(ec2.interface_groups("eni-1").len(), 1, "still isolated");
@@ -613,12 +622,12 @@ mod tests {
         quarantined(&ec2);
         ec2.with(|s| {
             s.instances
-                .get_mut("i-1")
+                .get_mut("i-00000001")
                 .unwrap()
                 .tags
                 .retain(|(k, _)| !k.starts_with("cordon:state"))
         });
-        let report = block_on(restore(&ec2, "i-1", None, &[])).unwrap();
+        let report = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
         assert_eq!(report.status, RestoreStatus::Failed);
         assert!(report
             .errors
@@ -629,7 +638,7 @@ mod tests {
     #[test]
     fn a_missing_instance_is_a_typed_error() {
         let ec2 = FakeEc2::standard();
-        let error = block_on(restore(&ec2, "i-404", None, &[])).unwrap_err();
+        let error = block_on(restore(&ec2, "i-00000404", None, &[])).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.InstanceNotFound");
     }
 }

@@ -127,12 +127,25 @@ pub async fn capture_step(
 }
 
 fn record_of(input: &CaptureOutput) -> Result<&CapturedState> {
-    input.record.as_ref().ok_or_else(|| {
+    let record = input.record.as_ref().ok_or_else(|| {
         CordonError::InvalidInput(format!(
             "the capture output holds no record (status {:?}: {}); nothing to contain",
             input.status, input.reason
         ))
-    })
+    })?;
+    let finding = input.finding.as_ref();
+    crate::ec2::check_target_ids(
+        &record.instance_id,
+        finding.and_then(|f| f.account_id.as_deref()),
+        finding.and_then(|f| f.region.as_deref()),
+    )?;
+    if record.interfaces.is_empty() {
+        return Err(CordonError::InvalidInput(format!(
+            "the record of instance {} holds no network interface; nothing to contain",
+            record.instance_id
+        )));
+    }
+    Ok(record)
 }
 
 fn target_of(input: &CaptureOutput) -> Target {
@@ -208,6 +221,11 @@ pub async fn restore_step(
     ec2_in: &impl Ec2Provider,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
+    crate::ec2::check_target_ids(
+        &input.instance_id,
+        input.account_id.as_deref(),
+        input.region.as_deref(),
+    )?;
     if let Some(record) = &input.record {
         if record.instance_id != input.instance_id {
             return Err(CordonError::InvalidInput(format!(
@@ -244,7 +262,7 @@ mod tests {
         json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {
             "id": "f-1", "type": "UnauthorizedAccess:EC2/TorClient", "severity": severity,
             "region": "eu-west-1", "accountId": "111122223333",
-            "resource": {"resourceType": "Instance", "instanceDetails": {"instanceId": "i-1"}},
+            "resource": {"resourceType": "Instance", "instanceDetails": {"instanceId": "i-00000001"}},
             "service": {"action": {"networkConnectionAction": {"remoteIpDetails": {"ipAddressV4": "198.51.100.7"}}}}
         }})
     }
@@ -268,7 +286,7 @@ mod tests {
         let nacl = block_on(block_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();
         assert_eq!(nacl.nacl_entries.len(), 6);
         let input = RestoreInput {
-            instance_id: "i-1".into(),
+            instance_id: "i-00000001".into(),
             account_id: Some("111122223333".into()),
             region: Some("eu-west-1".into()),
             record: captured.record.clone(),
@@ -390,8 +408,8 @@ mod tests {
         block_on(isolate_step(&|_: &Target| ec2.clone(), &config, &first)).unwrap();
         // A second instance in the same VPC and subnet, with the groups already in place.
         ec2.with(|s| {
-            let mut other = s.instances["i-1"].clone();
-            other.id = "i-2".into();
+            let mut other = s.instances["i-00000001"].clone();
+            other.id = "i-00000002".into();
             other.interfaces = vec![crate::fake::interface(
                 "eni-9",
                 "subnet-a",
@@ -400,10 +418,10 @@ mod tests {
                 Some("2001:db8:1::9"),
             )];
             other.tags.clear();
-            s.instances.insert("i-2".into(), other);
+            s.instances.insert("i-00000002".into(), other);
         });
         let mut second = event(8.0);
-        second["detail"]["resource"]["instanceDetails"]["instanceId"] = "i-2".into();
+        second["detail"]["resource"]["instanceDetails"]["instanceId"] = "i-00000002".into();
         ec2.clear_calls();
         let captured = block_on(capture_step(&|_: &Target| ec2.clone(), &config, &second)).unwrap();
         block_on(isolate_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();

@@ -133,21 +133,21 @@ mod tests {
         let value = json!({
             "detail-type": "GuardDuty Finding",
             "detail": {"id": "f-1", "type": "Backdoor:EC2/C&CActivity.B", "severity": 8,
-                "resource": {"resourceType": "Instance", "instanceDetails": {"instanceId": "i-0abc"}}},
+                "resource": {"resourceType": "Instance", "instanceDetails": {"instanceId": "i-0000abcd"}}},
             "error": {"Error": "Cordon.AccessDenied", "Cause": "DescribeInstances"}
         });
         let state = WorkflowState::from_value(&value);
-        assert_eq!(state.capture.instance_id.as_deref(), Some("i-0abc"));
+        assert_eq!(state.capture.instance_id.as_deref(), Some("i-0000abcd"));
         assert_eq!(state.error.unwrap()["Error"], "Cordon.AccessDenied");
     }
 
     #[test]
     fn a_failed_branch_reads_as_failed_and_makes_containment_partial() {
         let state: WorkflowState = serde_json::from_value(json!({
-            "status": "captured", "reason": "r", "instance_id": "i-1", "finding": null, "record": null,
+            "status": "captured", "reason": "r", "instance_id": "i-00000001", "finding": null, "record": null,
             "tags_written": true, "warnings": [],
             "containment": {
-                "isolation": {"instance_id": "i-1", "status": "done", "enis": [], "groups": {}, "termination_protection": true, "errors": []},
+                "isolation": {"instance_id": "i-00000001", "status": "done", "enis": [], "groups": {}, "termination_protection": true, "errors": []},
                 "nacl": {"status": "failed", "error": {"Error": "Cordon.AccessDenied", "Cause": "no CreateNetworkAclEntry"}}
             }
         }))
