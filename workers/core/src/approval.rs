@@ -343,6 +343,116 @@ mod tests {
         assert!(html.contains("tok&quot;en"));
         assert_eq!(html.matches("method=\"post\"").count(), 2);
     }
+
+    /// The approval request's parameters as Step Functions records them when it schedules
+    /// the task (shape read from moto's history; the deployed definition is the same).
+    fn approval_parameters(token: &str) -> String {
+        serde_json::json!({"FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:cordon-notify",
+            "Payload": {"kind": "approval_request", "execution_arn": ARN, "task_token": token, "state": {}}})
+        .to_string()
+    }
+
+    #[test]
+    fn only_the_token_the_approval_request_waits_on_can_answer_it() {
+        let mut progress = ApprovalProgress::default();
+        assert!(!progress.waits_on(""), "nothing is waiting yet");
+        // Worker tasks before the approval request have tokens of their own (the local
+        // runner's callbacks): none of them is the approval's.
+        progress.see(Seen::Entered("CaptureState"));
+        progress.see(Seen::TaskScheduled(
+            r#"{"Payload": {"token": "capture-token", "task_token": "capture-token"}}"#,
+        ));
+        progress.see(Seen::Exited("CaptureState", Some("{}")));
+        progress.see(Seen::Entered("RequestApproval"));
+        assert!(!progress.waits_on("capture-token"));
+        progress.see(Seen::TaskScheduled(&approval_parameters("token-1")));
+        assert!(progress.waits_on("token-1"));
+        for other in ["token-2", "capture-token", "", "token-1 "] {
+            assert!(!progress.waits_on(other), "{other:?}");
+        }
+        // A retry schedules a new task: only its token answers.
+        progress.see(Seen::TaskScheduled(&approval_parameters("token-2")));
+        assert!(progress.waits_on("token-2") && !progress.waits_on("token-1"));
+        assert!(!progress.decided);
+        progress.see(Seen::Exited("RequestApproval", None));
+        assert!(progress.decided);
+    }
+
+    #[test]
+    fn the_approval_token_is_read_from_the_scheduled_parameters_or_not_at_all() {
+        assert_eq!(
+            approval_task_token(&approval_parameters("AAAA+tok/en==")).as_deref(),
+            Some("AAAA+tok/en==")
+        );
+        // Cut short, another shape, or no token: nothing to trust.
+        let whole = approval_parameters("token-1");
+        for parameters in [
+            &whole[..whole.len() - 2],
+            r#"{"Payload": {"token": "token-1"}}"#,
+            r#"{"Payload": {"task_token": 1}}"#,
+            r#"{"task_token": "token-1"}"#,
+            "",
+        ] {
+            assert_eq!(approval_task_token(parameters), None, "{parameters}");
+        }
+    }
+
+    /// A client that fails whenever it is used (no credentials, nothing listening): a page
+    /// that needs no AWS call answers anyway; any other gets a 502.
+    fn unreachable_sfn() -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::from_conf(
+            aws_sdk_sfn::Config::builder()
+                .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+                .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+                .endpoint_url("http://127.0.0.1:9")
+                .build(),
+        )
+    }
+
+    #[tokio::test]
+    async fn expired_and_forged_links_are_refused_before_the_workflow_is_read() {
+        let sfn = unreachable_sfn();
+        let now = 10_000;
+        let form = |params: &LinkParams| {
+            let url = link_url("https://approve.example/", params);
+            format!("{}&approver=Ada", url.split_once('?').unwrap().1)
+        };
+        let expired = sign(KEY, Action::Approve, now - 1, ARN, "token");
+        for reply in [
+            handle_get(&sfn, KEY, &form(&expired), now).await,
+            handle_post(&sfn, KEY, &form(&expired), now).await,
+        ] {
+            assert_eq!(reply.status, 410);
+            assert!(
+                reply.html.contains("This link has expired"),
+                "{}",
+                reply.html
+            );
+            assert!(reply.html.contains("nothing was changed"), "{}", reply.html);
+        }
+        // Moving the expiry forward breaks the signature: forged, not expired.
+        let extended = LinkParams {
+            e: now + 3600,
+            ..expired.clone()
+        };
+        for reply in [
+            handle_get(&sfn, KEY, &form(&extended), now).await,
+            handle_post(&sfn, KEY, &form(&extended), now).await,
+            handle_post(&sfn, KEY, "a=approve&t=token", now).await,
+        ] {
+            assert_eq!(reply.status, 403);
+            assert!(
+                reply.html.contains("This link is not valid"),
+                "{}",
+                reply.html
+            );
+            assert!(reply.html.contains("nothing was changed"), "{}", reply.html);
+        }
+        // A valid link does read the workflow (and this client cannot).
+        let valid = sign(KEY, Action::Approve, now + 60, ARN, "token");
+        let reply = handle_post(&sfn, KEY, &form(&valid), now).await;
+        assert_eq!(reply.status, 502, "{}", reply.html);
+    }
 }
 
 /// The answer of the approval endpoint: an HTTP status and a page.
@@ -385,12 +495,79 @@ pub fn parse_params(encoded: &str) -> (Option<LinkParams>, Option<String>) {
 enum Standing {
     Waiting(PageContext),
     Decided(String),
+    /// Running and waiting, but for another task token than the link's.
+    OtherTask,
 }
 
-/// Reads the execution: is it still waiting in RequestApproval, and what would restore put
-/// back (CaptureState's output). Checked before any decision is sent, because an answered
-/// token may be accepted silently while the execution runs on (moto does; AWS refuses).
-async fn standing(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<Standing, String> {
+/// One history event, as far as the approval page cares.
+enum Seen<'a> {
+    Entered(&'a str),
+    Exited(&'a str, Option<&'a str>),
+    /// A task was scheduled with these parameters (JSON, tokens resolved).
+    TaskScheduled(&'a str),
+}
+
+/// What the execution's history says about its approval request, read event by event.
+#[derive(Debug, Default)]
+struct ApprovalProgress {
+    /// The state entered last: a `TaskScheduled` event belongs to it.
+    current_state: Option<String>,
+    /// What restore would put back (CaptureState's output).
+    context: Option<PageContext>,
+    /// The token RequestApproval waits on: its latest scheduled task's, since a retry
+    /// schedules a new task with a new token and the old one can no longer be answered.
+    waiting_token: Option<String>,
+    /// RequestApproval has ended (answered, timed out or failed).
+    decided: bool,
+}
+
+impl ApprovalProgress {
+    fn see(&mut self, event: Seen) {
+        match event {
+            Seen::Entered(name) => self.current_state = Some(name.to_string()),
+            Seen::Exited("CaptureState", output) => self.context = output.and_then(page_context),
+            Seen::Exited("RequestApproval", _) => self.decided = true,
+            Seen::Exited(..) => {}
+            Seen::TaskScheduled(parameters) => {
+                // RequestApproval is no Parallel branch, so nothing interleaves with it: the
+                // task scheduled while it is the current state is its own.
+                if self.current_state.as_deref() == Some("RequestApproval") {
+                    self.waiting_token = approval_task_token(parameters);
+                }
+            }
+        }
+    }
+
+    /// Whether `token` can answer the task this execution waits on. A link's signature
+    /// binds its token to its execution, so this only matters if the signing key leaks or
+    /// a bug signs the wrong pair: even then a link can never answer another execution's
+    /// task (which SendTaskSuccess would accept: the token alone names the task). The
+    /// token is no secret to whoever holds the link, so a plain comparison is fine.
+    fn waits_on(&self, token: &str) -> bool {
+        self.waiting_token.as_deref() == Some(token)
+    }
+}
+
+/// The task token in RequestApproval's parameters (`Payload.task_token`, from
+/// `$$.Task.Token` in the definition). `None` when the parameters do not carry one (or were
+/// cut short): the link is then refused, not trusted.
+fn approval_task_token(parameters: &str) -> Option<String> {
+    let parameters: serde_json::Value = serde_json::from_str(parameters).ok()?;
+    parameters
+        .pointer("/Payload/task_token")?
+        .as_str()
+        .map(String::from)
+}
+
+/// Reads the execution: is it still waiting in RequestApproval, on the link's own task token,
+/// and what would restore put back (CaptureState's output). Checked before any decision is
+/// sent, because an answered token may be accepted silently while the execution runs on
+/// (moto does; AWS refuses), and a token answers its task whatever execution it is sent for.
+async fn standing(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+    link_token: &str,
+) -> Result<Standing, String> {
     let described = sfn
         .describe_execution()
         .execution_arn(execution_arn)
@@ -399,12 +576,11 @@ async fn standing(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<Stan
         .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(&e).to_string())?;
     if described.status().as_str() != "RUNNING" {
         return Ok(Standing::Decided(format!(
-            "This quarantine is no longer waiting for a decision (the workflow is {}).",
+            "This quarantine is no longer waiting for a decision (the workflow is {}). Nothing was changed.",
             described.status().as_str().to_lowercase()
         )));
     }
-    let mut context = None;
-    let mut approval_done = false;
+    let mut progress = ApprovalProgress::default();
     let mut token = None;
     loop {
         let page = sfn
@@ -416,13 +592,12 @@ async fn standing(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<Stan
             .await
             .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(&e).to_string())?;
         for event in page.events() {
-            let Some(exited) = event.state_exited_event_details() else {
-                continue;
-            };
-            match exited.name() {
-                "CaptureState" => context = exited.output().and_then(page_context),
-                "RequestApproval" => approval_done = true,
-                _ => {}
+            if let Some(entered) = event.state_entered_event_details() {
+                progress.see(Seen::Entered(entered.name()));
+            } else if let Some(exited) = event.state_exited_event_details() {
+                progress.see(Seen::Exited(exited.name(), exited.output()));
+            } else if let Some(scheduled) = event.task_scheduled_event_details() {
+                progress.see(Seen::TaskScheduled(scheduled.parameters()));
             }
         }
         token = page.next_token().map(String::from);
@@ -430,12 +605,16 @@ async fn standing(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<Stan
             break;
         }
     }
-    if approval_done {
+    if progress.decided {
         return Ok(Standing::Decided(
-            "A decision was already taken for this quarantine.".into(),
+            "A decision was already taken for this quarantine. Nothing was changed.".into(),
         ));
     }
-    context
+    if !progress.waits_on(link_token) {
+        return Ok(Standing::OtherTask);
+    }
+    progress
+        .context
         .map(Standing::Waiting)
         .ok_or_else(|| "the execution has no capture record".to_string())
 }
@@ -455,8 +634,18 @@ fn page_context(capture_output: &str) -> Option<PageContext> {
 fn link_problem(problem: LinkProblem) -> Reply {
     match problem {
         LinkProblem::Forged => reply(403, "This link is not valid", "The link is incomplete or was altered. Use the links in the Cordon email; nothing was changed."),
-        LinkProblem::Expired => reply(410, "This link has expired", "The approval request expired; the instance stays isolated. Restore it by hand with `cordon restore` if needed."),
+        LinkProblem::Expired => reply(410, "This link has expired", "The approval request expired; the instance stays isolated and nothing was changed. Restore it by hand with `cordon restore` if needed."),
     }
+}
+
+/// The link is signed but is not for the task its execution waits on (see
+/// [`ApprovalProgress::waits_on`]).
+fn other_task() -> Reply {
+    reply(
+        403,
+        "This link is not valid",
+        "This link does not belong to the approval request this quarantine is waiting for. Use the links in the latest Cordon email; nothing was changed.",
+    )
 }
 
 /// GET: shows what restore would put back and both decisions. Changes nothing.
@@ -467,7 +656,7 @@ pub async fn handle_get(sfn: &aws_sdk_sfn::Client, key: &[u8], query: &str, now:
     if let Err(problem) = verify(key, &params, now) {
         return link_problem(problem);
     }
-    match standing(sfn, &params.x).await {
+    match standing(sfn, &params.x, &params.t).await {
         Ok(Standing::Waiting(context)) => {
             let approve = sign(key, Action::Approve, params.e, &params.x, &params.t);
             let reject = sign(key, Action::Reject, params.e, &params.x, &params.t);
@@ -477,6 +666,7 @@ pub async fn handle_get(sfn: &aws_sdk_sfn::Client, key: &[u8], query: &str, now:
             }
         }
         Ok(Standing::Decided(message)) => reply(410, "Already decided", &message),
+        Ok(Standing::OtherTask) => other_task(),
         Err(error) => reply(
             502,
             "Cannot read the quarantine",
@@ -494,9 +684,10 @@ pub async fn handle_post(sfn: &aws_sdk_sfn::Client, key: &[u8], form: &str, now:
         Ok(action) => action,
         Err(problem) => return link_problem(problem),
     };
-    let instance = match standing(sfn, &params.x).await {
+    let instance = match standing(sfn, &params.x, &params.t).await {
         Ok(Standing::Waiting(context)) => context.instance_id,
         Ok(Standing::Decided(message)) => return reply(410, "Already decided", &message),
+        Ok(Standing::OtherTask) => return other_task(),
         Err(error) => {
             return reply(
                 502,

@@ -1,0 +1,295 @@
+//! A full `cordon run` does not put secrets in its logs: no task token (each one can answer a
+//! step of the workflow) and no link-signing key (it can approve any restore).
+//!
+//! What is captured: the binary's stderr (its log: progress and errors) and stdout (the JSON
+//! report). The binary installs no `tracing` subscriber, so `RUST_LOG=trace` changes nothing
+//! today; it is set so that a subscriber added later is tested too. moto's own log is not
+//! reachable (`cordon::local::Moto` sends the server's output to /dev/null).
+//!
+//! `cordon run` signs links with a random in-process key (`Runner::start`) and does not read
+//! `CORDON_APPROVAL_KEY`, so the real key cannot be compared: the test looks for anything
+//! shaped like it instead (a 64-digit hex run, a list of 32 bytes), and also sets
+//! `CORDON_APPROVAL_KEY` so that the day `cordon run` reads it, the check is exact.
+//!
+//! And if the signing key leaked anyway, a link signed with it still cannot answer another
+//! execution's approval request: the approval page checks the token is the one the
+//! execution waits on (tested here, where the page can be called with a key of our own).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cordon::runner::{DecisionMode, Runner};
+use cordon_core::approval::{handle_get, handle_post, link_url, sign, Action};
+use cordon_core::config::Config;
+use cordon_core::steps::unix_now;
+use cordon_tests::{finding_for, Moto};
+use serde_json::{json, Value};
+
+/// A key that could be the signing key (hex, as `openssl rand -hex 32` makes them).
+const KEY: &str = "5e3c7a1f0b9d4e2a8c6f1b3d5a7e9c0f2b4d6a8c0e1f3a5b7d9c2e4f6a8b0c1d";
+
+fn cordon_run(moto: &Moto, finding: &Path) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cordon"));
+    // Nothing from the developer's own AWS setup leaks into a test.
+    for key in [
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ] {
+        command.env_remove(key);
+    }
+    command
+        // `run` takes its emulator from --endpoint-url only (it ignores AWS_ENDPOINT_URL).
+        .args(["run", "--endpoint-url", &moto.endpoint])
+        .args(["--finding", finding.to_str().unwrap()])
+        .args(["--decision", "approve", "--approval-timeout", "600"])
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("RUST_LOG", "trace")
+        .env("CORDON_APPROVAL_KEY", KEY)
+        .envs(moto.cli_env())
+        .output()
+        .expect("cordon runs")
+}
+
+/// Every task token of the execution, from the `TaskScheduled` events' parameters: the
+/// approval request's (`Payload.task_token`) and the local runner's callbacks'
+/// (`Payload.token`).
+async fn task_tokens(moto: &Moto, execution_arn: &str) -> Vec<String> {
+    let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config());
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .include_execution_data(true)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    assert!(history.next_token().is_none(), "one page holds the history");
+    history
+        .events()
+        .iter()
+        .filter_map(|event| event.task_scheduled_event_details())
+        .map(|scheduled| {
+            let parameters: Value = serde_json::from_str(scheduled.parameters()).unwrap();
+            let payload = &parameters["Payload"];
+            payload["task_token"]
+                .as_str()
+                .or(payload["token"].as_str())
+                .unwrap_or_else(|| panic!("a task without a token: {parameters}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// Runs of 64 or more hex digits: the shape of a hex key (and of a link's signature).
+fn hex_runs(text: &str) -> Vec<&str> {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .filter(|run| run.len() >= 64)
+        .collect()
+}
+
+/// Whether `text` holds a list of 32 numbers, the way `{:?}` prints a 32-byte key.
+fn has_byte_list(text: &str) -> bool {
+    text.split('[').skip(1).any(|rest| {
+        let list = rest.split(']').next().unwrap_or_default();
+        let items: Vec<&str> = list.split(',').map(str::trim).collect();
+        items.len() == 32 && items.iter().all(|i| i.parse::<u8>().is_ok())
+    })
+}
+
+#[tokio::test]
+async fn a_full_run_logs_no_task_token_and_no_signing_key() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let web = world.security_group(&vpc, "web", 443).await;
+    let (instance, enis) = world.instance(&[(&subnet, &[&web])], false).await;
+    let dir = std::env::temp_dir().join(format!("cordon-cli-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let finding = dir.join("finding.json");
+    std::fs::write(
+        &finding,
+        finding_for(&instance, 8.0, "198.51.100.7").to_string(),
+    )
+    .unwrap();
+
+    let output = cordon_run(&moto, &finding);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["outcome"], "restored", "{stdout}");
+    assert_eq!(world.eni_groups(&enis[0]).await, [web]);
+    assert!(
+        stderr.contains("RequestApproval"),
+        "the log was captured: {stderr}"
+    );
+
+    let tokens = task_tokens(&moto, report["execution_arn"].as_str().unwrap()).await;
+    assert!(tokens.len() >= 6, "every task of the run: {tokens:?}");
+    let approve = report["approval_url"].as_str().unwrap();
+    let (link, _) = cordon_core::approval::parse_params(approve.split_once('?').unwrap().1);
+    let link = link.expect("the approve link is whole");
+    assert!(
+        tokens.contains(&link.t),
+        "the email's token is one of the history's"
+    );
+
+    // The log: no token, no key, nothing shaped like a key or a signature.
+    for token in &tokens {
+        assert!(
+            !stderr.contains(token.as_str()),
+            "a task token in the log: {stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains(KEY) && !stderr.contains(&link.s),
+        "{stderr}"
+    );
+    assert_eq!(hex_runs(&stderr), Vec::<&str>::new(), "{stderr}");
+    assert!(!has_byte_list(&stderr), "{stderr}");
+
+    // The report: the emails sent and the approve link are in it, by design, and they carry
+    // the approval request's token and signatures (spent: the run has ended). Nothing else
+    // in it does.
+    let mut rest = report.clone();
+    rest["approval_url"] = Value::Null;
+    rest["messages"] = Value::Null;
+    let rest = rest.to_string();
+    for token in &tokens {
+        assert!(
+            !rest.contains(token.as_str()),
+            "a task token in the report: {rest}"
+        );
+    }
+    let signatures: Vec<String> = report["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| cordon::runner::approval_links_in(m["body"].as_str().unwrap()))
+        .flat_map(|(approve, reject)| [approve, reject])
+        .map(|l| {
+            let query = l.split_once('?').unwrap().1.to_string();
+            cordon_core::approval::parse_params(&query).0.unwrap().s
+        })
+        .collect();
+    assert!(signatures.contains(&link.s));
+    for run in hex_runs(&stdout) {
+        assert!(
+            signatures.iter().any(|s| s == run),
+            "key-shaped text in the report: {run}"
+        );
+    }
+    assert!(!stdout.contains(KEY) && !has_byte_list(&stdout), "{stdout}");
+    // The only tokens in the report are the approval request's.
+    for token in tokens.iter().filter(|t| **t != link.t) {
+        assert!(!stdout.contains(token.as_str()), "{stdout}");
+    }
+}
+
+/// The token RequestApproval waits on (from its `TaskScheduled` event).
+async fn approval_token(moto: &Moto, execution_arn: &str) -> String {
+    let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config());
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .include_execution_data(true)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    history
+        .events()
+        .iter()
+        .filter_map(|e| e.task_scheduled_event_details())
+        .filter_map(|s| serde_json::from_str::<Value>(s.parameters()).ok())
+        .find_map(|p| p["Payload"]["task_token"].as_str().map(String::from))
+        .expect("the execution waits for approval")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn even_the_signing_key_cannot_make_a_link_answer_another_execution() {
+    let moto = Moto::start();
+    let runner = Arc::new(
+        Runner::start(&moto.endpoint, Config::default())
+            .await
+            .unwrap(),
+    );
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let mut executions = Vec::new();
+    for (n, cidr) in ["10.0.1.0/24", "10.0.2.0/24"].iter().enumerate() {
+        let subnet = world.subnet(&vpc, cidr, None).await;
+        let web = world.security_group(&vpc, &format!("web-{n}"), 443).await;
+        let (instance, enis) = world.instance(&[(&subnet, &[&web])], false).await;
+        let event = json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty",
+            "detail": finding_for(&instance, 8.0, "198.51.100.7")});
+        let arn = runner.start_execution(&event, 600).await.unwrap();
+        let follow = tokio::spawn({
+            let (runner, arn) = (runner.clone(), arn.clone());
+            async move { runner.follow(&arn, DecisionMode::Wait).await }
+        });
+        // The next execution starts once this one's runner has its email: the runner then
+        // no longer reads moto's data.json, which can fail while EC2 objects change under it.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !matches!(runner.approval_links(&arn).await, Ok(Some(_))) {
+            assert!(Instant::now() < deadline, "no approval request");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        executions.push((arn, follow, enis[0].clone(), web));
+    }
+    let (arn_a, arn_b) = (executions[0].0.clone(), executions[1].0.clone());
+    let token_a = approval_token(&moto, &arn_a).await;
+    let token_b = approval_token(&moto, &arn_b).await;
+    assert_ne!(token_a, token_b);
+
+    // The page, called as the deployed approval function calls it, with a key we hold.
+    let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config());
+    let leaked = KEY.as_bytes();
+    let form = |execution: &str, token: &str| {
+        let params = sign(leaked, Action::Approve, unix_now() + 600, execution, token);
+        let url = link_url("http://approval.invalid/", &params);
+        format!("{}&approver=Mallory", url.split_once('?').unwrap().1)
+    };
+    // Validly signed, but A's execution with B's token (which SendTaskSuccess alone would
+    // accept: a token names its task), and B's execution with A's token.
+    for (execution, token) in [(&arn_a, &token_b), (&arn_b, &token_a)] {
+        for reply in [
+            handle_get(&sfn, leaked, &form(execution, token), unix_now()).await,
+            handle_post(&sfn, leaked, &form(execution, token), unix_now()).await,
+        ] {
+            assert_eq!(reply.status, 403, "{}", reply.html);
+            assert!(
+                reply
+                    .html
+                    .contains("does not belong to the approval request")
+                    && reply.html.contains("nothing was changed"),
+                "{}",
+                reply.html
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(executions
+        .iter()
+        .all(|(_, follow, _, _)| !follow.is_finished()));
+
+    // The matching pair is accepted: the check refuses the mismatch, not everything.
+    let page = handle_get(&sfn, leaked, &form(&arn_a, &token_a), unix_now()).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    let decided = handle_post(&sfn, leaked, &form(&arn_a, &token_a), unix_now()).await;
+    assert_eq!(decided.status, 200, "{}", decided.html);
+    let (_, follow_a, eni_a, web_a) = executions.remove(0);
+    assert_eq!(follow_a.await.unwrap().unwrap().outcome, "restored");
+    assert_eq!(world.eni_groups(&eni_a).await, [web_a]);
+    let (_, follow_b, eni_b, web_b) = executions.remove(0);
+    assert!(!follow_b.is_finished(), "B still waits");
+    assert_ne!(world.eni_groups(&eni_b).await, [web_b]);
+}
