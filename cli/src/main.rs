@@ -423,6 +423,9 @@ async fn contain(
             output.status = "skipped";
             return Ok(output);
         }
+        // With its record on the instance, an isolation that was interrupted (a killed run,
+        // an execution cut short) is finished by applying it again: every step converges.
+        CaptureStatus::AlreadyQuarantined if captured.record.is_some() => {}
         CaptureStatus::AlreadyQuarantined => {
             output.status = "already_isolated";
             let now = ec2.describe_instance(instance_id).await?;
@@ -458,9 +461,20 @@ async fn contain(
     output.errors.extend(nacl.errors.iter().cloned());
 
     let partial = isolation.status == StepStatus::Partial || nacl.status == StepStatus::Partial;
-    output.status = if partial { "partial" } else { "isolated" };
+    let again = captured.status == CaptureStatus::AlreadyQuarantined;
+    output.status = match (partial, again) {
+        (true, _) => "partial",
+        (false, true) => "already_isolated",
+        (false, false) => "isolated",
+    };
     output.reason = if partial {
         format!("{instance_id} is only partly contained: see errors")
+    } else if again {
+        format!(
+            "{instance_id} was already quarantined; its recorded isolation was applied again and holds: {} interface(s), {} ACL entries",
+            output.enis.len(),
+            output.nacl_entries.len()
+        )
     } else {
         format!(
             "{instance_id} is isolated: {} interface(s), {} ACL entries",

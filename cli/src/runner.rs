@@ -163,13 +163,19 @@ pub struct Runner {
     region: String,
 }
 
-fn random_key() -> Vec<u8> {
+/// The local approval page's signing key. Without randomness there is no run: a predictable
+/// key would let anyone forge a link.
+fn random_key() -> Result<Vec<u8>, CordonError> {
     use std::io::Read;
     let mut key = vec![0u8; 32];
-    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
-        let _ = urandom.read_exact(&mut key);
-    }
-    key
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut urandom| urandom.read_exact(&mut key))
+        .map_err(|e| {
+            CordonError::InvalidConfiguration(format!(
+                "cannot read /dev/urandom for the approval signing key: {e}"
+            ))
+        })?;
+    Ok(key)
 }
 
 fn sfn_error(operation: &str, error: impl std::fmt::Display) -> CordonError {
@@ -213,7 +219,7 @@ impl Runner {
             .await
             .map_err(|e| sfn_error("Subscribe", aws_sdk_sns::error::DisplayErrorContext(&e)))?;
         let sfn = aws_sdk_sfn::Client::new(&sdk);
-        let approval_key = random_key();
+        let approval_key = random_key()?;
         let approval_url = serve_approval(sfn.clone(), approval_key.clone()).await?;
         Ok(Runner {
             endpoint: endpoint.to_string(),
@@ -535,16 +541,28 @@ impl Runner {
 
     /// Every message published to the topic, as moto recorded it: (subject, body).
     pub async fn messages(&self) -> Result<Vec<(String, String)>, CordonError> {
-        let text = self
-            .http
-            .get(format!("{}/moto-api/data.json", self.endpoint))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| sfn_error("moto data", e))?
-            .text()
-            .await
-            .map_err(|e| sfn_error("moto data", e))?;
+        // moto serialises all its data for this page and sometimes answers 500 while EC2
+        // changes underneath (a race inside moto): a few tries, then the error.
+        let mut tries = 0;
+        let text = loop {
+            let read = async {
+                self.http
+                    .get(format!("{}/moto-api/data.json", self.endpoint))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .text()
+                    .await
+            };
+            match read.await {
+                Ok(text) => break text,
+                Err(_) if tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(sfn_error("moto data", e)),
+            }
+        };
         let data: Value = serde_json::from_str(&text).map_err(|e| sfn_error("moto data", e))?;
         Ok(sent_messages(&data, &self.topic_arn))
     }

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod faults;
+
 pub use cordon::local::{finding_for, EntryView, World, REGION};
 
 /// The repository root (this crate lives in `tests/`).

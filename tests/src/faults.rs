@@ -1,0 +1,419 @@
+//! A fault-injecting HTTP proxy on loopback, in front of moto. Everything passes through it;
+//! only EC2 calls (SigV4 credential scope `/ec2/aws4_request`) are faulted, at a set rate,
+//! each fault one of four kinds that real EC2 produces:
+//!
+//! - throttling: HTTP 503 `RequestLimitExceeded`, the call not made;
+//! - a server error: HTTP 500 `InternalError`, the call not made;
+//! - a reset before the call: the connection dropped with RST, the call not made;
+//! - a lost answer: the call made, then the connection dropped with RST before the answer,
+//!   so the client cannot know that it happened (the case idempotency exists for).
+//!
+//! Every EC2 call may also be delayed by up to `max_latency`. The proxy counts what it saw,
+//! so a test can report the total EC2 calls made under faults. With `hold_after`, every EC2
+//! call after the first n is held unanswered, so that a test can kill the process making it
+//! at that exact point.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone, Copy)]
+pub struct FaultPlan {
+    /// Fraction of EC2 calls that fail, spread evenly over the four kinds.
+    pub rate: f64,
+    /// Each EC2 call is delayed by a uniform 0..=max_latency.
+    pub max_latency: Duration,
+    pub seed: u64,
+    /// Answer this many EC2 calls, then hold every later one unanswered.
+    pub hold_after: Option<u64>,
+}
+
+impl FaultPlan {
+    pub fn none() -> Self {
+        FaultPlan {
+            rate: 0.0,
+            max_latency: Duration::ZERO,
+            seed: 1,
+            hold_after: None,
+        }
+    }
+
+    pub fn failing(rate: f64, seed: u64) -> Self {
+        FaultPlan {
+            rate,
+            max_latency: Duration::from_millis(50),
+            seed,
+            hold_after: None,
+        }
+    }
+
+    pub fn holding_after(calls: u64) -> Self {
+        FaultPlan {
+            hold_after: Some(calls),
+            ..FaultPlan::none()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Throttle,
+    ServerError,
+    ResetBefore,
+    LostAnswer,
+}
+
+/// What the proxy saw, by kind.
+#[derive(Debug, Default)]
+pub struct FaultCounts {
+    pub ec2_calls: AtomicU64,
+    pub throttled: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub resets: AtomicU64,
+    pub lost_answers: AtomicU64,
+    pub other_calls: AtomicU64,
+    pub held: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FaultTotals {
+    /// Every EC2 request that reached the proxy, faulted or not.
+    pub ec2_calls: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub resets: u64,
+    /// Calls made on moto whose answer the client never got.
+    pub lost_answers: u64,
+    /// Step Functions, SNS and moto's own API: passed through untouched.
+    pub other_calls: u64,
+}
+
+impl FaultTotals {
+    pub fn faults(&self) -> u64 {
+        self.throttled + self.server_errors + self.resets + self.lost_answers
+    }
+}
+
+impl FaultCounts {
+    pub fn totals(&self) -> FaultTotals {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        FaultTotals {
+            ec2_calls: get(&self.ec2_calls),
+            throttled: get(&self.throttled),
+            server_errors: get(&self.server_errors),
+            resets: get(&self.resets),
+            lost_answers: get(&self.lost_answers),
+            other_calls: get(&self.other_calls),
+        }
+    }
+}
+
+/// A small xorshift generator: the proxy needs cheap, seedable dice, not cryptography.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+struct Shared {
+    upstream: String,
+    http: reqwest::Client,
+    plan: Mutex<FaultPlan>,
+    dice: Mutex<Dice>,
+    counts: FaultCounts,
+    /// The EC2 actions answered, in arrival order.
+    actions: Mutex<Vec<String>>,
+}
+
+/// The running proxy; it stops with the test's runtime.
+pub struct FaultProxy {
+    pub endpoint: String,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on 127.0.0.1 in front of `upstream` (moto's endpoint).
+    pub async fn start(upstream: &str, plan: FaultPlan) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address: SocketAddr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            plan: Mutex::new(plan),
+            dice: Mutex::new(Dice(plan.seed.max(1))),
+            counts: FaultCounts::default(),
+            actions: Mutex::new(Vec::new()),
+        });
+        let serving = shared.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(connection(client, serving.clone()));
+            }
+        });
+        FaultProxy {
+            endpoint: format!("http://{address}"),
+            shared,
+        }
+    }
+
+    /// Changes the plan for calls from now on (e.g. faults only while containing).
+    pub fn set_plan(&self, plan: FaultPlan) {
+        *self.shared.plan.lock().unwrap() = plan;
+    }
+
+    pub fn totals(&self) -> FaultTotals {
+        self.shared.counts.totals()
+    }
+
+    /// The EC2 actions passed to moto so far (held calls are not among them).
+    pub fn actions(&self) -> Vec<String> {
+        self.shared.actions.lock().unwrap().clone()
+    }
+
+    /// Waits until an EC2 call is being held.
+    pub async fn until_held(&self) {
+        while self.shared.counts.held.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn is_ec2(&self) -> bool {
+        self.header("authorization")
+            .is_some_and(|auth| auth.contains("/ec2/aws4_request"))
+    }
+
+    /// The query protocol's `Action=` form field.
+    fn action(&self) -> String {
+        url::form_urlencoded::parse(&self.body)
+            .find(|(key, _)| key == "Action")
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Reads one HTTP/1.1 request (the SDKs send Content-Length bodies); None at end of stream.
+async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).await.ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.ok()?;
+    Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+fn ec2_error(status: &str, code: &str, message: &str) -> Vec<u8> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-proxy</RequestID></Response>"
+    );
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/xml;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Drops the connection with a TCP reset, as a failed load balancer or network does.
+fn reset(stream: TcpStream) {
+    let socket = socket2::SockRef::from(&stream);
+    let _ = socket.set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
+
+async fn connection(client: TcpStream, shared: Arc<Shared>) {
+    let mut reader = BufReader::new(client);
+    while let Some(request) = read_request(&mut reader).await {
+        let (fault, delay) = if request.is_ec2() {
+            let index = shared.counts.ec2_calls.fetch_add(1, Ordering::Relaxed) + 1;
+            let plan = *shared.plan.lock().unwrap();
+            if plan.hold_after.is_some_and(|n| index > n) {
+                shared.counts.held.fetch_add(1, Ordering::Relaxed);
+                // Until the test kills the caller; the proxy dies with the test.
+                std::future::pending::<()>().await;
+            }
+            let mut dice = shared.dice.lock().unwrap();
+            let roll = dice.next();
+            let fault = (roll < plan.rate).then(|| match (roll / plan.rate * 4.0) as u32 {
+                0 => Fault::Throttle,
+                1 => Fault::ServerError,
+                2 => Fault::ResetBefore,
+                _ => Fault::LostAnswer,
+            });
+            (fault, plan.max_latency.mul_f64(dice.next()))
+        } else {
+            shared.counts.other_calls.fetch_add(1, Ordering::Relaxed);
+            (None, Duration::ZERO)
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let counts = &shared.counts;
+        match fault {
+            Some(Fault::Throttle) => {
+                counts.throttled.fetch_add(1, Ordering::Relaxed);
+                let reply = ec2_error(
+                    "503 Service Unavailable",
+                    "RequestLimitExceeded",
+                    "Request limit exceeded.",
+                );
+                if reader.get_mut().write_all(&reply).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(Fault::ServerError) => {
+                counts.server_errors.fetch_add(1, Ordering::Relaxed);
+                let reply = ec2_error(
+                    "500 Internal Server Error",
+                    "InternalError",
+                    "An internal error has occurred.",
+                );
+                if reader.get_mut().write_all(&reply).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(Fault::ResetBefore) => {
+                counts.resets.fetch_add(1, Ordering::Relaxed);
+                return reset(reader.into_inner());
+            }
+            Some(Fault::LostAnswer) | None => {}
+        }
+        if request.is_ec2() {
+            shared.actions.lock().unwrap().push(request.action());
+        }
+        let reply = forward(&shared, &request).await;
+        if fault == Some(Fault::LostAnswer) {
+            counts.lost_answers.fetch_add(1, Ordering::Relaxed);
+            return reset(reader.into_inner());
+        }
+        if reader.get_mut().write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Makes the call on moto and renders its answer as HTTP/1.1 bytes.
+async fn forward(shared: &Shared, request: &Request) -> Vec<u8> {
+    let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap();
+    let mut call = shared
+        .http
+        .request(method, format!("{}{}", shared.upstream, request.path))
+        .body(request.body.clone());
+    for (name, value) in &request.headers {
+        if !["host", "content-length", "connection"]
+            .iter()
+            .any(|skip| name.eq_ignore_ascii_case(skip))
+        {
+            call = call.header(name, value);
+        }
+    }
+    let response = match call.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            return ec2_error(
+                "502 Bad Gateway",
+                "ProxyError",
+                &format!("moto did not answer: {error}"),
+            )
+        }
+    };
+    let status = response.status();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in response.headers() {
+        let skip = ["content-length", "transfer-encoding", "connection"]
+            .iter()
+            .any(|s| name.as_str().eq_ignore_ascii_case(s));
+        if !skip {
+            head.push_str(&format!(
+                "{}: {}\r\n",
+                name,
+                value.to_str().unwrap_or_default()
+            ));
+        }
+    }
+    let body = response.bytes().await.unwrap_or_default();
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dice_spread_faults_over_the_four_kinds_at_the_rate() {
+        let mut dice = Dice(7);
+        let rate = 0.3;
+        let mut kinds = [0u32; 4];
+        let mut faulted = 0;
+        for _ in 0..100_000 {
+            let roll = dice.next();
+            if roll < rate {
+                faulted += 1;
+                kinds[((roll / rate * 4.0) as usize).min(3)] += 1;
+            }
+        }
+        assert!((29_000..31_000).contains(&faulted), "{faulted}");
+        for count in kinds {
+            assert!((7_000..8_000).contains(&count), "{kinds:?}");
+        }
+    }
+}
