@@ -260,10 +260,11 @@ async fn under_30_percent_ec2_faults_every_workflow_contains_and_restores_exactl
             restored += 1;
         } else {
             failures.push(format!(
-                "{}: outcome {}, states {}, {after:?} vs {before:?}\n{}",
+                "{}: outcome {}, states {}, restore {}, {after:?} vs {before:?}\n{}",
                 member.instance,
                 report["outcome"],
                 report["states"],
+                report["output"]["restore"],
                 String::from_utf8_lossy(&output.stderr)
             ));
         }

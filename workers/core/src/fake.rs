@@ -24,6 +24,11 @@ pub struct FakeState {
     pub racing_group: Option<SecurityGroup>,
     /// Someone else's entry that lands in an ACL just before our next create there.
     pub racing_entry: Option<(String, AclEntry)>,
+    /// The next entry is created but its answer is lost, so the SDK's retry of the same call
+    /// finds the number taken (by that very entry).
+    pub lost_entry_answer: bool,
+    /// The next entry is deleted but the answer is lost: the retry finds it gone.
+    pub lost_delete_answer: bool,
     next_id: u32,
 }
 
@@ -394,6 +399,13 @@ impl Ec2 for FakeEc2 {
                 protocol: "-1".into(),
                 cidr: entry.cidr.clone(),
             });
+            if std::mem::take(&mut s.lost_entry_answer) {
+                return Err(CordonError::NaclEntryExists {
+                    acl_id: entry.acl_id.clone(),
+                    direction: Direction::from_egress(entry.egress).name().into(),
+                    rule_number: entry.rule_number,
+                });
+            }
             Ok(())
         })
     }
@@ -401,11 +413,12 @@ impl Ec2 for FakeEc2 {
     async fn delete_acl_entry(&self, acl_id: &str, egress: bool, rule_number: i32) -> Result<()> {
         self.call("DeleteNetworkAclEntry")?;
         self.with(|s| {
+            let lost = std::mem::take(&mut s.lost_delete_answer);
             let acl = s.acls.get_mut(acl_id).expect("known acl");
             let before = acl.entries.len();
             acl.entries
                 .retain(|e| !(e.egress == egress && e.rule_number == rule_number));
-            if acl.entries.len() == before {
+            if acl.entries.len() == before || lost {
                 return Err(CordonError::Ec2 {
                     operation: "DeleteNetworkAclEntry".into(),
                     code: "InvalidNetworkAclEntry.NotFound".into(),

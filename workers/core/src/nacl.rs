@@ -182,6 +182,34 @@ pub fn recorded_entries(acl: &NetworkAcl, instance_id: &str) -> Result<Vec<DenyE
     }
 }
 
+/// Whether `found` is a deny that the ACL's tags record for another quarantined instance:
+/// Cordon's own rule, not someone's change.
+pub fn recorded_for_another(acl: &NetworkAcl, instance_id: &str, found: &AclEntry) -> bool {
+    let own = acl_tag_prefix(instance_id);
+    let mut others: Vec<&str> = acl
+        .tags
+        .iter()
+        .filter_map(|(key, _)| {
+            let rest = key.strip_prefix(crate::record::CORDON_TAG_PREFIX)?;
+            let (instance, _chunk) = rest.rsplit_once(':')?;
+            (crate::ec2::is_instance_id(instance) && !key.starts_with(&format!("{own}:")))
+                .then_some(instance)
+        })
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    found.action == RuleAction::Deny
+        && others.into_iter().any(|other| {
+            recorded_entries(acl, other).is_ok_and(|entries| {
+                entries.iter().any(|e| {
+                    e.egress == found.egress
+                        && e.rule_number == found.rule_number
+                        && e.cidr == found.cidr
+                })
+            })
+        })
+}
+
 /// Writes `entries` as the ACL's record for the instance (dropping stale chunks), keeping
 /// `tags` — our view of the ACL's tags — in step with what was written.
 async fn write_record(
@@ -373,7 +401,9 @@ async fn block_in_acl(
                 }
                 Err(CordonError::NaclEntryExists { .. }) if attempts < NUMBER_RACE_RETRIES => {
                     attempts += 1;
-                    // Someone took the number since we read the ACL: read it again and re-pick.
+                    // Someone took the number since we read the ACL, or our own create went
+                    // through and only its answer was lost (the SDK's retry then finds the
+                    // number taken by it): read the ACL again.
                     match ec2.network_acl(&acl.id).await {
                         Ok(fresh) => view.entries = fresh.entries,
                         Err(error) => {
@@ -381,6 +411,18 @@ async fn block_in_acl(
                             break;
                         }
                     }
+                    let ours = view.entries.iter().any(|e| {
+                        e.rule_number == entry.rule_number
+                            && e.egress == entry.egress
+                            && e.action == RuleAction::Deny
+                            && e.protocol == "-1"
+                            && e.cidr == entry.cidr
+                    });
+                    if ours {
+                        entries.push(entry);
+                        break;
+                    }
+                    // Someone else's: re-pick a free number.
                     let mut blocked = view.entries.clone();
                     blocked.extend(entries.iter().map(|e| AclEntry {
                         rule_number: e.rule_number,
@@ -683,6 +725,59 @@ mod tests {
             .calls()
             .iter()
             .any(|c| c == "CreateNetworkAclEntry" || c == "CreateTags"));
+    }
+
+    #[test]
+    fn an_entry_whose_answer_was_lost_is_ours_and_restore_removes_it() {
+        let ec2 = FakeEc2::standard();
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let before = ec2.acl_entries("acl-a");
+        ec2.with(|s| s.lost_entry_answer = true);
+        let report = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &NaclSettings::default(),
+        ));
+        assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
+        // One entry per wanted deny: the lost answer did not make a second copy elsewhere.
+        let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
+        let denies: Vec<_> = acl_a
+            .entries
+            .iter()
+            .filter(|e| e.action == RuleAction::Deny && e.rule_number < 32767)
+            .collect();
+        assert_eq!(denies.len(), 2, "{denies:?}");
+        let mut recorded = recorded_entries(&acl_a, "i-00000001").unwrap();
+        recorded.sort();
+        let mut reported: Vec<_> = report
+            .nacl_entries
+            .iter()
+            .filter(|e| e.acl_id == "acl-a")
+            .cloned()
+            .collect();
+        reported.sort();
+        assert_eq!(recorded, reported);
+        for entry in &recorded {
+            assert!(denies
+                .iter()
+                .any(|e| e.rule_number == entry.rule_number && e.egress == entry.egress));
+        }
+        let restored = block_on(crate::restore::restore(
+            &ec2,
+            "i-00000001",
+            None,
+            &report.nacl_entries,
+        ))
+        .unwrap();
+        assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+        assert_eq!(ec2.acl_entries("acl-a"), before);
     }
 
     #[test]

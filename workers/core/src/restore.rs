@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ec2::{AclEntry, DenyEntry, Ec2, NetworkAcl, NetworkInterface, RuleAction};
 use crate::error::{CordonError, Result, StepError};
-use crate::nacl::recorded_entries;
+use crate::nacl::{recorded_entries, recorded_for_another};
 use crate::record::{acl_tag_prefix, chunk_keys, state_from_tags, CapturedState, STATE_TAG_PREFIX};
 
 /// What to do with one interface.
@@ -287,9 +287,23 @@ pub async fn restore(
                 .await
             {
                 Ok(()) => report.nacl_entries_removed.push(entry.clone()),
-                Err(error) => errors.push(error),
+                // A delete whose answer was lost fails on the SDK's retry (the entry is gone);
+                // the ACL itself says whether it still holds the rule.
+                Err(error) => match ec2.network_acl(&entry.acl_id).await {
+                    Ok(fresh)
+                        if !fresh.entries.iter().any(|e| {
+                            e.egress == entry.egress && e.rule_number == entry.rule_number
+                        }) =>
+                    {
+                        report.nacl_entries_removed.push(entry.clone())
+                    }
+                    _ => errors.push(error),
+                },
             },
             EntryPlan::AlreadyGone => {}
+            // An earlier attempt of this restore removed our rule, and Cordon has since given
+            // the number to another quarantined instance: ours is gone, theirs stays.
+            EntryPlan::Drift { found } if recorded_for_another(acl, instance_id, &found) => {}
             EntryPlan::Drift { found } => {
                 drift = true;
                 report.nacl_entries_kept.push(KeptEntry {
@@ -406,6 +420,98 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(again.status, crate::capture::CaptureStatus::Captured);
+    }
+
+    #[test]
+    fn a_delete_whose_answer_was_lost_counts_as_removed_and_a_throttled_one_retries() {
+        let ec2 = FakeEc2::standard();
+        let before = ec2.acl_entries("acl-a");
+        let (record, entries) = quarantined(&ec2);
+        ec2.with(|s| s.lost_delete_answer = true);
+        let report = block_on(restore(&ec2, "i-00000001", Some(record.clone()), &entries)).unwrap();
+        assert_eq!(
+            report.status,
+            RestoreStatus::Restored,
+            "{:?}",
+            report.errors
+        );
+        assert_eq!(ec2.acl_entries("acl-a"), before);
+        assert!(ec2.with(|s| s.instances["i-00000001"]
+            .tags
+            .iter()
+            .all(|(k, _)| !k.starts_with("cordon:"))));
+
+        // Throttled on a delete: the restore step fails, so the state machine runs it again,
+        // and the second run finishes the job.
+        let ec2 = FakeEc2::standard();
+        let (record, entries) = quarantined(&ec2);
+        ec2.fail_next(
+            "DeleteNetworkAclEntry",
+            CordonError::Throttled {
+                operation: "DeleteNetworkAclEntry".into(),
+                message: "slow down".into(),
+            },
+        );
+        let input = crate::steps::RestoreInput {
+            instance_id: "i-00000001".into(),
+            account_id: None,
+            region: None,
+            record: Some(record),
+            nacl_entries: entries,
+        };
+        let provider = |_: &crate::ec2::Target| ec2.clone();
+        let error = block_on(crate::steps::restore_step(&provider, &input)).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.Throttled");
+        let again = block_on(crate::steps::restore_step(&provider, &input)).unwrap();
+        assert_eq!(again.status, RestoreStatus::Restored, "{:?}", again.errors);
+        assert_eq!(ec2.acl_entries("acl-a"), before);
+    }
+
+    #[test]
+    fn a_number_reused_by_another_quarantine_after_our_removal_is_not_drift() {
+        for theirs_is_recorded in [true, false] {
+            let ec2 = FakeEc2::standard();
+            let (record, entries) = quarantined(&ec2);
+            let ours = entries
+                .iter()
+                .find(|e| e.acl_id == "acl-a" && !e.egress)
+                .unwrap()
+                .clone();
+            // An earlier attempt removed our inbound rule; another instance's quarantine then
+            // took the same number.
+            block_on(ec2.delete_acl_entry("acl-a", false, ours.rule_number)).unwrap();
+            let theirs = DenyEntry {
+                acl_id: "acl-a".into(),
+                egress: false,
+                rule_number: ours.rule_number,
+                cidr: "10.0.1.9/32".into(),
+            };
+            block_on(ec2.create_deny_entry(&theirs)).unwrap();
+            if theirs_is_recorded {
+                let tag = (
+                    "cordon:i-00000002:0".to_string(),
+                    format!("in:{}:10.0.1.9/32", ours.rule_number),
+                );
+                block_on(ec2.create_tags("acl-a", &[tag])).unwrap();
+            }
+            let report = block_on(restore(&ec2, "i-00000001", Some(record), &entries)).unwrap();
+            let still_theirs = ec2
+                .acl_entries("acl-a")
+                .iter()
+                .any(|e| e.rule_number == theirs.rule_number && e.cidr == theirs.cidr);
+            assert!(still_theirs, "their rule is never touched");
+            if theirs_is_recorded {
+                assert_eq!(
+                    report.status,
+                    RestoreStatus::Restored,
+                    "{:?}",
+                    report.errors
+                );
+            } else {
+                // Not Cordon's: someone changed our rule, and a person must look.
+                assert_eq!(report.status, RestoreStatus::Drift);
+            }
+        }
     }
 
     #[test]

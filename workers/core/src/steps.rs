@@ -240,13 +240,17 @@ pub async fn restore_step(
             region: input.region.clone(),
         })
         .await?;
-    restore(
+    let report = restore(
         &ec2,
         &input.instance_id,
         input.record.clone(),
         &input.nacl_entries,
     )
-    .await
+    .await?;
+    // Throttling or no answer left it unfinished: fail the step so that Step Functions runs
+    // the (idempotent) restore again, instead of reporting a restore that stopped half-way.
+    fail_if_retryable(&report.errors)?;
+    Ok(report)
 }
 
 #[cfg(test)]
