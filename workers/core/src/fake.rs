@@ -29,6 +29,8 @@ pub struct FakeState {
     pub lost_entry_answer: bool,
     /// The next entry is deleted but the answer is lost: the retry finds it gone.
     pub lost_delete_answer: bool,
+    /// After this many calls every call fails: the worker died there.
+    pub dies_after: Option<usize>,
     next_id: u32,
 }
 
@@ -164,6 +166,12 @@ fn set_tags(tags: &mut Vec<(String, String)>, new: &[(String, String)]) {
 impl FakeEc2 {
     fn call(&self, operation: &str) -> Result<()> {
         self.with(|s| {
+            if s.dies_after.is_some_and(|n| s.calls.len() >= n) {
+                return Err(CordonError::Unavailable {
+                    operation: operation.into(),
+                    message: "the worker died".into(),
+                });
+            }
             s.calls.push(operation.to_string());
             match s.failures.iter().position(|(op, _)| op == operation) {
                 Some(at) => Err(s.failures.remove(at).1),

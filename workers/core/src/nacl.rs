@@ -433,12 +433,23 @@ async fn block_in_acl(
                     }));
                     let (numbers, shortfall) =
                         allocate_rule_numbers(&acl.id, &blocked, entry.egress, settings, 1);
-                    match numbers.first() {
-                        Some(number) => entry.rule_number = *number,
-                        None => {
-                            errors.extend(shortfall);
-                            break;
-                        }
+                    let Some(number) = numbers.first() else {
+                        errors.extend(shortfall);
+                        break;
+                    };
+                    // Record before change, again: the new number goes into the record before
+                    // the rule goes into the ACL, or a failure right after the create would
+                    // leave a deny that no record names (and that a re-run would then take
+                    // for someone else's).
+                    if let Some(slot) = intent.iter_mut().find(|e| **e == entry) {
+                        slot.rule_number = *number;
+                    }
+                    entry.rule_number = *number;
+                    if let Err(error) =
+                        write_record(ec2, &acl.id, &mut tags, instance_id, &intent).await
+                    {
+                        errors.push(error);
+                        break;
                     }
                 }
                 Err(error) => {
@@ -778,6 +789,94 @@ mod tests {
         .unwrap();
         assert!(restored.errors.is_empty(), "{:?}", restored.errors);
         assert_eq!(ec2.acl_entries("acl-a"), before);
+    }
+
+    #[test]
+    fn a_block_killed_at_any_call_and_run_again_leaves_no_deny_unrecorded() {
+        let theirs = AclEntry {
+            rule_number: 1,
+            egress: false,
+            action: RuleAction::Deny,
+            protocol: "6".into(),
+            cidr: "10.9.9.9/32".into(),
+        };
+        let setup = |dies_after: Option<usize>| {
+            let ec2 = FakeEc2::standard();
+            // A collision on the way, so that the re-pick path is crossed too.
+            ec2.with(|s| {
+                s.racing_entry = Some(("acl-a".into(), theirs.clone()));
+                s.dies_after = dies_after;
+            });
+            ec2
+        };
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let run = |ec2: &FakeEc2| {
+            block_on(block(
+                ec2,
+                &record,
+                &remote("198.51.100.7"),
+                &NaclSettings::default(),
+            ))
+        };
+        let clean = setup(None);
+        run(&clean);
+        let total = clean.calls().len();
+        let before = |ec2: &FakeEc2| (ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b"));
+        for dies_after in 0..total {
+            let ec2 = setup(Some(dies_after));
+            let untouched = before(&FakeEc2::standard());
+            run(&ec2);
+            ec2.with(|s| s.dies_after = None);
+            let again = run(&ec2);
+            assert_eq!(
+                again.status,
+                StepStatus::Done,
+                "died after {dies_after}: {:?}",
+                again.errors
+            );
+            for acl_id in ["acl-a", "acl-b"] {
+                let acl = block_on(ec2.network_acl(acl_id)).unwrap();
+                let mut ours: Vec<DenyEntry> = acl
+                    .entries
+                    .iter()
+                    .filter(|e| {
+                        e.action == RuleAction::Deny && e.rule_number < 32767 && **e != theirs
+                    })
+                    .map(|e| DenyEntry {
+                        acl_id: acl_id.into(),
+                        egress: e.egress,
+                        rule_number: e.rule_number,
+                        cidr: e.cidr.clone(),
+                    })
+                    .collect();
+                ours.sort();
+                let mut recorded = recorded_entries(&acl, "i-00000001").unwrap();
+                recorded.sort();
+                assert_eq!(ours, recorded, "died after call {dies_after} in {acl_id}");
+            }
+            let restored =
+                block_on(crate::restore::restore(&ec2, "i-00000001", None, &[])).unwrap();
+            assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+            let (a, b) = before(&ec2);
+            let mut expected_a = untouched.0.clone();
+            expected_a.push(theirs.clone());
+            let sorted = |mut v: Vec<AclEntry>| {
+                v.sort_by_key(|e| (e.egress, e.rule_number));
+                v
+            };
+            assert_eq!(
+                sorted(a),
+                sorted(expected_a),
+                "died after call {dies_after}"
+            );
+            assert_eq!(b, untouched.1);
+        }
     }
 
     #[test]
