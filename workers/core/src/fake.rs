@@ -27,6 +27,8 @@ pub struct FakeState {
     /// The next entry is created but its answer is lost, so the SDK's retry of the same call
     /// finds the number taken (by that very entry).
     pub lost_entry_answer: bool,
+    /// The next entry is created, its answer lost, and the SDK's retries are all throttled.
+    pub lost_entry_answer_then_throttled: bool,
     /// The next entry is deleted but the answer is lost: the retry finds it gone.
     pub lost_delete_answer: bool,
     /// After this many calls every call fails: the worker died there.
@@ -407,6 +409,12 @@ impl Ec2 for FakeEc2 {
                 protocol: "-1".into(),
                 cidr: entry.cidr.clone(),
             });
+            if std::mem::take(&mut s.lost_entry_answer_then_throttled) {
+                return Err(CordonError::Throttled {
+                    operation: "CreateNetworkAclEntry".into(),
+                    message: "the answer was lost and every retry was throttled".into(),
+                });
+            }
             if std::mem::take(&mut s.lost_entry_answer) {
                 return Err(CordonError::NaclEntryExists {
                     acl_id: entry.acl_id.clone(),

@@ -182,6 +182,17 @@ pub fn recorded_entries(acl: &NetworkAcl, instance_id: &str) -> Result<Vec<DenyE
     }
 }
 
+/// Whether the ACL holds exactly this deny entry of ours.
+fn holds(entries: &[AclEntry], entry: &DenyEntry) -> bool {
+    entries.iter().any(|e| {
+        e.rule_number == entry.rule_number
+            && e.egress == entry.egress
+            && e.action == RuleAction::Deny
+            && e.protocol == "-1"
+            && e.cidr == entry.cidr
+    })
+}
+
 /// Whether `found` is a deny that the ACL's tags record for another quarantined instance:
 /// Cordon's own rule, not someone's change.
 pub fn recorded_for_another(acl: &NetworkAcl, instance_id: &str, found: &AclEntry) -> bool {
@@ -384,6 +395,7 @@ async fn block_in_acl(
         };
     }
     let mut view = acl.clone();
+    let mut uncertain = Vec::new();
     for mut entry in planned {
         let mut attempts = 0;
         loop {
@@ -411,14 +423,7 @@ async fn block_in_acl(
                             break;
                         }
                     }
-                    let ours = view.entries.iter().any(|e| {
-                        e.rule_number == entry.rule_number
-                            && e.egress == entry.egress
-                            && e.action == RuleAction::Deny
-                            && e.protocol == "-1"
-                            && e.cidr == entry.cidr
-                    });
-                    if ours {
+                    if holds(&view.entries, &entry) {
                         entries.push(entry);
                         break;
                     }
@@ -453,14 +458,28 @@ async fn block_in_acl(
                     }
                 }
                 Err(error) => {
-                    errors.push(error);
+                    // A create that failed may still have happened (its answer lost, then the
+                    // SDK's retries failed as well): the ACL says whether the rule is there.
+                    // Dropping it from the record would leave a deny that a re-run takes for
+                    // someone else's and that restore never removes.
+                    match ec2.network_acl(&acl.id).await {
+                        Ok(fresh) if holds(&fresh.entries, &entry) => entries.push(entry),
+                        Ok(_) => errors.push(error),
+                        Err(_) => {
+                            uncertain.push(entry);
+                            errors.push(error);
+                        }
+                    }
                     break;
                 }
             }
         }
     }
-    if entries != intent {
-        if let Err(error) = write_record(ec2, &acl.id, &mut tags, instance_id, &entries).await {
+    // Entries whose fate is unknown stay in the record: restore finds them gone or removes them.
+    let mut recorded = entries.clone();
+    recorded.extend(uncertain);
+    if recorded != intent {
+        if let Err(error) = write_record(ec2, &acl.id, &mut tags, instance_id, &recorded).await {
             errors.push(error);
         }
     }
@@ -789,6 +808,52 @@ mod tests {
         .unwrap();
         assert!(restored.errors.is_empty(), "{:?}", restored.errors);
         assert_eq!(ec2.acl_entries("acl-a"), before);
+    }
+
+    #[test]
+    fn a_create_that_failed_but_happened_stays_recorded_and_is_restored() {
+        let ec2 = FakeEc2::standard();
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let before = (ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b"));
+        ec2.with(|s| s.lost_entry_answer_then_throttled = true);
+        let first = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &NaclSettings::default(),
+        ));
+        let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
+        let recorded = recorded_entries(&acl_a, "i-00000001").unwrap();
+        for entry in acl_a
+            .entries
+            .iter()
+            .filter(|e| e.action == RuleAction::Deny && e.rule_number < 32767)
+        {
+            assert!(
+                recorded
+                    .iter()
+                    .any(|r| r.rule_number == entry.rule_number && r.egress == entry.egress),
+                "{entry:?} is in the ACL but not in the record {recorded:?} ({:?})",
+                first.errors
+            );
+        }
+        // The state machine runs the step again, then an analyst approves.
+        let again = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &NaclSettings::default(),
+        ));
+        assert_eq!(again.status, StepStatus::Done, "{:?}", again.errors);
+        let restored = block_on(crate::restore::restore(&ec2, "i-00000001", None, &[])).unwrap();
+        assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+        assert_eq!((ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b")), before);
     }
 
     #[test]
