@@ -442,6 +442,40 @@ fn network_acl_of(acl: &aws_sdk_ec2::types::NetworkAcl) -> NetworkAcl {
     }
 }
 
+impl AwsEc2 {
+    /// Creates a security group named and tagged at creation (the IAM conditions require the
+    /// tags in the same call); `GroupDuplicate` names the group when the name is taken.
+    async fn create_named_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+        description: &str,
+        tags: &[(String, String)],
+    ) -> Result<String> {
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::SecurityGroup)
+            .set_tags(Some(sdk_tags(tags)))
+            .build();
+        let output = self
+            .client
+            .create_security_group()
+            .group_name(name)
+            .description(description)
+            .vpc_id(vpc_id)
+            .tag_specifications(tags)
+            .send()
+            .await
+            .map_err(|e| match sdk_error("CreateSecurityGroup", vpc_id, e) {
+                CordonError::GroupDuplicate { vpc_id, .. } => CordonError::GroupDuplicate {
+                    vpc_id,
+                    group_name: name.to_string(),
+                },
+                other => other,
+            })?;
+        Ok(output.group_id().unwrap_or_default().to_string())
+    }
+}
+
 impl Ec2 for AwsEc2 {
     async fn describe_instance(&self, instance_id: &str) -> Result<Instance> {
         let output = self
@@ -537,33 +571,13 @@ impl Ec2 for AwsEc2 {
 
     async fn create_cordon_group(&self, vpc_id: &str, role: GroupRole) -> Result<SecurityGroup> {
         let name = role.group_name(vpc_id);
-        let tags = TagSpecification::builder()
-            .resource_type(ResourceType::SecurityGroup)
-            .tags(
-                Tag::builder()
-                    .key(GroupRole::TAG_KEY)
-                    .value(role.tag_value())
-                    .build(),
-            )
-            .tags(Tag::builder().key("Name").value(&name).build())
-            .build();
-        let output = self
-            .client
-            .create_security_group()
-            .group_name(&name)
-            .description(role.description())
-            .vpc_id(vpc_id)
-            .tag_specifications(tags)
-            .send()
-            .await
-            .map_err(|e| match sdk_error("CreateSecurityGroup", vpc_id, e) {
-                CordonError::GroupDuplicate { vpc_id, .. } => CordonError::GroupDuplicate {
-                    vpc_id,
-                    group_name: name.clone(),
-                },
-                other => other,
-            })?;
-        let id = output.group_id().unwrap_or_default().to_string();
+        let tags = [
+            (GroupRole::TAG_KEY.to_string(), role.tag_value().to_string()),
+            ("Name".to_string(), name.clone()),
+        ];
+        let id = self
+            .create_named_group(vpc_id, &name, role.description(), &tags)
+            .await?;
         // A new VPC group starts with EC2's default egress rule(s); read them back so the
         // caller reconciles against what really exists.
         let described = self
@@ -592,31 +606,14 @@ impl Ec2 for AwsEc2 {
         claimed_at: &str,
     ) -> Result<String> {
         let name = crate::claim::group_name(instance_id);
-        let tags = TagSpecification::builder()
-            .resource_type(ResourceType::SecurityGroup)
-            .set_tags(Some(sdk_tags(&crate::claim::claim_tags(
-                instance_id,
-                owner,
-                claimed_at,
-            ))))
-            .build();
-        let output = self
-            .client
-            .create_security_group()
-            .group_name(&name)
-            .description(crate::claim::description(instance_id))
-            .vpc_id(vpc_id)
-            .tag_specifications(tags)
-            .send()
-            .await
-            .map_err(|e| match sdk_error("CreateSecurityGroup", vpc_id, e) {
-                CordonError::GroupDuplicate { vpc_id, .. } => CordonError::GroupDuplicate {
-                    vpc_id,
-                    group_name: name.clone(),
-                },
-                other => other,
-            })?;
-        Ok(output.group_id().unwrap_or_default().to_string())
+        let tags = crate::claim::claim_tags(instance_id, owner, claimed_at);
+        self.create_named_group(
+            vpc_id,
+            &name,
+            &crate::claim::description(instance_id),
+            &tags,
+        )
+        .await
     }
 
     async fn delete_group(&self, group_id: &str) -> Result<()> {
