@@ -31,6 +31,10 @@ pub struct FakeState {
     pub lost_entry_answer_then_throttled: bool,
     /// The next entry is deleted but the answer is lost: the retry finds it gone.
     pub lost_delete_answer: bool,
+    /// Another execution makes the same rule change on a group just before our next call of
+    /// this operation (`AuthorizeSecurityGroup` or `RevokeSecurityGroup`): both found the
+    /// group new and are putting its rules right.
+    pub racing_rule_change: Option<String>,
     /// After this many calls every call fails: the worker died there.
     pub dies_after: Option<usize>,
     next_id: u32,
@@ -339,29 +343,59 @@ impl Ec2 for FakeEc2 {
     ) -> Result<()> {
         self.call("AuthorizeSecurityGroup")?;
         self.with(|s| {
+            let racing = s.racing_rule_change.as_deref() == Some("AuthorizeSecurityGroup");
+            if racing {
+                s.racing_rule_change = None;
+            }
             let group = s.groups.get_mut(group_id).expect("known group");
             let list = if direction.is_egress() {
                 &mut group.egress
             } else {
                 &mut group.ingress
             };
+            if racing {
+                list.extend(rules.iter().cloned());
+            }
+            // As EC2: one rule already there refuses the whole call, and adds nothing.
+            if rules.iter().any(|rule| list.contains(rule)) {
+                return Err(CordonError::Ec2 {
+                    operation: "AuthorizeSecurityGroup".into(),
+                    code: "InvalidPermission.Duplicate".into(),
+                    message: "The specified rule already exists".into(),
+                });
+            }
             list.extend(rules.iter().cloned());
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     async fn revoke(&self, group_id: &str, direction: Direction, rules: &[SgRule]) -> Result<()> {
         self.call("RevokeSecurityGroup")?;
         self.with(|s| {
+            let racing = s.racing_rule_change.as_deref() == Some("RevokeSecurityGroup");
+            if racing {
+                s.racing_rule_change = None;
+            }
             let group = s.groups.get_mut(group_id).expect("known group");
             let list = if direction.is_egress() {
                 &mut group.egress
             } else {
                 &mut group.ingress
             };
+            if racing {
+                list.retain(|rule| !rules.contains(rule));
+            }
+            // As EC2: one rule not there refuses the whole call, and removes nothing.
+            if rules.iter().any(|rule| !list.contains(rule)) {
+                return Err(CordonError::Ec2 {
+                    operation: "RevokeSecurityGroup".into(),
+                    code: "InvalidPermission.NotFound".into(),
+                    message: "The specified rule does not exist in this security group".into(),
+                });
+            }
             list.retain(|rule| !rules.contains(rule));
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     async fn network_acls(&self, vpc_id: &str) -> Result<Vec<NetworkAcl>> {

@@ -124,6 +124,14 @@ fn find_group(groups: &[SecurityGroup], vpc_id: &str, role: GroupRole) -> Option
         .cloned()
 }
 
+/// How many times the rules are read again after a change lost a race; each round can only
+/// lose to a change that moved the group towards the same rules.
+const RECONCILE_ROUNDS: usize = 3;
+
+/// Puts the group's rules right. Executions that find a group new all do this at once (and
+/// a lost answer makes our own earlier change look like someone else's): EC2 then refuses an
+/// authorize as `InvalidPermission.Duplicate` or a revoke as `InvalidPermission.NotFound`,
+/// and the group is read again and compared again, since those refusals change nothing.
 async fn reconcile_rules(
     ec2: &impl Ec2,
     group: &SecurityGroup,
@@ -131,11 +139,45 @@ async fn reconcile_rules(
     forensic: Option<&ForensicSource>,
 ) -> Result<()> {
     let (ingress, egress) = desired_rules(role, forensic);
+    let mut group = group.clone();
+    let mut round = 1;
+    loop {
+        match change_rules(ec2, &group, &ingress, &egress).await {
+            Err(CordonError::Ec2 { code, .. })
+                if round < RECONCILE_ROUNDS
+                    && matches!(
+                        code.as_str(),
+                        "InvalidPermission.Duplicate" | "InvalidPermission.NotFound"
+                    ) =>
+            {
+                round += 1;
+                group = ec2
+                    .cordon_groups(std::slice::from_ref(&group.vpc_id))
+                    .await?
+                    .into_iter()
+                    .find(|g| g.id == group.id)
+                    .ok_or_else(|| CordonError::Ec2 {
+                        operation: "DescribeSecurityGroups".into(),
+                        code: "InvalidGroup.NotFound".into(),
+                        message: format!("{} was deleted while Cordon set its rules", group.id),
+                    })?;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn change_rules(
+    ec2: &impl Ec2,
+    group: &SecurityGroup,
+    ingress: &[SgRule],
+    egress: &[SgRule],
+) -> Result<()> {
     for (direction, actual, desired) in [
         (Direction::Ingress, &group.ingress, ingress),
         (Direction::Egress, &group.egress, egress),
     ] {
-        let (revoke, authorize) = rule_changes(actual, &desired);
+        let (revoke, authorize) = rule_changes(actual, desired);
         if !revoke.is_empty() {
             ec2.revoke(&group.id, direction, &revoke).await?;
         }
@@ -425,6 +467,32 @@ mod tests {
         );
         // Their group was missing its rules; ours were put on it.
         assert_eq!(ec2.with(|s| s.groups["sg-theirs"].ingress.len()), 2);
+    }
+
+    #[test]
+    fn rules_changed_by_another_execution_at_the_same_time_are_read_again_not_fatal() {
+        // Both executions found the VPC without Cordon's groups; the other one revokes the
+        // default egress rule and authorizes the rules just before we do, each time.
+        for operation in ["RevokeSecurityGroup", "AuthorizeSecurityGroup"] {
+            let ec2 = FakeEc2::standard();
+            let record = captured(&ec2);
+            ec2.with(|s| s.racing_rule_change = Some(operation.into()));
+            let report = block_on(isolate(&ec2, &record, None)).unwrap();
+            assert_eq!(report.status, StepStatus::Done, "{operation}");
+            let isolation = &report.groups["vpc-1"].isolation;
+            assert_eq!(
+                ec2.interface_groups("eni-1"),
+                std::slice::from_ref(isolation)
+            );
+            let (ingress, egress) = desired_rules(GroupRole::Isolation, None);
+            let group = ec2.with(|s| s.groups[isolation].clone());
+            assert_eq!(
+                (group.ingress, group.egress),
+                (ingress, egress),
+                "{operation}"
+            );
+            assert_eq!(ec2.with(|s| s.racing_rule_change.clone()), None, "raced");
+        }
     }
 
     #[test]
