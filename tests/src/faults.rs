@@ -134,6 +134,8 @@ struct Shared {
     counts: FaultCounts,
     /// The EC2 actions answered, in arrival order.
     actions: Mutex<Vec<String>>,
+    /// Every EC2 call with what the proxy did to it, in arrival order.
+    trace: Mutex<Vec<String>>,
 }
 
 /// The running proxy; it stops with the test's runtime.
@@ -154,6 +156,7 @@ impl FaultProxy {
             dice: Mutex::new(Dice(plan.seed.max(1))),
             counts: FaultCounts::default(),
             actions: Mutex::new(Vec::new()),
+            trace: Mutex::new(Vec::new()),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -179,6 +182,12 @@ impl FaultProxy {
     /// The EC2 actions passed to moto so far (held calls are not among them).
     pub fn actions(&self) -> Vec<String> {
         self.shared.actions.lock().unwrap().clone()
+    }
+
+    /// Every EC2 call so far, one line each: what the proxy did (`ok`, `throttled`, `500`,
+    /// `reset`, `lost`) and the call's form fields, for diagnosing a failed scenario.
+    pub fn trace(&self) -> Vec<String> {
+        self.shared.trace.lock().unwrap().clone()
     }
 
     /// Waits until an EC2 call is being held.
@@ -207,6 +216,22 @@ impl Request {
     fn is_ec2(&self) -> bool {
         self.header("authorization")
             .is_some_and(|auth| auth.contains("/ec2/aws4_request"))
+    }
+
+    /// One line: the fault (or `ok`) and the call's form fields, minus the API version.
+    fn describe(&self, fault: Option<Fault>) -> String {
+        let what = match fault {
+            None => "ok",
+            Some(Fault::Throttle) => "throttled",
+            Some(Fault::ServerError) => "500",
+            Some(Fault::ResetBefore) => "reset",
+            Some(Fault::LostAnswer) => "lost",
+        };
+        let fields: Vec<String> = url::form_urlencoded::parse(&self.body)
+            .filter(|(key, _)| key != "Version")
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        format!("{what} {}", fields.join(" "))
     }
 
     /// The query protocol's `Action=` form field.
@@ -299,6 +324,9 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
             tokio::time::sleep(delay).await;
         }
         let counts = &shared.counts;
+        if request.is_ec2() {
+            shared.trace.lock().unwrap().push(request.describe(fault));
+        }
         match fault {
             Some(Fault::Throttle) => {
                 counts.throttled.fetch_add(1, Ordering::Relaxed);

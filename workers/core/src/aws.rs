@@ -15,6 +15,13 @@ use crate::ec2::{
 };
 use crate::error::{CordonError, Result};
 
+/// Attempts per EC2 call, the first included (the SDK's default is 3). Every Cordon call is
+/// safe to repeat (creates are claimed, re-read or recorded first), and a call that gives up
+/// fails its whole step, which the state machine then runs again from the start: during an
+/// incident, when EC2 throttles the account, retrying the one call costs far less. With 30%
+/// of calls failing, 3 attempts gave up on one call in 37; 5 give up on one in 400.
+pub const EC2_MAX_ATTEMPTS: u32 = 5;
+
 /// Where and as whom to call AWS. Unset fields fall back to the standard AWS environment
 /// variables and shared config (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, ...).
 #[derive(Debug, Clone, Default)]
@@ -112,7 +119,9 @@ impl AwsContext {
         region: Option<&str>,
         credentials: Option<aws_sdk_ec2::config::Credentials>,
     ) -> AwsEc2 {
-        let mut builder = aws_sdk_ec2::config::Builder::from(&self.config);
+        let mut builder = aws_sdk_ec2::config::Builder::from(&self.config).retry_config(
+            aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(EC2_MAX_ATTEMPTS),
+        );
         if let Some(region) = region {
             builder = builder.region(Region::new(region.to_string()));
         }
