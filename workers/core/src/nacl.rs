@@ -136,9 +136,7 @@ pub fn allocate_rule_numbers(
         Some(allow) => settings.band.last.min(allow - 1),
         None => settings.band.last,
     };
-    let free: Vec<i32> = (settings.band.first..=last)
-        .filter(|n| !in_direction.iter().any(|e| e.rule_number == *n))
-        .collect();
+    let free = free_numbers(entries, egress, settings);
     let numbers: Vec<i32> = free.iter().copied().take(count.min(room)).collect();
     if numbers.len() == count {
         return (numbers, None);
@@ -159,6 +157,48 @@ pub fn allocate_rule_numbers(
         }
     };
     (numbers, Some(shortfall))
+}
+
+/// The numbers of the band (below the lowest allow rule) that no entry of this direction holds.
+fn free_numbers(entries: &[AclEntry], egress: bool, settings: &NaclSettings) -> Vec<i32> {
+    let last = match lowest_allow(entries, egress) {
+        Some(allow) => settings.band.last.min(allow - 1),
+        None => settings.band.last,
+    };
+    (settings.band.first..=last)
+        .filter(|n| {
+            !entries
+                .iter()
+                .any(|e| e.egress == egress && e.rule_number == *n)
+        })
+        .collect()
+}
+
+/// The number to try after losing one to another execution. Everyone who lost it reads the
+/// same free numbers; were each to take the lowest again, they would collide again (ten
+/// instances of one VPC contained at once ran out of retries that way). So the pick is spread
+/// over the free numbers by the instance and the attempt. Denies in the band do not depend on
+/// their order, so any free number serves.
+pub fn repick_rule_number(
+    acl_id: &str,
+    entries: &[AclEntry],
+    egress: bool,
+    settings: &NaclSettings,
+    instance_id: &str,
+    attempt: usize,
+) -> Result<i32> {
+    let (lowest, shortfall) = allocate_rule_numbers(acl_id, entries, egress, settings, 1);
+    if lowest.is_empty() {
+        return Err(shortfall.expect("no number comes with its reason"));
+    }
+    let free = free_numbers(entries, egress, settings);
+    // FNV-1a: stable, and enough to spread a handful of contenders.
+    let spread = format!("{instance_id}/{attempt}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    Ok(free[(spread % free.len() as u64) as usize])
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,7 +293,7 @@ async fn write_record(
 }
 
 /// How often a number taken by someone else between our read and our write is re-picked.
-const NUMBER_RACE_RETRIES: usize = 3;
+const NUMBER_RACE_RETRIES: usize = 6;
 
 /// Adds the denies for the recorded instance. The intended entries are recorded on each ACL
 /// before they are created, so that a crash half-way leaves nothing restore cannot find.
@@ -436,20 +476,28 @@ async fn block_in_acl(
                         protocol: "-1".into(),
                         cidr: e.cidr.clone(),
                     }));
-                    let (numbers, shortfall) =
-                        allocate_rule_numbers(&acl.id, &blocked, entry.egress, settings, 1);
-                    let Some(number) = numbers.first() else {
-                        errors.extend(shortfall);
-                        break;
+                    let number = match repick_rule_number(
+                        &acl.id,
+                        &blocked,
+                        entry.egress,
+                        settings,
+                        instance_id,
+                        attempts,
+                    ) {
+                        Ok(number) => number,
+                        Err(shortfall) => {
+                            errors.push(shortfall);
+                            break;
+                        }
                     };
                     // Record before change, again: the new number goes into the record before
                     // the rule goes into the ACL, or a failure right after the create would
                     // leave a deny that no record names (and that a re-run would then take
                     // for someone else's).
                     if let Some(slot) = intent.iter_mut().find(|e| **e == entry) {
-                        slot.rule_number = *number;
+                        slot.rule_number = number;
                     }
-                    entry.rule_number = *number;
+                    entry.rule_number = number;
                     if let Err(error) =
                         write_record(ec2, &acl.id, &mut tags, instance_id, &intent).await
                     {
@@ -496,6 +544,7 @@ mod tests {
     use crate::config::RuleBand;
     use crate::fake::{block_on, default_acl, interface, FakeEc2};
     use crate::record::RECORD_VERSION;
+    use std::collections::BTreeSet;
 
     fn record(interfaces: Vec<crate::ec2::NetworkInterface>) -> CapturedState {
         CapturedState {
@@ -976,7 +1025,10 @@ mod tests {
         recorded.sort();
         let numbers: Vec<(bool, i32)> =
             recorded.iter().map(|e| (e.egress, e.rule_number)).collect();
-        assert_eq!(numbers, [(false, 2), (true, 1)]);
+        // Outbound kept the lowest number; inbound moved off theirs to another free one.
+        assert_eq!(numbers[1], (true, 1));
+        assert!(!numbers[0].0 && numbers[0].1 != 1, "{numbers:?}");
+        assert!(NaclSettings::default().band.first <= numbers[0].1);
         for entry in &recorded {
             assert!(acl_a
                 .entries
@@ -985,6 +1037,54 @@ mod tests {
                     && e.egress == entry.egress
                     && e.cidr == entry.cidr));
         }
+    }
+
+    #[test]
+    fn executions_that_lost_the_same_number_re_pick_different_free_ones() {
+        let acl = default_acl("acl-a", &["subnet-a"]);
+        let settings = NaclSettings::default();
+        // Ten instances lost rule 1 together; where do they go next?
+        let picks: BTreeSet<i32> = (1..=10)
+            .map(|n| {
+                let instance = format!("i-{n:08x}");
+                repick_rule_number("acl-a", &acl.entries, false, &settings, &instance, 1).unwrap()
+            })
+            .collect();
+        assert!(picks.len() >= 8, "spread over free numbers: {picks:?}");
+        let free = free_numbers(&acl.entries, false, &settings);
+        assert!(picks.iter().all(|n| free.contains(n)), "{picks:?}");
+        // The same instance tries another number on its next attempt.
+        let again = |attempt| {
+            repick_rule_number(
+                "acl-a",
+                &acl.entries,
+                false,
+                &settings,
+                "i-00000001",
+                attempt,
+            )
+            .unwrap()
+        };
+        assert_ne!(again(1), again(2));
+    }
+
+    #[test]
+    fn a_re_pick_in_a_full_band_names_the_limit() {
+        let mut acl = default_acl("acl-a", &["subnet-a"]);
+        let settings = NaclSettings {
+            rule_quota: 3,
+            ..NaclSettings::default()
+        };
+        acl.entries.push(AclEntry {
+            rule_number: 1,
+            egress: false,
+            action: RuleAction::Deny,
+            protocol: "-1".into(),
+            cidr: "10.9.9.9/32".into(),
+        });
+        let error = repick_rule_number("acl-a", &acl.entries, false, &settings, "i-00000001", 1)
+            .unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.NaclQuotaExceeded");
     }
 
     #[test]
