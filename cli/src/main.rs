@@ -9,12 +9,12 @@ use clap::{Args, Parser, Subcommand};
 
 mod demo;
 use cordon_core::aws::{AwsContext, AwsEc2, AwsTarget};
-use cordon_core::capture::{capture, CaptureStatus, FindingSummary};
+use cordon_core::capture::{capture_seeing_groups, CaptureStatus, FindingSummary};
 use cordon_core::config::{parse_severity, Config, ForensicSource, RuleBand};
 use cordon_core::ec2::{DenyEntry, Ec2};
 use cordon_core::error::StepError;
 use cordon_core::finding::{parse_document, Finding, ParsedFinding};
-use cordon_core::isolate::{isolate, StepStatus};
+use cordon_core::isolate::{isolate_seen, StepStatus};
 use cordon_core::nacl::block;
 use cordon_core::policy::Verdict;
 use cordon_core::record::{state_from_tags, STATE_TAG_PREFIX};
@@ -406,7 +406,8 @@ async fn contain(
 ) -> Result<IsolateOutput, CordonError> {
     eprintln!("cordon: capturing {instance_id}");
     // Break glass acts whatever executions claim the instance; isolation is idempotent.
-    let captured = capture(ec2, instance_id, summary.clone(), None, &now_rfc3339()).await?;
+    let (captured, seen_groups) =
+        capture_seeing_groups(ec2, instance_id, summary.clone(), None, &now_rfc3339()).await?;
     let mut output = IsolateOutput {
         instance_id: Some(instance_id.to_string()),
         status: "isolated",
@@ -439,8 +440,28 @@ async fn contain(
     }
     let record = captured.record.expect("a capture holds its record");
 
-    eprintln!("cordon: isolating {} interface(s)", record.interfaces.len());
-    let isolation = isolate(ec2, &record, config.forensic_access.as_ref()).await?;
+    eprintln!(
+        "cordon: isolating {} interface(s) and blocking in network ACLs",
+        record.interfaces.len()
+    );
+    // Independent of each other, as in the state machine's Parallel state: the ACL entries
+    // go in while the groups are swapped, and each is done even if the other fails.
+    let forensic = config.forensic_access.as_ref();
+    let (isolation, nacl) = tokio::join!(
+        isolate_seen(ec2, &record, forensic, Some(seen_groups)),
+        block(ec2, &record, remote, &config.nacl)
+    );
+    output.nacl_entries = nacl.nacl_entries;
+    output.notes = nacl.notes;
+    output.notes.extend(nacl.already_denied);
+    if isolation.is_err() {
+        // The entries are recorded on their ACLs, where `cordon restore` finds them.
+        eprintln!(
+            "cordon: the groups were not swapped; {} ACL entries were added",
+            output.nacl_entries.len()
+        );
+    }
+    let isolation = isolation?;
     output.enis = isolation
         .enis
         .iter()
@@ -452,12 +473,6 @@ async fn contain(
         .collect();
     output.termination_protection = Some(isolation.termination_protection);
     output.errors.extend(isolation.errors.iter().cloned());
-
-    eprintln!("cordon: blocking in network ACLs");
-    let nacl = block(ec2, &record, remote, &config.nacl).await;
-    output.nacl_entries = nacl.nacl_entries;
-    output.notes = nacl.notes;
-    output.notes.extend(nacl.already_denied);
     output.errors.extend(nacl.errors.iter().cloned());
 
     let partial = isolation.status == StepStatus::Partial || nacl.status == StepStatus::Partial;

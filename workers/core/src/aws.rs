@@ -578,6 +578,21 @@ impl Ec2 for AwsEc2 {
             .collect())
     }
 
+    async fn cordon_groups_anywhere(&self) -> Result<Vec<SecurityGroup>> {
+        let output = self
+            .client
+            .describe_security_groups()
+            .filters(filter("tag-key", &[GroupRole::TAG_KEY.to_string()]))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeSecurityGroups", "the region", e))?;
+        Ok(output
+            .security_groups()
+            .iter()
+            .map(security_group_of)
+            .collect())
+    }
+
     async fn create_cordon_group(&self, vpc_id: &str, role: GroupRole) -> Result<SecurityGroup> {
         let name = role.group_name(vpc_id);
         let tags = [

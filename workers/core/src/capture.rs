@@ -107,12 +107,34 @@ pub async fn capture(
     owner: Option<&str>,
     now: &str,
 ) -> Result<CaptureOutput> {
-    let instance = ec2.describe_instance(instance_id).await?;
+    Ok(capture_seeing_groups(ec2, instance_id, finding, owner, now)
+        .await?
+        .0)
+}
+
+/// [`capture`], also giving the Cordon groups it read in the instance's VPCs (none when it
+/// stopped before reading them), so that isolating in the same process need not read them
+/// again.
+pub async fn capture_seeing_groups(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    finding: Option<FindingSummary>,
+    owner: Option<&str>,
+    now: &str,
+) -> Result<(CaptureOutput, Vec<SecurityGroup>)> {
+    // The protection flag and Cordon's groups need no answer from the description: all three
+    // are read at once (two round trips fewer on the way to isolation, wasted only for an
+    // instance that is skipped).
+    let (instance, termination_protection, groups_anywhere) = tokio::join!(
+        ec2.describe_instance(instance_id),
+        ec2.termination_protection(instance_id),
+        ec2.cordon_groups_anywhere()
+    );
+    let instance = instance?;
     let skip = |reason: String| {
-        Ok(CaptureOutput::skipped(
-            Some(instance_id.into()),
-            finding.clone(),
-            reason,
+        Ok((
+            CaptureOutput::skipped(Some(instance_id.into()), finding.clone(), reason),
+            Vec::new(),
         ))
     };
     if is_exempt(&instance.tags) {
@@ -130,7 +152,10 @@ pub async fn capture(
         return skip(format!("instance {instance_id} has no network interface"));
     }
     let vpc_ids = instance.vpc_ids();
-    let cordon_groups = ec2.cordon_groups(&vpc_ids).await?;
+    let cordon_groups: Vec<SecurityGroup> = groups_anywhere?
+        .into_iter()
+        .filter(|group| vpc_ids.contains(&group.vpc_id))
+        .collect();
     if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups) {
         let mut warnings = Vec::new();
         let record = match state_from_tags(instance_id, &instance.tags) {
@@ -140,7 +165,7 @@ pub async fn capture(
                 None
             }
         };
-        return Ok(CaptureOutput {
+        let output = CaptureOutput {
             status: CaptureStatus::AlreadyQuarantined,
             reason: evidence,
             instance_id: Some(instance_id.into()),
@@ -149,24 +174,22 @@ pub async fn capture(
             record,
             warnings,
             approval_timeout_seconds: None,
-        });
+        };
+        return Ok((output, cordon_groups));
     }
 
-    // The claim and the protection flag are independent reads/writes: one round trip, not two.
-    let claiming = async {
-        let Some(owner) = owner else {
-            return Ok(None);
-        };
-        let now = chrono::DateTime::parse_from_rfc3339(now)
-            .map(|at| at.with_timezone(&chrono::Utc))
-            .unwrap_or_else(|_| chrono::Utc::now());
-        let seen = claim::claim_in(&cordon_groups, instance_id);
-        claim::take(ec2, &vpc_ids[0], instance_id, owner, seen, now).await
+    let holder = match owner {
+        None => None,
+        Some(owner) => {
+            let now = chrono::DateTime::parse_from_rfc3339(now)
+                .map(|at| at.with_timezone(&chrono::Utc))
+                .unwrap_or_else(|_| chrono::Utc::now());
+            let seen = claim::claim_in(&cordon_groups, instance_id);
+            claim::take(ec2, &vpc_ids[0], instance_id, owner, seen, now).await?
+        }
     };
-    let (holder, termination_protection) =
-        tokio::join!(claiming, ec2.termination_protection(instance_id));
-    if let Some(holder) = holder? {
-        return Ok(CaptureOutput {
+    if let Some(holder) = holder {
+        let output = CaptureOutput {
             status: CaptureStatus::AlreadyQuarantined,
             reason: format!(
                 "execution {} claimed {instance_id} at {} and is containing it; this one leaves it to that execution",
@@ -178,7 +201,8 @@ pub async fn capture(
             tags_written: false,
             warnings: Vec::new(),
             approval_timeout_seconds: None,
-        });
+        };
+        return Ok((output, cordon_groups));
     }
 
     let record = CapturedState {
@@ -218,7 +242,7 @@ pub async fn capture(
         }
         Err(other) => return Err(other),
     };
-    Ok(CaptureOutput {
+    let output = CaptureOutput {
         status: CaptureStatus::Captured,
         reason: format!(
             "recorded {} network interface(s) of {instance_id}",
@@ -230,7 +254,8 @@ pub async fn capture(
         tags_written,
         warnings,
         approval_timeout_seconds: None,
-    })
+    };
+    Ok((output, cordon_groups))
 }
 
 #[cfg(test)]
@@ -258,9 +283,10 @@ mod tests {
         assert_eq!(
             ec2.calls(),
             [
+                // These three at once.
                 "DescribeInstances",
-                "DescribeSecurityGroups",
                 "DescribeInstanceAttribute",
+                "DescribeSecurityGroups",
                 "CreateTags"
             ]
         );

@@ -355,6 +355,9 @@ pub trait Ec2: Sync {
         &self,
         vpc_ids: &[String],
     ) -> impl Future<Output = Result<Vec<SecurityGroup>>> + Send;
+    /// Cordon's groups in every VPC of the region: a read that needs no VPC id, so it can go
+    /// alongside the instance's own description (two per VPC Cordon acted in, and the claims).
+    fn cordon_groups_anywhere(&self) -> impl Future<Output = Result<Vec<SecurityGroup>>> + Send;
     /// Creates the role's group, named and tagged; `GroupDuplicate` when the name is taken.
     fn create_cordon_group(
         &self,

@@ -255,6 +255,17 @@ impl Ec2 for FakeEc2 {
         }))
     }
 
+    async fn cordon_groups_anywhere(&self) -> Result<Vec<SecurityGroup>> {
+        self.call("DescribeSecurityGroups")?;
+        Ok(self.with(|s| {
+            s.groups
+                .values()
+                .filter(|g| g.tags.iter().any(|(k, _)| k == GroupRole::TAG_KEY))
+                .cloned()
+                .collect()
+        }))
+    }
+
     async fn create_cordon_group(&self, vpc_id: &str, role: GroupRole) -> Result<SecurityGroup> {
         self.call("CreateSecurityGroup")?;
         self.with(|s| {

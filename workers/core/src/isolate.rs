@@ -69,50 +69,64 @@ pub fn rule_changes(actual: &[SgRule], desired: &[SgRule]) -> (Vec<SgRule>, Vec<
 /// Finds (by tag and VPC, since group names are only unique per VPC) or creates each VPC's
 /// conversion and isolation groups, and puts their rules right: someone may have added an
 /// egress rule to the isolation group since it was made.
+/// `seen` is the Cordon groups of those VPCs when the caller has just read them.
 pub async fn ensure_groups(
     ec2: &impl Ec2,
     vpc_ids: &[String],
     forensic: Option<&ForensicSource>,
+    seen: Option<Vec<SecurityGroup>>,
 ) -> Result<BTreeMap<String, CordonGroups>> {
-    let mut known = ec2.cordon_groups(vpc_ids).await?;
+    let known = match seen {
+        Some(groups) => groups,
+        None => ec2.cordon_groups(vpc_ids).await?,
+    };
     let mut result = BTreeMap::new();
     for vpc_id in vpc_ids {
-        let mut ids = Vec::new();
-        for role in [GroupRole::Conversion, GroupRole::Isolation] {
-            let group = match find_group(&known, vpc_id, role) {
-                Some(group) => group,
-                None => {
-                    let created = match ec2.create_cordon_group(vpc_id, role).await {
-                        Ok(group) => group,
-                        // Another execution created it between our read and our create.
-                        Err(CordonError::GroupDuplicate { group_name, .. }) => {
-                            known = ec2.cordon_groups(vpc_ids).await?;
-                            find_group(&known, vpc_id, role).ok_or_else(|| {
-                                CordonError::InvalidConfiguration(format!(
-                                    "{vpc_id} has a security group named {group_name} without the tag {}={}; tag it or delete it so Cordon can use its own",
-                                    GroupRole::TAG_KEY,
-                                    role.tag_value()
-                                ))
-                            })?
-                        }
-                        Err(other) => return Err(other),
-                    };
-                    known.push(created.clone());
-                    created
-                }
-            };
-            reconcile_rules(ec2, &group, role, forensic).await?;
-            ids.push(group.id);
-        }
+        // The two groups do not depend on each other: on first use in a VPC, both are made
+        // (and given their rules) at the same time.
+        let (conversion, isolation) = tokio::join!(
+            ensure_group(ec2, &known, vpc_id, GroupRole::Conversion, forensic),
+            ensure_group(ec2, &known, vpc_id, GroupRole::Isolation, forensic)
+        );
         result.insert(
             vpc_id.clone(),
             CordonGroups {
-                conversion: ids[0].clone(),
-                isolation: ids[1].clone(),
+                conversion: conversion?,
+                isolation: isolation?,
             },
         );
     }
     Ok(result)
+}
+
+/// The id of the VPC's group for `role`, found among `known` or created, with its rules right.
+async fn ensure_group(
+    ec2: &impl Ec2,
+    known: &[SecurityGroup],
+    vpc_id: &str,
+    role: GroupRole,
+    forensic: Option<&ForensicSource>,
+) -> Result<String> {
+    let group = match find_group(known, vpc_id, role) {
+        Some(group) => group,
+        None => match ec2.create_cordon_group(vpc_id, role).await {
+            Ok(group) => group,
+            // Another execution created it between our read and our create.
+            Err(CordonError::GroupDuplicate { group_name, .. }) => {
+                let fresh = ec2.cordon_groups(&[vpc_id.to_string()]).await?;
+                find_group(&fresh, vpc_id, role).ok_or_else(|| {
+                    CordonError::InvalidConfiguration(format!(
+                        "{vpc_id} has a security group named {group_name} without the tag {}={}; tag it or delete it so Cordon can use its own",
+                        GroupRole::TAG_KEY,
+                        role.tag_value()
+                    ))
+                })?
+            }
+            Err(other) => return Err(other),
+        },
+    };
+    reconcile_rules(ec2, &group, role, forensic).await?;
+    Ok(group.id)
 }
 
 /// The lowest id wins when two executions raced and both created a group.
@@ -221,7 +235,18 @@ pub async fn isolate(
     record: &CapturedState,
     forensic: Option<&ForensicSource>,
 ) -> Result<IsolationReport> {
-    let groups = ensure_groups(ec2, &record.vpc_ids(), forensic).await?;
+    isolate_seen(ec2, record, forensic, None).await
+}
+
+/// [`isolate`] with the Cordon groups of the record's VPCs as the caller has just read them
+/// (the capture in the same process): one round trip fewer before the swaps.
+pub async fn isolate_seen(
+    ec2: &impl Ec2,
+    record: &CapturedState,
+    forensic: Option<&ForensicSource>,
+    seen: Option<Vec<SecurityGroup>>,
+) -> Result<IsolationReport> {
+    let groups = ensure_groups(ec2, &record.vpc_ids(), forensic, seen).await?;
     let mut errors: Vec<CordonError> = Vec::new();
     let mut enis = Vec::new();
     for interface in &record.interfaces {
@@ -467,6 +492,39 @@ mod tests {
         );
         // Their group was missing its rules; ours were put on it.
         assert_eq!(ec2.with(|s| s.groups["sg-theirs"].ingress.len()), 2);
+    }
+
+    #[test]
+    fn in_steady_state_capture_and_isolate_read_the_groups_once() {
+        let ec2 = FakeEc2::standard();
+        block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
+        ec2.clear_calls();
+        let (captured, seen) = block_on(crate::capture::capture_seeing_groups(
+            &ec2,
+            "i-00000001",
+            None,
+            None,
+            "2026-11-29T14:00:00.000Z",
+        ))
+        .unwrap();
+        let record = captured.record.unwrap();
+        let report = block_on(isolate_seen(&ec2, &record, None, Some(seen))).unwrap();
+        assert_eq!(report.status, StepStatus::Done);
+        let isolation = report.groups["vpc-1"].isolation.clone();
+        assert_eq!(ec2.interface_groups("eni-1"), [isolation]);
+        // The capture's read of the groups serves the swaps: they are not read again.
+        assert_eq!(
+            ec2.calls(),
+            [
+                "DescribeInstances",
+                "DescribeInstanceAttribute",
+                "DescribeSecurityGroups",
+                "CreateTags",
+                "ModifyNetworkInterfaceAttribute",
+                "ModifyNetworkInterfaceAttribute",
+                "ModifyInstanceAttribute"
+            ]
+        );
     }
 
     #[test]
