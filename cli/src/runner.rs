@@ -150,6 +150,9 @@ pub struct RunReport {
     pub output: Value,
 }
 
+const POLL_FASTEST: Duration = Duration::from_millis(50);
+const POLL_SLOWEST: Duration = Duration::from_millis(400);
+
 pub struct Runner {
     pub endpoint: String,
     aws: AwsContext,
@@ -316,10 +319,21 @@ impl Runner {
         let mut timeline = Vec::new();
         let mut containment = Value::Null;
         let mut approval_url = None;
+        // Reading the emails means reading all of moto's state: only once one was sent.
+        let mut approval_requested = false;
+        // Polling is what loads moto most when many executions run: quick while the execution
+        // moves, slower while it waits (for the interpreter, or for a person).
+        let mut pause = POLL_FASTEST;
         loop {
             let history = self.history(execution_arn).await?;
             let mut finished = false;
             let last_seen = seen;
+            let mut scheduled_tasks = Vec::new();
+            pause = if history.iter().any(|e| e.id() > last_seen) {
+                POLL_FASTEST
+            } else {
+                (pause * 2).min(POLL_SLOWEST)
+            };
             for event in history.iter().filter(|e| e.id() > last_seen) {
                 seen = event.id();
                 let kind = event.r#type().as_str().to_string();
@@ -347,15 +361,22 @@ impl Runner {
                 if let Some(scheduled) = event.task_scheduled_event_details() {
                     let parameters: Value =
                         serde_json::from_str(scheduled.parameters()).unwrap_or(Value::Null);
-                    self.answer(&parameters).await?;
+                    approval_requested |= parameters["Payload"]["kind"] == "approval_request";
+                    scheduled_tasks.push(parameters);
                 }
                 finished |= kind.starts_with("Execution") && kind != "ExecutionStarted";
+            }
+            // Tasks scheduled together (the Parallel state's branches) run at once, as in AWS.
+            for answered in
+                futures_util::future::join_all(scheduled_tasks.iter().map(|p| self.answer(p))).await
+            {
+                answered?;
             }
             if finished {
                 break;
             }
             // Until the approval email arrives: look for it, and answer it as asked.
-            if approval_url.is_none() {
+            if approval_requested && approval_url.is_none() {
                 if let Some((approve, reject)) = self.approval_links(execution_arn).await? {
                     let url = match decision {
                         DecisionMode::Reject => reject,
@@ -367,7 +388,7 @@ impl Runner {
                     approval_url = Some(url);
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(pause).await;
         }
         let described = self
             .sfn

@@ -16,7 +16,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -134,8 +134,31 @@ struct Shared {
     counts: FaultCounts,
     /// The EC2 actions answered, in arrival order.
     actions: Mutex<Vec<String>>,
-    /// Every EC2 call with what the proxy did to it, in arrival order.
-    trace: Mutex<Vec<String>>,
+    /// Every EC2 call with what the proxy did to it, in the order they ended.
+    calls: Mutex<Vec<ProxiedCall>>,
+}
+
+/// One EC2 call as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct ProxiedCall {
+    pub action: String,
+    /// The call's form fields, `Action` and `Version` left out.
+    pub fields: Vec<(String, String)>,
+    /// What the proxy did: `ok`, `throttled`, `500`, `reset` or `lost`.
+    pub fault: &'static str,
+    /// When the request had arrived whole.
+    pub started: Instant,
+    /// When the answer was sent on, or the fault given.
+    pub finished: Instant,
+}
+
+impl ProxiedCall {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 /// The running proxy; it stops with the test's runtime.
@@ -156,7 +179,7 @@ impl FaultProxy {
             dice: Mutex::new(Dice(plan.seed.max(1))),
             counts: FaultCounts::default(),
             actions: Mutex::new(Vec::new()),
-            trace: Mutex::new(Vec::new()),
+            calls: Mutex::new(Vec::new()),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -187,7 +210,29 @@ impl FaultProxy {
     /// Every EC2 call so far, one line each: what the proxy did (`ok`, `throttled`, `500`,
     /// `reset`, `lost`) and the call's form fields, for diagnosing a failed scenario.
     pub fn trace(&self) -> Vec<String> {
-        self.shared.trace.lock().unwrap().clone()
+        let mut calls = self.calls();
+        calls.sort_by_key(|call| call.started);
+        calls
+            .iter()
+            .map(|call| {
+                let fields: Vec<String> = call
+                    .fields
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect();
+                format!("{} {} {}", call.fault, call.action, fields.join(" "))
+            })
+            .collect()
+    }
+
+    /// Every EC2 call so far, with when it arrived and when it was answered.
+    pub fn calls(&self) -> Vec<ProxiedCall> {
+        self.shared.calls.lock().unwrap().clone()
+    }
+
+    /// Forgets the calls seen so far (the counts stay).
+    pub fn clear_calls(&self) {
+        self.shared.calls.lock().unwrap().clear();
     }
 
     /// Waits until an EC2 call is being held.
@@ -218,20 +263,23 @@ impl Request {
             .is_some_and(|auth| auth.contains("/ec2/aws4_request"))
     }
 
-    /// One line: the fault (or `ok`) and the call's form fields, minus the API version.
-    fn describe(&self, fault: Option<Fault>) -> String {
-        let what = match fault {
-            None => "ok",
-            Some(Fault::Throttle) => "throttled",
-            Some(Fault::ServerError) => "500",
-            Some(Fault::ResetBefore) => "reset",
-            Some(Fault::LostAnswer) => "lost",
-        };
-        let fields: Vec<String> = url::form_urlencoded::parse(&self.body)
-            .filter(|(key, _)| key != "Version")
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
-        format!("{what} {}", fields.join(" "))
+    fn proxied(&self, fault: Option<Fault>, started: Instant) -> ProxiedCall {
+        ProxiedCall {
+            action: self.action(),
+            fields: url::form_urlencoded::parse(&self.body)
+                .filter(|(key, _)| key != "Version" && key != "Action")
+                .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                .collect(),
+            fault: match fault {
+                None => "ok",
+                Some(Fault::Throttle) => "throttled",
+                Some(Fault::ServerError) => "500",
+                Some(Fault::ResetBefore) => "reset",
+                Some(Fault::LostAnswer) => "lost",
+            },
+            started,
+            finished: Instant::now(),
+        }
     }
 
     /// The query protocol's `Action=` form field.
@@ -299,6 +347,7 @@ fn reset(stream: TcpStream) {
 async fn connection(client: TcpStream, shared: Arc<Shared>) {
     let mut reader = BufReader::new(client);
     while let Some(request) = read_request(&mut reader).await {
+        let started = Instant::now();
         let (fault, delay) = if request.is_ec2() {
             let index = shared.counts.ec2_calls.fetch_add(1, Ordering::Relaxed) + 1;
             let plan = *shared.plan.lock().unwrap();
@@ -324,9 +373,12 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
             tokio::time::sleep(delay).await;
         }
         let counts = &shared.counts;
-        if request.is_ec2() {
-            shared.trace.lock().unwrap().push(request.describe(fault));
-        }
+        let record = |fault| {
+            if request.is_ec2() {
+                let call = request.proxied(fault, started);
+                shared.calls.lock().unwrap().push(call);
+            }
+        };
         match fault {
             Some(Fault::Throttle) => {
                 counts.throttled.fetch_add(1, Ordering::Relaxed);
@@ -335,6 +387,7 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
                     "RequestLimitExceeded",
                     "Request limit exceeded.",
                 );
+                record(fault);
                 if reader.get_mut().write_all(&reply).await.is_err() {
                     return;
                 }
@@ -347,6 +400,7 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
                     "InternalError",
                     "An internal error has occurred.",
                 );
+                record(fault);
                 if reader.get_mut().write_all(&reply).await.is_err() {
                     return;
                 }
@@ -354,6 +408,7 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
             }
             Some(Fault::ResetBefore) => {
                 counts.resets.fetch_add(1, Ordering::Relaxed);
+                record(fault);
                 return reset(reader.into_inner());
             }
             Some(Fault::LostAnswer) | None => {}
@@ -364,9 +419,12 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
         let reply = forward(&shared, &request).await;
         if fault == Some(Fault::LostAnswer) {
             counts.lost_answers.fetch_add(1, Ordering::Relaxed);
+            record(fault);
             return reset(reader.into_inner());
         }
-        if reader.get_mut().write_all(&reply).await.is_err() {
+        let written = reader.get_mut().write_all(&reply).await;
+        record(fault);
+        if written.is_err() {
             return;
         }
     }

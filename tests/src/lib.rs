@@ -47,3 +47,48 @@ impl std::ops::Deref for Moto {
         &self.0
     }
 }
+
+/// An instance and what restore must give back to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub instance: String,
+    pub vpc: String,
+    pub eni: String,
+    pub groups: Vec<String>,
+    pub acl: String,
+}
+
+/// `count` instances, ten to a VPC (VPC octets from `first_vpc`), each alone in its subnet
+/// with its own ACL (so that ACL quotas do not make containment partial), each on two groups.
+pub async fn fleet(world: &World, count: usize, first_vpc: usize) -> Vec<Member> {
+    let mut members = Vec::new();
+    for vpc_index in 0..count.div_ceil(10) {
+        let octet = first_vpc + vpc_index;
+        let vpc = world.vpc(&format!("10.{octet}.0.0/16"), false).await;
+        let web = world.security_group(&vpc, "web", 443).await;
+        let ssh = world.security_group(&vpc, "ssh", 22).await;
+        for slot in 0..(count - vpc_index * 10).min(10) {
+            let subnet = world
+                .subnet(&vpc, &format!("10.{octet}.{slot}.0/24"), None)
+                .await;
+            let acl = world
+                .custom_acl(
+                    &vpc,
+                    &[&subnet],
+                    &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")],
+                )
+                .await;
+            let (instance, enis) = world
+                .instance(&[(&subnet, &[web.as_str(), ssh.as_str()])], false)
+                .await;
+            members.push(Member {
+                instance,
+                vpc: vpc.clone(),
+                eni: enis[0].clone(),
+                groups: vec![web.clone(), ssh.clone()],
+                acl,
+            });
+        }
+    }
+    members
+}
