@@ -213,7 +213,17 @@ async fn under_30_percent_ec2_faults_every_workflow_contains_and_restores_exactl
     for ((output, member), before) in outputs.iter().zip(&members).zip(&before) {
         panics += usize::from(panicked(output));
         let report: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-        contained_count += usize::from(contained(&report));
+        if contained(&report) {
+            contained_count += 1;
+        } else {
+            failures.push(format!(
+                "{}: not contained: states {}, containment {}\n{}",
+                member.instance,
+                report["states"],
+                report["containment"],
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
         // Without a report (the runner itself failed) nothing says the record was wrong; the
         // snapshot below still decides whether the instance came back exactly.
         lost +=
