@@ -20,14 +20,16 @@ use cordon_core::aws::{AwsContext, AwsEc2};
 /// The region the local emulator is used in.
 pub const REGION: &str = "us-east-1";
 
-/// `MOTO_SERVER`, else `.venv/bin/moto_server` (what `scripts/setup` installs), else `PATH`.
-pub fn moto_server_path() -> PathBuf {
+/// The local AWS emulator to start: `MOTO_SERVER`; else `root`'s `scripts/moto-server` (moto
+/// from `.venv`, as `scripts/setup` installs it, with the fix of `scripts/moto_server.py`);
+/// else `moto_server` from `PATH`.
+pub fn moto_server_path(root: &Path) -> PathBuf {
     if let Some(path) = std::env::var_os("MOTO_SERVER") {
         return PathBuf::from(path);
     }
-    let venv = PathBuf::from(".venv/bin/moto_server");
-    if venv.exists() {
-        return venv;
+    let launcher = root.join("scripts/moto-server");
+    if launcher.exists() {
+        return launcher;
     }
     PathBuf::from("moto_server")
 }
@@ -40,9 +42,9 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts the moto server found by [`moto_server_path`].
+    /// Starts the emulator [`moto_server_path`] finds from the working directory.
     pub fn start() -> Result<Moto, String> {
-        Moto::start_at(&moto_server_path())
+        Moto::start_at(&moto_server_path(Path::new(".")))
     }
 
     /// Starts moto's server at `path` on a free loopback port and waits until it listens.
@@ -65,7 +67,13 @@ impl Moto {
             })?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "the local AWS emulator {} exited ({status}) before it listened; run it to see why",
+                    path.display()
+                ));
+            }
+            if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(

@@ -32,11 +32,10 @@ pub fn shared_findings_dir() -> PathBuf {
 pub struct Moto(cordon::local::Moto);
 
 impl Moto {
-    /// `MOTO_SERVER`, else the repository's `.venv` (tests may run from any directory).
+    /// The emulator of the repository's `.venv` (tests may run from any directory), or
+    /// `MOTO_SERVER`.
     pub fn start() -> Moto {
-        let path = std::env::var_os("MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join(".venv/bin/moto_server"));
+        let path = cordon::local::moto_server_path(&repo_root());
         Moto(cordon::local::Moto::start_at(&path).unwrap_or_else(|e| panic!("{e}")))
     }
 }
