@@ -187,6 +187,18 @@ fn sfn_error(operation: &str, error: impl std::fmt::Display) -> CordonError {
     }
 }
 
+/// The token of a scheduled task: the one the runner's rewrite passes, or the approval
+/// request's own.
+fn task_token(parameters: &Value) -> String {
+    let payload = &parameters["Payload"];
+    payload
+        .get("token")
+        .or_else(|| payload.get("task_token"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 impl Runner {
     /// Prepares moto at `endpoint` (it must execute state machines, so the setting goes in
     /// before anything is created), the SNS topic and the local approval page.
@@ -320,6 +332,7 @@ impl Runner {
         let mut approval_url = None;
         // Reading the emails means reading all of moto's state: only once one was sent.
         let mut approval_requested = false;
+        let mut answered = std::collections::HashSet::new();
         loop {
             let history = self.history(execution_arn).await?;
             let mut finished = false;
@@ -355,6 +368,16 @@ impl Runner {
                     // branches at once with a 50 ms poll made moto refuse a later answer as
                     // InvalidToken after a retried task (5 workflows in 50 under faults), and
                     // made the benchmark's burst no faster.
+                    let token = task_token(&parameters);
+                    if !answered.insert(token.clone()) {
+                        // A retry must be a new attempt with a token of its own (see
+                        // scripts/moto_server.py); this emulator handed the retry the
+                        // earlier answer, and would refuse a second one.
+                        eprintln!(
+                            "cordon run: warning: the emulator retried a task under the token it already used, so every retry takes the first answer; start moto with scripts/moto-server (as `cordon demo` and the tests do), which gives each attempt its own token"
+                        );
+                        continue;
+                    }
                     self.answer(&parameters).await?;
                     approval_requested |= parameters["Payload"]["kind"] == "approval_request";
                 }
@@ -455,16 +478,10 @@ impl Runner {
         let payload = &parameters["Payload"];
         // Rewritten tasks carry {token, input}; the approval request carries its own token,
         // which only the approval page answers.
-        let (token, input, answer_success) = match payload.get("token").and_then(Value::as_str) {
-            Some(token) => (token.to_string(), payload["input"].clone(), true),
-            None => (
-                payload["task_token"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                payload.clone(),
-                false,
-            ),
+        let token = task_token(parameters);
+        let (input, answer_success) = match payload.get("token") {
+            Some(_) => (payload["input"].clone(), true),
+            None => (payload.clone(), false),
         };
         match self.invoke(worker, &input).await {
             Ok(output) if answer_success => {
