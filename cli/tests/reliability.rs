@@ -4,7 +4,8 @@
 //! at full size and renders the table.
 //!
 //! Sizes: `RELIABILITY_RUNS` (the fault run's workflows, 8 in CI, 50 by the script) and
-//! `RELIABILITY_CONCURRENCY` (how many `cordon run` at once, 4).
+//! `RELIABILITY_CONCURRENCY` (how many `cordon run` at once, 4). `RELIABILITY_FAULT_PERCENT`
+//! (30) raises the fault rate to make a rare failure show up more often while it is hunted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -169,7 +170,14 @@ async fn under_30_percent_ec2_faults_every_workflow_contains_and_restores_exactl
     );
     let calls_per_workflow = clean.totals().ec2_calls;
 
-    let proxy = Arc::new(FaultProxy::start(&moto.endpoint, FaultPlan::failing(0.3, 42)).await);
+    let percent = size("RELIABILITY_FAULT_PERCENT", 30);
+    let proxy = Arc::new(
+        FaultProxy::start(
+            &moto.endpoint,
+            FaultPlan::failing(percent as f64 / 100.0, 42),
+        )
+        .await,
+    );
     let mut before = Vec::new();
     for member in &members[..runs] {
         before.push(snapshot(&world, member).await);
@@ -248,7 +256,9 @@ async fn under_30_percent_ec2_faults_every_workflow_contains_and_restores_exactl
         "1-faults",
         &Row {
             order: 1,
-            scenario: format!("`cordon run`, approve, 30% of EC2 calls failing, {concurrency} at once"),
+            scenario: format!(
+                "`cordon run`, approve, {percent}% of EC2 calls failing, {concurrency} at once"
+            ),
             runs,
             faults_injected: format!(
                 "{} of {} EC2 calls: {} throttled, {} HTTP 500, {} reset, {} answer lost",
