@@ -29,6 +29,9 @@ pub struct FakeState {
     pub lost_entry_answer: bool,
     /// The next entry is created, its answer lost, and the SDK's retries are all throttled.
     pub lost_entry_answer_then_throttled: bool,
+    /// The next entry is created, its answer lost (the SDK's retry finds the number taken by
+    /// it), and the ACL cannot be read right after.
+    pub lost_entry_answer_then_unreadable: bool,
     /// The next entry is deleted but the answer is lost: the retry finds it gone.
     pub lost_delete_answer: bool,
     /// Another execution makes the same rule change on a group just before our next call of
@@ -458,6 +461,20 @@ impl Ec2 for FakeEc2 {
                 return Err(CordonError::Throttled {
                     operation: "CreateNetworkAclEntry".into(),
                     message: "the answer was lost and every retry was throttled".into(),
+                });
+            }
+            if std::mem::take(&mut s.lost_entry_answer_then_unreadable) {
+                s.failures.push((
+                    "DescribeNetworkAcls".into(),
+                    CordonError::Unavailable {
+                        operation: "DescribeNetworkAcls".into(),
+                        message: "every attempt was reset".into(),
+                    },
+                ));
+                return Err(CordonError::NaclEntryExists {
+                    acl_id: entry.acl_id.clone(),
+                    direction: Direction::from_egress(entry.egress).name().into(),
+                    rule_number: entry.rule_number,
                 });
             }
             if std::mem::take(&mut s.lost_entry_answer) {

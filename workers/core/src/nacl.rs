@@ -455,10 +455,13 @@ async fn block_in_acl(
                     attempts += 1;
                     // Someone took the number since we read the ACL, or our own create went
                     // through and only its answer was lost (the SDK's retry then finds the
-                    // number taken by it): read the ACL again.
+                    // number taken by it): read the ACL again. If it cannot be read, the
+                    // entry may well be ours, so it stays in the record like any other whose
+                    // fate is unknown.
                     match ec2.network_acl(&acl.id).await {
                         Ok(fresh) => view.entries = fresh.entries,
                         Err(error) => {
+                            uncertain.push(entry);
                             errors.push(error);
                             break;
                         }
@@ -891,6 +894,55 @@ mod tests {
                 "{entry:?} is in the ACL but not in the record {recorded:?} ({:?})",
                 first.errors
             );
+        }
+        // The state machine runs the step again, then an analyst approves.
+        let again = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &NaclSettings::default(),
+        ));
+        assert_eq!(again.status, StepStatus::Done, "{:?}", again.errors);
+        let restored = block_on(crate::restore::restore(&ec2, "i-00000001", None, &[])).unwrap();
+        assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+        assert_eq!((ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b")), before);
+    }
+
+    #[test]
+    fn an_entry_whose_answer_was_lost_stays_recorded_when_the_acl_cannot_be_read_again() {
+        let ec2 = FakeEc2::standard();
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let before = (ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b"));
+        ec2.with(|s| s.lost_entry_answer_then_unreadable = true);
+        let first = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &NaclSettings::default(),
+        ));
+        assert_eq!(first.status, StepStatus::Partial);
+        assert!(crate::isolate::retryable(&first.errors).is_some());
+        for acl_id in ["acl-a", "acl-b"] {
+            let acl = block_on(ec2.network_acl(acl_id)).unwrap();
+            let recorded = recorded_entries(&acl, "i-00000001").unwrap();
+            for entry in acl
+                .entries
+                .iter()
+                .filter(|e| e.action == RuleAction::Deny && e.rule_number < 32767)
+            {
+                assert!(
+                    recorded
+                        .iter()
+                        .any(|r| r.rule_number == entry.rule_number && r.egress == entry.egress),
+                    "{entry:?} is in {acl_id} but not in its record {recorded:?}"
+                );
+            }
         }
         // The state machine runs the step again, then an analyst approves.
         let again = block_on(block(
