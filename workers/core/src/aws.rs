@@ -454,6 +454,33 @@ fn network_acl_of(acl: &aws_sdk_ec2::types::NetworkAcl) -> NetworkAcl {
 impl AwsEc2 {
     /// Creates a security group named and tagged at creation (the IAM conditions require the
     /// tags in the same call); `GroupDuplicate` names the group when the name is taken.
+    /// Cordon's groups (tagged with their role) in `vpc_ids`, or in the whole region.
+    async fn groups_tagged_by_cordon(
+        &self,
+        vpc_ids: Option<&[String]>,
+    ) -> Result<Vec<SecurityGroup>> {
+        let request = self
+            .client
+            .describe_security_groups()
+            .filters(filter("tag-key", &[GroupRole::TAG_KEY.to_string()]));
+        let (request, scope) = match vpc_ids {
+            Some(vpc_ids) => (
+                request.filters(filter("vpc-id", vpc_ids)),
+                vpc_ids.join(","),
+            ),
+            None => (request, "the region".to_string()),
+        };
+        let output = request
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeSecurityGroups", &scope, e))?;
+        Ok(output
+            .security_groups()
+            .iter()
+            .map(security_group_of)
+            .collect())
+    }
+
     async fn create_named_group(
         &self,
         vpc_id: &str,
@@ -563,34 +590,11 @@ impl Ec2 for AwsEc2 {
     }
 
     async fn cordon_groups(&self, vpc_ids: &[String]) -> Result<Vec<SecurityGroup>> {
-        let output = self
-            .client
-            .describe_security_groups()
-            .filters(filter("vpc-id", vpc_ids))
-            .filters(filter("tag-key", &[GroupRole::TAG_KEY.to_string()]))
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeSecurityGroups", &vpc_ids.join(","), e))?;
-        Ok(output
-            .security_groups()
-            .iter()
-            .map(security_group_of)
-            .collect())
+        self.groups_tagged_by_cordon(Some(vpc_ids)).await
     }
 
     async fn cordon_groups_anywhere(&self) -> Result<Vec<SecurityGroup>> {
-        let output = self
-            .client
-            .describe_security_groups()
-            .filters(filter("tag-key", &[GroupRole::TAG_KEY.to_string()]))
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeSecurityGroups", "the region", e))?;
-        Ok(output
-            .security_groups()
-            .iter()
-            .map(security_group_of)
-            .collect())
+        self.groups_tagged_by_cordon(None).await
     }
 
     async fn create_cordon_group(&self, vpc_id: &str, role: GroupRole) -> Result<SecurityGroup> {
