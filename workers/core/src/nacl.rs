@@ -862,8 +862,12 @@ mod tests {
         assert_eq!(ec2.acl_entries("acl-a"), before);
     }
 
-    #[test]
-    fn a_create_that_failed_but_happened_stays_recorded_and_is_restored() {
+    /// A create that happened although its caller saw a failure (`fault` arranges how): every
+    /// deny in the ACLs is in their records, and the state machine's re-run of the step, then
+    /// restore, leave both ACLs as they were. Returns the first run's report.
+    fn a_create_that_happened_stays_recorded_and_is_restored(
+        fault: impl FnOnce(&mut crate::fake::FakeState),
+    ) -> NaclReport {
         let ec2 = FakeEc2::standard();
         let record = record(vec![interface(
             "eni-1",
@@ -873,61 +877,16 @@ mod tests {
             None,
         )]);
         let before = (ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b"));
-        ec2.with(|s| s.lost_entry_answer_then_throttled = true);
-        let first = block_on(block(
-            &ec2,
-            &record,
-            &remote("198.51.100.7"),
-            &NaclSettings::default(),
-        ));
-        let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
-        let recorded = recorded_entries(&acl_a, "i-00000001").unwrap();
-        for entry in acl_a
-            .entries
-            .iter()
-            .filter(|e| e.action == RuleAction::Deny && e.rule_number < 32767)
-        {
-            assert!(
-                recorded
-                    .iter()
-                    .any(|r| r.rule_number == entry.rule_number && r.egress == entry.egress),
-                "{entry:?} is in the ACL but not in the record {recorded:?} ({:?})",
-                first.errors
-            );
-        }
-        // The state machine runs the step again, then an analyst approves.
-        let again = block_on(block(
-            &ec2,
-            &record,
-            &remote("198.51.100.7"),
-            &NaclSettings::default(),
-        ));
-        assert_eq!(again.status, StepStatus::Done, "{:?}", again.errors);
-        let restored = block_on(crate::restore::restore(&ec2, "i-00000001", None, &[])).unwrap();
-        assert!(restored.errors.is_empty(), "{:?}", restored.errors);
-        assert_eq!((ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b")), before);
-    }
-
-    #[test]
-    fn an_entry_whose_answer_was_lost_stays_recorded_when_the_acl_cannot_be_read_again() {
-        let ec2 = FakeEc2::standard();
-        let record = record(vec![interface(
-            "eni-1",
-            "subnet-a",
-            &["sg-app"],
-            "10.0.1.5",
-            None,
-        )]);
-        let before = (ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b"));
-        ec2.with(|s| s.lost_entry_answer_then_unreadable = true);
-        let first = block_on(block(
-            &ec2,
-            &record,
-            &remote("198.51.100.7"),
-            &NaclSettings::default(),
-        ));
-        assert_eq!(first.status, StepStatus::Partial);
-        assert!(crate::isolate::retryable(&first.errors).is_some());
+        ec2.with(fault);
+        let run = || {
+            block_on(block(
+                &ec2,
+                &record,
+                &remote("198.51.100.7"),
+                &NaclSettings::default(),
+            ))
+        };
+        let first = run();
         for acl_id in ["acl-a", "acl-b"] {
             let acl = block_on(ec2.network_acl(acl_id)).unwrap();
             let recorded = recorded_entries(&acl, "i-00000001").unwrap();
@@ -940,21 +899,34 @@ mod tests {
                     recorded
                         .iter()
                         .any(|r| r.rule_number == entry.rule_number && r.egress == entry.egress),
-                    "{entry:?} is in {acl_id} but not in its record {recorded:?}"
+                    "{entry:?} is in {acl_id} but not in its record {recorded:?} ({:?})",
+                    first.errors
                 );
             }
         }
         // The state machine runs the step again, then an analyst approves.
-        let again = block_on(block(
-            &ec2,
-            &record,
-            &remote("198.51.100.7"),
-            &NaclSettings::default(),
-        ));
+        let again = run();
         assert_eq!(again.status, StepStatus::Done, "{:?}", again.errors);
         let restored = block_on(crate::restore::restore(&ec2, "i-00000001", None, &[])).unwrap();
         assert!(restored.errors.is_empty(), "{:?}", restored.errors);
         assert_eq!((ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b")), before);
+        first
+    }
+
+    #[test]
+    fn a_create_that_failed_but_happened_stays_recorded_and_is_restored() {
+        a_create_that_happened_stays_recorded_and_is_restored(|s| {
+            s.lost_entry_answer_then_throttled = true
+        });
+    }
+
+    #[test]
+    fn an_entry_whose_answer_was_lost_stays_recorded_when_the_acl_cannot_be_read_again() {
+        let first = a_create_that_happened_stays_recorded_and_is_restored(|s| {
+            s.lost_entry_answer_then_unreadable = true
+        });
+        assert_eq!(first.status, StepStatus::Partial);
+        assert!(crate::isolate::retryable(&first.errors).is_some());
     }
 
     #[test]
