@@ -365,9 +365,9 @@ impl Runner {
                     let parameters: Value =
                         serde_json::from_str(scheduled.parameters()).unwrap_or(Value::Null);
                     // One task at a time, polled every 100 ms: answering the Parallel state's
-                    // branches at once with a 50 ms poll made moto refuse a later answer as
-                    // InvalidToken after a retried task (5 workflows in 50 under faults), and
-                    // made the benchmark's burst no faster.
+                    // branches at once with a 50 ms poll made the benchmark's burst no
+                    // faster. (Its InvalidToken refusals after a retried task were moto
+                    // reusing the token, which scripts/moto_server.py now mends.)
                     let token = task_token(&parameters);
                     if !answered.insert(token.clone()) {
                         // A retry must be a new attempt with a token of its own (see
@@ -378,7 +378,7 @@ impl Runner {
                         );
                         continue;
                     }
-                    self.answer(&parameters).await?;
+                    self.answer(&parameters, &token).await?;
                     approval_requested |= parameters["Payload"]["kind"] == "approval_request";
                 }
                 finished |= kind.starts_with("Execution") && kind != "ExecutionStarted";
@@ -468,7 +468,7 @@ impl Runner {
     }
 
     /// Runs the scheduled task's handler in process and answers its token.
-    async fn answer(&self, parameters: &Value) -> Result<(), CordonError> {
+    async fn answer(&self, parameters: &Value, token: &str) -> Result<(), CordonError> {
         let function = parameters["FunctionName"].as_str().unwrap_or_default();
         let Some(worker) = Worker::from_function(function) else {
             return Err(CordonError::InvalidConfiguration(format!(
@@ -478,7 +478,6 @@ impl Runner {
         let payload = &parameters["Payload"];
         // Rewritten tasks carry {token, input}; the approval request carries its own token,
         // which only the approval page answers.
-        let token = task_token(parameters);
         let (input, answer_success) = match payload.get("token") {
             Some(_) => (payload["input"].clone(), true),
             None => (payload.clone(), false),
@@ -489,7 +488,7 @@ impl Runner {
                     json!({"Payload": output, "StatusCode": 200, "ExecutedVersion": "$LATEST"});
                 self.sfn
                     .send_task_success()
-                    .task_token(&token)
+                    .task_token(token)
                     .output(shaped.to_string())
                     .send()
                     .await
@@ -509,7 +508,7 @@ impl Runner {
                 );
                 self.sfn
                     .send_task_failure()
-                    .task_token(&token)
+                    .task_token(token)
                     .error(error.error_name())
                     .cause(error.to_string())
                     .send()
