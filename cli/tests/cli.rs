@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cordon_tests::{finding_for, shared_findings_dir, Moto, World};
+use cordon_tests::{finding_for, findings_dir, Moto, World};
 use serde_json::Value;
 
 fn cordon(moto: Option<&Moto>, args: &[&str]) -> Output {
@@ -61,20 +61,10 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-#[test]
-fn triage_gives_every_shared_finding_the_decision_its_resource_type_implies() {
-    let dir = shared_findings_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 5,
-        "expected the shared findings in {}",
-        dir.display()
-    );
+/// Triages `files` at the default bar and checks what each finding's resource type implies:
+/// an instance finding names its instance, any other is skipped for its type. Returns the
+/// decisions, one per file.
+fn triage_by_resource_type(files: &[PathBuf]) -> Vec<Value> {
     let args: Vec<&str> = std::iter::once("triage")
         .chain(files.iter().map(|p| p.to_str().unwrap()))
         .collect();
@@ -88,29 +78,43 @@ fn triage_gives_every_shared_finding_the_decision_its_resource_type_implies() {
         assert_eq!(line["source"], file.display().to_string());
         assert_eq!(line["finding_id"], raw["id"]);
         assert_eq!(line["finding_type"], raw["type"]);
-        // No shared finding reaches the default bar: the instance one is severity 5.
-        assert_eq!(line["decision"], "skip", "{line}");
-        let reason = line["reason"].as_str().unwrap();
         if resource_type == "Instance" {
-            assert!(reason.contains("severity"), "{reason}");
             assert_eq!(
                 line["instance_id"],
                 raw["resource"]["instanceDetails"]["instanceId"]
             );
         } else {
+            assert_eq!(line["decision"], "skip", "{line}");
+            let reason = line["reason"].as_str().unwrap();
             assert!(
                 reason.contains(resource_type) && reason.contains("not Instance"),
                 "{reason}"
             );
         }
     }
+    decisions
+}
+
+#[test]
+fn triage_gives_every_finding_the_decision_its_resource_type_implies() {
+    let files = cordon_tests::json_files(&findings_dir());
+    assert!(files.len() >= 5, "the findings of tests/findings");
+    let decisions = triage_by_resource_type(&files);
+    // No finding of the repository reaches the default bar: the instance one is severity 5.
+    for line in &decisions {
+        assert_eq!(line["decision"], "skip", "{line}");
+        if line["instance_id"] == "i-0a1b2c3d4e5f60718" {
+            let reason = line["reason"].as_str().unwrap();
+            assert!(reason.contains("severity"), "{reason}");
+        }
+    }
 
     // Lowering the bar quarantines exactly the instance finding.
-    let output = cordon(
-        None,
-        &[&["triage", "--min-severity", "5"], &args[1..]].concat(),
-    );
-    let quarantined: Vec<Value> = lines(&output)
+    let args: Vec<&str> = ["triage", "--min-severity", "5"]
+        .into_iter()
+        .chain(files.iter().map(|p| p.to_str().unwrap()))
+        .collect();
+    let quarantined: Vec<Value> = lines(&cordon(None, &args))
         .into_iter()
         .filter(|l| l["decision"] == "quarantine")
         .collect();
@@ -119,6 +123,11 @@ fn triage_gives_every_shared_finding_the_decision_its_resource_type_implies() {
         quarantined[0]["finding_type"],
         "Canary:EC2/Stateless.IntegTest"
     );
+
+    // A wider corpus kept outside the repository, when one is given.
+    if let Some(extra) = cordon_tests::extra_findings_dir() {
+        triage_by_resource_type(&cordon_tests::json_files(&extra));
+    }
 }
 
 #[test]

@@ -15,17 +15,33 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Real GuardDuty findings shared with the team (`../shared/findings` beside the clone).
-pub fn shared_findings_dir() -> PathBuf {
-    let dir = std::env::var_os("CORDON_FINDINGS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/findings"));
+/// The GuardDuty findings the tests rely on, kept in the repository (`tests/findings`), written
+/// from AWS's documented finding format: one per case the trigger policy must tell apart.
+pub fn findings_dir() -> PathBuf {
+    repo_root().join("tests/findings")
+}
+
+/// A wider corpus of findings kept outside the repository (`CORDON_FINDINGS_DIR`), if any:
+/// tests that can check any finding run over it too.
+pub fn extra_findings_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("CORDON_FINDINGS_DIR")?);
     assert!(
         dir.is_dir(),
-        "{} is missing: the shared findings must sit beside the clone (or set CORDON_FINDINGS_DIR)",
+        "CORDON_FINDINGS_DIR={} is not a directory",
         dir.display()
     );
-    dir
+    Some(dir)
+}
+
+/// The `.json` files of `dir`, sorted.
+pub fn json_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
 }
 
 /// A moto server of this test's own, stopped when dropped.

@@ -263,9 +263,8 @@ async fn a_non_instance_finding_is_skipped_with_no_ec2_change_and_no_email() {
         world.groups(&vpc).await,
         world.instance_tags(&instance).await,
     );
-    let shared = cordon_tests::shared_findings_dir()
-        .join("24_recon_iamuser_maliciousipcaller_custom_with_instancedetails.json");
-    let mut iam: Value = serde_json::from_str(&std::fs::read_to_string(shared).unwrap()).unwrap();
+    let file = cordon_tests::findings_dir().join("accesskey-with-instance-details-archived.json");
+    let mut iam: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     iam["resource"]["instanceDetails"]["instanceId"] = instance.clone().into();
 
     let report = runner
