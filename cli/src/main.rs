@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod demo;
 use cordon_core::aws::{AwsContext, AwsEc2, AwsTarget};
-use cordon_core::capture::{capture_seeing_groups, CaptureStatus, FindingSummary};
+use cordon_core::capture::{capture_seeing, CaptureStatus, FindingSummary};
 use cordon_core::config::{parse_severity, Config, ForensicSource, RuleBand};
 use cordon_core::ec2::{DenyEntry, Ec2};
 use cordon_core::error::StepError;
@@ -333,8 +333,14 @@ fn check_instance_id(id: &str) -> Result<(), CordonError> {
 #[derive(Serialize)]
 struct EniLine {
     eni_id: String,
+    /// What is true of it after `isolate`: isolated, rolled back to its original groups, or
+    /// left on which groups (none for `status`, which only reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<cordon_core::isolate::InterfaceOutcome>,
     original_groups: Vec<String>,
     groups_now: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<cordon_core::error::StepError>,
 }
 
 #[derive(Serialize)]
@@ -345,6 +351,9 @@ struct IsolateOutput {
     finding: Option<FindingSummary>,
     enis: Vec<EniLine>,
     nacl_entries: Vec<DenyEntry>,
+    /// The finding's remote addresses that no ACL denies, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    remote_not_denied: Vec<cordon_core::nacl::RemoteNotDenied>,
     termination_protection: Option<bool>,
     notes: Vec<String>,
     errors: Vec<StepError>,
@@ -365,6 +374,7 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
                     finding: Some(summary),
                     enis: vec![],
                     nacl_entries: vec![],
+                    remote_not_denied: vec![],
                     termination_protection: None,
                     notes: vec![],
                     errors: vec![],
@@ -406,8 +416,8 @@ async fn contain(
 ) -> Result<IsolateOutput, CordonError> {
     eprintln!("cordon: capturing {instance_id}");
     // Break glass acts whatever executions claim the instance; isolation is idempotent.
-    let (captured, seen_groups) =
-        capture_seeing_groups(ec2, instance_id, summary.clone(), None, &now_rfc3339()).await?;
+    let (captured, seen) =
+        capture_seeing(ec2, instance_id, summary.clone(), None, &now_rfc3339()).await?;
     let mut output = IsolateOutput {
         instance_id: Some(instance_id.to_string()),
         status: "isolated",
@@ -415,6 +425,7 @@ async fn contain(
         finding: summary,
         enis: vec![],
         nacl_entries: vec![],
+        remote_not_denied: vec![],
         termination_protection: None,
         notes: vec![],
         errors: captured.warnings.clone(),
@@ -447,12 +458,15 @@ async fn contain(
     // Independent of each other, as in the state machine's Parallel state: the ACL entries
     // go in while the groups are swapped, and each is done even if the other fails.
     let forensic = config.forensic_access.as_ref();
+    let nacl_settings = config.nacl_settings();
     let (isolation, nacl) = tokio::join!(
-        isolate_seen(ec2, &record, forensic, Some(seen_groups)),
-        block(ec2, &record, remote, &config.nacl)
+        isolate_seen(ec2, &record, forensic, Some(seen)),
+        block(ec2, &record, remote, &nacl_settings)
     );
     output.nacl_entries = nacl.nacl_entries;
+    output.remote_not_denied = nacl.remote_not_denied;
     output.notes = nacl.notes;
+    output.notes.extend(nacl.not_possible);
     output.notes.extend(nacl.already_denied);
     if isolation.is_err() {
         // The entries are recorded on their ACLs, where `cordon restore` finds them.
@@ -467,10 +481,13 @@ async fn contain(
         .iter()
         .map(|e| EniLine {
             eni_id: e.eni_id.clone(),
+            outcome: Some(e.outcome),
             original_groups: e.original_groups.clone(),
             groups_now: e.groups_now.clone(),
+            cause: e.cause.clone(),
         })
         .collect();
+    output.notes.extend(isolation.notes.iter().cloned());
     output.termination_protection = Some(isolation.termination_protection);
     output.errors.extend(isolation.errors.iter().cloned());
     output.errors.extend(nacl.errors.iter().cloned());
@@ -507,6 +524,8 @@ fn eni_lines(
     now.iter()
         .map(|current| EniLine {
             eni_id: current.id.clone(),
+            outcome: None,
+            cause: None,
             original_groups: recorded
                 .and_then(|r| r.iter().find(|i| i.id == current.id))
                 .map(|i| i.groups.clone())

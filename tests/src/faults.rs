@@ -136,6 +136,44 @@ struct Shared {
     actions: Mutex<Vec<String>>,
     /// Every EC2 call with what the proxy did to it, in the order they ended.
     calls: Mutex<Vec<ProxiedCall>>,
+    refusals: Mutex<Vec<Refusal>>,
+}
+
+/// EC2 refusing one kind of call, as an SCP (`UnauthorizedOperation`, for good) or a
+/// throttled account (`RequestLimitExceeded`, for a while) does: every `action` call with a
+/// form field equal to `value` is answered `status` / `code`, `times` times (None: always),
+/// and not made.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub action: &'static str,
+    pub value: String,
+    pub status: &'static str,
+    pub code: &'static str,
+    pub times: Option<u32>,
+}
+
+impl Refusal {
+    /// For good, as an explicit deny in a service control policy answers.
+    pub fn by_scp(action: &'static str, value: &str) -> Self {
+        Refusal {
+            action,
+            value: value.to_string(),
+            status: "403 Forbidden",
+            code: "UnauthorizedOperation",
+            times: None,
+        }
+    }
+
+    /// `times` times, as a throttled account answers.
+    pub fn throttled(action: &'static str, value: &str, times: u32) -> Self {
+        Refusal {
+            action,
+            value: value.to_string(),
+            status: "503 Service Unavailable",
+            code: "RequestLimitExceeded",
+            times: Some(times),
+        }
+    }
 }
 
 /// One EC2 call as the proxy saw it.
@@ -180,6 +218,7 @@ impl FaultProxy {
             counts: FaultCounts::default(),
             actions: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
+            refusals: Mutex::new(Vec::new()),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -191,6 +230,11 @@ impl FaultProxy {
             endpoint: format!("http://{address}"),
             shared,
         }
+    }
+
+    /// Refuses matching calls from now on.
+    pub fn refuse(&self, refusal: Refusal) {
+        self.shared.refusals.lock().unwrap().push(refusal);
     }
 
     /// Changes the plan for calls from now on (e.g. faults only while containing).
@@ -337,6 +381,27 @@ fn ec2_error(status: &str, code: &str, message: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The refusal that answers this request, if one does (and counts it down).
+fn refused(shared: &Shared, request: &Request) -> Option<Refusal> {
+    let action = request.action();
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut refusals = shared.refusals.lock().unwrap();
+    let at = refusals
+        .iter()
+        .position(|r| r.action == action && fields.iter().any(|(_, v)| *v == r.value))?;
+    let refusal = refusals[at].clone();
+    match refusals[at].times.as_mut() {
+        Some(1) => {
+            refusals.remove(at);
+        }
+        Some(left) => *left -= 1,
+        None => {}
+    }
+    Some(refusal)
+}
+
 /// Drops the connection with a TCP reset, as a failed load balancer or network does.
 fn reset(stream: TcpStream) {
     let socket = socket2::SockRef::from(&stream);
@@ -348,6 +413,20 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
     let mut reader = BufReader::new(client);
     while let Some(request) = read_request(&mut reader).await {
         let started = Instant::now();
+        if let Some(refusal) = request
+            .is_ec2()
+            .then(|| refused(&shared, &request))
+            .flatten()
+        {
+            let mut call = request.proxied(None, started);
+            call.fault = "refused";
+            shared.calls.lock().unwrap().push(call);
+            let reply = ec2_error(refusal.status, refusal.code, "refused by the fault proxy");
+            if reader.get_mut().write_all(&reply).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let (fault, delay) = if request.is_ec2() {
             let index = shared.counts.ec2_calls.fetch_add(1, Ordering::Relaxed) + 1;
             let plan = *shared.plan.lock().unwrap();

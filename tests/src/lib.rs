@@ -107,3 +107,15 @@ pub async fn fleet(world: &World, count: usize, first_vpc: usize) -> Vec<Member>
     }
     members
 }
+
+/// Writes one row of RELIABILITY.md's table (`scripts/reliability` renders the rows it finds
+/// in target/reliability/), for scenarios that live outside cli/tests/reliability.rs.
+pub fn write_reliability_row(slug: &str, row: &serde_json::Value) {
+    let dir = repo_root().join("target/reliability");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{slug}.json")),
+        serde_json::to_vec_pretty(row).unwrap(),
+    )
+    .unwrap();
+}

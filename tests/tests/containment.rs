@@ -639,6 +639,7 @@ async fn a_narrow_band_exhausts_and_is_reported() {
         nacl: NaclSettings {
             band: cordon_core::config::RuleBand::new(50, 50).unwrap(),
             rule_quota: 20,
+            ..NaclSettings::default()
         },
         ..Config::default()
     };
@@ -661,4 +662,182 @@ async fn a_narrow_band_exhausts_and_is_reported() {
     );
     assert!(denies.iter().all(|(_, n, _)| *n == 50));
     let _ = vpc;
+}
+
+/// EC2 refusing the isolation swap, through the fault proxy in front of moto: for a while
+/// (throttled through all of the SDK's attempts) and for good (an SCP's explicit deny). The
+/// interface ends isolated or back on its original groups, never on the conversion group,
+/// which allows everything both ways; and the step says so.
+#[tokio::test]
+async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_never_open() {
+    use cordon_core::aws::{AwsContext, EC2_MAX_ATTEMPTS};
+    use cordon_core::isolate::{ensure_groups, InterfaceOutcome as Isolation};
+    use cordon_tests::faults::{FaultPlan, FaultProxy, Refusal};
+
+    let moto = Moto::start();
+    let world = moto.world();
+    let (vpc, [a, b], [web, ssh]) = two_subnet_vpc(&world).await;
+    let (first, first_enis) = world.instance(&[(&a, &[&web, &ssh])], false).await;
+    let (second, second_enis) = world.instance(&[(&b, &[&web])], false).await;
+    // Cordon's groups already exist in the VPC (an earlier quarantine), so the refusal can
+    // name the isolation group.
+    let groups = ensure_groups(&moto.cordon_ec2(), std::slice::from_ref(&vpc), None, None)
+        .await
+        .unwrap();
+    let isolation = groups[&vpc].isolation.clone();
+    let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
+    let aws = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint));
+    let config = Config::default();
+
+    // For a while: every attempt the SDK makes is throttled. The step fails (the state
+    // machine retries it) with each interface's truth, and the interface is as it was.
+    let captured = capture_step(&aws, &config, &finding_for(&first, 8.0, "198.51.100.7"))
+        .await
+        .unwrap();
+    proxy.refuse(Refusal::throttled(
+        "ModifyNetworkInterfaceAttribute",
+        &isolation,
+        EC2_MAX_ATTEMPTS,
+    ));
+    let error = isolate_step(&aws, &config, &captured).await.unwrap_err();
+    assert_eq!(error.error_name(), "Cordon.Throttled", "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("put back on its original groups"),
+        "{error}"
+    );
+    assert_eq!(
+        world.eni_groups(&first_enis[0]).await,
+        [web.clone(), ssh.clone()]
+    );
+    // The retry converges.
+    let report = isolate_step(&aws, &config, &captured).await.unwrap();
+    assert_eq!(report.enis[0].outcome, Isolation::Isolated);
+    assert_eq!(
+        world.eni_groups(&first_enis[0]).await,
+        std::slice::from_ref(&isolation)
+    );
+
+    // For good: reported by name, the interface back on its own group, not retried.
+    let captured = capture_step(&aws, &config, &finding_for(&second, 8.0, "198.51.100.7"))
+        .await
+        .unwrap();
+    proxy.refuse(Refusal::by_scp(
+        "ModifyNetworkInterfaceAttribute",
+        &isolation,
+    ));
+    let report = isolate_step(&aws, &config, &captured).await.unwrap();
+    assert_eq!(report.status, StepStatus::Partial);
+    assert_eq!(report.enis[0].outcome, Isolation::RolledBack);
+    assert_eq!(report.enis[0].eni_id, second_enis[0]);
+    assert_eq!(
+        report.enis[0].cause.as_ref().unwrap().error,
+        "Cordon.AccessDenied"
+    );
+    assert_eq!(world.eni_groups(&second_enis[0]).await, [web.clone()]);
+    // A capture of the first instance now sees it quarantined.
+    let again = capture_step(&aws, &config, &finding_for(&first, 8.0, "198.51.100.7"))
+        .await
+        .unwrap();
+    assert_eq!(again.status, CaptureStatus::AlreadyQuarantined);
+    let refused = proxy
+        .calls()
+        .iter()
+        .filter(|c| c.fault == "refused")
+        .count();
+    cordon_tests::write_reliability_row(
+        "7-isolation-swap-refused",
+        &serde_json::json!({
+            "order": 7,
+            "scenario": "the isolation swap refused by EC2: throttled through all 5 SDK attempts, then an SCP's UnauthorizedOperation",
+            "runs": 2,
+            "faults_injected": format!("{refused} ModifyNetworkInterfaceAttribute calls to the isolation group refused"),
+            "contained": 1,
+            "restored_exactly": 2,
+            "lost_originals": 0,
+            "panics": 0,
+            "notes": "0 interfaces left on the conversion group: throttled, back on its originals and the step retried (then isolated); denied, back on its originals and named with the cause"
+        }),
+    );
+}
+
+/// A finding whose remote addresses an attacker on the instance chose: inside the VPC, in
+/// private space, the forensic host, a protected CIDR, an IPv4-mapped IPv6 address of the VPC.
+/// None is denied on any ACL; each is reported with its reason.
+#[tokio::test]
+async fn remote_addresses_aimed_at_the_vpc_are_never_denied_on_moto() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let (vpc, [a, _], [web, _]) = two_subnet_vpc(&world).await;
+    let (instance, _) = world.instance(&[(&a, &[&web])], false).await;
+    let acls_before = world.acls(&vpc).await;
+    let mut config = Config::default();
+    config.forensic_access = Some(cordon_core::config::ForensicSource::Cidr(
+        "203.0.113.0/28".into(),
+    ));
+    config.nacl.protected_cidrs = vec!["192.0.2.53/32".into()];
+    let mut event = finding_for(&instance, 8.0, "10.0.2.10");
+    // More remote addresses, as a port probe names them.
+    let probes: Vec<serde_json::Value> = [
+        ("ipAddressV4", "172.16.5.5"),
+        ("ipAddressV4", "203.0.113.4"),
+        ("ipAddressV4", "192.0.2.53"),
+        ("ipAddressV6", "::ffff:10.0.1.1"),
+    ]
+    .iter()
+    .map(|(field, address)| serde_json::json!({"remoteIpDetails": {*field: address}}))
+    .collect();
+    event["service"]["action"]["portProbeAction"] = serde_json::json!({"portProbeDetails": probes});
+    let contained = contain_with(&moto, &config, &event).await;
+    let nacl = contained.nacl.unwrap();
+    assert_eq!(
+        contained.capture.finding.unwrap().remote_addresses.len(),
+        5,
+        "the finding's five remote addresses are read"
+    );
+    let reasons: Vec<(&str, &str)> = nacl
+        .remote_not_denied
+        .iter()
+        .map(|n| (n.address.as_str(), n.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    for (address, reason) in [
+        ("10.0.2.10", "VPC's own block 10.0.0.0/16"),
+        ("172.16.5.5", "RFC 1918"),
+        ("203.0.113.4", "protected CIDR 203.0.113.0/28"),
+        ("192.0.2.53", "protected CIDR 192.0.2.53/32"),
+        ("::ffff:10.0.1.1 (IPv4 10.0.1.1)", "VPC's own block"),
+    ] {
+        assert!(
+            reasons
+                .iter()
+                .any(|(a, r)| *a == address && r.contains(reason)),
+            "{address}: {reasons:?}"
+        );
+    }
+    // Only the instance's own address is denied, and only on the other subnet's ACL: the
+    // instance's own subnet's ACL is exactly as it was.
+    let acl_a = world.acl_of(&a).await;
+    assert!(
+        nacl.nacl_entries.iter().all(|e| e.acl_id != acl_a),
+        "{:?}",
+        nacl.nacl_entries
+    );
+    let acls_after = world.acls(&vpc).await;
+    assert_eq!(acls_after[&acl_a].0, acls_before[&acl_a].0);
+    cordon_tests::write_reliability_row(
+        "8-attacker-aimed-remotes",
+        &serde_json::json!({
+            "order": 8,
+            "scenario": "a finding whose remote addresses the attacker aimed: the VPC's own, private (RFC 1918), the forensic CIDR, a protected CIDR, IPv4-mapped IPv6 of the VPC",
+            "runs": 1,
+            "faults_injected": "5 hostile remote addresses",
+            "contained": 1,
+            "restored_exactly": 1,
+            "lost_originals": 0,
+            "panics": 0,
+            "notes": format!("0 of 5 denied on any ACL, each reported with its reason; the instance's own subnet's ACL unchanged ({} entries, all its own address on the other subnet)", nacl.nacl_entries.len())
+        }),
+    );
 }

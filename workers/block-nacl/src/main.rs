@@ -10,9 +10,11 @@ async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let (config, aws) = cordon_core::aws::worker_context().await?;
     run(service_fn(|event: LambdaEvent<CaptureOutput>| {
-        let (aws, config) = (&aws, &config);
+        // Its clients know when this invocation ends: no EC2 work is started that the
+        // function's timeout would cut in two.
+        let (aws, config) = (aws.until(event.context.deadline), &config);
         async move {
-            let report = steps::block_step(aws, config, &event.payload).await?;
+            let report = steps::block_step(&aws, config, &event.payload).await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, entries = report.nacl_entries.len(), "block");
             Ok::<_, cordon_core::CordonError>(report)
         }

@@ -331,6 +331,7 @@ mod tests {
                 groups: vec!["sg-web".into(), "sg-ssh".into()],
                 private_ipv4: vec![],
                 ipv6: vec![],
+                ..Default::default()
             }],
         };
         let approve = sign(KEY, Action::Approve, 1, ARN, "tok\"en");

@@ -10,8 +10,8 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 
 use crate::ec2::{
-    AclEntry, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl, NetworkInterface, Peer,
-    RuleAction, SecurityGroup, SgRule,
+    AclEntry, ConnTrack, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl,
+    NetworkInterface, Peer, RuleAction, SecurityGroup, SgRule, Vpc,
 };
 use crate::error::{CordonError, Result};
 
@@ -21,6 +21,21 @@ use crate::error::{CordonError, Result};
 /// incident, when EC2 throttles the account, retrying the one call costs far less. With 30%
 /// of calls failing, 3 attempts gave up on one call in 37; 5 give up on one in 400.
 pub const EC2_MAX_ATTEMPTS: u32 = 5;
+
+/// The longest one attempt of an EC2 call may take before the SDK gives it up and retries.
+pub const EC2_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest one EC2 call can take with its retries: [`EC2_MAX_ATTEMPTS`] attempts of at
+/// most [`EC2_ATTEMPT_TIMEOUT`], and the standard retry strategy's backoff between them (full
+/// jitter on 1, 2, 4 and 8 s: at most 15 s). 5 x 5 + 15 = 40 s. A worker starts a piece of
+/// work that must not be cut in two (an interface's swaps and their rollback) only with this
+/// much left per call it may need, and the functions' timeouts are sized from it.
+pub const EC2_CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(40);
+
+/// The EC2 workers' Lambda timeout (`infra/template.yaml`, checked by a test): six calls at
+/// their worst, the longest run of calls that one interface's isolation (conversion, isolation,
+/// rollback) or one ACL's bookkeeping needs after the reads, at 40 s each.
+pub const EC2_WORKER_TIMEOUT_SECONDS: u64 = 6 * EC2_CALL_BUDGET.as_secs();
 
 /// Where and as whom to call AWS. Unset fields fall back to the standard AWS environment
 /// variables and shared config (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, ...).
@@ -73,6 +88,7 @@ pub struct AwsContext {
     config: SdkConfig,
     member_role: Option<MemberRole>,
     home_account: std::sync::Arc<tokio::sync::OnceCell<String>>,
+    deadline: Option<std::time::Instant>,
 }
 
 impl AwsContext {
@@ -96,6 +112,21 @@ impl AwsContext {
             config,
             member_role: None,
             home_account: Default::default(),
+            deadline: None,
+        }
+    }
+
+    /// This context for one Lambda invocation that must end by `deadline_ms` (milliseconds
+    /// since the epoch, as the Lambda context gives it): its EC2 clients know how long is left.
+    pub fn until(&self, deadline_ms: u64) -> Self {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let left = std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+        AwsContext {
+            deadline: Some(std::time::Instant::now() + left),
+            ..self.clone()
         }
     }
 
@@ -119,9 +150,16 @@ impl AwsContext {
         region: Option<&str>,
         credentials: Option<aws_sdk_ec2::config::Credentials>,
     ) -> AwsEc2 {
-        let mut builder = aws_sdk_ec2::config::Builder::from(&self.config).retry_config(
-            aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(EC2_MAX_ATTEMPTS),
-        );
+        let mut builder = aws_sdk_ec2::config::Builder::from(&self.config)
+            .retry_config(
+                aws_sdk_ec2::config::retry::RetryConfig::standard()
+                    .with_max_attempts(EC2_MAX_ATTEMPTS),
+            )
+            .timeout_config(
+                aws_sdk_ec2::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(EC2_ATTEMPT_TIMEOUT)
+                    .build(),
+            );
         if let Some(region) = region {
             builder = builder.region(Region::new(region.to_string()));
         }
@@ -130,6 +168,7 @@ impl AwsContext {
         }
         AwsEc2 {
             client: Client::from_conf(builder.build()),
+            deadline: self.deadline,
         }
     }
 
@@ -209,6 +248,8 @@ impl crate::ec2::Ec2Provider for AwsContext {
 #[derive(Debug, Clone)]
 pub struct AwsEc2 {
     client: Client,
+    /// When the invocation ends (None: a CLI run, no deadline).
+    deadline: Option<std::time::Instant>,
 }
 
 /// Maps an EC2 error code to Cordon's typed error. `subject` is the id the call was about.
@@ -327,6 +368,31 @@ fn instance_of(instance: &aws_sdk_ec2::types::Instance) -> Instance {
                     .iter()
                     .filter_map(|a| a.ipv6_address().map(String::from))
                     .collect(),
+                ipv4_prefixes: eni
+                    .ipv4_prefixes()
+                    .iter()
+                    .filter_map(|p| p.ipv4_prefix().map(String::from))
+                    .collect(),
+                ipv6_prefixes: eni
+                    .ipv6_prefixes()
+                    .iter()
+                    .filter_map(|p| p.ipv6_prefix().map(String::from))
+                    .collect(),
+                owner_id: eni.owner_id().unwrap_or_default().to_string(),
+                interface_type: eni
+                    .interface_type()
+                    .filter(|t| *t != "interface")
+                    .map(String::from),
+                managed_by: eni
+                    .operator()
+                    .filter(|o| o.managed() == Some(true))
+                    .map(|o| o.principal().unwrap_or("another AWS service").to_string()),
+                // moto reports no connection tracking: every interface reads as AWS's defaults.
+                conntrack: eni.connection_tracking_configuration().map(|c| ConnTrack {
+                    tcp_established: c.tcp_established_timeout(),
+                    udp_stream: c.udp_stream_timeout(),
+                    udp: c.udp_timeout(),
+                }),
             };
             (index, interface)
         })
@@ -341,6 +407,10 @@ fn instance_of(instance: &aws_sdk_ec2::types::Instance) -> Instance {
             .unwrap_or_default(),
         interfaces: interfaces.into_iter().map(|(_, i)| i).collect(),
         tags: tags_of(instance.tags()),
+        // moto reports no lifecycle: its instances all read as On-Demand.
+        lifecycle: instance
+            .instance_lifecycle()
+            .map(|l| l.as_str().to_string()),
     }
 }
 
@@ -815,6 +885,114 @@ impl Ec2 for AwsEc2 {
             .await
             .map_err(|e| sdk_error("DeleteTags", resource_id, e))?;
         Ok(())
+    }
+
+    async fn shutdown_behavior(&self, instance_id: &str) -> Result<String> {
+        let output = self
+            .client
+            .describe_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeInstanceAttribute", instance_id, e))?;
+        Ok(output
+            .instance_initiated_shutdown_behavior()
+            .and_then(|v| v.value())
+            .unwrap_or("stop")
+            .to_string())
+    }
+
+    async fn set_shutdown_behavior(&self, instance_id: &str, behavior: &str) -> Result<()> {
+        // The `Attribute` + `Value` form: moto implements only this one, and EC2 takes both.
+        self.client
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+            .value(behavior)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ModifyInstanceAttribute", instance_id, e))?;
+        Ok(())
+    }
+
+    async fn set_connection_tracking(&self, eni_id: &str, timeouts: &ConnTrack) -> Result<()> {
+        // moto accepts `ConnectionTrackingSpecification` and ignores it (design.md, "Facts
+        // that moto does not show"), so AWS's ranges are enforced here, before the call.
+        timeouts.check()?;
+        let spec = aws_sdk_ec2::types::ConnectionTrackingSpecificationRequest::builder()
+            .set_tcp_established_timeout(timeouts.tcp_established)
+            .set_udp_stream_timeout(timeouts.udp_stream)
+            .set_udp_timeout(timeouts.udp)
+            .build();
+        // Its own call: EC2 changes one attribute of an interface per request.
+        self.client
+            .modify_network_interface_attribute()
+            .network_interface_id(eni_id)
+            .connection_tracking_specification(spec)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ModifyNetworkInterfaceAttribute", eni_id, e))?;
+        Ok(())
+    }
+
+    async fn vpc(&self, vpc_id: &str) -> Result<Vpc> {
+        let output = self
+            .client
+            .describe_vpcs()
+            .vpc_ids(vpc_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeVpcs", vpc_id, e))?;
+        let vpc = output
+            .vpcs()
+            .iter()
+            .find(|v| v.vpc_id() == Some(vpc_id))
+            .ok_or_else(|| CordonError::Ec2 {
+                operation: "DescribeVpcs".into(),
+                code: "InvalidVpcID.NotFound".into(),
+                message: format!("{vpc_id} is not in the answer"),
+            })?;
+        // Every block the VPC holds or is still letting go: an address in any of them is the
+        // VPC's own.
+        let ipv4 = vpc
+            .cidr_block_association_set()
+            .iter()
+            .filter_map(|a| a.cidr_block());
+        let ipv6 = vpc
+            .ipv6_cidr_block_association_set()
+            .iter()
+            .filter_map(|a| a.ipv6_cidr_block());
+        let mut cidrs: Vec<String> = vpc
+            .cidr_block()
+            .into_iter()
+            .chain(ipv4)
+            .chain(ipv6)
+            .map(String::from)
+            .collect();
+        cidrs.dedup();
+        Ok(Vpc {
+            id: vpc_id.to_string(),
+            owner_id: vpc.owner_id().unwrap_or_default().to_string(),
+            cidrs,
+        })
+    }
+
+    async fn group_named(&self, vpc_id: &str, name: &str) -> Result<Option<SecurityGroup>> {
+        let output = self
+            .client
+            .describe_security_groups()
+            .filters(filter("vpc-id", &[vpc_id.to_string()]))
+            .filters(filter("group-name", &[name.to_string()]))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeSecurityGroups", vpc_id, e))?;
+        Ok(output.security_groups().first().map(security_group_of))
+    }
+
+    fn has_time_for(&self, calls: u32) -> bool {
+        self.deadline
+            .is_none_or(|end| std::time::Instant::now() + EC2_CALL_BUDGET * calls <= end)
     }
 
     async fn instances_tagged(&self, key: &str) -> Result<Vec<Instance>> {

@@ -81,20 +81,108 @@ impl CaptureOutput {
     }
 }
 
-/// The Cordon group an interface of the instance already carries, if any.
+/// Where one interface stands against Cordon's groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// On groups of its own: what it has is its original state.
+    Original,
+    /// On the isolation group alone.
+    Isolated,
+    /// On another Cordon group (the conversion group, which allows everything both ways, or
+    /// the isolation group beside others): an isolation cut short, to be finished.
+    Incomplete(String),
+}
+
+pub fn standing(
+    interface: &crate::ec2::NetworkInterface,
+    cordon_groups: &[SecurityGroup],
+) -> Standing {
+    let cordon: Vec<&SecurityGroup> = cordon_groups
+        .iter()
+        .filter(|g| interface.groups.contains(&g.id))
+        .collect();
+    match cordon.as_slice() {
+        [] => Standing::Original,
+        [only] if only.role == Some(GroupRole::Isolation) && interface.groups.len() == 1 => {
+            Standing::Isolated
+        }
+        [group, ..] => Standing::Incomplete(group.id.clone()),
+    }
+}
+
+/// Why the instance counts as quarantined already: every interface Cordon can contain is on
+/// the isolation group alone. An interface on the conversion group does not count: that is an
+/// isolation cut short, which leaves it open both ways, and which the workflow finishes.
 pub fn quarantine_evidence(instance: &Instance, cordon_groups: &[SecurityGroup]) -> Option<String> {
-    instance.interfaces.iter().find_map(|interface| {
-        cordon_groups
+    let containable: Vec<_> = instance
+        .interfaces
+        .iter()
+        .filter(|i| i.not_containable().is_none())
+        .collect();
+    let all_isolated = !containable.is_empty()
+        && containable
             .iter()
-            .find(|group| interface.groups.contains(&group.id))
-            .map(|group| {
-                let role = group.role.map(GroupRole::tag_value).unwrap_or("cordon");
-                format!(
-                    "{} already carries Cordon's {role} group {}: the instance is already quarantined",
-                    interface.id, group.id
-                )
-            })
+            .all(|i| standing(i, cordon_groups) == Standing::Isolated);
+    all_isolated.then(|| {
+        let first = containable[0];
+        format!(
+            "{} already carries Cordon's isolation group {}: the instance is already quarantined",
+            first.id, first.groups[0]
+        )
     })
+}
+
+/// The record of an instance whose isolation was cut short: the recorded originals (from the
+/// `cordon:state:*` tags) for every interface Cordon had already moved, the current groups
+/// for those it had not. An interface on a Cordon group with no recorded originals keeps
+/// only its other groups (the record cannot say more), with a warning: restore then leaves
+/// it isolated rather than guess.
+pub fn resumed_interfaces(
+    instance: &Instance,
+    cordon_groups: &[SecurityGroup],
+    tagged: Option<&CapturedState>,
+) -> (Vec<crate::ec2::NetworkInterface>, Vec<StepError>) {
+    let cordon_ids: Vec<&String> = cordon_groups.iter().map(|g| &g.id).collect();
+    let mut warnings = Vec::new();
+    let interfaces = instance
+        .interfaces
+        .iter()
+        .map(|live| {
+            if standing(live, cordon_groups) == Standing::Original {
+                return live.clone();
+            }
+            let recorded = tagged.and_then(|r| r.interfaces.iter().find(|i| i.id == live.id));
+            match recorded {
+                Some(recorded) => crate::ec2::NetworkInterface {
+                    groups: recorded.groups.clone(),
+                    conntrack: recorded.conntrack,
+                    ..live.clone()
+                },
+                None => {
+                    let own: Vec<String> = live
+                        .groups
+                        .iter()
+                        .filter(|g| !cordon_ids.contains(g))
+                        .cloned()
+                        .collect();
+                    warnings.push(StepError {
+                        error: "Cordon.CorruptRecord".into(),
+                        cause: format!(
+                            "{} is on Cordon's groups ({}) and no record of its original groups was found; recorded as {}, so restore cannot give it back what it had",
+                            live.id,
+                            live.groups.join(", "),
+                            if own.is_empty() { "no group".to_string() } else { own.join(", ") }
+                        ),
+                    });
+                    crate::ec2::NetworkInterface {
+                        groups: own,
+                        ..live.clone()
+                    }
+                }
+            }
+        })
+        .collect();
+    (interfaces, warnings)
 }
 
 /// Captures `instance_id`. Nothing is changed on the instance except the record tags, and
@@ -107,34 +195,43 @@ pub async fn capture(
     owner: Option<&str>,
     now: &str,
 ) -> Result<CaptureOutput> {
-    Ok(capture_seeing_groups(ec2, instance_id, finding, owner, now)
+    Ok(capture_seeing(ec2, instance_id, finding, owner, now)
         .await?
         .0)
 }
 
-/// [`capture`], also giving the Cordon groups it read in the instance's VPCs (none when it
-/// stopped before reading them), so that isolating in the same process need not read them
-/// again.
-pub async fn capture_seeing_groups(
+/// What a capture read that isolating in the same process need not read again.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    /// Cordon's groups in the instance's VPCs (none when the capture stopped before them).
+    pub groups: Vec<SecurityGroup>,
+    /// The instance as the capture found it.
+    pub instance: Option<Instance>,
+}
+
+/// [`capture`], also giving what it read (Cordon's groups in the instance's VPCs and the
+/// instance), so that isolating in the same process need not read them again.
+pub async fn capture_seeing(
     ec2: &impl Ec2,
     instance_id: &str,
     finding: Option<FindingSummary>,
     owner: Option<&str>,
     now: &str,
-) -> Result<(CaptureOutput, Vec<SecurityGroup>)> {
+) -> Result<(CaptureOutput, Seen)> {
     // The protection flag and Cordon's groups need no answer from the description: all three
     // are read at once (two round trips fewer on the way to isolation, wasted only for an
     // instance that is skipped).
-    let (instance, termination_protection, groups_anywhere) = tokio::join!(
+    let (instance, termination_protection, shutdown_behavior, groups_anywhere) = tokio::join!(
         ec2.describe_instance(instance_id),
         ec2.termination_protection(instance_id),
+        ec2.shutdown_behavior(instance_id),
         ec2.cordon_groups_anywhere()
     );
     let instance = instance?;
     let skip = |reason: String| {
         Ok((
             CaptureOutput::skipped(Some(instance_id.into()), finding.clone(), reason),
-            Vec::new(),
+            Seen::default(),
         ))
     };
     if is_exempt(&instance.tags) {
@@ -175,8 +272,39 @@ pub async fn capture_seeing_groups(
             warnings,
             approval_timeout_seconds: None,
         };
-        return Ok((output, cordon_groups));
+        return Ok((
+            output,
+            Seen {
+                groups: cordon_groups,
+                instance: Some(instance),
+            },
+        ));
     }
+
+    // An isolation cut short (some interface on a Cordon group, not all isolated): the
+    // originals are in the record tags Cordon wrote before it changed anything.
+    let mut warnings = Vec::new();
+    let cut_short = instance
+        .interfaces
+        .iter()
+        .any(|i| standing(i, &cordon_groups) != Standing::Original);
+    let tagged = if cut_short {
+        match state_from_tags(instance_id, &instance.tags) {
+            Ok(record) => record,
+            Err(error) => {
+                warnings.push(error.to_report());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (interfaces, resume_warnings) = if cut_short {
+        resumed_interfaces(&instance, &cordon_groups, tagged.as_ref())
+    } else {
+        (instance.interfaces.clone(), Vec::new())
+    };
+    warnings.extend(resume_warnings);
 
     let holder = match owner {
         None => None,
@@ -202,7 +330,13 @@ pub async fn capture_seeing_groups(
             warnings: Vec::new(),
             approval_timeout_seconds: None,
         };
-        return Ok((output, cordon_groups));
+        return Ok((
+            output,
+            Seen {
+                groups: cordon_groups,
+                instance: Some(instance),
+            },
+        ));
     }
 
     let record = CapturedState {
@@ -212,15 +346,23 @@ pub async fn capture_seeing_groups(
         finding_type: finding.as_ref().map(|f| f.finding_type.clone()),
         captured_at: now.to_string(),
         instance_state: instance.state.clone(),
-        termination_protection: termination_protection?,
-        interfaces: instance.interfaces.clone(),
+        // Resumed: Cordon may already have turned protection on and the shutdown behavior to
+        // stop; the originals are the tagged record's.
+        termination_protection: match &tagged {
+            Some(tagged) => tagged.termination_protection,
+            None => termination_protection?,
+        },
+        shutdown_behavior: match &tagged {
+            Some(tagged) => tagged.shutdown_behavior.clone(),
+            None => Some(shutdown_behavior?),
+        },
+        interfaces,
     };
 
     // The execution keeps the record whatever happens; the tags are the copy that break-glass
     // `cordon restore` reads. A full tag set must not stop containment, so it is a warning.
     let tags = state_tags(&record);
     let old_keys = chunk_keys(STATE_TAG_PREFIX, &instance.tags);
-    let mut warnings = Vec::new();
     let tags_written = match check_tag_room(instance_id, &instance.tags, &tags, &old_keys) {
         Ok(()) => {
             ec2.create_tags(instance_id, &tags).await?;
@@ -244,10 +386,17 @@ pub async fn capture_seeing_groups(
     };
     let output = CaptureOutput {
         status: CaptureStatus::Captured,
-        reason: format!(
-            "recorded {} network interface(s) of {instance_id}",
-            record.interfaces.len()
-        ),
+        reason: if cut_short {
+            format!(
+                "{instance_id}'s isolation was cut short (an interface is on a Cordon group but not isolated); recorded its {} interface(s) from the record tags to finish it",
+                record.interfaces.len()
+            )
+        } else {
+            format!(
+                "recorded {} network interface(s) of {instance_id}",
+                record.interfaces.len()
+            )
+        },
         instance_id: Some(instance_id.into()),
         finding,
         record: Some(record),
@@ -255,7 +404,13 @@ pub async fn capture_seeing_groups(
         warnings,
         approval_timeout_seconds: None,
     };
-    Ok((output, cordon_groups))
+    Ok((
+        output,
+        Seen {
+            groups: cordon_groups,
+            instance: Some(instance),
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -283,8 +438,9 @@ mod tests {
         assert_eq!(
             ec2.calls(),
             [
-                // These three at once.
+                // These four at once: protection and shutdown behavior are two attributes.
                 "DescribeInstances",
+                "DescribeInstanceAttribute",
                 "DescribeInstanceAttribute",
                 "DescribeSecurityGroups",
                 "CreateTags"
@@ -396,5 +552,81 @@ mod tests {
         let output = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
         let tags = ec2.with(|s| s.instances["i-00000001"].tags.clone());
         assert_eq!(state_from_tags("i-00000001", &tags).unwrap(), output.record);
+    }
+
+    #[test]
+    fn an_interface_left_on_the_conversion_group_is_an_isolation_to_finish_not_a_quarantine() {
+        let ec2 = FakeEc2::standard();
+        let first = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
+        let conversion = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion)).unwrap();
+        ec2.with(|s| {
+            s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
+                vec![conversion.id.clone()];
+            s.protection.insert("i-00000001".into(), true);
+        });
+        let again = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
+        assert_eq!(again.status, CaptureStatus::Captured, "{}", again.reason);
+        assert!(again.reason.contains("cut short"), "{}", again.reason);
+        // The originals come from the record tags, not from the conversion group.
+        let record = again.record.unwrap();
+        assert_eq!(record.interfaces[0].groups, ["sg-app", "sg-ssh"]);
+        assert_eq!(record, first.record.unwrap());
+    }
+
+    #[test]
+    fn an_interface_on_cordon_groups_without_a_record_keeps_only_its_own_groups_and_says_so() {
+        let ec2 = FakeEc2::standard();
+        let conversion = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion)).unwrap();
+        ec2.with(|s| {
+            s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
+                vec![conversion.id.clone(), "sg-app".into()];
+        });
+        let output = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
+        assert_eq!(output.status, CaptureStatus::Captured);
+        assert_eq!(output.record.unwrap().interfaces[0].groups, ["sg-app"]);
+        assert!(output.warnings[0]
+            .cause
+            .contains("no record of its original groups"));
+    }
+
+    #[test]
+    fn standing_tells_isolated_from_incomplete() {
+        let group = |id: &str, role| SecurityGroup {
+            id: id.into(),
+            vpc_id: "vpc-1".into(),
+            role: Some(role),
+            ingress: vec![],
+            egress: vec![],
+            tags: vec![],
+        };
+        let cordon = [
+            group("sg-c", GroupRole::Conversion),
+            group("sg-i", GroupRole::Isolation),
+        ];
+        let on = |groups: &[&str]| crate::ec2::NetworkInterface {
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        };
+        assert_eq!(standing(&on(&["sg-app"]), &cordon), Standing::Original);
+        assert_eq!(standing(&on(&["sg-i"]), &cordon), Standing::Isolated);
+        assert_eq!(
+            standing(&on(&["sg-c"]), &cordon),
+            Standing::Incomplete("sg-c".into())
+        );
+        assert_eq!(
+            standing(&on(&["sg-i", "sg-app"]), &cordon),
+            Standing::Incomplete("sg-i".into())
+        );
+    }
+
+    #[test]
+    fn a_record_written_before_the_new_fields_still_reads() {
+        // A v1 record as the first release wrote it, into `cordon:state:0`.
+        let old = r#"{"version":1,"instance_id":"i-00000001","finding_id":null,"finding_type":null,"captured_at":"2026-11-29T14:00:00.000Z","instance_state":"running","termination_protection":false,"interfaces":[{"id":"eni-1","subnet_id":"subnet-a","vpc_id":"vpc-1","groups":["sg-app"],"private_ipv4":["10.0.1.5"],"ipv6":[]}]}"#;
+        let tags = vec![("cordon:state:0".to_string(), old.to_string())];
+        let record = state_from_tags("i-00000001", &tags).unwrap().unwrap();
+        assert_eq!(record.shutdown_behavior, None);
+        assert_eq!(record.interfaces[0].conntrack, None);
+        assert!(record.interfaces[0].ipv4_prefixes.is_empty());
     }
 }

@@ -61,6 +61,28 @@ impl Default for RuleBand {
 pub struct NaclSettings {
     pub band: RuleBand,
     pub rule_quota: usize,
+    /// Remote addresses in these CIDRs are never denied on an ACL (resolvers, domain
+    /// controllers, endpoints the whole VPC needs): the finding's remote addresses are partly
+    /// chosen by whoever controls the instance. The forensic CIDR is added to them.
+    #[serde(default)]
+    pub protected_cidrs: Vec<String>,
+    /// Whether private and shared remote addresses (RFC 1918, RFC 6598, IPv6 ULA) may be
+    /// denied. Off: the security groups already cut the instance from them, and a deny on a
+    /// shared ACL would cut every subnet from them.
+    #[serde(default)]
+    pub deny_private_remotes: bool,
+    /// At most this many of the finding's remote addresses are denied (each costs a rule per
+    /// direction on every ACL of the instance's subnets).
+    #[serde(default = "default_max_remote_denies")]
+    pub max_remote_denies: usize,
+}
+
+/// Ten: with AWS's default quota of 20 rules per direction, of which a new ACL uses two, ten
+/// remote denies leave room for the instance's own addresses on a shared ACL.
+pub const DEFAULT_MAX_REMOTE_DENIES: usize = 10;
+
+fn default_max_remote_denies() -> usize {
+    DEFAULT_MAX_REMOTE_DENIES
 }
 
 impl Default for NaclSettings {
@@ -68,7 +90,24 @@ impl Default for NaclSettings {
         NaclSettings {
             band: RuleBand::default(),
             rule_quota: DEFAULT_NACL_RULE_QUOTA,
+            protected_cidrs: Vec::new(),
+            deny_private_remotes: false,
+            max_remote_denies: DEFAULT_MAX_REMOTE_DENIES,
         }
+    }
+}
+
+impl Config {
+    /// The NACL settings with the forensic CIDR protected too: the forensic host must stay
+    /// reachable through the ACLs as it is through the isolation group.
+    pub fn nacl_settings(&self) -> NaclSettings {
+        let mut settings = self.nacl.clone();
+        if let Some(ForensicSource::Cidr(cidr)) = &self.forensic_access {
+            if !settings.protected_cidrs.contains(cidr) {
+                settings.protected_cidrs.push(cidr.clone());
+            }
+        }
+        settings
     }
 }
 
@@ -169,6 +208,34 @@ impl Config {
         if let Some(text) = get("CORDON_NACL_BAND") {
             config.nacl.band = RuleBand::parse(&text)?;
         }
+        for cidr in list("CORDON_PROTECTED_CIDRS") {
+            parse_cidr(&cidr).map_err(|why| {
+                CordonError::InvalidConfiguration(format!("CORDON_PROTECTED_CIDRS: {why}"))
+            })?;
+            config.nacl.protected_cidrs.push(cidr);
+        }
+        if let Some(text) = get("CORDON_NACL_DENY_PRIVATE_REMOTES") {
+            config.nacl.deny_private_remotes = match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(CordonError::InvalidConfiguration(format!(
+                        "CORDON_NACL_DENY_PRIVATE_REMOTES={text:?} must be true or false"
+                    )))
+                }
+            };
+        }
+        if let Some(text) = get("CORDON_NACL_MAX_REMOTE_DENIES") {
+            config.nacl.max_remote_denies = text
+                .parse()
+                .ok()
+                .filter(|n| *n <= 40)
+                .ok_or_else(|| {
+                    CordonError::InvalidConfiguration(format!(
+                        "CORDON_NACL_MAX_REMOTE_DENIES={text:?} must be a whole number from 0 to 40 (0: deny no remote address)"
+                    ))
+                })?;
+        }
         if let Some(text) = get("CORDON_NACL_RULE_QUOTA") {
             config.nacl.rule_quota = text
                 .parse()
@@ -212,6 +279,34 @@ mod tests {
         assert_eq!(config.nacl.band, RuleBand { first: 1, last: 99 });
         assert_eq!(config.nacl.rule_quota, 20);
         assert_eq!(config.forensic_access, None);
+        assert_eq!(config.nacl.max_remote_denies, 10);
+        assert!(!config.nacl.deny_private_remotes);
+        assert!(config.nacl_settings().protected_cidrs.is_empty());
+    }
+
+    #[test]
+    fn protected_cidrs_and_the_forensic_cidr_are_never_denied_remotes() {
+        let config = config(&[
+            ("CORDON_PROTECTED_CIDRS", "10.0.0.2/32, 2001:db8::/64"),
+            ("CORDON_FORENSIC_CIDR", "203.0.113.0/28"),
+            ("CORDON_NACL_DENY_PRIVATE_REMOTES", "yes"),
+            ("CORDON_NACL_MAX_REMOTE_DENIES", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.nacl_settings().protected_cidrs,
+            ["10.0.0.2/32", "2001:db8::/64", "203.0.113.0/28"]
+        );
+        assert!(config.nacl.deny_private_remotes);
+        assert_eq!(config.nacl.max_remote_denies, 3);
+        for (name, bad) in [
+            ("CORDON_PROTECTED_CIDRS", "10.0.0.0/33"),
+            ("CORDON_NACL_DENY_PRIVATE_REMOTES", "maybe"),
+            ("CORDON_NACL_MAX_REMOTE_DENIES", "41"),
+        ] {
+            let error = self::config(&[(name, bad)]).unwrap_err();
+            assert!(error.to_string().contains(name), "{error}");
+        }
     }
 
     #[test]

@@ -13,6 +13,49 @@ mod id_tests {
     use super::*;
 
     #[test]
+    fn connection_tracking_timeouts_outside_aws_ranges_are_refused_before_any_call() {
+        assert!(ConnTrack::ISOLATED.check().is_ok());
+        assert!(ConnTrack::DEFAULT.check().is_ok());
+        for bad in [
+            ConnTrack {
+                tcp_established: Some(59),
+                ..Default::default()
+            },
+            ConnTrack {
+                tcp_established: Some(432_001),
+                ..Default::default()
+            },
+            ConnTrack {
+                udp_stream: Some(181),
+                ..Default::default()
+            },
+            ConnTrack {
+                udp: Some(29),
+                ..Default::default()
+            },
+            ConnTrack {
+                udp: Some(61),
+                ..Default::default()
+            },
+        ] {
+            let error = bad.check().unwrap_err();
+            assert!(error.to_string().contains("outside AWS's range"), "{error}");
+        }
+        let partial = ConnTrack {
+            udp: Some(45),
+            ..Default::default()
+        };
+        assert_eq!(
+            partial.effective(),
+            ConnTrack {
+                tcp_established: Some(432_000),
+                udp_stream: Some(180),
+                udp: Some(45)
+            }
+        );
+    }
+
+    #[test]
     fn only_real_shapes_of_ids_accounts_and_regions_pass() {
         for good in ["i-0123abcd", "i-0123456789abcdef0"] {
             assert!(is_instance_id(good), "{good}");
@@ -61,7 +104,7 @@ mod id_tests {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     pub id: String,
     /// `pending`, `running`, `stopped`, `terminated`, ...
@@ -69,12 +112,20 @@ pub struct Instance {
     /// Ordered by device index, as the instance presents them.
     pub interfaces: Vec<NetworkInterface>,
     pub tags: Vec<(String, String)>,
+    /// `spot` for a Spot Instance (which cannot have termination protection); None for
+    /// On-Demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<String>,
 }
 
 impl Instance {
     /// The VPCs of the instance's interfaces, each once, in interface order.
     pub fn vpc_ids(&self) -> Vec<String> {
         unique_vpcs(&self.interfaces)
+    }
+
+    pub fn is_spot(&self) -> bool {
+        self.lifecycle.as_deref() == Some("spot")
     }
 }
 
@@ -88,7 +139,10 @@ pub fn unique_vpcs(interfaces: &[NetworkInterface]) -> Vec<String> {
     vpcs
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One network interface as the record keeps it. Fields added after the first release are
+/// left out of the record when empty (the record lives in 256-character tags) and read as
+/// empty from a record that predates them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkInterface {
     pub id: String,
     pub subnet_id: String,
@@ -97,6 +151,134 @@ pub struct NetworkInterface {
     pub groups: Vec<String>,
     pub private_ipv4: Vec<String>,
     pub ipv6: Vec<String>,
+    /// Prefixes delegated to the interface (EKS prefix delegation), as CIDRs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv4_prefixes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6_prefixes: Vec<String>,
+    /// `interface`, `trunk`, `efa`, ...; None when EC2 does not say (a plain interface).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface_type: Option<String>,
+    /// The service that manages the interface (EC2's `Operator`), when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
+    /// The account that owns the interface (the instance's account; in a VPC shared through
+    /// AWS RAM, not the VPC's owner).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner_id: String,
+    /// Its connection-tracking idle timeouts; None when EC2 reports none (AWS's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<ConnTrack>,
+}
+
+impl NetworkInterface {
+    /// Why Cordon cannot contain this interface by its groups, if it cannot: a trunk's
+    /// branch interfaces carry container traffic under groups of their own, and an interface
+    /// that another service manages is that service's to change.
+    pub fn not_containable(&self) -> Option<String> {
+        if let Some(manager) = &self.managed_by {
+            return Some(format!(
+                "{} is managed by {manager}: only that service may change it",
+                self.id
+            ));
+        }
+        if self.interface_type.as_deref() == Some("trunk") {
+            return Some(format!(
+                "{} is a trunk interface: its branch interfaces carry container traffic under their own security groups, which Cordon does not change",
+                self.id
+            ));
+        }
+        None
+    }
+
+    /// The instance's own addresses and delegated prefixes on this interface, as CIDRs.
+    pub fn own_cidrs(&self) -> Vec<String> {
+        let hosts = self
+            .private_ipv4
+            .iter()
+            .chain(&self.ipv6)
+            .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+            .map(crate::net::host_cidr);
+        let prefixes = self
+            .ipv4_prefixes
+            .iter()
+            .chain(&self.ipv6_prefixes)
+            .filter(|p| crate::net::parse_cidr(p).is_ok())
+            .cloned();
+        hosts.chain(prefixes).collect()
+    }
+}
+
+/// An interface's connection-tracking idle timeouts, in seconds (EC2's
+/// `ConnectionTrackingSpecification`). None: not set, AWS's default applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnTrack {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_established: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_stream: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<i32>,
+}
+
+impl ConnTrack {
+    /// AWS's allowed ranges, in seconds (EC2 user guide, "Idle connection tracking timeout").
+    pub const TCP_ESTABLISHED_RANGE: std::ops::RangeInclusive<i32> = 60..=432_000;
+    pub const UDP_STREAM_RANGE: std::ops::RangeInclusive<i32> = 60..=180;
+    pub const UDP_RANGE: std::ops::RangeInclusive<i32> = 30..=60;
+    /// AWS's defaults, which an interface without a setting has.
+    pub const DEFAULT: ConnTrack = ConnTrack {
+        tcp_established: Some(432_000),
+        udp_stream: Some(180),
+        udp: Some(30),
+    };
+    /// While isolated: the shortest timeouts AWS allows, so tracked flows that the groups no
+    /// longer allow die within a minute instead of five days.
+    pub const ISOLATED: ConnTrack = ConnTrack {
+        tcp_established: Some(60),
+        udp_stream: Some(60),
+        udp: Some(30),
+    };
+
+    /// Every timeout, with AWS's default where none is set.
+    pub fn effective(self) -> ConnTrack {
+        ConnTrack {
+            tcp_established: self.tcp_established.or(Self::DEFAULT.tcp_established),
+            udp_stream: self.udp_stream.or(Self::DEFAULT.udp_stream),
+            udp: self.udp.or(Self::DEFAULT.udp),
+        }
+    }
+
+    /// Refuses a timeout that EC2 would refuse (moto accepts anything, and ignores it).
+    pub fn check(&self) -> Result<()> {
+        for (name, value, range) in [
+            (
+                "TCP established",
+                self.tcp_established,
+                Self::TCP_ESTABLISHED_RANGE,
+            ),
+            ("UDP stream", self.udp_stream, Self::UDP_STREAM_RANGE),
+            ("UDP", self.udp, Self::UDP_RANGE),
+        ] {
+            if let Some(seconds) = value.filter(|s| !range.contains(s)) {
+                return Err(crate::error::CordonError::InvalidInput(format!(
+                    "{name} idle timeout {seconds} s is outside AWS's range {}..={} s",
+                    range.start(),
+                    range.end()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A VPC as containment needs it: who owns it and its address blocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vpc {
+    pub id: String,
+    pub owner_id: String,
+    /// Every associated IPv4 and IPv6 CIDR block.
+    pub cidrs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -242,6 +424,19 @@ pub struct DenyEntry {
     pub egress: bool,
     pub rule_number: i32,
     pub cidr: String,
+}
+
+impl DenyEntry {
+    /// The entry as the ACL holds it: a deny of all traffic.
+    pub fn as_acl_entry(&self) -> AclEntry {
+        AclEntry {
+            rule_number: self.rule_number,
+            egress: self.egress,
+            action: RuleAction::Deny,
+            protocol: "-1".into(),
+            cidr: self.cidr.clone(),
+        }
+    }
 }
 
 /// Whether `id` has the shape of an EC2 instance id: `i-` and 8 or 17 lowercase hex digits.
@@ -408,4 +603,32 @@ pub trait Ec2: Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Instances carrying the given tag key, whatever its value.
     fn instances_tagged(&self, key: &str) -> impl Future<Output = Result<Vec<Instance>>> + Send;
+    /// The instance's `InstanceInitiatedShutdownBehavior`: `stop` or `terminate`.
+    fn shutdown_behavior(&self, instance_id: &str) -> impl Future<Output = Result<String>> + Send;
+    fn set_shutdown_behavior(
+        &self,
+        instance_id: &str,
+        behavior: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Sets an interface's connection-tracking idle timeouts (each within AWS's range).
+    fn set_connection_tracking(
+        &self,
+        eni_id: &str,
+        timeouts: &ConnTrack,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The VPC's owner and CIDR blocks.
+    fn vpc(&self, vpc_id: &str) -> impl Future<Output = Result<Vpc>> + Send;
+    /// The VPC's group of that name, whatever its tags (None when there is none).
+    fn group_named(
+        &self,
+        vpc_id: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<SecurityGroup>>> + Send;
+    /// Whether `calls` more calls, each at its worst under the SDK's retries, end before the
+    /// worker's deadline. A caller about to begin work that must not be cut in the middle
+    /// (an interface's swaps and their rollback) asks first. Without a deadline: always.
+    fn has_time_for(&self, calls: u32) -> bool {
+        let _ = calls;
+        true
+    }
 }

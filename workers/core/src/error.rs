@@ -63,6 +63,9 @@ pub enum CordonError {
     #[error("the Cordon record on {resource} cannot be read: {message}")]
     CorruptRecord { resource: String, message: String },
 
+    #[error("{0}")]
+    NotContainable(String),
+
     #[error("EC2 {operation} failed ({code}): {message}")]
     Ec2 {
         operation: String,
@@ -88,12 +91,26 @@ impl CordonError {
             CordonError::InvalidInput(_) => "Cordon.InvalidInput",
             CordonError::InvalidConfiguration(_) => "Cordon.InvalidConfiguration",
             CordonError::CorruptRecord { .. } => "Cordon.CorruptRecord",
+            CordonError::NotContainable(_) => "Cordon.NotContainable",
             CordonError::Ec2 { .. } => "Cordon.Ec2Error",
         }
     }
 
     /// The error names worth retrying with backoff: the same call may succeed later.
     pub const TRANSIENT_NAMES: [&'static str; 2] = ["Cordon.Throttled", "Cordon.Unavailable"];
+
+    /// Lambda's own failures that every Task of the definition retries as well:
+    /// `Lambda.Unknown` is how Step Functions reports a function that timed out or crashed,
+    /// `Lambda.ClientExecutionTimeoutException` an invocation that did not answer in time.
+    /// Every step is idempotent and records before it changes, so running it again is safe.
+    pub const LAMBDA_RETRY_NAMES: [&'static str; 6] = [
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+        "Lambda.Unknown",
+        "Lambda.ClientExecutionTimeoutException",
+    ];
 
     /// Whether the same call may succeed if simply tried again later.
     pub fn is_transient(&self) -> bool {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::ec2::{
-    AclEntry, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl, NetworkInterface,
-    RuleAction, SecurityGroup, SgRule,
+    AclEntry, ConnTrack, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl,
+    NetworkInterface, RuleAction, SecurityGroup, SgRule, Vpc,
 };
 use crate::error::{CordonError, Result};
 
@@ -40,7 +40,27 @@ pub struct FakeState {
     pub racing_rule_change: Option<String>,
     /// After this many calls every call fails: the worker died there.
     pub dies_after: Option<usize>,
+    /// `InstanceInitiatedShutdownBehavior` per instance (absent: `stop`, EC2's default).
+    pub shutdown: BTreeMap<String, String>,
+    pub vpcs: BTreeMap<String, Vpc>,
+    /// Swaps to a Cordon group of this role are refused, as an SCP or a flaky EC2 would.
+    pub swap_refusals: Vec<SwapRefusal>,
+    /// Eventual consistency: a group Cordon creates is unknown to the next this-many calls
+    /// that name it or look for it (EC2 documents this for `CreateSecurityGroup`).
+    pub new_groups_unseen_for: u32,
+    unseen: BTreeMap<String, u32>,
+    /// How many more calls fit before the worker's deadline (None: no deadline).
+    pub calls_before_deadline: Option<u32>,
     next_id: u32,
+}
+
+/// A refusal of `ModifyNetworkInterfaceAttribute` to a group of `to` (None: to groups that are
+/// not Cordon's, the way back): `times` calls (None: every call) answer `error`.
+#[derive(Debug, Clone)]
+pub struct SwapRefusal {
+    pub to: Option<GroupRole>,
+    pub error: CordonError,
+    pub times: Option<u32>,
 }
 
 /// Clones share one state, as clients of one account do.
@@ -116,11 +136,66 @@ impl FakeEc2 {
                         Some("2001:db8:1::5"),
                     )],
                     tags: vec![("Name".into(), "web-1".into())],
+                    lifecycle: None,
                 },
             );
             s.protection.insert("i-00000001".into(), false);
+            s.vpcs.insert(
+                "vpc-1".into(),
+                Vpc {
+                    id: "vpc-1".into(),
+                    owner_id: OWN_ACCOUNT.into(),
+                    cidrs: vec!["10.0.0.0/16".into(), "2001:db8:1::/56".into()],
+                },
+            );
         });
         fake
+    }
+
+    /// Refuses swaps to the `to` group (None: to groups that are not Cordon's), `times` times
+    /// (None: always).
+    pub fn refuse_swaps_to(&self, to: Option<GroupRole>, error: CordonError, times: Option<u32>) {
+        self.with(|s| s.swap_refusals.push(SwapRefusal { to, error, times }));
+    }
+
+    pub fn conntrack(&self, eni_id: &str) -> Option<ConnTrack> {
+        self.with(|s| {
+            s.instances
+                .values()
+                .flat_map(|i| &i.interfaces)
+                .find(|eni| eni.id == eni_id)
+                .and_then(|eni| eni.conntrack)
+        })
+    }
+
+    pub fn shutdown_of(&self, instance_id: &str) -> String {
+        self.with(|s| s.shutdown.get(instance_id).cloned())
+            .unwrap_or_else(|| "stop".into())
+    }
+}
+
+/// The account that owns `standard()`'s VPC, and the instance.
+pub const OWN_ACCOUNT: &str = "111122223333";
+
+impl FakeState {
+    /// Whether the group is (still) unknown to this call, as EC2 is for a while after it
+    /// creates one.
+    fn unseen(&mut self, group_id: &str) -> bool {
+        match self.unseen.get_mut(group_id) {
+            Some(0) | None => false,
+            Some(left) => {
+                *left -= 1;
+                true
+            }
+        }
+    }
+
+    fn group_not_found(operation: &str, group_id: &str) -> CordonError {
+        CordonError::Ec2 {
+            operation: operation.into(),
+            code: "InvalidGroup.NotFound".into(),
+            message: format!("The security group '{group_id}' does not exist"),
+        }
     }
 }
 
@@ -138,6 +213,7 @@ pub fn interface(
         groups: groups.iter().map(|g| g.to_string()).collect(),
         private_ipv4: vec![ipv4.into()],
         ipv6: ipv6.into_iter().map(String::from).collect(),
+        ..Default::default()
     }
 }
 
@@ -175,6 +251,12 @@ fn set_tags(tags: &mut Vec<(String, String)>, new: &[(String, String)]) {
 impl FakeEc2 {
     fn call(&self, operation: &str) -> Result<()> {
         self.with(|s| {
+            if let Some(left) = s.calls_before_deadline.as_mut() {
+                if *left == 0 {
+                    panic!("{operation} was started after the worker's deadline");
+                }
+                *left -= 1;
+            }
             if s.dies_after.is_some_and(|n| s.calls.len() >= n) {
                 return Err(CordonError::Unavailable {
                     operation: operation.into(),
@@ -213,12 +295,27 @@ impl Ec2 for FakeEc2 {
     async fn set_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {
         self.call("ModifyNetworkInterfaceAttribute")?;
         self.with(|s| {
-            if let Some(missing) = group_ids.iter().find(|g| !s.groups.contains_key(*g)) {
-                return Err(CordonError::Ec2 {
-                    operation: "ModifyNetworkInterfaceAttribute".into(),
-                    code: "InvalidGroup.NotFound".into(),
-                    message: missing.to_string(),
-                });
+            if let Some(missing) = group_ids
+                .iter()
+                .find(|g| !s.groups.contains_key(*g) || s.unseen(g))
+            {
+                return Err(FakeState::group_not_found(
+                    "ModifyNetworkInterfaceAttribute",
+                    missing,
+                ));
+            }
+            let role = group_ids.iter().find_map(|g| s.groups[g].role);
+            if let Some(at) = s.swap_refusals.iter().position(|r| r.to == role) {
+                let refusal = &mut s.swap_refusals[at];
+                let error = refusal.error.clone();
+                match refusal.times.as_mut() {
+                    Some(1) => {
+                        s.swap_refusals.remove(at);
+                    }
+                    Some(left) => *left -= 1,
+                    None => {}
+                }
+                return Err(error);
             }
             let eni = s
                 .instances
@@ -247,14 +344,16 @@ impl Ec2 for FakeEc2 {
     async fn cordon_groups(&self, vpc_ids: &[String]) -> Result<Vec<SecurityGroup>> {
         self.call("DescribeSecurityGroups")?;
         Ok(self.with(|s| {
-            s.groups
+            let found: Vec<SecurityGroup> = s
+                .groups
                 .values()
                 .filter(|g| {
                     g.tags.iter().any(|(k, _)| k == GroupRole::TAG_KEY)
                         && vpc_ids.contains(&g.vpc_id)
                 })
                 .cloned()
-                .collect()
+                .collect();
+            found.into_iter().filter(|g| !s.unseen(&g.id)).collect()
         }))
     }
 
@@ -277,6 +376,8 @@ impl Ec2 for FakeEc2 {
                     .role
                     .map(|r| r.group_name(vpc_id))
                     .unwrap_or_default();
+                let unseen_for = s.new_groups_unseen_for;
+                s.unseen.insert(theirs.id.clone(), unseen_for);
                 s.groups.insert(theirs.id.clone(), theirs);
                 return Err(CordonError::GroupDuplicate {
                     vpc_id: vpc_id.into(),
@@ -296,6 +397,8 @@ impl Ec2 for FakeEc2 {
                 tags: vec![(GroupRole::TAG_KEY.into(), role.tag_value().into())],
             };
             s.groups.insert(group.id.clone(), group.clone());
+            let unseen_for = s.new_groups_unseen_for;
+            s.unseen.insert(group.id.clone(), unseen_for);
             Ok(group)
         })
     }
@@ -357,6 +460,12 @@ impl Ec2 for FakeEc2 {
     ) -> Result<()> {
         self.call("AuthorizeSecurityGroup")?;
         self.with(|s| {
+            if s.unseen(group_id) {
+                return Err(FakeState::group_not_found(
+                    "AuthorizeSecurityGroup",
+                    group_id,
+                ));
+            }
             let racing = s.racing_rule_change.as_deref() == Some("AuthorizeSecurityGroup");
             if racing {
                 s.racing_rule_change = None;
@@ -386,6 +495,9 @@ impl Ec2 for FakeEc2 {
     async fn revoke(&self, group_id: &str, direction: Direction, rules: &[SgRule]) -> Result<()> {
         self.call("RevokeSecurityGroup")?;
         self.with(|s| {
+            if s.unseen(group_id) {
+                return Err(FakeState::group_not_found("RevokeSecurityGroup", group_id));
+            }
             let racing = s.racing_rule_change.as_deref() == Some("RevokeSecurityGroup");
             if racing {
                 s.racing_rule_change = None;
@@ -531,6 +643,75 @@ impl Ec2 for FakeEc2 {
             }
         });
         Ok(())
+    }
+
+    async fn shutdown_behavior(&self, instance_id: &str) -> Result<String> {
+        self.call("DescribeInstanceAttribute")?;
+        Ok(self.shutdown_of(instance_id))
+    }
+
+    async fn set_shutdown_behavior(&self, instance_id: &str, behavior: &str) -> Result<()> {
+        self.call("ModifyInstanceAttribute")?;
+        if !matches!(behavior, "stop" | "terminate") {
+            return Err(CordonError::InvalidInput(format!(
+                "shutdown behavior {behavior:?} is neither stop nor terminate"
+            )));
+        }
+        self.with(|s| s.shutdown.insert(instance_id.into(), behavior.into()));
+        Ok(())
+    }
+
+    async fn set_connection_tracking(&self, eni_id: &str, timeouts: &ConnTrack) -> Result<()> {
+        self.call("ModifyNetworkInterfaceAttribute")?;
+        timeouts.check()?;
+        self.with(|s| {
+            let eni = s
+                .instances
+                .values_mut()
+                .flat_map(|i| i.interfaces.iter_mut())
+                .find(|eni| eni.id == eni_id)
+                .ok_or(CordonError::InterfaceNotFound {
+                    eni_id: eni_id.into(),
+                })?;
+            // As EC2: a timeout left out of the request keeps its value.
+            let now = eni.conntrack.unwrap_or_default();
+            eni.conntrack = Some(ConnTrack {
+                tcp_established: timeouts.tcp_established.or(now.tcp_established),
+                udp_stream: timeouts.udp_stream.or(now.udp_stream),
+                udp: timeouts.udp.or(now.udp),
+            });
+            Ok(())
+        })
+    }
+
+    async fn vpc(&self, vpc_id: &str) -> Result<Vpc> {
+        self.call("DescribeVpcs")?;
+        self.with(|s| s.vpcs.get(vpc_id).cloned())
+            .ok_or_else(|| CordonError::Ec2 {
+                operation: "DescribeVpcs".into(),
+                code: "InvalidVpcID.NotFound".into(),
+                message: format!("The vpc ID '{vpc_id}' does not exist"),
+            })
+    }
+
+    async fn group_named(&self, vpc_id: &str, name: &str) -> Result<Option<SecurityGroup>> {
+        self.call("DescribeSecurityGroups")?;
+        Ok(self.with(|s| {
+            let found = s
+                .groups
+                .values()
+                .find(|g| {
+                    g.vpc_id == vpc_id
+                        && (g.role.map(|r| r.group_name(vpc_id)).as_deref() == Some(name)
+                            || g.tags.iter().any(|(k, v)| k == "Name" && v == name))
+                })
+                .cloned();
+            found.filter(|g| !s.unseen(&g.id))
+        }))
+    }
+
+    fn has_time_for(&self, calls: u32) -> bool {
+        self.with(|s| s.calls_before_deadline.is_none_or(|left| left >= calls))
     }
 
     async fn instances_tagged(&self, key: &str) -> Result<Vec<Instance>> {

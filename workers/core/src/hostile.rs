@@ -1516,11 +1516,14 @@ fn block_step_calls_on_thousands_of_remote_addresses_are_bounded_by_the_quota() 
     assert_eq!(many_calls, few_calls, "{many:?}");
     assert!(many_calls <= 50, "{many_calls}");
     assert_eq!(many.nacl_entries.len(), few.nacl_entries.len());
-    assert!(
-        many.errors
-            .iter()
-            .any(|e| e.error == "Cordon.NaclQuotaExceeded" || e.error == "Cordon.NaclBandExhausted"),
+    // The cap stops them before the quota does, and every one left out is named.
+    let cap = crate::config::DEFAULT_MAX_REMOTE_DENIES;
+    assert_eq!(
+        many.remote_not_denied.len(),
+        2_000 - cap,
         "{:?}",
         many.errors
     );
+    assert!(many.remote_not_denied[0].reason.contains("cap"));
+    assert!(many.errors.is_empty(), "{:?}", many.errors);
 }

@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capture::Seen;
 use crate::config::ForensicSource;
-use crate::ec2::{Direction, Ec2, GroupRole, Peer, SecurityGroup, SgRule};
+use crate::ec2::{
+    ConnTrack, Direction, Ec2, GroupRole, NetworkInterface, Peer, SecurityGroup, SgRule,
+};
 use crate::error::{CordonError, Result, StepError};
 use crate::net::is_ipv6_cidr;
 use crate::record::CapturedState;
@@ -113,20 +116,100 @@ async fn ensure_group(
             Ok(group) => group,
             // Another execution created it between our read and our create.
             Err(CordonError::GroupDuplicate { group_name, .. }) => {
-                let fresh = ec2.cordon_groups(&[vpc_id.to_string()]).await?;
-                find_group(&fresh, vpc_id, role).ok_or_else(|| {
-                    CordonError::InvalidConfiguration(format!(
-                        "{vpc_id} has a security group named {group_name} without the tag {}={}; tag it or delete it so Cordon can use its own",
-                        GroupRole::TAG_KEY,
-                        role.tag_value()
-                    ))
-                })?
+                winning_group(ec2, vpc_id, role, &group_name).await?
             }
             Err(other) => return Err(other),
         },
     };
     reconcile_rules(ec2, &group, role, forensic).await?;
     Ok(group.id)
+}
+
+/// How long Cordon waits, in steps, for EC2 to show a group that was just created. EC2 is
+/// eventually consistent (its API reference says so for `CreateSecurityGroup`): for a few
+/// seconds after a create, calls that name the group may answer `InvalidGroup.NotFound` and
+/// reads may not list it. 6.2 s in all; the state machine's retries take over after that.
+pub const CONSISTENCY_PAUSES_MS: [u64; 5] = [200, 400, 800, 1_600, 3_200];
+
+fn is_group_not_found(error: &CordonError) -> bool {
+    matches!(error, CordonError::Ec2 { code, .. } if code == "InvalidGroup.NotFound")
+}
+
+fn not_yet_consistent(operation: &str, what: &str) -> CordonError {
+    let waited: u64 = CONSISTENCY_PAUSES_MS.iter().sum();
+    CordonError::Unavailable {
+        operation: operation.into(),
+        message: format!(
+            "{what} still not visible to EC2 after {:.1} s (EC2 is eventually consistent after a create); the step is retried",
+            waited as f64 / 1000.0
+        ),
+    }
+}
+
+/// Runs `call` again, after each of [`CONSISTENCY_PAUSES_MS`], while EC2 answers that the
+/// group `group_id` does not exist; then gives up as `Cordon.Unavailable`, which retries.
+async fn while_group_unseen<T, F, Fut>(
+    ec2: &impl Ec2,
+    operation: &str,
+    group_id: &str,
+    mut call: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    for pause in CONSISTENCY_PAUSES_MS {
+        match call().await {
+            Err(error) if is_group_not_found(&error) && ec2.has_time_for(2) => {
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await
+            }
+            Err(error) if is_group_not_found(&error) => break,
+            other => return other,
+        }
+    }
+    Err(not_yet_consistent(
+        operation,
+        &format!("security group {group_id}"),
+    ))
+}
+
+/// The group another execution created under our name. Until EC2 shows it, it is waited for;
+/// a group of that name without Cordon's role tag is someone else's, which only the operator
+/// can sort out.
+async fn winning_group(
+    ec2: &impl Ec2,
+    vpc_id: &str,
+    role: GroupRole,
+    group_name: &str,
+) -> Result<SecurityGroup> {
+    for pause in CONSISTENCY_PAUSES_MS
+        .iter()
+        .copied()
+        .map(Some)
+        .chain([None])
+    {
+        match ec2.group_named(vpc_id, group_name).await? {
+            Some(group) if group.role == Some(role) => return Ok(group),
+            Some(group) => {
+                return Err(CordonError::InvalidConfiguration(format!(
+                    "{vpc_id} has a security group named {group_name} ({}) without the tag {}={}; tag it or delete it so Cordon can use its own",
+                    group.id,
+                    GroupRole::TAG_KEY,
+                    role.tag_value()
+                )))
+            }
+            None => match pause {
+                Some(ms) if ec2.has_time_for(2) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+                }
+                _ => break,
+            },
+        }
+    }
+    Err(not_yet_consistent(
+        "DescribeSecurityGroups",
+        &format!("the security group {group_name} that EC2 says exists in {vpc_id}"),
+    ))
 }
 
 /// The lowest id wins when two executions raced and both created a group.
@@ -193,10 +276,16 @@ async fn change_rules(
     ] {
         let (revoke, authorize) = rule_changes(actual, desired);
         if !revoke.is_empty() {
-            ec2.revoke(&group.id, direction, &revoke).await?;
+            while_group_unseen(ec2, "RevokeSecurityGroup", &group.id, || {
+                ec2.revoke(&group.id, direction, &revoke)
+            })
+            .await?;
         }
         if !authorize.is_empty() {
-            ec2.authorize(&group.id, direction, &authorize).await?;
+            while_group_unseen(ec2, "AuthorizeSecurityGroup", &group.id, || {
+                ec2.authorize(&group.id, direction, &authorize)
+            })
+            .await?;
         }
     }
     Ok(())
@@ -209,13 +298,46 @@ pub enum StepStatus {
     Done,
     /// Some of it was done; `errors` says what was not.
     Partial,
+    /// None of it may be done by this account (the network ACLs of a shared VPC).
+    NotPossible,
+}
+
+/// What is true of one interface after the isolation step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterfaceOutcome {
+    /// Moved to the isolation group now.
+    #[default]
+    Isolated,
+    /// Found on the isolation group and left alone (a retried or repeated isolation).
+    AlreadyIsolated,
+    /// The isolation swap could not be made: the interface is back on its original groups,
+    /// as open as before Cordon and no more.
+    RolledBack,
+    /// Neither isolation nor the way back could be made: `groups_now` says where it is.
+    LeftOn,
+    /// An interface Cordon cannot contain by its groups (a trunk, or managed by a service).
+    NotContainable,
+    /// The interface is no longer attached to the instance.
+    Gone,
+}
+
+impl InterfaceOutcome {
+    pub fn is_isolated(self) -> bool {
+        matches!(self, Self::Isolated | Self::AlreadyIsolated)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InterfaceIsolation {
     pub eni_id: String,
+    #[serde(default)]
+    pub outcome: InterfaceOutcome,
     pub original_groups: Vec<String>,
     pub groups_now: Vec<String>,
+    /// Why it is not isolated, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<StepError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,6 +348,66 @@ pub struct IsolationReport {
     pub groups: BTreeMap<String, CordonGroups>,
     pub termination_protection: bool,
     pub errors: Vec<StepError>,
+    /// What was left as it is on purpose, and why (a Spot Instance's termination protection).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl IsolationReport {
+    /// One line per interface that says what is true of it.
+    pub fn interface_lines(&self) -> Vec<String> {
+        self.enis.iter().map(InterfaceIsolation::line).collect()
+    }
+}
+
+impl InterfaceIsolation {
+    pub fn line(&self) -> String {
+        let groups = |g: &[String]| {
+            if g.is_empty() {
+                "(none)".to_string()
+            } else {
+                g.join(", ")
+            }
+        };
+        let cause = self
+            .cause
+            .as_ref()
+            .map(|c| format!(" ({}: {})", c.error, c.cause))
+            .unwrap_or_default();
+        match self.outcome {
+            InterfaceOutcome::Isolated => format!(
+                "{}: isolated, security groups {} -> {}",
+                self.eni_id,
+                groups(&self.original_groups),
+                groups(&self.groups_now)
+            ),
+            InterfaceOutcome::AlreadyIsolated => format!(
+                "{}: already isolated on {}",
+                self.eni_id,
+                groups(&self.groups_now)
+            ),
+            InterfaceOutcome::RolledBack => format!(
+                "{}: NOT isolated, put back on its original groups {}{cause}",
+                self.eni_id,
+                groups(&self.groups_now)
+            ),
+            InterfaceOutcome::LeftOn if self.groups_now.is_empty() => format!(
+                "{}: NOT isolated, and its groups could not be read back{cause}",
+                self.eni_id
+            ),
+            InterfaceOutcome::LeftOn => format!(
+                "{}: NOT isolated, left on {}{cause}",
+                self.eni_id,
+                groups(&self.groups_now)
+            ),
+            InterfaceOutcome::NotContainable => format!(
+                "{}: NOT contained, groups left as they are ({}){cause}",
+                self.eni_id,
+                groups(&self.groups_now)
+            ),
+            InterfaceOutcome::Gone => format!("{}: gone from the instance{cause}", self.eni_id),
+        }
+    }
 }
 
 /// Swaps every interface of the recorded instance to isolation. Fails only when nothing was
@@ -238,49 +420,148 @@ pub async fn isolate(
     isolate_seen(ec2, record, forensic, None).await
 }
 
-/// [`isolate`] with the Cordon groups of the record's VPCs as the caller has just read them
-/// (the capture in the same process): one round trip fewer before the swaps.
+/// How many calls one interface's isolation may need, at worst: conversion, isolation, the
+/// rollback, and a read of where the interface is if even that fails.
+pub const CALLS_PER_INTERFACE: u32 = 4;
+
+/// What to do with one interface, from where it is now. An interface already on the isolation
+/// group is left alone: swapping it back through conversion would reopen it for a moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterfacePlan {
+    LeaveIsolated,
+    /// Conversion first (tracked connections become untracked), then isolation.
+    ConvertThenIsolate,
+    /// Already on the conversion group (an isolation cut short): only the isolation swap.
+    Isolate,
+    NotContainable(String),
+    Gone,
+}
+
+pub fn plan_interface(live: Option<&NetworkInterface>, groups: &CordonGroups) -> InterfacePlan {
+    let Some(live) = live else {
+        return InterfacePlan::Gone;
+    };
+    if let Some(reason) = live.not_containable() {
+        return InterfacePlan::NotContainable(reason);
+    }
+    if live.groups == [groups.isolation.clone()] {
+        InterfacePlan::LeaveIsolated
+    } else if live.groups == [groups.conversion.clone()] {
+        InterfacePlan::Isolate
+    } else {
+        InterfacePlan::ConvertThenIsolate
+    }
+}
+
+/// The groups an interface goes back to when it cannot be isolated: its recorded originals,
+/// never a Cordon group (None when the record holds nothing else to go back to).
+pub fn rollback_groups(recorded: &[String], groups: &CordonGroups) -> Option<Vec<String>> {
+    let originals: Vec<String> = recorded
+        .iter()
+        .filter(|g| **g != groups.conversion && **g != groups.isolation)
+        .cloned()
+        .collect();
+    (!originals.is_empty()).then_some(originals)
+}
+
+/// [`isolate`] with the Cordon groups of the record's VPCs and the instance as the caller has
+/// just read them (the capture in the same process): no read before the swaps.
 pub async fn isolate_seen(
     ec2: &impl Ec2,
     record: &CapturedState,
     forensic: Option<&ForensicSource>,
-    seen: Option<Vec<SecurityGroup>>,
+    seen: Option<Seen>,
 ) -> Result<IsolationReport> {
-    let groups = ensure_groups(ec2, &record.vpc_ids(), forensic, seen).await?;
-    let mut errors: Vec<CordonError> = Vec::new();
-    let mut enis = Vec::new();
-    for interface in &record.interfaces {
-        let vpc_groups = &groups[&interface.vpc_id];
-        let mut groups_now = interface.groups.clone();
-        for step in [&vpc_groups.conversion, &vpc_groups.isolation] {
-            let wanted = vec![step.clone()];
-            match ec2.set_interface_groups(&interface.id, &wanted).await {
-                Ok(()) => groups_now = wanted,
-                Err(error) => {
-                    errors.push(error);
-                    break;
-                }
-            }
+    // Where each interface is now, read while the groups are made sure of: a retried step
+    // must not swap an isolated interface back through conversion.
+    let vpc_ids = record.vpc_ids();
+    let (groups, instance) = match seen {
+        Some(Seen {
+            groups,
+            instance: Some(instance),
+        }) => (
+            ensure_groups(ec2, &vpc_ids, forensic, Some(groups)).await,
+            Ok(instance),
+        ),
+        seen => {
+            tokio::join!(
+                ensure_groups(ec2, &vpc_ids, forensic, seen.map(|s| s.groups)),
+                ec2.describe_instance(&record.instance_id)
+            )
         }
-        enis.push(InterfaceIsolation {
-            eni_id: interface.id.clone(),
-            original_groups: interface.groups.clone(),
-            groups_now,
-        });
+    };
+    let (groups, instance) = (groups?, instance?);
+    let mut errors: Vec<StepError> = Vec::new();
+    let mut enis = Vec::new();
+    let mut notes = Vec::new();
+    for recorded in &record.interfaces {
+        let cordon = &groups[&recorded.vpc_id];
+        let live = instance.interfaces.iter().find(|i| i.id == recorded.id);
+        let plan = plan_interface(live, cordon);
+        let needs_swaps = matches!(
+            plan,
+            InterfacePlan::ConvertThenIsolate | InterfacePlan::Isolate
+        );
+        if needs_swaps && !ec2.has_time_for(CALLS_PER_INTERFACE) {
+            // Every interface so far is isolated or back where it was; none is cut in two.
+            // The retried step goes on from here.
+            let done: Vec<String> = enis.iter().map(InterfaceIsolation::line).collect();
+            return Err(CordonError::Unavailable {
+                operation: "isolate".into(),
+                message: format!(
+                    "the function's deadline is too close to isolate {} safely; so far: {}",
+                    recorded.id,
+                    if done.is_empty() {
+                        "nothing changed".to_string()
+                    } else {
+                        done.join("; ")
+                    }
+                ),
+            });
+        }
+        let line = isolate_interface(ec2, &record.instance_id, recorded, live, cordon, plan).await;
+        errors.extend(line.cause.clone());
+        enis.push(line);
     }
     let mut termination_protection = record.termination_protection;
     if !termination_protection {
-        match ec2
-            .set_termination_protection(&record.instance_id, true)
-            .await
-        {
-            Ok(()) => termination_protection = true,
-            Err(error) => errors.push(error),
+        if instance.is_spot() {
+            notes.push(format!(
+                "{} is a Spot Instance, which cannot have termination protection; it was not turned on",
+                record.instance_id
+            ));
+        } else {
+            match ec2
+                .set_termination_protection(&record.instance_id, true)
+                .await
+            {
+                Ok(()) => termination_protection = true,
+                Err(error) => errors.push(error.to_report()),
+            }
+        }
+    }
+    if record.shutdown_behavior.as_deref() == Some("terminate") {
+        // A root shell's `shutdown` would otherwise destroy the instance and the evidence.
+        if let Err(error) = ec2.set_shutdown_behavior(&record.instance_id, "stop").await {
+            errors.push(error.to_report());
+        }
+    }
+    for (line, recorded) in enis.iter().zip(&record.interfaces) {
+        let live = instance.interfaces.iter().find(|i| i.id == recorded.id);
+        let lowered =
+            live.and_then(|l| l.conntrack).map(ConnTrack::effective) == Some(ConnTrack::ISOLATED);
+        if line.outcome.is_isolated() && !lowered {
+            if let Err(error) = ec2
+                .set_connection_tracking(&recorded.id, &ConnTrack::ISOLATED)
+                .await
+            {
+                errors.push(error.to_report());
+            }
         }
     }
     Ok(IsolationReport {
         instance_id: record.instance_id.clone(),
-        status: if errors.is_empty() {
+        status: if errors.is_empty() && enis.iter().all(|e| e.outcome.is_isolated()) {
             StepStatus::Done
         } else {
             StepStatus::Partial
@@ -288,8 +569,87 @@ pub async fn isolate_seen(
         enis,
         groups,
         termination_protection,
-        errors: errors.iter().map(CordonError::to_report).collect(),
+        errors,
+        notes,
     })
+}
+
+/// Carries out one interface's plan. It ends isolated, or back on its recorded groups, or (if
+/// even that fails) reported where it is: never silently on the conversion group, which
+/// allows everything both ways.
+async fn isolate_interface(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    recorded: &NetworkInterface,
+    live: Option<&NetworkInterface>,
+    cordon: &CordonGroups,
+    plan: InterfacePlan,
+) -> InterfaceIsolation {
+    let line = |outcome, groups_now: Vec<String>, cause: Option<&CordonError>| InterfaceIsolation {
+        eni_id: recorded.id.clone(),
+        outcome,
+        original_groups: recorded.groups.clone(),
+        groups_now,
+        cause: cause.map(CordonError::to_report),
+    };
+    let isolation = vec![cordon.isolation.clone()];
+    let steps: Vec<Vec<String>> = match plan {
+        InterfacePlan::LeaveIsolated => {
+            return line(InterfaceOutcome::AlreadyIsolated, isolation, None)
+        }
+        InterfacePlan::Gone => {
+            let gone = CordonError::InterfaceNotFound {
+                eni_id: recorded.id.clone(),
+            };
+            return line(InterfaceOutcome::Gone, Vec::new(), Some(&gone));
+        }
+        InterfacePlan::NotContainable(reason) => {
+            let groups_now = live.map(|l| l.groups.clone()).unwrap_or_default();
+            let why = CordonError::NotContainable(reason);
+            return line(InterfaceOutcome::NotContainable, groups_now, Some(&why));
+        }
+        InterfacePlan::Isolate => vec![isolation.clone()],
+        InterfacePlan::ConvertThenIsolate => {
+            vec![vec![cordon.conversion.clone()], isolation.clone()]
+        }
+    };
+    let mut failure = None;
+    for wanted in &steps {
+        let swap = while_group_unseen(ec2, "ModifyNetworkInterfaceAttribute", &wanted[0], || {
+            ec2.set_interface_groups(&recorded.id, wanted)
+        })
+        .await;
+        if let Err(error) = swap {
+            failure = Some(error);
+            break;
+        }
+    }
+    let Some(cause) = failure else {
+        return line(InterfaceOutcome::Isolated, isolation, None);
+    };
+    if matches!(cause, CordonError::InterfaceNotFound { .. }) {
+        return line(InterfaceOutcome::Gone, Vec::new(), Some(&cause));
+    }
+    // The swap may have half-happened (an answer lost): go back to the recorded groups,
+    // which is where the interface was before Cordon, whichever swap failed.
+    if let Some(originals) = rollback_groups(&recorded.groups, cordon) {
+        if ec2
+            .set_interface_groups(&recorded.id, &originals)
+            .await
+            .is_ok()
+        {
+            return line(InterfaceOutcome::RolledBack, originals, Some(&cause));
+        }
+    }
+    // Where it is now, as far as EC2 can say (nothing when even that read fails).
+    let groups_now = ec2
+        .describe_instance(instance_id)
+        .await
+        .ok()
+        .and_then(|i| i.interfaces.into_iter().find(|e| e.id == recorded.id))
+        .map(|e| e.groups)
+        .unwrap_or_default();
+    line(InterfaceOutcome::LeftOn, groups_now, Some(&cause))
 }
 
 /// The first error worth retrying the whole (idempotent) step for, by its Step Functions name.
@@ -303,6 +663,7 @@ pub fn retryable(errors: &[StepError]) -> Option<&StepError> {
 mod tests {
     use super::*;
     use crate::capture::capture;
+    use crate::ec2::NetworkInterface;
     use crate::fake::{block_on, interface, FakeEc2};
 
     fn captured(ec2: &FakeEc2) -> CapturedState {
@@ -389,7 +750,11 @@ mod tests {
             assert_eq!(line.original_groups, original);
             assert_eq!(line.groups_now, vec![groups.isolation.clone()]);
         }
-        assert_eq!(swaps(&ec2).len(), 4, "two swaps per interface");
+        // Two swaps per interface, and its connection tracking lowered in a call of its own.
+        assert_eq!(swaps(&ec2).len(), 6);
+        for eni in ["eni-1", "eni-2"] {
+            assert_eq!(ec2.conntrack(eni), Some(ConnTrack::ISOLATED), "{eni}");
+        }
         assert!(report.termination_protection);
         assert!(ec2.with(|s| s.protection["i-00000001"]));
         let isolation = ec2.with(|s| s.groups[&groups.isolation].clone());
@@ -403,23 +768,303 @@ mod tests {
     }
 
     #[test]
-    fn steady_state_isolation_reuses_groups_and_makes_four_calls() {
+    fn steady_state_isolation_reuses_groups_and_makes_six_calls() {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
         let first = block_on(isolate(&ec2, &record, None)).unwrap();
-        ec2.with(|s| s.protection.insert("i-00000001".into(), false));
+        // The same instance back as it was (restored by hand), isolated again.
+        ec2.with(|s| {
+            s.protection.insert("i-00000001".into(), false);
+            let eni = &mut s.instances.get_mut("i-00000001").unwrap().interfaces[0];
+            eni.groups = vec!["sg-app".into(), "sg-ssh".into()];
+            eni.conntrack = None;
+        });
         ec2.clear_calls();
         let second = block_on(isolate(&ec2, &record, None)).unwrap();
         assert_eq!(first.groups, second.groups);
         assert_eq!(
             ec2.calls(),
             [
+                // These two at once.
                 "DescribeSecurityGroups",
+                "DescribeInstances",
                 "ModifyNetworkInterfaceAttribute",
                 "ModifyNetworkInterfaceAttribute",
-                "ModifyInstanceAttribute"
+                "ModifyInstanceAttribute",
+                // Connection tracking, after the swaps.
+                "ModifyNetworkInterfaceAttribute"
             ]
         );
+    }
+
+    #[test]
+    fn a_retried_isolation_leaves_an_isolated_interface_alone() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        block_on(isolate(&ec2, &record, None)).unwrap();
+        ec2.clear_calls();
+        let again = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(again.status, StepStatus::Done);
+        assert_eq!(again.enis[0].outcome, InterfaceOutcome::AlreadyIsolated);
+        // No swap back through conversion, which would reopen it for a moment.
+        assert!(swaps(&ec2).is_empty(), "{:?}", ec2.calls());
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            [again.groups["vpc-1"].isolation.clone()]
+        );
+    }
+
+    #[test]
+    fn an_interface_found_on_the_conversion_group_only_takes_the_isolation_swap() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        let groups = block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
+        let conversion = groups["vpc-1"].conversion.clone();
+        ec2.with(|s| {
+            s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
+                vec![conversion.clone()]
+        });
+        ec2.clear_calls();
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::Isolated);
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            [groups["vpc-1"].isolation.clone()]
+        );
+        // One swap, then connection tracking.
+        assert_eq!(swaps(&ec2).len(), 2);
+    }
+
+    fn throttled() -> CordonError {
+        CordonError::Throttled {
+            operation: "ModifyNetworkInterfaceAttribute".into(),
+            message: "Request limit exceeded.".into(),
+        }
+    }
+
+    fn scp_denied() -> CordonError {
+        CordonError::AccessDenied {
+            operation: "ModifyNetworkInterfaceAttribute".into(),
+            message: "with an explicit deny in a service control policy".into(),
+        }
+    }
+
+    #[test]
+    fn a_refused_isolation_swap_puts_the_interface_back_never_on_conversion_and_a_retry_converges()
+    {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        ec2.refuse_swaps_to(Some(GroupRole::Isolation), throttled(), Some(1));
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.status, StepStatus::Partial);
+        let line = &report.enis[0];
+        assert_eq!(line.outcome, InterfaceOutcome::RolledBack);
+        assert_eq!(line.groups_now, ["sg-app", "sg-ssh"]);
+        assert_eq!(line.cause.as_ref().unwrap().error, "Cordon.Throttled");
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+        assert!(line.line().contains("NOT isolated"), "{}", line.line());
+        // Worth retrying: the state machine runs the step again, and it converges.
+        assert_eq!(retryable(&report.errors).unwrap().error, "Cordon.Throttled");
+        let again = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(again.status, StepStatus::Done);
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            [again.groups["vpc-1"].isolation.clone()]
+        );
+    }
+
+    #[test]
+    fn an_isolation_swap_that_no_retry_can_cure_is_rolled_back_and_named() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        ec2.refuse_swaps_to(Some(GroupRole::Isolation), scp_denied(), None);
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.status, StepStatus::Partial);
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::RolledBack);
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+        assert_eq!(report.errors[0].error, "Cordon.AccessDenied");
+        assert_eq!(retryable(&report.errors), None);
+        // A second run changes nothing for the worse either.
+        let again = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(again.enis[0].outcome, InterfaceOutcome::RolledBack);
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    }
+
+    #[test]
+    fn when_even_the_way_back_is_refused_the_report_says_which_group_it_is_on() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        ec2.refuse_swaps_to(Some(GroupRole::Isolation), scp_denied(), None);
+        ec2.refuse_swaps_to(None, scp_denied(), None);
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let line = &report.enis[0];
+        let conversion = report.groups["vpc-1"].conversion.clone();
+        assert_eq!(line.outcome, InterfaceOutcome::LeftOn);
+        assert_eq!(line.groups_now, std::slice::from_ref(&conversion));
+        assert!(line.line().contains(&conversion), "{}", line.line());
+        assert_eq!(report.status, StepStatus::Partial);
+    }
+
+    #[test]
+    fn a_transient_refusal_fails_the_step_with_what_is_true_of_each_interface() {
+        let ec2 = FakeEc2::standard();
+        let output = block_on(crate::capture::capture(
+            &ec2,
+            "i-00000001",
+            None,
+            None,
+            "2026-11-29T14:00:00.000Z",
+        ))
+        .unwrap();
+        ec2.refuse_swaps_to(Some(GroupRole::Isolation), throttled(), Some(1));
+        let error = block_on(crate::steps::isolate_step(
+            &|_: &crate::ec2::Target| ec2.clone(),
+            &crate::config::Config::default(),
+            &output,
+        ))
+        .unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.Throttled");
+        let message = error.to_string();
+        assert!(
+            message.contains("eni-1: NOT isolated, put back on its original groups sg-app, sg-ssh"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn near_the_deadline_no_interface_is_begun_and_the_step_is_retried() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| {
+            s.instances
+                .get_mut("i-00000001")
+                .unwrap()
+                .interfaces
+                .push(interface(
+                    "eni-2",
+                    "subnet-b",
+                    &["sg-ssh"],
+                    "10.0.2.5",
+                    None,
+                ));
+        });
+        let record = captured(&ec2);
+        block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
+        // Reads (2), room for the first interface at its worst (4) and one call more: the
+        // fake fails the test if a call is started past the deadline.
+        ec2.with(|s| s.calls_before_deadline = Some(2 + CALLS_PER_INTERFACE + 1));
+        let error = block_on(isolate(&ec2, &record, None)).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.Unavailable");
+        assert!(error.to_string().contains("deadline"), "{error}");
+        assert!(error.to_string().contains("eni-1: isolated"), "{error}");
+        assert_eq!(ec2.interface_groups("eni-2"), ["sg-ssh"]);
+        // The retry, with time, finishes it.
+        ec2.with(|s| s.calls_before_deadline = None);
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::AlreadyIsolated);
+        assert_eq!(report.enis[1].outcome, InterfaceOutcome::Isolated);
+    }
+
+    #[test]
+    fn trunk_and_managed_interfaces_are_named_as_not_contained_and_left_alone() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| {
+            let interfaces = &mut s.instances.get_mut("i-00000001").unwrap().interfaces;
+            let mut trunk = interface("eni-2", "subnet-b", &["sg-ssh"], "10.0.2.5", None);
+            trunk.interface_type = Some("trunk".into());
+            interfaces.push(trunk);
+        });
+        let record = captured(&ec2);
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::Isolated);
+        assert_eq!(report.enis[1].outcome, InterfaceOutcome::NotContainable);
+        assert_eq!(ec2.interface_groups("eni-2"), ["sg-ssh"]);
+        assert_eq!(report.status, StepStatus::Partial);
+        assert!(
+            report.errors[0].cause.contains("trunk"),
+            "{:?}",
+            report.errors
+        );
+        let managed = NetworkInterface {
+            managed_by: Some("eks.amazonaws.com".into()),
+            ..Default::default()
+        };
+        assert!(managed
+            .not_containable()
+            .unwrap()
+            .contains("eks.amazonaws.com"));
+    }
+
+    #[test]
+    fn a_spot_instance_is_not_given_termination_protection_and_that_alone_is_not_partial() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| s.instances.get_mut("i-00000001").unwrap().lifecycle = Some("spot".into()));
+        let record = captured(&ec2);
+        ec2.clear_calls();
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
+        assert!(!report.termination_protection);
+        assert!(report.notes[0].contains("Spot"), "{:?}", report.notes);
+        assert!(!ec2.calls().iter().any(|c| c == "ModifyInstanceAttribute"));
+    }
+
+    #[test]
+    fn a_shutdown_that_would_terminate_is_made_to_stop_while_isolated() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| s.shutdown.insert("i-00000001".into(), "terminate".into()));
+        let record = captured(&ec2);
+        assert_eq!(record.shutdown_behavior.as_deref(), Some("terminate"));
+        block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(ec2.shutdown_of("i-00000001"), "stop");
+    }
+
+    #[test]
+    fn a_group_ec2_does_not_show_yet_is_waited_for_not_an_error() {
+        // Eventual consistency: the new groups are unknown to the next two calls naming them.
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        ec2.with(|s| s.new_groups_unseen_for = 2);
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
+        let isolation = report.groups["vpc-1"].isolation.clone();
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            std::slice::from_ref(&isolation)
+        );
+        assert!(ec2.with(|s| s.groups[&isolation].egress.is_empty()));
+    }
+
+    #[test]
+    fn the_winner_of_a_create_race_that_ec2_does_not_show_yet_is_waited_for() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        ec2.with(|s| {
+            s.new_groups_unseen_for = 2;
+            s.racing_group = Some(SecurityGroup {
+                id: "sg-theirs".into(),
+                vpc_id: "vpc-1".into(),
+                role: Some(GroupRole::Conversion),
+                ingress: vec![],
+                egress: vec![],
+                tags: vec![(GroupRole::TAG_KEY.into(), "conversion".into())],
+            })
+        });
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.groups["vpc-1"].conversion, "sg-theirs");
+        assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
+    }
+
+    #[test]
+    fn a_group_ec2_never_shows_is_a_retryable_failure_not_a_configuration_error() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        ec2.with(|s| s.new_groups_unseen_for = 100);
+        let error = block_on(isolate(&ec2, &record, None)).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.Unavailable", "{error}");
+        assert!(
+            error.to_string().contains("eventually consistent"),
+            "{error}"
+        );
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
     }
 
     #[test]
@@ -465,7 +1110,7 @@ mod tests {
         let report = block_on(isolate(&ec2, &record, None)).unwrap();
         assert_eq!(report.status, StepStatus::Partial);
         assert_eq!(report.errors[0].error, "Cordon.InterfaceNotFound");
-        assert_eq!(report.enis[0].groups_now, ["sg-app", "sg-ssh"]);
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::Gone);
         let isolation = report.groups["vpc-1"].isolation.clone();
         assert_eq!(ec2.interface_groups("eni-2"), [isolation]);
         assert_eq!(retryable(&report.errors), None);
@@ -499,7 +1144,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
         ec2.clear_calls();
-        let (captured, seen) = block_on(crate::capture::capture_seeing_groups(
+        let (captured, seen) = block_on(crate::capture::capture_seeing(
             &ec2,
             "i-00000001",
             None,
@@ -512,17 +1157,20 @@ mod tests {
         assert_eq!(report.status, StepStatus::Done);
         let isolation = report.groups["vpc-1"].isolation.clone();
         assert_eq!(ec2.interface_groups("eni-1"), [isolation]);
-        // The capture's read of the groups serves the swaps: they are not read again.
+        // The capture's reads of the groups and the instance serve the swaps: they are not
+        // read again.
         assert_eq!(
             ec2.calls(),
             [
                 "DescribeInstances",
                 "DescribeInstanceAttribute",
+                "DescribeInstanceAttribute",
                 "DescribeSecurityGroups",
                 "CreateTags",
                 "ModifyNetworkInterfaceAttribute",
                 "ModifyNetworkInterfaceAttribute",
-                "ModifyInstanceAttribute"
+                "ModifyInstanceAttribute",
+                "ModifyNetworkInterfaceAttribute"
             ]
         );
     }
@@ -557,6 +1205,19 @@ mod tests {
     fn a_foreign_group_holding_our_name_is_a_clear_error_before_any_change() {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
+        ec2.with(|s| {
+            s.groups.insert(
+                "sg-foreign".into(),
+                SecurityGroup {
+                    id: "sg-foreign".into(),
+                    vpc_id: "vpc-1".into(),
+                    role: None,
+                    ingress: vec![],
+                    egress: vec![],
+                    tags: vec![("Name".into(), "cordon-conversion-vpc-1".into())],
+                },
+            )
+        });
         ec2.fail_next(
             "CreateSecurityGroup",
             CordonError::GroupDuplicate {
@@ -565,10 +1226,26 @@ mod tests {
             },
         );
         let error = block_on(isolate(&ec2, &record, None)).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");
         assert!(
-            error.to_string().contains("without the tag cordon:role"),
+            error.to_string().contains("sg-foreign")
+                && error.to_string().contains("without the tag cordon:role"),
             "{error}"
         );
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    }
+
+    #[test]
+    fn the_way_back_is_never_onto_a_cordon_group() {
+        let groups = CordonGroups {
+            conversion: "sg-c".into(),
+            isolation: "sg-i".into(),
+        };
+        assert_eq!(
+            rollback_groups(&["sg-app".into(), "sg-c".into()], &groups),
+            Some(vec!["sg-app".to_string()])
+        );
+        assert_eq!(rollback_groups(&["sg-i".into()], &groups), None);
+        assert_eq!(rollback_groups(&[], &groups), None);
     }
 }

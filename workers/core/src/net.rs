@@ -51,9 +51,82 @@ pub fn is_routable_remote(address: IpAddr) -> bool {
     }
 }
 
+/// An IPv4-mapped IPv6 address (`::ffff:10.0.0.5`) is the IPv4 address it carries: EC2 and
+/// the ACLs see that address, and the checks must see it too.
+pub fn unmapped(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(address),
+        v4 => v4,
+    }
+}
+
+/// Whether `cidr` holds `address` (never across families; a CIDR that does not parse holds
+/// nothing).
+pub fn cidr_contains(cidr: &str, address: IpAddr) -> bool {
+    let Ok((network, prefix)) = parse_cidr(cidr) else {
+        return false;
+    };
+    match (network, address) {
+        (IpAddr::V4(network), IpAddr::V4(address)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(network) & mask == u32::from(address) & mask
+        }
+        (IpAddr::V6(network), IpAddr::V6(address)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(network) & mask == u128::from(address) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Private and shared address space: RFC 1918, RFC 6598 (carrier-grade NAT) and IPv6 unique
+/// local addresses. Named, for the reason a deny was not made.
+pub fn private_range(address: IpAddr) -> Option<&'static str> {
+    [
+        ("10.0.0.0/8", "private (RFC 1918)"),
+        ("172.16.0.0/12", "private (RFC 1918)"),
+        ("192.168.0.0/16", "private (RFC 1918)"),
+        ("100.64.0.0/10", "shared address space (RFC 6598)"),
+        ("fc00::/7", "IPv6 unique local (RFC 4193)"),
+    ]
+    .into_iter()
+    .find(|(cidr, _)| cidr_contains(cidr, address))
+    .map(|(_, name)| name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cidrs_hold_their_own_family_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(cidr_contains("10.0.0.0/16", ip("10.0.255.1")));
+        assert!(!cidr_contains("10.0.0.0/16", ip("10.1.0.1")));
+        assert!(cidr_contains("0.0.0.0/0", ip("203.0.113.9")));
+        assert!(cidr_contains("2001:db8:1::/56", ip("2001:db8:1:ff::1")));
+        assert!(!cidr_contains("2001:db8:1::/56", ip("2001:db8:1:100::1")));
+        assert!(!cidr_contains("10.0.0.0/8", ip("::ffff:10.0.0.1")));
+        assert!(cidr_contains("10.0.0.0/8", unmapped(ip("::ffff:10.0.0.1"))));
+        assert!(!cidr_contains("not a cidr", ip("10.0.0.1")));
+        assert_eq!(unmapped(ip("2001:db8::1")), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn private_and_shared_ranges_are_named() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(private_range(ip("172.31.0.2")), Some("private (RFC 1918)"));
+        assert_eq!(private_range(ip("172.32.0.2")), None);
+        assert_eq!(
+            private_range(ip("100.100.0.1")),
+            Some("shared address space (RFC 6598)")
+        );
+        assert_eq!(
+            private_range(ip("fd12::1")),
+            Some("IPv6 unique local (RFC 4193)")
+        );
+        assert_eq!(private_range(ip("198.51.100.7")), None);
+    }
 
     #[test]
     fn host_cidrs_are_single_addresses() {

@@ -168,17 +168,15 @@ fn what_was_done(state: &WorkflowState) -> (String, Vec<String>) {
     let mut failed = Vec::new();
     match state.isolation() {
         Branch::Done(report) => {
+            // Per interface, what is true: isolated, back on its original groups, or where
+            // it was left (those that are not isolated also appear under what failed).
             for eni in &report.enis {
-                done.push(format!(
-                    "  {}: security groups {} -> {}",
-                    eni.eni_id,
-                    eni.original_groups.join(", "),
-                    eni.groups_now.join(", ")
-                ));
+                done.push(format!("  {}", eni.line()));
             }
             if report.termination_protection {
                 done.push("  termination protection: on".into());
             }
+            done.extend(report.notes.iter().map(|n| format!("  {n}")));
             failed.extend(
                 report
                     .errors
@@ -202,6 +200,18 @@ fn what_was_done(state: &WorkflowState) -> (String, Vec<String>) {
                     entry.cidr
                 ));
             }
+            for remote in &report.remote_not_denied {
+                done.push(format!(
+                    "  remote {} not denied: it {}",
+                    remote.address, remote.reason
+                ));
+            }
+            done.extend(
+                report
+                    .not_possible
+                    .iter()
+                    .map(|n| format!("  network ACLs not possible: {n}")),
+            );
             failed.extend(
                 report
                     .errors
@@ -432,6 +442,32 @@ mod tests {
     }
 
     #[test]
+    fn the_email_says_per_interface_what_is_true_and_which_remotes_were_not_denied() {
+        let mut state = state();
+        let containment = serde_json::to_value(&state).unwrap()["containment"].clone();
+        let mut containment = containment;
+        containment["isolation"]["enis"] = json!([
+            {"eni_id": "eni-1", "outcome": "rolled_back", "original_groups": ["sg-web"], "groups_now": ["sg-web"],
+             "cause": {"error": "Cordon.AccessDenied", "cause": "explicit deny in a service control policy"}},
+            {"eni_id": "eni-2", "outcome": "left_on", "original_groups": ["sg-web"], "groups_now": ["sg-conv"],
+             "cause": {"error": "Cordon.Throttled", "cause": "rate exceeded"}}
+        ]);
+        containment["nacl"]["remote_not_denied"] =
+            json!([{"address": "10.0.0.2", "reason": "is inside the VPC's own block 10.0.0.0/16"}]);
+        let mut value = serde_json::to_value(&state).unwrap();
+        value["containment"] = containment;
+        state = serde_json::from_value(value).unwrap();
+        let message = render(MessageKind::ApprovalRequest, &state, "arn:exec", None);
+        for expected in [
+            "eni-1: NOT isolated, put back on its original groups sg-web (Cordon.AccessDenied: explicit deny",
+            "eni-2: NOT isolated, left on sg-conv (Cordon.Throttled",
+            "remote 10.0.0.2 not denied: it is inside the VPC's own block 10.0.0.0/16",
+        ] {
+            assert!(message.body.contains(expected), "{expected}\n{}", message.body);
+        }
+    }
+
+    #[test]
     fn the_approval_request_says_what_was_found_done_and_failed_and_carries_both_links() {
         let settings = ApprovalSettings {
             base_url: "https://approve.example/".into(),
@@ -454,7 +490,7 @@ mod tests {
         for expected in [
             "Backdoor:EC2/C&CActivity.B (severity 8)",
             "f-1",
-            "eni-1: security groups sg-web, sg-ssh -> sg-iso",
+            "eni-1: isolated, security groups sg-web, sg-ssh -> sg-iso",
             "acl-a inbound rule 1: deny 198.51.100.7/32",
             "Cordon.NaclQuotaExceeded",
             "#InstanceDetails:instanceId=i-0000abcd",

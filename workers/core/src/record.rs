@@ -28,6 +28,10 @@ pub struct CapturedState {
     pub instance_state: String,
     pub termination_protection: bool,
     pub interfaces: Vec<NetworkInterface>,
+    /// `InstanceInitiatedShutdownBehavior` (`stop` or `terminate`); None in a record written
+    /// before Cordon kept it, which restore then leaves as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_behavior: Option<String>,
 }
 
 impl CapturedState {
@@ -143,9 +147,94 @@ pub fn state_from_tags(
     Ok(Some(record))
 }
 
-/// The tag prefix under which a network ACL lists the entries Cordon added for one instance.
-pub fn acl_tag_prefix(instance_id: &str) -> String {
-    format!("{CORDON_TAG_PREFIX}{instance_id}")
+/// The tag prefix under which a network ACL lists the entries Cordon added for one instance
+/// in one run (`cordon:<instance>:<run>`), or, for a record written before runs kept records
+/// of their own, in all of them (`cordon:<instance>`). Each containment writes under its own
+/// run: two at once for one instance (two `cordon isolate`, or one beside an execution) would
+/// otherwise overwrite each other's record and leave denies that no record names.
+pub fn acl_tag_prefix(instance_id: &str, run: Option<&str>) -> String {
+    match run {
+        Some(run) => format!("{CORDON_TAG_PREFIX}{instance_id}:{run}"),
+        None => format!("{CORDON_TAG_PREFIX}{instance_id}"),
+    }
+}
+
+/// A tag key of an ACL record, read back: `cordon:<instance>:<N>` or
+/// `cordon:<instance>:<run>:<N>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AclRecordKey<'a> {
+    pub instance_id: &'a str,
+    pub run: Option<&'a str>,
+    pub index: usize,
+}
+
+/// The one parser of ACL record keys (restore, block and the check for another instance's
+/// rule all read them). Anything else, `cordon:exempt` among them, is not a record key.
+pub fn parse_acl_record_key(key: &str) -> Option<AclRecordKey<'_>> {
+    let rest = key.strip_prefix(CORDON_TAG_PREFIX)?;
+    let mut parts = rest.split(':');
+    let instance_id = parts.next().filter(|i| crate::ec2::is_instance_id(i))?;
+    let (run, index) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(index), None, None) => (None, index),
+        (Some(run), Some(index), None) if is_run_id(run) => (Some(run), index),
+        _ => return None,
+    };
+    let index = index.parse().ok()?;
+    Some(AclRecordKey {
+        instance_id,
+        run,
+        index,
+    })
+}
+
+/// A run id: 8 lowercase hex digits.
+pub fn is_run_id(text: &str) -> bool {
+    text.len() == 8
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A new run id, different for every containment (process randomness, time and instance).
+pub fn new_run_id(instance_id: &str) -> String {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    instance_id.hash(&mut hasher);
+    std::time::SystemTime::now().hash(&mut hasher);
+    format!("{:08x}", hasher.finish() as u32)
+}
+
+/// The record prefixes (one per run, and the older shared one) present for an instance.
+pub fn acl_record_prefixes(instance_id: &str, tags: &[(String, String)]) -> Vec<String> {
+    let mut prefixes: Vec<String> = tags
+        .iter()
+        .filter_map(|(key, _)| parse_acl_record_key(key))
+        .filter(|k| k.instance_id == instance_id)
+        .map(|k| acl_tag_prefix(instance_id, k.run))
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
+}
+
+/// Every record key of the instance on the ACL, whatever the run.
+pub fn acl_record_keys(instance_id: &str, tags: &[(String, String)]) -> Vec<String> {
+    tags.iter()
+        .filter(|(key, _)| parse_acl_record_key(key).is_some_and(|k| k.instance_id == instance_id))
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
+/// The instances that have a record on the ACL.
+pub fn acl_recorded_instances(tags: &[(String, String)]) -> Vec<&str> {
+    let mut instances: Vec<&str> = tags
+        .iter()
+        .filter_map(|(key, _)| parse_acl_record_key(key))
+        .map(|k| k.instance_id)
+        .collect();
+    instances.sort_unstable();
+    instances.dedup();
+    instances
 }
 
 /// Entries as `in:5:203.0.113.9/32,out:5:203.0.113.9/32` (the CIDR last: IPv6 has colons).
@@ -193,6 +282,57 @@ pub fn decode_acl_entries(acl_id: &str, text: &str) -> Result<Vec<DenyEntry>> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn acl_record_keys_are_read_by_one_parser_old_and_new() {
+        let key = parse_acl_record_key;
+        assert_eq!(
+            key("cordon:i-00000001:3"),
+            Some(AclRecordKey {
+                instance_id: "i-00000001",
+                run: None,
+                index: 3
+            })
+        );
+        assert_eq!(
+            key("cordon:i-00000001:0a1b2c3d:0"),
+            Some(AclRecordKey {
+                instance_id: "i-00000001",
+                run: Some("0a1b2c3d"),
+                index: 0
+            })
+        );
+        for not_a_record in [
+            "cordon:exempt",
+            "cordon:state:0",
+            "cordon:i-00000001",
+            "cordon:i-00000001:x",
+            "cordon:i-00000001:0A1B2C3D:0",
+            "cordon:i-00000001:0a1b2c3d:0:1",
+            "cordon:role",
+            "Name",
+        ] {
+            assert_eq!(key(not_a_record), None, "{not_a_record}");
+        }
+        let tags: Vec<(String, String)> = [
+            "cordon:i-00000001:0",
+            "cordon:i-00000001:0a1b2c3d:0",
+            "cordon:i-00000001:0a1b2c3d:1",
+            "cordon:i-00000002:ffffffff:0",
+            "cordon:exempt",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), String::new()))
+        .collect();
+        assert_eq!(
+            acl_record_prefixes("i-00000001", &tags),
+            ["cordon:i-00000001", "cordon:i-00000001:0a1b2c3d"]
+        );
+        assert_eq!(acl_record_keys("i-00000001", &tags).len(), 3);
+        assert_eq!(acl_recorded_instances(&tags), ["i-00000001", "i-00000002"]);
+        assert!(is_run_id(&new_run_id("i-00000001")));
+        assert_ne!(new_run_id("i-00000001"), new_run_id("i-00000001"));
+    }
+
     fn record(groups_per_eni: usize) -> CapturedState {
         CapturedState {
             version: RECORD_VERSION,
@@ -202,6 +342,7 @@ mod tests {
             captured_at: "2026-11-29T14:00:00.000Z".into(),
             instance_state: "running".into(),
             termination_protection: false,
+            shutdown_behavior: Some("stop".into()),
             interfaces: (0..2)
                 .map(|n| NetworkInterface {
                     id: format!("eni-0{n}23456789abcdef0"),
@@ -212,6 +353,7 @@ mod tests {
                         .collect(),
                     private_ipv4: vec![format!("10.0.{n}.5")],
                     ipv6: vec![format!("2001:db8:{n}::5")],
+                    ..Default::default()
                 })
                 .collect(),
         }

@@ -4,10 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ec2::{AclEntry, DenyEntry, Ec2, NetworkAcl, NetworkInterface, RuleAction};
+use crate::ec2::{AclEntry, ConnTrack, DenyEntry, Ec2, NetworkAcl, NetworkInterface, RuleAction};
 use crate::error::{CordonError, Result, StepError};
 use crate::nacl::{recorded_entries, recorded_for_another};
-use crate::record::{acl_tag_prefix, chunk_keys, state_from_tags, CapturedState, STATE_TAG_PREFIX};
+use crate::record::{
+    acl_record_keys, chunk_keys, state_from_tags, CapturedState, STATE_TAG_PREFIX,
+};
 
 /// What to do with one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,9 @@ pub enum InterfacePlan {
     Drift { current: Vec<String> },
     /// Original groups deleted since capture: EC2 would refuse them (moto silently drops them).
     OriginalsMissing { missing: Vec<String> },
+    /// The record names none of the interface's own groups, or names Cordon's: putting it
+    /// "back" there would leave it isolated or open both ways, not as it was.
+    RecordUnusable,
 }
 
 pub fn plan_interface(
@@ -33,6 +38,9 @@ pub fn plan_interface(
     let Some(current) = current else {
         return InterfacePlan::Gone;
     };
+    if original.groups.is_empty() || original.groups.iter().any(|g| cordon_group_ids.contains(g)) {
+        return InterfacePlan::RecordUnusable;
+    }
     if current.groups == original.groups {
         return InterfacePlan::AlreadyOriginal;
     }
@@ -129,6 +137,9 @@ pub struct RestoreReport {
     pub nacl_entries_kept: Vec<KeptEntry>,
     /// Termination protection as it is left.
     pub termination_protection: Option<bool>,
+    /// `InstanceInitiatedShutdownBehavior` as it is left (None: the record did not keep it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_behavior: Option<String>,
     pub errors: Vec<StepError>,
 }
 
@@ -188,6 +199,7 @@ pub async fn restore(
         nacl_entries_removed: Vec::new(),
         nacl_entries_kept: Vec::new(),
         termination_protection: None,
+        shutdown_behavior: None,
         errors: Vec::new(),
     };
     let mut drift = false;
@@ -260,6 +272,17 @@ pub async fn restore(
                             ),
                         });
                     }
+                    InterfacePlan::RecordUnusable => {
+                        drift = true;
+                        line.outcome = InterfaceOutcome::Drift;
+                        report.errors.push(StepError {
+                            error: "Cordon.Drift".into(),
+                            cause: format!(
+                                "the record gives {} the groups {:?}, which are not groups of its own; it stays as it is until you choose its groups",
+                                original.id, original.groups
+                            ),
+                        });
+                    }
                     InterfacePlan::OriginalsMissing { missing } => {
                         drift = true;
                         line.outcome = InterfaceOutcome::Drift;
@@ -270,6 +293,15 @@ pub async fn restore(
                                 original.id
                             ),
                         });
+                    }
+                }
+                if matches!(
+                    line.outcome,
+                    InterfaceOutcome::Restored | InterfaceOutcome::AlreadyOriginal
+                ) {
+                    if let Err(error) = restore_conntrack(ec2, original, current).await {
+                        line.outcome = InterfaceOutcome::Failed;
+                        errors.push(error);
                     }
                 }
                 report.enis.push(line);
@@ -331,18 +363,28 @@ pub async fn restore(
     }
 
     if let Some(record) = &record {
-        let now = ec2.termination_protection(instance_id).await?;
-        if now != record.termination_protection {
+        let (protection, shutdown) = tokio::join!(
+            ec2.termination_protection(instance_id),
+            ec2.shutdown_behavior(instance_id)
+        );
+        if protection? != record.termination_protection {
             ec2.set_termination_protection(instance_id, record.termination_protection)
                 .await?;
         }
         report.termination_protection = Some(record.termination_protection);
+        let shutdown = shutdown?;
+        if let Some(original) = record.shutdown_behavior.as_deref() {
+            if shutdown != original {
+                ec2.set_shutdown_behavior(instance_id, original).await?;
+            }
+            report.shutdown_behavior = Some(original.to_string());
+        }
     }
     ec2.delete_tags(instance_id, &chunk_keys(STATE_TAG_PREFIX, &instance.tags))
         .await?;
-    let prefix = acl_tag_prefix(instance_id);
     for acl in &acls {
-        let keys = chunk_keys(&prefix, &acl.tags);
+        // Every run's record of this instance, and the older shared one.
+        let keys = acl_record_keys(instance_id, &acl.tags);
         if !keys.is_empty() {
             ec2.delete_tags(&acl.id, &keys).await?;
         }
@@ -357,6 +399,21 @@ pub async fn restore(
         }
     }
     Ok(report)
+}
+
+/// Puts the interface's connection-tracking timeouts back as recorded (AWS's defaults when the
+/// record holds none), when isolation lowered them.
+async fn restore_conntrack(
+    ec2: &impl Ec2,
+    original: &NetworkInterface,
+    current: Option<&NetworkInterface>,
+) -> Result<()> {
+    let effective = |c: Option<ConnTrack>| c.unwrap_or_default().effective();
+    let wanted = effective(original.conntrack);
+    if current.is_some_and(|c| effective(c.conntrack) != wanted) {
+        ec2.set_connection_tracking(&original.id, &wanted).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -746,5 +803,63 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let error = block_on(restore(&ec2, "i-00000404", None, &[])).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.InstanceNotFound");
+    }
+
+    #[test]
+    fn restore_puts_back_the_shutdown_behavior_and_connection_tracking_exactly() {
+        let ec2 = FakeEc2::standard();
+        let custom = ConnTrack {
+            tcp_established: Some(3_600),
+            udp_stream: Some(120),
+            udp: Some(45),
+        };
+        ec2.with(|s| {
+            s.shutdown.insert("i-00000001".into(), "terminate".into());
+            s.instances.get_mut("i-00000001").unwrap().interfaces[0].conntrack = Some(custom);
+        });
+        let record = block_on(capture(
+            &ec2,
+            "i-00000001",
+            None,
+            None,
+            "2026-11-29T14:00:00.000Z",
+        ))
+        .unwrap()
+        .record
+        .unwrap();
+        block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(ec2.shutdown_of("i-00000001"), "stop");
+        assert_eq!(ec2.conntrack("eni-1"), Some(ConnTrack::ISOLATED));
+        let report = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
+        assert_eq!(
+            report.status,
+            RestoreStatus::Restored,
+            "{:?}",
+            report.errors
+        );
+        assert_eq!(ec2.shutdown_of("i-00000001"), "terminate");
+        assert_eq!(report.shutdown_behavior.as_deref(), Some("terminate"));
+        assert_eq!(
+            ec2.conntrack("eni-1").map(ConnTrack::effective),
+            Some(custom)
+        );
+    }
+
+    #[test]
+    fn a_record_that_names_cordon_groups_is_never_restored_onto() {
+        let original = NetworkInterface {
+            id: "eni-1".into(),
+            groups: vec!["sg-conversion".into()],
+            ..Default::default()
+        };
+        let current = NetworkInterface {
+            groups: vec!["sg-isolation".into()],
+            ..original.clone()
+        };
+        let cordon = ["sg-conversion".to_string(), "sg-isolation".to_string()];
+        assert_eq!(
+            plan_interface(&original, Some(&current), &cordon, &cordon),
+            InterfacePlan::RecordUnusable
+        );
     }
 }

@@ -180,7 +180,25 @@ pub async fn isolate_step(
     let record = record_of(input)?;
     let ec2 = ec2_in.ec2_for(&target_of(input)).await?;
     let report = isolate(&ec2, record, config.forensic_access.as_ref()).await?;
-    fail_if_retryable(&report.errors)?;
+    // A transient refusal leaves the interface back on its original groups (or says where):
+    // the step fails so that Step Functions runs it again, and its error says what is true.
+    fail_if_retryable(&report.errors).map_err(|error| match error {
+        CordonError::Unavailable { operation, message } => CordonError::Unavailable {
+            operation,
+            message: format!(
+                "{message}; interfaces now: {}",
+                report.interface_lines().join("; ")
+            ),
+        },
+        CordonError::Throttled { operation, message } => CordonError::Throttled {
+            operation,
+            message: format!(
+                "{message}; interfaces now: {}",
+                report.interface_lines().join("; ")
+            ),
+        },
+        other => other,
+    })?;
     Ok(report)
 }
 
@@ -197,7 +215,7 @@ pub async fn block_step(
         .map(|f| f.remote_addresses.clone())
         .unwrap_or_default();
     let ec2 = ec2_in.ec2_for(&target_of(input)).await?;
-    let report = block(&ec2, record, &remote, &config.nacl).await;
+    let report = block(&ec2, record, &remote, &config.nacl_settings()).await;
     fail_if_retryable(&report.errors)?;
     Ok(report)
 }
@@ -400,7 +418,7 @@ mod tests {
     /// The EC2 round trips of one containment of a single-ENI instance (IPv4 and IPv6, two
     /// subnets with their own ACLs, one remote address) once Cordon's groups exist.
     #[test]
-    fn steady_state_containment_makes_seventeen_ec2_calls() {
+    fn steady_state_containment_makes_twenty_one_ec2_calls() {
         let ec2 = FakeEc2::standard();
         let config = Config::default();
         let first = block_on(capture_step(
@@ -443,10 +461,14 @@ mod tests {
                 count("DescribeNetworkAcls"),
                 count("CreateNetworkAclEntry"),
             ],
-            // capture 1+1+1+1; isolate 1 (groups) + 2 swaps + 1 protection;
-            // block 1 read + 1 record per ACL + 2 remote denies + 4 instance denies (v4, v6).
-            [1, 2, 1, 3, 2, 1, 1, 6]
+            // capture 1 + 2 (protection, shutdown behavior) + 1 + 1, the reads at once;
+            // isolate 1 (groups) + 1 (where the interfaces are: a retry must not swap an
+            // isolated one back through conversion), both at once, + 2 swaps + 1 protection +
+            // 1 connection tracking; block 1 ACL read + 1 VPC read (its blocks are never
+            // denied), at once, + 1 record per ACL + 2 remote denies + 4 instance denies.
+            [2, 2, 2, 3, 3, 1, 1, 6]
         );
-        assert_eq!(calls.len(), 17, "{calls:?}");
+        assert_eq!(count("DescribeVpcs"), 1);
+        assert_eq!(calls.len(), 21, "{calls:?}");
     }
 }

@@ -12,9 +12,10 @@ async fn main() -> Result<(), Error> {
         .await
         .with_member_role(MemberRole::from_env());
     run(service_fn(|event: LambdaEvent<RestoreInput>| {
-        let aws = &aws;
+        // Its clients know when this invocation ends (see capture-state).
+        let aws = aws.until(event.context.deadline);
         async move {
-            let report = steps::restore_step(aws, &event.payload).await?;
+            let report = steps::restore_step(&aws, &event.payload).await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, "restore");
             Ok::<_, cordon_core::CordonError>(report)
         }
