@@ -42,13 +42,7 @@ fn size(name: &str, default: usize) -> usize {
 }
 
 fn write_row(slug: &str, row: &Row) {
-    let dir = repo_root().join("target/reliability");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join(format!("{slug}.json")),
-        serde_json::to_vec_pretty(row).unwrap(),
-    )
-    .unwrap();
+    cordon_tests::write_reliability_row(slug, &serde_json::to_value(row).unwrap());
 }
 
 fn temp_dir(name: &str) -> PathBuf {

@@ -735,7 +735,10 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
         report.enis[0].cause.as_ref().unwrap().error,
         "Cordon.AccessDenied"
     );
-    assert_eq!(world.eni_groups(&second_enis[0]).await, [web.clone()]);
+    assert_eq!(
+        world.eni_groups(&second_enis[0]).await,
+        std::slice::from_ref(&web)
+    );
     // A capture of the first instance now sees it quarantined.
     let again = capture_step(&aws, &config, &finding_for(&first, 8.0, "198.51.100.7"))
         .await

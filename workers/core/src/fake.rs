@@ -178,6 +178,17 @@ impl FakeEc2 {
 pub const OWN_ACCOUNT: &str = "111122223333";
 
 impl FakeState {
+    /// The attached interface `eni_id`, as EC2 finds it for a change.
+    fn interface_mut(&mut self, eni_id: &str) -> Result<&mut NetworkInterface> {
+        self.instances
+            .values_mut()
+            .flat_map(|i| i.interfaces.iter_mut())
+            .find(|eni| eni.id == eni_id)
+            .ok_or(CordonError::InterfaceNotFound {
+                eni_id: eni_id.into(),
+            })
+    }
+
     /// Whether the group is (still) unknown to this call, as EC2 is for a while after it
     /// creates one.
     fn unseen(&mut self, group_id: &str) -> bool {
@@ -317,14 +328,7 @@ impl Ec2 for FakeEc2 {
                 }
                 return Err(error);
             }
-            let eni = s
-                .instances
-                .values_mut()
-                .flat_map(|i| i.interfaces.iter_mut())
-                .find(|eni| eni.id == eni_id)
-                .ok_or(CordonError::InterfaceNotFound {
-                    eni_id: eni_id.into(),
-                })?;
+            let eni = s.interface_mut(eni_id)?;
             eni.groups = group_ids.to_vec();
             Ok(())
         })
@@ -665,14 +669,7 @@ impl Ec2 for FakeEc2 {
         self.call("ModifyNetworkInterfaceAttribute")?;
         timeouts.check()?;
         self.with(|s| {
-            let eni = s
-                .instances
-                .values_mut()
-                .flat_map(|i| i.interfaces.iter_mut())
-                .find(|eni| eni.id == eni_id)
-                .ok_or(CordonError::InterfaceNotFound {
-                    eni_id: eni_id.into(),
-                })?;
+            let eni = s.interface_mut(eni_id)?;
             // As EC2: a timeout left out of the request keeps its value.
             let now = eni.conntrack.unwrap_or_default();
             eni.conntrack = Some(ConnTrack {
