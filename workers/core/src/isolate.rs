@@ -505,19 +505,10 @@ pub async fn isolate_seen(
         if needs_swaps && !ec2.has_time_for(CALLS_PER_INTERFACE) {
             // Every interface so far is isolated or back where it was; none is cut in two.
             // The retried step goes on from here.
-            let done: Vec<String> = enis.iter().map(InterfaceIsolation::line).collect();
-            return Err(CordonError::Unavailable {
-                operation: "isolate".into(),
-                message: format!(
-                    "the function's deadline is too close to isolate {} safely; so far: {}",
-                    recorded.id,
-                    if done.is_empty() {
-                        "nothing changed".to_string()
-                    } else {
-                        done.join("; ")
-                    }
-                ),
-            });
+            return Err(out_of_time(
+                &format!("isolate {} safely", recorded.id),
+                &enis,
+            ));
         }
         let line = isolate_interface(ec2, &record.instance_id, recorded, live, cordon, plan).await;
         errors.extend(line.cause.clone());
@@ -531,6 +522,7 @@ pub async fn isolate_seen(
                 record.instance_id
             ));
         } else {
+            in_time(ec2, "turn on termination protection", &enis)?;
             match ec2
                 .set_termination_protection(&record.instance_id, true)
                 .await
@@ -542,6 +534,7 @@ pub async fn isolate_seen(
     }
     if record.shutdown_behavior.as_deref() == Some("terminate") {
         // A root shell's `shutdown` would otherwise destroy the instance and the evidence.
+        in_time(ec2, "set the shutdown behaviour to stop", &enis)?;
         if let Err(error) = ec2.set_shutdown_behavior(&record.instance_id, "stop").await {
             errors.push(error.to_report());
         }
@@ -551,6 +544,11 @@ pub async fn isolate_seen(
         let lowered =
             live.and_then(|l| l.conntrack).map(ConnTrack::effective) == Some(ConnTrack::ISOLATED);
         if line.outcome.is_isolated() && !lowered {
+            in_time(
+                ec2,
+                &format!("lower {}'s connection tracking", recorded.id),
+                &enis,
+            )?;
             if let Err(error) = ec2
                 .set_connection_tracking(&recorded.id, &ConnTrack::ISOLATED)
                 .await
@@ -572,6 +570,32 @@ pub async fn isolate_seen(
         errors,
         notes,
     })
+}
+
+/// Fails, retryably, when one more call might not end before the function's deadline:
+/// the hardening after the swaps is re-done by the retried step, which reads what is done.
+fn in_time(ec2: &impl Ec2, work: &str, enis: &[InterfaceIsolation]) -> Result<()> {
+    if ec2.has_time_for(1) {
+        Ok(())
+    } else {
+        Err(out_of_time(work, enis))
+    }
+}
+
+/// The retryable error of a step stopped before its deadline, with what is true so far.
+fn out_of_time(work: &str, enis: &[InterfaceIsolation]) -> CordonError {
+    let done: Vec<String> = enis.iter().map(InterfaceIsolation::line).collect();
+    CordonError::Unavailable {
+        operation: "isolate".into(),
+        message: format!(
+            "the function's deadline is too close to {work}; so far: {}",
+            if done.is_empty() {
+                "nothing changed".to_string()
+            } else {
+                done.join("; ")
+            }
+        ),
+    }
 }
 
 /// Carries out one interface's plan. It ends isolated, or back on its recorded groups, or (if
@@ -962,6 +986,35 @@ mod tests {
         let report = block_on(isolate(&ec2, &record, None)).unwrap();
         assert_eq!(report.enis[0].outcome, InterfaceOutcome::AlreadyIsolated);
         assert_eq!(report.enis[1].outcome, InterfaceOutcome::Isolated);
+    }
+
+    #[test]
+    fn near_the_deadline_the_hardening_after_the_swaps_is_left_to_the_retry() {
+        let ec2 = FakeEc2::standard();
+        let mut record = captured(&ec2);
+        record.shutdown_behavior = Some("terminate".into());
+        let groups = block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
+        // Reads (2), the room asked for the interface (its two swaps and room for a rollback),
+        // then termination protection and shutdown behaviour use that room: connection
+        // tracking must not be started (the fake fails the test if it is).
+        ec2.with(|s| s.calls_before_deadline = Some(2 + CALLS_PER_INTERFACE));
+        let error = block_on(isolate(&ec2, &record, None)).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.Unavailable");
+        assert!(error.to_string().contains("connection tracking"), "{error}");
+        assert!(error.to_string().contains("eni-1: isolated"), "{error}");
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            [groups["vpc-1"].isolation.clone()]
+        );
+        ec2.with(|s| s.calls_before_deadline = None);
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.status, StepStatus::Done, "{report:?}");
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::AlreadyIsolated);
+        let conntrack = ec2.with(|s| s.instances["i-00000001"].interfaces[0].conntrack);
+        assert_eq!(
+            conntrack.map(ConnTrack::effective),
+            Some(ConnTrack::ISOLATED)
+        );
     }
 
     #[test]
