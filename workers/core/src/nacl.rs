@@ -408,11 +408,13 @@ pub async fn block(
                 continue;
             }
         };
+        // A shared VPC's blocks are the VPC's own too: an address in them is not denied on
+        // the ACLs of the instance's other VPCs either.
+        vpc_cidrs.extend(vpc.cidrs.iter().cloned());
         if let Some(reason) = shared_vpc(record, &vpc) {
             not_possible.push(reason);
             continue;
         }
-        vpc_cidrs.extend(vpc.cidrs);
         match found {
             Ok(found) => acls.extend(found),
             Err(error) => errors.push(error),
@@ -466,7 +468,9 @@ pub async fn block(
 
 /// Why the ACLs of this VPC are not the instance's account's to change, if they are not: a
 /// VPC shared through AWS RAM belongs to its owner, and so do its subnets' ACLs (EC2 refuses
-/// a participant's change). The owner of the VPC is the owner of its shared subnets.
+/// a participant's change). The owner of the VPC is the owner of its shared subnets (a
+/// participant cannot create subnets in it, and may not even see its ACLs), so the VPC's
+/// `OwnerId`, read with its blocks in one call, stands for each subnet's.
 pub fn shared_vpc(record: &CapturedState, vpc: &crate::ec2::Vpc) -> Option<String> {
     let participant = record
         .interfaces
@@ -1492,6 +1496,47 @@ mod tests {
             report.not_possible
         );
         assert_eq!((ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b")), before);
+    }
+
+    #[test]
+    fn an_address_in_a_shared_vpc_the_instance_is_also_in_is_not_denied_elsewhere() {
+        let ec2 = FakeEc2::standard();
+        // A second interface in a VPC shared by another account, on public-range blocks.
+        ec2.with(|s| {
+            s.vpcs.insert(
+                "vpc-2".into(),
+                crate::ec2::Vpc {
+                    id: "vpc-2".into(),
+                    owner_id: "999988887777".into(),
+                    cidrs: vec!["198.51.100.0/24".into()],
+                },
+            )
+        });
+        let mut own = interface("eni-1", "subnet-a", &["sg-app"], "10.0.1.5", None);
+        own.owner_id = crate::fake::OWN_ACCOUNT.into();
+        let mut shared = interface("eni-2", "subnet-s", &["sg-app"], "198.51.100.20", None);
+        shared.vpc_id = "vpc-2".into();
+        shared.owner_id = crate::fake::OWN_ACCOUNT.into();
+        let record = record(vec![own, shared]);
+        let report = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &NaclSettings::default(),
+        ));
+        assert!(
+            report
+                .nacl_entries
+                .iter()
+                .all(|e| e.cidr != "198.51.100.7/32"),
+            "{report:?}"
+        );
+        assert!(
+            report.remote_not_denied[0].reason.contains("VPC"),
+            "{:?}",
+            report.remote_not_denied
+        );
+        assert!(report.not_possible[0].contains("vpc-2"), "{report:?}");
     }
 
     #[test]
