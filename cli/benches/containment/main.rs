@@ -69,10 +69,13 @@ fn python() -> PathBuf {
     repo_root().join(".venv/bin/python")
 }
 
-fn seed_dir() -> PathBuf {
-    std::env::var_os("CORDON_SEED_DIR")
+/// The seed's Python baseline, kept outside the repository: `CORDON_SEED_DIR`, or
+/// `../shared/bench` beside the clone. None when it is not there; the rest is measured.
+fn seed_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CORDON_SEED_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/bench"))
+        .unwrap_or_else(|| repo_root().join("../shared/bench"));
+    dir.join("run_seed.py").is_file().then_some(dir)
 }
 
 fn event(finding: Value) -> Value {
@@ -264,7 +267,7 @@ async fn cordon_isolate(world: &World, proxy: &FaultProxy, target: &Target) -> C
 /// The seed's handler once, in a fresh Python process (`run_seed.py`). Its isolation is the
 /// answer to its ModifyInstanceAttribute (Groups): EC2 puts that group on the primary ENI,
 /// where moto keeps it on the instance only, so the seed is credited as EC2 would act.
-async fn seed(proxy: &FaultProxy, target: &Target) -> Containment {
+async fn seed(seed_dir: &Path, proxy: &FaultProxy, target: &Target) -> Containment {
     let event_file =
         std::env::temp_dir().join(format!("cordon-bench-seed-{}.json", target.instance));
     std::fs::write(
@@ -275,7 +278,7 @@ async fn seed(proxy: &FaultProxy, target: &Target) -> Containment {
     proxy.clear_calls();
     let start = Instant::now();
     let output = command(&python(), &proxy.endpoint)
-        .arg(seed_dir().join("run_seed.py"))
+        .arg(seed_dir.join("run_seed.py"))
         .arg(&event_file)
         .output()
         .await
@@ -696,6 +699,12 @@ async fn main() {
     eprintln!("bench: trivial EC2 call {trivial:.2} ms");
 
     // 1 and 2: cold processes, each contestant on its own fresh instance of the same shape.
+    let seed_dir = seed_dir();
+    if seed_dir.is_none() {
+        eprintln!(
+            "bench: the seed's Python baseline (run_seed.py) is not in ../shared/bench or CORDON_SEED_DIR: its rows are left out, the rest is measured"
+        );
+    }
     let (mut cli_first, mut cli_steady, mut lambda_first, mut lambda_steady, mut seeds) =
         (vec![], vec![], vec![], vec![], vec![]);
     let mut workers = WorkerFigures::default();
@@ -712,8 +721,10 @@ async fn main() {
         let steady = neighbour(&world, &first.vpc, octet + 1, 2).await;
         lambda_steady.push(lambda_pipeline(&world, &proxy, &steady, &mut workers).await);
 
-        let target = lone_instance(&world, octet + 2).await;
-        seeds.push(seed(&proxy, &target).await);
+        if let Some(dir) = &seed_dir {
+            let target = lone_instance(&world, octet + 2).await;
+            seeds.push(seed(dir, &proxy, &target).await);
+        }
     }
     other_workers(&moto.endpoint, runs, &mut workers).await;
     let mut python_starts = Vec::new();
@@ -926,6 +937,9 @@ fn render(f: &Figures) -> String {
     out.push_str("Each run contains a fresh single-ENI instance (two groups, the VPC's default network ACL). \
         The seed's isolation is the answer to its ModifyInstanceAttribute (Groups): EC2 would put that group on the primary ENI, \
         moto keeps it on the instance only, so the seed is credited as EC2 would act.\n\n");
+    if f.seeds.is_empty() {
+        out.push_str("The seed's Python baseline was not beside the clone (`../shared/bench`, or `CORDON_SEED_DIR`): its rows are left out.\n\n");
+    }
     out.push_str("| Contestant | VPC | ENI on the isolation group | NACL deny in place | Process(es) ended | EC2 calls | Outcome |\n|---|---|---:|---:|---:|---:|---|\n");
     for (name, vpc, runs) in [
         (
@@ -954,6 +968,9 @@ fn render(f: &Figures) -> String {
             &f.seeds,
         ),
     ] {
+        if runs.is_empty() {
+            continue; // The seed, when its baseline is not beside the clone.
+        }
         let calls: Vec<f64> = runs.iter().map(|r| r.ec2_calls as f64).collect();
         out.push_str(&format!(
             "| {name} | {vpc} | {} | {} | {} | {:.0} | {} |\n",
@@ -982,6 +999,9 @@ fn render(f: &Figures) -> String {
         ("bootstraps", "first use", &f.lambda_first),
         ("seed handler", "first use", &f.seeds),
     ] {
+        if runs.is_empty() {
+            continue;
+        }
         let (critical, _) = critical_line(runs);
         let in_calls: Vec<f64> = runs
             .iter()
