@@ -16,6 +16,7 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_ec2::Client;
 use cordon_core::aws::{AwsContext, AwsEc2};
+use cordon_core::CordonError;
 
 /// The region the local emulator is used in.
 pub const REGION: &str = "us-east-1";
@@ -157,6 +158,32 @@ pub fn emulator_config(endpoint: &str) -> SdkConfig {
             Credentials::new("testing", "testing", None, None, "cordon-local"),
         ))
         .build()
+}
+
+/// A new KMS HMAC key on the emulator, made as the stack makes its `LinkKey` (`HMAC_256`,
+/// `GENERATE_VERIFY_MAC`): the local links are signed and checked by KMS as in production,
+/// with no key material in this process. Returns the key's ARN.
+pub async fn create_hmac_key(sdk: &SdkConfig, description: &str) -> Result<String, CordonError> {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let created = aws_sdk_kms::Client::new(sdk)
+        .create_key()
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .description(description)
+        .send()
+        .await
+        .map_err(|e| CordonError::Unavailable {
+            operation: "kms:CreateKey".into(),
+            message: aws_sdk_kms::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    created
+        .key_metadata()
+        .and_then(|key| key.arn())
+        .map(String::from)
+        .ok_or_else(|| CordonError::Unavailable {
+            operation: "kms:CreateKey".into(),
+            message: "the emulator answered without the new key's ARN".into(),
+        })
 }
 
 impl Drop for Moto {

@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
-use cordon_core::approval::{handle_get, handle_post};
+use cordon_core::approval::{handle_get, handle_post, LinkKey};
 use cordon_core::aws::{AwsContext, MemberRole};
 use cordon_core::config::Config;
+use cordon_core::kms::AwsKms;
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
 use cordon_core::steps::{
     block_step, capture_step, isolate_step, restore_step, unix_now, RestoreInput,
@@ -159,25 +160,10 @@ pub struct Runner {
     sns: aws_sdk_sns::Client,
     http: reqwest::Client,
     config: Config,
-    approval_key: Vec<u8>,
+    approval_key: LinkKey<AwsKms>,
     pub approval_url: String,
     topic_arn: String,
     region: String,
-}
-
-/// The local approval page's signing key. Without randomness there is no run: a predictable
-/// key would let anyone forge a link.
-fn random_key() -> Result<Vec<u8>, CordonError> {
-    use std::io::Read;
-    let mut key = vec![0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut urandom| urandom.read_exact(&mut key))
-        .map_err(|e| {
-            CordonError::InvalidConfiguration(format!(
-                "cannot read /dev/urandom for the approval signing key: {e}"
-            ))
-        })?;
-    Ok(key)
 }
 
 fn sfn_error(operation: &str, error: impl std::fmt::Display) -> CordonError {
@@ -233,7 +219,11 @@ impl Runner {
             .await
             .map_err(|e| sfn_error("Subscribe", aws_sdk_sns::error::DisplayErrorContext(&e)))?;
         let sfn = aws_sdk_sfn::Client::new(&sdk);
-        let approval_key = random_key()?;
+        let approval_key = LinkKey {
+            kms: AwsKms::new(&sdk),
+            key_id: crate::local::create_hmac_key(&sdk, "Cordon approval links (local run)")
+                .await?,
+        };
         let approval_url = serve_approval(sfn.clone(), approval_key.clone()).await?;
         Ok(Runner {
             endpoint: endpoint.to_string(),
@@ -553,7 +543,7 @@ impl Runner {
                     .unwrap_or(0);
                 let settings = ApprovalSettings {
                     base_url: self.approval_url.clone(),
-                    key: self.approval_key.clone(),
+                    key: &self.approval_key,
                     timeout_seconds: timeout,
                 };
                 serde_json::to_value(
@@ -714,7 +704,10 @@ pub fn outcome(status: &str, states: &[String], containment: &Value) -> String {
     .to_string()
 }
 
-async fn serve_approval(sfn: aws_sdk_sfn::Client, key: Vec<u8>) -> Result<String, CordonError> {
+async fn serve_approval(
+    sfn: aws_sdk_sfn::Client,
+    key: LinkKey<AwsKms>,
+) -> Result<String, CordonError> {
     use axum::extract::RawQuery;
     use axum::http::StatusCode;
     use axum::response::Html;

@@ -6,14 +6,14 @@
 //! today; it is set so that a subscriber added later is tested too. moto's own log is not
 //! reachable (`cordon::local::Moto` sends the server's output to /dev/null).
 //!
-//! `cordon run` signs links with a random in-process key (`Runner::start`) and does not read
-//! `CORDON_APPROVAL_KEY`, so the real key cannot be compared: the test looks for anything
-//! shaped like it instead (a 64-digit hex run, a list of 32 bytes), and also sets
-//! `CORDON_APPROVAL_KEY` so that the day `cordon run` reads it, the check is exact.
+//! `cordon run` has links signed by a KMS HMAC key on the emulator (`Runner::start`), as the
+//! stack does: no key material is ever in the process. The test still looks for anything
+//! shaped like a key (a 64-digit hex run, a list of 32 bytes) outside the links themselves.
 //!
-//! And if the signing key leaked anyway, a link signed with it still cannot answer another
-//! execution's approval request: the approval page checks the token is the one the
-//! execution waits on (tested here, where the page can be called with a key of our own).
+//! And if signing were possible anyway (a role that may `GenerateMac` with the key), a link
+//! so signed still cannot answer another execution's approval request: the approval page
+//! checks the token is the one the execution waits on (tested here, where the page can be
+//! called with a KMS key of our own).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -22,14 +22,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cordon::runner::{DecisionMode, Runner};
-use cordon_core::approval::{handle_get, handle_post, link_url, sign, Action};
+use cordon_core::approval::{handle_get, handle_post, link_url, Action, LinkKey};
 use cordon_core::config::Config;
+use cordon_core::kms::AwsKms;
 use cordon_core::steps::unix_now;
 use cordon_tests::{finding_for, Moto};
 use serde_json::{json, Value};
-
-/// A key that could be the signing key (hex, as `openssl rand -hex 32` makes them).
-const KEY: &str = "5e3c7a1f0b9d4e2a8c6f1b3d5a7e9c0f2b4d6a8c0e1f3a5b7d9c2e4f6a8b0c1d";
 
 fn cordon_run(moto: &Moto, finding: &Path) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cordon"));
@@ -50,7 +48,6 @@ fn cordon_run(moto: &Moto, finding: &Path) -> Output {
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("RUST_LOG", "trace")
-        .env("CORDON_APPROVAL_KEY", KEY)
         .envs(moto.cli_env())
         .output()
         .expect("cordon runs")
@@ -103,7 +100,7 @@ fn has_byte_list(text: &str) -> bool {
 }
 
 #[tokio::test]
-async fn a_full_run_logs_no_task_token_and_no_signing_key() {
+async fn a_full_run_logs_no_task_token_and_nothing_shaped_like_a_key() {
     let moto = Moto::start();
     let world = moto.world();
     let vpc = world.vpc("10.0.0.0/16", false).await;
@@ -148,10 +145,7 @@ async fn a_full_run_logs_no_task_token_and_no_signing_key() {
             "a task token in the log: {stderr}"
         );
     }
-    assert!(
-        !stderr.contains(KEY) && !stderr.contains(&link.s),
-        "{stderr}"
-    );
+    assert!(!stderr.contains(&link.s), "{stderr}");
     assert_eq!(hex_runs(&stderr), Vec::<&str>::new(), "{stderr}");
     assert!(!has_byte_list(&stderr), "{stderr}");
 
@@ -186,10 +180,21 @@ async fn a_full_run_logs_no_task_token_and_no_signing_key() {
             "key-shaped text in the report: {run}"
         );
     }
-    assert!(!stdout.contains(KEY) && !has_byte_list(&stdout), "{stdout}");
+    assert!(!has_byte_list(&stdout), "{stdout}");
     // The only tokens in the report are the approval request's.
     for token in tokens.iter().filter(|t| **t != link.t) {
         assert!(!stdout.contains(token.as_str()), "{stdout}");
+    }
+}
+
+/// A KMS HMAC key of the test's own on moto, for calling the approval page directly.
+async fn own_link_key(moto: &Moto) -> LinkKey<AwsKms> {
+    let sdk = moto.sdk_config();
+    LinkKey {
+        key_id: cordon::local::create_hmac_key(&sdk, "the test's own")
+            .await
+            .unwrap(),
+        kms: AwsKms::new(&sdk),
     }
 }
 
@@ -214,7 +219,7 @@ async fn approval_token(moto: &Moto, execution_arn: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn even_the_signing_key_cannot_make_a_link_answer_another_execution() {
+async fn even_a_key_that_signs_cannot_make_a_link_answer_another_execution() {
     let moto = Moto::start();
     let runner = Arc::new(
         Runner::start(&moto.endpoint, Config::default())
@@ -250,20 +255,28 @@ async fn even_the_signing_key_cannot_make_a_link_answer_another_execution() {
     let token_b = approval_token(&moto, &arn_b).await;
     assert_ne!(token_a, token_b);
 
-    // The page, called as the deployed approval function calls it, with a key we hold.
+    // The page, called as the deployed approval function calls it, with a KMS key we may
+    // both sign and verify with.
     let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config());
-    let leaked = KEY.as_bytes();
-    let form = |execution: &str, token: &str| {
-        let params = sign(leaked, Action::Approve, unix_now() + 600, execution, token);
-        let url = link_url("http://approval.invalid/", &params);
-        format!("{}&approver=Mallory", url.split_once('?').unwrap().1)
+    let leaked = &own_link_key(&moto).await;
+    let signed = |execution: &str, token: &str| {
+        let (execution, token) = (execution.to_string(), token.to_string());
+        async move {
+            let params = leaked
+                .sign(Action::Approve, unix_now() + 600, &execution, &token)
+                .await
+                .unwrap();
+            let url = link_url("http://approval.invalid/", &params);
+            format!("{}&approver=Mallory", url.split_once('?').unwrap().1)
+        }
     };
     // Validly signed, but A's execution with B's token (which SendTaskSuccess alone would
     // accept: a token names its task), and B's execution with A's token.
     for (execution, token) in [(&arn_a, &token_b), (&arn_b, &token_a)] {
+        let form = signed(execution, token).await;
         for reply in [
-            handle_get(&sfn, leaked, &form(execution, token), unix_now()).await,
-            handle_post(&sfn, leaked, &form(execution, token), unix_now()).await,
+            handle_get(&sfn, leaked, &form, unix_now()).await,
+            handle_post(&sfn, leaked, &form, unix_now()).await,
         ] {
             assert_eq!(reply.status, 403, "{}", reply.html);
             assert!(
@@ -282,9 +295,10 @@ async fn even_the_signing_key_cannot_make_a_link_answer_another_execution() {
         .all(|(_, follow, _, _)| !follow.is_finished()));
 
     // The matching pair is accepted: the check refuses the mismatch, not everything.
-    let page = handle_get(&sfn, leaked, &form(&arn_a, &token_a), unix_now()).await;
+    let form = signed(&arn_a, &token_a).await;
+    let page = handle_get(&sfn, leaked, &form, unix_now()).await;
     assert_eq!(page.status, 200, "{}", page.html);
-    let decided = handle_post(&sfn, leaked, &form(&arn_a, &token_a), unix_now()).await;
+    let decided = handle_post(&sfn, leaked, &form, unix_now()).await;
     assert_eq!(decided.status, 200, "{}", decided.html);
     let (_, follow_a, eni_a, web_a) = executions.remove(0);
     assert_eq!(follow_a.await.unwrap().unwrap().outcome, "restored");

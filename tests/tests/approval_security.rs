@@ -298,11 +298,16 @@ async fn opening_either_link_again_and_again_changes_nothing() {
     assert_eq!(before.groups, [[isolation]], "isolated while it waits");
 
     for round in 0..3 {
-        for link in [&approve, &reject] {
+        for (link, own, other) in [
+            (&approve, "id=\"approve\"", "id=\"reject\""),
+            (&reject, "id=\"reject\"", "id=\"approve\""),
+        ] {
             let (status, page) = get(link).await;
             assert_eq!(status, 200, "GET #{round} of {link}: {page}");
             assert!(page.contains(&format!("Restore {instance}?")), "{page}");
-            assert_eq!(page.matches("method=\"post\"").count(), 2, "{page}");
+            // Each link renders its own decision only: a "keep isolated" link cannot approve.
+            assert_eq!(page.matches("method=\"post\"").count(), 1, "{page}");
+            assert!(page.contains(own) && !page.contains(other), "{page}");
         }
     }
     unchanged(&moto, &world, &arn, &enis, &before, "GET").await;

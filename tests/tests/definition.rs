@@ -136,3 +136,169 @@ fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
     // The budget itself: five attempts of five seconds and the standard strategy's backoff.
     assert_eq!(cordon_core::aws::EC2_CALL_BUDGET.as_secs(), 40);
 }
+
+/// Whether an IAM action pattern covers `action`: case-insensitive, `*` for any run of
+/// characters and `?` for one, anywhere (`kms:*`, `kms:*Mac`, `*`).
+fn covers(pattern: &str, action: &str) -> bool {
+    fn glob(pattern: &[u8], text: &[u8]) -> bool {
+        match (pattern.first(), text.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+            }
+            (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+            (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
+            _ => false,
+        }
+    }
+    glob(
+        pattern.to_lowercase().as_bytes(),
+        action.to_lowercase().as_bytes(),
+    )
+}
+
+fn as_list(value: &serde_json::Value) -> Vec<serde_json::Value> {
+    match value {
+        serde_json::Value::Array(items) => items.clone(),
+        serde_json::Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+#[test]
+fn the_link_key_stays_in_kms_and_only_notify_signs_only_approval_verifies() {
+    let template: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap(),
+    )
+    .unwrap();
+    let resources = template["Resources"].as_object().unwrap();
+    let key = &resources["LinkKey"];
+    assert_eq!(key["Type"], "AWS::KMS::Key");
+    assert_eq!(key["Properties"]["KeySpec"], "HMAC_256");
+    assert_eq!(key["Properties"]["KeyUsage"], "GENERATE_VERIFY_MAC");
+    // No secret anywhere: no Secrets Manager, no dynamic reference, no key in an environment.
+    let text = template.to_string();
+    assert!(
+        !text.contains("AWS::SecretsManager"),
+        "a secret in the template"
+    );
+    assert!(
+        !text.contains("resolve:secretsmanager"),
+        "a dynamic reference"
+    );
+    assert!(
+        !text.contains("CORDON_APPROVAL_KEY\""),
+        "a key in an environment"
+    );
+    for function in ["NotifyFunction", "ApprovalFunction"] {
+        assert_eq!(
+            resources[function]["Properties"]["Environment"]["Variables"]["CORDON_APPROVAL_KEY_ID"],
+            serde_json::json!({"Fn::GetAtt": ["LinkKey", "Arn"]}),
+            "{function}"
+        );
+    }
+    // Who may do what with MACs, by the roles' policies and by the key policy. Only shapes
+    // this test reads are allowed: a managed policy or a grant would escape it.
+    let mut grants: Vec<(String, String)> = Vec::new(); // (who, action pattern)
+    let mut denies: Vec<(String, String)> = Vec::new(); // (all but who, action)
+    let actions = |statement: &serde_json::Value| -> Vec<String> {
+        let listed = |key: &str| -> Vec<String> {
+            as_list(&statement[key])
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect()
+        };
+        // NotAction allows every action it does not name: as good as "*" for this test,
+        // unless it names both MAC operations.
+        let not = listed("NotAction");
+        if not.is_empty() {
+            listed("Action")
+        } else if not.iter().any(|a| covers(a, "kms:GenerateMac"))
+            && not.iter().any(|a| covers(a, "kms:VerifyMac"))
+        {
+            Vec::new()
+        } else {
+            vec!["*".to_string()]
+        }
+    };
+    let role_of = |value: &serde_json::Value| value["Fn::GetAtt"][0].as_str().map(String::from);
+    for (name, resource) in resources {
+        let properties = &resource["Properties"];
+        let kind = resource["Type"].as_str().unwrap();
+        assert!(
+            !matches!(kind, "AWS::IAM::ManagedPolicy" | "AWS::KMS::Grant")
+                && properties["ManagedPolicyArns"].is_null(),
+            "{name}: a {kind} or managed policy this test does not read"
+        );
+        let mut documents: Vec<(String, &serde_json::Value)> = Vec::new();
+        for policy in properties["Policies"].as_array().into_iter().flatten() {
+            documents.push((name.clone(), &policy["PolicyDocument"]));
+        }
+        if kind == "AWS::IAM::Policy" {
+            assert!(
+                properties["Users"].is_null() && properties["Groups"].is_null(),
+                "{name}"
+            );
+            for role in as_list(&properties["Roles"]) {
+                let role = role["Ref"].as_str().unwrap().to_string();
+                documents.push((role, &properties["PolicyDocument"]));
+            }
+        }
+        for (who, document) in documents {
+            for statement in document["Statement"].as_array().unwrap() {
+                if statement["Effect"] == "Allow" {
+                    for action in actions(statement) {
+                        grants.push((who.clone(), action));
+                    }
+                }
+            }
+        }
+        if kind == "AWS::KMS::Key" {
+            for statement in properties["KeyPolicy"]["Statement"].as_array().unwrap() {
+                let condition = &statement["Condition"];
+                if statement["Effect"] == "Deny" {
+                    let except = role_of(&condition["ArnNotEquals"]["aws:PrincipalArn"]);
+                    for action in actions(statement) {
+                        denies.push((except.clone().unwrap_or_default(), action));
+                    }
+                    continue;
+                }
+                // Delegated to one role by a condition, or to the principal itself.
+                let who = role_of(&condition["ArnEquals"]["aws:PrincipalArn"])
+                    .unwrap_or_else(|| statement["Principal"].to_string());
+                for action in actions(statement) {
+                    grants.push((who.clone(), action));
+                }
+            }
+        }
+    }
+    // A grant would let its holder make MACs whatever the policy says.
+    assert!(
+        !grants
+            .iter()
+            .any(|(_, action)| covers(action, "kms:CreateGrant")),
+        "{grants:?}"
+    );
+    for (operation, only) in [
+        ("kms:GenerateMac", "NotifyRole"),
+        ("kms:VerifyMac", "ApprovalRole"),
+    ] {
+        let who: std::collections::BTreeSet<&str> = grants
+            .iter()
+            .filter(|(_, action)| covers(action, operation))
+            .map(|(who, _)| who.as_str())
+            .collect();
+        assert_eq!(
+            who,
+            std::collections::BTreeSet::from([only]),
+            "{operation}: {grants:?}"
+        );
+        // And the key policy denies it to everyone else, whatever IAM says.
+        assert!(
+            denies
+                .iter()
+                .any(|(except, action)| except == only && covers(action, operation)),
+            "{operation}: {denies:?}"
+        );
+    }
+}

@@ -314,11 +314,14 @@ fn worker_env() -> Vec<(&'static str, String)> {
         ),
         ("CORDON_APPROVAL_URL", "http://127.0.0.1:9/approval".into()),
         (
-            "CORDON_APPROVAL_KEY",
-            "bench-key-0123456789abcdef0123456789abcdef".into(),
+            "CORDON_APPROVAL_KEY_ID",
+            LINK_KEY.get().expect("the link key is made first").clone(),
         ),
     ]
 }
+
+/// The ARN of the KMS HMAC key on moto that notify signs the bench's links with.
+static LINK_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 impl Bootstrap {
     async fn start(worker: &str, endpoint: &str, event: Option<Value>) -> Bootstrap {
@@ -692,6 +695,13 @@ async fn main() {
     let burst_size = size("BENCH_BURST", 100);
     let moto = Moto::start();
     let world = moto.world();
+    LINK_KEY
+        .set(
+            cordon::local::create_hmac_key(&emulator_config(&moto.endpoint), "bench links")
+                .await
+                .unwrap(),
+        )
+        .expect("made once");
     // Every measured process talks to moto through a pass-through proxy that times each EC2
     // call; the trivial call is timed through it too, so the limit and the measure agree.
     let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;

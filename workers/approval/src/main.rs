@@ -1,10 +1,12 @@
 //! approval: the page behind the email's links (a Lambda Function URL). GET shows what restore
 //! would put back and changes nothing; POST sends the decision to the waiting workflow. The
-//! query string holds a task token, so requests are never logged.
+//! query string holds a task token, so requests are never logged. KMS verifies each link's
+//! MAC; this function may only `VerifyMac` with the key, never make a MAC.
 
-use cordon_core::approval::{handle_get, handle_post, Reply};
+use cordon_core::approval::{handle_get, handle_post, LinkKey, Reply};
 use cordon_core::aws::{AwsContext, AwsTarget};
-use cordon_core::notify::approval_key_from;
+use cordon_core::kms::AwsKms;
+use cordon_core::notify::approval_key_id_from;
 use cordon_core::steps::unix_now;
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
 
@@ -21,9 +23,13 @@ fn html(reply: Reply) -> Result<Response<Body>, Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let key = approval_key_from(|name| std::env::var(name).ok())?;
+    let key_id = approval_key_id_from(|name| std::env::var(name).ok())?;
     let aws = AwsContext::load(&AwsTarget::default()).await;
     let sfn = aws_sdk_sfn::Client::new(aws.sdk_config());
+    let key = LinkKey {
+        kms: AwsKms::new(aws.sdk_config()),
+        key_id,
+    };
     run(service_fn(|request: Request| {
         let (sfn, key) = (&sfn, &key);
         async move {

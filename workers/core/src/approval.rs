@@ -1,12 +1,12 @@
 //! Approval links and the approval page. A task token can approve a restore, so links are
-//! signed (HMAC-SHA256 over action, expiry, execution and token) and expire with the task; GET
-//! only shows what would happen (mail scanners follow links), POST decides.
+//! signed (an HMAC-SHA256 made by KMS over action, expiry, execution and token) and expire
+//! with the task; GET only shows what would happen (mail scanners follow links), POST decides.
 
-use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::ec2::NetworkInterface;
+use crate::kms::Kms;
+use crate::Result;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,26 +45,58 @@ pub struct LinkParams {
     pub e: i64,
     /// The execution ARN (the page reads what restore will put back from it).
     pub x: String,
-    /// Hex HMAC-SHA256.
+    /// Hex HMAC-SHA256, made by KMS.
     pub s: String,
 }
 
-fn mac(key: &[u8], action: &str, expires: i64, execution_arn: &str, token: &str) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    // Length-prefixed fields: no two different tuples sign the same bytes.
-    for field in [action, &expires.to_string(), execution_arn, token] {
-        mac.update(&(field.len() as u64).to_be_bytes());
-        mac.update(field.as_bytes());
-    }
-    mac
+/// The key that signs links: a KMS HMAC key. notify may only `GenerateMac` with it and
+/// approval only `VerifyMac`; no function, template or log ever holds its material.
+#[derive(Debug, Clone)]
+pub struct LinkKey<K> {
+    pub kms: K,
+    pub key_id: String,
+}
+
+/// What a link's MAC covers. The first field keeps these MACs apart from anything else the
+/// same kind of key signs.
+fn link_message(action: &str, expires: i64, execution_arn: &str, token: &str) -> Vec<u8> {
+    crate::kms::digest(&[
+        "cordon approval link v1",
+        action,
+        &expires.to_string(),
+        execution_arn,
+        token,
+    ])
+}
+
+/// The length of an HMAC-SHA256: anything else is refused without asking KMS.
+const MAC_BYTES: usize = 32;
+
+/// Far beyond any task token or execution ARN Step Functions makes; longer is refused
+/// without asking KMS.
+const MAX_FIELD_CHARS: usize = 4096;
+
+/// Whether the link could have come from notify at all: checked before KMS is asked, so that
+/// requests to the public page that are plainly not links cost no KMS request (the account's
+/// KMS request quota is shared with notify and everything else in the region).
+fn plausible(params: &LinkParams) -> bool {
+    let execution = &params.x;
+    !params.t.is_empty()
+        && params.t.len() <= MAX_FIELD_CHARS
+        && execution.len() <= MAX_FIELD_CHARS
+        && execution.starts_with("arn:")
+        && execution.contains(":states:")
+        && execution.contains(":execution:")
+        && params.e > 0
 }
 
 fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Hex digits only: `from_str_radix` alone would also take a sign (`+f`).
 fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -73,22 +105,46 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-pub fn sign(
-    key: &[u8],
-    action: Action,
-    expires: i64,
-    execution_arn: &str,
-    token: &str,
-) -> LinkParams {
-    let signature = mac(key, action.as_str(), expires, execution_arn, token)
-        .finalize()
-        .into_bytes();
-    LinkParams {
-        t: token.to_string(),
-        a: action.as_str().to_string(),
-        e: expires,
-        x: execution_arn.to_string(),
-        s: to_hex(&signature),
+impl<K: Kms> LinkKey<K> {
+    /// The link for `action` on the task `token` of `execution_arn`, valid until `expires`.
+    pub async fn sign(
+        &self,
+        action: Action,
+        expires: i64,
+        execution_arn: &str,
+        token: &str,
+    ) -> Result<LinkParams> {
+        let message = link_message(action.as_str(), expires, execution_arn, token);
+        let mac = self.kms.generate_mac(&self.key_id, &message).await?;
+        Ok(LinkParams {
+            t: token.to_string(),
+            a: action.as_str().to_string(),
+            e: expires,
+            x: execution_arn.to_string(),
+            s: to_hex(&mac),
+        })
+    }
+
+    /// KMS checks the MAC, then the expiry is checked: an altered expiry is a forgery.
+    pub async fn verify(
+        &self,
+        params: &LinkParams,
+        now: i64,
+    ) -> std::result::Result<Action, LinkProblem> {
+        let action = Action::parse(&params.a).ok_or(LinkProblem::Forged)?;
+        let mac = from_hex(&params.s)
+            .filter(|mac| mac.len() == MAC_BYTES && plausible(params))
+            .ok_or(LinkProblem::Forged)?;
+        let message = link_message(&params.a, params.e, &params.x, &params.t);
+        match self.kms.verify_mac(&self.key_id, &message, &mac).await {
+            Ok(true) => {}
+            Ok(false) => return Err(LinkProblem::Forged),
+            Err(error) => return Err(LinkProblem::Unverifiable(error.to_string())),
+        }
+        if now > params.e {
+            return Err(LinkProblem::Expired);
+        }
+        Ok(action)
     }
 }
 
@@ -105,24 +161,13 @@ pub fn link_url(base_url: &str, params: &LinkParams) -> String {
     format!("{base_url}{separator}{query}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkProblem {
     /// Not signed with our key, or altered.
     Forged,
     Expired,
-}
-
-/// Checks the signature (in constant time) and then the expiry.
-pub fn verify(key: &[u8], params: &LinkParams, now: i64) -> Result<Action, LinkProblem> {
-    let action = Action::parse(&params.a).ok_or(LinkProblem::Forged)?;
-    let signature = from_hex(&params.s).ok_or(LinkProblem::Forged)?;
-    mac(key, &params.a, params.e, &params.x, &params.t)
-        .verify_slice(&signature)
-        .map_err(|_| LinkProblem::Forged)?;
-    if now > params.e {
-        return Err(LinkProblem::Expired);
-    }
-    Ok(action)
+    /// KMS could not be asked (throttled, unreachable, not allowed): neither valid nor forged.
+    Unverifiable(String),
 }
 
 /// What a person decided, as the workflow receives it (`SendTaskSuccess` output).
@@ -190,12 +235,9 @@ fn hidden_fields(params: &LinkParams) -> String {
     .collect()
 }
 
-/// The page a GET shows: what restore will put back, and one form per decision.
-pub fn render_decision_page(
-    context: &PageContext,
-    approve: &LinkParams,
-    reject: &LinkParams,
-) -> String {
+/// The page a GET shows: what restore will put back, and the one decision its link carries
+/// (a "keep isolated" link cannot approve). The form posts the link's own signed fields.
+pub fn render_decision_page(context: &PageContext, link: &LinkParams, action: Action) -> String {
     let rows: String = context
         .interfaces
         .iter()
@@ -208,24 +250,30 @@ pub fn render_decision_page(
             )
         })
         .collect();
+    let fields = hidden_fields(link);
+    let form = match action {
+        Action::Approve => format!(
+            "<form method=\"post\" id=\"approve-form\">{fields}\
+<label>Your name <input name=\"approver\" id=\"approver\" autocomplete=\"name\"></label><br>\
+<button type=\"submit\" class=\"approve\" id=\"approve\">Approve restore</button></form>"
+        ),
+        Action::Reject => format!(
+            "<form method=\"post\" id=\"reject-form\">{fields}\
+<button type=\"submit\" class=\"reject\" id=\"reject\">Keep isolated</button></form>\
+<p>To restore instead, use the email's approve link.</p>"
+        ),
+    };
     let body = format!(
         "<h1>Restore {instance}?</h1>\
 <p>GuardDuty reported <strong>{finding_type}</strong> (severity {severity}, finding <code>{finding_id}</code>). \
 Cordon isolated the instance and is waiting for a decision.</p>\
 <h2>Restore will put back</h2>\
 <table id=\"restore-plan\"><tr><th>Network interface</th><th>Subnet</th><th>Security groups</th></tr>{rows}</table>\
-<p>and remove the network ACL entries Cordon added. Keeping it isolated changes nothing.</p>\
-<form method=\"post\" id=\"approve-form\">{approve_fields}\
-<label>Your name <input name=\"approver\" id=\"approver\" autocomplete=\"name\"></label><br>\
-<button type=\"submit\" class=\"approve\" id=\"approve\">Approve restore</button></form>\
-<form method=\"post\" id=\"reject-form\">{reject_fields}\
-<button type=\"submit\" class=\"reject\" id=\"reject\">Keep isolated</button></form>",
+<p>and remove the network ACL entries Cordon added. Keeping it isolated changes nothing.</p>{form}",
         instance = escape_html(&context.instance_id),
         finding_type = escape_html(&context.finding_type),
         severity = escape_html(&context.severity),
         finding_id = escape_html(&context.finding_id),
-        approve_fields = hidden_fields(approve),
-        reject_fields = hidden_fields(reject),
     );
     page(&format!("Cordon: restore {}?", context.instance_id), &body)
 }
@@ -245,21 +293,32 @@ pub fn render_message_page(title: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kms::fake::FakeKms;
 
-    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    fn key() -> LinkKey<FakeKms> {
+        LinkKey {
+            kms: FakeKms::with_key("link-key", b"0123456789abcdef0123456789abcdef"),
+            key_id: "link-key".into(),
+        }
+    }
     const ARN: &str = "arn:aws:states:us-east-1:123456789012:execution:cordon-quarantine:f-1";
 
-    #[test]
-    fn a_signed_link_verifies_until_it_expires() {
-        let params = sign(KEY, Action::Approve, 1_000, ARN, "AAAA+token/==");
-        assert_eq!(verify(KEY, &params, 999), Ok(Action::Approve));
-        assert_eq!(verify(KEY, &params, 1_000), Ok(Action::Approve));
-        assert_eq!(verify(KEY, &params, 1_001), Err(LinkProblem::Expired));
+    #[tokio::test]
+    async fn a_signed_link_verifies_until_it_expires() {
+        let key = key();
+        let params = key
+            .sign(Action::Approve, 1_000, ARN, "AAAA+token/==")
+            .await
+            .unwrap();
+        assert_eq!(key.verify(&params, 999).await, Ok(Action::Approve));
+        assert_eq!(key.verify(&params, 1_000).await, Ok(Action::Approve));
+        assert_eq!(key.verify(&params, 1_001).await, Err(LinkProblem::Expired));
     }
 
-    #[test]
-    fn any_change_to_a_link_or_another_key_is_a_forgery() {
-        let params = sign(KEY, Action::Reject, 1_000, ARN, "token");
+    #[tokio::test]
+    async fn any_change_to_a_link_or_another_key_is_a_forgery() {
+        let key = key();
+        let params = key.sign(Action::Reject, 1_000, ARN, "token").await.unwrap();
         let altered = [
             LinkParams {
                 a: "approve".into(),
@@ -289,20 +348,89 @@ mod tests {
                 a: "delete".into(),
                 ..params.clone()
             },
+            // A MAC of another length is refused without asking KMS.
+            LinkParams {
+                s: params.s[..62].to_string(),
+                ..params.clone()
+            },
         ];
         for forged in altered {
             assert_eq!(
-                verify(KEY, &forged, 0),
+                key.verify(&forged, 0).await,
                 Err(LinkProblem::Forged),
                 "{forged:?}"
             );
         }
-        assert_eq!(verify(b"another key", &params, 0), Err(LinkProblem::Forged));
+        // Whoever holds some other key (or none) cannot make a link that verifies.
+        let other = LinkKey {
+            kms: FakeKms::with_key("link-key", b"a key read from somewhere else"),
+            key_id: "link-key".into(),
+        };
+        let theirs = other
+            .sign(Action::Approve, 1_000, ARN, "token")
+            .await
+            .unwrap();
+        assert_eq!(key.verify(&theirs, 0).await, Err(LinkProblem::Forged));
     }
 
-    #[test]
-    fn links_survive_url_encoding() {
-        let params = sign(KEY, Action::Approve, 1_000, ARN, "AAAA+to ken/&x=1==");
+    #[tokio::test]
+    async fn what_is_plainly_not_a_link_costs_no_kms_request() {
+        let key = key();
+        let params = key
+            .sign(Action::Approve, 1_000, ARN, "token")
+            .await
+            .unwrap();
+        key.kms.calls.lock().unwrap().clear();
+        for junk in [
+            LinkParams {
+                x: "i-0123456789abcdef0".into(),
+                ..params.clone()
+            },
+            LinkParams {
+                t: String::new(),
+                ..params.clone()
+            },
+            LinkParams {
+                t: "t".repeat(MAX_FIELD_CHARS + 1),
+                ..params.clone()
+            },
+            LinkParams {
+                s: format!("+{}", &params.s[1..]),
+                ..params.clone()
+            },
+            LinkParams {
+                e: -1,
+                ..params.clone()
+            },
+        ] {
+            assert_eq!(key.verify(&junk, 0).await, Err(LinkProblem::Forged));
+        }
+        assert!(key.kms.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_link_kms_cannot_check_is_neither_valid_nor_forged() {
+        let key = key();
+        let params = key
+            .sign(Action::Approve, 1_000, ARN, "token")
+            .await
+            .unwrap();
+        let elsewhere = LinkKey {
+            kms: FakeKms::default(),
+            key_id: "link-key".into(),
+        };
+        match elsewhere.verify(&params, 0).await {
+            Err(LinkProblem::Unverifiable(why)) => assert!(why.contains("link-key"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn links_survive_url_encoding() {
+        let params = key()
+            .sign(Action::Approve, 1_000, ARN, "AAAA+to ken/&x=1==")
+            .await
+            .unwrap();
         let url = link_url("https://abc.lambda-url.eu-west-1.on.aws/", &params);
         let query = url.split_once('?').unwrap().1;
         let parsed: std::collections::HashMap<String, String> =
@@ -317,8 +445,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_page_escapes_what_it_shows_and_carries_both_signed_decisions() {
+    #[tokio::test]
+    async fn the_page_escapes_what_it_shows_and_carries_only_its_links_decision() {
         let context = PageContext {
             instance_id: "i-1<script>".into(),
             finding_type: "Backdoor:EC2/C&CActivity.B".into(),
@@ -334,15 +462,21 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let approve = sign(KEY, Action::Approve, 1, ARN, "tok\"en");
-        let reject = sign(KEY, Action::Reject, 1, ARN, "tok\"en");
-        let html = render_decision_page(&context, &approve, &reject);
+        let key = key();
+        let approve = key.sign(Action::Approve, 1, ARN, "tok\"en").await.unwrap();
+        let reject = key.sign(Action::Reject, 1, ARN, "tok\"en").await.unwrap();
+        let html = render_decision_page(&context, &approve, Action::Approve);
         assert!(!html.contains("<script>"));
         assert!(html.contains("i-1&lt;script&gt;") && html.contains("C&amp;CActivity"));
         assert!(html.contains("sg-web, sg-ssh"));
-        assert!(html.contains(&approve.s) && html.contains(&reject.s));
+        assert!(html.contains(&approve.s) && !html.contains(&reject.s));
         assert!(html.contains("tok&quot;en"));
-        assert_eq!(html.matches("method=\"post\"").count(), 2);
+        assert_eq!(html.matches("method=\"post\"").count(), 1);
+        assert!(html.contains("id=\"approve\"") && !html.contains("id=\"reject\""));
+        // A "keep isolated" link renders no way to approve.
+        let html = render_decision_page(&context, &reject, Action::Reject);
+        assert!(html.contains(&reject.s) && !html.contains(&approve.s));
+        assert!(html.contains("id=\"reject\"") && !html.contains("id=\"approve\""));
     }
 
     /// The approval request's parameters as Step Functions records them when it schedules
@@ -418,10 +552,14 @@ mod tests {
             let url = link_url("https://approve.example/", params);
             format!("{}&approver=Ada", url.split_once('?').unwrap().1)
         };
-        let expired = sign(KEY, Action::Approve, now - 1, ARN, "token");
+        let key = key();
+        let expired = key
+            .sign(Action::Approve, now - 1, ARN, "token")
+            .await
+            .unwrap();
         for reply in [
-            handle_get(&sfn, KEY, &form(&expired), now).await,
-            handle_post(&sfn, KEY, &form(&expired), now).await,
+            handle_get(&sfn, &key, &form(&expired), now).await,
+            handle_post(&sfn, &key, &form(&expired), now).await,
         ] {
             assert_eq!(reply.status, 410);
             assert!(
@@ -437,9 +575,9 @@ mod tests {
             ..expired.clone()
         };
         for reply in [
-            handle_get(&sfn, KEY, &form(&extended), now).await,
-            handle_post(&sfn, KEY, &form(&extended), now).await,
-            handle_post(&sfn, KEY, "a=approve&t=token", now).await,
+            handle_get(&sfn, &key, &form(&extended), now).await,
+            handle_post(&sfn, &key, &form(&extended), now).await,
+            handle_post(&sfn, &key, "a=approve&t=token", now).await,
         ] {
             assert_eq!(reply.status, 403);
             assert!(
@@ -450,8 +588,11 @@ mod tests {
             assert!(reply.html.contains("nothing was changed"), "{}", reply.html);
         }
         // A valid link does read the workflow (and this client cannot).
-        let valid = sign(KEY, Action::Approve, now + 60, ARN, "token");
-        let reply = handle_post(&sfn, KEY, &form(&valid), now).await;
+        let valid = key
+            .sign(Action::Approve, now + 60, ARN, "token")
+            .await
+            .unwrap();
+        let reply = handle_post(&sfn, &key, &form(&valid), now).await;
         assert_eq!(reply.status, 502, "{}", reply.html);
     }
 }
@@ -636,6 +777,13 @@ fn link_problem(problem: LinkProblem) -> Reply {
     match problem {
         LinkProblem::Forged => reply(403, "This link is not valid", "The link is incomplete or was altered. Use the links in the Cordon email; nothing was changed."),
         LinkProblem::Expired => reply(410, "This link has expired", "The approval request expired; the instance stays isolated and nothing was changed. Restore it by hand with `cordon restore` if needed."),
+        // The cause names the key and the role: it goes to the function's log (stderr; the
+        // approval function installs no tracing subscriber, whose raw-event trace would log
+        // task tokens), not to a public page.
+        LinkProblem::Unverifiable(error) => {
+            eprintln!("approval: a link's MAC could not be verified: {error}");
+            reply(503, "The link cannot be checked now", "AWS KMS could not check the link's signature. Nothing was changed; try the link again in a minute.")
+        }
     }
 }
 
@@ -649,39 +797,53 @@ fn other_task() -> Reply {
     )
 }
 
-/// GET: shows what restore would put back and both decisions. Changes nothing.
-pub async fn handle_get(sfn: &aws_sdk_sfn::Client, key: &[u8], query: &str, now: i64) -> Reply {
+/// Step Functions could not be read. Its error names roles and accounts: it goes to the
+/// function's log, and the public page says only what happened.
+fn cannot_read(error: &str) -> Reply {
+    eprintln!("approval: cannot read the execution: {error}");
+    reply(
+        502,
+        "Cannot read the quarantine",
+        "Step Functions did not answer. Nothing was changed; try again.",
+    )
+}
+
+/// GET: shows what restore would put back and the link's own decision. Changes nothing.
+pub async fn handle_get(
+    sfn: &aws_sdk_sfn::Client,
+    key: &LinkKey<impl Kms>,
+    query: &str,
+    now: i64,
+) -> Reply {
     let (Some(params), _) = parse_params(query) else {
         return link_problem(LinkProblem::Forged);
     };
-    if let Err(problem) = verify(key, &params, now) {
-        return link_problem(problem);
-    }
+    let action = match key.verify(&params, now).await {
+        Ok(action) => action,
+        Err(problem) => return link_problem(problem),
+    };
     match standing(sfn, &params.x, &params.t).await {
-        Ok(Standing::Waiting(context)) => {
-            let approve = sign(key, Action::Approve, params.e, &params.x, &params.t);
-            let reject = sign(key, Action::Reject, params.e, &params.x, &params.t);
-            Reply {
-                status: 200,
-                html: render_decision_page(&context, &approve, &reject),
-            }
-        }
+        Ok(Standing::Waiting(context)) => Reply {
+            status: 200,
+            html: render_decision_page(&context, &params, action),
+        },
         Ok(Standing::Decided(message)) => reply(410, "Already decided", &message),
         Ok(Standing::OtherTask) => other_task(),
-        Err(error) => reply(
-            502,
-            "Cannot read the quarantine",
-            &format!("Step Functions did not answer: {error}. Nothing was changed; try again."),
-        ),
+        Err(error) => cannot_read(&error),
     }
 }
 
 /// POST: sends the decision to the waiting workflow.
-pub async fn handle_post(sfn: &aws_sdk_sfn::Client, key: &[u8], form: &str, now: i64) -> Reply {
+pub async fn handle_post(
+    sfn: &aws_sdk_sfn::Client,
+    key: &LinkKey<impl Kms>,
+    form: &str,
+    now: i64,
+) -> Reply {
     let (Some(params), approver) = parse_params(form) else {
         return link_problem(LinkProblem::Forged);
     };
-    let action = match verify(key, &params, now) {
+    let action = match key.verify(&params, now).await {
         Ok(action) => action,
         Err(problem) => return link_problem(problem),
     };
@@ -689,13 +851,7 @@ pub async fn handle_post(sfn: &aws_sdk_sfn::Client, key: &[u8], form: &str, now:
         Ok(Standing::Waiting(context)) => context.instance_id,
         Ok(Standing::Decided(message)) => return reply(410, "Already decided", &message),
         Ok(Standing::OtherTask) => return other_task(),
-        Err(error) => {
-            return reply(
-                502,
-                "Cannot read the quarantine",
-                &format!("Step Functions did not answer: {error}. Nothing was changed; try again."),
-            )
-        }
+        Err(error) => return cannot_read(&error),
     };
     let decision = Decision {
         decision: action,
@@ -712,7 +868,10 @@ pub async fn handle_post(sfn: &aws_sdk_sfn::Client, key: &[u8], form: &str, now:
             use aws_sdk_sfn::error::ProvideErrorMetadata;
             match error.code() {
                 Some("TaskTimedOut" | "InvalidToken" | "TaskDoesNotExist") => reply(410, "Already decided or expired", "This approval request was already answered or has expired; nothing was changed."),
-                _ => reply(502, "The decision was not recorded", &format!("Step Functions refused it: {}. Nothing was changed; try again.", aws_sdk_sfn::error::DisplayErrorContext(&error))),
+                _ => {
+                    eprintln!("approval: SendTaskSuccess failed: {}", aws_sdk_sfn::error::DisplayErrorContext(&error));
+                    reply(502, "The decision was not recorded", "Step Functions did not take the decision. Nothing was changed; try again.")
+                }
             }
         }
     }

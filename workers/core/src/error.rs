@@ -5,10 +5,10 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CordonError {
-    #[error("EC2 throttled {operation}: {message}; retry with backoff")]
+    #[error("AWS throttled {operation}: {message}; retry with backoff")]
     Throttled { operation: String, message: String },
 
-    #[error("EC2 did not answer {operation}: {message}; check the endpoint and network, or retry")]
+    #[error("AWS did not answer {operation}: {message}; check the endpoint and network, or retry")]
     Unavailable { operation: String, message: String },
 
     #[error("instance {instance_id} was not found in this account and region; check the id and the region the finding came from")]
@@ -72,6 +72,14 @@ pub enum CordonError {
         code: String,
         message: String,
     },
+
+    #[error("KMS {operation} with key {key_id} failed ({code}): {message}; check the key exists and is enabled, that it is an HMAC_256 key, and that the key policy and the function's role allow the call")]
+    Kms {
+        operation: String,
+        key_id: String,
+        code: String,
+        message: String,
+    },
 }
 
 impl CordonError {
@@ -93,6 +101,7 @@ impl CordonError {
             CordonError::CorruptRecord { .. } => "Cordon.CorruptRecord",
             CordonError::NotContainable(_) => "Cordon.NotContainable",
             CordonError::Ec2 { .. } => "Cordon.Ec2Error",
+            CordonError::Kms { .. } => "Cordon.KmsError",
         }
     }
 

@@ -863,9 +863,13 @@ impl Tripwire {
     }
 
     fn notify(&self, input: &NotifyInput) -> Result<crate::notify::NotifyOutput> {
+        let key = crate::approval::LinkKey {
+            kms: crate::kms::fake::FakeKms::with_key("link-key", &[7; 32]),
+            key_id: "link-key".into(),
+        };
         let approval = ApprovalSettings {
             base_url: "https://approve.example/".into(),
-            key: vec![7; 32],
+            key: &key,
             timeout_seconds: 3600,
         };
         block_on(notify_step(

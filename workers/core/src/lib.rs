@@ -1,5 +1,6 @@
 //! Cordon's domain: everything that decides how a compromised EC2 instance is contained and
-//! given back. Decisions are pure functions; effects go through the one [`ec2::Ec2`] port.
+//! given back. Decisions are pure functions; effects go through the ports: [`ec2::Ec2`] and
+//! [`kms::Kms`].
 
 pub mod approval;
 pub mod aws;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod ec2;
 pub mod error;
 pub mod finding;
+pub mod kms;
 pub mod net;
 pub mod notify;
 pub mod policy;

@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::approval::{link_url, sign, Action};
+use crate::approval::{link_url, Action, LinkKey};
 use crate::error::{CordonError, Result};
+use crate::kms::Kms;
 use crate::workflow::{Branch, WorkflowState};
 
 /// SNS refuses subjects over 100 characters.
@@ -40,31 +41,40 @@ pub struct Message {
 
 /// Where decision links point and how they are signed.
 #[derive(Debug, Clone)]
-pub struct ApprovalSettings {
+pub struct ApprovalSettings<'a, K> {
     pub base_url: String,
-    pub key: Vec<u8>,
+    pub key: &'a LinkKey<K>,
     pub timeout_seconds: i64,
 }
 
 /// The notify worker's settings: `CORDON_TOPIC_ARN`, `CORDON_APPROVAL_URL` (the approval
-/// page, a Function URL in production) and `CORDON_APPROVAL_KEY` (the link signing key).
+/// page, a Function URL in production) and `CORDON_APPROVAL_KEY_ID` (the KMS HMAC key that
+/// signs the links).
 #[derive(Debug, Clone)]
 pub struct NotifySettings {
     pub topic_arn: String,
     pub approval_url: String,
-    pub approval_key: Vec<u8>,
+    pub approval_key_id: String,
 }
 
-/// The signing key, shared by notify (signs) and approval (verifies). Short keys are refused:
-/// whoever guesses it can approve restores.
-pub fn approval_key_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<u8>> {
-    let key = lookup("CORDON_APPROVAL_KEY").unwrap_or_default();
-    if key.trim().len() < 32 {
+/// The KMS key that signs the links, shared by notify (`GenerateMac`) and approval
+/// (`VerifyMac`). A key itself in the environment is refused: since the key moved into KMS,
+/// a leftover `CORDON_APPROVAL_KEY` would be a secret anyone who reads the function sees.
+pub fn approval_key_id_from(lookup: impl Fn(&str) -> Option<String>) -> Result<String> {
+    if lookup("CORDON_APPROVAL_KEY").is_some_and(|v| !v.trim().is_empty()) {
         return Err(CordonError::InvalidConfiguration(
-            "CORDON_APPROVAL_KEY must hold a secret of at least 32 characters (e.g. `openssl rand -hex 32`)".into(),
+            "CORDON_APPROVAL_KEY is set, but links are signed by a KMS HMAC key now: remove the variable (and rotate whatever it held), and set CORDON_APPROVAL_KEY_ID to the key's ARN".into(),
         ));
     }
-    Ok(key.trim().as_bytes().to_vec())
+    let key_id = lookup("CORDON_APPROVAL_KEY_ID").unwrap_or_default();
+    let key_id = key_id.trim();
+    if key_id.is_empty() {
+        return Err(CordonError::InvalidConfiguration(
+            "CORDON_APPROVAL_KEY_ID is not set: it must hold the ARN of the KMS HMAC_256 key that signs approval links (the stack's LinkKey)".into(),
+        ));
+    }
+    crate::kms::check_key_id("CORDON_APPROVAL_KEY_ID", key_id)?;
+    Ok(key_id.to_string())
 }
 
 impl NotifySettings {
@@ -100,26 +110,31 @@ impl NotifySettings {
         Ok(NotifySettings {
             topic_arn,
             approval_url,
-            approval_key: approval_key_from(&lookup)?,
+            approval_key_id: approval_key_id_from(&lookup)?,
         })
     }
 }
 
 /// The two links of an approval request: (approve restore, keep isolated).
-pub fn decision_links(
-    settings: &ApprovalSettings,
+pub async fn decision_links(
+    settings: &ApprovalSettings<'_, impl Kms>,
     execution_arn: &str,
     token: &str,
     now: i64,
-) -> (String, String) {
+) -> Result<(String, String)> {
     let expires = now + settings.timeout_seconds;
-    let link = |action| {
-        link_url(
-            &settings.base_url,
-            &sign(&settings.key, action, expires, execution_arn, token),
-        )
-    };
-    (link(Action::Approve), link(Action::Reject))
+    let (approve, reject) = tokio::join!(
+        settings
+            .key
+            .sign(Action::Approve, expires, execution_arn, token),
+        settings
+            .key
+            .sign(Action::Reject, expires, execution_arn, token)
+    );
+    Ok((
+        link_url(&settings.base_url, &approve?),
+        link_url(&settings.base_url, &reject?),
+    ))
 }
 
 /// SNS subjects: ASCII, one line, at most 100 characters.
@@ -382,14 +397,14 @@ pub struct NotifyOutput {
 pub async fn notify_step(
     sns: &aws_sdk_sns::Client,
     topic_arn: &str,
-    approval: &ApprovalSettings,
+    approval: &ApprovalSettings<'_, impl Kms>,
     input: &NotifyInput,
     now: i64,
 ) -> Result<NotifyOutput> {
     let token = input.task_token.as_deref().filter(|t| !t.trim().is_empty());
     let links = match (input.kind, token) {
         (MessageKind::ApprovalRequest, Some(token)) => {
-            Some(decision_links(approval, &input.execution_arn, token, now))
+            Some(decision_links(approval, &input.execution_arn, token, now).await?)
         }
         (MessageKind::ApprovalRequest, None) => {
             return Err(CordonError::InvalidInput(
@@ -467,14 +482,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_approval_request_says_what_was_found_done_and_failed_and_carries_both_links() {
+    #[tokio::test]
+    async fn the_approval_request_says_what_was_found_done_and_failed_and_carries_both_links() {
+        let key = LinkKey {
+            kms: crate::kms::fake::FakeKms::with_key("k", b"material"),
+            key_id: "k".to_string(),
+        };
         let settings = ApprovalSettings {
             base_url: "https://approve.example/".into(),
-            key: b"k".to_vec(),
+            key: &key,
             timeout_seconds: 3600,
         };
-        let (approve, reject) = decision_links(&settings, "arn:exec", "token+1", 1_000);
+        let (approve, reject) = decision_links(&settings, "arn:exec", "token+1", 1_000)
+            .await
+            .unwrap();
         let message = render(
             MessageKind::ApprovalRequest,
             &state(),
@@ -546,14 +567,16 @@ mod tests {
                 .collect();
             move |name: &str| map.get(name).cloned()
         };
-        let key = "k".repeat(32);
         let good = [
             ("CORDON_TOPIC_ARN", "arn:aws:sns:us-east-1:1:t"),
             (
                 "CORDON_APPROVAL_URL",
                 "https://x.lambda-url.us-east-1.on.aws/",
             ),
-            ("CORDON_APPROVAL_KEY", key.as_str()),
+            (
+                "CORDON_APPROVAL_KEY_ID",
+                "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            ),
         ];
         assert!(NotifySettings::from_lookup(vars(&good)).is_ok());
         for (name, value, expected) in [
@@ -564,7 +587,21 @@ mod tests {
                 "http://example.com/",
                 "must be https",
             ),
-            ("CORDON_APPROVAL_KEY", "short", "at least 32"),
+            (
+                "CORDON_APPROVAL_KEY_ID",
+                "",
+                "CORDON_APPROVAL_KEY_ID is not set",
+            ),
+            (
+                "CORDON_APPROVAL_KEY_ID",
+                "5e3c7a1f0b9d4e2a8c6f1b3d5a7e9c0f2b4d6a8c0e1f3a5b7d9c2e4f6a8b0c1d",
+                "must name a KMS HMAC_256 key",
+            ),
+            (
+                "CORDON_APPROVAL_KEY",
+                "5e3c7a1f0b9d4e2a8c6f1b3d5a7e9c0f2b4d6a8c0e1f3a5b7d9c2e4f6a8b0c1d",
+                "remove the variable",
+            ),
         ] {
             let mut changed = good.to_vec();
             changed.retain(|(k, _)| *k != name);

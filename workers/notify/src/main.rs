@@ -1,7 +1,9 @@
-//! notify: emails the analysts through SNS. For the approval request it signs the two
+//! notify: emails the analysts through SNS. For the approval request it has KMS sign the two
 //! decision links; the task token goes only into them, never into a log.
 
+use cordon_core::approval::LinkKey;
 use cordon_core::aws::{AwsContext, AwsTarget};
+use cordon_core::kms::AwsKms;
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput, NotifySettings};
 use cordon_core::steps::unix_now;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
@@ -12,8 +14,12 @@ async fn main() -> Result<(), Error> {
     let settings = NotifySettings::from_env()?;
     let aws = AwsContext::load(&AwsTarget::default()).await;
     let sns = aws_sdk_sns::Client::new(aws.sdk_config());
+    let key = LinkKey {
+        kms: AwsKms::new(aws.sdk_config()),
+        key_id: settings.approval_key_id.clone(),
+    };
     run(service_fn(|event: LambdaEvent<NotifyInput>| {
-        let (sns, settings) = (&sns, &settings);
+        let (sns, settings, key) = (&sns, &settings, &key);
         async move {
             let input = event.payload;
             let timeout = input
@@ -23,7 +29,7 @@ async fn main() -> Result<(), Error> {
                 .unwrap_or(0);
             let approval = ApprovalSettings {
                 base_url: settings.approval_url.clone(),
-                key: settings.approval_key.clone(),
+                key,
                 timeout_seconds: timeout,
             };
             let sent = notify_step(sns, &settings.topic_arn, &approval, &input, unix_now()).await?;
