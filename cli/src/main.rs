@@ -605,7 +605,8 @@ async fn restore_command(target: &AwsTarget, instance_id: &str) -> Result<u8, Co
     Ok(match report.status {
         RestoreStatus::Restored | RestoreStatus::NotIsolated => 0,
         RestoreStatus::Drift => EXIT_PARTIAL,
-        RestoreStatus::Failed => EXIT_FAILED,
+        // `cordon restore` checks no workflow decision: it acts on the caller's credentials.
+        RestoreStatus::Failed | RestoreStatus::DecisionRefused => EXIT_FAILED,
     })
 }
 

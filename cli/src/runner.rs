@@ -10,10 +10,11 @@ use std::time::Duration;
 use cordon_core::approval::{handle_get, handle_post, LinkKey};
 use cordon_core::aws::{AwsContext, MemberRole};
 use cordon_core::config::Config;
+use cordon_core::decision::DecisionKey;
 use cordon_core::kms::AwsKms;
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
 use cordon_core::steps::{
-    block_step, capture_step, isolate_step, restore_step, unix_now, RestoreInput,
+    approved_restore_step, block_step, capture_step, isolate_step, unix_now, RestoreInput,
 };
 use cordon_core::CordonError;
 use serde::Serialize;
@@ -161,6 +162,7 @@ pub struct Runner {
     http: reqwest::Client,
     config: Config,
     approval_key: LinkKey<AwsKms>,
+    decision_key: DecisionKey<AwsKms>,
     pub approval_url: String,
     topic_arn: String,
     region: String,
@@ -224,7 +226,12 @@ impl Runner {
             key_id: crate::local::create_hmac_key(&sdk, "Cordon approval links (local run)")
                 .await?,
         };
-        let approval_url = serve_approval(sfn.clone(), approval_key.clone()).await?;
+        let decision_key = DecisionKey {
+            kms: AwsKms::new(&sdk),
+            key_id: crate::local::create_hmac_key(&sdk, "Cordon decisions (local run)").await?,
+        };
+        let approval_url =
+            serve_approval(sfn.clone(), approval_key.clone(), decision_key.clone()).await?;
         Ok(Runner {
             endpoint: endpoint.to_string(),
             aws: AwsContext::from_sdk_config(sdk).with_member_role(MemberRole::from_env()),
@@ -233,6 +240,7 @@ impl Runner {
             http,
             config,
             approval_key,
+            decision_key,
             approval_url,
             topic_arn,
             region,
@@ -532,7 +540,7 @@ impl Runner {
             }
             Worker::Restore => {
                 let input: RestoreInput = typed(input)?;
-                serde_json::to_value(restore_step(ec2, &input).await?)
+                serde_json::to_value(approved_restore_step(ec2, &self.decision_key, &input).await?)
             }
             Worker::Notify => {
                 let input: NotifyInput = typed(input)?;
@@ -590,6 +598,12 @@ impl Runner {
         let mut messages = self.messages().await?;
         messages.retain(|(_, body)| body.contains(execution_arn));
         Ok(messages)
+    }
+
+    /// The key the local approval page seals decisions with (the deployed approval function's
+    /// `DecisionKey`), for tests that call the page as that function does.
+    pub fn decision_key(&self) -> &DecisionKey<AwsKms> {
+        &self.decision_key
     }
 
     /// The (approve, keep isolated) links of the execution's latest approval request email.
@@ -696,6 +710,9 @@ pub fn outcome(status: &str, states: &[String], containment: &Value) -> String {
         "already_quarantined"
     } else if reached("Restored") {
         "restored"
+    } else if reached("RestoreOutcome") {
+        // A restore was asked for by a decision the approval page did not seal.
+        "decision_refused"
     } else if partial {
         "partial"
     } else {
@@ -707,6 +724,7 @@ pub fn outcome(status: &str, states: &[String], containment: &Value) -> String {
 async fn serve_approval(
     sfn: aws_sdk_sfn::Client,
     key: LinkKey<AwsKms>,
+    decisions: DecisionKey<AwsKms>,
 ) -> Result<String, CordonError> {
     use axum::extract::RawQuery;
     use axum::http::StatusCode;
@@ -723,7 +741,7 @@ async fn serve_approval(
     let address = listener
         .local_addr()
         .map_err(|e| CordonError::InvalidConfiguration(e.to_string()))?;
-    let state = std::sync::Arc::new((sfn, key));
+    let state = std::sync::Arc::new((sfn, key, decisions));
     let get_state = state.clone();
     let app = axum::Router::new().route(
         "/approval",
@@ -741,7 +759,7 @@ async fn serve_approval(
         .post(move |body: String| {
             let state = state.clone();
             async move {
-                let reply = handle_post(&state.0, &state.1, &body, unix_now()).await;
+                let reply = handle_post(&state.0, &state.1, &state.2, &body, unix_now()).await;
                 (
                     StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
                     Html(reply.html),
@@ -809,7 +827,13 @@ mod tests {
         assert_eq!(
             outcome(
                 "SUCCEEDED",
-                &path(&["CaptureState", "Restore", "NotifyRestored", "Restored"]),
+                &path(&[
+                    "CaptureState",
+                    "Restore",
+                    "RestoreOutcome",
+                    "NotifyRestored",
+                    "Restored"
+                ]),
                 &done
             ),
             "restored"

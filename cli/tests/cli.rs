@@ -472,6 +472,7 @@ fn the_demo_contains_and_restores_exactly() {
             "RequestApproval",
             "Decision",
             "Restore",
+            "RestoreOutcome",
             "NotifyRestored",
             "Restored"
         ]
@@ -549,8 +550,8 @@ async fn run_executes_the_workflow_and_prints_its_path() {
         .collect();
     assert_eq!(states.first(), Some(&"CaptureState"));
     assert_eq!(
-        &states[states.len() - 3..],
-        ["Restore", "NotifyRestored", "Restored"]
+        &states[states.len() - 4..],
+        ["Restore", "RestoreOutcome", "NotifyRestored", "Restored"]
     );
     assert_eq!(
         report["containment"]["isolation"]["enis"][0]["eni_id"],

@@ -174,6 +174,13 @@ async fn a_full_run_logs_no_task_token_and_nothing_shaped_like_a_key() {
         })
         .collect();
     assert!(signatures.contains(&link.s));
+    // The approval page's seal on the decision, a MAC too (of this execution's decision only).
+    let mut signatures = signatures;
+    signatures.extend(
+        report["output"]["approval"]["seal"]
+            .as_str()
+            .map(String::from),
+    );
     for run in hex_runs(&stdout) {
         assert!(
             signatures.iter().any(|s| s == run),
@@ -276,7 +283,7 @@ async fn even_a_key_that_signs_cannot_make_a_link_answer_another_execution() {
         let form = signed(execution, token).await;
         for reply in [
             handle_get(&sfn, leaked, &form, unix_now()).await,
-            handle_post(&sfn, leaked, &form, unix_now()).await,
+            handle_post(&sfn, leaked, runner.decision_key(), &form, unix_now()).await,
         ] {
             assert_eq!(reply.status, 403, "{}", reply.html);
             assert!(
@@ -298,7 +305,7 @@ async fn even_a_key_that_signs_cannot_make_a_link_answer_another_execution() {
     let form = signed(&arn_a, &token_a).await;
     let page = handle_get(&sfn, leaked, &form, unix_now()).await;
     assert_eq!(page.status, 200, "{}", page.html);
-    let decided = handle_post(&sfn, leaked, &form, unix_now()).await;
+    let decided = handle_post(&sfn, leaked, runner.decision_key(), &form, unix_now()).await;
     assert_eq!(decided.status, 200, "{}", decided.html);
     let (_, follow_a, eni_a, web_a) = executions.remove(0);
     assert_eq!(follow_a.await.unwrap().unwrap().outcome, "restored");

@@ -527,3 +527,64 @@ async fn a_link_cannot_answer_another_executions_request() {
     assert_eq!(world.eni_groups(&enis_a[0]).await, original_a);
     assert_ne!(world.eni_groups(&enis_b[0]).await, original_b);
 }
+
+/// The token RequestApproval waits on, from its `TaskScheduled` event in the history.
+async fn approval_task_token(moto: &Moto, execution_arn: &str) -> String {
+    history(moto, execution_arn)
+        .await
+        .iter()
+        .filter_map(|e| e["taskScheduledEventDetails"]["parameters"].as_str())
+        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+        .find_map(|p| p["Payload"]["task_token"].as_str().map(String::from))
+        .expect("the execution waits for approval")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_sent_straight_to_the_workflow_restores_nothing() {
+    let moto = Moto::start();
+    let runner = Arc::new(
+        Runner::start(&moto.endpoint, Config::default())
+            .await
+            .unwrap(),
+    );
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let (instance, eni, original) = instance(&world, &vpc, "10.0.1.0/24").await;
+    let enis = [eni];
+    let Execution { arn, follow, .. } = start(&runner, &instance).await;
+    let before = settled(&moto, &world, &arn, &enis, "RequestApproval").await;
+
+    // Anyone allowed states:SendTaskSuccess (it has no resource scope) who can read the
+    // history answers the task with what the approval page would send, unsealed.
+    let token = approval_task_token(&moto, &arn).await;
+    let forged = json!({"decision": "approve", "approver": "Ada Analyst",
+        "decided_at": "2026-12-03T10:00:00Z"});
+    sfn(
+        &moto,
+        "SendTaskSuccess",
+        json!({"taskToken": token, "output": forged.to_string()}),
+    )
+    .await;
+
+    let report = follow.await.unwrap().unwrap();
+    assert_eq!(report.outcome, "decision_refused", "{:?}", report.states);
+    assert!(
+        report.states.iter().any(|s| s == "NotifyKeptIsolated")
+            && !report.states.iter().any(|s| s == "Restored"),
+        "{:?}",
+        report.states
+    );
+    assert_eq!(report.output["restore"]["status"], "decision_refused");
+    // The instance is exactly as isolated as it was while it waited.
+    assert_eq!(world.eni_groups(&enis[0]).await, before.groups[0]);
+    assert_ne!(world.eni_groups(&enis[0]).await, original);
+    let messages = runner.messages().await.unwrap();
+    let (_, body) = messages
+        .iter()
+        .find(|(subject, _)| subject.contains("kept isolated"))
+        .expect("a kept-isolated email");
+    assert!(
+        body.contains("a decision to restore arrived that Cordon did not make"),
+        "{body}"
+    );
+}

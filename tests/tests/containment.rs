@@ -54,6 +54,8 @@ async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
             .as_ref()
             .map(|n| n.nacl_entries.clone())
             .unwrap_or_default(),
+        execution_arn: None,
+        approval: None,
     };
     restore_step(&moto.cordon_aws(), &input).await.unwrap()
 }

@@ -88,6 +88,8 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         region: Some(cordon_tests::REGION.into()),
         record: captured.record.clone(),
         nacl_entries: nacl.nacl_entries,
+        execution_arn: None,
+        approval: None,
     };
     let restored = restore_step(&aws, &input).await.unwrap();
     assert_eq!(restored.status, RestoreStatus::Restored);

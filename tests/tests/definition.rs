@@ -165,42 +165,22 @@ fn as_list(value: &serde_json::Value) -> Vec<serde_json::Value> {
     }
 }
 
-#[test]
-fn the_link_key_stays_in_kms_and_only_notify_signs_only_approval_verifies() {
-    let template: serde_json::Value = serde_norway::from_str(
-        &std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap(),
-    )
-    .unwrap();
-    let resources = template["Resources"].as_object().unwrap();
-    let key = &resources["LinkKey"];
-    assert_eq!(key["Type"], "AWS::KMS::Key");
-    assert_eq!(key["Properties"]["KeySpec"], "HMAC_256");
-    assert_eq!(key["Properties"]["KeyUsage"], "GENERATE_VERIFY_MAC");
-    // No secret anywhere: no Secrets Manager, no dynamic reference, no key in an environment.
-    let text = template.to_string();
-    assert!(
-        !text.contains("AWS::SecretsManager"),
-        "a secret in the template"
-    );
-    assert!(
-        !text.contains("resolve:secretsmanager"),
-        "a dynamic reference"
-    );
-    assert!(
-        !text.contains("CORDON_APPROVAL_KEY\""),
-        "a key in an environment"
-    );
-    for function in ["NotifyFunction", "ApprovalFunction"] {
-        assert_eq!(
-            resources[function]["Properties"]["Environment"]["Variables"]["CORDON_APPROVAL_KEY_ID"],
-            serde_json::json!({"Fn::GetAtt": ["LinkKey", "Arn"]}),
-            "{function}"
-        );
-    }
-    // Who may do what with MACs, by the roles' policies and by the key policy. Only shapes
-    // this test reads are allowed: a managed policy or a grant would escape it.
-    let mut grants: Vec<(String, String)> = Vec::new(); // (who, action pattern)
-    let mut denies: Vec<(String, String)> = Vec::new(); // (all but who, action)
+/// One permission to use a KMS key: who (a role, or a principal as written), which action
+/// pattern, on which key (`*`: any).
+#[derive(Debug)]
+struct KeyGrant {
+    who: String,
+    action: String,
+    key: String,
+}
+
+/// Every Allow and Deny of the template that could let a principal use a KMS key: the roles'
+/// inline policies, `AWS::IAM::Policy` resources and the keys' own policies. Only shapes it
+/// reads are allowed: a managed policy or a grant would escape it.
+fn key_grants(
+    resources: &serde_json::Map<String, serde_json::Value>,
+) -> (Vec<KeyGrant>, Vec<KeyGrant>) {
+    let (mut allows, mut denies) = (Vec::new(), Vec::new());
     let actions = |statement: &serde_json::Value| -> Vec<String> {
         let listed = |key: &str| -> Vec<String> {
             as_list(&statement[key])
@@ -208,8 +188,8 @@ fn the_link_key_stays_in_kms_and_only_notify_signs_only_approval_verifies() {
                 .map(|a| a.as_str().unwrap().to_string())
                 .collect()
         };
-        // NotAction allows every action it does not name: as good as "*" for this test,
-        // unless it names both MAC operations.
+        // NotAction allows every action it does not name: as good as "*" here, unless it
+        // names both MAC operations.
         let not = listed("NotAction");
         if not.is_empty() {
             listed("Action")
@@ -222,6 +202,13 @@ fn the_link_key_stays_in_kms_and_only_notify_signs_only_approval_verifies() {
         }
     };
     let role_of = |value: &serde_json::Value| value["Fn::GetAtt"][0].as_str().map(String::from);
+    // The keys a statement's resources name: by GetAtt, or any for anything else ("*").
+    let keys_of = |statement: &serde_json::Value| -> Vec<String> {
+        as_list(&statement["Resource"])
+            .iter()
+            .map(|r| role_of(r).unwrap_or_else(|| "*".into()))
+            .collect()
+    };
     for (name, resource) in resources {
         let properties = &resource["Properties"];
         let kind = resource["Type"].as_str().unwrap();
@@ -248,7 +235,13 @@ fn the_link_key_stays_in_kms_and_only_notify_signs_only_approval_verifies() {
             for statement in document["Statement"].as_array().unwrap() {
                 if statement["Effect"] == "Allow" {
                     for action in actions(statement) {
-                        grants.push((who.clone(), action));
+                        for key in keys_of(statement) {
+                            allows.push(KeyGrant {
+                                who: who.clone(),
+                                action: action.clone(),
+                                key,
+                            });
+                        }
                     }
                 }
             }
@@ -256,49 +249,120 @@ fn the_link_key_stays_in_kms_and_only_notify_signs_only_approval_verifies() {
         if kind == "AWS::KMS::Key" {
             for statement in properties["KeyPolicy"]["Statement"].as_array().unwrap() {
                 let condition = &statement["Condition"];
-                if statement["Effect"] == "Deny" {
-                    let except = role_of(&condition["ArnNotEquals"]["aws:PrincipalArn"]);
-                    for action in actions(statement) {
-                        denies.push((except.clone().unwrap_or_default(), action));
-                    }
-                    continue;
-                }
-                // Delegated to one role by a condition, or to the principal itself.
-                let who = role_of(&condition["ArnEquals"]["aws:PrincipalArn"])
-                    .unwrap_or_else(|| statement["Principal"].to_string());
                 for action in actions(statement) {
-                    grants.push((who.clone(), action));
+                    if statement["Effect"] == "Deny" {
+                        let except = role_of(&condition["ArnNotEquals"]["aws:PrincipalArn"]);
+                        denies.push(KeyGrant {
+                            who: except.unwrap_or_default(),
+                            action,
+                            key: name.clone(),
+                        });
+                    } else {
+                        // Delegated to one role by a condition, or to the principal itself.
+                        let who = role_of(&condition["ArnEquals"]["aws:PrincipalArn"])
+                            .unwrap_or_else(|| statement["Principal"].to_string());
+                        allows.push(KeyGrant {
+                            who,
+                            action,
+                            key: name.clone(),
+                        });
+                    }
                 }
             }
         }
     }
+    (allows, denies)
+}
+
+#[test]
+fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
+    let template: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap(),
+    )
+    .unwrap();
+    let resources = template["Resources"].as_object().unwrap();
+    for key in ["LinkKey", "DecisionKey"] {
+        assert_eq!(resources[key]["Type"], "AWS::KMS::Key", "{key}");
+        assert_eq!(resources[key]["Properties"]["KeySpec"], "HMAC_256", "{key}");
+        assert_eq!(
+            resources[key]["Properties"]["KeyUsage"], "GENERATE_VERIFY_MAC",
+            "{key}"
+        );
+    }
+    // No secret anywhere: no Secrets Manager, no dynamic reference, no key in an environment.
+    let text = template.to_string();
+    assert!(
+        !text.contains("AWS::SecretsManager"),
+        "a secret in the template"
+    );
+    assert!(
+        !text.contains("resolve:secretsmanager"),
+        "a dynamic reference"
+    );
+    assert!(
+        !text.contains("CORDON_APPROVAL_KEY\""),
+        "a key in an environment"
+    );
+    for (function, variable, key) in [
+        ("NotifyFunction", "CORDON_APPROVAL_KEY_ID", "LinkKey"),
+        ("ApprovalFunction", "CORDON_APPROVAL_KEY_ID", "LinkKey"),
+        ("ApprovalFunction", "CORDON_DECISION_KEY_ID", "DecisionKey"),
+        ("RestoreFunction", "CORDON_DECISION_KEY_ID", "DecisionKey"),
+    ] {
+        assert_eq!(
+            resources[function]["Properties"]["Environment"]["Variables"][variable],
+            serde_json::json!({"Fn::GetAtt": [key, "Arn"]}),
+            "{function} {variable}"
+        );
+    }
+    let (allows, denies) = key_grants(resources);
     // A grant would let its holder make MACs whatever the policy says.
     assert!(
-        !grants
-            .iter()
-            .any(|(_, action)| covers(action, "kms:CreateGrant")),
-        "{grants:?}"
+        !allows.iter().any(|g| covers(&g.action, "kms:CreateGrant")),
+        "{allows:?}"
     );
-    for (operation, only) in [
-        ("kms:GenerateMac", "NotifyRole"),
-        ("kms:VerifyMac", "ApprovalRole"),
+    for (key, operation, only) in [
+        ("LinkKey", "kms:GenerateMac", "NotifyRole"),
+        ("LinkKey", "kms:VerifyMac", "ApprovalRole"),
+        ("DecisionKey", "kms:GenerateMac", "ApprovalRole"),
+        ("DecisionKey", "kms:VerifyMac", "RestoreRole"),
     ] {
-        let who: std::collections::BTreeSet<&str> = grants
+        let who: std::collections::BTreeSet<&str> = allows
             .iter()
-            .filter(|(_, action)| covers(action, operation))
-            .map(|(who, _)| who.as_str())
+            .filter(|g| (g.key == key || g.key == "*") && covers(&g.action, operation))
+            .map(|g| g.who.as_str())
             .collect();
         assert_eq!(
             who,
             std::collections::BTreeSet::from([only]),
-            "{operation}: {grants:?}"
+            "{key} {operation}: {allows:?}"
         );
         // And the key policy denies it to everyone else, whatever IAM says.
         assert!(
             denies
                 .iter()
-                .any(|(except, action)| except == only && covers(action, operation)),
-            "{operation}: {denies:?}"
+                .any(|d| d.key == key && d.who == only && covers(&d.action, operation)),
+            "{key} {operation}: {denies:?}"
         );
     }
+}
+
+#[test]
+fn the_workflow_restores_only_through_the_decision_check() {
+    let definition: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("statemachine/quarantine.asl.json")).unwrap(),
+    )
+    .unwrap();
+    let states = &definition["States"];
+    let payload = &states["Restore"]["Parameters"]["Payload"];
+    assert_eq!(payload["execution_arn.$"], "$$.Execution.Id");
+    assert_eq!(payload["approval.$"], "$.approval");
+    assert_eq!(states["Restore"]["Next"], "RestoreOutcome");
+    let outcome = &states["RestoreOutcome"];
+    assert_eq!(
+        outcome["Choices"],
+        serde_json::json!([{"Variable": "$.restore.status", "StringEquals": "decision_refused",
+            "Next": "NotifyKeptIsolated"}])
+    );
+    assert_eq!(outcome["Default"], "NotifyRestored");
 }

@@ -91,7 +91,13 @@ async fn approve_restores_exactly_what_was_there() {
     assert_eq!(report.status, "SUCCEEDED");
     assert_eq!(report.outcome, "restored");
     let mut expected = CONTAINED.to_vec();
-    expected.extend(["Decision", "Restore", "NotifyRestored", "Restored"]);
+    expected.extend([
+        "Decision",
+        "Restore",
+        "RestoreOutcome",
+        "NotifyRestored",
+        "Restored",
+    ]);
     assert_eq!(path(&report), expected);
     assert_eq!(report.containment["isolation"]["status"], "done");
     assert_eq!(
@@ -143,8 +149,9 @@ async fn reject_keeps_the_instance_isolated_and_says_how_to_restore() {
     assert!(last["subject"].as_str().unwrap().ends_with("kept isolated"));
     let body = last["body"].as_str().unwrap();
     assert!(
-        body.contains("chose to keep it isolated")
-            && body.contains(&format!("cordon restore --instance {instance}"))
+        body.contains(
+            "a decision to keep it isolated arrived from the approval page (approver: cordon run)"
+        ) && body.contains(&format!("cordon restore --instance {instance}"))
     );
 }
 

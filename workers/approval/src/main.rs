@@ -5,6 +5,7 @@
 
 use cordon_core::approval::{handle_get, handle_post, LinkKey, Reply};
 use cordon_core::aws::{AwsContext, AwsTarget};
+use cordon_core::decision::{decision_key_id_from, DecisionKey};
 use cordon_core::kms::AwsKms;
 use cordon_core::notify::approval_key_id_from;
 use cordon_core::steps::unix_now;
@@ -24,14 +25,20 @@ fn html(reply: Reply) -> Result<Response<Body>, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let key_id = approval_key_id_from(|name| std::env::var(name).ok())?;
+    let decision_key_id = decision_key_id_from(|name| std::env::var(name).ok())?;
     let aws = AwsContext::load(&AwsTarget::default()).await;
     let sfn = aws_sdk_sfn::Client::new(aws.sdk_config());
     let key = LinkKey {
         kms: AwsKms::new(aws.sdk_config()),
         key_id,
     };
+    // Every decision it sends is sealed with this key; the restore step checks the seal.
+    let decisions = DecisionKey {
+        kms: AwsKms::new(aws.sdk_config()),
+        key_id: decision_key_id,
+    };
     run(service_fn(|request: Request| {
-        let (sfn, key) = (&sfn, &key);
+        let (sfn, key, decisions) = (&sfn, &key, &decisions);
         async move {
             let reply = match request.method().as_str() {
                 "GET" => {
@@ -39,7 +46,7 @@ async fn main() -> Result<(), Error> {
                 }
                 "POST" => {
                     let form = std::str::from_utf8(request.body().as_ref()).unwrap_or("");
-                    handle_post(sfn, key, form, unix_now()).await
+                    handle_post(sfn, key, decisions, form, unix_now()).await
                 }
                 _ => Reply {
                     status: 405,

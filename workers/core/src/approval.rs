@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::decision::DecisionKey;
 use crate::ec2::NetworkInterface;
 use crate::kms::Kms;
 use crate::Result;
@@ -70,7 +71,7 @@ fn link_message(action: &str, expires: i64, execution_arn: &str, token: &str) ->
 }
 
 /// The length of an HMAC-SHA256: anything else is refused without asking KMS.
-const MAC_BYTES: usize = 32;
+pub(crate) const MAC_BYTES: usize = 32;
 
 /// Far beyond any task token or execution ARN Step Functions makes; longer is refused
 /// without asking KMS.
@@ -90,12 +91,12 @@ fn plausible(params: &LinkParams) -> bool {
         && params.e > 0
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Hex digits only: `from_str_radix` alone would also take a sign (`+f`).
-fn from_hex(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -176,6 +177,9 @@ pub struct Decision {
     pub decision: Action,
     pub approver: Option<String>,
     pub decided_at: String,
+    /// The approval page's seal ([`crate::decision::DecisionKey`]): hex HMAC-SHA256 by KMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 pub fn escape_html(text: &str) -> String {
@@ -294,6 +298,13 @@ pub fn render_message_page(title: &str, message: &str) -> String {
 mod tests {
     use super::*;
     use crate::kms::fake::FakeKms;
+
+    fn decisions() -> DecisionKey<FakeKms> {
+        DecisionKey {
+            kms: FakeKms::with_key("decision-key", b"another key"),
+            key_id: "decision-key".into(),
+        }
+    }
 
     fn key() -> LinkKey<FakeKms> {
         LinkKey {
@@ -559,7 +570,7 @@ mod tests {
             .unwrap();
         for reply in [
             handle_get(&sfn, &key, &form(&expired), now).await,
-            handle_post(&sfn, &key, &form(&expired), now).await,
+            handle_post(&sfn, &key, &decisions(), &form(&expired), now).await,
         ] {
             assert_eq!(reply.status, 410);
             assert!(
@@ -576,8 +587,8 @@ mod tests {
         };
         for reply in [
             handle_get(&sfn, &key, &form(&extended), now).await,
-            handle_post(&sfn, &key, &form(&extended), now).await,
-            handle_post(&sfn, &key, "a=approve&t=token", now).await,
+            handle_post(&sfn, &key, &decisions(), &form(&extended), now).await,
+            handle_post(&sfn, &key, &decisions(), "a=approve&t=token", now).await,
         ] {
             assert_eq!(reply.status, 403);
             assert!(
@@ -592,7 +603,7 @@ mod tests {
             .sign(Action::Approve, now + 60, ARN, "token")
             .await
             .unwrap();
-        let reply = handle_post(&sfn, &key, &form(&valid), now).await;
+        let reply = handle_post(&sfn, &key, &decisions(), &form(&valid), now).await;
         assert_eq!(reply.status, 502, "{}", reply.html);
     }
 }
@@ -837,6 +848,7 @@ pub async fn handle_get(
 pub async fn handle_post(
     sfn: &aws_sdk_sfn::Client,
     key: &LinkKey<impl Kms>,
+    decisions: &DecisionKey<impl Kms>,
     form: &str,
     now: i64,
 ) -> Reply {
@@ -857,6 +869,16 @@ pub async fn handle_post(
         decision: action,
         approver,
         decided_at: crate::steps::now_rfc3339(),
+        seal: None,
+    };
+    // Sealed for the execution the link names (`standing` checked it waits on the link's
+    // task): the restore step trusts no other decision.
+    let decision = match decisions.seal(&params.x, decision).await {
+        Ok(sealed) => sealed,
+        Err(error) => {
+            eprintln!("approval: the decision could not be sealed: {error}");
+            return reply(503, "The decision was not recorded", "AWS KMS could not seal the decision. Nothing was changed; try the link again in a minute.");
+        }
     };
     let output = serde_json::to_string(&decision).expect("a decision serialises");
     match sfn.send_task_success().task_token(&params.t).output(output).send().await {

@@ -790,6 +790,8 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         region: None,
         record: Some(other),
         nacl_entries: vec![],
+        execution_arn: None,
+        approval: None,
     });
     if let Some(why) = outcome.not_rejected("not of i-0123456789abcdef0") {
         panic!("{why}");
@@ -801,6 +803,8 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         region: None,
         record,
         nacl_entries: vec![],
+        execution_arn: None,
+        approval: None,
     });
     assert!(outcome.result.is_ok() && !outcome.calls.is_empty());
 }
@@ -820,6 +824,8 @@ fn restore_step_rejects_ids_that_are_not_instance_ids_before_any_aws_call() {
                 region: None,
                 record,
                 nacl_entries: vec![],
+                execution_arn: None,
+                approval: None,
             });
             if let Some(why) = outcome.not_rejected("instance") {
                 failures.push(format!(

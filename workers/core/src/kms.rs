@@ -87,6 +87,24 @@ pub fn check_key_id(name: &str, key_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The key named by the environment variable `name`, checked ([`check_key_id`]); `what` says
+/// what the key is for, in the error when it is missing.
+pub fn key_id_from(
+    lookup: impl Fn(&str) -> Option<String>,
+    name: &str,
+    what: &str,
+) -> Result<String> {
+    let key_id = lookup(name).unwrap_or_default();
+    let key_id = key_id.trim();
+    if key_id.is_empty() {
+        return Err(CordonError::InvalidConfiguration(format!(
+            "{name} is not set: it must hold the ARN of the KMS HMAC_256 key that {what}"
+        )));
+    }
+    check_key_id(name, key_id)?;
+    Ok(key_id.to_string())
+}
+
 /// The aws-sdk adapter.
 #[derive(Debug, Clone)]
 pub struct AwsKms {

@@ -6,6 +6,7 @@ pub mod approval;
 pub mod aws;
 pub mod claim;
 pub mod config;
+pub mod decision;
 pub mod ec2;
 pub mod error;
 pub mod finding;

@@ -66,15 +66,11 @@ pub fn approval_key_id_from(lookup: impl Fn(&str) -> Option<String>) -> Result<S
             "CORDON_APPROVAL_KEY is set, but links are signed by a KMS HMAC key now: remove the variable (and rotate whatever it held), and set CORDON_APPROVAL_KEY_ID to the key's ARN".into(),
         ));
     }
-    let key_id = lookup("CORDON_APPROVAL_KEY_ID").unwrap_or_default();
-    let key_id = key_id.trim();
-    if key_id.is_empty() {
-        return Err(CordonError::InvalidConfiguration(
-            "CORDON_APPROVAL_KEY_ID is not set: it must hold the ARN of the KMS HMAC_256 key that signs approval links (the stack's LinkKey)".into(),
-        ));
-    }
-    crate::kms::check_key_id("CORDON_APPROVAL_KEY_ID", key_id)?;
-    Ok(key_id.to_string())
+    crate::kms::key_id_from(
+        lookup,
+        "CORDON_APPROVAL_KEY_ID",
+        "signs approval links (the stack's LinkKey)",
+    )
 }
 
 impl NotifySettings {
@@ -135,6 +131,17 @@ pub async fn decision_links(
         link_url(&settings.base_url, &approve?),
         link_url(&settings.base_url, &reject?),
     ))
+}
+
+/// Text from outside Cordon (a typed approver name, an error's cause) as one line of at most
+/// 200 characters: no control character can start a line that looks like Cordon's own.
+fn sanitize_line(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    line.trim().to_string()
 }
 
 /// SNS subjects: ASCII, one line, at most 100 characters.
@@ -340,14 +347,29 @@ pub fn render(
             )
         }
         MessageKind::KeptIsolated => {
-            let why = match state
-                .approval
+            let approval = state.approval.as_ref();
+            let field = |name: &str| approval.and_then(|a| a.get(name)).and_then(|v| v.as_str());
+            let refused = state
+                .restore
                 .as_ref()
-                .and_then(|a| a.get("decision"))
-                .and_then(|d| d.as_str())
-            {
-                Some("reject") => "an analyst chose to keep it isolated",
-                _ => "nobody decided before the approval request expired",
+                .filter(|r| r.get("status").and_then(|s| s.as_str()) == Some("decision_refused"))
+                .and_then(|r| r.pointer("/errors/0/cause"))
+                .and_then(|c| c.as_str());
+            // Only the restore step checks a decision's seal: a "keep isolated" answer is
+            // taken as it comes (it changes nothing), so the email says what arrived, not who.
+            let why = match (refused, field("decision")) {
+                (Some(reason), _) => format!(
+                    "a decision to restore arrived that Cordon did not make, and was refused: {}. Whoever sent it is in CloudTrail (states:SendTaskSuccess); nothing was restored",
+                    sanitize_line(reason)
+                ),
+                (None, Some("reject")) => match field("approver") {
+                    Some(approver) => format!(
+                        "a decision to keep it isolated arrived from the approval page (approver: {})",
+                        sanitize_line(approver)
+                    ),
+                    None => "a decision to keep it isolated arrived from the approval page".into(),
+                },
+                _ => "nobody decided before the approval request expired".into(),
             };
             sections.push(format!(
                 "{instance} stays isolated: {why}.\nTo restore it by hand later:\n  cordon restore --instance {instance} --region {region}"
@@ -544,7 +566,18 @@ mod tests {
         rejected.approval = Some(json!({"decision": "reject"}));
         assert!(render(MessageKind::KeptIsolated, &rejected, "a", None)
             .body
-            .contains("chose to keep it isolated"));
+            .contains("a decision to keep it isolated arrived"));
+        let mut forged = state();
+        forged.approval = Some(json!({"decision": "approve"}));
+        forged.restore = Some(json!({"status": "decision_refused", "errors": [
+            {"error": "Cordon.DecisionRefused", "cause": "the decision carries no seal"}]}));
+        let body = render(MessageKind::KeptIsolated, &forged, "a", None).body;
+        assert!(
+            body.contains("a decision to restore arrived that Cordon did not make")
+                && body.contains("the decision carries no seal")
+                && body.contains("CloudTrail"),
+            "{body}"
+        );
         let mut failed = state();
         failed.error = Some(
             json!({"Error": "Cordon.AccessDenied", "Cause": "no ModifyNetworkInterfaceAttribute"}),
@@ -609,6 +642,12 @@ mod tests {
             let error = NotifySettings::from_lookup(vars(&changed)).unwrap_err();
             assert!(error.to_string().contains(expected), "{name}: {error}");
         }
+    }
+
+    #[test]
+    fn outside_text_in_the_body_is_one_short_line() {
+        assert_eq!(sanitize_line("Ada\nRestored: yes\r"), "Ada Restored: yes");
+        assert_eq!(sanitize_line(&"x".repeat(500)).len(), 200);
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub enum RestoreStatus {
     NotIsolated,
     Drift,
     Failed,
+    /// The workflow's decision was not one Cordon's approval page sealed: nothing changed.
+    DecisionRefused,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +143,25 @@ pub struct RestoreReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_behavior: Option<String>,
     pub errors: Vec<StepError>,
+}
+
+impl RestoreReport {
+    /// Nothing restored: the decision that asked for it is not Cordon's (`reason` says why).
+    pub fn decision_refused(instance_id: &str, reason: String) -> Self {
+        RestoreReport {
+            instance_id: instance_id.to_string(),
+            status: RestoreStatus::DecisionRefused,
+            enis: Vec::new(),
+            nacl_entries_removed: Vec::new(),
+            nacl_entries_kept: Vec::new(),
+            termination_protection: None,
+            shutdown_behavior: None,
+            errors: vec![StepError {
+                error: "Cordon.DecisionRefused".into(),
+                cause: reason,
+            }],
+        }
+    }
 }
 
 /// Restores `instance_id`. `record` is the execution's copy when there is one; otherwise the
@@ -515,6 +536,8 @@ mod tests {
             region: None,
             record: Some(record),
             nacl_entries: entries,
+            execution_arn: None,
+            approval: None,
         };
         let provider = |_: &crate::ec2::Target| ec2.clone();
         let error = block_on(crate::steps::restore_step(&provider, &input)).unwrap_err();

@@ -6,10 +6,12 @@ use serde_json::Value;
 
 use crate::capture::{capture, CaptureOutput, FindingSummary};
 use crate::config::Config;
+use crate::decision::{approves, DecisionKey};
 use crate::ec2::{DenyEntry, Ec2Provider, Target};
 use crate::error::{CordonError, Result};
 use crate::finding::{findings_in_value, ParsedFinding};
 use crate::isolate::{isolate, retryable, IsolationReport};
+use crate::kms::Kms;
 use crate::nacl::{block, NaclReport};
 use crate::policy::Verdict;
 use crate::record::CapturedState;
@@ -232,9 +234,43 @@ pub struct RestoreInput {
     pub record: Option<CapturedState>,
     #[serde(default)]
     pub nacl_entries: Vec<DenyEntry>,
+    /// The execution (`$$.Execution.Id`) and its approval task's answer (`$.approval`): the
+    /// workflow restores only on a decision the approval page sealed for this execution.
+    #[serde(default)]
+    pub execution_arn: Option<String>,
+    #[serde(default)]
+    pub approval: Option<Value>,
 }
 
-/// restore.
+/// The workflow's restore: only on an approval the approval page sealed for this execution
+/// ([`crate::decision`]). A decision sent to the workflow by anyone else, or altered, changes
+/// nothing: the report says the decision was refused and why, and the workflow keeps the
+/// instance isolated. `cordon restore` (break-glass, the caller's own credentials) does not
+/// come this way.
+pub async fn approved_restore_step(
+    ec2_in: &impl Ec2Provider,
+    decisions: &DecisionKey<impl Kms>,
+    input: &RestoreInput,
+) -> Result<RestoreReport> {
+    crate::ec2::check_target_ids(
+        &input.instance_id,
+        input.account_id.as_deref(),
+        input.region.as_deref(),
+    )?;
+    let Some(execution_arn) = input.execution_arn.as_deref() else {
+        return Err(CordonError::InvalidInput(
+            "the workflow's restore needs the execution ($$.Execution.Id) its approval was sealed for".into(),
+        ));
+    };
+    let answer = input.approval.clone().unwrap_or(Value::Null);
+    match approves(decisions.check(execution_arn, &answer).await)? {
+        Ok(_) => restore_step(ec2_in, input).await,
+        Err(reason) => Ok(RestoreReport::decision_refused(&input.instance_id, reason)),
+    }
+}
+
+/// restore, as the record and the NACL step's entries say (the caller has checked the
+/// decision: [`approved_restore_step`]).
 pub async fn restore_step(
     ec2_in: &impl Ec2Provider,
     input: &RestoreInput,
@@ -313,6 +349,8 @@ mod tests {
             region: Some("eu-west-1".into()),
             record: captured.record.clone(),
             nacl_entries: nacl.nacl_entries,
+            execution_arn: None,
+            approval: None,
         };
         let restored = block_on(restore_step(&recording, &input)).unwrap();
         let expected = Target {
@@ -324,6 +362,67 @@ mod tests {
             [expected.clone(), expected.clone(), expected]
         );
         assert_eq!(restored.status, RestoreStatus::Restored);
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    }
+
+    #[test]
+    fn the_workflow_restores_only_on_a_decision_the_approval_page_sealed() {
+        use crate::approval::{Action, Decision};
+        use crate::kms::fake::FakeKms;
+        let ec2 = FakeEc2::standard();
+        let config = Config::default();
+        let provider = |_: &Target| ec2.clone();
+        let captured = block_on(capture_step(&provider, &config, &event(8.0))).unwrap();
+        block_on(isolate_step(&provider, &config, &captured)).unwrap();
+        let isolated = ec2.interface_groups("eni-1");
+        let decisions = DecisionKey {
+            kms: FakeKms::with_key("decision-key", b"decision key"),
+            key_id: "decision-key".into(),
+        };
+        let execution = "arn:aws:states:eu-west-1:111122223333:execution:cordon-quarantine:f-1";
+        let input = |approval: Value| RestoreInput {
+            instance_id: "i-00000001".into(),
+            account_id: Some("111122223333".into()),
+            region: Some("eu-west-1".into()),
+            record: captured.record.clone(),
+            nacl_entries: vec![],
+            execution_arn: Some(execution.into()),
+            approval: Some(approval),
+        };
+        // What anyone allowed states:SendTaskSuccess can send: nothing changes.
+        ec2.clear_calls();
+        let forged = json!({"decision": "approve", "approver": "Mallory", "decided_at": "now"});
+        let report =
+            block_on(approved_restore_step(&provider, &decisions, &input(forged))).unwrap();
+        assert_eq!(report.status, RestoreStatus::DecisionRefused);
+        assert!(
+            report.errors[0].cause.contains("SendTaskSuccess"),
+            "{report:?}"
+        );
+        assert!(ec2.calls().is_empty(), "{:?}", ec2.calls());
+        assert_eq!(ec2.interface_groups("eni-1"), isolated);
+        // Without the execution it was sealed for, nothing is trusted.
+        let no_execution = RestoreInput {
+            execution_arn: None,
+            ..input(Value::Null)
+        };
+        assert!(block_on(approved_restore_step(&provider, &decisions, &no_execution)).is_err());
+        // The approval page's sealed decision restores.
+        let decision = Decision {
+            decision: Action::Approve,
+            approver: Some("Ada".into()),
+            decided_at: "2026-12-03T10:00:00Z".into(),
+            seal: None,
+        };
+        let sealed = block_on(decisions.seal(execution, decision)).unwrap();
+        let approval = serde_json::to_value(&sealed).unwrap();
+        let report = block_on(approved_restore_step(
+            &provider,
+            &decisions,
+            &input(approval),
+        ))
+        .unwrap();
+        assert_eq!(report.status, RestoreStatus::Restored, "{report:?}");
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
     }
 
