@@ -205,26 +205,6 @@ async fn own_link_key(moto: &Moto) -> LinkKey<AwsKms> {
     }
 }
 
-/// The token RequestApproval waits on (from its `TaskScheduled` event).
-async fn approval_token(moto: &Moto, execution_arn: &str) -> String {
-    let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config());
-    let history = sfn
-        .get_execution_history()
-        .execution_arn(execution_arn)
-        .include_execution_data(true)
-        .max_results(1000)
-        .send()
-        .await
-        .unwrap();
-    history
-        .events()
-        .iter()
-        .filter_map(|e| e.task_scheduled_event_details())
-        .filter_map(|s| serde_json::from_str::<Value>(s.parameters()).ok())
-        .find_map(|p| p["Payload"]["task_token"].as_str().map(String::from))
-        .expect("the execution waits for approval")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn even_a_key_that_signs_cannot_make_a_link_answer_another_execution() {
     let moto = Moto::start();
@@ -258,8 +238,8 @@ async fn even_a_key_that_signs_cannot_make_a_link_answer_another_execution() {
         executions.push((arn, follow, enis[0].clone(), web));
     }
     let (arn_a, arn_b) = (executions[0].0.clone(), executions[1].0.clone());
-    let token_a = approval_token(&moto, &arn_a).await;
-    let token_b = approval_token(&moto, &arn_b).await;
+    let token_a = cordon_tests::approval_token(&moto, &arn_a).await;
+    let token_b = cordon_tests::approval_token(&moto, &arn_b).await;
     assert_ne!(token_a, token_b);
 
     // The page, called as the deployed approval function calls it, with a KMS key we may

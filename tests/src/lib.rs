@@ -119,3 +119,23 @@ pub fn write_reliability_row(slug: &str, row: &serde_json::Value) {
     )
     .unwrap();
 }
+
+/// The token RequestApproval waits on (from its `TaskScheduled` event).
+pub async fn approval_token(moto: &Moto, execution_arn: &str) -> String {
+    let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config());
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .include_execution_data(true)
+        .max_results(1000)
+        .send()
+        .await
+        .unwrap();
+    history
+        .events()
+        .iter()
+        .filter_map(|e| e.task_scheduled_event_details())
+        .filter_map(|s| serde_json::from_str::<serde_json::Value>(s.parameters()).ok())
+        .find_map(|p| p["Payload"]["task_token"].as_str().map(String::from))
+        .expect("the execution waits for approval")
+}

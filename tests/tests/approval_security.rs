@@ -528,17 +528,6 @@ async fn a_link_cannot_answer_another_executions_request() {
     assert_ne!(world.eni_groups(&enis_b[0]).await, original_b);
 }
 
-/// The token RequestApproval waits on, from its `TaskScheduled` event in the history.
-async fn approval_task_token(moto: &Moto, execution_arn: &str) -> String {
-    history(moto, execution_arn)
-        .await
-        .iter()
-        .filter_map(|e| e["taskScheduledEventDetails"]["parameters"].as_str())
-        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
-        .find_map(|p| p["Payload"]["task_token"].as_str().map(String::from))
-        .expect("the execution waits for approval")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_sent_straight_to_the_workflow_restores_nothing() {
     let moto = Moto::start();
@@ -556,7 +545,7 @@ async fn a_decision_sent_straight_to_the_workflow_restores_nothing() {
 
     // Anyone allowed states:SendTaskSuccess (it has no resource scope) who can read the
     // history answers the task with what the approval page would send, unsealed.
-    let token = approval_task_token(&moto, &arn).await;
+    let token = cordon_tests::approval_token(&moto, &arn).await;
     let forged = json!({"decision": "approve", "approver": "Ada Analyst",
         "decided_at": "2026-12-03T10:00:00Z"});
     sfn(
