@@ -57,22 +57,10 @@ fn cordon_run(moto: &Moto, finding: &Path) -> Output {
 /// approval request's (`Payload.task_token`) and the local runner's callbacks'
 /// (`Payload.token`).
 async fn task_tokens(moto: &Moto, execution_arn: &str) -> Vec<String> {
-    let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config());
-    let history = sfn
-        .get_execution_history()
-        .execution_arn(execution_arn)
-        .include_execution_data(true)
-        .max_results(1000)
-        .send()
+    cordon_tests::scheduled_tasks(moto, execution_arn)
         .await
-        .unwrap();
-    assert!(history.next_token().is_none(), "one page holds the history");
-    history
-        .events()
         .iter()
-        .filter_map(|event| event.task_scheduled_event_details())
-        .map(|scheduled| {
-            let parameters: Value = serde_json::from_str(scheduled.parameters()).unwrap();
+        .map(|parameters| {
             let payload = &parameters["Payload"];
             payload["task_token"]
                 .as_str()

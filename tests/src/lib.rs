@@ -120,8 +120,9 @@ pub fn write_reliability_row(slug: &str, row: &serde_json::Value) {
     .unwrap();
 }
 
-/// The token RequestApproval waits on (from its `TaskScheduled` event).
-pub async fn approval_token(moto: &Moto, execution_arn: &str) -> String {
+/// The parameters of every task the execution scheduled, in order (JSON, tokens resolved),
+/// read from its history in one page.
+pub async fn scheduled_tasks(moto: &Moto, execution_arn: &str) -> Vec<serde_json::Value> {
     let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config());
     let history = sfn
         .get_execution_history()
@@ -131,11 +132,20 @@ pub async fn approval_token(moto: &Moto, execution_arn: &str) -> String {
         .send()
         .await
         .unwrap();
+    assert!(history.next_token().is_none(), "one page holds the history");
     history
         .events()
         .iter()
         .filter_map(|e| e.task_scheduled_event_details())
-        .filter_map(|s| serde_json::from_str::<serde_json::Value>(s.parameters()).ok())
+        .map(|s| serde_json::from_str(s.parameters()).unwrap())
+        .collect()
+}
+
+/// The token RequestApproval waits on (from its `TaskScheduled` event).
+pub async fn approval_token(moto: &Moto, execution_arn: &str) -> String {
+    scheduled_tasks(moto, execution_arn)
+        .await
+        .iter()
         .find_map(|p| p["Payload"]["task_token"].as_str().map(String::from))
         .expect("the execution waits for approval")
 }

@@ -97,6 +97,23 @@ impl FakeEc2 {
         })
     }
 
+    /// Gives `i-00000001` a second interface: `eni-2` (subnet-b, group sg-ssh, 10.0.2.5).
+    pub fn add_second_interface(&self) {
+        self.with(|s| {
+            s.instances
+                .get_mut("i-00000001")
+                .unwrap()
+                .interfaces
+                .push(interface(
+                    "eni-2",
+                    "subnet-b",
+                    &["sg-ssh"],
+                    "10.0.2.5",
+                    None,
+                ))
+        });
+    }
+
     pub fn acl_entries(&self, acl_id: &str) -> Vec<AclEntry> {
         self.with(|s| s.acls[acl_id].entries.clone())
     }

@@ -747,19 +747,7 @@ mod tests {
     #[test]
     fn every_interface_goes_through_conversion_then_isolation() {
         let ec2 = FakeEc2::standard();
-        ec2.with(|s| {
-            s.instances
-                .get_mut("i-00000001")
-                .unwrap()
-                .interfaces
-                .push(interface(
-                    "eni-2",
-                    "subnet-b",
-                    &["sg-ssh"],
-                    "10.0.2.5",
-                    None,
-                ));
-        });
+        ec2.add_second_interface();
         let record = captured(&ec2);
         ec2.clear_calls();
         let report = block_on(isolate(&ec2, &record, None)).unwrap();
@@ -958,19 +946,7 @@ mod tests {
     #[test]
     fn near_the_deadline_no_interface_is_begun_and_the_step_is_retried() {
         let ec2 = FakeEc2::standard();
-        ec2.with(|s| {
-            s.instances
-                .get_mut("i-00000001")
-                .unwrap()
-                .interfaces
-                .push(interface(
-                    "eni-2",
-                    "subnet-b",
-                    &["sg-ssh"],
-                    "10.0.2.5",
-                    None,
-                ));
-        });
+        ec2.add_second_interface();
         let record = captured(&ec2);
         block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
         // Reads (2), room for the first interface at its worst (4) and one call more: the
@@ -1140,19 +1116,7 @@ mod tests {
     #[test]
     fn a_vanished_interface_is_reported_and_the_others_still_isolated() {
         let ec2 = FakeEc2::standard();
-        ec2.with(|s| {
-            s.instances
-                .get_mut("i-00000001")
-                .unwrap()
-                .interfaces
-                .push(interface(
-                    "eni-2",
-                    "subnet-b",
-                    &["sg-ssh"],
-                    "10.0.2.5",
-                    None,
-                ));
-        });
+        ec2.add_second_interface();
         let record = captured(&ec2);
         ec2.fail_next(
             "ModifyNetworkInterfaceAttribute",

@@ -737,19 +737,7 @@ mod tests {
     #[test]
     fn drift_is_left_alone_reported_and_keeps_the_record() {
         let ec2 = FakeEc2::standard();
-        ec2.with(|s| {
-            s.instances
-                .get_mut("i-00000001")
-                .unwrap()
-                .interfaces
-                .push(interface(
-                    "eni-2",
-                    "subnet-b",
-                    &["sg-ssh"],
-                    "10.0.2.5",
-                    None,
-                ))
-        });
+        ec2.add_second_interface();
         let (record, _) = quarantined(&ec2);
         // An analyst opened eni-2 for debugging, and reused a Cordon rule number in acl-a.
         ec2.with(|s| {
