@@ -1,0 +1,156 @@
+//! The approval page's HTML: everything it shows is escaped.
+
+use super::{Action, LinkParams};
+use crate::ec2::NetworkInterface;
+
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// What the page shows about the quarantine it decides on.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PageContext {
+    pub instance_id: String,
+    pub finding_type: String,
+    pub finding_id: String,
+    pub severity: String,
+    pub interfaces: Vec<NetworkInterface>,
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<meta name=\"robots\" content=\"noindex\"><title>{title}</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}}\
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}}\
+form{{display:inline-block;margin:1rem 1rem 0 0}}button{{font-size:1rem;padding:.6rem 1.2rem}}\
+.approve{{background:#0a6b2d;color:#fff}}.reject{{background:#8a1c1c;color:#fff}}</style></head>\
+<body>{body}</body></html>\n",
+        title = escape_html(title)
+    )
+}
+
+fn hidden_fields(params: &LinkParams) -> String {
+    [
+        ("t", &params.t),
+        ("a", &params.a),
+        ("e", &params.e.to_string()),
+        ("x", &params.x),
+        ("s", &params.s),
+    ]
+    .iter()
+    .map(|(name, value)| {
+        format!(
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+            escape_html(value)
+        )
+    })
+    .collect()
+}
+
+/// The page a GET shows: what restore will put back, and the one decision its link carries
+/// (a "keep isolated" link cannot approve). The form posts the link's own signed fields.
+pub fn render_decision_page(context: &PageContext, link: &LinkParams, action: Action) -> String {
+    let rows: String = context
+        .interfaces
+        .iter()
+        .map(|eni| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape_html(&eni.id),
+                escape_html(&eni.subnet_id),
+                escape_html(&eni.groups.join(", "))
+            )
+        })
+        .collect();
+    let fields = hidden_fields(link);
+    let form = match action {
+        Action::Approve => format!(
+            "<form method=\"post\" id=\"approve-form\">{fields}\
+<label>Your name <input name=\"approver\" id=\"approver\" autocomplete=\"name\"></label><br>\
+<button type=\"submit\" class=\"approve\" id=\"approve\">Approve restore</button></form>"
+        ),
+        Action::Reject => format!(
+            "<form method=\"post\" id=\"reject-form\">{fields}\
+<button type=\"submit\" class=\"reject\" id=\"reject\">Keep isolated</button></form>\
+<p>To restore instead, use the email's approve link.</p>"
+        ),
+    };
+    let body = format!(
+        "<h1>Restore {instance}?</h1>\
+<p>GuardDuty reported <strong>{finding_type}</strong> (severity {severity}, finding <code>{finding_id}</code>). \
+Cordon isolated the instance and is waiting for a decision.</p>\
+<h2>Restore will put back</h2>\
+<table id=\"restore-plan\"><tr><th>Network interface</th><th>Subnet</th><th>Security groups</th></tr>{rows}</table>\
+<p>and remove the network ACL entries Cordon added. Keeping it isolated changes nothing.</p>{form}",
+        instance = escape_html(&context.instance_id),
+        finding_type = escape_html(&context.finding_type),
+        severity = escape_html(&context.severity),
+        finding_id = escape_html(&context.finding_id),
+    );
+    page(&format!("Cordon: restore {}?", context.instance_id), &body)
+}
+
+/// A page that only says something (a decision taken, a bad or spent link).
+pub fn render_message_page(title: &str, message: &str) -> String {
+    page(
+        title,
+        &format!(
+            "<h1 id=\"title\">{}</h1><p id=\"message\">{}</p>",
+            escape_html(title),
+            escape_html(message)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approval::fixtures::*;
+
+    #[tokio::test]
+    async fn the_page_escapes_what_it_shows_and_carries_only_its_links_decision() {
+        let context = PageContext {
+            instance_id: "i-1<script>".into(),
+            finding_type: "Backdoor:EC2/C&CActivity.B".into(),
+            finding_id: "f\"1".into(),
+            severity: "8".into(),
+            interfaces: vec![NetworkInterface {
+                id: "eni-1".into(),
+                subnet_id: "subnet-1".into(),
+                vpc_id: "vpc-1".into(),
+                groups: vec!["sg-web".into(), "sg-ssh".into()],
+                private_ipv4: vec![],
+                ipv6: vec![],
+                ..Default::default()
+            }],
+        };
+        let key = key();
+        let approve = key.sign(Action::Approve, 1, ARN, "tok\"en").await.unwrap();
+        let reject = key.sign(Action::Reject, 1, ARN, "tok\"en").await.unwrap();
+        let html = render_decision_page(&context, &approve, Action::Approve);
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("i-1&lt;script&gt;") && html.contains("C&amp;CActivity"));
+        assert!(html.contains("sg-web, sg-ssh"));
+        assert!(html.contains(&approve.s) && !html.contains(&reject.s));
+        assert!(html.contains("tok&quot;en"));
+        assert_eq!(html.matches("method=\"post\"").count(), 1);
+        assert!(html.contains("id=\"approve\"") && !html.contains("id=\"reject\""));
+        // A "keep isolated" link renders no way to approve.
+        let html = render_decision_page(&context, &reject, Action::Reject);
+        assert!(html.contains(&reject.s) && !html.contains(&approve.s));
+        assert!(html.contains("id=\"reject\"") && !html.contains("id=\"approve\""));
+    }
+}
