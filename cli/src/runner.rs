@@ -728,7 +728,6 @@ async fn serve_approval(
 ) -> Result<String, CordonError> {
     use axum::extract::RawQuery;
     use axum::http::StatusCode;
-    use axum::response::Html;
     use axum::routing::get;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -743,28 +742,31 @@ async fn serve_approval(
         .map_err(|e| CordonError::InvalidConfiguration(e.to_string()))?;
     let state = std::sync::Arc::new((sfn, key, decisions));
     let get_state = state.clone();
+    // The same headers as the deployed function's, so the browser test checks them.
+    let page = |reply: cordon_core::approval::Reply| {
+        let mut headers = axum::http::HeaderMap::new();
+        for (name, value) in cordon_core::approval::response_headers() {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        (
+            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
+            headers,
+            reply.html,
+        )
+    };
     let app = axum::Router::new().route(
         "/approval",
         get(move |RawQuery(query): RawQuery| {
             let state = get_state.clone();
             async move {
-                let reply =
-                    handle_get(&state.0, &state.1, &query.unwrap_or_default(), unix_now()).await;
-                (
-                    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
-                    Html(reply.html),
-                )
+                page(handle_get(&state.0, &state.1, &query.unwrap_or_default(), unix_now()).await)
             }
         })
-        .post(move |body: String| {
+        .post(move |body: axum::body::Bytes| {
             let state = state.clone();
-            async move {
-                let reply = handle_post(&state.0, &state.1, &state.2, &body, unix_now()).await;
-                (
-                    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
-                    Html(reply.html),
-                )
-            }
+            async move { page(handle_post(&state.0, &state.1, &state.2, &body, unix_now()).await) }
         }),
     );
     tokio::spawn(async move {

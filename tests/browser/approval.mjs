@@ -1,5 +1,7 @@
 // Drives Debian's Chromium (headless) through the approval page, as an analyst would.
-//   node approval.mjs inspect URL OUT.png   prints {status, title, text, buttons} of the page
+//   node approval.mjs inspect URL OUT.png   prints {status, title, text, buttons, headers,
+//                                           blocked (what the page's CSP refused), style (the
+//                                           approve button's computed background)} of the page
 //   node approval.mjs approve URL NAME      opens the page, types NAME, presses "Approve restore",
 //                                           prints {status, title, text} of the result page
 import { chromium } from "playwright-core";
@@ -12,12 +14,20 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage();
+  const blocked = [];
+  page.on("console", (message) => {
+    if (message.text().includes("Content Security Policy")) blocked.push(message.text());
+  });
   const response = await page.goto(url);
   if (mode === "inspect") {
     if (extra) await page.screenshot({ path: extra, fullPage: true });
     const buttons = await page.locator("button").allInnerTexts();
+    const style = await page.locator("#approve").count()
+      ? await page.locator("#approve").evaluate((b) => getComputedStyle(b).backgroundColor)
+      : null;
     console.log(JSON.stringify({ status: response.status(), title: await page.title(),
-      text: await page.locator("body").innerText(), buttons }));
+      text: await page.locator("body").innerText(), buttons,
+      headers: await response.allHeaders(), blocked, style }));
   } else if (mode === "approve") {
     await page.fill("#approver", extra ?? "");
     const [result] = await Promise.all([page.waitForNavigation(), page.click("#approve")]);

@@ -492,16 +492,27 @@ async fn a_link_cannot_answer_another_executions_request() {
         reject: reject_b,
     } = start(&runner, &instance_b).await;
     let before_b = settled(&moto, &world, &arn_b, &enis_b, "RequestApproval").await;
-    let (token_b, execution_b) = (param(&approve_b, "t"), param(&approve_b, "x"));
-    assert_ne!(param(&approve_a, "t"), token_b);
+    let (task_b, execution_b) = (param(&approve_b, "k"), param(&approve_b, "x"));
+    assert_ne!(param(&approve_a, "k"), task_b);
     assert_eq!(execution_b, arn_b);
+    // The links name their task; the token itself is in no link.
+    for (arn, links) in [
+        (&arn_a, [&approve_a, &approve_a]),
+        (&arn_b, [&approve_b, &reject_b]),
+    ] {
+        let token = cordon_tests::approval_token(&moto, arn).await;
+        let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        for link in links {
+            assert!(!link.contains(&token) && !link.contains(&encoded), "{link}");
+        }
+    }
 
-    let b_token = with(&approve_a, "t", &token_b);
+    let b_task = with(&approve_a, "k", &task_b);
     let hostile = [
-        ("A's approve link with B's token", b_token.clone()),
+        ("A's approve link with B's task", b_task.clone()),
         (
-            "A's approve link with B's token and execution",
-            with(&b_token, "x", &execution_b),
+            "A's approve link with B's task and execution",
+            with(&b_task, "x", &execution_b),
         ),
         (
             "A's approve link with B's execution",

@@ -80,6 +80,30 @@ async fn an_analyst_approves_from_the_email_link_in_chromium() {
     );
     // The approve link renders its own decision only.
     assert_eq!(page["buttons"], json!(["Approve restore"]));
+    // Without sign-in the page says who can decide.
+    assert!(
+        text.contains("No sign-in is configured: anyone with this link can decide"),
+        "{text}"
+    );
+    // Nothing may load, run, frame or sniff it; its own style applies (allowed by its hash),
+    // and the browser refused nothing on it.
+    let headers = &page["headers"];
+    let policy = headers["content-security-policy"]
+        .as_str()
+        .unwrap_or_default();
+    for directive in [
+        "default-src 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(page["blocked"], json!([]), "{page}");
+    assert_eq!(page["style"], "rgb(10, 107, 45)");
     // Opening the link (as a mail scanner would) changed nothing.
     assert_eq!(world.eni_groups(&enis[0]).await, vec![isolation]);
     assert!(!run.is_finished(), "GET must not decide");
@@ -111,6 +135,7 @@ async fn an_analyst_approves_from_the_email_link_in_chromium() {
     assert_eq!(report.outcome, "restored");
     assert!(report.states.iter().any(|s| s == "Restore"));
     assert_eq!(report.output["approval"]["approver"], "Ada Analyst");
+    assert_eq!(report.output["approval"]["via"], "unauthenticated_link");
     assert_eq!(world.eni_groups(&enis[0]).await, vec![web, ssh]);
 
     // The same link again: already used, a clear page, nothing changes.

@@ -1,9 +1,10 @@
 //! approval: the page behind the email's links (a Lambda Function URL). GET shows what restore
-//! would put back and changes nothing; POST sends the decision to the waiting workflow. The
-//! query string holds a task token, so requests are never logged. KMS verifies each link's
-//! MAC; this function may only `VerifyMac` with the key, never make a MAC.
+//! would put back and changes nothing; POST sends the decision to the waiting workflow. KMS
+//! verifies each link's MAC; this function may only `VerifyMac` with the link key, never make
+//! one. It installs no tracing subscriber: the runtime's raw-event trace would log the request
+//! (links, forms), and the decision's task token passes through this function's memory.
 
-use cordon_core::approval::{handle_get, handle_post, LinkKey, Reply};
+use cordon_core::approval::{handle_get, handle_post, response_headers, LinkKey, Reply};
 use cordon_core::aws::{AwsContext, AwsTarget};
 use cordon_core::decision::{decision_key_id_from, DecisionKey};
 use cordon_core::kms::AwsKms;
@@ -12,14 +13,11 @@ use cordon_core::steps::unix_now;
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
 
 fn html(reply: Reply) -> Result<Response<Body>, Error> {
-    Ok(Response::builder()
-        .status(reply.status)
-        .header("content-type", "text/html; charset=utf-8")
-        // The page holds signed links: no caching, no referrer, no framing.
-        .header("cache-control", "no-store")
-        .header("referrer-policy", "no-referrer")
-        .header("x-frame-options", "DENY")
-        .body(Body::Text(reply.html))?)
+    let mut response = Response::builder().status(reply.status);
+    for (name, value) in response_headers() {
+        response = response.header(name, value);
+    }
+    Ok(response.body(Body::Text(reply.html))?)
 }
 
 #[tokio::main]
@@ -45,8 +43,7 @@ async fn main() -> Result<(), Error> {
                     handle_get(sfn, key, request.uri().query().unwrap_or(""), unix_now()).await
                 }
                 "POST" => {
-                    let form = std::str::from_utf8(request.body().as_ref()).unwrap_or("");
-                    handle_post(sfn, key, decisions, form, unix_now()).await
+                    handle_post(sfn, key, decisions, request.body().as_ref(), unix_now()).await
                 }
                 _ => Reply {
                     status: 405,

@@ -34,11 +34,12 @@ fn decision_message(execution_arn: &str, decision: &Decision) -> Vec<u8> {
         None => ("0", ""),
     };
     digest(&[
-        "cordon decision v1",
+        "cordon decision v2",
         execution_arn,
         decision.decision.as_str(),
         has_approver,
         approver,
+        decision.via.as_str(),
         &decision.decided_at,
     ])
 }
@@ -69,6 +70,15 @@ impl<K: Kms> DecisionKey<K> {
     /// Whether `answer` (the approval task's output, as the state machine passes it) is a
     /// decision the approval page sealed for `execution_arn`.
     pub async fn check(&self, execution_arn: &str, answer: &Value) -> Verdict {
+        let unsealed_answer = || {
+            Verdict::Refused(
+                "the decision carries no seal of Cordon's approval page: it was sent to the workflow directly (states:SendTaskSuccess), not through an approval link".into(),
+            )
+        };
+        // No seal at all is the direct SendTaskSuccess, whatever else the answer holds.
+        if answer.get("seal").and_then(Value::as_str).is_none() {
+            return unsealed_answer();
+        }
         let decision: Decision = match serde_json::from_value(answer.clone()) {
             Ok(decision) => decision,
             Err(error) => {
@@ -83,9 +93,7 @@ impl<K: Kms> DecisionKey<K> {
             .and_then(crate::approval::from_hex)
             .filter(|mac| mac.len() == crate::approval::MAC_BYTES)
         else {
-            return Verdict::Refused(
-                "the decision carries no seal of Cordon's approval page: it was sent to the workflow directly (states:SendTaskSuccess), not through an approval link".into(),
-            );
+            return unsealed_answer();
         };
         let mut unsealed = decision.clone();
         unsealed.seal = None;
@@ -131,6 +139,7 @@ mod tests {
         Decision {
             decision: Action::Approve,
             approver: approver.map(String::from),
+            via: crate::approval::Via::UnauthenticatedLink,
             decided_at: "2026-12-03T10:00:00Z".into(),
             seal: None,
         }
@@ -177,6 +186,7 @@ mod tests {
         for (field, value) in [
             ("approver", json!("Mallory")),
             ("approver", json!("")),
+            ("via", json!("aws_iam")),
             ("decided_at", json!("2026-12-04T10:00:00Z")),
         ] {
             let mut changed = answer.clone();

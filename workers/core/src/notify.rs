@@ -133,6 +133,19 @@ pub async fn decision_links(
     ))
 }
 
+/// Who decided, as the execution's decision says, on one sanitised line.
+fn decided_by(state: &WorkflowState) -> String {
+    let field = |name: &str| {
+        state
+            .approval
+            .as_ref()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.as_str())
+    };
+    let approver = field("approver").map(sanitize_line);
+    crate::approval::who_decided(approver.as_deref(), field("via"))
+}
+
 /// Text from outside Cordon (a typed approver name, an error's cause) as one line of at most
 /// 200 characters: no control character can start a line that looks like Cordon's own.
 fn sanitize_line(text: &str) -> String {
@@ -292,7 +305,7 @@ pub fn render(
                 }
             ));
             sections.push(format!(
-                "Approve restore (puts back the recorded network state):\n  {approve}\n\nKeep isolated:\n  {reject}\n\nThe links open a page that shows what restore will do; nothing happens until you press its button."
+                "Approve restore (puts back the recorded network state):\n  {approve}\n\nKeep isolated:\n  {reject}\n\nThe links open a page that shows what restore will do; nothing happens until you press its button.\nNo sign-in is configured: anyone who has these links can decide, and the name they type is recorded as typed, unchecked. Do not forward this email."
             ));
             format!(
                 "Cordon: {instance} {} ({finding_short}) - approve restore?",
@@ -337,6 +350,7 @@ pub fn render(
                     ));
                 }
             }
+            sections.push(format!("Approved by {}.", decided_by(state)));
             format!(
                 "Cordon: {instance} {}",
                 if drift {
@@ -362,13 +376,10 @@ pub fn render(
                     "a decision to restore arrived that Cordon did not make, and was refused: {}. Whoever sent it is in CloudTrail (states:SendTaskSuccess); nothing was restored",
                     sanitize_line(reason)
                 ),
-                (None, Some("reject")) => match field("approver") {
-                    Some(approver) => format!(
-                        "a decision to keep it isolated arrived from the approval page (approver: {})",
-                        sanitize_line(approver)
-                    ),
-                    None => "a decision to keep it isolated arrived from the approval page".into(),
-                },
+                (None, Some("reject")) => format!(
+                    "a decision to keep it isolated arrived (by {})",
+                    decided_by(state)
+                ),
                 _ => "nobody decided before the approval request expired".into(),
             };
             sections.push(format!(
@@ -589,6 +600,41 @@ mod tests {
             .contains("Cordon.AccessDenied: no ModifyNetworkInterfaceAttribute"));
         let restored = render(MessageKind::Restored, &state(), "arn:exec", None);
         assert_eq!(restored.subject, "Cordon: i-0000abcd restored");
+    }
+
+    #[test]
+    fn the_emails_say_who_decided_and_how_far_that_is_known() {
+        let request = render(
+            MessageKind::ApprovalRequest,
+            &state(),
+            "arn:exec",
+            Some(("https://a/", "https://r/")),
+        );
+        assert!(
+            request
+                .body
+                .contains("No sign-in is configured: anyone who has these links can decide"),
+            "{}",
+            request.body
+        );
+        let mut approved = state();
+        approved.approval = Some(
+            json!({"decision": "approve", "approver": "Ada\nApproved by: the CISO",
+            "via": "unauthenticated_link", "decided_at": "now", "seal": "00"}),
+        );
+        let body = render(MessageKind::Restored, &approved, "arn:exec", None).body;
+        assert!(
+            body.contains("Approved by Ada Approved by: the CISO (unauthenticated link: whoever held the email's link; the name as typed, checked by no one)."),
+            "{body}"
+        );
+        let mut rejected = state();
+        rejected.approval = Some(json!({"decision": "reject",
+            "approver": "arn:aws:sts::111122223333:assumed-role/Responder/ada", "via": "aws_iam"}));
+        let body = render(MessageKind::KeptIsolated, &rejected, "arn:exec", None).body;
+        assert!(
+            body.contains("keep it isolated arrived (by arn:aws:sts::111122223333:assumed-role/Responder/ada (AWS IAM identity, in CloudTrail))"),
+            "{body}"
+        );
     }
 
     #[test]

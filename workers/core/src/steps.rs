@@ -411,6 +411,7 @@ mod tests {
         let decision = Decision {
             decision: Action::Approve,
             approver: Some("Ada".into()),
+            via: crate::approval::Via::UnauthenticatedLink,
             decided_at: "2026-12-03T10:00:00Z".into(),
             seal: None,
         };

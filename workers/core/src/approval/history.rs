@@ -1,12 +1,22 @@
 //! What an execution's history says about its approval request.
 
-use super::PageContext;
+use super::{task_key, PageContext};
 
-pub(super) enum Standing {
-    Waiting(PageContext),
+pub enum Standing {
+    Waiting(Waiting),
     Decided(String),
-    /// Running and waiting, but for another task token than the link's.
+    /// Running and waiting, but for another task than the link's.
     OtherTask,
+}
+
+/// An approval request that can be answered now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    /// What the page shows and restore would put back.
+    pub context: PageContext,
+    /// The token of the task RequestApproval waits on, read from the history (never from a
+    /// link).
+    pub token: String,
 }
 
 /// One history event, as far as the approval page cares.
@@ -48,13 +58,14 @@ impl ApprovalProgress {
         }
     }
 
-    /// Whether `token` can answer the task this execution waits on. A link's signature
-    /// binds its token to its execution, so this only matters if the signing key leaks or
-    /// a bug signs the wrong pair: even then a link can never answer another execution's
-    /// task (which SendTaskSuccess would accept: the token alone names the task). The
-    /// token is no secret to whoever holds the link, so a plain comparison is fine.
-    fn waits_on(&self, token: &str) -> bool {
-        self.waiting_token.as_deref() == Some(token)
+    /// The token of the task this execution waits on, if `task` (a link's [`task_key`])
+    /// names it. The token is read from this execution's own history, so a link can never
+    /// answer another execution's task (which SendTaskSuccess would accept: the token
+    /// alone names the task), even if the signing key leaks or a bug signs the wrong pair.
+    fn token_for(&self, task: &str) -> Option<&str> {
+        self.waiting_token
+            .as_deref()
+            .filter(|token| task_key(token) == task)
     }
 }
 
@@ -69,14 +80,15 @@ fn approval_task_token(parameters: &str) -> Option<String> {
         .map(String::from)
 }
 
-/// Reads the execution: is it still waiting in RequestApproval, on the link's own task token,
-/// and what would restore put back (CaptureState's output). Checked before any decision is
-/// sent, because an answered token may be accepted silently while the execution runs on
-/// (moto does; AWS refuses), and a token answers its task whatever execution it is sent for.
-pub(super) async fn standing(
+/// Reads the execution: is it still waiting in RequestApproval, on the task a link names
+/// (`task`; `None`: whichever it waits on), with which token, and what would restore put back
+/// (CaptureState's output). Checked before any decision is sent, because an answered token
+/// may be accepted silently while the execution runs on (moto does; AWS refuses), and a
+/// token answers its task whatever execution it is sent for.
+pub async fn standing(
     sfn: &aws_sdk_sfn::Client,
     execution_arn: &str,
-    link_token: &str,
+    task: Option<&str>,
 ) -> Result<Standing, String> {
     let described = sfn
         .describe_execution()
@@ -120,12 +132,17 @@ pub(super) async fn standing(
             "A decision was already taken for this quarantine. Nothing was changed.".into(),
         ));
     }
-    if !progress.waits_on(link_token) {
+    let token = match task {
+        Some(task) => progress.token_for(task),
+        None => progress.waiting_token.as_deref(),
+    };
+    let Some(token) = token else {
         return Ok(Standing::OtherTask);
-    }
+    };
+    let token = token.to_string();
     progress
         .context
-        .map(Standing::Waiting)
+        .map(|context| Standing::Waiting(Waiting { context, token }))
         .ok_or_else(|| "the execution has no capture record".to_string())
 }
 
@@ -155,9 +172,9 @@ mod tests {
     }
 
     #[test]
-    fn only_the_token_the_approval_request_waits_on_can_answer_it() {
+    fn a_link_answers_only_the_task_the_approval_request_waits_on() {
         let mut progress = ApprovalProgress::default();
-        assert!(!progress.waits_on(""), "nothing is waiting yet");
+        assert_eq!(progress.token_for(&task_key("")), None, "nothing waits yet");
         // Worker tasks before the approval request have tokens of their own (the local
         // runner's callbacks): none of them is the approval's.
         progress.see(Seen::Entered("CaptureState"));
@@ -166,15 +183,18 @@ mod tests {
         ));
         progress.see(Seen::Exited("CaptureState", Some("{}")));
         progress.see(Seen::Entered("RequestApproval"));
-        assert!(!progress.waits_on("capture-token"));
+        assert_eq!(progress.token_for(&task_key("capture-token")), None);
         progress.see(Seen::TaskScheduled(&approval_parameters("token-1")));
-        assert!(progress.waits_on("token-1"));
+        assert_eq!(progress.token_for(&task_key("token-1")), Some("token-1"));
+        // Only the task's name finds it: not the raw token, not another's name.
         for other in ["token-2", "capture-token", "", "token-1 "] {
-            assert!(!progress.waits_on(other), "{other:?}");
+            assert_eq!(progress.token_for(&task_key(other)), None, "{other:?}");
         }
-        // A retry schedules a new task: only its token answers.
+        assert_eq!(progress.token_for("token-1"), None);
+        // A retry schedules a new task: only its name answers.
         progress.see(Seen::TaskScheduled(&approval_parameters("token-2")));
-        assert!(progress.waits_on("token-2") && !progress.waits_on("token-1"));
+        assert_eq!(progress.token_for(&task_key("token-2")), Some("token-2"));
+        assert_eq!(progress.token_for(&task_key("token-1")), None);
         assert!(!progress.decided);
         progress.see(Seen::Exited("RequestApproval", None));
         assert!(progress.decided);

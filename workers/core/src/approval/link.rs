@@ -6,20 +6,32 @@ use super::Action;
 use crate::kms::Kms;
 use crate::Result;
 
-/// The signed parameters a link carries (query string on GET, form fields on POST).
+/// The signed parameters a link carries (query string on GET, form fields on POST). No task
+/// token: a URL ends up in mail gateways' logs, browser histories and tickets, and a token
+/// answers its task for whoever holds it. The link names the task by a digest of its token,
+/// and the page reads the token itself from the execution's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkParams {
-    /// The task token.
-    pub t: String,
     /// `approve` or `reject`.
     pub a: String,
     /// Expiry, Unix seconds.
     pub e: i64,
     /// The execution ARN (the page reads what restore will put back from it).
     pub x: String,
+    /// The waiting task: [`task_key`] of its token.
+    pub k: String,
     /// Hex HMAC-SHA256, made by KMS.
     pub s: String,
 }
+
+/// Names a task without carrying its token: hex SHA-256 of the token. One way only, so the
+/// name cannot answer the task; the page finds the token in the history by this name.
+pub fn task_key(token: &str) -> String {
+    to_hex(&crate::kms::digest(&["cordon approval task v1", token]))
+}
+
+/// Hex characters in a [`task_key`].
+const TASK_KEY_CHARS: usize = 64;
 
 /// The key that signs links: a KMS HMAC key. notify may only `GenerateMac` with it and
 /// approval only `VerifyMac`; no function, template or log ever holds its material.
@@ -31,21 +43,20 @@ pub struct LinkKey<K> {
 
 /// What a link's MAC covers. The first field keeps these MACs apart from anything else the
 /// same kind of key signs.
-fn link_message(action: &str, expires: i64, execution_arn: &str, token: &str) -> Vec<u8> {
+fn link_message(action: &str, expires: i64, execution_arn: &str, task: &str) -> Vec<u8> {
     crate::kms::digest(&[
-        "cordon approval link v1",
+        "cordon approval link v2",
         action,
         &expires.to_string(),
         execution_arn,
-        token,
+        task,
     ])
 }
 
 /// The length of an HMAC-SHA256: anything else is refused without asking KMS.
 pub(crate) const MAC_BYTES: usize = 32;
 
-/// Far beyond any task token or execution ARN Step Functions makes; longer is refused
-/// without asking KMS.
+/// Far beyond any execution ARN Step Functions makes; longer is refused without asking KMS.
 const MAX_FIELD_CHARS: usize = 4096;
 
 /// Whether the link could have come from notify at all: checked before KMS is asked, so that
@@ -53,8 +64,8 @@ const MAX_FIELD_CHARS: usize = 4096;
 /// KMS request quota is shared with notify and everything else in the region).
 fn plausible(params: &LinkParams) -> bool {
     let execution = &params.x;
-    !params.t.is_empty()
-        && params.t.len() <= MAX_FIELD_CHARS
+    params.k.len() == TASK_KEY_CHARS
+        && params.k.bytes().all(|b| b.is_ascii_hexdigit())
         && execution.len() <= MAX_FIELD_CHARS
         && execution.starts_with("arn:")
         && execution.contains(":states:")
@@ -86,13 +97,14 @@ impl<K: Kms> LinkKey<K> {
         execution_arn: &str,
         token: &str,
     ) -> Result<LinkParams> {
-        let message = link_message(action.as_str(), expires, execution_arn, token);
+        let task = task_key(token);
+        let message = link_message(action.as_str(), expires, execution_arn, &task);
         let mac = self.kms.generate_mac(&self.key_id, &message).await?;
         Ok(LinkParams {
-            t: token.to_string(),
             a: action.as_str().to_string(),
             e: expires,
             x: execution_arn.to_string(),
+            k: task,
             s: to_hex(&mac),
         })
     }
@@ -107,7 +119,7 @@ impl<K: Kms> LinkKey<K> {
         let mac = from_hex(&params.s)
             .filter(|mac| mac.len() == MAC_BYTES && plausible(params))
             .ok_or(LinkProblem::Forged)?;
-        let message = link_message(&params.a, params.e, &params.x, &params.t);
+        let message = link_message(&params.a, params.e, &params.x, &params.k);
         match self.kms.verify_mac(&self.key_id, &message, &mac).await {
             Ok(true) => {}
             Ok(false) => return Err(LinkProblem::Forged),
@@ -120,13 +132,13 @@ impl<K: Kms> LinkKey<K> {
     }
 }
 
-/// `base_url?t=...&a=...&e=...&x=...&s=...`, every value URL-encoded.
+/// `base_url?a=...&e=...&x=...&k=...&s=...`, every value URL-encoded.
 pub fn link_url(base_url: &str, params: &LinkParams) -> String {
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("a", &params.a)
         .append_pair("e", &params.e.to_string())
         .append_pair("x", &params.x)
-        .append_pair("t", &params.t)
+        .append_pair("k", &params.k)
         .append_pair("s", &params.s)
         .finish();
     let separator = if base_url.contains('?') { '&' } else { '?' };
@@ -143,6 +155,7 @@ pub enum LinkProblem {
 }
 
 /// Reads link parameters from a query string or a form body; `None` when any is missing.
+/// The approver is as typed, trimmed: [`super::check_approver`] says whether it may be used.
 pub fn parse_params(encoded: &str) -> (Option<LinkParams>, Option<String>) {
     let pairs: std::collections::HashMap<String, String> =
         url::form_urlencoded::parse(encoded.as_bytes())
@@ -154,10 +167,10 @@ pub fn parse_params(encoded: &str) -> (Option<LinkParams>, Option<String>) {
         .filter(|a| !a.is_empty());
     let params = (|| {
         Some(LinkParams {
-            t: pairs.get("t")?.clone(),
             a: pairs.get("a")?.clone(),
             e: pairs.get("e")?.parse().ok()?,
             x: pairs.get("x")?.clone(),
+            k: pairs.get("k")?.clone(),
             s: pairs.get("s")?.clone(),
         })
     })();
@@ -196,7 +209,7 @@ mod tests {
                 ..params.clone()
             },
             LinkParams {
-                t: "other-token".into(),
+                k: task_key("other-token"),
                 ..params.clone()
             },
             LinkParams {
@@ -254,11 +267,20 @@ mod tests {
                 ..params.clone()
             },
             LinkParams {
-                t: String::new(),
+                k: String::new(),
+                ..params.clone()
+            },
+            // A raw token where the task's name belongs.
+            LinkParams {
+                k: "AAAA+token/==".into(),
                 ..params.clone()
             },
             LinkParams {
-                t: "t".repeat(MAX_FIELD_CHARS + 1),
+                k: format!("{}zz", &params.k[2..]),
+                ..params.clone()
+            },
+            LinkParams {
+                x: format!("{ARN}{}", "x".repeat(MAX_FIELD_CHARS)),
                 ..params.clone()
             },
             LinkParams {
@@ -293,22 +315,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn links_survive_url_encoding() {
+    async fn a_link_names_its_task_but_never_carries_the_token() {
+        let token = "AAAA+to ken/&x=1==";
         let params = key()
-            .sign(Action::Approve, 1_000, ARN, "AAAA+to ken/&x=1==")
+            .sign(Action::Approve, 1_000, ARN, token)
             .await
             .unwrap();
         let url = link_url("https://abc.lambda-url.eu-west-1.on.aws/", &params);
         let query = url.split_once('?').unwrap().1;
-        let parsed: std::collections::HashMap<String, String> =
-            url::form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect();
-        assert_eq!(parsed["t"], params.t);
-        assert_eq!(parsed["x"], ARN);
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("t", token)
+            .finish();
         assert!(
-            query.contains("t=AAAA%2Bto+ken%2F%26x%3D1%3D%3D"),
-            "{query}"
+            !url.contains(token) && !url.contains(&encoded[2..]),
+            "{url}"
         );
+        assert_eq!(params.k, task_key(token));
+        assert_ne!(task_key(token), task_key("another token"));
+        // What the page reads back is what was signed.
+        let (parsed, approver) = parse_params(query);
+        assert_eq!(parsed, Some(params));
+        assert_eq!(approver, None);
     }
 }

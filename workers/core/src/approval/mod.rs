@@ -9,10 +9,16 @@ mod page;
 
 use serde::{Deserialize, Serialize};
 
-pub use handler::{handle_get, handle_post, Reply};
+pub use handler::{
+    handle_get, handle_post, send_decision, Reply, SendProblem, MAX_APPROVER_CHARS,
+    MAX_REQUEST_BYTES,
+};
+pub use history::{standing, Standing, Waiting};
 pub(crate) use link::{from_hex, to_hex, MAC_BYTES};
-pub use link::{link_url, parse_params, LinkKey, LinkParams, LinkProblem};
-pub use page::{escape_html, render_decision_page, render_message_page, PageContext};
+pub use link::{link_url, parse_params, task_key, LinkKey, LinkParams, LinkProblem};
+pub use page::{
+    escape_html, render_decision_page, render_message_page, response_headers, PageContext,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,14 +46,53 @@ impl Action {
     }
 }
 
+/// How the workflow knows who decided. Recorded in the sealed decision, the execution's output
+/// and the emails, so nobody reads a typed name as a verified one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// The email's link alone decided (no sign-in is configured): whoever held the link, and
+    /// the name is as they typed it, checked by no one.
+    UnauthenticatedLink,
+    /// An AWS principal with its own credentials (`cordon approve|reject`): the name is the
+    /// caller's ARN as STS gives it, and CloudTrail records the call.
+    AwsIam,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::UnauthenticatedLink => "unauthenticated link",
+            Via::AwsIam => "AWS IAM",
+        }
+    }
+}
+
+/// What a person decided, as the workflow receives it (`SendTaskSuccess` output).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub decision: Action,
+    /// Who decided, as far as [`Decision::via`] can tell.
     pub approver: Option<String>,
+    pub via: Via,
     pub decided_at: String,
     /// The approval page's seal ([`crate::decision::DecisionKey`]): hex HMAC-SHA256 by KMS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
+}
+
+/// One line naming who decided and how far that is known, for emails and logs, from the
+/// decision as the execution's output carries it. The approver may be typed text: the caller
+/// sanitises the line for where it goes.
+pub fn who_decided(approver: Option<&str>, via: Option<&str>) -> String {
+    let name = approver.unwrap_or("no name given");
+    match via {
+        Some("unauthenticated_link") => format!(
+            "{name} (unauthenticated link: whoever held the email's link; the name as typed, checked by no one)"
+        ),
+        Some("aws_iam") => format!("{name} (AWS IAM identity, in CloudTrail)"),
+        _ => format!("{name} (not known how)"),
+    }
 }
 
 #[cfg(test)]

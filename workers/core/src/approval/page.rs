@@ -28,26 +28,50 @@ pub struct PageContext {
     pub interfaces: Vec<NetworkInterface>,
 }
 
+/// The page's only style. Inline, and allowed by its hash alone (see [`response_headers`]).
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}\
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}\
+form{display:inline-block;margin:1rem 1rem 0 0}button{font-size:1rem;padding:.6rem 1.2rem}\
+.approve{background:#0a6b2d;color:#fff}.reject{background:#8a1c1c;color:#fff}";
+
 fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <meta name=\"robots\" content=\"noindex\"><title>{title}</title>\
-<style>body{{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}}\
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}}\
-form{{display:inline-block;margin:1rem 1rem 0 0}}button{{font-size:1rem;padding:.6rem 1.2rem}}\
-.approve{{background:#0a6b2d;color:#fff}}.reject{{background:#8a1c1c;color:#fff}}</style></head>\
-<body>{body}</body></html>\n",
+<style>{STYLE}</style></head><body>{body}</body></html>\n",
         title = escape_html(title)
     )
 }
 
+/// The headers every page goes out with, from the Lambda and the local runner alike. The page
+/// carries signed links and decides a restore: nothing may cache, frame, refer, sniff, load
+/// or run anything, and its one form may post only back to it.
+pub fn response_headers() -> Vec<(&'static str, String)> {
+    use sha2::{Digest, Sha256};
+    let style_hash = aws_smithy_types::base64::encode(Sha256::digest(STYLE.as_bytes()));
+    vec![
+        ("content-type", "text/html; charset=utf-8".into()),
+        ("cache-control", "no-store".into()),
+        ("referrer-policy", "no-referrer".into()),
+        ("x-frame-options", "DENY".into()),
+        ("x-content-type-options", "nosniff".into()),
+        (
+            "content-security-policy",
+            format!(
+                "default-src 'none'; style-src 'sha256-{style_hash}'; form-action 'self'; \
+frame-ancestors 'none'; base-uri 'none'"
+            ),
+        ),
+    ]
+}
+
 fn hidden_fields(params: &LinkParams) -> String {
     [
-        ("t", &params.t),
         ("a", &params.a),
         ("e", &params.e.to_string()),
         ("x", &params.x),
+        ("k", &params.k),
         ("s", &params.s),
     ]
     .iter()
@@ -79,13 +103,14 @@ pub fn render_decision_page(context: &PageContext, link: &LinkParams, action: Ac
     let form = match action {
         Action::Approve => format!(
             "<form method=\"post\" id=\"approve-form\">{fields}\
-<label>Your name <input name=\"approver\" id=\"approver\" autocomplete=\"name\"></label><br>\
+<p>No sign-in is configured: anyone with this link can decide. Your name is recorded as you type it, and nobody checks it.</p>\
+<label>Your name <input name=\"approver\" id=\"approver\" autocomplete=\"name\" maxlength=\"120\"></label><br>\
 <button type=\"submit\" class=\"approve\" id=\"approve\">Approve restore</button></form>"
         ),
         Action::Reject => format!(
             "<form method=\"post\" id=\"reject-form\">{fields}\
 <button type=\"submit\" class=\"reject\" id=\"reject\">Keep isolated</button></form>\
-<p>To restore instead, use the email's approve link.</p>"
+<p>To restore instead, use the email's approve link. No sign-in is configured: anyone with this link can decide.</p>"
         ),
     };
     let body = format!(
@@ -145,7 +170,9 @@ mod tests {
         assert!(html.contains("i-1&lt;script&gt;") && html.contains("C&amp;CActivity"));
         assert!(html.contains("sg-web, sg-ssh"));
         assert!(html.contains(&approve.s) && !html.contains(&reject.s));
-        assert!(html.contains("tok&quot;en"));
+        // The form names the task; the token stays in the execution's history.
+        assert!(html.contains(&approve.k));
+        assert!(!html.contains("tok&quot;en") && !html.contains("tok\"en"));
         assert_eq!(html.matches("method=\"post\"").count(), 1);
         assert!(html.contains("id=\"approve\"") && !html.contains("id=\"reject\""));
         // A "keep isolated" link renders no way to approve.
