@@ -7,7 +7,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    cordon_core::logging::init();
     let (config, aws) = cordon_core::aws::worker_context().await?;
     run(service_fn(|event: LambdaEvent<Value>| {
         // Its clients know when this invocation ends: no EC2 work is started that the

@@ -7,7 +7,7 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    cordon_core::logging::init();
     let (config, aws) = cordon_core::aws::worker_context().await?;
     run(service_fn(|event: LambdaEvent<CaptureOutput>| {
         // Its clients know when this invocation ends: no EC2 work is started that the

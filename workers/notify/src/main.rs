@@ -10,7 +10,7 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    cordon_core::logging::init();
     let settings = NotifySettings::from_env()?;
     let aws = AwsContext::load(&AwsTarget::default()).await;
     let sns = aws_sdk_sns::Client::new(aws.sdk_config());

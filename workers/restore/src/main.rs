@@ -10,7 +10,7 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    cordon_core::logging::init();
     let key_id = decision_key_id_from(|name| std::env::var(name).ok())?;
     let aws = AwsContext::load(&AwsTarget::default())
         .await
