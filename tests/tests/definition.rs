@@ -137,6 +137,45 @@ fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
     assert_eq!(cordon_core::aws::EC2_CALL_BUDGET.as_secs(), 40);
 }
 
+#[test]
+fn the_public_approval_page_cannot_take_the_concurrency_containment_needs() {
+    let template: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap(),
+    )
+    .unwrap();
+    let functions: Vec<(&String, &serde_json::Value)> = template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+        .collect();
+    assert_eq!(functions.len(), 6);
+    for (name, function) in functions {
+        let reserved = &function["Properties"]["ReservedConcurrentExecutions"];
+        if name != "ApprovalFunction" {
+            // The containment functions share the account's unreserved pool: a burst of
+            // findings is never throttled by a reservation of its own.
+            assert!(reserved.is_null(), "{name}: {reserved}");
+            continue;
+        }
+        // Reserved (which also caps it) by default; 0 leaves it out, since a reservation of
+        // 0 would throttle every request.
+        let [condition, when, otherwise] = reserved["Fn::If"].as_array().unwrap().as_slice() else {
+            panic!("{reserved}");
+        };
+        assert_eq!(when["Ref"], "ApprovalConcurrency");
+        assert_eq!(otherwise["Ref"], "AWS::NoValue");
+        let test = &template["Conditions"][condition.as_str().unwrap()]["Fn::Not"][0]["Fn::Equals"];
+        assert_eq!(
+            test,
+            &serde_json::json!([{"Ref": "ApprovalConcurrency"}, 0])
+        );
+        let parameter = &template["Parameters"]["ApprovalConcurrency"];
+        assert!(parameter["Default"].as_u64().unwrap() >= 1, "{parameter}");
+        assert_eq!(parameter["MinValue"], 0);
+    }
+}
+
 /// Whether an IAM action pattern covers `action`: case-insensitive, `*` for any run of
 /// characters and `?` for one, anywhere (`kms:*`, `kms:*Mac`, `*`).
 fn covers(pattern: &str, action: &str) -> bool {
