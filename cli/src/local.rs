@@ -688,6 +688,7 @@ pub fn finding_for(instance_id: &str, severity: f64, remote_ipv4: &str) -> serde
         "resource": {"resourceType": "Instance", "instanceDetails": {
             "instanceId": instance_id, "instanceType": "t3.micro", "launchTime": "2026-11-01T10:00:00.000Z"}},
         "service": {"serviceName": "guardduty", "resourceRole": "ACTOR", "archived": false, "count": 3,
+            "eventFirstSeen": "2026-11-29T13:51:00.000Z", "eventLastSeen": "2026-11-29T13:58:30.000Z",
             "action": {"actionType": "NETWORK_CONNECTION", "networkConnectionAction": {
                 "connectionDirection": "OUTBOUND", "protocol": "TCP", "blocked": false,
                 "remoteIpDetails": {"ipAddressV4": remote_ipv4, "organization": {"asn": "64500"}},

@@ -78,6 +78,19 @@ async fn an_analyst_approves_from_the_email_link_in_chromium() {
         text.contains(&format!("{web}, {ssh}")),
         "restore will put back both groups, in order: {text}"
     );
+    // What the analyst needs to decide: the finding, since when, and what restore undoes.
+    for shown in [
+        "first seen 2026-11-29T13:51:00.000Z, last seen 2026-11-29T13:58:30.000Z",
+        "Remote addresses: 198.51.100.7.",
+        "(approval requested 20",
+        "and remove these network ACL entries",
+        "inbound rule",
+        "deny 198.51.100.7/32",
+        "What Cordon holds now",
+        "termination protection: on",
+    ] {
+        assert!(text.contains(shown), "{shown:?} in {text}");
+    }
     // The approve link renders its own decision only.
     assert_eq!(page["buttons"], json!(["Approve restore"]));
     // Without sign-in the page says who can decide.

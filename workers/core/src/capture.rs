@@ -23,6 +23,11 @@ pub struct FindingSummary {
     pub account_id: Option<String>,
     pub region: Option<String>,
     pub remote_addresses: Vec<IpAddr>,
+    /// When GuardDuty first and last saw the activity.
+    #[serde(default)]
+    pub first_seen: Option<String>,
+    #[serde(default)]
+    pub last_seen: Option<String>,
 }
 
 impl From<&Finding> for FindingSummary {
@@ -34,6 +39,8 @@ impl From<&Finding> for FindingSummary {
             account_id: finding.account_id.clone(),
             region: finding.region.clone(),
             remote_addresses: finding.remote_addresses.clone(),
+            first_seen: finding.first_seen.clone(),
+            last_seen: finding.last_seen.clone(),
         }
     }
 }

@@ -33,6 +33,10 @@ pub struct Finding {
     pub instance_tags: Vec<(String, String)>,
     /// `updatedAt` normalised to RFC 3339, when it could be read.
     pub updated_at: Option<String>,
+    /// `service.eventFirstSeen` and `service.eventLastSeen`, normalised to RFC 3339: when
+    /// GuardDuty first and last saw the activity (shown to the analyst who decides).
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
 }
 
 /// One finding read from a document, or why it could not be read.
@@ -216,6 +220,8 @@ fn parse_finding(finding: &Value, detail_type: Option<String>) -> ParsedFinding 
             .map(tags_of)
             .unwrap_or_default(),
         updated_at: path(finding, &["updatedAt"]).and_then(timestamp_of),
+        first_seen: path(finding, &["service", "eventFirstSeen"]).and_then(timestamp_of),
+        last_seen: path(finding, &["service", "eventLastSeen"]).and_then(timestamp_of),
     }))
 }
 
@@ -364,6 +370,7 @@ mod tests {
                 "instanceId": "i-0abc1234def567890", "launchTime": "2024-01-01T00:00:00Z",
                 "tags": [{"key": "cordon:exempt", "value": "true"}]}},
             "service": {"resourceRole": "ACTOR", "archived": false,
+                "eventFirstSeen": "2024-05-01T09:58:00Z", "eventLastSeen": "2024-05-01T10:00:00.000Z",
                 "action": {"actionType": "NETWORK_CONNECTION", "networkConnectionAction": {
                     "remoteIpDetails": {"ipAddressV4": "198.51.100.7",
                         "organization": {"asn": "64500"}}}}},
@@ -385,6 +392,15 @@ mod tests {
             assert_eq!(finding.severity, 8.0);
             assert_eq!(finding.region.as_deref(), Some("eu-west-1"));
             assert_eq!(finding.resource_role.as_deref(), Some("ACTOR"));
+            assert_eq!(
+                finding.first_seen.as_deref(),
+                Some("2024-05-01T09:58:00.000Z")
+            );
+            assert!(finding
+                .last_seen
+                .as_deref()
+                .unwrap()
+                .starts_with("2024-05-01T10:00:00"));
             assert_eq!(
                 finding.remote_addresses,
                 vec!["198.51.100.7".parse::<IpAddr>().unwrap()]

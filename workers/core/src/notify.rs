@@ -198,7 +198,7 @@ fn console_links(state: &WorkflowState, execution_arn: &str) -> String {
     lines.join("\n")
 }
 
-fn what_was_done(state: &WorkflowState) -> (String, Vec<String>) {
+pub(crate) fn what_was_done(state: &WorkflowState) -> (String, Vec<String>) {
     let mut done = Vec::new();
     let mut failed = Vec::new();
     match state.isolation() {

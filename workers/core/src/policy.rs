@@ -166,6 +166,8 @@ mod tests {
             remote_addresses: vec![],
             instance_tags: vec![],
             updated_at: None,
+            first_seen: None,
+            last_seen: None,
         }
     }
 

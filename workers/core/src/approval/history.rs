@@ -1,6 +1,7 @@
 //! What an execution's history says about its approval request.
 
 use super::{task_key, PageContext};
+use crate::workflow::{Branch, WorkflowState};
 
 pub enum Standing {
     Waiting(Waiting),
@@ -21,7 +22,8 @@ pub struct Waiting {
 
 /// One history event, as far as the approval page cares.
 enum Seen<'a> {
-    Entered(&'a str),
+    /// A state was entered (at this time, RFC 3339, when known).
+    Entered(&'a str, Option<String>),
     Exited(&'a str, Option<&'a str>),
     /// A task was scheduled with these parameters (JSON, tokens resolved).
     TaskScheduled(&'a str),
@@ -39,13 +41,24 @@ struct ApprovalProgress {
     waiting_token: Option<String>,
     /// RequestApproval has ended (answered, timed out or failed).
     decided: bool,
+    /// When RequestApproval was entered: containment had ended.
+    requested_at: Option<String>,
 }
 
 impl ApprovalProgress {
     fn see(&mut self, event: Seen) {
         match event {
-            Seen::Entered(name) => self.current_state = Some(name.to_string()),
-            Seen::Exited("CaptureState", output) => self.context = output.and_then(page_context),
+            Seen::Entered(name, at) => {
+                if name == "RequestApproval" {
+                    self.requested_at = at;
+                }
+                self.current_state = Some(name.to_string());
+            }
+            Seen::Exited("CaptureState", output) => {
+                self.context = output
+                    .and_then(|o| serde_json::from_str(o).ok())
+                    .map(|state| page_context(&WorkflowState::from_value(&state)));
+            }
             Seen::Exited("RequestApproval", _) => self.decided = true,
             Seen::Exited(..) => {}
             Seen::TaskScheduled(parameters) => {
@@ -53,6 +66,14 @@ impl ApprovalProgress {
                 // task scheduled while it is the current state is its own.
                 if self.current_state.as_deref() == Some("RequestApproval") {
                     self.waiting_token = approval_task_token(parameters);
+                    // The request carries the whole state (capture and containment): what
+                    // the page shows is what the email said.
+                    if let Some(state) = approval_state(parameters) {
+                        self.context = Some(PageContext {
+                            isolated_since: self.requested_at.clone(),
+                            ..page_context(&state)
+                        });
+                    }
                 }
             }
         }
@@ -67,6 +88,14 @@ impl ApprovalProgress {
             .as_deref()
             .filter(|token| task_key(token) == task)
     }
+}
+
+/// The workflow's state in RequestApproval's parameters (`Payload.state`, from `$`).
+fn approval_state(parameters: &str) -> Option<WorkflowState> {
+    let parameters: serde_json::Value = serde_json::from_str(parameters).ok()?;
+    Some(WorkflowState::from_value(
+        parameters.pointer("/Payload/state")?,
+    ))
 }
 
 /// The task token in RequestApproval's parameters (`Payload.task_token`, from
@@ -115,7 +144,11 @@ pub async fn standing(
             .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(&e).to_string())?;
         for event in page.events() {
             if let Some(entered) = event.state_entered_event_details() {
-                progress.see(Seen::Entered(entered.name()));
+                let at = event
+                    .timestamp()
+                    .fmt(aws_smithy_types::date_time::Format::DateTime)
+                    .ok();
+                progress.see(Seen::Entered(entered.name(), at));
             } else if let Some(exited) = event.state_exited_event_details() {
                 progress.see(Seen::Exited(exited.name(), exited.output()));
             } else if let Some(scheduled) = event.task_scheduled_event_details() {
@@ -146,16 +179,51 @@ pub async fn standing(
         .ok_or_else(|| "the execution has no capture record".to_string())
 }
 
-fn page_context(capture_output: &str) -> Option<PageContext> {
-    let state: crate::capture::CaptureOutput = serde_json::from_str(capture_output).ok()?;
-    let finding = state.finding.as_ref();
-    Some(PageContext {
-        instance_id: state.instance_id.clone().unwrap_or_default(),
+/// What the page shows, from the workflow's state.
+fn page_context(state: &WorkflowState) -> PageContext {
+    let finding = state.capture.finding.as_ref();
+    let (holds_now, failed) = crate::notify::what_was_done(state);
+    let acl_entries = match state.nacl() {
+        Branch::Done(report) => report
+            .nacl_entries
+            .iter()
+            .map(|entry| {
+                format!(
+                    "{} {} rule {}: deny {}",
+                    entry.acl_id,
+                    if entry.egress { "outbound" } else { "inbound" },
+                    entry.rule_number,
+                    entry.cidr
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    PageContext {
+        instance_id: state.capture.instance_id.clone().unwrap_or_default(),
         finding_type: finding.map(|f| f.finding_type.clone()).unwrap_or_default(),
         finding_id: finding.map(|f| f.id.clone()).unwrap_or_default(),
         severity: finding.map(|f| f.severity.to_string()).unwrap_or_default(),
-        interfaces: state.record.map(|r| r.interfaces).unwrap_or_default(),
-    })
+        first_seen: finding.and_then(|f| f.first_seen.clone()),
+        last_seen: finding.and_then(|f| f.last_seen.clone()),
+        remote_addresses: finding
+            .map(|f| f.remote_addresses.iter().map(|a| a.to_string()).collect())
+            .unwrap_or_default(),
+        isolated_since: None,
+        interfaces: state
+            .capture
+            .record
+            .as_ref()
+            .map(|r| r.interfaces.clone())
+            .unwrap_or_default(),
+        acl_entries,
+        holds_now: holds_now
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect(),
+        failed: failed.iter().map(|l| l.trim().to_string()).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -177,12 +245,15 @@ mod tests {
         assert_eq!(progress.token_for(&task_key("")), None, "nothing waits yet");
         // Worker tasks before the approval request have tokens of their own (the local
         // runner's callbacks): none of them is the approval's.
-        progress.see(Seen::Entered("CaptureState"));
+        progress.see(Seen::Entered("CaptureState", None));
         progress.see(Seen::TaskScheduled(
             r#"{"Payload": {"token": "capture-token", "task_token": "capture-token"}}"#,
         ));
         progress.see(Seen::Exited("CaptureState", Some("{}")));
-        progress.see(Seen::Entered("RequestApproval"));
+        progress.see(Seen::Entered(
+            "RequestApproval",
+            Some("2026-12-03T10:00:00Z".into()),
+        ));
         assert_eq!(progress.token_for(&task_key("capture-token")), None);
         progress.see(Seen::TaskScheduled(&approval_parameters("token-1")));
         assert_eq!(progress.token_for(&task_key("token-1")), Some("token-1"));

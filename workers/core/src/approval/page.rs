@@ -25,7 +25,20 @@ pub struct PageContext {
     pub finding_type: String,
     pub finding_id: String,
     pub severity: String,
+    /// When GuardDuty first and last saw the activity.
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// The finding's remote addresses (the attacker's side).
+    pub remote_addresses: Vec<String>,
+    /// When the approval was requested: containment had ended.
+    pub isolated_since: Option<String>,
+    /// What restore puts back per interface.
     pub interfaces: Vec<NetworkInterface>,
+    /// The network ACL entries restore removes, one line each.
+    pub acl_entries: Vec<String>,
+    /// What each measure holds now, and what failed, one line each.
+    pub holds_now: Vec<String>,
+    pub failed: Vec<String>,
 }
 
 /// The page's only style. Inline, and allowed by its hash alone (see [`response_headers`]).
@@ -113,17 +126,49 @@ pub fn render_decision_page(context: &PageContext, link: &LinkParams, action: Ac
 <p>To restore instead, use the email's approve link. No sign-in is configured: anyone with this link can decide.</p>"
         ),
     };
+    let list = |id: &str, lines: &[String], none: &str| {
+        if lines.is_empty() {
+            return format!("<p id=\"{id}\">{}</p>", escape_html(none));
+        }
+        let items: String = lines
+            .iter()
+            .map(|line| format!("<li>{}</li>", escape_html(line)))
+            .collect();
+        format!("<ul id=\"{id}\">{items}</ul>")
+    };
+    let or_unknown = |value: &Option<String>| escape_html(value.as_deref().unwrap_or("unknown"));
+    let remotes = if context.remote_addresses.is_empty() {
+        "none named".to_string()
+    } else {
+        escape_html(&context.remote_addresses.join(", "))
+    };
+    let failed = if context.failed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<h2>What failed</h2>{}",
+            list("failed", &context.failed, "")
+        )
+    };
     let body = format!(
         "<h1>Restore {instance}?</h1>\
-<p>GuardDuty reported <strong>{finding_type}</strong> (severity {severity}, finding <code>{finding_id}</code>). \
-Cordon isolated the instance and is waiting for a decision.</p>\
+<p>GuardDuty reported <strong>{finding_type}</strong> (severity {severity}, finding <code>{finding_id}</code>), \
+first seen {first_seen}, last seen {last_seen}. Remote addresses: <span id=\"remotes\">{remotes}</span>.</p>\
+<p>Cordon isolated the instance (approval requested {since}) and is waiting for a decision.</p>\
 <h2>Restore will put back</h2>\
 <table id=\"restore-plan\"><tr><th>Network interface</th><th>Subnet</th><th>Security groups</th></tr>{rows}</table>\
-<p>and remove the network ACL entries Cordon added. Keeping it isolated changes nothing.</p>{form}",
+<h2>and remove these network ACL entries</h2>{acl}\
+<h2>What Cordon holds now</h2>{holds}{failed}\
+<p>Keeping it isolated changes nothing.</p>{form}",
         instance = escape_html(&context.instance_id),
         finding_type = escape_html(&context.finding_type),
         severity = escape_html(&context.severity),
         finding_id = escape_html(&context.finding_id),
+        first_seen = or_unknown(&context.first_seen),
+        last_seen = or_unknown(&context.last_seen),
+        since = or_unknown(&context.isolated_since),
+        acl = list("acl-entries", &context.acl_entries, "none"),
+        holds = list("holds-now", &context.holds_now, "nothing"),
     );
     page(&format!("Cordon: restore {}?", context.instance_id), &body)
 }
@@ -161,6 +206,11 @@ mod tests {
                 ipv6: vec![],
                 ..Default::default()
             }],
+            first_seen: Some("2026-12-03T09:58:00.000Z".into()),
+            remote_addresses: vec!["198.51.100.7".into()],
+            acl_entries: vec!["acl-1 inbound rule 1: deny 198.51.100.7/32".into()],
+            holds_now: vec!["eni-1: isolated <b>".into()],
+            ..Default::default()
         };
         let key = key();
         let approve = key.sign(Action::Approve, 1, ARN, "tok\"en").await.unwrap();
@@ -169,6 +219,17 @@ mod tests {
         assert!(!html.contains("<script>"));
         assert!(html.contains("i-1&lt;script&gt;") && html.contains("C&amp;CActivity"));
         assert!(html.contains("sg-web, sg-ssh"));
+        // What the analyst needs to decide, unknowns said as such.
+        for shown in [
+            "first seen 2026-12-03T09:58:00.000Z, last seen unknown",
+            "Remote addresses: <span id=\"remotes\">198.51.100.7</span>",
+            "<li>acl-1 inbound rule 1: deny 198.51.100.7/32</li>",
+            "<li>eni-1: isolated &lt;b&gt;</li>",
+            "approval requested unknown",
+        ] {
+            assert!(html.contains(shown), "{shown}\n{html}");
+        }
+        assert!(!html.contains("What failed"));
         assert!(html.contains(&approve.s) && !html.contains(&reject.s));
         // The form names the task; the token stays in the execution's history.
         assert!(html.contains(&approve.k));
