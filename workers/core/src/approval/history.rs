@@ -4,7 +4,7 @@ use super::{task_key, PageContext};
 use crate::workflow::{Branch, WorkflowState};
 
 pub enum Standing {
-    Waiting(Waiting),
+    Waiting(Box<Waiting>),
     Decided(String),
     /// Running and waiting, but for another task than the link's.
     OtherTask,
@@ -175,7 +175,7 @@ pub async fn standing(
     let token = token.to_string();
     progress
         .context
-        .map(|context| Standing::Waiting(Waiting { context, token }))
+        .map(|context| Standing::Waiting(Box::new(Waiting { context, token })))
         .ok_or_else(|| "the execution has no capture record".to_string())
 }
 
