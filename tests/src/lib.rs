@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod faults;
+pub mod runtime_api;
 
 pub use cordon::local::{finding_for, EntryView, World, REGION};
 

@@ -103,18 +103,28 @@ fn every_task_retries_cordons_transient_errors_and_lambdas_timeouts_and_crashes(
     }
 }
 
-#[test]
-fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
-    let template: serde_json::Value = serde_norway::from_str(
+/// The deployed template, as its tests read it.
+fn template() -> serde_json::Value {
+    serde_norway::from_str(
         &std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap(),
     )
-    .unwrap();
-    let functions: Vec<(&String, &serde_json::Value)> = template["Resources"]
+    .unwrap()
+}
+
+/// The template's Lambda functions, by logical id.
+fn functions(template: &serde_json::Value) -> Vec<(&String, &serde_json::Value)> {
+    template["Resources"]
         .as_object()
         .unwrap()
         .iter()
         .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
+    let template = template();
+    let functions = functions(&template);
     let ec2_workers = [
         "CaptureState",
         "IsolateSecurityGroups",
@@ -139,16 +149,8 @@ fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
 
 #[test]
 fn the_public_approval_page_cannot_take_the_concurrency_containment_needs() {
-    let template: serde_json::Value = serde_norway::from_str(
-        &std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap(),
-    )
-    .unwrap();
-    let functions: Vec<(&String, &serde_json::Value)> = template["Resources"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
-        .collect();
+    let template = template();
+    let functions = functions(&template);
     assert_eq!(functions.len(), 6);
     for (name, function) in functions {
         let reserved = &function["Properties"]["ReservedConcurrentExecutions"];
@@ -315,10 +317,7 @@ fn key_grants(
 
 #[test]
 fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
-    let template: serde_json::Value = serde_norway::from_str(
-        &std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap(),
-    )
-    .unwrap();
+    let template = template();
     let resources = template["Resources"].as_object().unwrap();
     for key in ["LinkKey", "DecisionKey"] {
         assert_eq!(resources[key]["Type"], "AWS::KMS::Key", "{key}");

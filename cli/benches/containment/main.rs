@@ -15,7 +15,6 @@
 //! and BENCHMARKS-burst.svg at the repository root, and prints the tables.
 
 mod figures;
-mod runtime_api;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,8 +29,8 @@ use cordon_tests::faults::{FaultPlan, FaultProxy, ProxiedCall};
 use cordon_tests::{finding_for, repo_root, Moto, World, REGION};
 use serde_json::{json, Value};
 
+use cordon_tests::runtime_api::{self, RuntimeApi};
 use figures::{critical_path, median, ms, percentile, since, spread};
-use runtime_api::RuntimeApi;
 
 const WORKERS: [&str; 6] = [
     "capture-state",

@@ -1,5 +1,5 @@
-//! A local Lambda Runtime API: the three calls a custom runtime makes, so that a release
-//! bootstrap runs here as it runs in Lambda. It hands out one event on the first `next`, takes
+//! A local Lambda Runtime API: the three calls a custom runtime makes, so that a worker's
+//! binary runs here as it runs in Lambda (the benchmark's cold starts, the log tests). It hands out one event on the first `next`, takes
 //! the answer, and holds every later `next` (the process is then measured and killed). It
 //! notes when the first `next` arrived: the end of the bootstrap's cold start.
 
@@ -103,11 +103,11 @@ async fn next(State(shared): State<Arc<Shared>>) -> (StatusCode, HeaderMap, Stri
     let mut set = |name: &'static str, value: String| {
         headers.insert(name, HeaderValue::from_str(&value).unwrap());
     };
-    set("lambda-runtime-aws-request-id", "bench-1".into());
+    set("lambda-runtime-aws-request-id", "request-1".into());
     set("lambda-runtime-deadline-ms", deadline.to_string());
     set(
         "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:bench".into(),
+        "arn:aws:lambda:us-east-1:123456789012:function:cordon-worker".into(),
     );
     set(
         "lambda-runtime-trace-id",
