@@ -80,6 +80,17 @@ enum Command {
     },
     /// The state machine as a Mermaid diagram.
     Graph,
+    /// Confirm an email subscription to the alert topic so that unsubscribing needs AWS
+    /// credentials: paste the "Confirm subscription" link of AWS's email instead of clicking
+    /// it (a click confirms a subscription that any holder of a later email can end).
+    ConfirmSubscription {
+        /// The link from the confirmation email, whole and in quotes.
+        #[arg(long)]
+        link: String,
+        /// The stack's alert topic (its AlertTopic output): the link must be for it.
+        #[arg(long)]
+        topic: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -184,6 +195,9 @@ async fn run(cli: Cli) -> Result<u8, CordonError> {
         Command::Triage { policy, files } => triage(&policy, &files),
         Command::Isolate(args) => isolate_command(&target, &args).await,
         Command::Restore { instance } => restore_command(&target, &instance).await,
+        Command::ConfirmSubscription { link, topic } => {
+            confirm_subscription_command(&target, &link, topic.as_deref()).await
+        }
         Command::Status { instance } => status_command(&target, instance.as_deref()).await,
         Command::Run { finding, workflow } => {
             run_command(target.endpoint_url.as_deref(), &finding, &workflow).await
@@ -608,6 +622,31 @@ async fn restore_command(target: &AwsTarget, instance_id: &str) -> Result<u8, Co
         // `cordon restore` checks no workflow decision: it acts on the caller's credentials.
         RestoreStatus::Failed | RestoreStatus::DecisionRefused => EXIT_FAILED,
     })
+}
+
+async fn confirm_subscription_command(
+    target: &AwsTarget,
+    link: &str,
+    topic: Option<&str>,
+) -> Result<u8, CordonError> {
+    use cordon_core::subscription::{
+        confirm_with_authenticated_unsubscribe, parse_confirmation_link,
+    };
+    let link = parse_confirmation_link(link, topic)?;
+    // The topic's own region, whatever the shell's default is.
+    let target = AwsTarget {
+        region: Some(link.region.clone()),
+        ..target.clone()
+    };
+    let sns = aws_sdk_sns::Client::new(AwsContext::load(&target).await.sdk_config());
+    let subscription_arn = confirm_with_authenticated_unsubscribe(&sns, &link).await?;
+    eprintln!("cordon: confirmed; unsubscribing now needs AWS credentials of the topic's or the subscription's owner");
+    print_pretty(&json!({
+        "subscription_arn": subscription_arn,
+        "topic_arn": link.topic_arn,
+        "authenticate_on_unsubscribe": true,
+    }));
+    Ok(0)
 }
 
 async fn status_command(target: &AwsTarget, instance: Option<&str>) -> Result<u8, CordonError> {

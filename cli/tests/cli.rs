@@ -615,3 +615,70 @@ fn run_without_moto_names_the_setup_command() {
         stderr(&output)
     );
 }
+
+#[tokio::test]
+async fn confirm_subscription_asks_for_authenticated_unsubscribe_and_refuses_other_links() {
+    let moto = Moto::start();
+    let topic = aws_sdk_sns::Client::new(&moto.sdk_config())
+        .create_topic()
+        .name("cordon-alerts")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let link = |topic: &str, token: &str| {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("TopicArn", topic)
+            .append_pair("Token", token)
+            .append_pair("Endpoint", "soc@example.com")
+            .finish();
+        format!("https://sns.us-east-1.amazonaws.com/confirmation.html?{query}")
+    };
+    let confirmed = cordon(
+        Some(&moto),
+        &[
+            "confirm-subscription",
+            "--link",
+            &link(&topic, "2336412f37fb687f"),
+            "--topic",
+            &topic,
+        ],
+    );
+    assert_eq!(confirmed.status.code(), Some(0), "{}", stderr(&confirmed));
+    let report = json(&confirmed);
+    assert_eq!(report["topic_arn"], topic.as_str());
+    assert_eq!(report["authenticate_on_unsubscribe"], true);
+    assert!(report["subscription_arn"]
+        .as_str()
+        .unwrap()
+        .starts_with(&topic));
+    // Another topic's link, a link that is not SNS's, and a topic that does not exist.
+    let elsewhere = topic.replace("cordon-alerts", "elsewhere");
+    for (bad, says) in [
+        (link(&elsewhere, "ab12"), "nothing was confirmed"),
+        (
+            link(&topic, "ab12")
+                .replace("sns.us-east-1.amazonaws.com", "sns.us-east-1.evil.example"),
+            "not an SNS endpoint",
+        ),
+    ] {
+        let refused = cordon(
+            Some(&moto),
+            &["confirm-subscription", "--link", &bad, "--topic", &topic],
+        );
+        assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains(says), "{}", stderr(&refused));
+        assert!(refused.stdout.is_empty());
+    }
+    let missing = cordon(
+        Some(&moto),
+        &["confirm-subscription", "--link", &link(&elsewhere, "ab12")],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("did not confirm"),
+        "{}",
+        stderr(&missing)
+    );
+}

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod record;
 pub mod restore;
 pub mod steps;
+pub mod subscription;
 pub mod workflow;
 
 pub use error::{CordonError, Result, StepError};
