@@ -8,13 +8,16 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod demo;
+use cordon_core::approval::Action;
 use cordon_core::aws::{AwsContext, AwsEc2, AwsTarget};
 use cordon_core::capture::{capture_seeing, CaptureStatus, FindingSummary};
 use cordon_core::config::{parse_severity, Config, ForensicSource, RuleBand};
+use cordon_core::decision::DecisionKey;
 use cordon_core::ec2::{DenyEntry, Ec2};
 use cordon_core::error::StepError;
 use cordon_core::finding::{parse_document, Finding, ParsedFinding};
 use cordon_core::isolate::{isolate_seen, StepStatus};
+use cordon_core::kms::AwsKms;
 use cordon_core::nacl::block;
 use cordon_core::policy::Verdict;
 use cordon_core::record::{state_from_tags, STATE_TAG_PREFIX};
@@ -60,6 +63,11 @@ enum Command {
         #[arg(long)]
         instance: String,
     },
+    /// Break glass: approve the restore of a waiting quarantine as yourself (your AWS
+    /// identity is the approver, and CloudTrail names you). Refused unless it waits for a decision.
+    Approve(DecideArgs),
+    /// Break glass: keep a waiting quarantine isolated, as yourself.
+    Reject(DecideArgs),
     /// List quarantined instances (from Cordon's tags).
     Status {
         #[arg(long)]
@@ -91,6 +99,17 @@ enum Command {
         #[arg(long)]
         topic: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct DecideArgs {
+    /// The waiting execution (in the approval email, `cordon status` or the console).
+    #[arg(long)]
+    execution: String,
+    /// The stack's decision key (its DecisionKeyArn output): the restore step trusts only
+    /// decisions sealed with it, and only the stack's BreakGlassPrincipals may seal one.
+    #[arg(long, env = "CORDON_DECISION_KEY_ID")]
+    decision_key: String,
 }
 
 #[derive(Args)]
@@ -198,6 +217,8 @@ async fn run(cli: Cli) -> Result<u8, CordonError> {
         Command::ConfirmSubscription { link, topic } => {
             confirm_subscription_command(&target, &link, topic.as_deref()).await
         }
+        Command::Approve(args) => decide_command(&target, &args, Action::Approve).await,
+        Command::Reject(args) => decide_command(&target, &args, Action::Reject).await,
         Command::Status { instance } => status_command(&target, instance.as_deref()).await,
         Command::Run { finding, workflow } => {
             run_command(target.endpoint_url.as_deref(), &finding, &workflow).await
@@ -645,6 +666,52 @@ async fn confirm_subscription_command(
         "subscription_arn": subscription_arn,
         "topic_arn": link.topic_arn,
         "authenticate_on_unsubscribe": true,
+    }));
+    Ok(0)
+}
+
+async fn decide_command(
+    target: &AwsTarget,
+    args: &DecideArgs,
+    action: Action,
+) -> Result<u8, CordonError> {
+    use cordon_core::approval::{decide_as_caller, execution_region};
+    let region = execution_region(&args.execution)?;
+    let target = AwsTarget {
+        region: Some(region),
+        ..target.clone()
+    };
+    let context = AwsContext::load(&target).await;
+    let sdk = context.sdk_config();
+    let caller = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|error| CordonError::Unavailable {
+            operation: "sts:GetCallerIdentity".into(),
+            message: aws_sdk_sts::error::DisplayErrorContext(&error).to_string(),
+        })?;
+    let caller_arn = caller.arn().ok_or_else(|| CordonError::Unavailable {
+        operation: "sts:GetCallerIdentity".into(),
+        message: "STS named no caller".into(),
+    })?;
+    let decisions = DecisionKey {
+        kms: AwsKms::new(sdk),
+        key_id: args.decision_key.clone(),
+    };
+    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let decision = decide_as_caller(&sfn, &decisions, &args.execution, action, caller_arn).await?;
+    eprintln!(
+        "cordon: {} sent for {} as {caller_arn}",
+        action.as_str(),
+        args.execution
+    );
+    print_pretty(&json!({
+        "execution_arn": args.execution,
+        "decision": decision.decision,
+        "approver": decision.approver,
+        "via": decision.via,
+        "decided_at": decision.decided_at,
     }));
     Ok(0)
 }

@@ -682,3 +682,136 @@ async fn confirm_subscription_asks_for_authenticated_unsubscribe_and_refuses_oth
         stderr(&missing)
     );
 }
+
+/// An execution of the real state machine on moto, waiting for a decision on `instance`'s
+/// containment: its runner's work in the background, which answers no approval request.
+async fn waiting_execution(
+    runner: &std::sync::Arc<cordon::runner::Runner>,
+    instance: &str,
+) -> (
+    String,
+    tokio::task::JoinHandle<Result<cordon::runner::RunReport, cordon_core::CordonError>>,
+) {
+    let event = serde_json::json!({"version": "0", "id": "e-1", "detail-type": "GuardDuty Finding",
+        "source": "aws.guardduty", "account": "123456789012", "region": cordon_tests::REGION,
+        "resources": [], "detail": finding_for(instance, 8.0, "198.51.100.7")});
+    let arn = runner.start_execution(&event, 600).await.unwrap();
+    let follow = tokio::spawn({
+        let (runner, arn) = (runner.clone(), arn.clone());
+        async move {
+            runner
+                .follow(&arn, cordon::runner::DecisionMode::Wait)
+                .await
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    // The approval email is out once RequestApproval waits on its task.
+    while !matches!(runner.approval_links(&arn).await, Ok(Some(_))) {
+        assert!(
+            !follow.is_finished() && std::time::Instant::now() < deadline,
+            "the workflow never asked for approval"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    (arn, follow)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_approve_restores_as_the_callers_identity_and_only_while_waiting() {
+    let moto = Moto::start();
+    let runner = std::sync::Arc::new(
+        cordon::runner::Runner::start(&moto.endpoint, cordon_core::config::Config::default())
+            .await
+            .unwrap(),
+    );
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let web = world.security_group(&vpc, "web", 443).await;
+    let (instance, enis) = world.instance(&[(&subnet, &[&web])], false).await;
+    let (arn, follow) = waiting_execution(&runner, &instance).await;
+    let isolated = world.eni_groups(&enis[0]).await;
+    assert_ne!(isolated, vec![web.clone()]);
+    let key = runner.decision_key().key_id.clone();
+    let caller = aws_sdk_sts::Client::new(&moto.sdk_config())
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+
+    // What is not an execution ARN, and a key that cannot seal: refused, nothing sent.
+    let not_arn = cordon(
+        Some(&moto),
+        &["approve", "--execution", "f-1", "--decision-key", &key],
+    );
+    assert_eq!(not_arn.status.code(), Some(1));
+    assert!(
+        stderr(&not_arn).contains("not a Step Functions execution ARN"),
+        "{}",
+        stderr(&not_arn)
+    );
+    let wrong_key = cordon(
+        Some(&moto),
+        &[
+            "approve",
+            "--execution",
+            &arn,
+            "--decision-key",
+            "alias/not-the-decision-key",
+        ],
+    );
+    assert_eq!(wrong_key.status.code(), Some(1), "{}", stderr(&wrong_key));
+    assert!(
+        stderr(&wrong_key).contains("nothing was sent"),
+        "{}",
+        stderr(&wrong_key)
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        !follow.is_finished(),
+        "a refused decision moved the workflow on"
+    );
+    assert_eq!(world.eni_groups(&enis[0]).await, isolated);
+
+    let approved = cordon(
+        Some(&moto),
+        &["approve", "--execution", &arn, "--decision-key", &key],
+    );
+    assert_eq!(approved.status.code(), Some(0), "{}", stderr(&approved));
+    let sent = json(&approved);
+    assert_eq!(sent["decision"], "approve");
+    assert_eq!(sent["via"], "aws_iam");
+    assert_eq!(sent["approver"], caller.as_str());
+
+    let report = follow.await.unwrap().unwrap();
+    assert!(
+        report.states.iter().any(|s| s == "NotifyRestored"),
+        "{:?}",
+        report.states
+    );
+    assert_eq!(world.eni_groups(&enis[0]).await, vec![web]);
+    assert_eq!(report.output["approval"]["via"], "aws_iam");
+    assert_eq!(report.output["approval"]["approver"], caller.as_str());
+    let messages = runner.messages_of(&arn).await.unwrap();
+    let (_, body) = messages
+        .iter()
+        .find(|(subject, _)| subject.contains("restored"))
+        .expect("a restored email");
+    assert!(body.contains(&caller), "{body}");
+    assert!(body.contains("AWS IAM identity"), "{body}");
+
+    // Decided: a second decision is refused and sends nothing.
+    let again = cordon(
+        Some(&moto),
+        &["reject", "--execution", &arn, "--decision-key", &key],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("is not waiting for a decision"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(again.stdout.is_empty());
+}

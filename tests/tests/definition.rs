@@ -215,12 +215,63 @@ struct KeyGrant {
     key: String,
 }
 
+/// A key policy's deny of `action` to every principal but `except`.
+#[derive(Debug)]
+struct KeyDeny {
+    except: std::collections::BTreeSet<String>,
+    action: String,
+    key: String,
+}
+
+/// The principals a condition value names: a role by `Fn::GetAtt`, a parameter by `Ref`
+/// (its name), every branch of an `Fn::If`, and the items an `Fn::Split` of an `Fn::Join`
+/// brings together.
+fn principals_of(value: &serde_json::Value) -> Vec<String> {
+    if let Some(role) = value["Fn::GetAtt"][0].as_str() {
+        return vec![role.to_string()];
+    }
+    if let Some(parameter) = value["Ref"].as_str() {
+        return vec![parameter.to_string()];
+    }
+    if let Some(branches) = value["Fn::If"].as_array() {
+        return branches[1..].iter().flat_map(principals_of).collect();
+    }
+    if value["Fn::Split"].is_array() {
+        return principals_of(&value["Fn::Split"][1]);
+    }
+    if value["Fn::Join"].is_array() {
+        return principals_of(&value["Fn::Join"][1]);
+    }
+    match value {
+        serde_json::Value::Array(items) => items.iter().flat_map(principals_of).collect(),
+        serde_json::Value::String(text) => vec![text.clone()],
+        serde_json::Value::Null => Vec::new(),
+        _ => panic!("a principal this test does not read: {value}"),
+    }
+}
+
+/// A key policy's statements, each `Fn::If` taken as its statement (the parameter set).
+fn key_statements(policy: &serde_json::Value) -> Vec<serde_json::Value> {
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|statement| match statement["Fn::If"].as_array() {
+            Some(branches) => branches[1..]
+                .iter()
+                .find(|b| b.get("Ref").is_none())
+                .cloned(),
+            None => Some(statement.clone()),
+        })
+        .collect()
+}
+
 /// Every Allow and Deny of the template that could let a principal use a KMS key: the roles'
 /// inline policies, `AWS::IAM::Policy` resources and the keys' own policies. Only shapes it
 /// reads are allowed: a managed policy or a grant would escape it.
 fn key_grants(
     resources: &serde_json::Map<String, serde_json::Value>,
-) -> (Vec<KeyGrant>, Vec<KeyGrant>) {
+) -> (Vec<KeyGrant>, Vec<KeyDeny>) {
     let (mut allows, mut denies) = (Vec::new(), Vec::new());
     let actions = |statement: &serde_json::Value| -> Vec<String> {
         let listed = |key: &str| -> Vec<String> {
@@ -288,25 +339,36 @@ fn key_grants(
             }
         }
         if kind == "AWS::KMS::Key" {
-            for statement in properties["KeyPolicy"]["Statement"].as_array().unwrap() {
+            for statement in key_statements(&properties["KeyPolicy"]) {
                 let condition = &statement["Condition"];
-                for action in actions(statement) {
+                let principal_arns = |operators: [&str; 2]| -> Vec<String> {
+                    operators
+                        .iter()
+                        .flat_map(|op| principals_of(&condition[*op]["aws:PrincipalArn"]))
+                        .collect()
+                };
+                for action in actions(&statement) {
                     if statement["Effect"] == "Deny" {
-                        let except = role_of(&condition["ArnNotEquals"]["aws:PrincipalArn"]);
-                        denies.push(KeyGrant {
-                            who: except.unwrap_or_default(),
+                        denies.push(KeyDeny {
+                            except: principal_arns(["ArnNotEquals", "ArnNotLike"])
+                                .into_iter()
+                                .collect(),
                             action,
                             key: name.clone(),
                         });
                     } else {
-                        // Delegated to one role by a condition, or to the principal itself.
-                        let who = role_of(&condition["ArnEquals"]["aws:PrincipalArn"])
-                            .unwrap_or_else(|| statement["Principal"].to_string());
-                        allows.push(KeyGrant {
-                            who,
-                            action,
-                            key: name.clone(),
-                        });
+                        // Delegated to principals by a condition, or to the principal itself.
+                        let mut who = principal_arns(["ArnEquals", "ArnLike"]);
+                        if who.is_empty() {
+                            who.push(statement["Principal"].to_string());
+                        }
+                        for who in who {
+                            allows.push(KeyGrant {
+                                who,
+                                action: action.clone(),
+                                key: name.clone(),
+                            });
+                        }
                     }
                 }
             }
@@ -359,30 +421,38 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
         !allows.iter().any(|g| covers(&g.action, "kms:CreateGrant")),
         "{allows:?}"
     );
+    // Break glass: the engineers' roles the stack names (BreakGlassPrincipals, a parameter)
+    // may seal a decision as the approval function does, and no one else.
     for (key, operation, only) in [
-        ("LinkKey", "kms:GenerateMac", "NotifyRole"),
-        ("LinkKey", "kms:VerifyMac", "ApprovalRole"),
-        ("DecisionKey", "kms:GenerateMac", "ApprovalRole"),
-        ("DecisionKey", "kms:VerifyMac", "RestoreRole"),
+        ("LinkKey", "kms:GenerateMac", &["NotifyRole"][..]),
+        ("LinkKey", "kms:VerifyMac", &["ApprovalRole"]),
+        (
+            "DecisionKey",
+            "kms:GenerateMac",
+            &["ApprovalRole", "BreakGlassPrincipals"],
+        ),
+        ("DecisionKey", "kms:VerifyMac", &["RestoreRole"]),
     ] {
-        let who: std::collections::BTreeSet<&str> = allows
+        let only: std::collections::BTreeSet<String> =
+            only.iter().map(|who| who.to_string()).collect();
+        let who: std::collections::BTreeSet<String> = allows
             .iter()
             .filter(|g| (g.key == key || g.key == "*") && covers(&g.action, operation))
-            .map(|g| g.who.as_str())
+            .map(|g| g.who.clone())
             .collect();
-        assert_eq!(
-            who,
-            std::collections::BTreeSet::from([only]),
-            "{key} {operation}: {allows:?}"
-        );
+        assert_eq!(who, only, "{key} {operation}: {allows:?}");
         // And the key policy denies it to everyone else, whatever IAM says.
         assert!(
             denies
                 .iter()
-                .any(|d| d.key == key && d.who == only && covers(&d.action, operation)),
+                .any(|d| d.key == key && d.except == only && covers(&d.action, operation)),
             "{key} {operation}: {denies:?}"
         );
     }
+    assert_eq!(
+        template["Parameters"]["BreakGlassPrincipals"]["Default"], "",
+        "break glass is off unless the stack names who"
+    );
 }
 
 #[test]

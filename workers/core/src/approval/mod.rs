@@ -2,6 +2,7 @@
 //! signed (an HMAC-SHA256 made by KMS over action, expiry, execution and token) and expire
 //! with the task; GET only shows what would happen (mail scanners follow links), POST decides.
 
+mod break_glass;
 mod handler;
 mod history;
 mod link;
@@ -9,6 +10,7 @@ mod page;
 
 use serde::{Deserialize, Serialize};
 
+pub use break_glass::{caller_decision, decide_as_caller, execution_region};
 pub use handler::{
     handle_get, handle_post, send_decision, Reply, SendProblem, MAX_APPROVER_CHARS,
     MAX_REQUEST_BYTES,
