@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use cordon_core::approval::{handle_get, handle_post, LinkKey};
+use cordon_core::approval::{handle_get, handle_post, ApprovalPage, LinkKey, SignIn, Visit};
 use cordon_core::aws::{AwsContext, MemberRole};
 use cordon_core::config::Config;
 use cordon_core::decision::DecisionKey;
@@ -164,6 +164,8 @@ pub struct Runner {
     approval_key: LinkKey<AwsKms>,
     decision_key: DecisionKey<AwsKms>,
     pub approval_url: String,
+    /// The issuer the page signs analysts in at, if any.
+    sign_in_at: Option<String>,
     topic_arn: String,
     region: String,
 }
@@ -191,6 +193,16 @@ impl Runner {
     /// Prepares moto at `endpoint` (it must execute state machines, so the setting goes in
     /// before anything is created), the SNS topic and the local approval page.
     pub async fn start(endpoint: &str, config: Config) -> Result<Runner, CordonError> {
+        Self::start_with_sign_in(endpoint, config, None).await
+    }
+
+    /// As [`Runner::start`], with the approval page behind sign-in at an OpenID Connect
+    /// provider, as the stack's `OidcIssuer` makes it.
+    pub async fn start_with_sign_in(
+        endpoint: &str,
+        config: Config,
+        sign_in: Option<SignIn>,
+    ) -> Result<Runner, CordonError> {
         let http = reqwest::Client::new();
         let setting = json!({"stepfunctions": {"execute_state_machine": true}, "lambda": {"use_docker": false}});
         http.post(format!("{endpoint}/moto-api/config"))
@@ -230,8 +242,14 @@ impl Runner {
             kms: AwsKms::new(&sdk),
             key_id: crate::local::create_hmac_key(&sdk, "Cordon decisions (local run)").await?,
         };
-        let approval_url =
-            serve_approval(sfn.clone(), approval_key.clone(), decision_key.clone()).await?;
+        let sign_in_at = sign_in.as_ref().map(|s| s.issuer.clone());
+        let approval_url = serve_approval(
+            sfn.clone(),
+            approval_key.clone(),
+            decision_key.clone(),
+            sign_in,
+        )
+        .await?;
         Ok(Runner {
             endpoint: endpoint.to_string(),
             aws: AwsContext::from_sdk_config(sdk).with_member_role(MemberRole::from_env()),
@@ -242,6 +260,7 @@ impl Runner {
             approval_key,
             decision_key,
             approval_url,
+            sign_in_at,
             topic_arn,
             region,
         })
@@ -553,6 +572,7 @@ impl Runner {
                     base_url: self.approval_url.clone(),
                     key: &self.approval_key,
                     timeout_seconds: timeout,
+                    sign_in_at: self.sign_in_at.clone(),
                 };
                 serde_json::to_value(
                     notify_step(&self.sns, &self.topic_arn, &settings, &input, unix_now()).await?,
@@ -725,6 +745,7 @@ async fn serve_approval(
     sfn: aws_sdk_sfn::Client,
     key: LinkKey<AwsKms>,
     decisions: DecisionKey<AwsKms>,
+    sign_in: Option<SignIn>,
 ) -> Result<String, CordonError> {
     use axum::extract::RawQuery;
     use axum::http::StatusCode;
@@ -740,14 +761,18 @@ async fn serve_approval(
     let address = listener
         .local_addr()
         .map_err(|e| CordonError::InvalidConfiguration(e.to_string()))?;
-    let state = std::sync::Arc::new((sfn, key, decisions));
+    let page_url = format!("http://{address}/approval");
+    let state = std::sync::Arc::new((sfn, key, decisions, sign_in, page_url.clone()));
     let get_state = state.clone();
     // The same headers as the deployed function's, so the browser test checks them.
     let page = |reply: cordon_core::approval::Reply| {
         let mut headers = axum::http::HeaderMap::new();
-        for (name, value) in cordon_core::approval::response_headers() {
+        for (name, value) in cordon_core::approval::response_headers()
+            .into_iter()
+            .chain(reply.headers)
+        {
             if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
-                headers.insert(name, value);
+                headers.append(name, value);
             }
         }
         (
@@ -758,21 +783,43 @@ async fn serve_approval(
     };
     let app = axum::Router::new().route(
         "/approval",
-        get(move |RawQuery(query): RawQuery| {
-            let state = get_state.clone();
-            async move {
-                page(handle_get(&state.0, &state.1, &query.unwrap_or_default(), unix_now()).await)
-            }
-        })
+        get(
+            move |RawQuery(query): RawQuery, headers: axum::http::HeaderMap| {
+                let state = get_state.clone();
+                async move {
+                    let approval = ApprovalPage {
+                        sfn: &state.0,
+                        key: &state.1,
+                        decisions: &state.2,
+                        sign_in: state.3.as_ref(),
+                    };
+                    let query = query.unwrap_or_default();
+                    let visit = Visit {
+                        query: &query,
+                        cookie: headers.get("cookie").and_then(|v| v.to_str().ok()),
+                        page_url: &state.4,
+                    };
+                    page(handle_get(&approval, &visit, unix_now()).await)
+                }
+            },
+        )
         .post(move |body: axum::body::Bytes| {
             let state = state.clone();
-            async move { page(handle_post(&state.0, &state.1, &state.2, &body, unix_now()).await) }
+            async move {
+                let approval = ApprovalPage {
+                    sfn: &state.0,
+                    key: &state.1,
+                    decisions: &state.2,
+                    sign_in: state.3.as_ref(),
+                };
+                page(handle_post(&approval, &body, unix_now()).await)
+            }
         }),
     );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok(format!("http://{address}/approval"))
+    Ok(page_url)
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cordon::runner::{DecisionMode, Runner};
-use cordon_core::approval::{handle_get, handle_post, link_url, Action, LinkKey};
+use cordon_core::approval::{
+    handle_get, handle_post, link_url, Action, ApprovalPage, LinkKey, Visit,
+};
 use cordon_core::config::Config;
 use cordon_core::kms::AwsKms;
 use cordon_core::steps::unix_now;
@@ -246,18 +248,24 @@ async fn even_a_key_that_signs_cannot_make_a_link_answer_another_execution() {
     };
     // Validly signed, but A's execution with B's token (which SendTaskSuccess alone would
     // accept: a token names its task), and B's execution with A's token.
+    let approval = ApprovalPage {
+        sfn: &sfn,
+        key: leaked,
+        decisions: runner.decision_key(),
+        sign_in: None,
+    };
+    fn visit(query: &str) -> Visit<'_> {
+        Visit {
+            query,
+            cookie: None,
+            page_url: "http://approval.invalid/",
+        }
+    }
     for (execution, token) in [(&arn_a, &token_b), (&arn_b, &token_a)] {
         let form = signed(execution, token).await;
         for reply in [
-            handle_get(&sfn, leaked, &form, unix_now()).await,
-            handle_post(
-                &sfn,
-                leaked,
-                runner.decision_key(),
-                form.as_bytes(),
-                unix_now(),
-            )
-            .await,
+            handle_get(&approval, &visit(&form), unix_now()).await,
+            handle_post(&approval, form.as_bytes(), unix_now()).await,
         ] {
             assert_eq!(reply.status, 403, "{}", reply.html);
             assert!(
@@ -277,16 +285,9 @@ async fn even_a_key_that_signs_cannot_make_a_link_answer_another_execution() {
 
     // The matching pair is accepted: the check refuses the mismatch, not everything.
     let form = signed(&arn_a, &token_a).await;
-    let page = handle_get(&sfn, leaked, &form, unix_now()).await;
+    let page = handle_get(&approval, &visit(&form), unix_now()).await;
     assert_eq!(page.status, 200, "{}", page.html);
-    let decided = handle_post(
-        &sfn,
-        leaked,
-        runner.decision_key(),
-        form.as_bytes(),
-        unix_now(),
-    )
-    .await;
+    let decided = handle_post(&approval, form.as_bytes(), unix_now()).await;
     assert_eq!(decided.status, 200, "{}", decided.html);
     let (_, follow_a, eni_a, web_a) = executions.remove(0);
     assert_eq!(follow_a.await.unwrap().unwrap().outcome, "restored");

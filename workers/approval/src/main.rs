@@ -4,20 +4,33 @@
 //! one. It installs no tracing subscriber: the runtime's raw-event trace would log the request
 //! (links, forms), and the decision's task token passes through this function's memory.
 
-use cordon_core::approval::{handle_get, handle_post, response_headers, LinkKey, Reply};
+use cordon_core::approval::{
+    handle_get, handle_post, response_headers, ApprovalPage, LinkKey, Reply, SignIn, Visit,
+};
 use cordon_core::aws::{AwsContext, AwsTarget};
 use cordon_core::decision::{decision_key_id_from, DecisionKey};
 use cordon_core::kms::AwsKms;
 use cordon_core::notify::approval_key_id_from;
 use cordon_core::steps::unix_now;
-use lambda_http::{run, service_fn, Body, Error, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{run, service_fn, Body, Error, Request, RequestExt, Response};
 
 fn html(reply: Reply) -> Result<Response<Body>, Error> {
     let mut response = Response::builder().status(reply.status);
-    for (name, value) in response_headers() {
+    for (name, value) in response_headers().into_iter().chain(reply.headers) {
         response = response.header(name, value);
     }
     Ok(response.body(Body::Text(reply.html))?)
+}
+
+/// The function URL the request came to, from Lambda's request context (set by Lambda, not by
+/// the client): the provider sends the browser back there, and only there.
+fn page_url(request: &Request) -> String {
+    let domain = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.domain_name.clone(),
+        _ => None,
+    };
+    format!("https://{}/", domain.unwrap_or_default())
 }
 
 #[tokio::main]
@@ -35,23 +48,38 @@ async fn main() -> Result<(), Error> {
         kms: AwsKms::new(aws.sdk_config()),
         key_id: decision_key_id,
     };
+    // The stack's OpenID Connect provider, if any: then only a signed-in analyst decides.
+    let sign_in = SignIn::from_env(|name| std::env::var(name).ok())?;
+    let page = ApprovalPage {
+        sfn: &sfn,
+        key: &key,
+        decisions: &decisions,
+        sign_in: sign_in.as_ref(),
+    };
     run(service_fn(|request: Request| {
-        let (sfn, key, decisions) = (&sfn, &key, &decisions);
+        let page = &page;
         async move {
             let reply = match request.method().as_str() {
                 "GET" => {
-                    handle_get(sfn, key, request.uri().query().unwrap_or(""), unix_now()).await
+                    let page_url = page_url(&request);
+                    let visit = Visit {
+                        query: request.uri().query().unwrap_or(""),
+                        cookie: request
+                            .headers()
+                            .get("cookie")
+                            .and_then(|v| v.to_str().ok()),
+                        page_url: &page_url,
+                    };
+                    handle_get(page, &visit, unix_now()).await
                 }
-                "POST" => {
-                    handle_post(sfn, key, decisions, request.body().as_ref(), unix_now()).await
-                }
-                _ => Reply {
-                    status: 405,
-                    html: cordon_core::approval::render_message_page(
+                "POST" => handle_post(page, request.body().as_ref(), unix_now()).await,
+                _ => Reply::page(
+                    405,
+                    cordon_core::approval::render_message_page(
                         "Not allowed",
                         "Use the links in the Cordon email.",
                     ),
-                },
+                ),
             };
             html(reply)
         }

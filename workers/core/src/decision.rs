@@ -33,13 +33,22 @@ fn decision_message(execution_arn: &str, decision: &Decision) -> Vec<u8> {
         Some(approver) => ("1", approver.as_str()),
         None => ("0", ""),
     };
+    let identity = decision.identity.as_ref();
+    let signed_in = identity.map(|i| (i.issuer.as_str(), i.subject.as_str()));
+    let (issuer, subject) = signed_in.unwrap_or_default();
+    let email = identity.and_then(|i| i.email.as_deref());
     digest(&[
-        "cordon decision v2",
+        "cordon decision v3",
         execution_arn,
         decision.decision.as_str(),
         has_approver,
         approver,
         decision.via.as_str(),
+        if identity.is_some() { "1" } else { "0" },
+        issuer,
+        subject,
+        if email.is_some() { "1" } else { "0" },
+        email.unwrap_or_default(),
         &decision.decided_at,
     ])
 }
@@ -140,6 +149,7 @@ mod tests {
             decision: Action::Approve,
             approver: approver.map(String::from),
             via: crate::approval::Via::UnauthenticatedLink,
+            identity: None,
             decided_at: "2026-12-03T10:00:00Z".into(),
             seal: None,
         }

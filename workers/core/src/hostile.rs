@@ -877,6 +877,7 @@ impl Tripwire {
             base_url: "https://approve.example/".into(),
             key: &key,
             timeout_seconds: 3600,
+            sign_in_at: None,
         };
         block_on(notify_step(
             &self.sns,
@@ -988,7 +989,16 @@ fn every_message_renders_from_a_hostile_state() {
             MessageKind::KeptIsolated,
             MessageKind::Failed,
         ] {
-            let message = render(kind, &read, "arn:x", Some(("https://a", "https://r")));
+            let message = render(
+                kind,
+                &read,
+                "arn:x",
+                Some(crate::notify::DecisionLinks {
+                    approve: "https://a",
+                    reject: "https://r",
+                    sign_in_at: None,
+                }),
+            );
             let case = format!("{kind:?} of {}", short(&state.to_string()));
             assert!(
                 message.subject.is_ascii()

@@ -45,6 +45,16 @@ pub struct ApprovalSettings<'a, K> {
     pub base_url: String,
     pub key: &'a LinkKey<K>,
     pub timeout_seconds: i64,
+    /// The OpenID Connect issuer the page signs analysts in at; `None`: the link decides.
+    pub sign_in_at: Option<String>,
+}
+
+/// The decision links of an approval request, and where the page signs analysts in.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionLinks<'a> {
+    pub approve: &'a str,
+    pub reject: &'a str,
+    pub sign_in_at: Option<&'a str>,
 }
 
 /// The notify worker's settings: `CORDON_TOPIC_ARN`, `CORDON_APPROVAL_URL` (the approval
@@ -55,6 +65,8 @@ pub struct NotifySettings {
     pub topic_arn: String,
     pub approval_url: String,
     pub approval_key_id: String,
+    /// `CORDON_OIDC_ISSUER`: the approval page signs analysts in there.
+    pub sign_in_at: Option<String>,
 }
 
 /// The KMS key that signs the links, shared by notify (`GenerateMac`) and approval
@@ -107,6 +119,7 @@ impl NotifySettings {
             topic_arn,
             approval_url,
             approval_key_id: approval_key_id_from(&lookup)?,
+            sign_in_at: lookup("CORDON_OIDC_ISSUER").filter(|v| !v.trim().is_empty()),
         })
     }
 }
@@ -143,7 +156,15 @@ fn decided_by(state: &WorkflowState) -> String {
             .and_then(|v| v.as_str())
     };
     let approver = field("approver").map(sanitize_line);
-    crate::approval::who_decided(approver.as_deref(), field("via"))
+    crate::approval::who_decided(
+        approver.as_deref(),
+        field("via"),
+        state
+            .approval
+            .as_ref()
+            .and_then(|a| a.pointer("/identity/issuer"))
+            .and_then(|v| v.as_str()),
+    )
 }
 
 /// Text from outside Cordon (a typed approver name, an error's cause) as one line of at most
@@ -268,7 +289,7 @@ pub fn render(
     kind: MessageKind,
     state: &WorkflowState,
     execution_arn: &str,
-    links: Option<(&str, &str)>,
+    links: Option<DecisionLinks<'_>>,
 ) -> Message {
     let instance = state
         .capture
@@ -295,7 +316,13 @@ pub fn render(
     let mut sections = vec![format!("GuardDuty reported {finding_line}.")];
     let subject = match kind {
         MessageKind::ApprovalRequest => {
-            let (approve, reject) = links.unwrap_or(("(no link)", "(no link)"));
+            let (approve, reject, sign_in_at) = links
+                .map(|l| (l.approve, l.reject, l.sign_in_at))
+                .unwrap_or(("(no link)", "(no link)", None));
+            let who_decides = match sign_in_at {
+                Some(issuer) => format!("The page asks you to sign in at {issuer}; only an analyst the stack allows can decide, and the decision records who signed in."),
+                None => "No sign-in is configured: anyone who has these links can decide, and the name they type is recorded as typed, unchecked. Do not forward this email.".into(),
+            };
             sections.push(format!(
                 "Cordon has {} {instance}. It stays isolated until someone decides.",
                 if partial {
@@ -305,7 +332,7 @@ pub fn render(
                 }
             ));
             sections.push(format!(
-                "Approve restore (puts back the recorded network state):\n  {approve}\n\nKeep isolated:\n  {reject}\n\nThe links open a page that shows what restore will do; nothing happens until you press its button.\nNo sign-in is configured: anyone who has these links can decide, and the name they type is recorded as typed, unchecked. Do not forward this email."
+                "Approve restore (puts back the recorded network state):\n  {approve}\n\nKeep isolated:\n  {reject}\n\nThe links open a page that shows what restore will do; nothing happens until you press its button.\n{who_decides}"
             ));
             format!(
                 "Cordon: {instance} {} ({finding_short}) - approve restore?",
@@ -451,7 +478,11 @@ pub async fn notify_step(
         input.kind,
         &state,
         &input.execution_arn,
-        links.as_ref().map(|(a, r)| (a.as_str(), r.as_str())),
+        links.as_ref().map(|(approve, reject)| DecisionLinks {
+            approve,
+            reject,
+            sign_in_at: approval.sign_in_at.as_deref(),
+        }),
     );
     let sent = sns
         .publish()
@@ -525,6 +556,7 @@ mod tests {
             base_url: "https://approve.example/".into(),
             key: &key,
             timeout_seconds: 3600,
+            sign_in_at: None,
         };
         let (approve, reject) = decision_links(&settings, "arn:exec", "token+1", 1_000)
             .await
@@ -533,7 +565,11 @@ mod tests {
             MessageKind::ApprovalRequest,
             &state(),
             "arn:exec",
-            Some((&approve, &reject)),
+            Some(DecisionLinks {
+                approve: &approve,
+                reject: &reject,
+                sign_in_at: None,
+            }),
         );
         assert!(message.subject.len() <= SUBJECT_MAX_CHARS);
         assert!(
@@ -608,7 +644,11 @@ mod tests {
             MessageKind::ApprovalRequest,
             &state(),
             "arn:exec",
-            Some(("https://a/", "https://r/")),
+            Some(DecisionLinks {
+                approve: "https://a/",
+                reject: "https://r/",
+                sign_in_at: None,
+            }),
         );
         assert!(
             request

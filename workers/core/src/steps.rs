@@ -412,6 +412,7 @@ mod tests {
             decision: Action::Approve,
             approver: Some("Ada".into()),
             via: crate::approval::Via::UnauthenticatedLink,
+            identity: None,
             decided_at: "2026-12-03T10:00:00Z".into(),
             seal: None,
         };

@@ -31,6 +31,7 @@ async fn main() -> Result<(), Error> {
                 base_url: settings.approval_url.clone(),
                 key,
                 timeout_seconds: timeout,
+                sign_in_at: settings.sign_in_at.clone(),
             };
             let sent = notify_step(sns, &settings.topic_arn, &approval, &input, unix_now()).await?;
             tracing::info!(kind = ?input.kind, subject = %sent.subject, "notify");

@@ -46,6 +46,7 @@ pub fn caller_decision(action: Action, caller_arn: &str, decided_at: String) -> 
         decision: action,
         approver: Some(caller_arn.to_string()),
         via: Via::AwsIam,
+        identity: None,
         decided_at,
         seal: None,
     }

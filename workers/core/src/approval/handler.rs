@@ -2,8 +2,9 @@
 
 use super::history::{standing, Standing};
 use super::{
-    parse_params, render_decision_page, render_message_page, who_decided, Action, Decision,
-    LinkKey, LinkProblem, Via,
+    flow_cookie, parse_params, render_decision_page, render_message_page, who_decided, Action,
+    Decision, Flow, Identity, LinkKey, LinkProblem, Session, SessionProblem, SignIn, SignInProblem,
+    Signer, Via, SIGN_IN_SECONDS,
 };
 use crate::decision::DecisionKey;
 use crate::kms::Kms;
@@ -13,13 +14,22 @@ use crate::kms::Kms;
 pub struct Reply {
     pub status: u16,
     pub html: String,
+    /// Beside [`super::response_headers`]: `location` of a redirect, `set-cookie`.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn page(status: u16, html: String) -> Reply {
+        Reply {
+            status,
+            html,
+            headers: Vec::new(),
+        }
+    }
 }
 
 fn reply(status: u16, title: &str, message: &str) -> Reply {
-    Reply {
-        status,
-        html: render_message_page(title, message),
-    }
+    Reply::page(status, render_message_page(title, message))
 }
 
 fn link_problem(problem: LinkProblem) -> Reply {
@@ -90,39 +100,201 @@ fn check_approver(approver: Option<String>) -> Result<Option<String>, Reply> {
     }
 }
 
-/// GET: shows what restore would put back and the link's own decision. Changes nothing.
-pub async fn handle_get(
-    sfn: &aws_sdk_sfn::Client,
-    key: &LinkKey<impl Kms>,
-    query: &str,
+/// What the approval endpoint works with.
+pub struct ApprovalPage<'a, L, D> {
+    pub sfn: &'a aws_sdk_sfn::Client,
+    /// Checks the links' MACs (`VerifyMac` only).
+    pub key: &'a LinkKey<L>,
+    /// Seals decisions and signed-in sessions (`GenerateMac` only).
+    pub decisions: &'a DecisionKey<D>,
+    /// The stack's identity provider; `None`: the link alone decides.
+    pub sign_in: Option<&'a SignIn>,
+}
+
+/// A GET as the page sees it.
+pub struct Visit<'a> {
+    pub query: &'a str,
+    /// The request's `Cookie` header.
+    pub cookie: Option<&'a str>,
+    /// The page's own URL, as the provider sends the browser back to it (`https://HOST/`).
+    pub page_url: &'a str,
+}
+
+fn with_header(mut reply: Reply, name: &'static str, value: String) -> Reply {
+    reply.headers.push((name, value));
+    reply
+}
+
+/// GET: shows what restore would put back and the link's own decision, after sign-in when a
+/// provider is configured (a GET with `code` and `state` is the provider's callback). Changes
+/// nothing.
+pub async fn handle_get<L: Kms, D: Kms>(
+    page: &ApprovalPage<'_, L, D>,
+    visit: &Visit<'_>,
     now: i64,
 ) -> Reply {
-    if query.len() > MAX_REQUEST_BYTES {
+    if visit.query.len() > MAX_REQUEST_BYTES {
         return too_large();
     }
-    let (Some(params), _) = parse_params(query) else {
+    let query: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(visit.query.as_bytes())
+            .into_owned()
+            .collect();
+    if let (Some(sign_in), Some(state)) = (page.sign_in, query.get("state")) {
+        let secure = visit.page_url.starts_with("https://");
+        let reply = callback(page, sign_in, visit, &query, state, now).await;
+        // One flow, one callback: a replayed callback finds no flow.
+        return with_header(reply, "set-cookie", flow_cookie(None, secure));
+    }
+    let (Some(params), _) = parse_params(visit.query) else {
         return link_problem(LinkProblem::Forged);
     };
-    let action = match key.verify(&params, now).await {
+    let action = match page.key.verify(&params, now).await {
         Ok(action) => action,
         Err(problem) => return link_problem(problem),
     };
-    match standing(sfn, &params.x, Some(&params.k)).await {
-        Ok(Standing::Waiting(waiting)) => Reply {
-            status: 200,
-            html: render_decision_page(&waiting.context, &params, action),
-        },
-        Ok(Standing::Decided(message)) => reply(410, "Already decided", &message),
-        Ok(Standing::OtherTask) => other_task(),
-        Err(error) => cannot_read(&error),
+    let context = match standing(page.sfn, &params.x, Some(&params.k)).await {
+        Ok(Standing::Waiting(waiting)) => waiting.context,
+        Ok(Standing::Decided(message)) => return reply(410, "Already decided", &message),
+        Ok(Standing::OtherTask) => return other_task(),
+        Err(error) => return cannot_read(&error),
+    };
+    let Some(sign_in) = page.sign_in else {
+        return Reply::page(
+            200,
+            render_decision_page(&context, &params, action, &Signer::Link),
+        );
+    };
+    match sign_in.start(visit.page_url, visit.query).await {
+        Ok((authorize_url, flow)) => {
+            let secure = visit.page_url.starts_with("https://");
+            let reply = reply(
+                302,
+                "Sign in to decide",
+                "Cordon is sending you to your identity provider to sign in.",
+            );
+            let reply = with_header(reply, "location", authorize_url);
+            with_header(reply, "set-cookie", flow_cookie(Some(&flow), secure))
+        }
+        Err(problem) => sign_in_problem(problem),
+    }
+}
+
+/// The provider sent the browser back: check the flow, the ID token and the allow-list, then
+/// show the decision page with a session for this link.
+async fn callback<L: Kms, D: Kms>(
+    page: &ApprovalPage<'_, L, D>,
+    sign_in: &SignIn,
+    visit: &Visit<'_>,
+    query: &std::collections::HashMap<String, String>,
+    state: &str,
+    now: i64,
+) -> Reply {
+    let Some(flow) = Flow::for_callback(visit.cookie, state) else {
+        return sign_in_problem(SignInProblem::NotStartedHere);
+    };
+    if let Some(error) = query.get("error") {
+        return sign_in_problem(SignInProblem::Refused(format!("it answered {error:?}")));
+    }
+    let Some(code) = query.get("code") else {
+        return sign_in_problem(SignInProblem::Refused("it sent no code".into()));
+    };
+    let identity = match sign_in.finish(visit.page_url, &flow, code).await {
+        Ok(identity) => identity,
+        Err(problem) => return sign_in_problem(problem),
+    };
+    let (Some(params), _) = parse_params(&flow.link) else {
+        return link_problem(LinkProblem::Forged);
+    };
+    let action = match page.key.verify(&params, now).await {
+        Ok(action) => action,
+        Err(problem) => return link_problem(problem),
+    };
+    let context = match standing(page.sfn, &params.x, Some(&params.k)).await {
+        Ok(Standing::Waiting(waiting)) => waiting.context,
+        Ok(Standing::Decided(message)) => return reply(410, "Already decided", &message),
+        Ok(Standing::OtherTask) => return other_task(),
+        Err(error) => return cannot_read(&error),
+    };
+    let session = Session {
+        identity: identity.clone(),
+        execution: params.x.clone(),
+        task: params.k.clone(),
+        expires: now + SIGN_IN_SECONDS,
+    };
+    let session = match session.seal(page.decisions).await {
+        Ok(session) => session,
+        Err(error) => {
+            eprintln!("approval: a sign-in could not be sealed: {error}");
+            return reply(503, "The sign-in was not recorded", "AWS KMS could not seal the sign-in. Nothing was changed; open the link from the email again in a minute.");
+        }
+    };
+    eprintln!(
+        "approval: {} signed in at {} (subject {}) for {}",
+        identity.name().escape_debug(),
+        identity.issuer.escape_debug(),
+        identity.subject.escape_debug(),
+        params.x
+    );
+    Reply::page(
+        200,
+        render_decision_page(
+            &context,
+            &params,
+            action,
+            &Signer::SignedIn {
+                identity: &identity,
+                session: &session,
+            },
+        ),
+    )
+}
+
+fn sign_in_problem(problem: SignInProblem) -> Reply {
+    // What the provider or the token said goes to the log in full; the page says what
+    // happened and what to do.
+    eprintln!("approval: sign-in refused: {problem:?}");
+    match problem {
+        SignInProblem::NotStartedHere => reply(400, "This sign-in did not start here", "This sign-in was not started from a Cordon link in this browser, or it took longer than 10 minutes. Open the link from the Cordon email again; nothing was changed."),
+        SignInProblem::Refused(_) => reply(403, "Not signed in", "Your identity provider did not sign you in for Cordon (a sign-in answer works only once). Open the link from the Cordon email again; nothing was changed."),
+        SignInProblem::Unverified(_) => reply(403, "The sign-in could not be verified", "The identity provider's answer did not verify (its signature, issuer, audience, expiry or nonce). Open the link from the Cordon email again; nothing was changed."),
+        SignInProblem::NotAllowed(who) => reply(403, "Not allowed to decide", &format!("You are signed in as {who}, who may not decide on Cordon quarantines. Ask someone on the stack's approver list; nothing was changed.")),
+        SignInProblem::Unavailable(_) => reply(502, "Cannot reach the identity provider", "The identity provider did not answer. Nothing was changed; try the link again in a minute."),
+    }
+}
+
+/// The signed-in analyst a form's session names, if it is this page's, for this link, still
+/// good and still on the allow-list.
+async fn signed_in_identity<D: Kms>(
+    decisions: &DecisionKey<D>,
+    sign_in: &SignIn,
+    form: &str,
+    params: &super::LinkParams,
+    now: i64,
+) -> Result<Identity, Reply> {
+    let field = url::form_urlencoded::parse(form.as_bytes())
+        .find(|(name, _)| name == "session")
+        .map(|(_, value)| value.into_owned());
+    let Some(field) = field else {
+        return Err(reply(403, "Sign in first", "Deciding needs a sign-in. Open the link from the Cordon email and sign in; nothing was changed."));
+    };
+    match Session::open(&field, decisions, params, now).await {
+        Ok(session) if sign_in.approvers.admits(&session.identity) => Ok(session.identity),
+        Ok(session) => Err(sign_in_problem(SignInProblem::NotAllowed(
+            session.identity.name().to_string(),
+        ))),
+        Err(SessionProblem::Forged) => Err(reply(403, "Sign in first", "The page's sign-in is not valid for this link. Open the link from the Cordon email and sign in; nothing was changed.")),
+        Err(SessionProblem::Expired) => Err(reply(410, "The sign-in has expired", "More than 10 minutes passed since you signed in. Open the link from the Cordon email again; nothing was changed.")),
+        Err(SessionProblem::Unverifiable(error)) => {
+            eprintln!("approval: a session could not be checked: {error}");
+            Err(reply(503, "The sign-in cannot be checked now", "AWS KMS could not check the sign-in. Nothing was changed; try again in a minute."))
+        }
     }
 }
 
 /// POST: sends the decision to the waiting workflow. `body` is the form as it arrived.
-pub async fn handle_post(
-    sfn: &aws_sdk_sfn::Client,
-    key: &LinkKey<impl Kms>,
-    decisions: &DecisionKey<impl Kms>,
+pub async fn handle_post<L: Kms, D: Kms>(
+    page: &ApprovalPage<'_, L, D>,
     body: &[u8],
     now: i64,
 ) -> Reply {
@@ -139,11 +311,29 @@ pub async fn handle_post(
         Ok(approver) => approver,
         Err(refused) => return refused,
     };
-    let action = match key.verify(&params, now).await {
+    let action = match page.key.verify(&params, now).await {
         Ok(action) => action,
         Err(problem) => return link_problem(problem),
     };
-    let (instance, token) = match standing(sfn, &params.x, Some(&params.k)).await {
+    // Signed in: the session's identity decides, and a typed name is ignored.
+    let (approver, via, identity) = match page.sign_in {
+        Some(sign_in) => {
+            match signed_in_identity(page.decisions, sign_in, form, &params, now).await {
+                Ok(identity) => (
+                    Some(identity.name().to_string()),
+                    Via::SignedIn,
+                    // The seal covers every recorded field; groups only admitted the analyst.
+                    Some(Identity {
+                        groups: Vec::new(),
+                        ..identity
+                    }),
+                ),
+                Err(refused) => return refused,
+            }
+        }
+        None => (approver, Via::UnauthenticatedLink, None),
+    };
+    let (instance, token) = match standing(page.sfn, &params.x, Some(&params.k)).await {
         Ok(Standing::Waiting(waiting)) => (waiting.context.instance_id, waiting.token),
         Ok(Standing::Decided(message)) => return reply(410, "Already decided", &message),
         Ok(Standing::OtherTask) => return other_task(),
@@ -152,19 +342,25 @@ pub async fn handle_post(
     let decision = Decision {
         decision: action,
         approver,
-        via: Via::UnauthenticatedLink,
+        via,
+        identity,
         decided_at: crate::steps::now_rfc3339(),
         seal: None,
     };
-    match send_decision(sfn, decisions, &params.x, &token, decision).await {
+    match send_decision(page.sfn, page.decisions, &params.x, &token, decision).await {
         Ok(decision) => {
             // The function's log names who decided (never the token).
+            let via = serde_json::to_value(decision.via).ok();
             eprintln!(
                 "approval: {} for {} by {}",
                 action.as_str(),
                 params.x,
-                who_decided(decision.approver.as_deref(), Some("unauthenticated_link"))
-                    .escape_debug()
+                who_decided(
+                    decision.approver.as_deref(),
+                    via.as_ref().and_then(|v| v.as_str()),
+                    decision.identity.as_ref().map(|i| i.issuer.as_str()),
+                )
+                .escape_debug()
             );
             match action {
                 Action::Approve => reply(200, "Restore approved", &format!("Cordon is restoring {instance} to its recorded network state. You will get an email when it is done.")),
@@ -245,6 +441,14 @@ mod tests {
     use crate::approval::fixtures::*;
     use crate::approval::{link_url, LinkParams};
 
+    fn visit(query: &str) -> Visit<'_> {
+        Visit {
+            query,
+            cookie: None,
+            page_url: "https://approve.example/",
+        }
+    }
+
     /// A client that fails whenever it is used (no credentials, nothing listening): a page
     /// that needs no AWS call answers anyway; any other gets a 502.
     fn unreachable_sfn() -> aws_sdk_sfn::Client {
@@ -266,13 +470,20 @@ mod tests {
             format!("{}&approver=Ada", url.split_once('?').unwrap().1)
         };
         let key = key();
+        let decisions = decisions();
+        let page = ApprovalPage {
+            sfn: &sfn,
+            key: &key,
+            decisions: &decisions,
+            sign_in: None,
+        };
         let expired = key
             .sign(Action::Approve, now - 1, ARN, "token")
             .await
             .unwrap();
         for reply in [
-            handle_get(&sfn, &key, &form(&expired), now).await,
-            handle_post(&sfn, &key, &decisions(), form(&expired).as_bytes(), now).await,
+            handle_get(&page, &visit(&form(&expired)), now).await,
+            handle_post(&page, form(&expired).as_bytes(), now).await,
         ] {
             assert_eq!(reply.status, 410);
             assert!(
@@ -288,9 +499,9 @@ mod tests {
             ..expired.clone()
         };
         for reply in [
-            handle_get(&sfn, &key, &form(&extended), now).await,
-            handle_post(&sfn, &key, &decisions(), form(&extended).as_bytes(), now).await,
-            handle_post(&sfn, &key, &decisions(), b"a=approve&t=token", now).await,
+            handle_get(&page, &visit(&form(&extended)), now).await,
+            handle_post(&page, form(&extended).as_bytes(), now).await,
+            handle_post(&page, b"a=approve&t=token", now).await,
         ] {
             assert_eq!(reply.status, 403);
             assert!(
@@ -305,7 +516,7 @@ mod tests {
             .sign(Action::Approve, now + 60, ARN, "token")
             .await
             .unwrap();
-        let reply = handle_post(&sfn, &key, &decisions(), form(&valid).as_bytes(), now).await;
+        let reply = handle_post(&page, form(&valid).as_bytes(), now).await;
         assert_eq!(reply.status, 502, "{}", reply.html);
     }
 
@@ -314,6 +525,13 @@ mod tests {
         let sfn = unreachable_sfn();
         let now = 10_000;
         let key = key();
+        let decisions = decisions();
+        let page = ApprovalPage {
+            sfn: &sfn,
+            key: &key,
+            decisions: &decisions,
+            sign_in: None,
+        };
         let valid = key
             .sign(Action::Approve, now + 60, ARN, "token")
             .await
@@ -342,23 +560,16 @@ mod tests {
             (name("Ada\u{1b}[2J"), 400, "one line"),
             ([query.as_bytes(), b"&approver=\xff"].concat(), 400, "UTF-8"),
         ] {
-            let reply = handle_post(&sfn, &key, &decisions(), &body, now).await;
+            let reply = handle_post(&page, &body, now).await;
             assert_eq!(reply.status, status, "{}", reply.html);
             assert!(reply.html.contains(says), "{}", reply.html);
             assert!(reply.html.contains("othing was changed"), "{}", reply.html);
         }
-        let reply = handle_get(&sfn, &key, &padded, now).await;
+        let reply = handle_get(&page, &visit(&padded), now).await;
         assert_eq!(reply.status, 413, "{}", reply.html);
         assert!(key.kms.calls.lock().unwrap().is_empty(), "KMS was asked");
         // A name at the limit is taken: the client cannot reach the workflow, hence 502.
-        let reply = handle_post(
-            &sfn,
-            &key,
-            &decisions(),
-            &name(&"A".repeat(MAX_APPROVER_CHARS)),
-            now,
-        )
-        .await;
+        let reply = handle_post(&page, &name(&"A".repeat(MAX_APPROVER_CHARS)), now).await;
         assert_eq!(reply.status, 502, "{}", reply.html);
     }
 }

@@ -7,19 +7,24 @@ mod handler;
 mod history;
 mod link;
 mod page;
+mod sign_in;
 
 use serde::{Deserialize, Serialize};
 
 pub use break_glass::{caller_decision, decide_as_caller, execution_region};
 pub use handler::{
-    handle_get, handle_post, send_decision, Reply, SendProblem, MAX_APPROVER_CHARS,
-    MAX_REQUEST_BYTES,
+    handle_get, handle_post, send_decision, ApprovalPage, Reply, SendProblem, Visit,
+    MAX_APPROVER_CHARS, MAX_REQUEST_BYTES,
 };
 pub use history::{standing, Standing, Waiting};
 pub(crate) use link::{from_hex, to_hex, MAC_BYTES};
 pub use link::{link_url, parse_params, task_key, LinkKey, LinkParams, LinkProblem};
 pub use page::{
-    escape_html, render_decision_page, render_message_page, response_headers, PageContext,
+    escape_html, render_decision_page, render_message_page, response_headers, PageContext, Signer,
+};
+pub use sign_in::{
+    flow_cookie, Approvers, Flow, Identity, Session, SessionProblem, SignIn, SignInProblem,
+    FLOW_COOKIE, SIGN_IN_SECONDS,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +64,9 @@ pub enum Via {
     /// An AWS principal with its own credentials (`cordon approve|reject`): the name is the
     /// caller's ARN as STS gives it, and CloudTrail records the call.
     AwsIam,
+    /// Signed in at the stack's OpenID Connect provider: the name is the ID token's verified
+    /// email (or its subject), and [`Decision::identity`] holds issuer and subject.
+    SignedIn,
 }
 
 impl Via {
@@ -66,6 +74,7 @@ impl Via {
         match self {
             Via::UnauthenticatedLink => "unauthenticated link",
             Via::AwsIam => "AWS IAM",
+            Via::SignedIn => "signed in (OpenID Connect)",
         }
     }
 }
@@ -77,6 +86,9 @@ pub struct Decision {
     /// Who decided, as far as [`Decision::via`] can tell.
     pub approver: Option<String>,
     pub via: Via,
+    /// Who signed in, when [`Via::SignedIn`]: issuer, subject and verified email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
     pub decided_at: String,
     /// The approval page's seal ([`crate::decision::DecisionKey`]): hex HMAC-SHA256 by KMS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,9 +98,13 @@ pub struct Decision {
 /// One line naming who decided and how far that is known, for emails and logs, from the
 /// decision as the execution's output carries it. The approver may be typed text: the caller
 /// sanitises the line for where it goes.
-pub fn who_decided(approver: Option<&str>, via: Option<&str>) -> String {
+pub fn who_decided(approver: Option<&str>, via: Option<&str>, issuer: Option<&str>) -> String {
     let name = approver.unwrap_or("no name given");
     match via {
+        Some("signed_in") => format!(
+            "{name} (signed in at {}, identity verified)",
+            issuer.unwrap_or("the stack's identity provider")
+        ),
         Some("unauthenticated_link") => format!(
             "{name} (unauthenticated link: whoever held the email's link; the name as typed, checked by no one)"
         ),

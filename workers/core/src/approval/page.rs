@@ -1,6 +1,6 @@
 //! The approval page's HTML: everything it shows is escaped.
 
-use super::{Action, LinkParams};
+use super::{Action, Identity, LinkParams};
 use crate::ec2::NetworkInterface;
 
 pub fn escape_html(text: &str) -> String {
@@ -97,22 +97,49 @@ fn hidden_fields(params: &LinkParams) -> String {
     .collect()
 }
 
+/// Who will decide from the page.
+pub enum Signer<'a> {
+    /// No sign-in is configured: whoever holds the link, with a typed name.
+    Link,
+    /// Signed in; `session` is the form's proof of it ([`super::Session`]).
+    SignedIn {
+        identity: &'a Identity,
+        session: &'a str,
+    },
+}
+
 /// The page a GET shows: what restore will put back, and the one decision its link carries
 /// (a "keep isolated" link cannot approve). The form posts the link's own signed fields.
-pub fn render_decision_page(context: &PageContext, link: &LinkParams, action: Action) -> String {
-    let rows: String = context
-        .interfaces
-        .iter()
-        .map(|eni| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape_html(&eni.id),
-                escape_html(&eni.subnet_id),
-                escape_html(&eni.groups.join(", "))
-            )
-        })
-        .collect();
+pub fn render_decision_page(
+    context: &PageContext,
+    link: &LinkParams,
+    action: Action,
+    signer: &Signer,
+) -> String {
     let fields = hidden_fields(link);
+    if let Signer::SignedIn { identity, session } = signer {
+        let fields = format!(
+            "{fields}<input type=\"hidden\" name=\"session\" value=\"{}\">",
+            escape_html(session)
+        );
+        let who = format!(
+            "<p id=\"signed-in\">Signed in as <strong>{}</strong> at {}. The decision records this identity.</p>",
+            escape_html(identity.name()),
+            escape_html(&identity.issuer)
+        );
+        let form = match action {
+            Action::Approve => format!(
+                "<form method=\"post\" id=\"approve-form\">{fields}{who}\
+<button type=\"submit\" class=\"approve\" id=\"approve\">Approve restore</button></form>"
+            ),
+            Action::Reject => format!(
+                "<form method=\"post\" id=\"reject-form\">{fields}{who}\
+<button type=\"submit\" class=\"reject\" id=\"reject\">Keep isolated</button></form>\
+<p>To restore instead, use the email's approve link.</p>"
+            ),
+        };
+        return decision_page(context, &form);
+    }
     let form = match action {
         Action::Approve => format!(
             "<form method=\"post\" id=\"approve-form\">{fields}\
@@ -126,6 +153,23 @@ pub fn render_decision_page(context: &PageContext, link: &LinkParams, action: Ac
 <p>To restore instead, use the email's approve link. No sign-in is configured: anyone with this link can decide.</p>"
         ),
     };
+    decision_page(context, &form)
+}
+
+/// The decision page around its form.
+fn decision_page(context: &PageContext, form: &str) -> String {
+    let rows: String = context
+        .interfaces
+        .iter()
+        .map(|eni| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape_html(&eni.id),
+                escape_html(&eni.subnet_id),
+                escape_html(&eni.groups.join(", "))
+            )
+        })
+        .collect();
     let list = |id: &str, lines: &[String], none: &str| {
         if lines.is_empty() {
             return format!("<p id=\"{id}\">{}</p>", escape_html(none));
@@ -215,7 +259,7 @@ mod tests {
         let key = key();
         let approve = key.sign(Action::Approve, 1, ARN, "tok\"en").await.unwrap();
         let reject = key.sign(Action::Reject, 1, ARN, "tok\"en").await.unwrap();
-        let html = render_decision_page(&context, &approve, Action::Approve);
+        let html = render_decision_page(&context, &approve, Action::Approve, &Signer::Link);
         assert!(!html.contains("<script>"));
         assert!(html.contains("i-1&lt;script&gt;") && html.contains("C&amp;CActivity"));
         assert!(html.contains("sg-web, sg-ssh"));
@@ -237,7 +281,7 @@ mod tests {
         assert_eq!(html.matches("method=\"post\"").count(), 1);
         assert!(html.contains("id=\"approve\"") && !html.contains("id=\"reject\""));
         // A "keep isolated" link renders no way to approve.
-        let html = render_decision_page(&context, &reject, Action::Reject);
+        let html = render_decision_page(&context, &reject, Action::Reject, &Signer::Link);
         assert!(html.contains(&reject.s) && !html.contains(&approve.s));
         assert!(html.contains("id=\"reject\"") && !html.contains("id=\"approve\""));
     }
