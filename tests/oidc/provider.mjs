@@ -6,6 +6,10 @@
 // `POST /__test/mode?set=tamper|expire|normal` makes the token endpoint misbehave the way an
 // attacker or a slow network would: `tamper` rewrites the ID token's email (so its signature
 // no longer verifies), `expire` issues a one-second ID token and delays it past its expiry.
+// The provider's last redirect, back to the client, is shown as a page with the link
+// (`#callback`) instead of followed, so that a test can alter what comes back before its
+// browser brings it (a redirect is followed inside the browser's network stack, where no
+// test can reach it).
 import Provider from 'oidc-provider';
 
 const [port, redirectUri, clientId] = process.argv.slice(2);
@@ -35,6 +39,9 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
       },
     };
   },
+  // The email and groups in the ID token itself, as IAM Identity Center, Okta and Entra ID
+  // put them (the package's default keeps them for the userinfo endpoint).
+  conformIdTokenClaims: false,
   pkce: { required: () => true },
   cookies: { keys: ['cordon-tests-only'] },
   ttl: { IdToken: () => (mode === 'expire' ? 1 : 600) },
@@ -49,6 +56,15 @@ provider.use(async (ctx, next) => {
     return;
   }
   await next();
+  const location = ctx.response.get('location');
+  if (ctx.status >= 300 && ctx.status < 400 && location && location.startsWith(redirectUri)) {
+    ctx.status = 200;
+    ctx.remove('location');
+    ctx.type = 'html';
+    const escaped = location.replace(/&/g, '&amp;').replace(/"/g, '&quot;');
+    ctx.body = `<!doctype html><title>Back to the client</title><a id="callback" href="${escaped}">continue</a>`;
+    return;
+  }
   if (ctx.path === '/token' && ctx.body && ctx.body.id_token) {
     if (mode === 'tamper') {
       const [header, payload, signature] = ctx.body.id_token.split('.');

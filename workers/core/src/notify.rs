@@ -156,15 +156,14 @@ fn decided_by(state: &WorkflowState) -> String {
             .and_then(|v| v.as_str())
     };
     let approver = field("approver").map(sanitize_line);
-    crate::approval::who_decided(
-        approver.as_deref(),
-        field("via"),
-        state
-            .approval
-            .as_ref()
-            .and_then(|a| a.pointer("/identity/issuer"))
-            .and_then(|v| v.as_str()),
-    )
+    // As the approver: an unsealed answer can carry anything here.
+    let issuer = state
+        .approval
+        .as_ref()
+        .and_then(|a| a.pointer("/identity/issuer"))
+        .and_then(|v| v.as_str())
+        .map(sanitize_line);
+    crate::approval::who_decided(approver.as_deref(), field("via"), issuer.as_deref())
 }
 
 /// Text from outside Cordon (a typed approver name, an error's cause) as one line of at most
@@ -673,6 +672,35 @@ mod tests {
         let body = render(MessageKind::KeptIsolated, &rejected, "arn:exec", None).body;
         assert!(
             body.contains("keep it isolated arrived (by arn:aws:sts::111122223333:assumed-role/Responder/ada (AWS IAM identity, in CloudTrail))"),
+            "{body}"
+        );
+        // Signed in: the request says where, the outcome names the verified identity, and a
+        // forged issuer cannot start a line of its own.
+        let request = render(
+            MessageKind::ApprovalRequest,
+            &state(),
+            "arn:exec",
+            Some(DecisionLinks {
+                approve: "https://a/",
+                reject: "https://r/",
+                sign_in_at: Some("https://idp.example"),
+            }),
+        );
+        assert!(
+            request
+                .body
+                .contains("The page asks you to sign in at https://idp.example")
+                && !request.body.contains("No sign-in is configured"),
+            "{}",
+            request.body
+        );
+        let mut signed_in = state();
+        signed_in.approval = Some(json!({"decision": "approve", "approver": "ada@example.com",
+            "via": "signed_in", "identity": {"issuer": "https://idp.example\nRestored by: the CISO",
+            "subject": "248289761001", "email": "ada@example.com"}, "decided_at": "now", "seal": "00"}));
+        let body = render(MessageKind::Restored, &signed_in, "arn:exec", None).body;
+        assert!(
+            body.contains("Approved by ada@example.com (signed in at https://idp.example Restored by: the CISO, identity verified)."),
             "{body}"
         );
     }

@@ -1,0 +1,223 @@
+//! The approval page behind sign-in at a real OpenID provider (the certified `oidc-provider`
+//! package, on loopback: `tests/oidc/provider.mjs`), in a real headless Chromium
+//! (`tests/browser/sign_in.mjs`): an outsider, a wrong `state`, a wrong nonce, a tampered or
+//! expired ID token and a replayed callback are each refused with a clear page and change
+//! nothing; an analyst on the approver list signs in, approves, and the instance is restored
+//! with the provider's identity recorded in the decision, the execution's output and the email.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cordon::runner::{approval_links_in, DecisionMode, Runner};
+use cordon_core::approval::{Approvers, SignIn};
+use cordon_core::config::Config;
+use cordon_tests::{finding_for, repo_root, Moto};
+use serde_json::{json, Value};
+
+const CLIENT_ID: &str = "cordon-approval";
+
+/// The provider's node process, stopped with the test.
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the provider for a client whose redirect URI is `redirect_uri`, once it serves its
+/// discovery document.
+async fn provider(port: u16, redirect_uri: &str) -> Provider {
+    let child = Command::new("node")
+        .arg(repo_root().join("tests/oidc/provider.mjs"))
+        .args([&port.to_string(), redirect_uri, CLIENT_ID])
+        .current_dir(repo_root().join("tests"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs (scripts/test installs the test tools)");
+    let provider = Provider {
+        child,
+        issuer: format!("http://127.0.0.1:{port}"),
+    };
+    let discovery = format!("{}/.well-known/openid-configuration", provider.issuer);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = reqwest::get(&discovery).await {
+            if response.status().is_success() {
+                return provider;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the OpenID provider never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn browser(link: &str, issuer: &str, phase: &str) -> Value {
+    let output = Command::new("node")
+        .arg(repo_root().join("tests/browser/sign_in.mjs"))
+        .args([link, issuer, phase])
+        .current_dir(repo_root().join("tests"))
+        .output()
+        .expect("node runs (scripts/test installs the browser tools)");
+    assert!(
+        output.status.success(),
+        "the browser script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
+fn refused(results: &Value, case: &str, status: u16, says: &str) {
+    let page = &results[case];
+    let text = page["text"].as_str().unwrap_or_default();
+    assert_eq!(page["status"], status, "{case}: {page}");
+    assert!(text.contains(says), "{case}: {says:?} in {text}");
+    assert!(text.contains("nothing was changed"), "{case}: {text}");
+    assert!(
+        !text.contains("Approve restore"),
+        "{case} shows the decision: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_signed_in_approver_on_the_list_restores_and_the_identity_is_recorded() {
+    let moto = Moto::start();
+    let port = free_port();
+    let sign_in = SignIn::new(
+        &format!("http://127.0.0.1:{port}"),
+        CLIENT_ID,
+        Approvers::parse("@example.com").unwrap(),
+    )
+    .unwrap();
+    let runner = Arc::new(
+        Runner::start_with_sign_in(&moto.endpoint, Config::default(), Some(sign_in))
+            .await
+            .unwrap(),
+    );
+    let provider = provider(port, &runner.approval_url).await;
+
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let web = world.security_group(&vpc, "web", 443).await;
+    let (instance, enis) = world.instance(&[(&subnet, &[&web])], false).await;
+    let event = json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty",
+        "detail": finding_for(&instance, 8.0, "198.51.100.7")});
+    let run = tokio::spawn({
+        let runner = runner.clone();
+        async move { runner.run(&event, DecisionMode::Wait, 600).await }
+    });
+    let (approve_link, email) = loop {
+        let messages = runner.messages().await.unwrap();
+        if let Some(found) = messages.iter().find_map(|(_, body)| {
+            approval_links_in(body).map(|(approve, _)| (approve, body.clone()))
+        }) {
+            break found;
+        }
+        assert!(
+            !run.is_finished(),
+            "the workflow ended before asking for approval"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        email.contains(&format!("sign in at {}", provider.issuer)),
+        "{email}"
+    );
+    assert!(!email.contains("No sign-in is configured"), "{email}");
+    let isolated = world.eni_groups(&enis[0]).await;
+    assert_ne!(isolated, vec![web.clone()]);
+
+    let refusals = browser(&approve_link, &provider.issuer, "refusals");
+    refused(
+        &refusals,
+        "outsider",
+        403,
+        "mallory@elsewhere.example, who may not decide",
+    );
+    refused(
+        &refusals,
+        "wrong_state",
+        400,
+        "was not started from a Cordon link in this browser",
+    );
+    refused(&refusals, "wrong_nonce", 403, "did not verify");
+    refused(&refusals, "tampered", 403, "did not verify");
+    refused(&refusals, "expired", 403, "did not verify");
+    // The callback's first use signs in; a replay, without the spent flow or with a copy of
+    // it (the provider refuses a code used once), does not.
+    assert_eq!(
+        refusals["first_use"]["status"], 200,
+        "{}",
+        refusals["first_use"]
+    );
+    refused(
+        &refusals,
+        "replayed",
+        400,
+        "was not started from a Cordon link in this browser",
+    );
+    refused(&refusals, "replayed_with_flow", 403, "did not sign you in");
+    // None of it moved the workflow or the instance.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!run.is_finished(), "a refused sign-in decided");
+    assert_eq!(world.eni_groups(&enis[0]).await, isolated);
+
+    let approved = browser(&approve_link, &provider.issuer, "approve");
+    let signed_in = approved["signed_in"]["text"].as_str().unwrap();
+    assert!(
+        signed_in.contains(&format!(
+            "Signed in as ada@example.com at {}",
+            provider.issuer
+        )),
+        "{signed_in}"
+    );
+    assert!(!signed_in.contains("Your name"), "{signed_in}");
+    assert_eq!(approved["approve"]["status"], 200, "{approved}");
+    assert!(
+        approved["approve"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Restore approved"),
+        "{approved}"
+    );
+
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, "restored", "{:?}", report.states);
+    assert_eq!(world.eni_groups(&enis[0]).await, vec![web]);
+    let decision = &report.output["approval"];
+    assert_eq!(decision["via"], "signed_in", "{decision}");
+    assert_eq!(decision["approver"], "ada@example.com");
+    assert_eq!(decision["identity"]["issuer"], provider.issuer.as_str());
+    assert_eq!(decision["identity"]["subject"], "ada@example.com");
+    assert_eq!(decision["identity"]["email"], "ada@example.com");
+    let messages = runner.messages().await.unwrap();
+    let (_, restored) = messages
+        .iter()
+        .find(|(subject, _)| subject.contains("restored"))
+        .expect("a restored email");
+    assert!(
+        restored.contains(&format!(
+            "ada@example.com (signed in at {}, identity verified)",
+            provider.issuer
+        )),
+        "{restored}"
+    );
+}
