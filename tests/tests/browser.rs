@@ -75,8 +75,8 @@ async fn an_analyst_approves_from_the_email_link_in_chromium() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("{web}, {ssh}")),
-        "restore will put back both groups, in order: {text}"
+        text.contains(&format!("{web} (web), {ssh} (ssh)")),
+        "restore will put back both groups, in order, with their names: {text}"
     );
     // What the analyst needs to decide: the finding, since when, and what restore undoes.
     for shown in [

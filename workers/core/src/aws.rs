@@ -358,6 +358,11 @@ fn instance_of(instance: &aws_sdk_ec2::types::Instance) -> Instance {
                     .iter()
                     .filter_map(|g| g.group_id().map(String::from))
                     .collect(),
+                group_names: eni
+                    .groups()
+                    .iter()
+                    .filter_map(|g| Some((g.group_id()?.to_string(), g.group_name()?.to_string())))
+                    .collect(),
                 private_ipv4: eni
                     .private_ip_addresses()
                     .iter()

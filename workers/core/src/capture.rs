@@ -160,8 +160,11 @@ pub fn resumed_interfaces(
             }
             let recorded = tagged.and_then(|r| r.interfaces.iter().find(|i| i.id == live.id));
             match recorded {
+                // The live names are of Cordon's groups: the original groups' names are not
+                // known any more, and the page shows their ids alone.
                 Some(recorded) => crate::ec2::NetworkInterface {
                     groups: recorded.groups.clone(),
+                    group_names: names_of(live, &recorded.groups),
                     conntrack: recorded.conntrack,
                     ..live.clone()
                 },
@@ -182,6 +185,7 @@ pub fn resumed_interfaces(
                         ),
                     });
                     crate::ec2::NetworkInterface {
+                        group_names: names_of(live, &own),
                         groups: own,
                         ..live.clone()
                     }
@@ -190,6 +194,18 @@ pub fn resumed_interfaces(
         })
         .collect();
     (interfaces, warnings)
+}
+
+/// The names `live` reports for `groups`.
+fn names_of(
+    live: &crate::ec2::NetworkInterface,
+    groups: &[String],
+) -> std::collections::BTreeMap<String, String> {
+    live.group_names
+        .iter()
+        .filter(|(id, _)| groups.contains(id))
+        .map(|(id, name)| (id.clone(), name.clone()))
+        .collect()
 }
 
 /// Captures `instance_id`. Nothing is changed on the instance except the record tags, and

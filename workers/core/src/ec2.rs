@@ -149,6 +149,10 @@ pub struct NetworkInterface {
     pub vpc_id: String,
     /// Group ids in the order EC2 reports them.
     pub groups: Vec<String>,
+    /// The groups' names as EC2 reported them at capture, by id: shown to the analyst who
+    /// decides, never kept in the record's tags (see [`crate::record::state_tags`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub group_names: std::collections::BTreeMap<String, String>,
     pub private_ipv4: Vec<String>,
     pub ipv6: Vec<String>,
     /// Prefixes delegated to the interface (EKS prefix delegation), as CIDRs.

@@ -118,8 +118,14 @@ pub fn check_tag_room(
     Ok(())
 }
 
+/// The record as tags. Group names stay out: they are for the page, and every character
+/// counts against the instance's 50 tags.
 pub fn state_tags(record: &CapturedState) -> Vec<(String, String)> {
-    let json = serde_json::to_string(record).expect("a record always serialises");
+    let mut record = record.clone();
+    for interface in &mut record.interfaces {
+        interface.group_names.clear();
+    }
+    let json = serde_json::to_string(&record).expect("a record always serialises");
     chunk_tags(STATE_TAG_PREFIX, &json)
 }
 
@@ -375,6 +381,26 @@ mod tests {
         assert_eq!(
             state_from_tags("i-00000001", &shuffled).unwrap(),
             Some(original)
+        );
+    }
+
+    #[test]
+    fn group_names_are_shown_but_never_spend_the_instances_tags() {
+        let mut named = record(2);
+        for interface in &mut named.interfaces {
+            interface.group_names = interface
+                .groups
+                .iter()
+                .map(|id| (id.clone(), format!("a rather long group name for {id}")))
+                .collect();
+        }
+        let tags = state_tags(&named);
+        assert_eq!(tags, state_tags(&record(2)));
+        assert!(tags.iter().all(|(_, value)| !value.contains("group name")));
+        // What the tags give back is the record without the names.
+        assert_eq!(
+            state_from_tags("i-00000001", &tags).unwrap(),
+            Some(record(2))
         );
     }
 

@@ -156,6 +156,18 @@ pub fn render_decision_page(
     decision_page(context, &form)
 }
 
+/// An interface's groups as the analyst reads them: `sg-1 (web), sg-2`.
+fn named_groups(eni: &NetworkInterface) -> String {
+    eni.groups
+        .iter()
+        .map(|id| match eni.group_names.get(id) {
+            Some(name) => format!("{id} ({name})"),
+            None => id.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The decision page around its form.
 fn decision_page(context: &PageContext, form: &str) -> String {
     let rows: String = context
@@ -166,7 +178,7 @@ fn decision_page(context: &PageContext, form: &str) -> String {
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape_html(&eni.id),
                 escape_html(&eni.subnet_id),
-                escape_html(&eni.groups.join(", "))
+                escape_html(&named_groups(eni))
             )
         })
         .collect();
@@ -246,6 +258,8 @@ mod tests {
                 subnet_id: "subnet-1".into(),
                 vpc_id: "vpc-1".into(),
                 groups: vec!["sg-web".into(), "sg-ssh".into()],
+                // A name for one group only (the other's is not known): names are escaped.
+                group_names: [("sg-web".to_string(), "web <tier>".to_string())].into(),
                 private_ipv4: vec![],
                 ipv6: vec![],
                 ..Default::default()
@@ -262,7 +276,7 @@ mod tests {
         let html = render_decision_page(&context, &approve, Action::Approve, &Signer::Link);
         assert!(!html.contains("<script>"));
         assert!(html.contains("i-1&lt;script&gt;") && html.contains("C&amp;CActivity"));
-        assert!(html.contains("sg-web, sg-ssh"));
+        assert!(html.contains("sg-web (web &lt;tier&gt;), sg-ssh"), "{html}");
         // What the analyst needs to decide, unknowns said as such.
         for shown in [
             "first seen 2026-12-03T09:58:00.000Z, last seen unknown",
