@@ -741,6 +741,26 @@ pub fn outcome(status: &str, states: &[String], containment: &Value) -> String {
     .to_string()
 }
 
+/// What the local approval page works with, as the approval function has it.
+struct LocalPage {
+    sfn: aws_sdk_sfn::Client,
+    key: LinkKey<AwsKms>,
+    decisions: DecisionKey<AwsKms>,
+    sign_in: Option<SignIn>,
+    page_url: String,
+}
+
+impl LocalPage {
+    fn approval(&self) -> ApprovalPage<'_, AwsKms, AwsKms> {
+        ApprovalPage {
+            sfn: &self.sfn,
+            key: &self.key,
+            decisions: &self.decisions,
+            sign_in: self.sign_in.as_ref(),
+        }
+    }
+}
+
 async fn serve_approval(
     sfn: aws_sdk_sfn::Client,
     key: LinkKey<AwsKms>,
@@ -762,7 +782,13 @@ async fn serve_approval(
         .local_addr()
         .map_err(|e| CordonError::InvalidConfiguration(e.to_string()))?;
     let page_url = format!("http://{address}/approval");
-    let state = std::sync::Arc::new((sfn, key, decisions, sign_in, page_url.clone()));
+    let state = std::sync::Arc::new(LocalPage {
+        sfn,
+        key,
+        decisions,
+        sign_in,
+        page_url: page_url.clone(),
+    });
     let get_state = state.clone();
     // The same headers as the deployed function's, so the browser test checks them.
     let page = |reply: cordon_core::approval::Reply| {
@@ -787,33 +813,19 @@ async fn serve_approval(
             move |RawQuery(query): RawQuery, headers: axum::http::HeaderMap| {
                 let state = get_state.clone();
                 async move {
-                    let approval = ApprovalPage {
-                        sfn: &state.0,
-                        key: &state.1,
-                        decisions: &state.2,
-                        sign_in: state.3.as_ref(),
-                    };
                     let query = query.unwrap_or_default();
                     let visit = Visit {
                         query: &query,
                         cookie: headers.get("cookie").and_then(|v| v.to_str().ok()),
-                        page_url: &state.4,
+                        page_url: &state.page_url,
                     };
-                    page(handle_get(&approval, &visit, unix_now()).await)
+                    page(handle_get(&state.approval(), &visit, unix_now()).await)
                 }
             },
         )
         .post(move |body: axum::body::Bytes| {
             let state = state.clone();
-            async move {
-                let approval = ApprovalPage {
-                    sfn: &state.0,
-                    key: &state.1,
-                    decisions: &state.2,
-                    sign_in: state.3.as_ref(),
-                };
-                page(handle_post(&approval, &body, unix_now()).await)
-            }
+            async move { page(handle_post(&state.approval(), &body, unix_now()).await) }
         }),
     );
     tokio::spawn(async move {

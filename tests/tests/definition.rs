@@ -453,6 +453,25 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
         template["Parameters"]["BreakGlassPrincipals"]["Default"], "",
         "break glass is off unless the stack names who"
     );
+    // Whatever the roles above admit (a wildcard in BreakGlassPrincipals), an EC2 instance's
+    // role credentials make and check no MAC: the compromised instance never signs its release.
+    for key in ["LinkKey", "DecisionKey"] {
+        let denies_instances = key_statements(&resources[key]["Properties"]["KeyPolicy"])
+            .iter()
+            .any(|statement| {
+                statement["Effect"] == "Deny"
+                    && statement["Principal"] == "*"
+                    && statement["Condition"]["Null"]["aws:Ec2InstanceSourceVPC"] == "false"
+                    && ["kms:GenerateMac", "kms:VerifyMac"]
+                        .iter()
+                        .all(|operation| {
+                            as_list(&statement["Action"])
+                                .iter()
+                                .any(|a| covers(a.as_str().unwrap(), operation))
+                        })
+            });
+        assert!(denies_instances, "{key}");
+    }
 }
 
 #[test]

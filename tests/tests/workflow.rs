@@ -150,7 +150,7 @@ async fn reject_keeps_the_instance_isolated_and_says_how_to_restore() {
     let body = last["body"].as_str().unwrap();
     assert!(
         body.contains(
-            "a decision to keep it isolated arrived (by cordon run (unauthenticated link: whoever held the email's link; the name as typed, checked by no one))"
+            "a decision to keep it isolated arrived, naming cordon run (as the answer says"
         ) && body.contains(&format!("cordon restore --instance {instance}"))
     );
 }

@@ -402,9 +402,10 @@ pub fn render(
                     "a decision to restore arrived that Cordon did not make, and was refused: {}. Whoever sent it is in CloudTrail (states:SendTaskSuccess); nothing was restored",
                     sanitize_line(reason)
                 ),
+                // Unchecked, so how the approver is known is only what the answer claims.
                 (None, Some("reject")) => format!(
-                    "a decision to keep it isolated arrived (by {})",
-                    decided_by(state)
+                    "a decision to keep it isolated arrived, naming {} (as the answer says: a decision to keep isolated is not checked, since it changes nothing)",
+                    field("approver").map(sanitize_line).as_deref().unwrap_or("no one")
                 ),
                 _ => "nobody decided before the approval request expired".into(),
             };
@@ -671,9 +672,15 @@ mod tests {
             "approver": "arn:aws:sts::111122223333:assumed-role/Responder/ada", "via": "aws_iam"}));
         let body = render(MessageKind::KeptIsolated, &rejected, "arn:exec", None).body;
         assert!(
-            body.contains("keep it isolated arrived (by arn:aws:sts::111122223333:assumed-role/Responder/ada (AWS IAM identity, in CloudTrail))"),
+            body.contains("keep it isolated arrived, naming arn:aws:sts::111122223333:assumed-role/Responder/ada (as the answer says: a decision to keep isolated is not checked"),
             "{body}"
         );
+        // An unsealed "keep isolated" that claims a verified sign-in is not reported as one.
+        let mut claimed = state();
+        claimed.approval = Some(json!({"decision": "reject", "approver": "ciso@example.com",
+            "via": "signed_in", "identity": {"issuer": "https://idp.example", "subject": "1"}}));
+        let body = render(MessageKind::KeptIsolated, &claimed, "arn:exec", None).body;
+        assert!(!body.contains("identity verified"), "{body}");
         // Signed in: the request says where, the outcome names the verified identity, and a
         // forged issuer cannot start a line of its own.
         let request = render(

@@ -125,6 +125,22 @@ fn with_header(mut reply: Reply, name: &'static str, value: String) -> Reply {
     reply
 }
 
+/// The link's decision and the request it answers, if the link is valid and its execution
+/// waits on its task now.
+async fn waiting_for<L: Kms, D: Kms>(
+    page: &ApprovalPage<'_, L, D>,
+    params: &super::LinkParams,
+    now: i64,
+) -> Result<(Action, Box<super::Waiting>), Reply> {
+    let action = page.key.verify(params, now).await.map_err(link_problem)?;
+    match standing(page.sfn, &params.x, Some(&params.k)).await {
+        Ok(Standing::Waiting(waiting)) => Ok((action, waiting)),
+        Ok(Standing::Decided(message)) => Err(reply(410, "Already decided", &message)),
+        Ok(Standing::OtherTask) => Err(other_task()),
+        Err(error) => Err(cannot_read(&error)),
+    }
+}
+
 /// GET: shows what restore would put back and the link's own decision, after sign-in when a
 /// provider is configured (a GET with `code` and `state` is the provider's callback). Changes
 /// nothing.
@@ -149,16 +165,11 @@ pub async fn handle_get<L: Kms, D: Kms>(
     let (Some(params), _) = parse_params(visit.query) else {
         return link_problem(LinkProblem::Forged);
     };
-    let action = match page.key.verify(&params, now).await {
-        Ok(action) => action,
-        Err(problem) => return link_problem(problem),
+    let (action, waiting) = match waiting_for(page, &params, now).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
-    let context = match standing(page.sfn, &params.x, Some(&params.k)).await {
-        Ok(Standing::Waiting(waiting)) => waiting.context,
-        Ok(Standing::Decided(message)) => return reply(410, "Already decided", &message),
-        Ok(Standing::OtherTask) => return other_task(),
-        Err(error) => return cannot_read(&error),
-    };
+    let context = waiting.context;
     let Some(sign_in) = page.sign_in else {
         return Reply::page(
             200,
@@ -190,7 +201,8 @@ async fn callback<L: Kms, D: Kms>(
     state: &str,
     now: i64,
 ) -> Reply {
-    let Some(flow) = Flow::for_callback(visit.cookie, state) else {
+    let secure = visit.page_url.starts_with("https://");
+    let Some(flow) = Flow::for_callback(visit.cookie, state, secure) else {
         return sign_in_problem(SignInProblem::NotStartedHere);
     };
     if let Some(error) = query.get("error") {
@@ -199,25 +211,23 @@ async fn callback<L: Kms, D: Kms>(
     let Some(code) = query.get("code") else {
         return sign_in_problem(SignInProblem::Refused("it sent no code".into()));
     };
+    // The link first: a flow cookie anyone can write costs no call to the provider unless it
+    // carries a link Cordon signed, for a request that waits now.
+    let (Some(params), _) = parse_params(&flow.link) else {
+        return link_problem(LinkProblem::Forged);
+    };
+    let (action, waiting) = match waiting_for(page, &params, now).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let context = waiting.context;
     let identity = match sign_in.finish(visit.page_url, &flow, code).await {
         Ok(identity) => identity,
         Err(problem) => return sign_in_problem(problem),
     };
-    let (Some(params), _) = parse_params(&flow.link) else {
-        return link_problem(LinkProblem::Forged);
-    };
-    let action = match page.key.verify(&params, now).await {
-        Ok(action) => action,
-        Err(problem) => return link_problem(problem),
-    };
-    let context = match standing(page.sfn, &params.x, Some(&params.k)).await {
-        Ok(Standing::Waiting(waiting)) => waiting.context,
-        Ok(Standing::Decided(message)) => return reply(410, "Already decided", &message),
-        Ok(Standing::OtherTask) => return other_task(),
-        Err(error) => return cannot_read(&error),
-    };
     let session = Session {
         identity: identity.clone(),
+        action: params.a.clone(),
         execution: params.x.clone(),
         task: params.k.clone(),
         expires: now + SIGN_IN_SECONDS,
@@ -311,9 +321,9 @@ pub async fn handle_post<L: Kms, D: Kms>(
         Ok(approver) => approver,
         Err(refused) => return refused,
     };
-    let action = match page.key.verify(&params, now).await {
-        Ok(action) => action,
-        Err(problem) => return link_problem(problem),
+    let (action, waiting) = match waiting_for(page, &params, now).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
     // Signed in: the session's identity decides, and a typed name is ignored.
     let (approver, via, identity) = match page.sign_in {
@@ -333,12 +343,7 @@ pub async fn handle_post<L: Kms, D: Kms>(
         }
         None => (approver, Via::UnauthenticatedLink, None),
     };
-    let (instance, token) = match standing(page.sfn, &params.x, Some(&params.k)).await {
-        Ok(Standing::Waiting(waiting)) => (waiting.context.instance_id, waiting.token),
-        Ok(Standing::Decided(message)) => return reply(410, "Already decided", &message),
-        Ok(Standing::OtherTask) => return other_task(),
-        Err(error) => return cannot_read(&error),
-    };
+    let (instance, token) = (waiting.context.instance_id, waiting.token);
     let decision = Decision {
         decision: action,
         approver,

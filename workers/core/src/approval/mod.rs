@@ -23,8 +23,8 @@ pub use page::{
     escape_html, render_decision_page, render_message_page, response_headers, PageContext, Signer,
 };
 pub use sign_in::{
-    flow_cookie, Approvers, Flow, Identity, Session, SessionProblem, SignIn, SignInProblem,
-    FLOW_COOKIE, SIGN_IN_SECONDS,
+    flow_cookie, flow_cookie_name, Approvers, Flow, Identity, Session, SessionProblem, SignIn,
+    SignInProblem, SIGN_IN_SECONDS,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

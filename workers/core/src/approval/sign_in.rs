@@ -43,10 +43,12 @@ impl Identity {
     }
 }
 
-/// Who may decide (`CORDON_APPROVERS`): email addresses, `@domain`s and `group:NAME`s; empty,
-/// anyone the provider signs in for this client.
+/// Who may decide (`CORDON_APPROVERS`): email addresses, `@domain`s and `group:NAME`s, or `*`
+/// for anyone the provider signs in for this client. Never empty with sign-in: at a provider
+/// anyone can join (Google, a self-sign-up pool), "anyone signed in" is anyone with the link.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Approvers {
+    anyone: bool,
     emails: Vec<String>,
     domains: Vec<String>,
     groups: Vec<String>,
@@ -57,7 +59,9 @@ impl Approvers {
         let mut approvers = Approvers::default();
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let printable = entry.chars().all(|c| c.is_ascii_graphic());
-            if let Some(group) = entry.strip_prefix("group:").filter(|g| !g.is_empty()) {
+            if entry == "*" {
+                approvers.anyone = true;
+            } else if let Some(group) = entry.strip_prefix("group:").filter(|g| !g.is_empty()) {
                 approvers.groups.push(group.to_string());
             } else if let Some(domain) = entry
                 .strip_prefix('@')
@@ -77,12 +81,12 @@ group:NAME; list who may decide, comma-separated, e.g. ada@example.com,@soc.exam
     }
 
     pub fn is_empty(&self) -> bool {
-        self.emails.is_empty() && self.domains.is_empty() && self.groups.is_empty()
+        !self.anyone && self.emails.is_empty() && self.domains.is_empty() && self.groups.is_empty()
     }
 
     /// Whether `identity` may decide. Email rules match only a verified address.
     pub fn admits(&self, identity: &Identity) -> bool {
-        if self.is_empty() {
+        if self.anyone {
             return true;
         }
         let email = identity.email.as_deref().map(str::to_ascii_lowercase);
@@ -176,6 +180,11 @@ impl SignIn {
             }
         };
         let approvers = Approvers::parse(&set("CORDON_APPROVERS").unwrap_or_default())?;
+        if approvers.is_empty() {
+            return Err(CordonError::InvalidConfiguration(
+                "CORDON_APPROVERS is empty: say who may decide once signed in (emails, @domains, group:NAMEs), or * for anyone the provider signs in for this client".into(),
+            ));
+        }
         let mut sign_in = SignIn::new(issuer.trim(), client_id.trim(), approvers)?;
         if let Some(claim) = set("CORDON_OIDC_GROUPS_CLAIM") {
             sign_in.groups_claim = claim.trim().to_string();
@@ -390,8 +399,16 @@ pub struct Flow {
     pub link: String,
 }
 
-/// The cookie that holds a [`Flow`].
-pub const FLOW_COOKIE: &str = "cordon_sign_in";
+/// The cookie that holds a [`Flow`]: `__Host-` over https, so that no other site under the
+/// same parent domain (another function URL on `on.aws`) can set or shadow it; browsers take
+/// that prefix only with `Secure`, which a page on http loopback (the local runner) cannot set.
+pub fn flow_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-cordon_sign_in"
+    } else {
+        "cordon_sign_in"
+    }
+}
 
 /// How long a sign-in may take, and how long the signed-in page's form stays good.
 pub const SIGN_IN_SECONDS: i64 = 600;
@@ -411,14 +428,17 @@ impl Flow {
 
     /// The flow a callback belongs to, from the request's `Cookie` header: `None` unless the
     /// browser holds one whose `state` is the callback's.
-    pub fn for_callback(cookie_header: Option<&str>, state: &str) -> Option<Flow> {
-        let flow = cookie_header?
+    pub fn for_callback(cookie_header: Option<&str>, state: &str, secure: bool) -> Option<Flow> {
+        if state.is_empty() {
+            return None;
+        }
+        // Of several (a planted one beside the browser's own), the one whose state matches.
+        cookie_header?
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(name, _)| *name == FLOW_COOKIE)
-            .find_map(|(_, value)| Flow::from_cookie_value(value))?;
-        (!state.is_empty() && constant_time_eq(flow.state.as_bytes(), state.as_bytes()))
-            .then_some(flow)
+            .filter(|(name, _)| *name == flow_cookie_name(secure))
+            .filter_map(|(_, value)| Flow::from_cookie_value(value))
+            .find(|flow| constant_time_eq(flow.state.as_bytes(), state.as_bytes()))
     }
 }
 
@@ -430,7 +450,8 @@ pub fn flow_cookie(flow: Option<&Flow>, secure: bool) -> String {
         None => (String::new(), 0),
     };
     format!(
-        "{FLOW_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        flow_cookie_name(secure),
         if secure { "; Secure" } else { "" }
     )
 }
@@ -445,7 +466,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub identity: Identity,
-    /// The execution and task (`x`, `k`) of the link signed in for.
+    /// The link signed in for: its decision, execution and task (`a`, `x`, `k`), so that a
+    /// session from the "keep isolated" page cannot approve.
+    pub action: String,
     pub execution: String,
     pub task: String,
     pub expires: i64,
@@ -491,7 +514,7 @@ impl Session {
         if !constant_time_eq(&expected, &mac) {
             return Err(SessionProblem::Forged);
         }
-        if session.execution != link.x || session.task != link.k {
+        if session.action != link.a || session.execution != link.x || session.task != link.k {
             return Err(SessionProblem::Forged);
         }
         if now > session.expires {
@@ -542,7 +565,8 @@ mod tests {
         ] {
             assert!(!approvers.admits(&outsider), "{outsider:?}");
         }
-        assert!(Approvers::parse("").unwrap().admits(&identity(None, &[])));
+        assert!(Approvers::parse("*").unwrap().admits(&identity(None, &[])));
+        assert!(Approvers::parse("").unwrap().is_empty());
         for bad in ["ada", "@", "group:", "a@b@c", "ada @example.com"] {
             let error = Approvers::parse(bad).unwrap_err().to_string();
             assert!(error.contains("CORDON_APPROVERS"), "{bad}: {error}");
@@ -572,6 +596,7 @@ mod tests {
         assert!(SignIn::from_env(env(&[
             ("CORDON_OIDC_ISSUER", "http://127.0.0.1:4000"),
             ("CORDON_OIDC_CLIENT_ID", "cordon"),
+            ("CORDON_APPROVERS", "*"),
         ]))
         .unwrap()
         .is_some());
@@ -588,6 +613,7 @@ mod tests {
                 env(&[
                     ("CORDON_OIDC_ISSUER", "http://idp.example"),
                     ("CORDON_OIDC_CLIENT_ID", "cordon"),
+                    ("CORDON_APPROVERS", "*"),
                 ]),
                 "not an https URL",
             ),
@@ -605,16 +631,39 @@ mod tests {
             verifier: "v-1".into(),
             link: "a=approve".into(),
         };
-        let header = format!("other=1; {FLOW_COOKIE}={}", flow.to_cookie_value());
-        assert_eq!(Flow::for_callback(Some(&header), "s-1"), Some(flow.clone()));
-        assert_eq!(Flow::for_callback(Some(&header), "s-2"), None);
-        assert_eq!(Flow::for_callback(Some(&header), ""), None);
-        assert_eq!(Flow::for_callback(None, "s-1"), None);
+        let planted = Flow {
+            state: "s-planted".into(),
+            ..flow.clone()
+        };
+        let header = format!(
+            "other=1; __Host-cordon_sign_in={}; __Host-cordon_sign_in={}",
+            planted.to_cookie_value(),
+            flow.to_cookie_value()
+        );
         assert_eq!(
-            Flow::for_callback(Some(&format!("{FLOW_COOKIE}=not-json")), "s-1"),
+            Flow::for_callback(Some(&header), "s-1", true),
+            Some(flow.clone())
+        );
+        assert_eq!(Flow::for_callback(Some(&header), "s-2", true), None);
+        assert_eq!(Flow::for_callback(Some(&header), "", true), None);
+        assert_eq!(Flow::for_callback(None, "s-1", true), None);
+        // Over https only the prefixed cookie counts, which no other site can set.
+        let unprefixed = format!("cordon_sign_in={}", flow.to_cookie_value());
+        assert_eq!(Flow::for_callback(Some(&unprefixed), "s-1", true), None);
+        assert_eq!(
+            Flow::for_callback(Some(&unprefixed), "s-1", false),
+            Some(flow.clone())
+        );
+        assert_eq!(
+            Flow::for_callback(Some("__Host-cordon_sign_in=not-json"), "s-1", true),
             None
         );
-        assert!(flow_cookie(Some(&flow), true).ends_with("HttpOnly; SameSite=Lax; Secure"));
+        let set = flow_cookie(Some(&flow), true);
+        assert!(set.starts_with("__Host-cordon_sign_in="), "{set}");
+        assert!(
+            set.ends_with("Path=/; Max-Age=600; HttpOnly; SameSite=Lax; Secure"),
+            "{set}"
+        );
         assert!(flow_cookie(None, false).contains("Max-Age=0"));
     }
 
@@ -650,6 +699,7 @@ mod tests {
         };
         let session = Session {
             identity: identity(Some("ada@example.com"), &[]),
+            action: "approve".into(),
             execution: ARN.into(),
             task: "task-1".into(),
             expires: 1_000,
@@ -663,14 +713,22 @@ mod tests {
             Session::open(&field, &decisions, &link, 1_001).await,
             Err(SessionProblem::Expired)
         ));
-        let other_task = LinkParams {
-            k: "task-2".into(),
-            ..link.clone()
-        };
-        assert!(matches!(
-            Session::open(&field, &decisions, &other_task, 900).await,
-            Err(SessionProblem::Forged)
-        ));
+        // Another task's link, or the other decision of the same request.
+        for other in [
+            LinkParams {
+                k: "task-2".into(),
+                ..link.clone()
+            },
+            LinkParams {
+                a: "reject".into(),
+                ..link.clone()
+            },
+        ] {
+            assert!(matches!(
+                Session::open(&field, &decisions, &other, 900).await,
+                Err(SessionProblem::Forged)
+            ));
+        }
         // Another identity written into the payload, with the old MAC.
         let (_, mac) = field.split_once('.').unwrap();
         let forged = Session {
