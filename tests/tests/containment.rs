@@ -473,7 +473,10 @@ async fn isolating_twice_changes_nothing_and_keeps_the_true_originals() {
     // The same record, as the tags keep it: the groups' names were seen at the first
     // capture only (the interface is on Cordon's group now, and the tags keep no names).
     let mut first_record = first.capture.record.clone();
-    for interface in first_record.iter_mut().flat_map(|r| r.interfaces.iter_mut()) {
+    for interface in first_record
+        .iter_mut()
+        .flat_map(|r| r.interfaces.iter_mut())
+    {
         interface.group_names.clear();
     }
     assert_eq!(
