@@ -8,6 +8,23 @@ pub mod runtime_api;
 
 pub use cordon::local::{finding_for, EntryView, World, REGION};
 
+/// Runs one of the Chromium scripts in `tests/browser/` (`approval.mjs`, `sign_in.mjs`) with
+/// `args`, and returns the JSON it prints.
+pub fn browser_script(script: &str, args: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new("node")
+        .arg(repo_root().join("tests/browser").join(script))
+        .args(args)
+        .current_dir(repo_root().join("tests"))
+        .output()
+        .expect("node runs (scripts/test installs the browser tools)");
+    assert!(
+        output.status.success(),
+        "the browser script {script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
 /// The repository root (this crate lives in `tests/`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -2,28 +2,15 @@
 //! open the link from the email, check what the page shows and that opening it changed
 //! nothing, press "Approve restore", and check the execution went on to Restore.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use cordon::runner::{approval_links_in, DecisionMode, Runner};
 use cordon_core::config::Config;
-use cordon_tests::{finding_for, repo_root, Moto};
+use cordon_tests::{finding_for, Moto};
 use serde_json::{json, Value};
 
 fn browser(args: &[&str]) -> Value {
-    let script = repo_root().join("tests/browser/approval.mjs");
-    let output = Command::new("node")
-        .arg(&script)
-        .args(args)
-        .current_dir(repo_root().join("tests"))
-        .output()
-        .expect("node runs (scripts/test installs the browser tools)");
-    assert!(
-        output.status.success(),
-        "the browser script failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+    cordon_tests::browser_script("approval.mjs", args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

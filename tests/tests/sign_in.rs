@@ -70,18 +70,7 @@ async fn provider(port: u16, redirect_uri: &str) -> Provider {
 }
 
 fn browser(link: &str, issuer: &str, phase: &str) -> Value {
-    let output = Command::new("node")
-        .arg(repo_root().join("tests/browser/sign_in.mjs"))
-        .args([link, issuer, phase])
-        .current_dir(repo_root().join("tests"))
-        .output()
-        .expect("node runs (scripts/test installs the browser tools)");
-    assert!(
-        output.status.success(),
-        "the browser script failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+    cordon_tests::browser_script("sign_in.mjs", &[link, issuer, phase])
 }
 
 fn refused(results: &Value, case: &str, status: u16, says: &str) {

@@ -120,6 +120,13 @@ pub struct Visit<'a> {
     pub page_url: &'a str,
 }
 
+impl Visit<'_> {
+    /// Served over https: the flow cookie can then be `Secure` and `__Host-`.
+    fn is_https(&self) -> bool {
+        self.page_url.starts_with("https://")
+    }
+}
+
 fn with_header(mut reply: Reply, name: &'static str, value: String) -> Reply {
     reply.headers.push((name, value));
     reply
@@ -157,10 +164,9 @@ pub async fn handle_get<L: Kms, D: Kms>(
             .into_owned()
             .collect();
     if let (Some(sign_in), Some(state)) = (page.sign_in, query.get("state")) {
-        let secure = visit.page_url.starts_with("https://");
         let reply = callback(page, sign_in, visit, &query, state, now).await;
         // One flow, one callback: a replayed callback finds no flow.
-        return with_header(reply, "set-cookie", flow_cookie(None, secure));
+        return with_header(reply, "set-cookie", flow_cookie(None, visit.is_https()));
     }
     let (Some(params), _) = parse_params(visit.query) else {
         return link_problem(LinkProblem::Forged);
@@ -178,14 +184,17 @@ pub async fn handle_get<L: Kms, D: Kms>(
     };
     match sign_in.start(visit.page_url, visit.query).await {
         Ok((authorize_url, flow)) => {
-            let secure = visit.page_url.starts_with("https://");
             let reply = reply(
                 302,
                 "Sign in to decide",
                 "Cordon is sending you to your identity provider to sign in.",
             );
             let reply = with_header(reply, "location", authorize_url);
-            with_header(reply, "set-cookie", flow_cookie(Some(&flow), secure))
+            with_header(
+                reply,
+                "set-cookie",
+                flow_cookie(Some(&flow), visit.is_https()),
+            )
         }
         Err(problem) => sign_in_problem(problem),
     }
@@ -201,8 +210,7 @@ async fn callback<L: Kms, D: Kms>(
     state: &str,
     now: i64,
 ) -> Reply {
-    let secure = visit.page_url.starts_with("https://");
-    let Some(flow) = Flow::for_callback(visit.cookie, state, secure) else {
+    let Some(flow) = Flow::for_callback(visit.cookie, state, visit.is_https()) else {
         return sign_in_problem(SignInProblem::NotStartedHere);
     };
     if let Some(error) = query.get("error") {

@@ -13,8 +13,8 @@
 use base64::Engine;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClientId, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,17 @@ use super::LinkParams;
 use crate::decision::DecisionKey;
 use crate::kms::{digest, Kms};
 use crate::{CordonError, Result};
+
+/// A client made from a discovery document: it has an authorization endpoint, maybe a token
+/// and a userinfo endpoint, and none of the others.
+type ProviderClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// Who signed in, as the provider's signed ID token says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,17 +211,16 @@ impl SignIn {
             .map_err(|e| SignInProblem::Unavailable(format!("discovery at {}: {e}", self.issuer)))
     }
 
-    /// Where to send the browser to sign in, and the flow it must bring back. `redirect` is
-    /// the approval page's own URL (the callback comes to it), `link` the link's query.
-    pub async fn start(
+    /// Cordon's client at the provider, as its discovery document describes it now, sending
+    /// the browser back to `redirect`; and whether the provider has a scope named after the
+    /// groups claim. The groups claim is asked for as a scope only there (oidc-provider,
+    /// Okta): others (Entra ID) put it in the token by configuration, and an unknown scope
+    /// would fail the sign-in.
+    async fn client(
         &self,
         redirect: &str,
-        link: &str,
-    ) -> std::result::Result<(String, Flow), SignInProblem> {
+    ) -> std::result::Result<(ProviderClient, bool), SignInProblem> {
         let metadata = self.metadata().await?;
-        // The groups claim is asked for as a scope only where the provider has one by that
-        // name (oidc-provider, Okta); others (Entra ID) put it in the token by configuration,
-        // and an unknown scope would fail the sign-in.
         let groups_scope = !self.approvers.groups.is_empty()
             && metadata
                 .scopes_supported()
@@ -223,6 +233,17 @@ impl SignIn {
             None,
         )
         .set_redirect_uri(redirect);
+        Ok((client, groups_scope))
+    }
+
+    /// Where to send the browser to sign in, and the flow it must bring back. `redirect` is
+    /// the approval page's own URL (the callback comes to it), `link` the link's query.
+    pub async fn start(
+        &self,
+        redirect: &str,
+        link: &str,
+    ) -> std::result::Result<(String, Flow), SignInProblem> {
+        let (client, groups_scope) = self.client(redirect).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(
@@ -255,15 +276,7 @@ impl SignIn {
         flow: &Flow,
         code: &str,
     ) -> std::result::Result<Identity, SignInProblem> {
-        let metadata = self.metadata().await?;
-        let redirect = RedirectUrl::new(redirect.to_string())
-            .map_err(|e| SignInProblem::Unavailable(format!("redirect URL: {e}")))?;
-        let client = CoreClient::from_provider_metadata(
-            metadata,
-            ClientId::new(self.client_id.clone()),
-            None,
-        )
-        .set_redirect_uri(redirect);
+        let (client, _) = self.client(redirect).await?;
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| SignInProblem::Unavailable(format!("token endpoint: {e}")))?
