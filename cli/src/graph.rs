@@ -13,6 +13,29 @@ fn node(name: &str, state: &Value) -> String {
     }
 }
 
+/// What a choice rule tests, as short as the graph needs: the value compared (`approve`), or
+/// for an `And`, "all VALUE" when every part compares one value and its parts joined
+/// otherwise; presence checks are left out.
+fn choice_label(rule: &Value) -> Option<String> {
+    if let Some(parts) = rule["And"].as_array() {
+        let labels: Vec<String> = parts.iter().filter_map(choice_label).collect();
+        return match labels.as_slice() {
+            [] => None,
+            [first, rest @ ..] if !rest.is_empty() && rest.iter().all(|l| l == first) => {
+                Some(format!("all {first}"))
+            }
+            _ => Some(labels.join(" and ")),
+        };
+    }
+    if let Some(value) = rule["StringEquals"].as_str() {
+        return Some(value.to_string());
+    }
+    let field = rule["Variable"].as_str()?.rsplit('.').next()?.to_string();
+    rule["NumericEquals"]
+        .as_number()
+        .map(|n| format!("{field} = {n}"))
+}
+
 fn edges(name: &str, state: &Value, out: &mut Vec<String>) {
     let mut add = |to: &Value, label: Option<String>| {
         if let Some(to) = to.as_str() {
@@ -23,11 +46,7 @@ fn edges(name: &str, state: &Value, out: &mut Vec<String>) {
         }
     };
     for choice in state["Choices"].as_array().into_iter().flatten() {
-        let label = choice["StringEquals"]
-            .as_str()
-            .map(String::from)
-            .or_else(|| choice["And"].as_array().map(|_| "all failed".to_string()));
-        add(&choice["Next"], label);
+        add(&choice["Next"], choice_label(choice));
     }
     add(&state["Default"], Some("otherwise".into()));
     add(&state["Next"], None);

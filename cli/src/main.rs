@@ -106,10 +106,11 @@ struct DecideArgs {
     /// The waiting execution (in the approval email, `cordon status` or the console).
     #[arg(long)]
     execution: String,
-    /// The stack's decision key (its DecisionKeyArn output): the restore step trusts only
-    /// decisions sealed with it, and only the stack's BreakGlassPrincipals may seal one.
-    #[arg(long, env = "CORDON_DECISION_KEY_ID")]
-    decision_key: String,
+    /// The stack's break-glass key (its BreakGlassKeyArn output): only the stack's
+    /// BreakGlassPrincipals may seal a decision with it, and the restore step takes a decision
+    /// made this way only under it.
+    #[arg(long, env = "CORDON_BREAK_GLASS_KEY_ID")]
+    break_glass_key: String,
 }
 
 #[derive(Args)]
@@ -695,12 +696,13 @@ async fn decide_command(
         operation: "sts:GetCallerIdentity".into(),
         message: "STS named no caller".into(),
     })?;
-    let decisions = DecisionKey {
+    let break_glass = DecisionKey {
         kms: AwsKms::new(sdk),
-        key_id: args.decision_key.clone(),
+        key_id: args.break_glass_key.clone(),
     };
     let sfn = aws_sdk_sfn::Client::new(sdk);
-    let decision = decide_as_caller(&sfn, &decisions, &args.execution, action, caller_arn).await?;
+    let decision =
+        decide_as_caller(&sfn, &break_glass, &args.execution, action, caller_arn).await?;
     eprintln!(
         "cordon: {} sent for {} as {caller_arn}",
         action.as_str(),
@@ -712,6 +714,8 @@ async fn decide_command(
         "approver": decision.approver,
         "via": decision.via,
         "decided_at": decision.decided_at,
+        "round": decision.round,
+        "first_approver": decision.first_approval.as_ref().and_then(|first| first.approver.clone()),
     }));
     Ok(0)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use cordon_core::approval::{handle_get, handle_post, ApprovalPage, LinkKey, SignIn, Visit};
 use cordon_core::aws::{AwsContext, MemberRole};
 use cordon_core::config::Config;
-use cordon_core::decision::DecisionKey;
+use cordon_core::decision::{DecisionKey, RestoreGate};
 use cordon_core::kms::AwsKms;
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
 use cordon_core::steps::{
@@ -72,6 +72,7 @@ pub fn local_definition(
     definition: &str,
     region: &str,
     approval_timeout_seconds: u64,
+    approvals_required: u8,
 ) -> Result<String, String> {
     let mut text = definition.to_string();
     for (_, variable, name) in Worker::ALL {
@@ -84,6 +85,7 @@ pub fn local_definition(
         "${ApprovalTimeoutSeconds}",
         &approval_timeout_seconds.to_string(),
     );
+    text = text.replace("${ApprovalsRequired}", &approvals_required.to_string());
     if let Some(at) = text.find("${") {
         let rest: String = text[at..].chars().take(40).collect();
         return Err(format!(
@@ -162,7 +164,9 @@ pub struct Runner {
     http: reqwest::Client,
     config: Config,
     approval_key: LinkKey<AwsKms>,
-    decision_key: DecisionKey<AwsKms>,
+    /// What the restore step accepts: the page's decision key, the break-glass key and the
+    /// number of approvers, as the deployed restore function has them.
+    gate: RestoreGate<AwsKms>,
     pub approval_url: String,
     /// The issuer the page signs analysts in at, if any.
     sign_in_at: Option<String>,
@@ -242,6 +246,11 @@ impl Runner {
             kms: AwsKms::new(&sdk),
             key_id: crate::local::create_hmac_key(&sdk, "Cordon decisions (local run)").await?,
         };
+        let break_glass_key = DecisionKey {
+            kms: AwsKms::new(&sdk),
+            key_id: crate::local::create_hmac_key(&sdk, "Cordon break-glass decisions (local run)")
+                .await?,
+        };
         let sign_in_at = sign_in.as_ref().map(|s| s.issuer.clone());
         let approval_url = serve_approval(
             sfn.clone(),
@@ -258,12 +267,23 @@ impl Runner {
             http,
             config,
             approval_key,
-            decision_key,
+            gate: RestoreGate {
+                page: decision_key,
+                break_glass: Some(break_glass_key),
+                approvals_required: 1,
+            },
             approval_url,
             sign_in_at,
             topic_arn,
             region,
         })
+    }
+
+    /// The two-person rule (`ApprovalsRequired: 2`) for the executions started from now on:
+    /// the definition asks a second approver, and the restore step requires two.
+    pub fn with_approvals_required(mut self, approvals_required: u8) -> Self {
+        self.gate.approvals_required = approvals_required;
+        self
     }
 
     /// Runs one execution for `event` to its end.
@@ -285,8 +305,13 @@ impl Runner {
         event: &Value,
         approval_timeout_seconds: u64,
     ) -> Result<String, CordonError> {
-        let definition = local_definition(DEFINITION, &self.region, approval_timeout_seconds)
-            .map_err(CordonError::InvalidConfiguration)?;
+        let definition = local_definition(
+            DEFINITION,
+            &self.region,
+            approval_timeout_seconds,
+            self.gate.approvals_required,
+        )
+        .map_err(CordonError::InvalidConfiguration)?;
         let machine = self
             .sfn
             .create_state_machine()
@@ -559,7 +584,7 @@ impl Runner {
             }
             Worker::Restore => {
                 let input: RestoreInput = typed(input)?;
-                serde_json::to_value(approved_restore_step(ec2, &self.decision_key, &input).await?)
+                serde_json::to_value(approved_restore_step(ec2, &self.gate, &input).await?)
             }
             Worker::Notify => {
                 let input: NotifyInput = typed(input)?;
@@ -623,7 +648,15 @@ impl Runner {
     /// The key the local approval page seals decisions with (the deployed approval function's
     /// `DecisionKey`), for tests that call the page as that function does.
     pub fn decision_key(&self) -> &DecisionKey<AwsKms> {
-        &self.decision_key
+        &self.gate.page
+    }
+
+    /// The key `cordon approve|reject` seals with here (the stack's `BreakGlassKey`).
+    pub fn break_glass_key(&self) -> &DecisionKey<AwsKms> {
+        self.gate
+            .break_glass
+            .as_ref()
+            .expect("the local runner always has a break-glass key")
     }
 
     /// The (approve, keep isolated) links of the execution's latest approval request email.
@@ -841,7 +874,8 @@ mod tests {
     #[test]
     fn only_the_worker_tasks_change_and_every_substitution_is_applied() {
         let local: Value =
-            serde_json::from_str(&local_definition(DEFINITION, "us-east-1", 60).unwrap()).unwrap();
+            serde_json::from_str(&local_definition(DEFINITION, "us-east-1", 60, 1).unwrap())
+                .unwrap();
         let original: Value = serde_json::from_str(DEFINITION).unwrap();
         let capture = &local["States"]["CaptureState"];
         assert_eq!(capture["Resource"], LAMBDA_INVOKE_WAIT);

@@ -8,6 +8,12 @@ use cordon_tests::{finding_for, findings_dir, Moto, World};
 use serde_json::Value;
 
 fn cordon(moto: Option<&Moto>, args: &[&str]) -> Output {
+    cordon_as(moto, &[], args)
+}
+
+/// `cordon` with `credentials` (`AWS_*` variables) over the emulator's defaults: another
+/// caller.
+fn cordon_as(moto: Option<&Moto>, credentials: &[(&str, String)], args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cordon"));
     command.args(args);
     // Nothing from the developer's own AWS setup leaks into a test.
@@ -25,6 +31,7 @@ fn cordon(moto: Option<&Moto>, args: &[&str]) -> Output {
     if let Some(moto) = moto {
         command.envs(moto.cli_env());
     }
+    command.envs(credentials.iter().map(|(k, v)| (k, v)));
     command.output().expect("cordon runs")
 }
 
@@ -732,7 +739,7 @@ async fn break_glass_approve_restores_as_the_callers_identity_and_only_while_wai
     let (arn, follow) = waiting_execution(&runner, &instance).await;
     let isolated = world.eni_groups(&enis[0]).await;
     assert_ne!(isolated, vec![web.clone()]);
-    let key = runner.decision_key().key_id.clone();
+    let key = runner.break_glass_key().key_id.clone();
     let caller = aws_sdk_sts::Client::new(&moto.sdk_config())
         .get_caller_identity()
         .send()
@@ -744,7 +751,7 @@ async fn break_glass_approve_restores_as_the_callers_identity_and_only_while_wai
     // What is not an execution ARN, and a key that cannot seal: refused, nothing sent.
     let not_arn = cordon(
         Some(&moto),
-        &["approve", "--execution", "f-1", "--decision-key", &key],
+        &["approve", "--execution", "f-1", "--break-glass-key", &key],
     );
     assert_eq!(not_arn.status.code(), Some(1));
     assert!(
@@ -758,8 +765,8 @@ async fn break_glass_approve_restores_as_the_callers_identity_and_only_while_wai
             "approve",
             "--execution",
             &arn,
-            "--decision-key",
-            "alias/not-the-decision-key",
+            "--break-glass-key",
+            "alias/not-the-break-glass-key",
         ],
     );
     assert_eq!(wrong_key.status.code(), Some(1), "{}", stderr(&wrong_key));
@@ -777,7 +784,7 @@ async fn break_glass_approve_restores_as_the_callers_identity_and_only_while_wai
 
     let approved = cordon(
         Some(&moto),
-        &["approve", "--execution", &arn, "--decision-key", &key],
+        &["approve", "--execution", &arn, "--break-glass-key", &key],
     );
     assert_eq!(approved.status.code(), Some(0), "{}", stderr(&approved));
     let sent = json(&approved);
@@ -805,7 +812,7 @@ async fn break_glass_approve_restores_as_the_callers_identity_and_only_while_wai
     // Decided: a second decision is refused and sends nothing.
     let again = cordon(
         Some(&moto),
-        &["reject", "--execution", &arn, "--decision-key", &key],
+        &["reject", "--execution", &arn, "--break-glass-key", &key],
     );
     assert_eq!(again.status.code(), Some(1));
     assert!(
@@ -814,4 +821,171 @@ async fn break_glass_approve_restores_as_the_callers_identity_and_only_while_wai
         stderr(&again)
     );
     assert!(again.stdout.is_empty());
+}
+
+/// Credentials of `role` in the emulator's account, for session `session`: another AWS
+/// identity (STS names it `assumed-role/ROLE/SESSION`), as `AWS_*` variables and its ARN.
+async fn another_caller(
+    moto: &Moto,
+    role: &str,
+    session: &str,
+) -> (Vec<(&'static str, String)>, String) {
+    let assumed = aws_sdk_sts::Client::new(&moto.sdk_config())
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::123456789012:role/{role}"))
+        .role_session_name(session)
+        .send()
+        .await
+        .unwrap();
+    let credentials = assumed.credentials().unwrap();
+    let arn = assumed.assumed_role_user().unwrap().arn().to_string();
+    (
+        vec![
+            ("AWS_ACCESS_KEY_ID", credentials.access_key_id().to_string()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                credentials.secret_access_key().to_string(),
+            ),
+            ("AWS_SESSION_TOKEN", credentials.session_token().to_string()),
+        ],
+        arn,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_glass_decision_is_trusted_only_under_the_break_glass_key() {
+    let moto = Moto::start();
+    let runner = std::sync::Arc::new(
+        cordon::runner::Runner::start(&moto.endpoint, cordon_core::config::Config::default())
+            .await
+            .unwrap(),
+    );
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let web = world.security_group(&vpc, "web", 443).await;
+    let (instance, enis) = world.instance(&[(&subnet, &[&web])], false).await;
+    let (arn, follow) = waiting_execution(&runner, &instance).await;
+    let isolated = world.eni_groups(&enis[0]).await;
+    // A break-glass principal who may also use the approval page's key (in AWS its key policy
+    // says no one but the approval function may; moto enforces no key policy): the decision
+    // says `aws_iam`, so the restore step takes it only under the break-glass key.
+    let page_key = runner.decision_key().key_id.clone();
+    let sent = cordon(
+        Some(&moto),
+        &[
+            "approve",
+            "--execution",
+            &arn,
+            "--break-glass-key",
+            &page_key,
+        ],
+    );
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+    let report = follow.await.unwrap().unwrap();
+    assert_eq!(report.outcome, "decision_refused", "{:?}", report.states);
+    assert_eq!(
+        world.eni_groups(&enis[0]).await,
+        isolated,
+        "restored anyway"
+    );
+    let messages = runner.messages_of(&arn).await.unwrap();
+    let (_, kept) = messages
+        .iter()
+        .find(|(subject, _)| subject.contains("kept isolated"))
+        .expect("a kept-isolated email");
+    assert!(kept.contains("did not make, and was refused"), "{kept}");
+    assert!(kept.contains("with the break-glass key"), "{kept}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_person_rule_by_break_glass_needs_two_different_callers() {
+    let moto = Moto::start();
+    let runner = std::sync::Arc::new(
+        cordon::runner::Runner::start(&moto.endpoint, cordon_core::config::Config::default())
+            .await
+            .unwrap()
+            .with_approvals_required(2),
+    );
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let web = world.security_group(&vpc, "web", 443).await;
+    let (instance, enis) = world.instance(&[(&subnet, &[&web])], false).await;
+    let (arn, follow) = waiting_execution(&runner, &instance).await;
+    let isolated = world.eni_groups(&enis[0]).await;
+    let key = runner.break_glass_key().key_id.clone();
+    let (ada, ada_arn) = another_caller(&moto, "IncidentResponder", "ada").await;
+    let (grace, grace_arn) = another_caller(&moto, "IncidentResponder", "grace").await;
+    let approve = [
+        "approve",
+        "--execution",
+        arn.as_str(),
+        "--break-glass-key",
+        key.as_str(),
+    ];
+
+    // The first approval restores nothing: a second approver is asked for.
+    let first = cordon_as(Some(&moto), &ada, &approve);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(json(&first)["approver"], ada_arn.as_str());
+    assert_eq!(json(&first)["round"], 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let second_request = loop {
+        let messages = runner.messages_of(&arn).await.unwrap();
+        if let Some((_, body)) = messages
+            .iter()
+            .find(|(subject, _)| subject.contains("second approval needed"))
+        {
+            break body.clone();
+        }
+        assert!(
+            !follow.is_finished() && std::time::Instant::now() < deadline,
+            "no second approval was asked for"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(second_request.contains(&ada_arn), "{second_request}");
+    assert_eq!(world.eni_groups(&enis[0]).await, isolated);
+
+    // The same caller cannot be the second approver; nothing is sent.
+    let again = cordon_as(Some(&moto), &ada, &approve);
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("made the first approval; a second, different person must approve"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(again.stdout.is_empty());
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        !follow.is_finished(),
+        "the refused approval moved the workflow on"
+    );
+    assert_eq!(world.eni_groups(&enis[0]).await, isolated);
+
+    // Another caller restores, and both are recorded.
+    let second = cordon_as(Some(&moto), &grace, &approve);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert_eq!(json(&second)["round"], 2);
+    assert_eq!(json(&second)["first_approver"], ada_arn.as_str());
+    let report = follow.await.unwrap().unwrap();
+    assert_eq!(report.outcome, "restored", "{:?}", report.states);
+    assert!(report.states.iter().any(|s| s == "RequestSecondApproval"));
+    assert_eq!(world.eni_groups(&enis[0]).await, vec![web]);
+    assert_eq!(report.output["approval"]["approver"], grace_arn.as_str());
+    assert_eq!(
+        report.output["approval"]["first_approval"]["approver"],
+        ada_arn.as_str()
+    );
+    let messages = runner.messages_of(&arn).await.unwrap();
+    let (_, restored) = messages
+        .iter()
+        .find(|(subject, _)| subject.contains("restored"))
+        .expect("a restored email");
+    assert!(
+        restored.contains(&grace_arn)
+            && restored.contains(&format!("after a first approval by {ada_arn}")),
+        "{restored}"
+    );
 }

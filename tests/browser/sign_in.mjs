@@ -1,13 +1,13 @@
 // Drives Debian's Chromium (headless) through the approval page's sign-in at a real OpenID
 // provider (tests/oidc/provider.mjs), as an analyst, and as an attacker would.
-//   node sign_in.mjs LINK PROVIDER_URL refusals|approve
+//   node sign_in.mjs LINK PROVIDER_URL refusals|approve [LOGIN]
 // runs each case of the phase in a fresh browser context and prints one JSON object: for each
 // case, {status, title, text} of the page the approval endpoint answered with. `refusals` are
-// what must change nothing; `approve` signs in as an allowed analyst and presses "Approve
-// restore".
+// what must change nothing; `approve` signs in as LOGIN (an allowed analyst, ada@example.com
+// unless named) and presses "Approve restore" if the page offers it.
 import { chromium } from "playwright-core";
 
-const [link, provider, phase] = process.argv.slice(2);
+const [link, provider, phase, login = "ada@example.com"] = process.argv.slice(2);
 const approvalUrl = link.split("?")[0];
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -125,11 +125,13 @@ try {
     await context.close();
   }
   } else if (phase === "approve") {
-    // An analyst on the list signs in and approves.
-    const { context, page, callback } = await signIn("ada@example.com");
+    // An analyst on the list signs in and approves, if the page lets them.
+    const { context, page, callback } = await signIn(login);
     results.signed_in = await open(page, callback);
-    const [decided] = await Promise.all([page.waitForNavigation(), page.click("#approve")]);
-    results.approve = await answer(page, decided);
+    if (await page.locator("#approve").count()) {
+      const [decided] = await Promise.all([page.waitForNavigation(), page.click("#approve")]);
+      results.approve = await answer(page, decided);
+    }
     await context.close();
   } else {
     throw new Error(`unknown phase ${phase}`);

@@ -381,7 +381,7 @@ fn key_grants(
 fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
     let template = template();
     let resources = template["Resources"].as_object().unwrap();
-    for key in ["LinkKey", "DecisionKey"] {
+    for key in ["LinkKey", "DecisionKey", "BreakGlassKey"] {
         assert_eq!(resources[key]["Type"], "AWS::KMS::Key", "{key}");
         assert_eq!(resources[key]["Properties"]["KeySpec"], "HMAC_256", "{key}");
         assert_eq!(
@@ -415,23 +415,38 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
             "{function} {variable}"
         );
     }
+    // The break-glass key exists only with break-glass principals, and restore knows it only
+    // then: without them it takes no decision made with `cordon approve|reject`.
+    assert_eq!(
+        resources["BreakGlassKey"]["Condition"],
+        "HasBreakGlassPrincipals"
+    );
+    assert_eq!(
+        resources["RestoreFunction"]["Properties"]["Environment"]["Variables"]
+            ["CORDON_BREAK_GLASS_KEY_ID"],
+        serde_json::json!({"Fn::If": ["HasBreakGlassPrincipals",
+            {"Fn::GetAtt": ["BreakGlassKey", "Arn"]}, {"Ref": "AWS::NoValue"}]})
+    );
     let (allows, denies) = key_grants(resources);
     // A grant would let its holder make MACs whatever the policy says.
     assert!(
         !allows.iter().any(|g| covers(&g.action, "kms:CreateGrant")),
         "{allows:?}"
     );
-    // Break glass: the engineers' roles the stack names (BreakGlassPrincipals, a parameter)
-    // may seal a decision as the approval function does, and no one else.
+    // Each way of deciding seals with its own key: the approval function the page's
+    // decisions, the engineers' roles the stack names (BreakGlassPrincipals, a parameter) the
+    // break-glass ones, and no one else either; only restore checks them.
     for (key, operation, only) in [
         ("LinkKey", "kms:GenerateMac", &["NotifyRole"][..]),
         ("LinkKey", "kms:VerifyMac", &["ApprovalRole"]),
-        (
-            "DecisionKey",
-            "kms:GenerateMac",
-            &["ApprovalRole", "BreakGlassPrincipals"],
-        ),
+        ("DecisionKey", "kms:GenerateMac", &["ApprovalRole"]),
         ("DecisionKey", "kms:VerifyMac", &["RestoreRole"]),
+        (
+            "BreakGlassKey",
+            "kms:GenerateMac",
+            &["BreakGlassPrincipals"],
+        ),
+        ("BreakGlassKey", "kms:VerifyMac", &["RestoreRole"]),
     ] {
         let only: std::collections::BTreeSet<String> =
             only.iter().map(|who| who.to_string()).collect();
@@ -455,7 +470,7 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
     );
     // Whatever the roles above admit (a wildcard in BreakGlassPrincipals), an EC2 instance's
     // role credentials make and check no MAC: the compromised instance never signs its release.
-    for key in ["LinkKey", "DecisionKey"] {
+    for key in ["LinkKey", "DecisionKey", "BreakGlassKey"] {
         let denies_instances = key_statements(&resources[key]["Properties"]["KeyPolicy"])
             .iter()
             .any(|statement| {
@@ -492,4 +507,20 @@ fn the_workflow_restores_only_through_the_decision_check() {
             "Next": "NotifyKeptIsolated"}])
     );
     assert_eq!(outcome["Default"], "NotifyRestored");
+    // Under the two-person rule the first approval asks a second approver, whose answer
+    // takes the approval's place (it carries the first), and only then restore runs.
+    let decision = &states["Decision"]["Choices"];
+    assert_eq!(decision[0]["Next"], "RequestSecondApproval");
+    assert_eq!(decision[1]["Next"], "Restore");
+    let second = &states["RequestSecondApproval"];
+    assert_eq!(second["ResultPath"], "$.approval");
+    assert_eq!(
+        second["Parameters"]["Payload"]["kind"],
+        "second_approval_request"
+    );
+    assert_eq!(second["Next"], "SecondDecision");
+    assert_eq!(
+        states["CaptureState"]["Parameters"]["Payload"]["approvals_required"],
+        "${ApprovalsRequired}"
+    );
 }

@@ -67,6 +67,10 @@ pub struct CaptureOutput {
     /// How long the workflow waits for a decision (the approval task's `TimeoutSecondsPath`).
     #[serde(default)]
     pub approval_timeout_seconds: Option<u64>,
+    /// How many different people must approve a restore: 1, or 2 under the two-person rule
+    /// (the state machine asks for a second approval when this is 2).
+    #[serde(default)]
+    pub approvals_required: Option<u8>,
 }
 
 impl CaptureOutput {
@@ -84,6 +88,7 @@ impl CaptureOutput {
             tags_written: false,
             warnings: Vec::new(),
             approval_timeout_seconds: None,
+            approvals_required: None,
         }
     }
 }
@@ -294,6 +299,7 @@ pub async fn capture_seeing(
             record,
             warnings,
             approval_timeout_seconds: None,
+            approvals_required: None,
         };
         return Ok((
             output,
@@ -352,6 +358,7 @@ pub async fn capture_seeing(
             tags_written: false,
             warnings: Vec::new(),
             approval_timeout_seconds: None,
+            approvals_required: None,
         };
         return Ok((
             output,
@@ -426,6 +433,7 @@ pub async fn capture_seeing(
         tags_written,
         warnings,
         approval_timeout_seconds: None,
+        approvals_required: None,
     };
     Ok((
         output,

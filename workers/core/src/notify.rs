@@ -16,6 +16,8 @@ pub const SUBJECT_MAX_CHARS: usize = 100;
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     ApprovalRequest,
+    /// Under the two-person rule, after a first approval: a second, different approver.
+    SecondApprovalRequest,
     Restored,
     KeptIsolated,
     Failed,
@@ -26,7 +28,7 @@ pub enum MessageKind {
 pub struct NotifyInput {
     pub kind: MessageKind,
     pub execution_arn: String,
-    /// Only for the approval request (`$$.Task.Token`).
+    /// Only for the approval requests (`$$.Task.Token`).
     #[serde(default)]
     pub task_token: Option<String>,
     /// The execution's state (`$`), read with [`WorkflowState::from_value`].
@@ -146,24 +148,38 @@ pub async fn decision_links(
     ))
 }
 
-/// Who decided, as the execution's decision says, on one sanitised line.
-fn decided_by(state: &WorkflowState) -> String {
-    let field = |name: &str| {
-        state
-            .approval
-            .as_ref()
-            .and_then(|a| a.get(name))
-            .and_then(|v| v.as_str())
-    };
+/// Who made `decision` (as the execution's state carries it), on one sanitised line.
+pub(crate) fn decider_line(decision: Option<&serde_json::Value>) -> String {
+    let field = |name: &str| decision.and_then(|a| a.get(name)).and_then(|v| v.as_str());
     let approver = field("approver").map(sanitize_line);
     // As the approver: an unsealed answer can carry anything here.
-    let issuer = state
-        .approval
-        .as_ref()
+    let issuer = decision
         .and_then(|a| a.pointer("/identity/issuer"))
         .and_then(|v| v.as_str())
         .map(sanitize_line);
     crate::approval::who_decided(approver.as_deref(), field("via"), issuer.as_deref())
+}
+
+/// The first approval a second one carries (the two-person rule), if any.
+fn first_approval(state: &WorkflowState) -> Option<&serde_json::Value> {
+    state
+        .approval
+        .as_ref()
+        .and_then(|a| a.get("first_approval"))
+        .filter(|first| first.is_object())
+}
+
+/// Who decided, as the execution's decision says, on one sanitised line: both approvers
+/// under the two-person rule.
+fn decided_by(state: &WorkflowState) -> String {
+    let last = decider_line(state.approval.as_ref());
+    match first_approval(state) {
+        Some(first) => format!(
+            "{last}, after a first approval by {}",
+            decider_line(Some(first))
+        ),
+        None => last,
+    }
 }
 
 /// Text from outside Cordon (a typed approver name, an error's cause) as one line of at most
@@ -314,7 +330,7 @@ pub fn render(
     let (done, failed) = what_was_done(state);
     let mut sections = vec![format!("GuardDuty reported {finding_line}.")];
     let subject = match kind {
-        MessageKind::ApprovalRequest => {
+        MessageKind::ApprovalRequest | MessageKind::SecondApprovalRequest => {
             let (approve, reject, sign_in_at) = links
                 .map(|l| (l.approve, l.reject, l.sign_in_at))
                 .unwrap_or(("(no link)", "(no link)", None));
@@ -330,15 +346,29 @@ pub fn render(
                     "isolated"
                 }
             ));
+            let second = kind == MessageKind::SecondApprovalRequest;
+            if second {
+                sections.push(format!(
+                    "SECOND APPROVAL NEEDED. {} approved restoring it. The stack requires two different approvers: restore runs only when someone else approves too (the restore step checks both decisions' seals).",
+                    decider_line(state.approval.as_ref())
+                ));
+            } else if state.capture.approvals_required.unwrap_or(1) >= 2 {
+                sections.push("The stack requires two different approvers: an approval here asks a second person before anything is restored.".into());
+            }
             sections.push(format!(
                 "Approve restore (puts back the recorded network state):\n  {approve}\n\nKeep isolated:\n  {reject}\n\nThe links open a page that shows what restore will do; nothing happens until you press its button.\n{who_decides}"
             ));
             format!(
-                "Cordon: {instance} {} ({finding_short}) - approve restore?",
+                "Cordon: {instance} {} ({finding_short}) - {}",
                 if partial {
                     "PARTLY isolated"
                 } else {
                     "isolated"
+                },
+                if second {
+                    "second approval needed"
+                } else {
+                    "approve restore?"
                 }
             )
         }
@@ -407,6 +437,10 @@ pub fn render(
                     "a decision to keep it isolated arrived, naming {} (as the answer says: a decision to keep isolated is not checked, since it changes nothing)",
                     field("approver").map(sanitize_line).as_deref().unwrap_or("no one")
                 ),
+                (None, Some("approve")) if first_approval(state).is_none() => format!(
+                    "{} approved, but the stack requires a second, different approver and none approved before the request expired",
+                    decider_line(state.approval.as_ref())
+                ),
                 _ => "nobody decided before the approval request expired".into(),
             };
             sections.push(format!(
@@ -462,11 +496,15 @@ pub async fn notify_step(
     now: i64,
 ) -> Result<NotifyOutput> {
     let token = input.task_token.as_deref().filter(|t| !t.trim().is_empty());
-    let links = match (input.kind, token) {
-        (MessageKind::ApprovalRequest, Some(token)) => {
+    let asks = matches!(
+        input.kind,
+        MessageKind::ApprovalRequest | MessageKind::SecondApprovalRequest
+    );
+    let links = match (asks, token) {
+        (true, Some(token)) => {
             Some(decision_links(approval, &input.execution_arn, token, now).await?)
         }
-        (MessageKind::ApprovalRequest, None) => {
+        (true, None) => {
             return Err(CordonError::InvalidInput(
                 "an approval request needs the task token ($$.Task.Token)".into(),
             ))
@@ -636,6 +674,65 @@ mod tests {
             .contains("Cordon.AccessDenied: no ModifyNetworkInterfaceAttribute"));
         let restored = render(MessageKind::Restored, &state(), "arn:exec", None);
         assert_eq!(restored.subject, "Cordon: i-0000abcd restored");
+    }
+
+    #[test]
+    fn the_two_person_rule_asks_a_second_approver_and_names_both() {
+        let links = Some(DecisionLinks {
+            approve: "https://a/",
+            reject: "https://r/",
+            sign_in_at: Some("https://idp.example"),
+        });
+        let ada = json!({"decision": "approve", "approver": "ada@example.com", "via": "signed_in",
+            "identity": {"issuer": "https://idp.example", "subject": "1", "email": "ada@example.com"},
+            "decided_at": "t1", "round": 1, "seal": "00"});
+        let mut two = state();
+        two.capture.approvals_required = Some(2);
+        // The first request says that one approval will not restore.
+        let first = render(MessageKind::ApprovalRequest, &two, "arn:exec", links);
+        assert!(
+            first
+                .body
+                .contains("The stack requires two different approvers"),
+            "{}",
+            first.body
+        );
+        assert!(
+            first.subject.ends_with("approve restore?"),
+            "{}",
+            first.subject
+        );
+        // The second names who approved first, and carries its own links.
+        two.approval = Some(ada.clone());
+        let second = render(MessageKind::SecondApprovalRequest, &two, "arn:exec", links);
+        assert!(
+            second.body.contains("SECOND APPROVAL NEEDED. ada@example.com (signed in at https://idp.example, identity verified) approved restoring it."),
+            "{}",
+            second.body
+        );
+        assert!(second.body.contains("https://a/") && second.body.contains("https://r/"));
+        assert!(
+            second.subject.ends_with("second approval needed"),
+            "{}",
+            second.subject
+        );
+        // Restored: both approvers. Timed out after one: said so.
+        let mut restored = two.clone();
+        restored.approval = Some(
+            json!({"decision": "approve", "approver": "grace@example.com",
+            "via": "signed_in", "identity": {"issuer": "https://idp.example", "subject": "2", "email": "grace@example.com"},
+            "decided_at": "t2", "round": 2, "first_approval": ada, "seal": "00"}),
+        );
+        let body = render(MessageKind::Restored, &restored, "arn:exec", None).body;
+        assert!(
+            body.contains("Approved by grace@example.com (signed in at https://idp.example, identity verified), after a first approval by ada@example.com (signed in at https://idp.example, identity verified)."),
+            "{body}"
+        );
+        let body = render(MessageKind::KeptIsolated, &two, "arn:exec", None).body;
+        assert!(
+            body.contains("ada@example.com (signed in at https://idp.example, identity verified) approved, but the stack requires a second, different approver and none approved before the request expired"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::capture::{capture, CaptureOutput, FindingSummary};
 use crate::config::Config;
-use crate::decision::{approves, DecisionKey};
+use crate::decision::RestoreGate;
 use crate::ec2::{DenyEntry, Ec2Provider, Target};
 use crate::error::{CordonError, Result};
 use crate::finding::{findings_in_value, ParsedFinding};
@@ -50,20 +50,24 @@ pub const DEFAULT_APPROVAL_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
 pub struct CaptureInput<'a> {
     pub event: &'a Value,
     pub approval_timeout_seconds: u64,
+    /// How many different people must approve a restore (1, or 2: the two-person rule).
+    pub approvals_required: u8,
     /// The execution's id (`$$.Execution.Id`): it claims the instance. None for a bare event
     /// (`cordon isolate`), which claims nothing.
     pub execution: Option<&'a str>,
 }
 
 /// The state machine hands capture `{"event": ..., "execution": ...,
-/// "approval_timeout_seconds": "..."}` (the timeout is a definition substitution, so a
-/// string); a bare event is accepted too.
+/// "approval_timeout_seconds": "...", "approvals_required": "..."}` (definition
+/// substitutions, so strings; a definition from before the two-person rule has no
+/// `approvals_required`: one approval); a bare event is accepted too.
 pub fn unwrap_capture_input(input: &Value) -> Result<CaptureInput<'_>> {
     let (Some(event), Some(timeout)) = (input.get("event"), input.get("approval_timeout_seconds"))
     else {
         return Ok(CaptureInput {
             event: input,
             approval_timeout_seconds: DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+            approvals_required: 1,
             execution: None,
         });
     };
@@ -87,9 +91,23 @@ pub fn unwrap_capture_input(input: &Value) -> Result<CaptureInput<'_>> {
             "approval_timeout_seconds {timeout} must be a whole number of seconds above 0"
         ))
     })?;
+    let approvals_required = match input.get("approvals_required") {
+        None | Some(Value::Null) => Some(1),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(text)) => text.trim().parse::<u64>().ok(),
+        Some(_) => None,
+    }
+    .filter(|n| (1..=2).contains(n))
+    .ok_or_else(|| {
+        CordonError::InvalidConfiguration(format!(
+            "approvals_required {} must be 1, or 2 for the two-person rule",
+            input["approvals_required"]
+        ))
+    })? as u8;
     Ok(CaptureInput {
         event,
         approval_timeout_seconds: seconds,
+        approvals_required,
         execution,
     })
 }
@@ -104,6 +122,7 @@ pub async fn capture_step(
     let CaptureInput {
         event,
         approval_timeout_seconds: approval_timeout,
+        approvals_required,
         execution,
     } = unwrap_capture_input(input)?;
     let finding = single_finding(event)?;
@@ -125,6 +144,7 @@ pub async fn capture_step(
         capture(&ec2, &instance_id, Some(summary), execution, &now_rfc3339()).await?
     };
     output.approval_timeout_seconds = Some(approval_timeout);
+    output.approvals_required = Some(approvals_required);
     Ok(output)
 }
 
@@ -242,14 +262,14 @@ pub struct RestoreInput {
     pub approval: Option<Value>,
 }
 
-/// The workflow's restore: only on an approval the approval page sealed for this execution
-/// ([`crate::decision`]). A decision sent to the workflow by anyone else, or altered, changes
-/// nothing: the report says the decision was refused and why, and the workflow keeps the
-/// instance isolated. `cordon restore` (break-glass, the caller's own credentials) does not
-/// come this way.
+/// The workflow's restore: only on an approval sealed for this execution, by as many
+/// different people as the stack requires ([`crate::decision`]). A decision sent to the
+/// workflow by anyone else, or altered, or short of the two-person rule, changes nothing: the
+/// report says the decision was refused and why, and the workflow keeps the instance
+/// isolated. `cordon restore` (the caller's own EC2 credentials) does not come this way.
 pub async fn approved_restore_step(
     ec2_in: &impl Ec2Provider,
-    decisions: &DecisionKey<impl Kms>,
+    gate: &RestoreGate<impl Kms>,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
     crate::ec2::check_target_ids(
@@ -263,7 +283,7 @@ pub async fn approved_restore_step(
         ));
     };
     let answer = input.approval.clone().unwrap_or(Value::Null);
-    match approves(decisions.check(execution_arn, &answer).await)? {
+    match gate.approves(execution_arn, &answer).await? {
         Ok(_) => restore_step(ec2_in, input).await,
         Err(reason) => Ok(RestoreReport::decision_refused(&input.instance_id, reason)),
     }
@@ -375,9 +395,13 @@ mod tests {
         let captured = block_on(capture_step(&provider, &config, &event(8.0))).unwrap();
         block_on(isolate_step(&provider, &config, &captured)).unwrap();
         let isolated = ec2.interface_groups("eni-1");
-        let decisions = DecisionKey {
-            kms: FakeKms::with_key("decision-key", b"decision key"),
-            key_id: "decision-key".into(),
+        let gate = RestoreGate {
+            page: crate::decision::DecisionKey {
+                kms: FakeKms::with_key("decision-key", b"decision key"),
+                key_id: "decision-key".into(),
+            },
+            break_glass: None,
+            approvals_required: 1,
         };
         let execution = "arn:aws:states:eu-west-1:111122223333:execution:cordon-quarantine:f-1";
         let input = |approval: Value| RestoreInput {
@@ -392,8 +416,7 @@ mod tests {
         // What anyone allowed states:SendTaskSuccess can send: nothing changes.
         ec2.clear_calls();
         let forged = json!({"decision": "approve", "approver": "Mallory", "decided_at": "now"});
-        let report =
-            block_on(approved_restore_step(&provider, &decisions, &input(forged))).unwrap();
+        let report = block_on(approved_restore_step(&provider, &gate, &input(forged))).unwrap();
         assert_eq!(report.status, RestoreStatus::DecisionRefused);
         assert!(
             report.errors[0].cause.contains("SendTaskSuccess"),
@@ -406,7 +429,7 @@ mod tests {
             execution_arn: None,
             ..input(Value::Null)
         };
-        assert!(block_on(approved_restore_step(&provider, &decisions, &no_execution)).is_err());
+        assert!(block_on(approved_restore_step(&provider, &gate, &no_execution)).is_err());
         // The approval page's sealed decision restores.
         let decision = Decision {
             decision: Action::Approve,
@@ -414,16 +437,13 @@ mod tests {
             via: crate::approval::Via::UnauthenticatedLink,
             identity: None,
             decided_at: "2026-12-03T10:00:00Z".into(),
+            round: 1,
+            first_approval: None,
             seal: None,
         };
-        let sealed = block_on(decisions.seal(execution, decision)).unwrap();
+        let sealed = block_on(gate.page.seal(execution, decision)).unwrap();
         let approval = serde_json::to_value(&sealed).unwrap();
-        let report = block_on(approved_restore_step(
-            &provider,
-            &decisions,
-            &input(approval),
-        ))
-        .unwrap();
+        let report = block_on(approved_restore_step(&provider, &gate, &input(approval))).unwrap();
         assert_eq!(report.status, RestoreStatus::Restored, "{report:?}");
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
     }
@@ -450,6 +470,33 @@ mod tests {
             bare.approval_timeout_seconds,
             Some(DEFAULT_APPROVAL_TIMEOUT_SECONDS)
         );
+        assert_eq!(bare.approvals_required, Some(1));
+        // The two-person rule travels the same way; a definition from before it asks one.
+        let two = json!({"event": event(8.0), "approval_timeout_seconds": "90", "approvals_required": "2"});
+        let output = block_on(capture_step(
+            &|_: &Target| ec2.clone(),
+            &Config::default(),
+            &two,
+        ))
+        .unwrap();
+        assert_eq!(output.approvals_required, Some(2));
+        assert_eq!(output.approval_timeout_seconds, Some(90));
+        for wrong in [
+            json!("3"),
+            json!("0"),
+            json!("${ApprovalsRequired}"),
+            json!(true),
+        ] {
+            let input = json!({"event": event(8.0), "approval_timeout_seconds": "90", "approvals_required": wrong});
+            let error = block_on(capture_step(
+                &|_: &Target| ec2.clone(),
+                &Config::default(),
+                &input,
+            ))
+            .unwrap_err();
+            assert_eq!(error.error_name(), "Cordon.InvalidConfiguration", "{wrong}");
+            assert!(error.to_string().contains("must be 1, or 2"), "{error}");
+        }
         let bad =
             json!({"event": event(8.0), "approval_timeout_seconds": "${ApprovalTimeoutSeconds}"});
         let error = block_on(capture_step(

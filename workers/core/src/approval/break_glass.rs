@@ -1,8 +1,9 @@
 //! `cordon approve|reject --execution ARN`: the decision of an engineer with AWS credentials,
 //! when the email or the page cannot be used. The approver is the caller's identity as STS
-//! gives it (never typed), the decision goes through the same seal and the same checks as the
-//! page's, and CloudTrail names the caller for the seal (`kms:GenerateMac`) and for the answer
-//! (`states:SendTaskSuccess`).
+//! gives it (never typed). The decision is sealed with the stack's break-glass key, which only
+//! its `BreakGlassPrincipals` may use and under which the restore step accepts only decisions
+//! made this way (`via: aws_iam`), and CloudTrail names the caller for the seal
+//! (`kms:GenerateMac`) and for the answer (`states:SendTaskSuccess`).
 
 use super::{send_decision, standing, Action, Decision, SendProblem, Standing, Via};
 use crate::decision::DecisionKey;
@@ -48,16 +49,20 @@ pub fn caller_decision(action: Action, caller_arn: &str, decided_at: String) -> 
         via: Via::AwsIam,
         identity: None,
         decided_at,
+        round: 1,
+        first_approval: None,
         seal: None,
     }
 }
 
 /// Decides for `execution_arn` as `caller_arn` if, and only if, the execution waits for a
-/// decision now. Returns the decision as sent; refuses (sending nothing) when the execution
-/// ended, was already decided, or is not in its approval step.
+/// decision now, sealing with `break_glass` (the stack's BreakGlassKey). Returns the decision
+/// as sent; refuses (sending nothing) when the execution ended, was already decided, or is
+/// not in an approval step, and under the two-person rule when the caller made the first
+/// approval.
 pub async fn decide_as_caller(
     sfn: &aws_sdk_sfn::Client,
-    decisions: &DecisionKey<impl Kms>,
+    break_glass: &DecisionKey<impl Kms>,
     execution_arn: &str,
     action: Action,
     caller_arn: &str,
@@ -71,28 +76,33 @@ pub async fn decide_as_caller(
         operation: "the execution's history".into(),
         message,
     };
-    let token = match standing(sfn, execution_arn, None)
-        .await
-        .map_err(unavailable)?
-    {
-        Standing::Waiting(waiting) => waiting.token,
-        Standing::Decided(message) => return Err(not_waiting(&message)),
-        Standing::OtherTask => {
-            return Err(not_waiting(
-                "it runs, but is not in its approval step (RequestApproval).",
+    let waiting =
+        match standing(sfn, execution_arn, None)
+            .await
+            .map_err(unavailable)?
+        {
+            Standing::Waiting(waiting) => waiting,
+            Standing::Decided(message) => return Err(not_waiting(&message)),
+            Standing::OtherTask => return Err(not_waiting(
+                "it runs, but is not in an approval step (RequestApproval, RequestSecondApproval).",
+            )),
+        };
+    let decision = caller_decision(action, caller_arn, crate::steps::now_rfc3339())
+        .answering(&waiting)
+        .map_err(|problem| {
+            CordonError::InvalidInput(format!(
+                "{execution_arn} needs two different approvers: {problem}. Nothing was sent."
             ))
-        }
-    };
-    let decision = caller_decision(action, caller_arn, crate::steps::now_rfc3339());
-    send_decision(sfn, decisions, execution_arn, &token, decision)
+        })?;
+    send_decision(sfn, break_glass, execution_arn, &waiting.token, decision)
         .await
         .map_err(|problem| match problem {
             SendProblem::Unsealed(error) => CordonError::AccessDenied {
                 operation: "kms:GenerateMac with the decision key".into(),
                 message: format!(
                     "{error}. Only the principals in the stack's BreakGlassPrincipals may seal a \
-decision (the key policy says so), and their own IAM policy must allow kms:GenerateMac on it; \
-nothing was sent"
+decision with its BreakGlassKey (the key policy says so), and their own IAM policy must allow \
+kms:GenerateMac on it; nothing was sent"
                 ),
             },
             SendProblem::NotWaiting => not_waiting("it was answered or timed out meanwhile."),

@@ -228,11 +228,17 @@ async fn callback<L: Kms, D: Kms>(
         Ok(found) => found,
         Err(refused) => return refused,
     };
-    let context = waiting.context;
     let identity = match sign_in.finish(visit.page_url, &flow, code).await {
         Ok(identity) => identity,
         Err(problem) => return sign_in_problem(problem),
     };
+    // Under the two-person rule the first approver is told at once, before any button.
+    if action == Action::Approve {
+        let candidate = Decision::signed_in(action, &identity, crate::steps::now_rfc3339());
+        if let Err(problem) = candidate.answering(&waiting) {
+            return second_approval_refused(&problem);
+        }
+    }
     let session = Session {
         identity: identity.clone(),
         action: params.a.clone(),
@@ -257,7 +263,7 @@ async fn callback<L: Kms, D: Kms>(
     Reply::page(
         200,
         render_decision_page(
-            &context,
+            &waiting.context,
             &params,
             action,
             &Signer::SignedIn {
@@ -265,6 +271,15 @@ async fn callback<L: Kms, D: Kms>(
                 session: &session,
             },
         ),
+    )
+}
+
+/// The decision cannot be this quarantine's next approval (the two-person rule).
+fn second_approval_refused(problem: &str) -> Reply {
+    reply(
+        403,
+        "A second approver is needed",
+        &format!("This quarantine needs two different approvers: {problem}; nothing was changed."),
     )
 }
 
@@ -334,33 +349,33 @@ pub async fn handle_post<L: Kms, D: Kms>(
         Err(refused) => return refused,
     };
     // Signed in: the session's identity decides, and a typed name is ignored.
-    let (approver, via, identity) = match page.sign_in {
+    let decided_at = crate::steps::now_rfc3339();
+    let decision = match page.sign_in {
         Some(sign_in) => {
             match signed_in_identity(page.decisions, sign_in, form, &params, now).await {
-                Ok(identity) => (
-                    Some(identity.name().to_string()),
-                    Via::SignedIn,
-                    // The seal covers every recorded field; groups only admitted the analyst.
-                    Some(Identity {
-                        groups: Vec::new(),
-                        ..identity
-                    }),
-                ),
+                Ok(identity) => Decision::signed_in(action, &identity, decided_at),
                 Err(refused) => return refused,
             }
         }
-        None => (approver, Via::UnauthenticatedLink, None),
+        None => Decision {
+            decision: action,
+            approver,
+            via: Via::UnauthenticatedLink,
+            identity: None,
+            decided_at,
+            round: 1,
+            first_approval: None,
+            seal: None,
+        },
     };
-    let (instance, token) = (waiting.context.instance_id, waiting.token);
-    let decision = Decision {
-        decision: action,
-        approver,
-        via,
-        identity,
-        decided_at: crate::steps::now_rfc3339(),
-        seal: None,
+    let decision = match decision.answering(&waiting) {
+        Ok(decision) => decision,
+        Err(problem) => return second_approval_refused(&problem),
     };
-    match send_decision(page.sfn, page.decisions, &params.x, &token, decision).await {
+    let (instance, token) = (&waiting.context.instance_id, &waiting.token);
+    let first_of_two =
+        action == Action::Approve && waiting.round == 1 && waiting.context.approvals_required >= 2;
+    match send_decision(page.sfn, page.decisions, &params.x, token, decision).await {
         Ok(decision) => {
             // The function's log names who decided (never the token).
             let via = serde_json::to_value(decision.via).ok();
@@ -376,6 +391,7 @@ pub async fn handle_post<L: Kms, D: Kms>(
                 .escape_debug()
             );
             match action {
+                Action::Approve if first_of_two => reply(200, "First approval recorded", &format!("{instance} stays isolated until a second, different approver approves too. The analysts get an email asking for the second approval.")),
                 Action::Approve => reply(200, "Restore approved", &format!("Cordon is restoring {instance} to its recorded network state. You will get an email when it is done.")),
                 Action::Reject => reply(200, "Kept isolated", &format!("{instance} stays isolated. You will get an email confirming it.")),
             }

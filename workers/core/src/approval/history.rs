@@ -1,7 +1,19 @@
 //! What an execution's history says about its approval request.
 
-use super::{task_key, PageContext};
+use super::{task_key, Decision, PageContext};
 use crate::workflow::{Branch, WorkflowState};
+
+/// The states that wait for a decision, and which approval each asks for: the first, and
+/// under the two-person rule the second.
+pub const APPROVAL_STATES: [(&str, u8); 2] = [("RequestApproval", 1), ("RequestSecondApproval", 2)];
+
+/// Which approval `state` asks for, if it is an approval state.
+fn approval_round(state: &str) -> Option<u8> {
+    APPROVAL_STATES
+        .iter()
+        .find(|(name, _)| *name == state)
+        .map(|(_, round)| *round)
+}
 
 pub enum Standing {
     Waiting(Box<Waiting>),
@@ -15,9 +27,13 @@ pub enum Standing {
 pub struct Waiting {
     /// What the page shows and restore would put back.
     pub context: PageContext,
-    /// The token of the task RequestApproval waits on, read from the history (never from a
-    /// link).
+    /// The token of the task the approval state waits on, read from the history (never from
+    /// a link).
     pub token: String,
+    /// Which approval is asked for: 1, or 2 under the two-person rule.
+    pub round: u8,
+    /// For the second approval, the first as the workflow received it (`$.approval`).
+    pub first_approval: Option<Decision>,
 }
 
 /// One history event, as far as the approval page cares.
@@ -36,12 +52,16 @@ struct ApprovalProgress {
     current_state: Option<String>,
     /// What restore would put back (CaptureState's output).
     context: Option<PageContext>,
-    /// The token RequestApproval waits on: its latest scheduled task's, since a retry
+    /// The token the approval state waits on: its latest scheduled task's, since a retry
     /// schedules a new task with a new token and the old one can no longer be answered.
     waiting_token: Option<String>,
-    /// RequestApproval has ended (answered, timed out or failed).
+    /// Which approval the waiting task asks for.
+    round: u8,
+    /// The first approval, when the second is asked for.
+    first_approval: Option<Decision>,
+    /// The last approval state entered has ended (answered, timed out or failed).
     decided: bool,
-    /// When RequestApproval was entered: containment had ended.
+    /// When the first approval was requested: containment had ended.
     requested_at: Option<String>,
 }
 
@@ -49,8 +69,15 @@ impl ApprovalProgress {
     fn see(&mut self, event: Seen) {
         match event {
             Seen::Entered(name, at) => {
-                if name == "RequestApproval" {
-                    self.requested_at = at;
+                if let Some(round) = approval_round(name) {
+                    if round == 1 {
+                        self.requested_at = at;
+                    }
+                    // A new request: nothing waits on it until its task is scheduled.
+                    self.round = round;
+                    self.waiting_token = None;
+                    self.first_approval = None;
+                    self.decided = false;
                 }
                 self.current_state = Some(name.to_string());
             }
@@ -59,18 +86,30 @@ impl ApprovalProgress {
                     .and_then(|o| serde_json::from_str(o).ok())
                     .map(|state| page_context(&WorkflowState::from_value(&state)));
             }
-            Seen::Exited("RequestApproval", _) => self.decided = true,
+            Seen::Exited(name, _) if approval_round(name).is_some() => self.decided = true,
             Seen::Exited(..) => {}
             Seen::TaskScheduled(parameters) => {
-                // RequestApproval is no Parallel branch, so nothing interleaves with it: the
-                // task scheduled while it is the current state is its own.
-                if self.current_state.as_deref() == Some("RequestApproval") {
+                // The approval states are no Parallel branch, so nothing interleaves with
+                // them: the task scheduled while one is the current state is its own.
+                if self
+                    .current_state
+                    .as_deref()
+                    .and_then(approval_round)
+                    .is_some()
+                {
                     self.waiting_token = approval_task_token(parameters);
                     // The request carries the whole state (capture and containment): what
                     // the page shows is what the email said.
                     if let Some(state) = approval_state(parameters) {
+                        if self.round == 2 {
+                            self.first_approval = state
+                                .approval
+                                .as_ref()
+                                .and_then(|a| serde_json::from_value(a.clone()).ok());
+                        }
                         self.context = Some(PageContext {
                             isolated_since: self.requested_at.clone(),
+                            round: self.round,
                             ..page_context(&state)
                         });
                     }
@@ -109,7 +148,7 @@ fn approval_task_token(parameters: &str) -> Option<String> {
         .map(String::from)
 }
 
-/// Reads the execution: is it still waiting in RequestApproval, on the task a link names
+/// Reads the execution: is it still waiting in an approval state, on the task a link names
 /// (`task`; `None`: whichever it waits on), with which token, and what would restore put back
 /// (CaptureState's output). Checked before any decision is sent, because an answered token
 /// may be accepted silently while the execution runs on (moto does; AWS refuses), and a
@@ -173,9 +212,17 @@ pub async fn standing(
         return Ok(Standing::OtherTask);
     };
     let token = token.to_string();
+    let (round, first_approval) = (progress.round, progress.first_approval);
     progress
         .context
-        .map(|context| Standing::Waiting(Box::new(Waiting { context, token })))
+        .map(|context| {
+            Standing::Waiting(Box::new(Waiting {
+                context,
+                token,
+                round,
+                first_approval,
+            }))
+        })
         .ok_or_else(|| "the execution has no capture record".to_string())
 }
 
@@ -217,6 +264,14 @@ fn page_context(state: &WorkflowState) -> PageContext {
             .map(|r| r.interfaces.clone())
             .unwrap_or_default(),
         acl_entries,
+        round: 1,
+        approvals_required: state.capture.approvals_required.unwrap_or(1),
+        // Only a request for the second approval follows an approval.
+        first_approval: state
+            .approval
+            .as_ref()
+            .filter(|a| a.get("decision").and_then(|d| d.as_str()) == Some("approve"))
+            .map(|a| crate::notify::decider_line(Some(a))),
         holds_now: holds_now
             .lines()
             .map(|l| l.trim().to_string())
@@ -268,6 +323,53 @@ mod tests {
         assert_eq!(progress.token_for(&task_key("token-1")), None);
         assert!(!progress.decided);
         progress.see(Seen::Exited("RequestApproval", None));
+        assert!(progress.decided);
+    }
+
+    #[test]
+    fn a_second_approval_request_waits_on_its_own_task_and_carries_the_first() {
+        let first = serde_json::json!({"decision": "approve", "approver": "ada@example.com",
+            "via": "signed_in", "identity": {"issuer": "https://idp", "subject": "1"},
+            "decided_at": "t1", "round": 1, "seal": "00"});
+        let second_parameters = |token: &str| {
+            serde_json::json!({"Payload": {"kind": "second_approval_request", "task_token": token,
+                "state": {"status": "captured", "reason": "r", "instance_id": "i-00000001",
+                    "finding": null, "record": null, "tags_written": true, "warnings": [],
+                    "approvals_required": 2, "approval": first}}})
+            .to_string()
+        };
+        let mut progress = ApprovalProgress::default();
+        progress.see(Seen::Entered("RequestApproval", Some("t0".into())));
+        progress.see(Seen::TaskScheduled(&approval_parameters("token-1")));
+        assert_eq!(progress.round, 1);
+        assert_eq!(progress.first_approval, None);
+        progress.see(Seen::Exited("RequestApproval", None));
+        assert!(progress.decided);
+        progress.see(Seen::Entered("Decision", None));
+        progress.see(Seen::Exited("Decision", None));
+        // Asked again: waiting, but on nothing a link can name until its task is scheduled.
+        progress.see(Seen::Entered("RequestSecondApproval", Some("t5".into())));
+        assert!(!progress.decided);
+        assert_eq!(progress.token_for(&task_key("token-1")), None);
+        progress.see(Seen::TaskScheduled(&second_parameters("token-2")));
+        assert_eq!(progress.token_for(&task_key("token-2")), Some("token-2"));
+        assert_eq!(
+            progress.token_for(&task_key("token-1")),
+            None,
+            "the first link is spent"
+        );
+        assert_eq!(progress.round, 2);
+        let carried = progress.first_approval.clone().unwrap();
+        assert_eq!(carried.approver.as_deref(), Some("ada@example.com"));
+        let context = progress.context.clone().unwrap();
+        assert_eq!((context.round, context.approvals_required), (2, 2));
+        // Since the first request, not the second: how long the instance has been isolated.
+        assert_eq!(context.isolated_since.as_deref(), Some("t0"));
+        assert!(context
+            .first_approval
+            .unwrap()
+            .starts_with("ada@example.com (signed in at https://idp"),);
+        progress.see(Seen::Exited("RequestSecondApproval", None));
         assert!(progress.decided);
     }
 

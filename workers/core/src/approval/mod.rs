@@ -90,9 +90,63 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
     pub decided_at: String,
-    /// The approval page's seal ([`crate::decision::DecisionKey`]): hex HMAC-SHA256 by KMS.
+    /// Which approval this is: 1, or 2 for the second under the two-person rule.
+    #[serde(default = "first_round")]
+    pub round: u8,
+    /// The second approval carries the first as the workflow received it (sealed on its own),
+    /// so that the restore step sees both approvers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_approval: Option<Box<Decision>>,
+    /// The seal ([`crate::decision::DecisionKey`]): hex HMAC-SHA256 by KMS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
+}
+
+fn first_round() -> u8 {
+    1
+}
+
+impl Decision {
+    /// A signed-in analyst's decision, before it is sealed. The seal covers every recorded
+    /// field; the groups only admitted the analyst, so they are not recorded.
+    pub fn signed_in(action: Action, identity: &Identity, decided_at: String) -> Decision {
+        Decision {
+            decision: action,
+            approver: Some(identity.name().to_string()),
+            via: Via::SignedIn,
+            identity: Some(Identity {
+                groups: Vec::new(),
+                ..identity.clone()
+            }),
+            decided_at,
+            round: 1,
+            first_approval: None,
+            seal: None,
+        }
+    }
+
+    /// This decision as the answer to `waiting`: the approval it asks for and, for the
+    /// second, the first approval it follows. Refused (why, for the person deciding) when it
+    /// would approve a second time for the first approver, or with no verified identity, under
+    /// the two-person rule; a decision to keep isolated is taken from anyone allowed to decide.
+    pub fn answering(self, waiting: &Waiting) -> Result<Decision, String> {
+        if waiting.round < 2 {
+            return Ok(self);
+        }
+        let Some(first) = waiting.first_approval.clone() else {
+            return Err("the first approval of this quarantine cannot be read from the workflow, so a second one cannot be checked against it".into());
+        };
+        if self.decision == Action::Approve {
+            if let Some(problem) = crate::decision::second_approver_problem(&first, &self) {
+                return Err(problem);
+            }
+        }
+        Ok(Decision {
+            round: 2,
+            first_approval: Some(Box::new(first)),
+            ..self
+        })
+    }
 }
 
 /// One line naming who decided and how far that is known, for emails and logs, from the
@@ -110,6 +164,72 @@ pub fn who_decided(approver: Option<&str>, via: Option<&str>, issuer: Option<&st
         ),
         Some("aws_iam") => format!("{name} (AWS IAM identity, in CloudTrail)"),
         _ => format!("{name} (not known how)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(round: u8, first: Option<Decision>) -> Waiting {
+        Waiting {
+            context: PageContext::default(),
+            token: "token".into(),
+            round,
+            first_approval: first,
+        }
+    }
+
+    fn ada() -> Identity {
+        Identity {
+            issuer: "https://idp".into(),
+            subject: "1".into(),
+            email: Some("ada@example.com".into()),
+            groups: vec!["incident-responders".into()],
+        }
+    }
+
+    #[test]
+    fn a_decision_answers_its_round_and_the_first_approver_cannot_be_the_second() {
+        let first = Decision::signed_in(Action::Approve, &ada(), "t1".into());
+        assert!(
+            first.identity.as_ref().unwrap().groups.is_empty(),
+            "groups are not recorded"
+        );
+        // The first round takes the decision as it is.
+        let answered = first.clone().answering(&waiting(1, None)).unwrap();
+        assert_eq!(
+            (answered.round, answered.first_approval.is_none()),
+            (1, true)
+        );
+        // The second carries the first, and refuses the same person's approval...
+        let grace = Identity {
+            subject: "2".into(),
+            email: Some("grace@example.com".into()),
+            ..ada()
+        };
+        let second = Decision::signed_in(Action::Approve, &grace, "t2".into())
+            .answering(&waiting(2, Some(first.clone())))
+            .unwrap();
+        assert_eq!(second.round, 2);
+        assert_eq!(second.first_approval.as_deref(), Some(&first));
+        let again = Decision::signed_in(Action::Approve, &ada(), "t2".into())
+            .answering(&waiting(2, Some(first.clone())))
+            .unwrap_err();
+        assert!(
+            again.contains("ada@example.com made the first approval"),
+            "{again}"
+        );
+        // ...but not a decision to keep it isolated, which changes nothing.
+        let kept = Decision::signed_in(Action::Reject, &ada(), "t2".into())
+            .answering(&waiting(2, Some(first)))
+            .unwrap();
+        assert_eq!(kept.decision, Action::Reject);
+        // Without a first approval to check against, no second is made.
+        let unread = Decision::signed_in(Action::Approve, &grace, "t2".into())
+            .answering(&waiting(2, None))
+            .unwrap_err();
+        assert!(unread.contains("cannot be read"), "{unread}");
     }
 }
 

@@ -39,6 +39,29 @@ pub struct PageContext {
     /// What each measure holds now, and what failed, one line each.
     pub holds_now: Vec<String>,
     pub failed: Vec<String>,
+    /// Which approval the page asks for: 1, or 2 under the two-person rule.
+    pub round: u8,
+    /// How many different people must approve (2: the two-person rule).
+    pub approvals_required: u8,
+    /// For the second approval: who approved first, one line, as the workflow received it
+    /// (the restore step checks its seal).
+    pub first_approval: Option<String>,
+}
+
+impl PageContext {
+    /// What the page says about the two-person rule, if the stack has it.
+    fn two_person_note(&self) -> Option<String> {
+        if self.approvals_required < 2 {
+            return None;
+        }
+        Some(match (self.round, &self.first_approval) {
+            (2, Some(first)) => format!(
+                "Second approval: {first} approved restoring it first. The stack requires two different approvers; restore runs after yours, if you are not the first one."
+            ),
+            (2, None) => "Second approval: the stack requires two different approvers.".into(),
+            _ => "First approval: the stack requires two different approvers, so approving here asks a second person before anything is restored.".into(),
+        })
+    }
 }
 
 /// The page's only style. Inline, and allowed by its hash alone (see [`response_headers`]).
@@ -210,7 +233,7 @@ fn decision_page(context: &PageContext, form: &str) -> String {
         "<h1>Restore {instance}?</h1>\
 <p>GuardDuty reported <strong>{finding_type}</strong> (severity {severity}, finding <code>{finding_id}</code>), \
 first seen {first_seen}, last seen {last_seen}. Remote addresses: <span id=\"remotes\">{remotes}</span>.</p>\
-<p>Cordon isolated the instance (approval requested {since}) and is waiting for a decision.</p>\
+<p>Cordon isolated the instance (approval requested {since}) and is waiting for a decision.</p>{rule}\
 <h2>Restore will put back</h2>\
 <table id=\"restore-plan\"><tr><th>Network interface</th><th>Subnet</th><th>Security groups</th></tr>{rows}</table>\
 <h2>and remove these network ACL entries</h2>{acl}\
@@ -225,6 +248,10 @@ first seen {first_seen}, last seen {last_seen}. Remote addresses: <span id=\"rem
         since = or_unknown(&context.isolated_since),
         acl = list("acl-entries", &context.acl_entries, "none"),
         holds = list("holds-now", &context.holds_now, "nothing"),
+        rule = context
+            .two_person_note()
+            .map(|note| format!("<p id=\"two-person\">{}</p>", escape_html(&note)))
+            .unwrap_or_default(),
     );
     page(&format!("Cordon: restore {}?", context.instance_id), &body)
 }
