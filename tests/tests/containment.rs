@@ -56,6 +56,7 @@ async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
             .unwrap_or_default(),
         execution_arn: None,
         approval: None,
+        approvals_required: None,
     };
     restore_step(&moto.cordon_aws(), &input).await.unwrap()
 }

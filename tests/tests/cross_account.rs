@@ -90,6 +90,7 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         nacl_entries: nacl.nacl_entries,
         execution_arn: None,
         approval: None,
+        approvals_required: None,
     };
     let restored = restore_step(&aws, &input).await.unwrap();
     assert_eq!(restored.status, RestoreStatus::Restored);

@@ -295,7 +295,7 @@ async fn two_person_rule_needs_a_second_different_signed_in_approver() {
         approve_link_of(&runner, &run, "second approval needed").await;
     assert!(
         second_email.contains(&format!(
-            "SECOND APPROVAL NEEDED. ada@example.com (signed in at {}, identity verified) approved restoring it.",
+            "SECOND APPROVAL NEEDED. ada@example.com (signed in at {}; as the workflow received it, not yet checked: restore checks its seal) approved restoring it.",
             provider.issuer
         )),
         "{second_email}"

@@ -239,18 +239,23 @@ impl<K: Kms> RestoreGate<K> {
     }
 
     /// Whether the restore may go on: only on an approval sealed for this execution, by as
-    /// many different people as the stack requires. `Ok(Err(reason))`: kept isolated.
+    /// many different people as the stack requires, and at least `at_least` (what the
+    /// execution itself was started with: lowering the stack's rule while an execution waits
+    /// for its second approval does not let its first approval alone restore).
+    /// `Ok(Err(reason))`: kept isolated.
     pub async fn approves(
         &self,
         execution_arn: &str,
         answer: &Value,
+        at_least: u8,
     ) -> Result<std::result::Result<Decision, String>> {
         let decision = match self.check(execution_arn, answer).await {
             Verdict::Sealed(decision) => decision,
             Verdict::Refused(reason) => return Ok(Err(reason)),
             Verdict::Unverifiable(error) => return Err(error),
         };
-        Ok(enough_approvals(&decision, self.approvals_required).map(|()| decision))
+        let required = self.approvals_required.max(at_least);
+        Ok(enough_approvals(&decision, required).map(|()| decision))
     }
 }
 
@@ -274,8 +279,11 @@ pub fn enough_approvals(decision: &Decision, required: u8) -> std::result::Resul
 }
 
 /// Why `second` cannot be the second approval after `first` under the two-person rule, if it
-/// cannot: each approver must be a verified identity (signed in, or an AWS principal), and
-/// the two must not be the same person.
+/// cannot: each approver must be a verified identity (signed in, or an AWS principal), the two
+/// must not be the same person, and at most one may be a break-glass decision: a break-glass
+/// seal covers whatever approver its holder writes (and a role's session name is the
+/// caller's to choose), so two of them could be one person; a signed-in identity is the
+/// provider's word.
 pub fn second_approver_problem(first: &Decision, second: &Decision) -> Option<String> {
     if [first, second]
         .iter()
@@ -288,6 +296,9 @@ pub fn second_approver_problem(first: &Decision, second: &Decision) -> Option<St
             "{} made the first approval; a second, different person must approve",
             first.approver.as_deref().unwrap_or("the same approver")
         ));
+    }
+    if first.via == Via::AwsIam && second.via == Via::AwsIam {
+        return Some("the first approval was a break-glass one (`cordon approve`), and at most one of the two may be: a break-glass seal names whoever its holder writes, so the second approver must sign in on the approval page".into());
     }
     None
 }
@@ -415,7 +426,7 @@ mod tests {
         gate: &RestoreGate<FakeKms>,
         answer: Value,
     ) -> std::result::Result<Decision, String> {
-        gate.approves(EXECUTION, &answer).await.unwrap()
+        gate.approves(EXECUTION, &answer, 1).await.unwrap()
     }
 
     #[tokio::test]
@@ -596,6 +607,19 @@ mod tests {
             let refused = restores(&gate, answer).await.unwrap_err();
             assert!(refused.contains("a second, different person"), "{refused}");
         }
+        // Two break-glass approvals, however different their names: a break-glass seal names
+        // whoever its holder writes, so one holder could make both.
+        let answer = two(
+            &gate,
+            by_iam("arn:aws:sts::123456789012:assumed-role/IncidentResponder/ada"),
+            by_iam("arn:aws:sts::123456789012:assumed-role/IncidentResponder/grace"),
+        )
+        .await;
+        let refused = restores(&gate, answer).await.unwrap_err();
+        assert!(
+            refused.contains("at most one of the two may be"),
+            "{refused}"
+        );
         // Links without sign-in name no one: they never count toward two.
         let answer = two(&gate, approval(Some("Ada")), approval(Some("Grace"))).await;
         let refused = restores(&gate, answer).await.unwrap_err();
@@ -644,7 +668,7 @@ mod tests {
             approvals_required: 1,
         };
         let answer = serde_json::to_value(&sealed).unwrap();
-        assert!(elsewhere.approves(EXECUTION, &answer).await.is_err());
+        assert!(elsewhere.approves(EXECUTION, &answer, 1).await.is_err());
     }
 
     #[test]

@@ -792,6 +792,7 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         nacl_entries: vec![],
         execution_arn: None,
         approval: None,
+        approvals_required: None,
     });
     if let Some(why) = outcome.not_rejected("not of i-0123456789abcdef0") {
         panic!("{why}");
@@ -805,6 +806,7 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         nacl_entries: vec![],
         execution_arn: None,
         approval: None,
+        approvals_required: None,
     });
     assert!(outcome.result.is_ok() && !outcome.calls.is_empty());
 }
@@ -826,6 +828,7 @@ fn restore_step_rejects_ids_that_are_not_instance_ids_before_any_aws_call() {
                 nacl_entries: vec![],
                 execution_arn: None,
                 approval: None,
+                approvals_required: None,
             });
             if let Some(why) = outcome.not_rejected("instance") {
                 failures.push(format!(

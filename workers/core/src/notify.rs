@@ -148,8 +148,9 @@ pub async fn decision_links(
     ))
 }
 
-/// Who made `decision` (as the execution's state carries it), on one sanitised line.
-pub(crate) fn decider_line(decision: Option<&serde_json::Value>) -> String {
+/// Who made `decision` (as the execution's state carries it), on one sanitised line;
+/// `checked`: the restore step verified its seal.
+pub(crate) fn decider_line(decision: Option<&serde_json::Value>, checked: bool) -> String {
     let field = |name: &str| decision.and_then(|a| a.get(name)).and_then(|v| v.as_str());
     let approver = field("approver").map(sanitize_line);
     // As the approver: an unsealed answer can carry anything here.
@@ -157,7 +158,12 @@ pub(crate) fn decider_line(decision: Option<&serde_json::Value>) -> String {
         .and_then(|a| a.pointer("/identity/issuer"))
         .and_then(|v| v.as_str())
         .map(sanitize_line);
-    crate::approval::who_decided(approver.as_deref(), field("via"), issuer.as_deref())
+    crate::approval::who_decided(
+        approver.as_deref(),
+        field("via"),
+        issuer.as_deref(),
+        checked,
+    )
 }
 
 /// The first approval a second one carries (the two-person rule), if any.
@@ -169,14 +175,14 @@ fn first_approval(state: &WorkflowState) -> Option<&serde_json::Value> {
         .filter(|first| first.is_object())
 }
 
-/// Who decided, as the execution's decision says, on one sanitised line: both approvers
-/// under the two-person rule.
+/// Who decided, as the restore step verified the decision, on one sanitised line: both
+/// approvers under the two-person rule.
 fn decided_by(state: &WorkflowState) -> String {
-    let last = decider_line(state.approval.as_ref());
+    let last = decider_line(state.approval.as_ref(), true);
     match first_approval(state) {
         Some(first) => format!(
             "{last}, after a first approval by {}",
-            decider_line(Some(first))
+            decider_line(Some(first), true)
         ),
         None => last,
     }
@@ -350,7 +356,7 @@ pub fn render(
             if second {
                 sections.push(format!(
                     "SECOND APPROVAL NEEDED. {} approved restoring it. The stack requires two different approvers: restore runs only when someone else approves too (the restore step checks both decisions' seals).",
-                    decider_line(state.approval.as_ref())
+                    decider_line(state.approval.as_ref(), false)
                 ));
             } else if state.capture.approvals_required.unwrap_or(1) >= 2 {
                 sections.push("The stack requires two different approvers: an approval here asks a second person before anything is restored.".into());
@@ -439,7 +445,7 @@ pub fn render(
                 ),
                 (None, Some("approve")) if first_approval(state).is_none() => format!(
                     "{} approved, but the stack requires a second, different approver and none approved before the request expired",
-                    decider_line(state.approval.as_ref())
+                    decider_line(state.approval.as_ref(), false)
                 ),
                 _ => "nobody decided before the approval request expired".into(),
             };
@@ -706,7 +712,7 @@ mod tests {
         two.approval = Some(ada.clone());
         let second = render(MessageKind::SecondApprovalRequest, &two, "arn:exec", links);
         assert!(
-            second.body.contains("SECOND APPROVAL NEEDED. ada@example.com (signed in at https://idp.example, identity verified) approved restoring it."),
+            second.body.contains("SECOND APPROVAL NEEDED. ada@example.com (signed in at https://idp.example; as the workflow received it, not yet checked: restore checks its seal) approved restoring it."),
             "{}",
             second.body
         );
@@ -730,7 +736,7 @@ mod tests {
         );
         let body = render(MessageKind::KeptIsolated, &two, "arn:exec", None).body;
         assert!(
-            body.contains("ada@example.com (signed in at https://idp.example, identity verified) approved, but the stack requires a second, different approver and none approved before the request expired"),
+            body.contains("ada@example.com (signed in at https://idp.example; as the workflow received it, not yet checked: restore checks its seal) approved, but the stack requires a second, different approver and none approved before the request expired"),
             "{body}"
         );
     }

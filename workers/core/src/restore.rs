@@ -538,6 +538,7 @@ mod tests {
             nacl_entries: entries,
             execution_arn: None,
             approval: None,
+            approvals_required: None,
         };
         let provider = |_: &crate::ec2::Target| ec2.clone();
         let error = block_on(crate::steps::restore_step(&provider, &input)).unwrap_err();

@@ -260,6 +260,11 @@ pub struct RestoreInput {
     pub execution_arn: Option<String>,
     #[serde(default)]
     pub approval: Option<Value>,
+    /// The approvals the execution was started to require (`$.approvals_required`); the
+    /// restore step requires at least these, whatever the stack says now. None from a
+    /// definition that does not pass it.
+    #[serde(default)]
+    pub approvals_required: Option<u8>,
 }
 
 /// The workflow's restore: only on an approval sealed for this execution, by as many
@@ -283,7 +288,8 @@ pub async fn approved_restore_step(
         ));
     };
     let answer = input.approval.clone().unwrap_or(Value::Null);
-    match gate.approves(execution_arn, &answer).await? {
+    let at_least = input.approvals_required.unwrap_or(1);
+    match gate.approves(execution_arn, &answer, at_least).await? {
         Ok(_) => restore_step(ec2_in, input).await,
         Err(reason) => Ok(RestoreReport::decision_refused(&input.instance_id, reason)),
     }
@@ -371,6 +377,7 @@ mod tests {
             nacl_entries: nacl.nacl_entries,
             execution_arn: None,
             approval: None,
+            approvals_required: None,
         };
         let restored = block_on(restore_step(&recording, &input)).unwrap();
         let expected = Target {
@@ -412,6 +419,7 @@ mod tests {
             nacl_entries: vec![],
             execution_arn: Some(execution.into()),
             approval: Some(approval),
+            approvals_required: Some(1),
         };
         // What anyone allowed states:SendTaskSuccess can send: nothing changes.
         ec2.clear_calls();

@@ -387,6 +387,7 @@ pub async fn handle_post<L: Kms, D: Kms>(
                     decision.approver.as_deref(),
                     via.as_ref().and_then(|v| v.as_str()),
                     decision.identity.as_ref().map(|i| i.issuer.as_str()),
+                    true,
                 )
                 .escape_debug()
             );

@@ -271,7 +271,7 @@ fn page_context(state: &WorkflowState) -> PageContext {
             .approval
             .as_ref()
             .filter(|a| a.get("decision").and_then(|d| d.as_str()) == Some("approve"))
-            .map(|a| crate::notify::decider_line(Some(a))),
+            .map(|a| crate::notify::decider_line(Some(a), false)),
         holds_now: holds_now
             .lines()
             .map(|l| l.trim().to_string())

@@ -150,20 +150,33 @@ impl Decision {
 }
 
 /// One line naming who decided and how far that is known, for emails and logs, from the
-/// decision as the execution's output carries it. The approver may be typed text: the caller
-/// sanitises the line for where it goes.
-pub fn who_decided(approver: Option<&str>, via: Option<&str>, issuer: Option<&str>) -> String {
+/// decision as the execution's output carries it. `checked`: its seal was verified (by the
+/// restore step, or the page made it); otherwise the line says it is only what the workflow
+/// received, since anyone allowed `states:SendTaskSuccess` can send any claim. The approver
+/// may be typed text: the caller sanitises the line for where it goes.
+pub fn who_decided(
+    approver: Option<&str>,
+    via: Option<&str>,
+    issuer: Option<&str>,
+    checked: bool,
+) -> String {
     let name = approver.unwrap_or("no name given");
-    match via {
+    let how = match via {
         Some("signed_in") => format!(
-            "{name} (signed in at {}, identity verified)",
-            issuer.unwrap_or("the stack's identity provider")
+            "signed in at {}{}",
+            issuer.unwrap_or("the stack's identity provider"),
+            if checked { ", identity verified" } else { "" }
         ),
-        Some("unauthenticated_link") => format!(
-            "{name} (unauthenticated link: whoever held the email's link; the name as typed, checked by no one)"
-        ),
-        Some("aws_iam") => format!("{name} (AWS IAM identity, in CloudTrail)"),
-        _ => format!("{name} (not known how)"),
+        Some("unauthenticated_link") => "unauthenticated link: whoever held the email's link; the name as typed, checked by no one".into(),
+        Some("aws_iam") => "AWS IAM identity, in CloudTrail".into(),
+        _ => "not known how".into(),
+    };
+    if checked {
+        format!("{name} ({how})")
+    } else {
+        format!(
+            "{name} ({how}; as the workflow received it, not yet checked: restore checks its seal)"
+        )
     }
 }
 
