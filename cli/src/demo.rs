@@ -20,7 +20,12 @@ use serde_json::json;
 struct Snapshot {
     interfaces: BTreeMap<String, Vec<String>>,
     acl_denies: BTreeMap<String, Vec<String>>,
+    /// The instance's place in its Auto Scaling group, and the group's size.
+    auto_scaling: String,
 }
+
+/// The demo instance's Auto Scaling group.
+const GROUP: &str = "demo-web";
 
 struct Demo {
     world: World,
@@ -59,10 +64,7 @@ pub async fn run(
     // The runner configures moto to execute state machines: before anything is created.
     let runner = Runner::start(&endpoint, Config::default()).await?;
     let sdk = cordon::local::emulator_config(&endpoint);
-    let demo = build(World {
-        ec2: aws_sdk_ec2::Client::new(&sdk),
-    })
-    .await;
+    let demo = build(World::from_sdk(&sdk)).await;
 
     let event = json!({"version": "0", "id": "cordon-demo", "source": "aws.guardduty", "detail-type": "GuardDuty Finding",
         "account": "123456789012", "region": cordon::local::REGION, "resources": [],
@@ -138,9 +140,10 @@ pub async fn run(
 }
 
 /// A VPC with a public subnet (NAT side, default ACL), an app and a data subnet with ACLs of
-/// their own, and an instance with one interface in each of app and data.
+/// their own, and an instance with one interface in each of app and data, serving in an
+/// Auto Scaling group beside an instance of the group's own.
 async fn build(world: World) -> Demo {
-    eprintln!("demo: building a VPC with three subnets and a two-interface instance");
+    eprintln!("demo: building a VPC with three subnets and a two-interface instance in an Auto Scaling group");
     let vpc = world.vpc("10.0.0.0/16", false).await;
     let public = world.subnet(&vpc, "10.0.0.0/24", None).await;
     let app = world.subnet(&vpc, "10.0.1.0/24", None).await;
@@ -155,6 +158,7 @@ async fn build(world: World) -> Demo {
     let (instance, enis) = world
         .instance(&[(&app, &[&web, &ssh]), (&data, &[&db])], false)
         .await;
+    world.auto_scaling_group(GROUP, &app, &instance).await;
     let acls = vec![
         ("public".into(), public_acl),
         ("app".into(), app_acl),
@@ -196,9 +200,28 @@ async fn snapshot(demo: &Demo) -> Snapshot {
             .collect();
         acl_denies.insert(format!("{subnet} subnet ({acl})"), lines);
     }
+    let group = demo.world.group_state(GROUP).await;
+    let (state, protected) = group
+        .instances
+        .get(&demo.instance)
+        .cloned()
+        .unwrap_or_else(|| ("not in the group".into(), false));
+    // The group's other instances by count only: which one it retires after a restore is its
+    // termination policy's choice.
+    let auto_scaling = format!(
+        "{GROUP}: {state}{}; desired capacity {}, {} serving",
+        if protected {
+            ", protected from scale-in"
+        } else {
+            ""
+        },
+        group.desired,
+        group.serving()
+    );
     Snapshot {
         interfaces,
         acl_denies,
+        auto_scaling,
     }
 }
 
@@ -215,5 +238,6 @@ fn print_snapshot(moment: &str, snapshot: &Snapshot) {
         };
         eprintln!("  {acl}: {shown}");
     }
+    eprintln!("  Auto Scaling group {}", snapshot.auto_scaling);
     eprintln!();
 }

@@ -131,9 +131,7 @@ impl Moto {
     }
 
     pub fn world(&self) -> World {
-        World {
-            ec2: Client::new(&self.sdk_config()),
-        }
+        World::from_sdk(&self.sdk_config())
     }
 
     /// Environment for a `cordon` child process pointed at this server.
@@ -199,6 +197,25 @@ pub type EntryView = (bool, i32, String, String, String);
 /// The test's own view of EC2, through the plain SDK: builds topologies and reads outcomes.
 pub struct World {
     pub ec2: Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+}
+
+/// An Auto Scaling group as the tests and the demo compare it: its desired capacity, and each
+/// instance's lifecycle state and scale-in protection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    pub desired: i32,
+    pub instances: BTreeMap<String, (String, bool)>,
+}
+
+impl GroupState {
+    /// How many instances serve (InService).
+    pub fn serving(&self) -> usize {
+        self.instances
+            .values()
+            .filter(|(state, _)| state == "InService")
+            .count()
+    }
 }
 
 fn name_tag(resource: ResourceType, name: &str) -> TagSpecification {
@@ -209,6 +226,13 @@ fn name_tag(resource: ResourceType, name: &str) -> TagSpecification {
 }
 
 impl World {
+    pub fn from_sdk(sdk: &SdkConfig) -> Self {
+        World {
+            ec2: Client::new(sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(sdk),
+        }
+    }
+
     pub async fn vpc(&self, cidr: &str, ipv6: bool) -> String {
         let vpc = self
             .ec2
@@ -390,6 +414,81 @@ impl World {
             .private_ip_address()
             .unwrap()
             .to_string()
+    }
+
+    /// An Auto Scaling group `name` in `subnet` (min 1, max 4) that launched one instance of
+    /// its own, with `instance` attached to it: both InService, desired capacity 2.
+    pub async fn auto_scaling_group(&self, name: &str, subnet: &str, instance: &str) {
+        let template = self
+            .ec2
+            .create_launch_template()
+            .launch_template_name(format!("{name}-template"))
+            .launch_template_data(
+                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                    .image_id("ami-12c6146b")
+                    .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let template_id = template
+            .launch_template()
+            .unwrap()
+            .launch_template_id()
+            .unwrap();
+        self.autoscaling
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .launch_template(
+                aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                    .launch_template_id(template_id)
+                    .build(),
+            )
+            .min_size(1)
+            .max_size(4)
+            .desired_capacity(1)
+            .vpc_zone_identifier(subnet)
+            .send()
+            .await
+            .unwrap();
+        self.autoscaling
+            .attach_instances()
+            .auto_scaling_group_name(name)
+            .instance_ids(instance)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The group as Auto Scaling describes it.
+    pub async fn group_state(&self, name: &str) -> GroupState {
+        let out = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .unwrap();
+        let group = &out.auto_scaling_groups()[0];
+        GroupState {
+            desired: group.desired_capacity().unwrap_or_default(),
+            instances: group
+                .instances()
+                .iter()
+                .map(|i| {
+                    (
+                        i.instance_id().unwrap_or_default().to_string(),
+                        (
+                            i.lifecycle_state()
+                                .map(|s| s.as_str().to_string())
+                                .unwrap_or_default(),
+                            i.protected_from_scale_in().unwrap_or(false),
+                        ),
+                    )
+                })
+                .collect(),
+        }
     }
 
     pub async fn instance_tags(&self, instance_id: &str) -> BTreeMap<String, String> {

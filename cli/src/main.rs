@@ -21,7 +21,7 @@ use cordon_core::kms::AwsKms;
 use cordon_core::nacl::block;
 use cordon_core::policy::Verdict;
 use cordon_core::record::{state_from_tags, STATE_TAG_PREFIX};
-use cordon_core::restore::{restore, RestoreStatus};
+use cordon_core::restore::RestoreStatus;
 use cordon_core::steps::now_rfc3339;
 use cordon_core::CordonError;
 use serde::Serialize;
@@ -391,6 +391,9 @@ struct IsolateOutput {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     remote_not_denied: Vec<cordon_core::nacl::RemoteNotDenied>,
     termination_protection: Option<bool>,
+    /// The Auto Scaling measure's report (None: not run, the instance being skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_scaling: Option<cordon_core::measures::auto_scaling::Report>,
     notes: Vec<String>,
     errors: Vec<StepError>,
 }
@@ -412,6 +415,7 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
                     nacl_entries: vec![],
                     remote_not_denied: vec![],
                     termination_protection: None,
+                    auto_scaling: None,
                     notes: vec![],
                     errors: vec![],
                 });
@@ -434,7 +438,15 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
     }
     let aws = AwsContext::load(target).await;
     let ec2 = aws.ec2(region.as_deref());
-    let output = contain(&ec2, &instance_id, summary, &remote, &config).await?;
+    let autoscaling = cordon_core::measures::auto_scaling::AutoScalingProvider::autoscaling_for(
+        &aws,
+        &cordon_core::ec2::Target {
+            account_id: None,
+            region: region.clone(),
+        },
+    )
+    .await?;
+    let output = contain(&ec2, &autoscaling, &instance_id, summary, &remote, &config).await?;
     print_pretty(&output);
     Ok(match output.status {
         "partial" => EXIT_PARTIAL,
@@ -442,9 +454,11 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
     })
 }
 
-/// Capture, isolate and block: the break-glass containment the demo also runs.
+/// Capture, then isolate, block and hold in the Auto Scaling group side by side: the
+/// break-glass containment.
 async fn contain(
     ec2: &AwsEc2,
+    autoscaling: &impl cordon_core::measures::auto_scaling::AutoScaling,
     instance_id: &str,
     summary: Option<FindingSummary>,
     remote: &[IpAddr],
@@ -463,6 +477,7 @@ async fn contain(
         nacl_entries: vec![],
         remote_not_denied: vec![],
         termination_protection: None,
+        auto_scaling: None,
         notes: vec![],
         errors: captured.warnings.clone(),
     };
@@ -495,10 +510,28 @@ async fn contain(
     // go in while the groups are swapped, and each is done even if the other fails.
     let forensic = config.forensic_access.as_ref();
     let nacl_settings = config.nacl_settings();
-    let (isolation, nacl) = tokio::join!(
+    let (isolation, nacl, held) = tokio::join!(
         isolate_seen(ec2, &record, forensic, Some(seen)),
-        block(ec2, &record, remote, &nacl_settings)
+        block(ec2, &record, remote, &nacl_settings),
+        cordon_core::measures::auto_scaling::hold(
+            ec2,
+            autoscaling,
+            instance_id,
+            config.auto_scaling
+        )
     );
+    let held_short = match held {
+        Ok(report) => {
+            let short = !report.errors.is_empty();
+            output.errors.extend(report.errors.iter().cloned());
+            output.auto_scaling = Some(report);
+            short
+        }
+        Err(error) => {
+            output.errors.push(error.to_report());
+            true
+        }
+    };
     output.nacl_entries = nacl.nacl_entries;
     output.remote_not_denied = nacl.remote_not_denied;
     output.notes = nacl.notes;
@@ -528,7 +561,8 @@ async fn contain(
     output.errors.extend(isolation.errors.iter().cloned());
     output.errors.extend(nacl.errors.iter().cloned());
 
-    let partial = isolation.status == StepStatus::Partial || nacl.status == StepStatus::Partial;
+    let partial =
+        isolation.status == StepStatus::Partial || nacl.status == StepStatus::Partial || held_short;
     let again = captured.status == CaptureStatus::AlreadyQuarantined;
     output.status = match (partial, again) {
         (true, _) => "partial",
@@ -634,9 +668,21 @@ async fn run_command(
 
 async fn restore_command(target: &AwsTarget, instance_id: &str) -> Result<u8, CordonError> {
     check_instance_id(instance_id)?;
-    let ec2 = AwsContext::load(target).await.ec2(None);
+    let aws = AwsContext::load(target).await;
     eprintln!("cordon: restoring {instance_id}");
-    let report = restore(&ec2, instance_id, None, &[]).await?;
+    // The records on the instance's tags say what to give back: network, then Auto Scaling.
+    let input = cordon_core::steps::RestoreInput {
+        instance_id: instance_id.to_string(),
+        account_id: None,
+        region: None,
+        record: None,
+        nacl_entries: Vec::new(),
+        execution_arn: None,
+        approval: None,
+        approvals_required: None,
+        auto_scaling: None,
+    };
+    let report = cordon_core::steps::restore_step(&aws, &aws, &input).await?;
     print_pretty(&report);
     Ok(match report.status {
         RestoreStatus::Restored | RestoreStatus::NotIsolated => 0,

@@ -12,6 +12,7 @@ use cordon_core::aws::{AwsContext, MemberRole};
 use cordon_core::config::Config;
 use cordon_core::decision::{DecisionKey, RestoreGate};
 use cordon_core::kms::AwsKms;
+use cordon_core::measures::auto_scaling;
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
 use cordon_core::steps::{
     approved_restore_step, block_step, capture_step, isolate_step, unix_now, RestoreInput,
@@ -33,12 +34,13 @@ pub enum Worker {
     CaptureState,
     IsolateSg,
     BlockNacl,
+    HoldAsg,
     Notify,
     Restore,
 }
 
 impl Worker {
-    const ALL: [(Worker, &'static str, &'static str); 5] = [
+    const ALL: [(Worker, &'static str, &'static str); 6] = [
         (
             Worker::CaptureState,
             "CaptureStateFunctionArn",
@@ -53,6 +55,11 @@ impl Worker {
             Worker::BlockNacl,
             "BlockNetworkAclFunctionArn",
             "block-nacl",
+        ),
+        (
+            Worker::HoldAsg,
+            "HoldAutoScalingGroupFunctionArn",
+            "hold-asg",
         ),
         (Worker::Notify, "NotifyFunctionArn", "notify"),
         (Worker::Restore, "RestoreFunctionArn", "restore"),
@@ -582,9 +589,12 @@ impl Runner {
             Worker::BlockNacl => {
                 serde_json::to_value(block_step(ec2, &self.config, &typed(input)?).await?)
             }
+            Worker::HoldAsg => serde_json::to_value(
+                auto_scaling::hold_step(ec2, ec2, self.config.auto_scaling, &typed(input)?).await?,
+            ),
             Worker::Restore => {
                 let input: RestoreInput = typed(input)?;
-                serde_json::to_value(approved_restore_step(ec2, &self.gate, &input).await?)
+                serde_json::to_value(approved_restore_step(ec2, ec2, &self.gate, &input).await?)
             }
             Worker::Notify => {
                 let input: NotifyInput = typed(input)?;

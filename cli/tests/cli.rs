@@ -465,10 +465,15 @@ fn the_demo_contains_and_restores_exactly() {
         .iter()
         .map(|s| s.as_str().unwrap())
         .collect();
-    let (parallel, rest): (Vec<&str>, Vec<&str>) = states
-        .iter()
-        .partition(|s| ["IsolateSecurityGroups", "BlockNetworkAcl"].contains(s));
-    assert_eq!(parallel.len(), 2, "both branches ran: {states:?}");
+    let (parallel, rest): (Vec<&str>, Vec<&str>) = states.iter().partition(|s| {
+        [
+            "IsolateSecurityGroups",
+            "BlockNetworkAcl",
+            "HoldInAutoScalingGroup",
+        ]
+        .contains(s)
+    });
+    assert_eq!(parallel.len(), 3, "every branch ran: {states:?}");
     assert_eq!(
         rest,
         [
@@ -494,6 +499,15 @@ fn the_demo_contains_and_restores_exactly() {
             "{groups}"
         );
     }
+    // In standby while isolated, serving again after: the group's capacity as it was.
+    assert_eq!(
+        demo["during"]["auto_scaling"],
+        "demo-web: Standby; desired capacity 2, 2 serving"
+    );
+    assert_eq!(
+        demo["after"]["auto_scaling"],
+        "demo-web: InService; desired capacity 2, 2 serving"
+    );
     let denies = demo["during"]["acl_denies"].as_object().unwrap();
     assert!(
         denies.values().all(|d| !d.as_array().unwrap().is_empty()),

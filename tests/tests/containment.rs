@@ -57,8 +57,10 @@ async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
         execution_arn: None,
         approval: None,
         approvals_required: None,
+        auto_scaling: None,
     };
-    restore_step(&moto.cordon_aws(), &input).await.unwrap()
+    let aws = moto.cordon_aws();
+    restore_step(&aws, &aws, &input).await.unwrap()
 }
 
 /// VPC 10.0.0.0/16 with subnets a (10.0.1.0/24) and b (10.0.2.0/24), each with its own

@@ -1,7 +1,6 @@
 //! A delegated GuardDuty administrator's findings name member accounts: the workers assume the
 //! member role there (moto keeps each account's state apart) and act in the finding's account.
 
-use aws_sdk_ec2::Client;
 use cordon_core::aws::MemberRole;
 use cordon_core::config::Config;
 use cordon_core::restore::RestoreStatus;
@@ -29,9 +28,7 @@ async fn everything(world: &World) -> Vec<String> {
 async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_only() {
     let moto = Moto::start();
     let home = moto.world();
-    let member = World {
-        ec2: Client::new(&moto.sdk_config_in(MEMBER, "cordon-member").await),
-    };
+    let member = World::from_sdk(&moto.sdk_config_in(MEMBER, "cordon-member").await);
     // Same shape in both accounts, so a mix-up would show.
     let mut instances = Vec::new();
     for world in [&home, &member] {
@@ -91,8 +88,9 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         execution_arn: None,
         approval: None,
         approvals_required: None,
+        auto_scaling: None,
     };
-    let restored = restore_step(&aws, &input).await.unwrap();
+    let restored = restore_step(&aws, &aws, &input).await.unwrap();
     assert_eq!(restored.status, RestoreStatus::Restored);
     assert_eq!(member.eni_groups(&member_eni).await, vec![member_web]);
     assert_eq!(member.acls(&member_vpc).await, member_before);

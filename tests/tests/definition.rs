@@ -129,6 +129,7 @@ fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
         "CaptureState",
         "IsolateSecurityGroups",
         "BlockNetworkAcl",
+        "HoldAutoScalingGroup",
         "Restore",
     ];
     let mut checked = 0;
@@ -151,7 +152,7 @@ fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
 fn the_public_approval_page_cannot_take_the_concurrency_containment_needs() {
     let template = template();
     let functions = functions(&template);
-    assert_eq!(functions.len(), 6);
+    assert_eq!(functions.len(), 7);
     for (name, function) in functions {
         let reserved = &function["Properties"]["ReservedConcurrentExecutions"];
         if name != "ApprovalFunction" {
@@ -523,4 +524,104 @@ fn the_workflow_restores_only_through_the_decision_check() {
         states["CaptureState"]["Parameters"]["Payload"]["approvals_required"],
         "${ApprovalsRequired}"
     );
+}
+
+/// Every action a role's policies allow, as (action, the statement's resources).
+fn role_actions(template: &serde_json::Value, role: &str) -> Vec<String> {
+    let resources = &template["Resources"];
+    let mut statements: Vec<&serde_json::Value> = Vec::new();
+    for policy in resources[role]["Properties"]["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        statements.extend(policy["PolicyDocument"]["Statement"].as_array().unwrap());
+    }
+    // Policies attached beside the role (AWS::IAM::Policy naming it).
+    for (_, resource) in resources.as_object().unwrap() {
+        if resource["Type"] == "AWS::IAM::Policy"
+            && as_list(&resource["Properties"]["Roles"])
+                .iter()
+                .any(|r| r["Ref"] == role)
+        {
+            statements.extend(
+                resource["Properties"]["PolicyDocument"]["Statement"]
+                    .as_array()
+                    .unwrap(),
+            );
+        }
+    }
+    statements
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(|s| as_list(&s["Action"]))
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The role of the function a task state invokes (`${XFunctionArn}` → `XFunction` → its Role).
+fn role_of_state(template: &serde_json::Value, state: &serde_json::Value) -> String {
+    let function = state["Parameters"]["FunctionName"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("${")
+        .trim_end_matches("Arn}")
+        .to_string();
+    template["Resources"][&function]["Properties"]["Role"]["Fn::GetAtt"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("{function} has no role"))
+        .to_string()
+}
+
+/// The measures' registry is what the definition, the template and the member role say: each
+/// measure is a branch of Contain whose state has the same name, each action it declares is
+/// granted to the role of the phase that makes it, and the member role grants every EC2 and
+/// Auto Scaling action of every measure (member accounts are acted on through it).
+#[test]
+fn every_measure_is_a_branch_and_its_roles_grant_what_it_declares() {
+    use cordon_core::measures::{Phase, MEASURES};
+    let template = template();
+    let definition: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("statemachine/quarantine.asl.json")).unwrap(),
+    )
+    .unwrap();
+    let contain = &definition["States"]["Contain"];
+    let branches = contain["Branches"].as_array().unwrap();
+    assert_eq!(branches.len(), MEASURES.len());
+    let member: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo_root().join("infra/member-role.yaml")).unwrap(),
+    )
+    .unwrap();
+    let member_actions = role_actions(&member, "MemberRole");
+    for (measure, branch) in MEASURES.iter().zip(branches) {
+        assert_eq!(branch["StartAt"], measure.state, "{}", measure.id);
+        assert_eq!(
+            contain["ResultSelector"][format!("{}.$", measure.id)],
+            format!("$[{}]", branches.iter().position(|b| b == branch).unwrap()),
+            "{}",
+            measure.id
+        );
+        let own_role = role_of_state(&template, &branch["States"][measure.state]);
+        for (phase, action) in measure.actions {
+            let roles: &[&str] = match phase {
+                Phase::Capture => &["CaptureStateRole", own_role.as_str()],
+                Phase::Apply => &[own_role.as_str()],
+                Phase::Restore => &["RestoreRole"],
+            };
+            assert!(
+                roles.iter().any(|role| role_actions(&template, role)
+                    .iter()
+                    .any(|a| covers(a, action))),
+                "{} {phase:?} {action}: not granted to {roles:?}",
+                measure.id
+            );
+            if action.starts_with("ec2:") || action.starts_with("autoscaling:") {
+                assert!(
+                    member_actions.iter().any(|a| covers(a, action)),
+                    "{} {action}: not in the member role",
+                    measure.id
+                );
+            }
+        }
+    }
 }

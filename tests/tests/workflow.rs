@@ -46,10 +46,10 @@ async fn topology(world: &World) -> (String, String, Vec<String>, Vec<Vec<String
 }
 
 fn path(report: &RunReport) -> Vec<&str> {
-    // The two Parallel branches may be entered in either order.
+    // The Parallel state's three branches may be entered in any order.
     let mut states: Vec<&str> = report.states.iter().map(String::as_str).collect();
     if let Some(at) = states.iter().position(|s| *s == "Contain") {
-        let end = (at + 3).min(states.len());
+        let end = (at + 4).min(states.len());
         states[at + 1..end].sort();
     }
     states
@@ -63,11 +63,12 @@ fn subjects(report: &RunReport) -> Vec<String> {
         .collect()
 }
 
-const CONTAINED: [&str; 7] = [
+const CONTAINED: [&str; 8] = [
     "CaptureState",
     "ShouldContain",
     "Contain",
     "BlockNetworkAcl",
+    "HoldInAutoScalingGroup",
     "IsolateSecurityGroups",
     "ContainmentOutcome",
     "RequestApproval",

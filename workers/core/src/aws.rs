@@ -225,6 +225,47 @@ impl AwsContext {
     }
 }
 
+impl AwsContext {
+    /// The credentials to act in `target`'s account: `None` in Cordon's own account (its own
+    /// credentials), the member role's in any other. The future is boxed and its type erased:
+    /// the SDK's futures inside nest deep enough that, inline in every port's provider, the
+    /// workers' main futures pass the compiler's query depth limit.
+    pub(crate) fn credentials_for<'a>(
+        &'a self,
+        target: &'a crate::ec2::Target,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Option<aws_sdk_ec2::config::Credentials>>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(self.credentials_in(target))
+    }
+
+    async fn credentials_in(
+        &self,
+        target: &crate::ec2::Target,
+    ) -> Result<Option<aws_sdk_ec2::config::Credentials>> {
+        let Some(account) = target.account_id.as_deref().filter(|a| !a.is_empty()) else {
+            return Ok(None);
+        };
+        if account == self.home_account().await? {
+            return Ok(None);
+        }
+        match &self.member_role {
+            Some(role) => Ok(Some(self.assume(account, role).await?)),
+            None => Err(no_member_role(account)),
+        }
+    }
+}
+
+fn no_member_role(account: &str) -> CordonError {
+    CordonError::InvalidConfiguration(format!(
+        "the finding is from account {account}, not this one, and no member role is configured; set CORDON_MEMBER_ROLE_NAME and deploy infra/member-role.yaml there"
+    ))
+}
+
 impl crate::ec2::Ec2Provider for AwsContext {
     type Ec2 = AwsEc2;
 
@@ -238,9 +279,7 @@ impl crate::ec2::Ec2Provider for AwsContext {
         }
         match &self.member_role {
             Some(role) => Ok(self.ec2_with(region, Some(self.assume(account, role).await?))),
-            None => Err(CordonError::InvalidConfiguration(format!(
-                "the finding is from account {account}, not this one, and no member role is configured; set CORDON_MEMBER_ROLE_NAME and deploy infra/member-role.yaml there"
-            ))),
+            None => Err(no_member_role(account)),
         }
     }
 }

@@ -116,6 +116,8 @@ pub struct Config {
     pub policy: Policy,
     pub forensic_access: Option<ForensicSource>,
     pub nacl: NaclSettings,
+    #[serde(default)]
+    pub auto_scaling: crate::measures::auto_scaling::Settings,
 }
 
 impl ForensicSource {
@@ -166,6 +168,10 @@ impl Config {
             (
                 "CORDON_INCLUDE_ARCHIVED",
                 &mut config.policy.include_archived,
+            ),
+            (
+                "CORDON_ASG_DECREMENT_DESIRED",
+                &mut config.auto_scaling.decrement_desired,
             ),
         ] {
             if let Some(text) = get(name) {

@@ -73,6 +73,13 @@ pub enum CordonError {
         message: String,
     },
 
+    #[error("Auto Scaling {operation} failed ({code}): {message}")]
+    AutoScaling {
+        operation: String,
+        code: String,
+        message: String,
+    },
+
     #[error("KMS {operation} with key {key_id} failed ({code}): {message}; check the key exists and is enabled, that it is an HMAC_256 key, and that the key policy and the function's role allow the call")]
     Kms {
         operation: String,
@@ -101,6 +108,7 @@ impl CordonError {
             CordonError::CorruptRecord { .. } => "Cordon.CorruptRecord",
             CordonError::NotContainable(_) => "Cordon.NotContainable",
             CordonError::Ec2 { .. } => "Cordon.Ec2Error",
+            CordonError::AutoScaling { .. } => "Cordon.AutoScalingError",
             CordonError::Kms { .. } => "Cordon.KmsError",
         }
     }

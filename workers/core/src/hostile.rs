@@ -232,7 +232,14 @@ fn run_restore(input: &RestoreInput) -> Outcome<String> {
         asked.fetch_add(1, Ordering::SeqCst);
         ec2.clone()
     };
-    let result = block_on(restore_step(&provider, input)).map(|r| format!("{r:?}"));
+    let result = block_on(restore_step(
+        &provider,
+        &|_: &crate::ec2::Target| {
+            crate::measures::auto_scaling::port::fake::FakeAutoScaling::default()
+        },
+        input,
+    ))
+    .map(|r| format!("{r:?}"));
     Outcome {
         result,
         calls: ec2.calls(),
@@ -793,6 +800,7 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         execution_arn: None,
         approval: None,
         approvals_required: None,
+        auto_scaling: None,
     });
     if let Some(why) = outcome.not_rejected("not of i-0123456789abcdef0") {
         panic!("{why}");
@@ -807,6 +815,7 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         execution_arn: None,
         approval: None,
         approvals_required: None,
+        auto_scaling: None,
     });
     assert!(outcome.result.is_ok() && !outcome.calls.is_empty());
 }
@@ -829,6 +838,7 @@ fn restore_step_rejects_ids_that_are_not_instance_ids_before_any_aws_call() {
                 execution_arn: None,
                 approval: None,
                 approvals_required: None,
+                auto_scaling: None,
             });
             if let Some(why) = outcome.not_rejected("instance") {
                 failures.push(format!(

@@ -12,6 +12,7 @@ pub mod error;
 pub mod finding;
 pub mod kms;
 pub mod logging;
+pub mod measures;
 pub mod net;
 pub mod notify;
 pub mod policy;

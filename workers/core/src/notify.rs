@@ -301,6 +301,24 @@ pub(crate) fn what_was_done(state: &WorkflowState) -> (String, Vec<String>) {
         }
         Branch::Missing => {}
     }
+    match state.auto_scaling() {
+        Branch::Done(report) => {
+            // Only an instance in a group gets a line: the rest have nothing to say.
+            if report.record.is_some() {
+                done.push(format!("  Auto Scaling {}", report.line()));
+            }
+            failed.extend(
+                report
+                    .errors
+                    .iter()
+                    .map(|e| format!("  {}: {}", e.error, e.cause)),
+            );
+        }
+        Branch::Failed { error, cause } => failed.push(format!(
+            "  Auto Scaling group not checked: {error}: {cause} (if the instance is in a group, the group may replace it)"
+        )),
+        Branch::Missing => {}
+    }
     (done.join("\n"), failed)
 }
 
@@ -380,9 +398,11 @@ pub fn render(
         }
         MessageKind::Restored => {
             let report = state.restore_report();
-            let drift = report.as_ref().is_some_and(|r| !r.errors.is_empty());
+            let group = report.as_ref().and_then(|r| r.auto_scaling.as_ref());
+            let drift = report.as_ref().is_some_and(|r| !r.errors.is_empty())
+                || group.is_some_and(|g| !g.errors.is_empty());
             if let Some(report) = &report {
-                let lines: Vec<String> = report
+                let mut lines: Vec<String> = report
                     .enis
                     .iter()
                     .map(|e| {
@@ -394,6 +414,9 @@ pub fn render(
                         )
                     })
                     .collect();
+                if let Some(group) = group {
+                    lines.push(group.line());
+                }
                 sections.push(format!(
                     "Restore of {instance}: {:?}.\n{}\n  network ACL entries removed: {}",
                     report.status,
@@ -401,11 +424,13 @@ pub fn render(
                     report.nacl_entries_removed.len()
                 ));
                 if drift {
+                    let group_errors = group.map(|g| g.errors.as_slice()).unwrap_or_default();
                     sections.push(format!(
                         "Not restored (changed since isolation, left as it is):\n{}",
                         report
                             .errors
                             .iter()
+                            .chain(group_errors)
                             .map(|e| format!("  {}", e.cause))
                             .collect::<Vec<_>>()
                             .join("\n")

@@ -142,6 +142,10 @@ pub struct RestoreReport {
     /// `InstanceInitiatedShutdownBehavior` as it is left (None: the record did not keep it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_behavior: Option<String>,
+    /// The Auto Scaling group given back, when Cordon had held the instance in one. Always
+    /// present (null when not): the state machine's ResultSelector names it.
+    #[serde(default)]
+    pub auto_scaling: Option<crate::measures::auto_scaling::RestoreReport>,
     pub errors: Vec<StepError>,
 }
 
@@ -156,6 +160,7 @@ impl RestoreReport {
             nacl_entries_kept: Vec::new(),
             termination_protection: None,
             shutdown_behavior: None,
+            auto_scaling: None,
             errors: vec![StepError {
                 error: "Cordon.DecisionRefused".into(),
                 cause: reason,
@@ -221,6 +226,7 @@ pub async fn restore(
         nacl_entries_kept: Vec::new(),
         termination_protection: None,
         shutdown_behavior: None,
+        auto_scaling: None,
         errors: Vec::new(),
     };
     let mut drift = false;
@@ -539,11 +545,15 @@ mod tests {
             execution_arn: None,
             approval: None,
             approvals_required: None,
+            auto_scaling: None,
         };
         let provider = |_: &crate::ec2::Target| ec2.clone();
-        let error = block_on(crate::steps::restore_step(&provider, &input)).unwrap_err();
+        let no_group = |_: &crate::ec2::Target| {
+            crate::measures::auto_scaling::port::fake::FakeAutoScaling::default()
+        };
+        let error = block_on(crate::steps::restore_step(&provider, &no_group, &input)).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Throttled");
-        let again = block_on(crate::steps::restore_step(&provider, &input)).unwrap();
+        let again = block_on(crate::steps::restore_step(&provider, &no_group, &input)).unwrap();
         assert_eq!(again.status, RestoreStatus::Restored, "{:?}", again.errors);
         assert_eq!(ec2.acl_entries("acl-a"), before);
     }

@@ -12,6 +12,7 @@ use crate::error::{CordonError, Result};
 use crate::finding::{findings_in_value, ParsedFinding};
 use crate::isolate::{isolate, retryable, IsolationReport};
 use crate::kms::Kms;
+use crate::measures::auto_scaling::AutoScalingProvider;
 use crate::nacl::{block, NaclReport};
 use crate::policy::Verdict;
 use crate::record::CapturedState;
@@ -148,7 +149,7 @@ pub async fn capture_step(
     Ok(output)
 }
 
-fn record_of(input: &CaptureOutput) -> Result<&CapturedState> {
+pub(crate) fn record_of(input: &CaptureOutput) -> Result<&CapturedState> {
     let record = input.record.as_ref().ok_or_else(|| {
         CordonError::InvalidInput(format!(
             "the capture output holds no record (status {:?}: {}); nothing to contain",
@@ -170,7 +171,7 @@ fn record_of(input: &CaptureOutput) -> Result<&CapturedState> {
     Ok(record)
 }
 
-fn target_of(input: &CaptureOutput) -> Target {
+pub(crate) fn target_of(input: &CaptureOutput) -> Target {
     Target {
         account_id: input.finding.as_ref().and_then(|f| f.account_id.clone()),
         region: input.finding.as_ref().and_then(|f| f.region.clone()),
@@ -265,6 +266,23 @@ pub struct RestoreInput {
     /// definition that does not pass it.
     #[serde(default)]
     pub approvals_required: Option<u8>,
+    /// The Auto Scaling branch's result (`$.containment.auto_scaling`): its record says
+    /// whether the instance was held in a group. None (break glass, or a definition from
+    /// before the measure): the record is looked for on the instance's tags.
+    #[serde(default)]
+    pub auto_scaling: Option<Value>,
+}
+
+impl RestoreInput {
+    /// What the Auto Scaling branch recorded: `Some(None)` when it found the instance in no
+    /// group (nothing to restore, no call needed); `None` when it is not known here (its
+    /// branch failed, or break glass), and the instance's tags tell.
+    fn auto_scaling_record(&self) -> Option<Option<crate::measures::auto_scaling::Record>> {
+        let branch = self.auto_scaling.as_ref()?;
+        let report: crate::measures::auto_scaling::Report =
+            serde_json::from_value(branch.clone()).ok()?;
+        Some(report.record)
+    }
 }
 
 /// The workflow's restore: only on an approval sealed for this execution, by as many
@@ -274,6 +292,7 @@ pub struct RestoreInput {
 /// isolated. `cordon restore` (the caller's own EC2 credentials) does not come this way.
 pub async fn approved_restore_step(
     ec2_in: &impl Ec2Provider,
+    autoscaling_in: &impl AutoScalingProvider,
     gate: &RestoreGate<impl Kms>,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
@@ -290,7 +309,7 @@ pub async fn approved_restore_step(
     let answer = input.approval.clone().unwrap_or(Value::Null);
     let at_least = input.approvals_required.unwrap_or(1);
     match gate.approves(execution_arn, &answer, at_least).await? {
-        Ok(_) => restore_step(ec2_in, input).await,
+        Ok(_) => restore_step(ec2_in, autoscaling_in, input).await,
         Err(reason) => Ok(RestoreReport::decision_refused(&input.instance_id, reason)),
     }
 }
@@ -299,6 +318,7 @@ pub async fn approved_restore_step(
 /// decision: [`approved_restore_step`]).
 pub async fn restore_step(
     ec2_in: &impl Ec2Provider,
+    autoscaling_in: &impl AutoScalingProvider,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
     crate::ec2::check_target_ids(
@@ -314,13 +334,12 @@ pub async fn restore_step(
             )));
         }
     }
-    let ec2 = ec2_in
-        .ec2_for(&Target {
-            account_id: input.account_id.clone(),
-            region: input.region.clone(),
-        })
-        .await?;
-    let report = restore(
+    let target = Target {
+        account_id: input.account_id.clone(),
+        region: input.region.clone(),
+    };
+    let ec2 = ec2_in.ec2_for(&target).await?;
+    let mut report = restore(
         &ec2,
         &input.instance_id,
         input.record.clone(),
@@ -330,6 +349,20 @@ pub async fn restore_step(
     // Throttling or no answer left it unfinished: fail the step so that Step Functions runs
     // the (idempotent) restore again, instead of reporting a restore that stopped half-way.
     fail_if_retryable(&report.errors)?;
+    // Back in service only after the network: an instance still isolated would fail its
+    // health checks and be replaced.
+    let held = input.auto_scaling_record();
+    if !matches!(held, Some(None)) {
+        let autoscaling = autoscaling_in.autoscaling_for(&target).await?;
+        report.auto_scaling = crate::measures::auto_scaling::restore(
+            &ec2,
+            &autoscaling,
+            &input.instance_id,
+            held.flatten(),
+            crate::measures::auto_scaling::SETTLE_PAUSE,
+        )
+        .await?;
+    }
     Ok(report)
 }
 
@@ -341,6 +374,12 @@ mod tests {
     use crate::isolate::StepStatus;
     use crate::restore::RestoreStatus;
     use serde_json::json;
+
+    /// Auto Scaling where the instance is in no group.
+    fn no_group() -> impl Fn(&Target) -> crate::measures::auto_scaling::port::fake::FakeAutoScaling
+    {
+        |_: &Target| Default::default()
+    }
 
     fn event(severity: f64) -> Value {
         json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {
@@ -378,8 +417,9 @@ mod tests {
             execution_arn: None,
             approval: None,
             approvals_required: None,
+            auto_scaling: None,
         };
-        let restored = block_on(restore_step(&recording, &input)).unwrap();
+        let restored = block_on(restore_step(&recording, &no_group(), &input)).unwrap();
         let expected = Target {
             account_id: Some("111122223333".into()),
             region: Some("eu-west-1".into()),
@@ -420,11 +460,18 @@ mod tests {
             execution_arn: Some(execution.into()),
             approval: Some(approval),
             approvals_required: Some(1),
+            auto_scaling: None,
         };
         // What anyone allowed states:SendTaskSuccess can send: nothing changes.
         ec2.clear_calls();
         let forged = json!({"decision": "approve", "approver": "Mallory", "decided_at": "now"});
-        let report = block_on(approved_restore_step(&provider, &gate, &input(forged))).unwrap();
+        let report = block_on(approved_restore_step(
+            &provider,
+            &no_group(),
+            &gate,
+            &input(forged),
+        ))
+        .unwrap();
         assert_eq!(report.status, RestoreStatus::DecisionRefused);
         assert!(
             report.errors[0].cause.contains("SendTaskSuccess"),
@@ -437,7 +484,13 @@ mod tests {
             execution_arn: None,
             ..input(Value::Null)
         };
-        assert!(block_on(approved_restore_step(&provider, &gate, &no_execution)).is_err());
+        assert!(block_on(approved_restore_step(
+            &provider,
+            &no_group(),
+            &gate,
+            &no_execution
+        ))
+        .is_err());
         // The approval page's sealed decision restores.
         let decision = Decision {
             decision: Action::Approve,
@@ -451,7 +504,13 @@ mod tests {
         };
         let sealed = block_on(gate.page.seal(execution, decision)).unwrap();
         let approval = serde_json::to_value(&sealed).unwrap();
-        let report = block_on(approved_restore_step(&provider, &gate, &input(approval))).unwrap();
+        let report = block_on(approved_restore_step(
+            &provider,
+            &no_group(),
+            &gate,
+            &input(approval),
+        ))
+        .unwrap();
         assert_eq!(report.status, RestoreStatus::Restored, "{report:?}");
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
     }

@@ -95,13 +95,23 @@ impl WorkflowState {
         branch(self.containment.as_ref().and_then(|c| c.get("nacl")))
     }
 
+    /// The Auto Scaling branch (Missing in an execution of a definition from before it).
+    pub fn auto_scaling(&self) -> Branch<crate::measures::auto_scaling::Report> {
+        branch(
+            self.containment
+                .as_ref()
+                .and_then(|c| c.get("auto_scaling")),
+        )
+    }
+
     pub fn restore_report(&self) -> Option<RestoreReport> {
         self.restore
             .as_ref()
             .and_then(|r| serde_json::from_value(r.clone()).ok())
     }
 
-    /// Whether containment fell short anywhere (a failed branch or errors in a report).
+    /// Whether containment fell short anywhere (a failed branch or errors in a report). An
+    /// instance its group may still replace is contained short of what Cordon promises.
     pub fn containment_is_partial(&self) -> bool {
         let isolation_short = match self.isolation() {
             Branch::Done(report) => !report.errors.is_empty(),
@@ -111,7 +121,12 @@ impl WorkflowState {
             Branch::Done(report) => !report.errors.is_empty(),
             _ => true,
         };
-        isolation_short || nacl_short
+        let auto_scaling_short = match self.auto_scaling() {
+            Branch::Done(report) => !report.errors.is_empty(),
+            Branch::Failed { .. } => true,
+            Branch::Missing => false,
+        };
+        isolation_short || nacl_short || auto_scaling_short
     }
 
     pub fn region(&self) -> &str {

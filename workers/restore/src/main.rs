@@ -27,7 +27,13 @@ async fn main() -> Result<(), Error> {
         async move {
             // Boxed: inline, the step's future nests past the compiler's query depth limit
             // when it lays out main's future.
-            let report = Box::pin(steps::approved_restore_step(&aws, gate, &event.payload)).await?;
+            let report = Box::pin(steps::approved_restore_step(
+                &aws,
+                &aws,
+                gate,
+                &event.payload,
+            ))
+            .await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, "restore");
             Ok::<_, cordon_core::CordonError>(report)
         }
