@@ -517,7 +517,8 @@ async fn contain(
             ec2,
             autoscaling,
             instance_id,
-            config.auto_scaling
+            config.auto_scaling,
+            None
         )
     );
     let held_short = match held {

@@ -12,7 +12,7 @@ use crate::error::{CordonError, Result};
 use crate::finding::{findings_in_value, ParsedFinding};
 use crate::isolate::{isolate, retryable, IsolationReport};
 use crate::kms::Kms;
-use crate::measures::auto_scaling::AutoScalingProvider;
+use crate::measures::auto_scaling::{AutoScalingProvider, Whose};
 use crate::nacl::{block, NaclReport};
 use crate::policy::Verdict;
 use crate::record::CapturedState;
@@ -354,11 +354,18 @@ pub async fn restore_step(
     let held = input.auto_scaling_record();
     if !matches!(held, Some(None)) {
         let autoscaling = autoscaling_in.autoscaling_for(&target).await?;
+        // Without the branch's record, the tags are taken only if this execution wrote them;
+        // by hand (no execution), whatever Cordon record they hold.
+        let whose = match input.execution_arn.as_deref() {
+            Some(execution) => Whose::Run(Some(execution)),
+            None => Whose::Anyone,
+        };
         report.auto_scaling = crate::measures::auto_scaling::restore(
             &ec2,
             &autoscaling,
             &input.instance_id,
             held.flatten(),
+            whose,
             crate::measures::auto_scaling::SETTLE_PAUSE,
         )
         .await?;

@@ -1,7 +1,6 @@
 //! hold-asg: keeps an instance that is in an Auto Scaling group in the group but out of
 //! service (Standby), so the group neither replaces nor terminates it while it is isolated.
 
-use cordon_core::capture::CaptureOutput;
 use cordon_core::measures::auto_scaling;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 
@@ -9,7 +8,7 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
     let (config, aws) = cordon_core::aws::worker_context().await?;
-    run(service_fn(|event: LambdaEvent<CaptureOutput>| {
+    run(service_fn(|event: LambdaEvent<auto_scaling::HoldInput>| {
         let (aws, settings) = (aws.until(event.context.deadline), config.auto_scaling);
         async move {
             // Boxed: inline, the step's future nests past the compiler's query depth limit

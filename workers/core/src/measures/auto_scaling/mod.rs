@@ -37,7 +37,9 @@ pub const MEASURE: Measure = Measure {
         (Phase::Apply, "autoscaling:EnterStandby"),
         (Phase::Apply, "autoscaling:SetInstanceProtection"),
         (Phase::Apply, "autoscaling:DescribeInstanceRefreshes"),
+        (Phase::Apply, "ec2:DeleteTags"),
         (Phase::Restore, "ec2:DescribeInstances"),
+        (Phase::Restore, "ec2:CreateTags"),
         (Phase::Restore, "ec2:DeleteTags"),
         (Phase::Restore, "autoscaling:DescribeAutoScalingInstances"),
         (Phase::Restore, "autoscaling:DescribeAutoScalingGroups"),
@@ -79,6 +81,78 @@ pub struct Record {
     pub min: i32,
     pub max: i32,
     pub intent: Intent,
+    /// The execution that wrote it (None: `cordon isolate`). The instance can write its own
+    /// tags: a record is taken as the original only by the run that wrote it, and anything
+    /// else found on the instance (a leftover, or tags the instance wrote) is replaced.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// How far a restore got, so that a restore run again after a failure finishes the job
+    /// instead of leaving the capacity or the protection it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restoring: Option<Restoring>,
+}
+
+/// A restore under way, written on the instance before it returns to service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restoring {
+    /// Cordon protected it from scale-in for the restore (and takes that back at the end).
+    pub spared: bool,
+    /// The desired capacity to end at, once it is back in service (ExitStandby added one).
+    pub target: Option<i32>,
+}
+
+/// Writes `record` on the instance, replacing whatever `cordon:asg:*` tags it had (a longer
+/// earlier record's chunks included: a chunk left behind would corrupt the new record).
+async fn save(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    tags: &[(String, String)],
+    record: &Record,
+) -> Result<()> {
+    let json = serde_json::to_string(record).expect("a record serialises");
+    let new = chunk_tags(RECORD_TAG_PREFIX, &json);
+    let stale: Vec<String> = chunk_keys(RECORD_TAG_PREFIX, tags)
+        .into_iter()
+        .filter(|key| !new.iter().any(|(k, _)| k == key))
+        .collect();
+    crate::record::check_tag_room(instance_id, tags, &new, &stale)?;
+    if !stale.is_empty() {
+        ec2.delete_tags(instance_id, &stale).await?;
+    }
+    ec2.create_tags(instance_id, &new).await
+}
+
+/// Whose record on the instance a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose<'a> {
+    /// Only the one this run wrote: an execution's (its id), or `cordon isolate`'s (None).
+    Run(Option<&'a str>),
+    /// Any readable one: `cordon restore` by hand, which has nothing else to go by. A record
+    /// the instance forged can name only its own group, which restore checks against where
+    /// it is now.
+    Anyone,
+}
+
+/// The record on the instance, if it is readable and `whose`; what else was found there is
+/// said in the second part (a note, never a failure: the instance can write these tags).
+fn own_record(
+    instance_id: &str,
+    tags: &[(String, String)],
+    whose: Whose,
+) -> (Option<Record>, Option<String>) {
+    match record_from_tags(instance_id, tags) {
+        Ok(Some(record))
+            if whose == Whose::Anyone || Whose::Run(record.owner.as_deref()) == whose =>
+        {
+            (Some(record), None)
+        }
+        Ok(Some(_)) => (
+            None,
+            Some(format!("a {RECORD_TAG_PREFIX} record on the instance was not written by this run: not used")),
+        ),
+        Ok(None) => (None, None),
+        Err(error) => (None, Some(format!("the {RECORD_TAG_PREFIX} tags on the instance are not a record Cordon wrote ({error}): not used"))),
+    }
 }
 
 /// What the measure plans for an instance, from where it stands now.
@@ -205,13 +279,17 @@ pub fn record_from_tags(instance_id: &str, tags: &[(String, String)]) -> Result<
         })
 }
 
-/// Holds `instance_id` in its group: records where it stands (once: a retried step finds the
-/// record and goes on from it), then enters standby or protects it from scale-in.
+/// Holds `instance_id` in its group for `owner` (the execution; None: `cordon isolate`):
+/// records where it stands (once: a retry of the same run finds its record and goes on from
+/// it), then enters standby or protects it from scale-in. Containment comes first: a record
+/// that cannot be written on the instance is reported, and the workflow keeps it in its
+/// output.
 pub async fn hold(
     ec2: &impl Ec2,
     autoscaling: &impl AutoScaling,
     instance_id: &str,
     settings: Settings,
+    owner: Option<&str>,
 ) -> Result<Report> {
     let (instance, membership) = tokio::join!(
         ec2.describe_instance(instance_id),
@@ -223,7 +301,16 @@ pub async fn hold(
     };
     let group = autoscaling.group(&membership.group).await?;
     let plan = plan_hold(&membership, &group, settings);
-    let recorded = record_from_tags(instance_id, &instance.tags)?;
+    let (recorded, found) = own_record(instance_id, &instance.tags, Whose::Run(owner));
+    let mut report = Report {
+        instance_id: instance_id.to_string(),
+        status: MeasureStatus::Done,
+        record: None,
+        lifecycle_state: Some(membership.lifecycle_state.clone()),
+        protected_from_scale_in: Some(membership.protected_from_scale_in),
+        notes: found.into_iter().collect(),
+        errors: Vec::new(),
+    };
     let record = match recorded {
         // A retry: the original is what the first attempt recorded, not what it left.
         Some(record) if record.group == membership.group => record,
@@ -236,24 +323,21 @@ pub async fn hold(
                 min: group.min,
                 max: group.max,
                 intent: plan.intent(),
+                owner: owner.map(String::from),
+                restoring: None,
             };
-            let json = serde_json::to_string(&record).expect("a record serialises");
-            let tags = chunk_tags(RECORD_TAG_PREFIX, &json);
-            let stale = chunk_keys(RECORD_TAG_PREFIX, &instance.tags);
-            crate::record::check_tag_room(instance_id, &instance.tags, &tags, &stale)?;
-            ec2.create_tags(instance_id, &tags).await?;
+            match save(ec2, instance_id, &instance.tags, &record).await {
+                Ok(()) => {}
+                Err(error) if error.is_transient() => return Err(error),
+                Err(error) => report.errors.push(StepError {
+                    error: error.error_name().into(),
+                    cause: format!("the record was not written on the instance ({error}): the workflow still has it, but `cordon restore` will not return the instance to service"),
+                }),
+            }
             record
         }
     };
-    let mut report = Report {
-        instance_id: instance_id.to_string(),
-        status: MeasureStatus::Done,
-        record: Some(record.clone()),
-        lifecycle_state: Some(membership.lifecycle_state.clone()),
-        protected_from_scale_in: Some(membership.protected_from_scale_in),
-        notes: Vec::new(),
-        errors: Vec::new(),
-    };
+    report.record = Some(record.clone());
     match plan {
         Hold::EnterStandby { decrement, note } => {
             report.notes.extend(note);
@@ -272,9 +356,19 @@ pub async fn hold(
                     }
                 }
                 Err(error) if error.is_transient() => return Err(error),
-                // Refused (its state changed meanwhile): protect it as the next best thing.
+                // Refused (its state changed meanwhile): protect it as the next best thing,
+                // and say so in the record first, so that restore takes the protection back.
                 Err(error) => {
                     report.errors.push(error.to_report());
+                    let record = Record {
+                        intent: Intent::ProtectFromScaleIn,
+                        ..record.clone()
+                    };
+                    let tags = ec2.describe_instance(instance_id).await?.tags;
+                    if let Err(error) = save(ec2, instance_id, &tags, &record).await {
+                        report.errors.push(error.to_report());
+                    }
+                    report.record = Some(record);
                     protect(autoscaling, &membership, &mut report).await?;
                 }
             }
@@ -355,6 +449,9 @@ pub enum RestorePlan {
     /// Back to service. `keep_desired`: standby did not lower the desired capacity, so the
     /// one ExitStandby adds is taken back (the group's replacement retires, not this one).
     ExitStandby { keep_desired: bool },
+    /// An earlier restore returned it to service and stopped before the capacity or the
+    /// protection was given back: finish that.
+    Finish { keep_desired: bool },
     /// Cordon protected it from scale-in: take that back.
     Unprotect,
     /// Still leaving service: try again later.
@@ -367,22 +464,31 @@ pub fn plan_restore(record: &Record, now: Option<&Membership>) -> RestorePlan {
     let Some(now) = now.filter(|m| m.group == record.group) else {
         return RestorePlan::Drift(format!("no longer in {}: left as it is", record.group));
     };
-    match (record.intent, now.lifecycle_state.as_str()) {
-        (Intent::EnterStandby { decrement }, STANDBY) => RestorePlan::ExitStandby {
-            keep_desired: !decrement,
+    let state = now.lifecycle_state.as_str();
+    match record.intent {
+        Intent::EnterStandby { decrement } => match state {
+            STANDBY => RestorePlan::ExitStandby {
+                keep_desired: !decrement,
+            },
+            ENTERING_STANDBY => RestorePlan::NotYet(format!(
+                "still entering standby in {} (its load balancers drain it)",
+                record.group
+            )),
+            // Back in service (or on its way there) by an earlier restore of Cordon's.
+            _ if record.restoring.is_some()
+                && (state == IN_SERVICE || state.starts_with("Pending")) =>
+            {
+                RestorePlan::Finish {
+                    keep_desired: !decrement,
+                }
+            }
+            IN_SERVICE => RestorePlan::Nothing("already back in service".into()),
+            _ => RestorePlan::Drift(format!(
+                "{state} in {} since isolation: left as it is",
+                record.group
+            )),
         },
-        (Intent::EnterStandby { .. }, ENTERING_STANDBY) => RestorePlan::NotYet(format!(
-            "still entering standby in {} (its load balancers drain it)",
-            record.group
-        )),
-        (Intent::EnterStandby { .. }, IN_SERVICE) => {
-            RestorePlan::Nothing("already back in service".into())
-        }
-        (Intent::EnterStandby { .. }, state) => RestorePlan::Drift(format!(
-            "{state} in {} since isolation: left as it is",
-            record.group
-        )),
-        (Intent::ProtectFromScaleIn, _)
+        Intent::ProtectFromScaleIn
             if now.protected_from_scale_in && !record.protected_from_scale_in =>
         {
             RestorePlan::Unprotect
@@ -432,28 +538,45 @@ pub const SETTLE_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Gives the group back what it had: the instance in service if Cordon put it in standby, the
 /// desired capacity as the group had it, scale-in protection as recorded; then drops the
 /// record. Call it after the network is restored, so the instance passes its health checks.
+/// `record` is the workflow's (the Auto Scaling branch's output); without one the record is
+/// read from the instance's tags, taken only if `whose`. Every step is recorded on the instance before it is taken, so a restore run
+/// again after a failure finishes the job.
 pub async fn restore(
     ec2: &impl Ec2,
     autoscaling: &impl AutoScaling,
     instance_id: &str,
     record: Option<Record>,
+    whose: Whose<'_>,
     pause: std::time::Duration,
 ) -> Result<Option<RestoreReport>> {
     let instance = ec2.describe_instance(instance_id).await?;
-    let tagged = record_from_tags(instance_id, &instance.tags)?;
-    let Some(record) = record.or(tagged) else {
+    let (tagged, found) = match &record {
+        // The workflow's record is the original; the tags add only how far a restore got.
+        Some(record) => own_record(
+            instance_id,
+            &instance.tags,
+            Whose::Run(record.owner.as_deref()),
+        ),
+        None => own_record(instance_id, &instance.tags, whose),
+    };
+    let progress = tagged.as_ref().and_then(|t| t.restoring);
+    let Some(mut record) = record.or(tagged) else {
         return Ok(None);
     };
+    if record.restoring.is_none() {
+        record.restoring = progress;
+    }
     let now = autoscaling.membership(instance_id).await?;
     let mut report = RestoreReport {
         group: record.group.clone(),
         lifecycle_state: now.as_ref().map(|m| m.lifecycle_state.clone()),
         protected_from_scale_in: now.as_ref().map(|m| m.protected_from_scale_in),
         desired: None,
-        notes: Vec::new(),
+        notes: found.into_iter().collect(),
         errors: Vec::new(),
     };
-    let group = &record.group;
+    let group = record.group.clone();
+    let mut tags = instance.tags.clone();
     match plan_restore(&record, now.as_ref()) {
         RestorePlan::Nothing(why) => report.notes.push(why),
         RestorePlan::Drift(why) => report.errors.push(StepError {
@@ -468,7 +591,7 @@ pub async fn restore(
         }
         RestorePlan::Unprotect => {
             autoscaling
-                .set_scale_in_protection(group, instance_id, false)
+                .set_scale_in_protection(&group, instance_id, false)
                 .await?;
             report.protected_from_scale_in = Some(false);
         }
@@ -477,35 +600,103 @@ pub async fn restore(
             // ExitStandby adds one to the desired capacity. Without a decrement at standby the
             // group launched a replacement, so that one is taken back, and the returning
             // instance is protected meanwhile so the group retires another.
-            let spare = keep_desired && !protected;
-            if spare {
+            let spared = record
+                .restoring
+                .map(|r| r.spared)
+                .unwrap_or(keep_desired && !protected);
+            record.restoring = Some(Restoring {
+                spared,
+                target: None,
+            });
+            save(ec2, instance_id, &tags, &record).await?;
+            tags = ec2.describe_instance(instance_id).await?.tags;
+            if spared {
                 autoscaling
-                    .set_scale_in_protection(group, instance_id, true)
+                    .set_scale_in_protection(&group, instance_id, true)
                     .await?;
             }
-            let before = autoscaling.group(group).await?;
-            autoscaling.exit_standby(group, instance_id).await?;
+            autoscaling.exit_standby(&group, instance_id).await?;
             report.lifecycle_state = Some(IN_SERVICE.into());
-            let mut desired = before.desired + 1;
-            if keep_desired {
-                autoscaling
-                    .set_desired_capacity(group, before.desired)
-                    .await?;
-                desired = before.desired;
-            }
-            report.desired = Some(desired);
-            if spare {
-                settle_then_unprotect(autoscaling, group, instance_id, pause, &mut report).await?;
-            }
+            finish(
+                ec2,
+                autoscaling,
+                instance_id,
+                &mut record,
+                &tags,
+                keep_desired,
+                pause,
+                &mut report,
+            )
+            .await?;
+        }
+        RestorePlan::Finish { keep_desired } => {
+            finish(
+                ec2,
+                autoscaling,
+                instance_id,
+                &mut record,
+                &tags,
+                keep_desired,
+                pause,
+                &mut report,
+            )
+            .await?;
         }
     }
     if report.errors.is_empty() {
-        let keys = chunk_keys(RECORD_TAG_PREFIX, &instance.tags);
+        let keys = chunk_keys(
+            RECORD_TAG_PREFIX,
+            &ec2.describe_instance(instance_id).await?.tags,
+        );
         if !keys.is_empty() {
             ec2.delete_tags(instance_id, &keys).await?;
         }
     }
     Ok(Some(report))
+}
+
+/// Back in service: takes back the one ExitStandby added (when standby kept the capacity),
+/// from the capacity the group has now (a scaling policy's change meanwhile stands), then the
+/// protection that spared the returning instance. The target is recorded before it is set.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    ec2: &impl Ec2,
+    autoscaling: &impl AutoScaling,
+    instance_id: &str,
+    record: &mut Record,
+    tags: &[(String, String)],
+    keep_desired: bool,
+    pause: std::time::Duration,
+    report: &mut RestoreReport,
+) -> Result<()> {
+    let group = record.group.clone();
+    let mut progress = record.restoring.unwrap_or(Restoring {
+        spared: false,
+        target: None,
+    });
+    let now = autoscaling.group(&group).await?;
+    let mut desired = now.desired;
+    if keep_desired {
+        let target = match progress.target {
+            Some(target) => target,
+            None => {
+                let target = now.desired - 1;
+                progress.target = Some(target);
+                record.restoring = Some(progress);
+                save(ec2, instance_id, tags, record).await?;
+                target
+            }
+        };
+        if now.desired != target {
+            autoscaling.set_desired_capacity(&group, target).await?;
+        }
+        desired = target;
+    }
+    report.desired = Some(desired);
+    if progress.spared {
+        settle_then_unprotect(autoscaling, &group, instance_id, pause, report).await?;
+    }
+    Ok(())
 }
 
 /// Waits (a bounded while) for the group to reach its desired capacity, then takes back the
@@ -538,15 +729,23 @@ async fn settle_then_unprotect(
     Ok(())
 }
 
+/// The hold step's input: the capture's output (`$`) and the execution (`$$.Execution.Id`),
+/// which owns the record it writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldInput {
+    pub capture: crate::capture::CaptureOutput,
+    pub execution: Option<String>,
+}
+
 /// The hold step: in the finding's account and region, for an instance the capture recorded.
 pub async fn hold_step(
     ec2_in: &impl crate::ec2::Ec2Provider,
     autoscaling_in: &impl AutoScalingProvider,
     settings: Settings,
-    captured: &crate::capture::CaptureOutput,
+    input: &HoldInput,
 ) -> Result<Report> {
-    let record = crate::steps::record_of(captured)?;
-    let target = crate::steps::target_of(captured);
+    let record = crate::steps::record_of(&input.capture)?;
+    let target = crate::steps::target_of(&input.capture);
     crate::ec2::check_target_ids(
         &record.instance_id,
         target.account_id.as_deref(),
@@ -554,7 +753,14 @@ pub async fn hold_step(
     )?;
     let ec2 = ec2_in.ec2_for(&target).await?;
     let autoscaling = autoscaling_in.autoscaling_for(&target).await?;
-    hold(&ec2, &autoscaling, &record.instance_id, settings).await
+    hold(
+        &ec2,
+        &autoscaling,
+        &record.instance_id,
+        settings,
+        input.execution.as_deref(),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@ use crate::fake::{block_on, FakeEc2};
 
 const INSTANCE: &str = "i-00000001";
 const NO_PAUSE: std::time::Duration = std::time::Duration::ZERO;
+const OWNER: Option<&str> =
+    Some("arn:aws:states:us-east-1:123456789012:execution:cordon-quarantine:f-1");
 
 fn membership(state: &str) -> Membership {
     Membership {
@@ -91,7 +93,7 @@ fn plans_follow_the_lifecycle_state_and_the_group_minimum() {
 fn an_instance_in_service_is_recorded_then_put_in_standby_and_the_group_keeps_its_capacity() {
     let ec2 = FakeEc2::standard();
     let asg = FakeAutoScaling::with_instance(INSTANCE);
-    let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default())).unwrap();
+    let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     assert_eq!(report.status, MeasureStatus::Done, "{report:?}");
     assert_eq!(asg.state_of(INSTANCE), Some(("Standby".into(), false)));
     let web = asg.group_of("web");
@@ -133,14 +135,14 @@ fn a_retry_keeps_the_first_record_and_does_not_enter_standby_twice() {
             message: "Rate exceeded".into(),
         },
     );
-    let error = block_on(hold(&ec2, &asg, INSTANCE, decrementing())).unwrap_err();
+    let error = block_on(hold(&ec2, &asg, INSTANCE, decrementing(), OWNER)).unwrap_err();
     assert_eq!(error.error_name(), "Cordon.Throttled");
     assert_eq!(asg.state_of(INSTANCE), Some(("InService".into(), false)));
     let first = record_from_tags(INSTANCE, &tags(&ec2)).unwrap().unwrap();
     // The retry does it; a second retry finds it in standby and does nothing more.
-    block_on(hold(&ec2, &asg, INSTANCE, decrementing())).unwrap();
+    block_on(hold(&ec2, &asg, INSTANCE, decrementing(), OWNER)).unwrap();
     assert_eq!(asg.group_of("web").desired, 1);
-    let again = block_on(hold(&ec2, &asg, INSTANCE, decrementing())).unwrap();
+    let again = block_on(hold(&ec2, &asg, INSTANCE, decrementing(), OWNER)).unwrap();
     assert_eq!(again.status, MeasureStatus::Done);
     assert!(again.notes.is_empty(), "{again:?}");
     assert_eq!(asg.group_of("web").desired, 1, "decremented once only");
@@ -168,7 +170,7 @@ fn an_instance_that_cannot_enter_standby_is_protected_or_reported() {
             .unwrap()
             .0 = "Pending:Wait".into()
     });
-    let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default())).unwrap();
+    let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     assert_eq!(report.status, MeasureStatus::Done);
     assert_eq!(asg.state_of(INSTANCE), Some(("Pending:Wait".into(), true)));
     assert!(
@@ -188,7 +190,7 @@ fn an_instance_that_cannot_enter_standby_is_protected_or_reported() {
             .unwrap()
             .0 = "Terminating:Wait".into()
     });
-    let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default())).unwrap();
+    let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     assert_eq!(report.status, MeasureStatus::Partial);
     assert!(
         report.errors[0].cause.contains("the group is removing it"),
@@ -207,7 +209,7 @@ fn a_refresh_that_terminates_standby_instances_is_reported() {
             standby_instances: "Terminate".into(),
         })
     });
-    let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default())).unwrap();
+    let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     assert_eq!(report.status, MeasureStatus::Partial);
     assert!(
         report.errors[0].cause.contains("cancel-instance-refresh"),
@@ -220,12 +222,12 @@ fn a_refresh_that_terminates_standby_instances_is_reported() {
 fn an_instance_in_no_group_is_left_alone_and_nothing_is_recorded() {
     let ec2 = FakeEc2::standard();
     let asg = FakeAutoScaling::default();
-    let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default())).unwrap();
+    let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     assert_eq!(report.status, MeasureStatus::NotApplicable);
     assert_eq!(report.record, None);
     assert!(!ec2.calls().contains(&"CreateTags".to_string()));
     assert_eq!(
-        block_on(restore(&ec2, &asg, INSTANCE, None, NO_PAUSE)).unwrap(),
+        block_on(restore(&ec2, &asg, INSTANCE, None, Whose::Anyone, NO_PAUSE)).unwrap(),
         None
     );
 }
@@ -249,10 +251,17 @@ fn restore_gives_the_group_back_exactly_with_or_without_a_decrement() {
         let ec2 = FakeEc2::standard();
         let asg = FakeAutoScaling::with_instance(INSTANCE);
         let before = group_as_before(&asg);
-        let held = block_on(hold(&ec2, &asg, INSTANCE, settings)).unwrap();
-        let restored = block_on(restore(&ec2, &asg, INSTANCE, held.record, NO_PAUSE))
-            .unwrap()
-            .unwrap();
+        let held = block_on(hold(&ec2, &asg, INSTANCE, settings, OWNER)).unwrap();
+        let restored = block_on(restore(
+            &ec2,
+            &asg,
+            INSTANCE,
+            held.record,
+            Whose::Anyone,
+            NO_PAUSE,
+        ))
+        .unwrap()
+        .unwrap();
         assert!(restored.errors.is_empty(), "{restored:?}");
         // The same desired capacity and as many serving, this one among them, unprotected:
         // the group retired one of the others, never the returning instance.
@@ -265,7 +274,7 @@ fn restore_gives_the_group_back_exactly_with_or_without_a_decrement() {
         );
         // A second restore finds nothing to do.
         assert_eq!(
-            block_on(restore(&ec2, &asg, INSTANCE, None, NO_PAUSE)).unwrap(),
+            block_on(restore(&ec2, &asg, INSTANCE, None, Whose::Anyone, NO_PAUSE)).unwrap(),
             None
         );
     }
@@ -277,17 +286,24 @@ fn restore_reads_the_record_from_the_tags_and_leaves_what_someone_else_moved() {
     let ec2 = FakeEc2::standard();
     let asg = FakeAutoScaling::with_instance(INSTANCE);
     let before = group_as_before(&asg);
-    block_on(hold(&ec2, &asg, INSTANCE, Settings::default())).unwrap();
-    block_on(restore(&ec2, &asg, INSTANCE, None, NO_PAUSE)).unwrap();
+    block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
+    block_on(restore(&ec2, &asg, INSTANCE, None, Whose::Anyone, NO_PAUSE)).unwrap();
     assert_eq!(group_as_before(&asg), before);
     // Someone put it back in service already: nothing to do.
     let ec2 = FakeEc2::standard();
     let asg = FakeAutoScaling::with_instance(INSTANCE);
-    let held = block_on(hold(&ec2, &asg, INSTANCE, decrementing())).unwrap();
+    let held = block_on(hold(&ec2, &asg, INSTANCE, decrementing(), OWNER)).unwrap();
     block_on(asg.exit_standby("web", INSTANCE)).unwrap();
-    let restored = block_on(restore(&ec2, &asg, INSTANCE, held.record.clone(), NO_PAUSE))
-        .unwrap()
-        .unwrap();
+    let restored = block_on(restore(
+        &ec2,
+        &asg,
+        INSTANCE,
+        held.record.clone(),
+        Whose::Anyone,
+        NO_PAUSE,
+    ))
+    .unwrap()
+    .unwrap();
     assert_eq!(restored.notes, ["already back in service"]);
     assert!(!asg
         .calls()
@@ -296,11 +312,18 @@ fn restore_reads_the_record_from_the_tags_and_leaves_what_someone_else_moved() {
     // Someone detached it: drift, left alone, the record kept for a person to decide.
     let ec2 = FakeEc2::standard();
     let asg = FakeAutoScaling::with_instance(INSTANCE);
-    let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default())).unwrap();
+    let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     asg.with(|s| s.groups.get_mut("web").unwrap().instances.remove(INSTANCE));
-    let restored = block_on(restore(&ec2, &asg, INSTANCE, held.record, NO_PAUSE))
-        .unwrap()
-        .unwrap();
+    let restored = block_on(restore(
+        &ec2,
+        &asg,
+        INSTANCE,
+        held.record,
+        Whose::Anyone,
+        NO_PAUSE,
+    ))
+    .unwrap()
+    .unwrap();
     assert_eq!(restored.errors[0].error, "Cordon.Drift");
     assert!(restored.errors[0].cause.contains("no longer in web"));
     assert!(record_from_tags(INSTANCE, &tags(&ec2)).unwrap().is_some());
@@ -319,9 +342,17 @@ fn restore_takes_back_only_the_protection_cordon_set() {
             .unwrap()
             .0 = "Pending".into()
     });
-    let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default())).unwrap();
+    let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     assert_eq!(asg.state_of(INSTANCE), Some(("Pending".into(), true)));
-    block_on(restore(&ec2, &asg, INSTANCE, held.record, NO_PAUSE)).unwrap();
+    block_on(restore(
+        &ec2,
+        &asg,
+        INSTANCE,
+        held.record,
+        Whose::Anyone,
+        NO_PAUSE,
+    ))
+    .unwrap();
     assert_eq!(asg.state_of(INSTANCE), Some(("Pending".into(), false)));
     // Protected before Cordon came: left protected.
     let ec2 = FakeEc2::standard();
@@ -334,8 +365,16 @@ fn restore_takes_back_only_the_protection_cordon_set() {
             .get_mut(INSTANCE)
             .unwrap() = ("Pending".into(), true)
     });
-    let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default())).unwrap();
-    block_on(restore(&ec2, &asg, INSTANCE, held.record, NO_PAUSE)).unwrap();
+    let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
+    block_on(restore(
+        &ec2,
+        &asg,
+        INSTANCE,
+        held.record,
+        Whose::Anyone,
+        NO_PAUSE,
+    ))
+    .unwrap();
     assert_eq!(asg.state_of(INSTANCE), Some(("Pending".into(), true)));
 }
 
@@ -347,4 +386,162 @@ fn a_record_that_is_not_ours_is_a_corrupt_record_not_a_guess() {
     )
     .unwrap_err();
     assert_eq!(error.error_name(), "Cordon.CorruptRecord");
+}
+
+/// Writes `tags` on the instance, as the instance itself can with its own role.
+fn written_by_the_instance(ec2: &FakeEc2, tags: &[(&str, &str)]) {
+    ec2.with(|s| {
+        let instance = s.instances.get_mut(INSTANCE).unwrap();
+        for (key, value) in tags {
+            instance.tags.push((key.to_string(), value.to_string()));
+        }
+    });
+}
+
+#[test]
+fn records_the_instance_wrote_itself_neither_stop_standby_nor_steer_the_restore() {
+    // Tags that are no record, or a record no run of Cordon's wrote (claiming the instance was
+    // in standby before and that nothing is Cordon's to undo): standby goes ahead, Cordon's
+    // own record replaces them, and the restore gives the group back from that.
+    let forged = serde_json::json!({"group": "web", "lifecycle_state": "Standby",
+        "protected_from_scale_in": false, "desired": 9, "min": 1, "max": 9,
+        "intent": {"action": "nothing"}, "owner": "arn:aws:states:us-east-1:123456789012:execution:other:x"})
+    .to_string();
+    for tags in [
+        vec![("cordon:asg:7", "x")],
+        vec![("cordon:asg:0", "{not json")],
+        vec![("cordon:asg:0", forged.as_str()), ("cordon:asg:1", "")],
+    ] {
+        let ec2 = FakeEc2::standard();
+        let asg = FakeAutoScaling::with_instance(INSTANCE);
+        let before = group_as_before(&asg);
+        written_by_the_instance(&ec2, &tags);
+        let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
+        assert_eq!(report.status, MeasureStatus::Done, "{tags:?}: {report:?}");
+        assert!(report.notes[0].contains("not used"), "{report:?}");
+        assert_eq!(asg.state_of(INSTANCE), Some(("Standby".into(), false)));
+        let record = record_from_tags(INSTANCE, &tags_of(&ec2)).unwrap().unwrap();
+        assert_eq!(record.lifecycle_state, "InService", "{tags:?}");
+        assert_eq!(record.owner.as_deref(), OWNER);
+        // The workflow's restore finds its own record (not the forged one) and gives back.
+        let restored = block_on(restore(
+            &ec2,
+            &asg,
+            INSTANCE,
+            None,
+            Whose::Run(OWNER),
+            NO_PAUSE,
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(restored.errors.is_empty(), "{restored:?}");
+        assert_eq!(group_as_before(&asg), before, "{tags:?}");
+    }
+    // During isolation the instance rewrites the record: the workflow restores from its own
+    // copy (the branch's output), and the forged tags cannot make it fail or go astray.
+    let ec2 = FakeEc2::standard();
+    let asg = FakeAutoScaling::with_instance(INSTANCE);
+    let before = group_as_before(&asg);
+    let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
+    ec2.with(|s| {
+        let instance = s.instances.get_mut(INSTANCE).unwrap();
+        instance.tags.retain(|(k, _)| !k.starts_with("cordon:asg"));
+        instance.tags.push(("cordon:asg:0".into(), forged.clone()));
+        instance.tags.push(("cordon:asg:5".into(), "x".into()));
+    });
+    let restored = block_on(restore(
+        &ec2,
+        &asg,
+        INSTANCE,
+        held.record,
+        Whose::Run(OWNER),
+        NO_PAUSE,
+    ))
+    .unwrap()
+    .unwrap();
+    assert!(restored.errors.is_empty(), "{restored:?}");
+    assert_eq!(group_as_before(&asg), before);
+}
+
+fn tags_of(ec2: &FakeEc2) -> Vec<(String, String)> {
+    tags(ec2)
+}
+
+#[test]
+fn a_restore_stopped_half_way_is_finished_by_the_next() {
+    // Throttled past the SDK's retries right after ExitStandby: the step fails and Step
+    // Functions runs it again, which must take back the capacity and the protection.
+    let ec2 = FakeEc2::standard();
+    let asg = FakeAutoScaling::with_instance(INSTANCE);
+    let before = group_as_before(&asg);
+    let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
+    asg.fail_next(
+        "autoscaling:SetDesiredCapacity",
+        CordonError::Throttled {
+            operation: "SetDesiredCapacity".into(),
+            message: "Rate exceeded".into(),
+        },
+    );
+    let error = block_on(restore(
+        &ec2,
+        &asg,
+        INSTANCE,
+        held.record.clone(),
+        Whose::Run(OWNER),
+        NO_PAUSE,
+    ))
+    .unwrap_err();
+    assert_eq!(error.error_name(), "Cordon.Throttled");
+    assert_eq!(asg.state_of(INSTANCE), Some(("InService".into(), true)));
+    assert_eq!(
+        asg.group_of("web").desired,
+        3,
+        "ExitStandby's one not taken back yet"
+    );
+    let restored = block_on(restore(
+        &ec2,
+        &asg,
+        INSTANCE,
+        held.record,
+        Whose::Run(OWNER),
+        NO_PAUSE,
+    ))
+    .unwrap()
+    .unwrap();
+    assert!(restored.errors.is_empty(), "{restored:?}");
+    assert_eq!(group_as_before(&asg), before);
+    assert!(record_from_tags(INSTANCE, &tags(&ec2)).unwrap().is_none());
+}
+
+#[test]
+fn a_refused_standby_falls_back_to_protection_and_restore_takes_it_back() {
+    let ec2 = FakeEc2::standard();
+    let asg = FakeAutoScaling::with_instance(INSTANCE);
+    asg.fail_next(
+        "autoscaling:EnterStandby",
+        CordonError::AutoScaling {
+            operation: "EnterStandby".into(),
+            code: "ValidationError".into(),
+            message: "The instance is not in InService.".into(),
+        },
+    );
+    let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
+    assert_eq!(held.status, MeasureStatus::Partial);
+    assert_eq!(asg.state_of(INSTANCE), Some(("InService".into(), true)));
+    assert_eq!(
+        held.record.as_ref().unwrap().intent,
+        Intent::ProtectFromScaleIn
+    );
+    let tagged = record_from_tags(INSTANCE, &tags(&ec2)).unwrap().unwrap();
+    assert_eq!(tagged.intent, Intent::ProtectFromScaleIn);
+    block_on(restore(
+        &ec2,
+        &asg,
+        INSTANCE,
+        None,
+        Whose::Run(OWNER),
+        NO_PAUSE,
+    ))
+    .unwrap();
+    assert_eq!(asg.state_of(INSTANCE), Some(("InService".into(), false)));
 }
