@@ -90,8 +90,3 @@ pub const MEASURES: [Measure; 3] = [
     },
     auto_scaling::MEASURE,
 ];
-
-/// The measure with this id.
-pub fn measure(id: &str) -> Option<&'static Measure> {
-    MEASURES.iter().find(|m| m.id == id)
-}

@@ -103,10 +103,12 @@ pub struct Restoring {
 
 /// Writes `record` on the instance, replacing whatever `cordon:asg:*` tags it had (a longer
 /// earlier record's chunks included: a chunk left behind would corrupt the new record).
+/// `tags` are the instance's tags, and become what they are after the write, so that a later
+/// write or delete needs no other DescribeInstances.
 async fn save(
     ec2: &impl Ec2,
     instance_id: &str,
-    tags: &[(String, String)],
+    tags: &mut Vec<(String, String)>,
     record: &Record,
 ) -> Result<()> {
     let json = serde_json::to_string(record).expect("a record serialises");
@@ -119,7 +121,11 @@ async fn save(
     if !stale.is_empty() {
         ec2.delete_tags(instance_id, &stale).await?;
     }
-    ec2.create_tags(instance_id, &new).await
+    ec2.create_tags(instance_id, &new).await?;
+    let old = chunk_keys(RECORD_TAG_PREFIX, tags);
+    tags.retain(|(key, _)| !old.contains(key));
+    tags.extend(new);
+    Ok(())
 }
 
 /// Whose record on the instance a run takes.
@@ -302,6 +308,7 @@ pub async fn hold(
     let group = autoscaling.group(&membership.group).await?;
     let plan = plan_hold(&membership, &group, settings);
     let (recorded, found) = own_record(instance_id, &instance.tags, Whose::Run(owner));
+    let mut tags = instance.tags;
     let mut report = Report {
         instance_id: instance_id.to_string(),
         status: MeasureStatus::Done,
@@ -326,7 +333,7 @@ pub async fn hold(
                 owner: owner.map(String::from),
                 restoring: None,
             };
-            match save(ec2, instance_id, &instance.tags, &record).await {
+            match save(ec2, instance_id, &mut tags, &record).await {
                 Ok(()) => {}
                 Err(error) if error.is_transient() => return Err(error),
                 Err(error) => report.errors.push(StepError {
@@ -364,8 +371,7 @@ pub async fn hold(
                         intent: Intent::ProtectFromScaleIn,
                         ..record.clone()
                     };
-                    let tags = ec2.describe_instance(instance_id).await?.tags;
-                    if let Err(error) = save(ec2, instance_id, &tags, &record).await {
+                    if let Err(error) = save(ec2, instance_id, &mut tags, &record).await {
                         report.errors.push(error.to_report());
                     }
                     report.record = Some(record);
@@ -608,8 +614,7 @@ pub async fn restore(
                 spared,
                 target: None,
             });
-            save(ec2, instance_id, &tags, &record).await?;
-            tags = ec2.describe_instance(instance_id).await?.tags;
+            save(ec2, instance_id, &mut tags, &record).await?;
             if spared {
                 autoscaling
                     .set_scale_in_protection(&group, instance_id, true)
@@ -622,7 +627,7 @@ pub async fn restore(
                 autoscaling,
                 instance_id,
                 &mut record,
-                &tags,
+                &mut tags,
                 keep_desired,
                 pause,
                 &mut report,
@@ -635,7 +640,7 @@ pub async fn restore(
                 autoscaling,
                 instance_id,
                 &mut record,
-                &tags,
+                &mut tags,
                 keep_desired,
                 pause,
                 &mut report,
@@ -644,10 +649,7 @@ pub async fn restore(
         }
     }
     if report.errors.is_empty() {
-        let keys = chunk_keys(
-            RECORD_TAG_PREFIX,
-            &ec2.describe_instance(instance_id).await?.tags,
-        );
+        let keys = chunk_keys(RECORD_TAG_PREFIX, &tags);
         if !keys.is_empty() {
             ec2.delete_tags(instance_id, &keys).await?;
         }
@@ -664,7 +666,7 @@ async fn finish(
     autoscaling: &impl AutoScaling,
     instance_id: &str,
     record: &mut Record,
-    tags: &[(String, String)],
+    tags: &mut Vec<(String, String)>,
     keep_desired: bool,
     pause: std::time::Duration,
     report: &mut RestoreReport,

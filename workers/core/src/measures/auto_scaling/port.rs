@@ -190,6 +190,17 @@ pub mod fake {
             self.with(|s| s.fail.insert(operation.to_string(), error));
         }
 
+        /// Puts `instance` of group `web` in `state`, protected from scale-in or not.
+        pub fn set(&self, instance: &str, state: &str, protected: bool) {
+            self.with(|s| {
+                s.groups
+                    .get_mut("web")
+                    .unwrap()
+                    .instances
+                    .insert(instance.to_string(), (state.to_string(), protected))
+            });
+        }
+
         pub fn state_of(&self, instance: &str) -> Option<(String, bool)> {
             self.with(|s| {
                 s.groups

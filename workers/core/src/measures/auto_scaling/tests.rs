@@ -161,15 +161,7 @@ fn a_retry_keeps_the_first_record_and_does_not_enter_standby_twice() {
 fn an_instance_that_cannot_enter_standby_is_protected_or_reported() {
     let ec2 = FakeEc2::standard();
     let asg = FakeAutoScaling::with_instance(INSTANCE);
-    asg.with(|s| {
-        s.groups
-            .get_mut("web")
-            .unwrap()
-            .instances
-            .get_mut(INSTANCE)
-            .unwrap()
-            .0 = "Pending:Wait".into()
-    });
+    asg.set(INSTANCE, "Pending:Wait", false);
     let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     assert_eq!(report.status, MeasureStatus::Done);
     assert_eq!(asg.state_of(INSTANCE), Some(("Pending:Wait".into(), true)));
@@ -181,15 +173,7 @@ fn an_instance_that_cannot_enter_standby_is_protected_or_reported() {
     // Being terminated by its group: nothing to do but say so.
     let ec2 = FakeEc2::standard();
     let asg = FakeAutoScaling::with_instance(INSTANCE);
-    asg.with(|s| {
-        s.groups
-            .get_mut("web")
-            .unwrap()
-            .instances
-            .get_mut(INSTANCE)
-            .unwrap()
-            .0 = "Terminating:Wait".into()
-    });
+    asg.set(INSTANCE, "Terminating:Wait", false);
     let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     assert_eq!(report.status, MeasureStatus::Partial);
     assert!(
@@ -333,15 +317,7 @@ fn restore_reads_the_record_from_the_tags_and_leaves_what_someone_else_moved() {
 fn restore_takes_back_only_the_protection_cordon_set() {
     let ec2 = FakeEc2::standard();
     let asg = FakeAutoScaling::with_instance(INSTANCE);
-    asg.with(|s| {
-        s.groups
-            .get_mut("web")
-            .unwrap()
-            .instances
-            .get_mut(INSTANCE)
-            .unwrap()
-            .0 = "Pending".into()
-    });
+    asg.set(INSTANCE, "Pending", false);
     let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     assert_eq!(asg.state_of(INSTANCE), Some(("Pending".into(), true)));
     block_on(restore(
@@ -357,14 +333,7 @@ fn restore_takes_back_only_the_protection_cordon_set() {
     // Protected before Cordon came: left protected.
     let ec2 = FakeEc2::standard();
     let asg = FakeAutoScaling::with_instance(INSTANCE);
-    asg.with(|s| {
-        *s.groups
-            .get_mut("web")
-            .unwrap()
-            .instances
-            .get_mut(INSTANCE)
-            .unwrap() = ("Pending".into(), true)
-    });
+    asg.set(INSTANCE, "Pending", true);
     let held = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
     block_on(restore(
         &ec2,
@@ -407,7 +376,7 @@ fn records_the_instance_wrote_itself_neither_stop_standby_nor_steer_the_restore(
         "protected_from_scale_in": false, "desired": 9, "min": 1, "max": 9,
         "intent": {"action": "nothing"}, "owner": "arn:aws:states:us-east-1:123456789012:execution:other:x"})
     .to_string();
-    for tags in [
+    for written in [
         vec![("cordon:asg:7", "x")],
         vec![("cordon:asg:0", "{not json")],
         vec![("cordon:asg:0", forged.as_str()), ("cordon:asg:1", "")],
@@ -415,13 +384,17 @@ fn records_the_instance_wrote_itself_neither_stop_standby_nor_steer_the_restore(
         let ec2 = FakeEc2::standard();
         let asg = FakeAutoScaling::with_instance(INSTANCE);
         let before = group_as_before(&asg);
-        written_by_the_instance(&ec2, &tags);
+        written_by_the_instance(&ec2, &written);
         let report = block_on(hold(&ec2, &asg, INSTANCE, Settings::default(), OWNER)).unwrap();
-        assert_eq!(report.status, MeasureStatus::Done, "{tags:?}: {report:?}");
+        assert_eq!(
+            report.status,
+            MeasureStatus::Done,
+            "{written:?}: {report:?}"
+        );
         assert!(report.notes[0].contains("not used"), "{report:?}");
         assert_eq!(asg.state_of(INSTANCE), Some(("Standby".into(), false)));
-        let record = record_from_tags(INSTANCE, &tags_of(&ec2)).unwrap().unwrap();
-        assert_eq!(record.lifecycle_state, "InService", "{tags:?}");
+        let record = record_from_tags(INSTANCE, &tags(&ec2)).unwrap().unwrap();
+        assert_eq!(record.lifecycle_state, "InService", "{written:?}");
         assert_eq!(record.owner.as_deref(), OWNER);
         // The workflow's restore finds its own record (not the forged one) and gives back.
         let restored = block_on(restore(
@@ -435,7 +408,7 @@ fn records_the_instance_wrote_itself_neither_stop_standby_nor_steer_the_restore(
         .unwrap()
         .unwrap();
         assert!(restored.errors.is_empty(), "{restored:?}");
-        assert_eq!(group_as_before(&asg), before, "{tags:?}");
+        assert_eq!(group_as_before(&asg), before, "{written:?}");
     }
     // During isolation the instance rewrites the record: the workflow restores from its own
     // copy (the branch's output), and the forged tags cannot make it fail or go astray.
@@ -461,10 +434,6 @@ fn records_the_instance_wrote_itself_neither_stop_standby_nor_steer_the_restore(
     .unwrap();
     assert!(restored.errors.is_empty(), "{restored:?}");
     assert_eq!(group_as_before(&asg), before);
-}
-
-fn tags_of(ec2: &FakeEc2) -> Vec<(String, String)> {
-    tags(ec2)
 }
 
 #[test]
