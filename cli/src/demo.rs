@@ -22,10 +22,17 @@ struct Snapshot {
     acl_denies: BTreeMap<String, Vec<String>>,
     /// The instance's place in its Auto Scaling group, and the group's size.
     auto_scaling: String,
+    /// The instance role's tags and managed policies.
+    credentials: String,
+    /// Each volume's device and whether it goes with the instance on termination. (The
+    /// evidence snapshots, which stay, are shown apart: they are not the instance's state.)
+    volumes: Vec<String>,
 }
 
 /// The demo instance's Auto Scaling group.
 const GROUP: &str = "demo-web";
+/// The demo instance's role (and instance profile).
+const ROLE: &str = "demo-web";
 
 struct Demo {
     world: World,
@@ -108,6 +115,21 @@ pub async fn run(
     let report = report?;
     let after = snapshot(&demo).await;
     print_snapshot(&format!("after: {}", report.outcome), &after);
+    let evidence: Vec<String> = demo
+        .world
+        .evidence_of(&demo.instance)
+        .await
+        .into_iter()
+        .map(|(snapshot, (volume, _))| format!("{snapshot} of {volume}"))
+        .collect();
+    eprintln!(
+        "demo: evidence kept: {}",
+        if evidence.is_empty() {
+            "no snapshot".to_string()
+        } else {
+            evidence.join(", ")
+        }
+    );
     let exact = after == before;
     eprintln!(
         "demo: path {}\ndemo: {}",
@@ -126,6 +148,7 @@ pub async fn run(
             "states": report.states,
             "outcome": report.outcome,
             "before": before, "during": during, "after": after,
+            "evidence": evidence,
             "restored_exactly": report.outcome == "restored" && exact,
         }))
         .expect("serialises")
@@ -140,10 +163,10 @@ pub async fn run(
 }
 
 /// A VPC with a public subnet (NAT side, default ACL), an app and a data subnet with ACLs of
-/// their own, and an instance with one interface in each of app and data, serving in an
-/// Auto Scaling group beside an instance of the group's own.
+/// their own, and an instance with one interface in each of app and data and a role of its
+/// own, serving in an Auto Scaling group beside an instance of the group's own.
 async fn build(world: World) -> Demo {
-    eprintln!("demo: building a VPC with three subnets and a two-interface instance in an Auto Scaling group");
+    eprintln!("demo: building a VPC with three subnets and a two-interface instance with a role, in an Auto Scaling group");
     let vpc = world.vpc("10.0.0.0/16", false).await;
     let public = world.subnet(&vpc, "10.0.0.0/24", None).await;
     let app = world.subnet(&vpc, "10.0.1.0/24", None).await;
@@ -159,6 +182,10 @@ async fn build(world: World) -> Demo {
         .instance(&[(&app, &[&web, &ssh]), (&data, &[&db])], false)
         .await;
     world.auto_scaling_group(GROUP, &app, &instance).await;
+    // Cordon's stack deploys its deny policy; the instance's role is the application's.
+    world.deploy_credentials_deny().await;
+    world.instance_role(ROLE).await;
+    world.give_profile(&instance, ROLE).await;
     let acls = vec![
         ("public".into(), public_acl),
         ("app".into(), app_acl),
@@ -218,10 +245,43 @@ async fn snapshot(demo: &Demo) -> Snapshot {
         group.desired,
         group.serving()
     );
+    let role = demo.world.role_state(ROLE).await;
+    let short = |arn: &String| arn.rsplit('/').next().unwrap_or(arn).to_string();
+    let credentials = format!(
+        "{ROLE}: tags {}; policies {}",
+        role.tags
+            .iter()
+            .map(|(k, v)| format!("{k}={}", short(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        role.policies
+            .iter()
+            .map(short)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let volumes = demo
+        .world
+        .volumes(&demo.instance)
+        .await
+        .into_iter()
+        .map(|(device, (volume, delete))| {
+            format!(
+                "{device} {volume}: {}",
+                if delete {
+                    "deleted on termination"
+                } else {
+                    "kept on termination"
+                }
+            )
+        })
+        .collect();
     Snapshot {
         interfaces,
         acl_denies,
         auto_scaling,
+        credentials,
+        volumes,
     }
 }
 
@@ -239,5 +299,9 @@ fn print_snapshot(moment: &str, snapshot: &Snapshot) {
         eprintln!("  {acl}: {shown}");
     }
     eprintln!("  Auto Scaling group {}", snapshot.auto_scaling);
+    eprintln!("  Role {}", snapshot.credentials);
+    for volume in &snapshot.volumes {
+        eprintln!("  Volume {volume}");
+    }
     eprintln!();
 }

@@ -198,6 +198,14 @@ pub type EntryView = (bool, i32, String, String, String);
 pub struct World {
     pub ec2: Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
+    pub iam: aws_sdk_iam::Client,
+}
+
+/// A role as the tests and the demo compare it: its tags and its managed policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleState {
+    pub tags: BTreeMap<String, String>,
+    pub policies: Vec<String>,
 }
 
 /// An Auto Scaling group as the tests and the demo compare it: its desired capacity, and each
@@ -230,6 +238,215 @@ impl World {
         World {
             ec2: Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
+        }
+    }
+
+    /// Cordon's deny policy for the credentials measure, as its stack deploys it.
+    pub async fn deploy_credentials_deny(&self) {
+        use cordon_core::measures::credentials::{deny_policy_document, POLICY_NAME, POLICY_PATH};
+        self.iam
+            .create_policy()
+            .policy_name(POLICY_NAME)
+            .path(POLICY_PATH)
+            .policy_document(deny_policy_document().to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// A role `name` for EC2 (tagged `team=<name>`, with a read policy of its own) in an
+    /// instance profile of the same name; the profile's ARN.
+    pub async fn instance_role(&self, name: &str) -> String {
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        self.iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(trust)
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key("team")
+                    .value(name)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let read = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
+        let policy = self
+            .iam
+            .create_policy()
+            .policy_name(format!("{name}-read"))
+            .policy_document(read)
+            .send()
+            .await
+            .unwrap();
+        self.iam
+            .attach_role_policy()
+            .role_name(name)
+            .policy_arn(policy.policy().unwrap().arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let profile = self
+            .iam
+            .create_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .unwrap();
+        self.iam
+            .add_role_to_instance_profile()
+            .instance_profile_name(name)
+            .role_name(name)
+            .send()
+            .await
+            .unwrap();
+        profile.instance_profile().unwrap().arn().to_string()
+    }
+
+    /// Gives `instance` the instance profile `name`.
+    pub async fn give_profile(&self, instance: &str, name: &str) {
+        self.ec2
+            .associate_iam_instance_profile()
+            .instance_id(instance)
+            .iam_instance_profile(
+                aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                    .name(name)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Attaches a new 8 GiB volume to `instance` at `device`; its id.
+    pub async fn attach_volume(&self, instance: &str, device: &str) -> String {
+        let described = self
+            .ec2
+            .describe_instances()
+            .instance_ids(instance)
+            .send()
+            .await
+            .unwrap();
+        let zone = described.reservations()[0].instances()[0]
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .unwrap()
+            .to_string();
+        let volume = self
+            .ec2
+            .create_volume()
+            .availability_zone(zone)
+            .size(8)
+            .send()
+            .await
+            .unwrap();
+        let id = volume.volume_id().unwrap().to_string();
+        self.ec2
+            .attach_volume()
+            .instance_id(instance)
+            .volume_id(&id)
+            .device(device)
+            .send()
+            .await
+            .unwrap();
+        id
+    }
+
+    /// The instance's EBS volumes: device → (volume, deleted on termination).
+    pub async fn volumes(&self, instance: &str) -> BTreeMap<String, (String, bool)> {
+        let described = self
+            .ec2
+            .describe_instances()
+            .instance_ids(instance)
+            .send()
+            .await
+            .unwrap();
+        described.reservations()[0].instances()[0]
+            .block_device_mappings()
+            .iter()
+            .filter_map(|m| {
+                let ebs = m.ebs()?;
+                Some((
+                    m.device_name()?.to_string(),
+                    (
+                        ebs.volume_id()?.to_string(),
+                        ebs.delete_on_termination().unwrap_or(false),
+                    ),
+                ))
+            })
+            .collect()
+    }
+
+    /// The account's snapshots of `instance` that Cordon tagged: snapshot → (volume, tags).
+    pub async fn evidence_of(
+        &self,
+        instance: &str,
+    ) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+        let out = self
+            .ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:cordon:instance")
+                    .values(instance)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.snapshots()
+            .iter()
+            .map(|s| {
+                (
+                    s.snapshot_id().unwrap_or_default().to_string(),
+                    (
+                        s.volume_id().unwrap_or_default().to_string(),
+                        s.tags()
+                            .iter()
+                            .map(|t| {
+                                (
+                                    t.key().unwrap_or_default().to_string(),
+                                    t.value().unwrap_or_default().to_string(),
+                                )
+                            })
+                            .collect(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// The role's tags and managed policies, as IAM lists them.
+    pub async fn role_state(&self, role: &str) -> RoleState {
+        let tags = self
+            .iam
+            .list_role_tags()
+            .role_name(role)
+            .send()
+            .await
+            .unwrap();
+        let policies = self
+            .iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .unwrap();
+        RoleState {
+            tags: tags
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+            policies: policies
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(String::from))
+                .collect(),
         }
     }
 

@@ -18,6 +18,8 @@ use cordon_core::error::StepError;
 use cordon_core::finding::{parse_document, Finding, ParsedFinding};
 use cordon_core::isolate::{isolate_seen, StepStatus};
 use cordon_core::kms::AwsKms;
+use cordon_core::measures::auto_scaling::AutoScaling;
+use cordon_core::measures::credentials::{Iam, IamProvider};
 use cordon_core::nacl::block;
 use cordon_core::policy::Verdict;
 use cordon_core::record::{state_from_tags, STATE_TAG_PREFIX};
@@ -394,6 +396,12 @@ struct IsolateOutput {
     /// The Auto Scaling measure's report (None: not run, the instance being skipped).
     #[serde(skip_serializing_if = "Option::is_none")]
     auto_scaling: Option<cordon_core::measures::auto_scaling::Report>,
+    /// The credentials measure's report (None: not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credentials: Option<cordon_core::measures::credentials::Report>,
+    /// The evidence measure's report (None: not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<cordon_core::measures::evidence::Report>,
     notes: Vec<String>,
     errors: Vec<StepError>,
 }
@@ -416,6 +424,8 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
                     remote_not_denied: vec![],
                     termination_protection: None,
                     auto_scaling: None,
+                    credentials: None,
+                    evidence: None,
                     notes: vec![],
                     errors: vec![],
                 });
@@ -438,15 +448,29 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
     }
     let aws = AwsContext::load(target).await;
     let ec2 = aws.ec2(region.as_deref());
-    let autoscaling = cordon_core::measures::auto_scaling::AutoScalingProvider::autoscaling_for(
-        &aws,
-        &cordon_core::ec2::Target {
-            account_id: None,
-            region: region.clone(),
-        },
-    )
+    let here = cordon_core::ec2::Target {
+        account_id: None,
+        region: region.clone(),
+    };
+    let autoscaling =
+        cordon_core::measures::auto_scaling::AutoScalingProvider::autoscaling_for(&aws, &here)
+            .await?;
+    let iam = IamProvider::iam_for(&aws, &here).await?;
+    let instance_region = cordon_core::measures::credentials::region_for(&aws, &here)?;
+    let measures = Measures {
+        autoscaling: &autoscaling,
+        iam: &iam,
+        region: &instance_region,
+    };
+    let output = Box::pin(contain(
+        &ec2,
+        measures,
+        &instance_id,
+        summary,
+        &remote,
+        &config,
+    ))
     .await?;
-    let output = contain(&ec2, &autoscaling, &instance_id, summary, &remote, &config).await?;
     print_pretty(&output);
     Ok(match output.status {
         "partial" => EXIT_PARTIAL,
@@ -454,11 +478,19 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
     })
 }
 
-/// Capture, then isolate, block and hold in the Auto Scaling group side by side: the
-/// break-glass containment.
+/// The measures beyond the network that `cordon isolate` takes, and the instance's region
+/// (its ARN names it).
+struct Measures<'a, A, I> {
+    autoscaling: &'a A,
+    iam: &'a I,
+    region: &'a str,
+}
+
+/// Capture, then isolate, block, hold in the Auto Scaling group and cut the credentials side
+/// by side: the break-glass containment.
 async fn contain(
     ec2: &AwsEc2,
-    autoscaling: &impl cordon_core::measures::auto_scaling::AutoScaling,
+    measures: Measures<'_, impl AutoScaling, impl Iam>,
     instance_id: &str,
     summary: Option<FindingSummary>,
     remote: &[IpAddr],
@@ -478,6 +510,8 @@ async fn contain(
         remote_not_denied: vec![],
         termination_protection: None,
         auto_scaling: None,
+        credentials: None,
+        evidence: None,
         notes: vec![],
         errors: captured.warnings.clone(),
     };
@@ -510,17 +544,51 @@ async fn contain(
     // go in while the groups are swapped, and each is done even if the other fails.
     let forensic = config.forensic_access.as_ref();
     let nacl_settings = config.nacl_settings();
-    let (isolation, nacl, held) = tokio::join!(
+    let finding_id = output
+        .finding
+        .as_ref()
+        .map(|f| f.id.clone())
+        .unwrap_or_else(|| "none (cordon isolate --instance)".into());
+    let (isolation, nacl, held, cut, preserved) = tokio::join!(
         isolate_seen(ec2, &record, forensic, Some(seen)),
         block(ec2, &record, remote, &nacl_settings),
         cordon_core::measures::auto_scaling::hold(
             ec2,
-            autoscaling,
+            measures.autoscaling,
             instance_id,
             config.auto_scaling,
             None
+        ),
+        cordon_core::measures::credentials::cut(ec2, measures.iam, instance_id, measures.region),
+        cordon_core::measures::evidence::preserve(
+            ec2,
+            instance_id,
+            &finding_id,
+            None,
+            config.evidence
         )
     );
+    // Evidence is not containment: a missing snapshot is an error to read, not a partial
+    // isolation.
+    match preserved {
+        Ok(report) => {
+            output.errors.extend(report.errors.iter().cloned());
+            output.evidence = Some(report);
+        }
+        Err(error) => output.errors.push(error.to_report()),
+    }
+    let cut_short = match cut {
+        Ok(report) => {
+            let short = !report.errors.is_empty();
+            output.errors.extend(report.errors.iter().cloned());
+            output.credentials = Some(report);
+            short
+        }
+        Err(error) => {
+            output.errors.push(error.to_report());
+            true
+        }
+    };
     let held_short = match held {
         Ok(report) => {
             let short = !report.errors.is_empty();
@@ -562,8 +630,10 @@ async fn contain(
     output.errors.extend(isolation.errors.iter().cloned());
     output.errors.extend(nacl.errors.iter().cloned());
 
-    let partial =
-        isolation.status == StepStatus::Partial || nacl.status == StepStatus::Partial || held_short;
+    let partial = isolation.status == StepStatus::Partial
+        || nacl.status == StepStatus::Partial
+        || held_short
+        || cut_short;
     let again = captured.status == CaptureStatus::AlreadyQuarantined;
     output.status = match (partial, again) {
         (true, _) => "partial",
@@ -671,7 +741,8 @@ async fn restore_command(target: &AwsTarget, instance_id: &str) -> Result<u8, Co
     check_instance_id(instance_id)?;
     let aws = AwsContext::load(target).await;
     eprintln!("cordon: restoring {instance_id}");
-    // The records on the instance's tags say what to give back: network, then Auto Scaling.
+    // The records on the instance's tags say what to give back: network, then the role's
+    // credentials, then Auto Scaling.
     let input = cordon_core::steps::RestoreInput {
         instance_id: instance_id.to_string(),
         account_id: None,
@@ -682,8 +753,10 @@ async fn restore_command(target: &AwsTarget, instance_id: &str) -> Result<u8, Co
         approval: None,
         approvals_required: None,
         auto_scaling: None,
+        credentials: None,
+        evidence: None,
     };
-    let report = cordon_core::steps::restore_step(&aws, &aws, &input).await?;
+    let report = Box::pin(cordon_core::steps::restore_step(&aws, &aws, &aws, &input)).await?;
     print_pretty(&report);
     Ok(match report.status {
         RestoreStatus::Restored | RestoreStatus::NotIsolated => 0,

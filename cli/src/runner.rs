@@ -12,7 +12,7 @@ use cordon_core::aws::{AwsContext, MemberRole};
 use cordon_core::config::Config;
 use cordon_core::decision::{DecisionKey, RestoreGate};
 use cordon_core::kms::AwsKms;
-use cordon_core::measures::auto_scaling;
+use cordon_core::measures::{auto_scaling, credentials, evidence};
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
 use cordon_core::steps::{
     approved_restore_step, block_step, capture_step, isolate_step, unix_now, RestoreInput,
@@ -35,12 +35,14 @@ pub enum Worker {
     IsolateSg,
     BlockNacl,
     HoldAsg,
+    CutCredentials,
+    SnapshotVolumes,
     Notify,
     Restore,
 }
 
 impl Worker {
-    const ALL: [(Worker, &'static str, &'static str); 6] = [
+    const ALL: [(Worker, &'static str, &'static str); 8] = [
         (
             Worker::CaptureState,
             "CaptureStateFunctionArn",
@@ -60,6 +62,16 @@ impl Worker {
             Worker::HoldAsg,
             "HoldAutoScalingGroupFunctionArn",
             "hold-asg",
+        ),
+        (
+            Worker::CutCredentials,
+            "CutCredentialsFunctionArn",
+            "cut-credentials",
+        ),
+        (
+            Worker::SnapshotVolumes,
+            "SnapshotVolumesFunctionArn",
+            "snapshot-volumes",
         ),
         (Worker::Notify, "NotifyFunctionArn", "notify"),
         (Worker::Restore, "RestoreFunctionArn", "restore"),
@@ -581,7 +593,7 @@ impl Runner {
         }
         Ok(match worker {
             Worker::CaptureState => {
-                serde_json::to_value(capture_step(ec2, &self.config, input).await?)
+                serde_json::to_value(capture_step(ec2, ec2, &self.config, input).await?)
             }
             Worker::IsolateSg => {
                 serde_json::to_value(isolate_step(ec2, &self.config, &typed(input)?).await?)
@@ -592,9 +604,22 @@ impl Runner {
             Worker::HoldAsg => serde_json::to_value(
                 auto_scaling::hold_step(ec2, ec2, self.config.auto_scaling, &typed(input)?).await?,
             ),
+            Worker::CutCredentials => serde_json::to_value(
+                Box::pin(credentials::cut_step(ec2, ec2, &typed(input)?)).await?,
+            ),
+            Worker::SnapshotVolumes => serde_json::to_value(
+                Box::pin(evidence::preserve_step(
+                    ec2,
+                    self.config.evidence,
+                    &typed(input)?,
+                ))
+                .await?,
+            ),
             Worker::Restore => {
                 let input: RestoreInput = typed(input)?;
-                serde_json::to_value(approved_restore_step(ec2, ec2, &self.gate, &input).await?)
+                serde_json::to_value(
+                    Box::pin(approved_restore_step(ec2, ec2, ec2, &self.gate, &input)).await?,
+                )
             }
             Worker::Notify => {
                 let input: NotifyInput = typed(input)?;

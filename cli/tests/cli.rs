@@ -470,10 +470,12 @@ fn the_demo_contains_and_restores_exactly() {
             "IsolateSecurityGroups",
             "BlockNetworkAcl",
             "HoldInAutoScalingGroup",
+            "CutCredentials",
+            "SnapshotVolumes",
         ]
         .contains(s)
     });
-    assert_eq!(parallel.len(), 3, "every branch ran: {states:?}");
+    assert_eq!(parallel.len(), 5, "every branch ran: {states:?}");
     assert_eq!(
         rest,
         [
@@ -507,6 +509,35 @@ fn the_demo_contains_and_restores_exactly() {
     assert_eq!(
         demo["after"]["auto_scaling"],
         "demo-web: InService; desired capacity 2, 2 serving"
+    );
+    // The role's credentials cut while isolated (Cordon's deny, the instance in a slot), the
+    // role as it was after.
+    let role = demo["during"]["credentials"].as_str().unwrap();
+    assert!(
+        role.contains("cordon-deny-quarantined-instances") && role.contains("cordon-quarantine-"),
+        "{role}"
+    );
+    assert_eq!(
+        demo["after"]["credentials"],
+        "demo-web: tags team=demo-web; policies demo-web-read"
+    );
+    // The root volume kept on termination while isolated, as it was after; its snapshot stays.
+    let volumes = |moment: &str| demo[moment]["volumes"].to_string();
+    assert!(
+        volumes("during").contains("kept on termination"),
+        "{}",
+        volumes("during")
+    );
+    assert!(
+        volumes("after").contains("deleted on termination"),
+        "{}",
+        volumes("after")
+    );
+    assert_eq!(
+        demo["evidence"].as_array().unwrap().len(),
+        1,
+        "{}",
+        demo["evidence"]
     );
     let denies = demo["during"]["acl_denies"].as_object().unwrap();
     assert!(

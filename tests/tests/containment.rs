@@ -17,7 +17,7 @@ struct Contained {
 
 async fn contain_with(moto: &Moto, config: &Config, event: &serde_json::Value) -> Contained {
     let aws = moto.cordon_aws();
-    let capture = capture_step(&aws, config, event).await.unwrap();
+    let capture = capture_step(&aws, &aws, config, event).await.unwrap();
     if capture.status != CaptureStatus::Captured {
         return Contained {
             capture,
@@ -58,9 +58,11 @@ async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
         approval: None,
         approvals_required: None,
         auto_scaling: None,
+        credentials: None,
+        evidence: None,
     };
     let aws = moto.cordon_aws();
-    restore_step(&aws, &aws, &input).await.unwrap()
+    restore_step(&aws, &aws, &aws, &input).await.unwrap()
 }
 
 /// VPC 10.0.0.0/16 with subnets a (10.0.1.0/24) and b (10.0.2.0/24), each with its own
@@ -636,9 +638,14 @@ async fn restore_puts_back_termination_protection_that_was_already_on() {
 async fn a_missing_instance_is_a_typed_error_and_touches_nothing() {
     let moto = Moto::start();
     let event = finding_for("i-0123456789abcdef0", 8.0, "198.51.100.7");
-    let error = capture_step(&moto.cordon_aws(), &Config::default(), &event)
-        .await
-        .unwrap_err();
+    let error = capture_step(
+        &moto.cordon_aws(),
+        &moto.cordon_aws(),
+        &Config::default(),
+        &event,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.error_name(), "Cordon.InstanceNotFound");
     assert!(error.to_string().contains("i-0123456789abcdef0"));
 }
@@ -705,9 +712,14 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
 
     // For a while: every attempt the SDK makes is throttled. The step fails (the state
     // machine retries it) with each interface's truth, and the interface is as it was.
-    let captured = capture_step(&aws, &config, &finding_for(&first, 8.0, "198.51.100.7"))
-        .await
-        .unwrap();
+    let captured = capture_step(
+        &aws,
+        &aws,
+        &config,
+        &finding_for(&first, 8.0, "198.51.100.7"),
+    )
+    .await
+    .unwrap();
     proxy.refuse(Refusal::throttled(
         "ModifyNetworkInterfaceAttribute",
         &isolation,
@@ -734,9 +746,14 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
     );
 
     // For good: reported by name, the interface back on its own group, not retried.
-    let captured = capture_step(&aws, &config, &finding_for(&second, 8.0, "198.51.100.7"))
-        .await
-        .unwrap();
+    let captured = capture_step(
+        &aws,
+        &aws,
+        &config,
+        &finding_for(&second, 8.0, "198.51.100.7"),
+    )
+    .await
+    .unwrap();
     proxy.refuse(Refusal::by_scp(
         "ModifyNetworkInterfaceAttribute",
         &isolation,
@@ -754,9 +771,14 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
         std::slice::from_ref(&web)
     );
     // A capture of the first instance now sees it quarantined.
-    let again = capture_step(&aws, &config, &finding_for(&first, 8.0, "198.51.100.7"))
-        .await
-        .unwrap();
+    let again = capture_step(
+        &aws,
+        &aws,
+        &config,
+        &finding_for(&first, 8.0, "198.51.100.7"),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.status, CaptureStatus::AlreadyQuarantined);
     let refused = proxy
         .calls()

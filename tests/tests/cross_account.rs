@@ -56,7 +56,9 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
 
     // Without a member role the workers refuse, naming what to configure.
     let alone = moto.cordon_aws();
-    let error = capture_step(&alone, &config, &finding).await.unwrap_err();
+    let error = capture_step(&alone, &alone, &config, &finding)
+        .await
+        .unwrap_err();
     assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");
     assert!(
         error.to_string().contains("CORDON_MEMBER_ROLE_NAME"),
@@ -67,7 +69,7 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         role_name: "cordon-member".into(),
         external_id: Some("cordon-ext".into()),
     }));
-    let captured = capture_step(&aws, &config, &finding).await.unwrap();
+    let captured = capture_step(&aws, &aws, &config, &finding).await.unwrap();
     isolate_step(&aws, &config, &captured).await.unwrap();
     let nacl = block_step(&aws, &config, &captured).await.unwrap();
     let isolation = member.cordon_group_ids(&member_vpc).await["isolation"].clone();
@@ -89,8 +91,10 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         approval: None,
         approvals_required: None,
         auto_scaling: None,
+        credentials: None,
+        evidence: None,
     };
-    let restored = restore_step(&aws, &aws, &input).await.unwrap();
+    let restored = restore_step(&aws, &aws, &aws, &input).await.unwrap();
     assert_eq!(restored.status, RestoreStatus::Restored);
     assert_eq!(member.eni_groups(&member_eni).await, vec![member_web]);
     assert_eq!(member.acls(&member_vpc).await, member_before);

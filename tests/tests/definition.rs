@@ -130,6 +130,8 @@ fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
         "IsolateSecurityGroups",
         "BlockNetworkAcl",
         "HoldAutoScalingGroup",
+        "CutCredentials",
+        "SnapshotVolumes",
         "Restore",
     ];
     let mut checked = 0;
@@ -152,7 +154,7 @@ fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
 fn the_public_approval_page_cannot_take_the_concurrency_containment_needs() {
     let template = template();
     let functions = functions(&template);
-    assert_eq!(functions.len(), 7);
+    assert_eq!(functions.len(), 9);
     for (name, function) in functions {
         let reserved = &function["Properties"]["ReservedConcurrentExecutions"];
         if name != "ApprovalFunction" {
@@ -305,6 +307,19 @@ fn key_grants(
     for (name, resource) in resources {
         let properties = &resource["Properties"];
         let kind = resource["Type"].as_str().unwrap();
+        // The credentials measure's policy denies only, and is attached to no role of the
+        // stack (the workers attach it to a quarantined instance's role): it lets nobody use
+        // a key.
+        if kind == "AWS::IAM::ManagedPolicy"
+            && as_list(&properties["PolicyDocument"]["Statement"])
+                .iter()
+                .all(|statement| statement["Effect"] == "Deny")
+            && ["Roles", "Users", "Groups"]
+                .iter()
+                .all(|key| properties[*key].is_null())
+        {
+            continue;
+        }
         assert!(
             !matches!(kind, "AWS::IAM::ManagedPolicy" | "AWS::KMS::Grant")
                 && properties["ManagedPolicyArns"].is_null(),
@@ -575,8 +590,8 @@ fn role_of_state(template: &serde_json::Value, state: &serde_json::Value) -> Str
 
 /// The measures' registry is what the definition, the template and the member role say: each
 /// measure is a branch of Contain whose state has the same name, each action it declares is
-/// granted to the role of the phase that makes it, and the member role grants every EC2 and
-/// Auto Scaling action of every measure (member accounts are acted on through it).
+/// granted to the role of the phase that makes it, and the member role grants every EC2, Auto
+/// Scaling and IAM action of every measure (member accounts are acted on through it).
 #[test]
 fn every_measure_is_a_branch_and_its_roles_grant_what_it_declares() {
     use cordon_core::measures::{Phase, MEASURES};
@@ -615,12 +630,68 @@ fn every_measure_is_a_branch_and_its_roles_grant_what_it_declares() {
                 "{} {phase:?} {action}: not granted to {roles:?}",
                 measure.id
             );
-            if action.starts_with("ec2:") || action.starts_with("autoscaling:") {
+            if ["ec2:", "autoscaling:", "iam:"]
+                .iter()
+                .any(|service| action.starts_with(service))
+            {
                 assert!(
                     member_actions.iter().any(|a| covers(a, action)),
                     "{} {action}: not in the member role",
                     measure.id
                 );
+            }
+        }
+    }
+}
+
+/// The credentials measure's deny policy is the same document in both stacks and in the code
+/// that deploys it on the emulator, named where the workers look for it; and the only IAM
+/// writes any role of the stack or the member role has are attaching and detaching that policy
+/// and writing and dropping its slot tags: nothing that could grant a permission.
+#[test]
+fn the_credentials_deny_is_one_document_and_cordons_iam_writes_cannot_grant() {
+    use cordon_core::measures::credentials::{deny_policy_document, POLICY_NAME, POLICY_PATH};
+    let member: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo_root().join("infra/member-role.yaml")).unwrap(),
+    )
+    .unwrap();
+    for stack in [template(), member] {
+        let policy = &stack["Resources"]["QuarantineDenyPolicy"]["Properties"];
+        assert_eq!(policy["PolicyDocument"], deny_policy_document());
+        assert_eq!(policy["ManagedPolicyName"], POLICY_NAME);
+        assert_eq!(policy["Path"], POLICY_PATH);
+        for (name, resource) in stack["Resources"].as_object().unwrap() {
+            for policy in resource["Properties"]["Policies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                for statement in as_list(&policy["PolicyDocument"]["Statement"]) {
+                    let condition = &statement["Condition"];
+                    for action in as_list(&statement["Action"]) {
+                        let action = action.as_str().unwrap();
+                        let service = action.split(':').next().unwrap();
+                        assert!(
+                            service != "iam"
+                                || action.contains(":Get")
+                                || action.contains(":List")
+                                || match action {
+                                    "iam:AttachRolePolicy" | "iam:DetachRolePolicy" => {
+                                        condition["ArnEquals"]["iam:PolicyARN"]
+                                            == serde_json::json!({"Ref": "QuarantineDenyPolicy"})
+                                    }
+                                    "iam:TagRole" | "iam:UntagRole" => {
+                                        condition["ForAllValues:StringLike"]["aws:TagKeys"]
+                                            == serde_json::json!(["cordon-quarantine-*"])
+                                            && condition["Null"]["aws:TagKeys"] == "false"
+                                    }
+                                    _ => false,
+                                },
+                            "{name}: {action} may write IAM beyond Cordon's deny and its slot tags"
+                        );
+                        assert!(!matches!(action, "iam:*" | "*"), "{name}: {action}");
+                    }
+                }
             }
         }
     }

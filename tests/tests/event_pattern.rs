@@ -1,6 +1,6 @@
 //! The EventBridge rule's pattern, read from `infra/template.yaml`, tried on moto's EventBridge
-//! with an SQS target: exactly the GuardDuty findings about instances at or above the minimum
-//! severity start an execution.
+//! with an SQS target: exactly the GuardDuty findings about instances, or about an instance's
+//! credentials used elsewhere, at or above the minimum severity start an execution.
 
 use std::collections::BTreeSet;
 
@@ -91,6 +91,37 @@ async fn exactly_instance_findings_at_or_above_the_minimum_match() {
         finding["resource"]["resourceType"] = resource_type.into();
         cases.push((envelope("GuardDuty Finding", finding), false));
     }
+    // An instance's role credentials used elsewhere: an AccessKey finding that starts one,
+    // at or above the minimum only; other types about an access key never.
+    for (finding_type, severity, matches) in [
+        (
+            "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+            8.0,
+            true,
+        ),
+        (
+            "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.InsideAWS",
+            8.0,
+            true,
+        ),
+        (
+            "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+            5.0,
+            false,
+        ),
+        (
+            "UnauthorizedAccess:IAMUser/ConsoleLoginSuccess.B",
+            8.0,
+            false,
+        ),
+    ] {
+        let mut finding = finding_for("i-0123456789abcdef0", severity, "198.51.100.7");
+        finding["id"] = format!("credentials-{finding_type}-{severity}").into();
+        finding["type"] = finding_type.into();
+        finding["resource"] = json!({"resourceType": "AccessKey", "accessKeyDetails": {
+            "principalId": "AROAEXAMPLEROLEID:i-0123456789abcdef0", "userName": "web"}});
+        cases.push((envelope("GuardDuty Finding", finding), matches));
+    }
     // CloudTrail events about GuardDuty share the source, not the detail-type.
     let cloudtrail = json!({"id": "cloudtrail-archive", "eventSource": "guardduty.amazonaws.com", "eventName": "ArchiveFindings",
         "severity": 9, "resource": {"resourceType": "Instance"}});
@@ -136,8 +167,8 @@ async fn exactly_instance_findings_at_or_above_the_minimum_match() {
     if cordon_tests::extra_findings_dir().is_none() {
         assert_eq!(
             expected.len(),
-            3,
-            "7.0, 8.5 and 9.5 (the repository's instance finding is severity 5)"
+            5,
+            "7.0, 8.5 and 9.5, and the two credential findings (the repository's instance finding is severity 5)"
         );
     }
 }

@@ -46,10 +46,10 @@ async fn topology(world: &World) -> (String, String, Vec<String>, Vec<Vec<String
 }
 
 fn path(report: &RunReport) -> Vec<&str> {
-    // The Parallel state's three branches may be entered in any order.
+    // The Parallel state's branches may be entered in any order.
     let mut states: Vec<&str> = report.states.iter().map(String::as_str).collect();
     if let Some(at) = states.iter().position(|s| *s == "Contain") {
-        let end = (at + 4).min(states.len());
+        let end = (at + 1 + cordon_core::measures::MEASURES.len()).min(states.len());
         states[at + 1..end].sort();
     }
     states
@@ -63,13 +63,15 @@ fn subjects(report: &RunReport) -> Vec<String> {
         .collect()
 }
 
-const CONTAINED: [&str; 8] = [
+const CONTAINED: [&str; 10] = [
     "CaptureState",
     "ShouldContain",
     "Contain",
     "BlockNetworkAcl",
+    "CutCredentials",
     "HoldInAutoScalingGroup",
     "IsolateSecurityGroups",
+    "SnapshotVolumes",
     "ContainmentOutcome",
     "RequestApproval",
 ];

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
         // function's timeout would cut in two.
         let (aws, config) = (aws.until(event.context.deadline), &config);
         async move {
-            let output = steps::capture_step(&aws, config, &event.payload).await?;
+            let output = steps::capture_step(&aws, &aws, config, &event.payload).await?;
             tracing::info!(instance = ?output.instance_id, status = ?output.status, reason = %output.reason, "capture");
             Ok::<_, cordon_core::CordonError>(output)
         }

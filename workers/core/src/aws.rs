@@ -11,7 +11,7 @@ use aws_sdk_ec2::Client;
 
 use crate::ec2::{
     AclEntry, ConnTrack, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl,
-    NetworkInterface, Peer, RuleAction, SecurityGroup, SgRule, Vpc,
+    NetworkInterface, Peer, RuleAction, SecurityGroup, SgRule, Snapshot, Volume, Vpc,
 };
 use crate::error::{CordonError, Result};
 
@@ -455,6 +455,22 @@ fn instance_of(instance: &aws_sdk_ec2::types::Instance) -> Instance {
         lifecycle: instance
             .instance_lifecycle()
             .map(|l| l.as_str().to_string()),
+        instance_profile_arn: instance
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .map(String::from),
+        volumes: instance
+            .block_device_mappings()
+            .iter()
+            .filter_map(|mapping| {
+                let ebs = mapping.ebs()?;
+                Some(Volume {
+                    device: mapping.device_name()?.to_string(),
+                    volume_id: ebs.volume_id()?.to_string(),
+                    delete_on_termination: ebs.delete_on_termination().unwrap_or(false),
+                })
+            })
+            .collect(),
     }
 }
 
@@ -1063,6 +1079,101 @@ impl Ec2 for AwsEc2 {
                 return Ok(instances);
             }
         }
+    }
+
+    async fn snapshots_tagged(&self, tags: &[(String, String)]) -> Result<Vec<Snapshot>> {
+        let mut snapshots = Vec::new();
+        let mut token = None;
+        loop {
+            let mut request = self
+                .client
+                .describe_snapshots()
+                .owner_ids("self")
+                .set_next_token(token);
+            for (key, value) in tags {
+                request =
+                    request.filters(filter(&format!("tag:{key}"), std::slice::from_ref(value)));
+            }
+            let output = request
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeSnapshots", "snapshots", e))?;
+            snapshots.extend(output.snapshots().iter().map(|snapshot| Snapshot {
+                snapshot_id: snapshot.snapshot_id().unwrap_or_default().to_string(),
+                volume_id: snapshot.volume_id().unwrap_or_default().to_string(),
+                tags: tags_of(snapshot.tags()),
+            }));
+            token = output.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(snapshots);
+            }
+        }
+    }
+
+    async fn create_snapshots(
+        &self,
+        instance_id: &str,
+        description: &str,
+        tags: &[(String, String)],
+    ) -> Result<Vec<Snapshot>> {
+        let output = self
+            .client
+            .create_snapshots()
+            .instance_specification(
+                aws_sdk_ec2::types::InstanceSpecification::builder()
+                    .instance_id(instance_id)
+                    .exclude_boot_volume(false)
+                    .build(),
+            )
+            .description(description)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Snapshot)
+                    .set_tags(Some(sdk_tags(tags)))
+                    .build(),
+            )
+            // The volumes' own tags (application, owner) go with the evidence too.
+            .copy_tags_from_source(aws_sdk_ec2::types::CopyTagsFromSource::Volume)
+            .send()
+            .await
+            .map_err(|e| sdk_error("CreateSnapshots", instance_id, e))?;
+        Ok(output
+            .snapshots()
+            .iter()
+            .map(|snapshot| Snapshot {
+                snapshot_id: snapshot.snapshot_id().unwrap_or_default().to_string(),
+                volume_id: snapshot.volume_id().unwrap_or_default().to_string(),
+                tags: tags_of(snapshot.tags()),
+            })
+            .collect())
+    }
+
+    async fn set_delete_on_termination(
+        &self,
+        instance_id: &str,
+        devices: &[(String, bool)],
+    ) -> Result<()> {
+        let mappings = devices
+            .iter()
+            .map(|(device, delete)| {
+                aws_sdk_ec2::types::InstanceBlockDeviceMappingSpecification::builder()
+                    .device_name(device)
+                    .ebs(
+                        aws_sdk_ec2::types::EbsInstanceBlockDeviceSpecification::builder()
+                            .delete_on_termination(*delete)
+                            .build(),
+                    )
+                    .build()
+            })
+            .collect();
+        self.client
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .set_block_device_mappings(Some(mappings))
+            .send()
+            .await
+            .map_err(|e| sdk_error("ModifyInstanceAttribute", instance_id, e))?;
+        Ok(())
     }
 }
 

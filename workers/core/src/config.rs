@@ -118,6 +118,8 @@ pub struct Config {
     pub nacl: NaclSettings,
     #[serde(default)]
     pub auto_scaling: crate::measures::auto_scaling::Settings,
+    #[serde(default)]
+    pub evidence: crate::measures::evidence::Settings,
 }
 
 impl ForensicSource {
@@ -173,6 +175,7 @@ impl Config {
                 "CORDON_ASG_DECREMENT_DESIRED",
                 &mut config.auto_scaling.decrement_desired,
             ),
+            ("CORDON_EVIDENCE_SNAPSHOTS", &mut config.evidence.snapshots),
         ] {
             if let Some(text) = get(name) {
                 *flag = match text.to_ascii_lowercase().as_str() {

@@ -116,6 +116,30 @@ pub struct Instance {
     /// On-Demand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<String>,
+    /// The ARN of its instance profile, whose role's credentials it is handed; None without
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_profile_arn: Option<String>,
+    /// Its attached EBS volumes, in the order EC2 lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+}
+
+/// An EBS volume attached to an instance (its block device mapping).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// The device name it is attached at (`/dev/xvda`), which `ModifyInstanceAttribute` names.
+    pub device: String,
+    pub volume_id: String,
+    pub delete_on_termination: bool,
+}
+
+/// An EBS snapshot Cordon took, or found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub snapshot_id: String,
+    pub volume_id: String,
+    pub tags: Vec<(String, String)>,
 }
 
 impl Instance {
@@ -622,6 +646,27 @@ pub trait Ec2: Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// The VPC's owner and CIDR blocks.
     fn vpc(&self, vpc_id: &str) -> impl Future<Output = Result<Vpc>> + Send;
+    /// This account's snapshots carrying every one of these tags (`DescribeSnapshots`, owner
+    /// self, every page).
+    fn snapshots_tagged(
+        &self,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<Snapshot>>> + Send;
+    /// `CreateSnapshots` of every EBS volume attached to the instance, at one point in time
+    /// (crash-consistent across them), tagged at creation; one snapshot per volume.
+    fn create_snapshots(
+        &self,
+        instance_id: &str,
+        description: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<Snapshot>>> + Send;
+    /// `ModifyInstanceAttribute` of the block device mappings: each (device, delete on
+    /// termination).
+    fn set_delete_on_termination(
+        &self,
+        instance_id: &str,
+        devices: &[(String, bool)],
+    ) -> impl Future<Output = Result<()>> + Send;
     /// The VPC's group of that name, whatever its tags (None when there is none).
     fn group_named(
         &self,

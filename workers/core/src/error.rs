@@ -80,6 +80,13 @@ pub enum CordonError {
         message: String,
     },
 
+    #[error("IAM {operation} failed ({code}): {message}")]
+    Iam {
+        operation: String,
+        code: String,
+        message: String,
+    },
+
     #[error("KMS {operation} with key {key_id} failed ({code}): {message}; check the key exists and is enabled, that it is an HMAC_256 key, and that the key policy and the function's role allow the call")]
     Kms {
         operation: String,
@@ -109,6 +116,7 @@ impl CordonError {
             CordonError::NotContainable(_) => "Cordon.NotContainable",
             CordonError::Ec2 { .. } => "Cordon.Ec2Error",
             CordonError::AutoScaling { .. } => "Cordon.AutoScalingError",
+            CordonError::Iam { .. } => "Cordon.IamError",
             CordonError::Kms { .. } => "Cordon.KmsError",
         }
     }

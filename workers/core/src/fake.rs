@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::ec2::{
     AclEntry, ConnTrack, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl,
-    NetworkInterface, RuleAction, SecurityGroup, SgRule, Vpc,
+    NetworkInterface, RuleAction, SecurityGroup, SgRule, Snapshot, Volume, Vpc,
 };
 use crate::error::{CordonError, Result};
 
@@ -43,6 +43,8 @@ pub struct FakeState {
     /// `InstanceInitiatedShutdownBehavior` per instance (absent: `stop`, EC2's default).
     pub shutdown: BTreeMap<String, String>,
     pub vpcs: BTreeMap<String, Vpc>,
+    /// The account's EBS snapshots.
+    pub snapshots: Vec<Snapshot>,
     /// Swaps to a Cordon group of this role are refused, as an SCP or a flaky EC2 would.
     pub swap_refusals: Vec<SwapRefusal>,
     /// Eventual consistency: a group Cordon creates is unknown to the next this-many calls
@@ -154,6 +156,21 @@ impl FakeEc2 {
                     )],
                     tags: vec![("Name".into(), "web-1".into())],
                     lifecycle: None,
+                    instance_profile_arn: None,
+                    // The root volume goes with the instance (EC2's default for it), the data
+                    // volume stays.
+                    volumes: vec![
+                        Volume {
+                            device: "/dev/xvda".into(),
+                            volume_id: "vol-root".into(),
+                            delete_on_termination: true,
+                        },
+                        Volume {
+                            device: "/dev/sdf".into(),
+                            volume_id: "vol-data".into(),
+                            delete_on_termination: false,
+                        },
+                    ],
                 },
             );
             s.protection.insert("i-00000001".into(), false);
@@ -649,6 +666,12 @@ impl Ec2 for FakeEc2 {
                 set_tags(&mut acl.tags, tags);
             } else if let Some(group) = s.groups.get_mut(resource_id) {
                 set_tags(&mut group.tags, tags);
+            } else if let Some(snapshot) = s
+                .snapshots
+                .iter_mut()
+                .find(|x| x.snapshot_id == resource_id)
+            {
+                set_tags(&mut snapshot.tags, tags);
             }
         });
         Ok(())
@@ -661,6 +684,12 @@ impl Ec2 for FakeEc2 {
                 instance.tags.retain(|(k, _)| !keys.contains(k));
             } else if let Some(acl) = s.acls.get_mut(resource_id) {
                 acl.tags.retain(|(k, _)| !keys.contains(k));
+            } else if let Some(snapshot) = s
+                .snapshots
+                .iter_mut()
+                .find(|x| x.snapshot_id == resource_id)
+            {
+                snapshot.tags.retain(|(k, _)| !keys.contains(k));
             }
         });
         Ok(())
@@ -706,6 +735,85 @@ impl Ec2 for FakeEc2 {
                 code: "InvalidVpcID.NotFound".into(),
                 message: format!("The vpc ID '{vpc_id}' does not exist"),
             })
+    }
+
+    async fn snapshots_tagged(&self, tags: &[(String, String)]) -> Result<Vec<Snapshot>> {
+        self.call("DescribeSnapshots")?;
+        Ok(self.with(|s| {
+            s.snapshots
+                .iter()
+                .filter(|snapshot| tags.iter().all(|tag| snapshot.tags.contains(tag)))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn create_snapshots(
+        &self,
+        instance_id: &str,
+        _description: &str,
+        tags: &[(String, String)],
+    ) -> Result<Vec<Snapshot>> {
+        self.call("CreateSnapshots")?;
+        self.with(|s| {
+            let volumes = s
+                .instances
+                .get(instance_id)
+                .ok_or(CordonError::InstanceNotFound {
+                    instance_id: instance_id.into(),
+                })?
+                .volumes
+                .clone();
+            let taken: Vec<Snapshot> = volumes
+                .iter()
+                .map(|volume| {
+                    s.next_id += 1;
+                    Snapshot {
+                        snapshot_id: format!("snap-{:08x}", s.next_id),
+                        volume_id: volume.volume_id.clone(),
+                        tags: tags.to_vec(),
+                    }
+                })
+                .collect();
+            s.snapshots.extend(taken.iter().cloned());
+            Ok(taken)
+        })
+    }
+
+    async fn set_delete_on_termination(
+        &self,
+        instance_id: &str,
+        devices: &[(String, bool)],
+    ) -> Result<()> {
+        self.call("ModifyInstanceAttribute")?;
+        self.with(|s| {
+            let instance =
+                s.instances
+                    .get_mut(instance_id)
+                    .ok_or(CordonError::InstanceNotFound {
+                        instance_id: instance_id.into(),
+                    })?;
+            // As EC2: a device the instance does not have fails the whole call.
+            if let Some((device, _)) = devices
+                .iter()
+                .find(|(device, _)| !instance.volumes.iter().any(|v| v.device == *device))
+            {
+                return Err(CordonError::Ec2 {
+                    operation: "ModifyInstanceAttribute".into(),
+                    code: "InvalidInstanceAttributeValue".into(),
+                    message: format!("No device is currently mapped at {device}"),
+                });
+            }
+            for (device, delete) in devices {
+                let volume = instance
+                    .volumes
+                    .iter_mut()
+                    .find(|v| v.device == *device)
+                    .unwrap();
+                volume.delete_on_termination = *delete;
+            }
+            Ok(())
+        })
     }
 
     async fn group_named(&self, vpc_id: &str, name: &str) -> Result<Option<SecurityGroup>> {

@@ -37,7 +37,18 @@ pub struct Finding {
     /// GuardDuty first and last saw the activity (shown to the analyst who decides).
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
+    /// For a finding about an instance's role credentials used elsewhere
+    /// (`InstanceCredentialExfiltration`): the role (`accessKeyDetails.userName`). The instance
+    /// is the session's name (`principalId` is `ROLE-ID:i-...` for the sessions EC2 makes for
+    /// an instance profile); capture contains it only if its role is this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_of: Option<String>,
 }
+
+/// The finding types about an instance's credentials used from elsewhere (`.OutsideAWS`,
+/// `.InsideAWS`): GuardDuty names the access key, not the instance.
+pub const CREDENTIAL_EXFILTRATION_TYPE: &str =
+    "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration";
 
 /// One finding read from a document, or why it could not be read.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +171,19 @@ fn parse_finding(finding: &Value, detail_type: Option<String>) -> ParsedFinding 
             return invalid(Some(id), &reason)
         }
     };
+    let resource_type = path(finding, &["resource", "resourceType"]).and_then(text_of);
+    let (instance_id, credentials_of) = match credential_source(finding, &finding_type) {
+        None => (instance_id, None),
+        Some((session, role)) => match instance_id {
+            Some(named) if named != session => {
+                return invalid(
+                    Some(id),
+                    &format!("the credentials are of instance {session:?} (their session), but `resource.instanceDetails.instanceId` names {named:?}"),
+                )
+            }
+            _ => (Some(session), Some(role)),
+        },
+    };
     // Ids go into EC2 calls, role ARNs and endpoints: a finding whose ids cannot be AWS's is
     // not acted on at all.
     let shown = |text: &str| text.chars().take(40).collect::<String>();
@@ -203,7 +227,7 @@ fn parse_finding(finding: &Value, detail_type: Option<String>) -> ParsedFinding 
         severity,
         account_id,
         region,
-        resource_type: path(finding, &["resource", "resourceType"]).and_then(text_of),
+        resource_type,
         instance_id,
         resource_role: path(finding, &["service", "resourceRole"]).and_then(text_of),
         archived: service_flag("archived"),
@@ -222,7 +246,23 @@ fn parse_finding(finding: &Value, detail_type: Option<String>) -> ParsedFinding 
         updated_at: path(finding, &["updatedAt"]).and_then(timestamp_of),
         first_seen: path(finding, &["service", "eventFirstSeen"]).and_then(timestamp_of),
         last_seen: path(finding, &["service", "eventLastSeen"]).and_then(timestamp_of),
+        credentials_of,
     }))
+}
+
+/// The instance session and role of an `InstanceCredentialExfiltration` finding: the part of
+/// `principalId` after the colon, when it is an instance id (EC2 names the sessions it makes
+/// for an instance profile after the instance), and `userName`. None for any other finding,
+/// or when the session is not an instance's (then the finding is not about an instance).
+fn credential_source(finding: &Value, finding_type: &str) -> Option<(String, String)> {
+    if !finding_type.starts_with(CREDENTIAL_EXFILTRATION_TYPE) {
+        return None;
+    }
+    let details = path(finding, &["resource", "accessKeyDetails"])?;
+    let principal = path(details, &["principalId"]).and_then(text_of)?;
+    let role = path(details, &["userName"]).and_then(text_of)?;
+    let (_, session) = principal.split_once(':')?;
+    (crate::ec2::is_instance_id(session) && !role.is_empty()).then(|| (session.to_string(), role))
 }
 
 /// `additionalInfo` marks samples as `"sample": true`, and `get-findings` output nests the same
@@ -359,6 +399,47 @@ mod tests {
         match parse_document(text).as_slice() {
             [ParsedFinding::Valid(finding)] => (**finding).clone(),
             other => panic!("expected one valid finding, got {other:?}"),
+        }
+    }
+
+    fn exfiltration(principal: &str) -> Value {
+        json!({
+            "id": "f2", "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+            "severity": 8.0, "accountId": "111122223333", "region": "eu-west-1",
+            "resource": {"resourceType": "AccessKey", "accessKeyDetails": {
+                "accessKeyId": "ASIAEXAMPLE", "principalId": principal,
+                "userName": "web-role", "userType": "AssumedRole"}},
+            "service": {"action": {"actionType": "AWS_API_CALL", "awsApiCallAction": {
+                "api": "ListBuckets", "remoteIpDetails": {"ipAddressV4": "203.0.113.9"}}}}
+        })
+    }
+
+    #[test]
+    fn stolen_instance_credentials_name_the_instance_their_session_was_made_for() {
+        let finding = only(&exfiltration("AROAEXAMPLEROLEID:i-0abc1234def567890").to_string());
+        assert_eq!(finding.instance_id.as_deref(), Some("i-0abc1234def567890"));
+        assert_eq!(finding.credentials_of.as_deref(), Some("web-role"));
+        assert_eq!(finding.resource_type.as_deref(), Some("AccessKey"));
+
+        // A session that is not an instance's names no instance.
+        for principal in ["AROAEXAMPLEROLEID:alice", "AROAEXAMPLEROLEID", "AIDAUSER"] {
+            let finding = only(&exfiltration(principal).to_string());
+            assert_eq!(finding.instance_id, None, "{principal}");
+            assert_eq!(finding.credentials_of, None, "{principal}");
+        }
+        // Another finding type with the same shape is not read this way.
+        let mut other = exfiltration("AROAEXAMPLEROLEID:i-0abc1234def567890");
+        other["type"] = json!("UnauthorizedAccess:IAMUser/ConsoleLoginSuccess.B");
+        assert_eq!(only(&other.to_string()).instance_id, None);
+
+        // A finding that names another instance than the session is not acted on.
+        let mut both = exfiltration("AROAEXAMPLEROLEID:i-0abc1234def567890");
+        both["resource"]["instanceDetails"] = json!({"instanceId": "i-0fff1234def567890"});
+        match parse_document(&both.to_string()).as_slice() {
+            [ParsedFinding::Invalid { reason, .. }] => {
+                assert!(reason.contains("their session"), "{reason}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -173,7 +173,12 @@ fn run_capture(ec2: &FakeEc2, input: &Value) -> Outcome<CaptureOutput> {
         asked.fetch_add(1, Ordering::SeqCst);
         ec2.clone()
     };
-    let result = block_on(capture_step(&provider, &Config::default(), input));
+    let result = block_on(capture_step(
+        &provider,
+        &|_: &Target| crate::measures::credentials::port::fake::FakeIam::default(),
+        &Config::default(),
+        input,
+    ));
     Outcome {
         result,
         calls: ec2.calls(),
@@ -237,6 +242,7 @@ fn run_restore(input: &RestoreInput) -> Outcome<String> {
         &|_: &crate::ec2::Target| {
             crate::measures::auto_scaling::port::fake::FakeAutoScaling::default()
         },
+        &|_: &crate::ec2::Target| crate::measures::credentials::port::fake::FakeIam::default(),
         input,
     ))
     .map(|r| format!("{r:?}"));
@@ -801,6 +807,8 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         approval: None,
         approvals_required: None,
         auto_scaling: None,
+        credentials: None,
+        evidence: None,
     });
     if let Some(why) = outcome.not_rejected("not of i-0123456789abcdef0") {
         panic!("{why}");
@@ -816,6 +824,8 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         approval: None,
         approvals_required: None,
         auto_scaling: None,
+        credentials: None,
+        evidence: None,
     });
     assert!(outcome.result.is_ok() && !outcome.calls.is_empty());
 }
@@ -839,6 +849,8 @@ fn restore_step_rejects_ids_that_are_not_instance_ids_before_any_aws_call() {
                 approval: None,
                 approvals_required: None,
                 auto_scaling: None,
+                credentials: None,
+                evidence: None,
             });
             if let Some(why) = outcome.not_rejected("instance") {
                 failures.push(format!(

@@ -319,6 +319,43 @@ pub(crate) fn what_was_done(state: &WorkflowState) -> (String, Vec<String>) {
         )),
         Branch::Missing => {}
     }
+    match state.credentials() {
+        Branch::Done(report) => {
+            // Only an instance with a role gets a line.
+            if report.record.is_some() {
+                done.push(format!("  Credentials: {}", report.line()));
+            }
+            failed.extend(
+                report
+                    .errors
+                    .iter()
+                    .map(|e| format!("  credentials not cut: {}: {}", e.error, e.cause)),
+            );
+        }
+        Branch::Failed { error, cause } => failed.push(format!(
+            "  credentials not cut: {error}: {cause} (if the instance has a role, its credentials and copies of them still work)"
+        )),
+        Branch::Missing => {}
+    }
+    // Evidence is not containment: a missing snapshot is said, and the instance is as
+    // contained as the other branches made it.
+    match state.evidence() {
+        Branch::Done(report) => {
+            if !report.snapshots.is_empty() || !report.errors.is_empty() {
+                done.push(format!("  Evidence: {}", report.line()));
+            }
+            failed.extend(
+                report
+                    .errors
+                    .iter()
+                    .map(|e| format!("  evidence not preserved: {}: {}", e.error, e.cause)),
+            );
+        }
+        Branch::Failed { error, cause } => failed.push(format!(
+            "  evidence not preserved: {error}: {cause} (snapshot the volumes by hand before anything else changes them)"
+        )),
+        Branch::Missing => {}
+    }
     (done.join("\n"), failed)
 }
 
@@ -414,6 +451,12 @@ pub fn render(
                         )
                     })
                     .collect();
+                if let Some(credentials) = &report.credentials {
+                    lines.push(credentials.line());
+                }
+                if let Some(evidence) = &report.evidence {
+                    lines.push(evidence.line());
+                }
                 if let Some(group) = group {
                     lines.push(group.line());
                 }

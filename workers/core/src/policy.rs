@@ -67,6 +67,9 @@ impl Policy {
         }
         match finding.resource_type.as_deref() {
             Some("Instance") => {}
+            // An instance's role credentials used elsewhere: the instance they were issued to
+            // (checked against its role at capture).
+            Some("AccessKey") if finding.credentials_of.is_some() => {}
             Some(other) => {
                 return Decision::skip(format!(
                     "resource type is {other}, not Instance: Cordon only contains EC2 instances"
@@ -168,6 +171,7 @@ mod tests {
             updated_at: None,
             first_seen: None,
             last_seen: None,
+            credentials_of: None,
         }
     }
 
@@ -194,6 +198,9 @@ mod tests {
         let mut iam = finding();
         iam.resource_type = Some("AccessKey".into());
         assert!(skip_reason(&policy, &iam).contains("AccessKey"));
+        // An instance's credentials used elsewhere: the instance is contained.
+        iam.credentials_of = Some("web-role".into());
+        assert_eq!(policy.decide(&iam).verdict, Verdict::Quarantine);
 
         let mut no_id = finding();
         no_id.instance_id = None;

@@ -146,6 +146,14 @@ pub struct RestoreReport {
     /// present (null when not): the state machine's ResultSelector names it.
     #[serde(default)]
     pub auto_scaling: Option<crate::measures::auto_scaling::RestoreReport>,
+    /// The role given back, when Cordon had cut the instance's credentials. Always present
+    /// (null when not), as `auto_scaling`.
+    #[serde(default)]
+    pub credentials: Option<crate::measures::credentials::RestoreReport>,
+    /// The volumes' settings given back and the evidence kept, when Cordon snapshotted them.
+    /// Always present (null when not), as `auto_scaling`.
+    #[serde(default)]
+    pub evidence: Option<crate::measures::evidence::RestoreReport>,
     pub errors: Vec<StepError>,
 }
 
@@ -161,6 +169,8 @@ impl RestoreReport {
             termination_protection: None,
             shutdown_behavior: None,
             auto_scaling: None,
+            credentials: None,
+            evidence: None,
             errors: vec![StepError {
                 error: "Cordon.DecisionRefused".into(),
                 cause: reason,
@@ -227,6 +237,8 @@ pub async fn restore(
         termination_protection: None,
         shutdown_behavior: None,
         auto_scaling: None,
+        credentials: None,
+        evidence: None,
         errors: Vec::new(),
     };
     let mut drift = false;
@@ -546,14 +558,24 @@ mod tests {
             approval: None,
             approvals_required: None,
             auto_scaling: None,
+            credentials: None,
+            evidence: None,
         };
         let provider = |_: &crate::ec2::Target| ec2.clone();
         let no_group = |_: &crate::ec2::Target| {
             crate::measures::auto_scaling::port::fake::FakeAutoScaling::default()
         };
-        let error = block_on(crate::steps::restore_step(&provider, &no_group, &input)).unwrap_err();
+        let no_role =
+            |_: &crate::ec2::Target| crate::measures::credentials::port::fake::FakeIam::default();
+        let error = block_on(crate::steps::restore_step(
+            &provider, &no_group, &no_role, &input,
+        ))
+        .unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Throttled");
-        let again = block_on(crate::steps::restore_step(&provider, &no_group, &input)).unwrap();
+        let again = block_on(crate::steps::restore_step(
+            &provider, &no_group, &no_role, &input,
+        ))
+        .unwrap();
         assert_eq!(again.status, RestoreStatus::Restored, "{:?}", again.errors);
         assert_eq!(ec2.acl_entries("acl-a"), before);
     }

@@ -13,6 +13,7 @@ use crate::finding::{findings_in_value, ParsedFinding};
 use crate::isolate::{isolate, retryable, IsolationReport};
 use crate::kms::Kms;
 use crate::measures::auto_scaling::{AutoScalingProvider, Whose};
+use crate::measures::credentials::{self, IamProvider};
 use crate::nacl::{block, NaclReport};
 use crate::policy::Verdict;
 use crate::record::CapturedState;
@@ -114,9 +115,11 @@ pub fn unwrap_capture_input(input: &Value) -> Result<CaptureInput<'_>> {
 }
 
 /// capture-state: decide by policy, then record the instance's state.
-/// `ec2_in` gives EC2 in the finding's account and region.
+/// `ec2_in` gives EC2 in the finding's account and region; `iam_in` IAM there, to check that
+/// credentials a finding saw used elsewhere are the instance's before containing it.
 pub async fn capture_step(
     ec2_in: &impl Ec2Provider,
+    iam_in: &impl IamProvider,
     config: &Config,
     input: &Value,
 ) -> Result<CaptureOutput> {
@@ -136,13 +139,22 @@ pub async fn capture_step(
             .instance_id
             .clone()
             .expect("the policy quarantines only findings with an instance id");
-        let ec2 = ec2_in
-            .ec2_for(&Target {
-                account_id: finding.account_id.clone(),
-                region: finding.region.clone(),
-            })
-            .await?;
-        capture(&ec2, &instance_id, Some(summary), execution, &now_rfc3339()).await?
+        let target = Target {
+            account_id: finding.account_id.clone(),
+            region: finding.region.clone(),
+        };
+        let ec2 = ec2_in.ec2_for(&target).await?;
+        let not_theirs = match &finding.credentials_of {
+            Some(role) => {
+                let iam = iam_in.iam_for(&target).await?;
+                credentials::credentials_not_of(&ec2, &iam, &instance_id, role).await?
+            }
+            None => None,
+        };
+        match not_theirs {
+            Some(reason) => CaptureOutput::skipped(Some(instance_id), Some(summary), reason),
+            None => capture(&ec2, &instance_id, Some(summary), execution, &now_rfc3339()).await?,
+        }
     };
     output.approval_timeout_seconds = Some(approval_timeout);
     output.approvals_required = Some(approvals_required);
@@ -271,6 +283,16 @@ pub struct RestoreInput {
     /// before the measure): the record is looked for on the instance's tags.
     #[serde(default)]
     pub auto_scaling: Option<Value>,
+    /// The credentials branch's result (`$.containment.credentials`), as `auto_scaling`: None
+    /// and the role is found from the instance's profile, and only slots naming the instance
+    /// are released.
+    #[serde(default)]
+    pub credentials: Option<Value>,
+    /// The evidence branch's result (`$.containment.evidence`): when it found nothing to
+    /// snapshot, restore makes no call for it; otherwise the snapshots' tags say what to give
+    /// back.
+    #[serde(default)]
+    pub evidence: Option<Value>,
 }
 
 impl RestoreInput {
@@ -283,6 +305,23 @@ impl RestoreInput {
             serde_json::from_value(branch.clone()).ok()?;
         Some(report.record)
     }
+
+    /// Whether the evidence branch had nothing to do (no volume, or snapshots off).
+    fn evidence_not_applicable(&self) -> bool {
+        self.evidence
+            .as_ref()
+            .and_then(|branch| {
+                serde_json::from_value::<crate::measures::evidence::Report>(branch.clone()).ok()
+            })
+            .is_some_and(|report| report.status == crate::measures::MeasureStatus::NotApplicable)
+    }
+
+    /// What the credentials branch cut, as `auto_scaling_record` says it.
+    fn credentials_record(&self) -> Option<Option<credentials::Record>> {
+        let branch = self.credentials.as_ref()?;
+        let report: credentials::Report = serde_json::from_value(branch.clone()).ok()?;
+        Some(report.record)
+    }
 }
 
 /// The workflow's restore: only on an approval sealed for this execution, by as many
@@ -293,6 +332,7 @@ impl RestoreInput {
 pub async fn approved_restore_step(
     ec2_in: &impl Ec2Provider,
     autoscaling_in: &impl AutoScalingProvider,
+    iam_in: &impl IamProvider,
     gate: &RestoreGate<impl Kms>,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
@@ -309,7 +349,7 @@ pub async fn approved_restore_step(
     let answer = input.approval.clone().unwrap_or(Value::Null);
     let at_least = input.approvals_required.unwrap_or(1);
     match gate.approves(execution_arn, &answer, at_least).await? {
-        Ok(_) => restore_step(ec2_in, autoscaling_in, input).await,
+        Ok(_) => restore_step(ec2_in, autoscaling_in, iam_in, input).await,
         Err(reason) => Ok(RestoreReport::decision_refused(&input.instance_id, reason)),
     }
 }
@@ -319,6 +359,7 @@ pub async fn approved_restore_step(
 pub async fn restore_step(
     ec2_in: &impl Ec2Provider,
     autoscaling_in: &impl AutoScalingProvider,
+    iam_in: &impl IamProvider,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
     crate::ec2::check_target_ids(
@@ -349,6 +390,18 @@ pub async fn restore_step(
     // Throttling or no answer left it unfinished: fail the step so that Step Functions runs
     // the (idempotent) restore again, instead of reporting a restore that stopped half-way.
     fail_if_retryable(&report.errors)?;
+    // The volumes' settings; the evidence snapshots stay.
+    if !input.evidence_not_applicable() {
+        report.evidence = crate::measures::evidence::restore(&ec2, &input.instance_id).await?;
+    }
+    // The credentials before the group: an instance back in service needs them.
+    let cut = input.credentials_record();
+    if !matches!(cut, Some(None)) {
+        let iam = iam_in.iam_for(&target).await?;
+        let region = credentials::region_for(iam_in, &target)?;
+        report.credentials =
+            credentials::restore(&ec2, &iam, &input.instance_id, &region, cut.flatten()).await?;
+    }
     // Back in service only after the network: an instance still isolated would fail its
     // health checks and be replaced.
     let held = input.auto_scaling_record();
@@ -388,6 +441,11 @@ mod tests {
         |_: &Target| Default::default()
     }
 
+    /// IAM where the instance has no role.
+    fn no_role() -> impl Fn(&Target) -> crate::measures::credentials::port::fake::FakeIam {
+        |_: &Target| Default::default()
+    }
+
     fn event(severity: f64) -> Value {
         json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {
             "id": "f-1", "type": "UnauthorizedAccess:EC2/TorClient", "severity": severity,
@@ -395,6 +453,71 @@ mod tests {
             "resource": {"resourceType": "Instance", "instanceDetails": {"instanceId": "i-00000001"}},
             "service": {"action": {"networkConnectionAction": {"remoteIpDetails": {"ipAddressV4": "198.51.100.7"}}}}
         }})
+    }
+
+    /// GuardDuty saw role `role`'s session `i-00000001` used from elsewhere.
+    fn exfiltration(role: &str) -> Value {
+        json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {
+            "id": "f-2", "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+            "severity": 8.0, "region": "eu-west-1", "accountId": "111122223333",
+            "resource": {"resourceType": "AccessKey", "accessKeyDetails": {
+                "accessKeyId": "ASIAEXAMPLE", "principalId": "AROAEXAMPLEROLEID:i-00000001",
+                "userName": role, "userType": "AssumedRole"}},
+            "service": {"action": {"actionType": "AWS_API_CALL", "awsApiCallAction": {
+                "api": "ListBuckets", "remoteIpDetails": {"ipAddressV4": "203.0.113.9"}}}}
+        }})
+    }
+
+    #[test]
+    fn stolen_credentials_contain_the_instance_only_when_its_role_is_theirs() {
+        use crate::measures::credentials::port::fake::{FakeIam, PROFILE_ARN, ROLE};
+        let ec2 = FakeEc2::standard();
+        let iam = FakeIam::with_role();
+        let iam_in = |_: &Target| iam.clone();
+        let config = Config::default();
+        let run = |event: &Value| {
+            block_on(capture_step(
+                &|_: &Target| ec2.clone(),
+                &iam_in,
+                &config,
+                event,
+            ))
+            .unwrap()
+        };
+
+        // No instance profile: its credentials are nobody's role, so not these.
+        let output = run(&exfiltration(ROLE));
+        assert_eq!(output.status, CaptureStatus::Skipped);
+        assert!(
+            output.reason.contains("no instance profile"),
+            "{}",
+            output.reason
+        );
+
+        ec2.with(|s| {
+            s.instances
+                .get_mut("i-00000001")
+                .unwrap()
+                .instance_profile_arn = Some(PROFILE_ARN.into())
+        });
+        // Another role's session named after this instance: not contained.
+        let output = run(&exfiltration("other-role"));
+        assert_eq!(output.status, CaptureStatus::Skipped);
+        assert!(
+            output.reason.contains("has role web-role"),
+            "{}",
+            output.reason
+        );
+        assert!(ec2.with(|s| s.instances["i-00000001"].tags.len()) == 1);
+
+        // Its own role's: contained, the address they were used from screened as a remote.
+        let output = run(&exfiltration(ROLE));
+        assert_eq!(output.status, CaptureStatus::Captured, "{}", output.reason);
+        assert_eq!(output.record.unwrap().instance_id, "i-00000001");
+        assert_eq!(
+            output.finding.unwrap().remote_addresses,
+            vec!["203.0.113.9".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
 
     #[test]
@@ -406,7 +529,8 @@ mod tests {
             targets.lock().unwrap().push(target.clone());
             ec2.clone()
         };
-        let captured = block_on(capture_step(&recording, &config, &event(8.0))).unwrap();
+        let captured =
+            block_on(capture_step(&recording, &no_role(), &config, &event(8.0))).unwrap();
         assert_eq!(captured.status, CaptureStatus::Captured);
         // The step output goes through JSON between states.
         let captured: CaptureOutput =
@@ -425,8 +549,10 @@ mod tests {
             approval: None,
             approvals_required: None,
             auto_scaling: None,
+            credentials: None,
+            evidence: None,
         };
-        let restored = block_on(restore_step(&recording, &no_group(), &input)).unwrap();
+        let restored = block_on(restore_step(&recording, &no_group(), &no_role(), &input)).unwrap();
         let expected = Target {
             account_id: Some("111122223333".into()),
             region: Some("eu-west-1".into()),
@@ -446,7 +572,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let config = Config::default();
         let provider = |_: &Target| ec2.clone();
-        let captured = block_on(capture_step(&provider, &config, &event(8.0))).unwrap();
+        let captured = block_on(capture_step(&provider, &no_role(), &config, &event(8.0))).unwrap();
         block_on(isolate_step(&provider, &config, &captured)).unwrap();
         let isolated = ec2.interface_groups("eni-1");
         let gate = RestoreGate {
@@ -468,6 +594,8 @@ mod tests {
             approval: Some(approval),
             approvals_required: Some(1),
             auto_scaling: None,
+            credentials: None,
+            evidence: None,
         };
         // What anyone allowed states:SendTaskSuccess can send: nothing changes.
         ec2.clear_calls();
@@ -475,6 +603,7 @@ mod tests {
         let report = block_on(approved_restore_step(
             &provider,
             &no_group(),
+            &no_role(),
             &gate,
             &input(forged),
         ))
@@ -494,6 +623,7 @@ mod tests {
         assert!(block_on(approved_restore_step(
             &provider,
             &no_group(),
+            &no_role(),
             &gate,
             &no_execution
         ))
@@ -514,6 +644,7 @@ mod tests {
         let report = block_on(approved_restore_step(
             &provider,
             &no_group(),
+            &no_role(),
             &gate,
             &input(approval),
         ))
@@ -528,6 +659,7 @@ mod tests {
         let wrapped = json!({"event": event(8.0), "approval_timeout_seconds": "90"});
         let output = block_on(capture_step(
             &|_: &Target| ec2.clone(),
+            &no_role(),
             &Config::default(),
             &wrapped,
         ))
@@ -536,6 +668,7 @@ mod tests {
         assert_eq!(output.approval_timeout_seconds, Some(90));
         let bare = block_on(capture_step(
             &|_: &Target| ec2.clone(),
+            &no_role(),
             &Config::default(),
             &event(5.0),
         ))
@@ -549,6 +682,7 @@ mod tests {
         let two = json!({"event": event(8.0), "approval_timeout_seconds": "90", "approvals_required": "2"});
         let output = block_on(capture_step(
             &|_: &Target| ec2.clone(),
+            &no_role(),
             &Config::default(),
             &two,
         ))
@@ -564,6 +698,7 @@ mod tests {
             let input = json!({"event": event(8.0), "approval_timeout_seconds": "90", "approvals_required": wrong});
             let error = block_on(capture_step(
                 &|_: &Target| ec2.clone(),
+                &no_role(),
                 &Config::default(),
                 &input,
             ))
@@ -575,6 +710,7 @@ mod tests {
             json!({"event": event(8.0), "approval_timeout_seconds": "${ApprovalTimeoutSeconds}"});
         let error = block_on(capture_step(
             &|_: &Target| ec2.clone(),
+            &no_role(),
             &Config::default(),
             &bad,
         ))
@@ -587,6 +723,7 @@ mod tests {
         let config = Config::default();
         let output = block_on(capture_step(
             &|_: &Target| -> FakeEc2 { panic!("no EC2 for a skipped finding") },
+            &no_role(),
             &config,
             &event(5.0),
         ))
@@ -599,12 +736,22 @@ mod tests {
     fn malformed_inputs_are_invalid_input_errors() {
         let config = Config::default();
         let none = &|_: &Target| -> FakeEc2 { panic!("no EC2 for bad input") };
-        let error =
-            block_on(capture_step(none, &config, &json!({"Findings": [{}, {}]}))).unwrap_err();
+        let error = block_on(capture_step(
+            none,
+            &no_role(),
+            &config,
+            &json!({"Findings": [{}, {}]}),
+        ))
+        .unwrap_err();
         assert_eq!(error.error_name(), "Cordon.InvalidInput");
         assert!(error.to_string().contains("found 2"));
-        let error =
-            block_on(capture_step(none, &config, &json!({"detail": {"id": "x"}}))).unwrap_err();
+        let error = block_on(capture_step(
+            none,
+            &no_role(),
+            &config,
+            &json!({"detail": {"id": "x"}}),
+        ))
+        .unwrap_err();
         assert!(error.to_string().contains("no `type`"));
         let skipped = CaptureOutput::skipped(None, None, "low".into());
         let error = block_on(isolate_step(none, &config, &skipped)).unwrap_err();
@@ -617,6 +764,7 @@ mod tests {
         let config = Config::default();
         let captured = block_on(capture_step(
             &|_: &Target| ec2.clone(),
+            &no_role(),
             &config,
             &event(8.0),
         ))
@@ -645,6 +793,7 @@ mod tests {
         let config = Config::default();
         let first = block_on(capture_step(
             &|_: &Target| ec2.clone(),
+            &no_role(),
             &config,
             &event(8.0),
         ))
@@ -667,7 +816,13 @@ mod tests {
         let mut second = event(8.0);
         second["detail"]["resource"]["instanceDetails"]["instanceId"] = "i-00000002".into();
         ec2.clear_calls();
-        let captured = block_on(capture_step(&|_: &Target| ec2.clone(), &config, &second)).unwrap();
+        let captured = block_on(capture_step(
+            &|_: &Target| ec2.clone(),
+            &no_role(),
+            &config,
+            &second,
+        ))
+        .unwrap();
         block_on(isolate_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();
         block_on(block_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();
         let calls = ec2.calls();

@@ -104,6 +104,16 @@ impl WorkflowState {
         )
     }
 
+    /// The credentials branch (Missing in an execution of a definition from before it).
+    pub fn credentials(&self) -> Branch<crate::measures::credentials::Report> {
+        branch(self.containment.as_ref().and_then(|c| c.get("credentials")))
+    }
+
+    /// The evidence branch (Missing in an execution of a definition from before it).
+    pub fn evidence(&self) -> Branch<crate::measures::evidence::Report> {
+        branch(self.containment.as_ref().and_then(|c| c.get("evidence")))
+    }
+
     pub fn restore_report(&self) -> Option<RestoreReport> {
         self.restore
             .as_ref()
@@ -126,7 +136,13 @@ impl WorkflowState {
             Branch::Failed { .. } => true,
             Branch::Missing => false,
         };
-        isolation_short || nacl_short || auto_scaling_short
+        // Stolen copies of the instance's credentials still work.
+        let credentials_short = match self.credentials() {
+            Branch::Done(report) => !report.errors.is_empty(),
+            Branch::Failed { .. } => true,
+            Branch::Missing => false,
+        };
+        isolation_short || nacl_short || auto_scaling_short || credentials_short
     }
 
     pub fn region(&self) -> &str {

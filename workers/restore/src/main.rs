@@ -30,6 +30,7 @@ async fn main() -> Result<(), Error> {
             let report = Box::pin(steps::approved_restore_step(
                 &aws,
                 &aws,
+                &aws,
                 gate,
                 &event.payload,
             ))

@@ -9,6 +9,8 @@
 //! machine, the template and the tests see every measure the same way.
 
 pub mod auto_scaling;
+pub mod credentials;
+pub mod evidence;
 
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +52,7 @@ pub struct Measure {
 }
 
 /// Every measure, in the order the Contain state's branches run them.
-pub const MEASURES: [Measure; 3] = [
+pub const MEASURES: [Measure; 5] = [
     Measure {
         id: "isolation",
         state: "IsolateSecurityGroups",
@@ -89,4 +91,6 @@ pub const MEASURES: [Measure; 3] = [
         ],
     },
     auto_scaling::MEASURE,
+    credentials::MEASURE,
+    evidence::MEASURE,
 ];

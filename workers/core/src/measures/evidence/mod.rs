@@ -1,0 +1,385 @@
+//! Evidence: the instance's disks as they were when it was contained. Every attached EBS volume
+//! is snapshotted at one point in time (`CreateSnapshots`, crash-consistent across them),
+//! once per finding, and its volumes are kept if the instance is terminated while it is
+//! isolated. The snapshots stay after restore: they are evidence. Beside isolation (a branch of
+//! the Contain state), never before it: a snapshot is taken of the disks as they are at the
+//! call, and isolation must not wait for it.
+//!
+//! The record is on the snapshots themselves, which the instance cannot write: each is tagged
+//! with the finding, the instance and the execution at creation, and those of volumes that
+//! were deleted on termination are tagged `cordon:delete-on-termination=true` before Cordon
+//! changes that, so that restore (the workflow's, or `cordon restore` by hand) gives exactly
+//! those back.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Measure, MeasureStatus, Phase};
+use crate::ec2::{Ec2, Snapshot, Volume};
+use crate::error::{Result, StepError};
+
+pub const MEASURE: Measure = Measure {
+    id: "evidence",
+    state: "SnapshotVolumes",
+    title: "evidence snapshots",
+    actions: &[
+        (Phase::Apply, "ec2:DescribeInstances"),
+        (Phase::Apply, "ec2:DescribeSnapshots"),
+        (Phase::Apply, "ec2:CreateSnapshots"),
+        (Phase::Apply, "ec2:CreateTags"),
+        (Phase::Apply, "ec2:ModifyInstanceAttribute"),
+        (Phase::Restore, "ec2:DescribeInstances"),
+        (Phase::Restore, "ec2:DescribeSnapshots"),
+        (Phase::Restore, "ec2:ModifyInstanceAttribute"),
+        (Phase::Restore, "ec2:DeleteTags"),
+    ],
+};
+
+/// The snapshots' tags: what they are evidence of.
+pub const FINDING_TAG: &str = "cordon:finding";
+pub const INSTANCE_TAG: &str = "cordon:instance";
+pub const EXECUTION_TAG: &str = "cordon:execution";
+/// On the snapshot of a volume that was deleted on termination before Cordon kept it: restore
+/// sets it back, then drops this tag.
+pub const DELETE_ON_TERMINATION_TAG: &str = "cordon:delete-on-termination";
+
+/// How the measure is set (`CORDON_EVIDENCE_SNAPSHOTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Whether volumes are snapshotted (on by default). Off, the measure changes nothing: the
+    /// snapshots carry the record of what it would change.
+    pub snapshots: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { snapshots: true }
+    }
+}
+
+/// What the measure plans for the instance's volumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Snapshot them (none of this finding yet, and snapshots are on).
+    pub snapshot: bool,
+    /// The devices whose volume is deleted on termination now: kept while isolated.
+    pub keep: Vec<String>,
+}
+
+/// The plan for `volumes`, given this finding's snapshots already taken (a re-delivered or
+/// updated finding, or a retry).
+pub fn plan(volumes: &[Volume], taken: &[Snapshot]) -> Plan {
+    Plan {
+        snapshot: taken.is_empty() && !volumes.is_empty(),
+        keep: volumes
+            .iter()
+            .filter(|v| v.delete_on_termination)
+            .map(|v| v.device.clone())
+            .collect(),
+    }
+}
+
+/// One snapshot of the evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taken {
+    pub snapshot_id: String,
+    pub volume_id: String,
+}
+
+/// What the measure did, or found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub instance_id: String,
+    pub status: MeasureStatus,
+    /// This finding's snapshots of the instance's volumes (taken now, or earlier).
+    pub snapshots: Vec<Taken>,
+    /// The devices Cordon set to be kept on termination.
+    pub kept_on_termination: Vec<String>,
+    pub notes: Vec<String>,
+    pub errors: Vec<StepError>,
+}
+
+impl Report {
+    /// One line for the email and the page.
+    pub fn line(&self) -> String {
+        let mut line = if self.snapshots.is_empty() {
+            "no snapshot".to_string()
+        } else {
+            format!(
+                "snapshots {}",
+                self.snapshots
+                    .iter()
+                    .map(|t| format!("{} (of {})", t.snapshot_id, t.volume_id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        if !self.kept_on_termination.is_empty() {
+            line.push_str(&format!(
+                "; {} kept if the instance is terminated",
+                self.kept_on_termination.join(", ")
+            ));
+        }
+        for note in &self.notes {
+            line.push_str("; ");
+            line.push_str(note);
+        }
+        line
+    }
+}
+
+fn ids_of(snapshots: &[Snapshot]) -> Vec<Taken> {
+    snapshots
+        .iter()
+        .map(|s| Taken {
+            snapshot_id: s.snapshot_id.clone(),
+            volume_id: s.volume_id.clone(),
+        })
+        .collect()
+}
+
+/// Preserves the evidence of `instance_id` for `finding` (its id) and `execution`: snapshots
+/// its volumes unless this finding's are taken already, marks those of volumes deleted on
+/// termination, then keeps those volumes on termination. Throttling and no answer fail the
+/// step for a retry (which finds the snapshots taken); anything else is reported.
+pub async fn preserve(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    finding: &str,
+    execution: Option<&str>,
+    settings: Settings,
+) -> Result<Report> {
+    let mut report = Report {
+        instance_id: instance_id.to_string(),
+        status: MeasureStatus::NotApplicable,
+        snapshots: Vec::new(),
+        kept_on_termination: Vec::new(),
+        notes: Vec::new(),
+        errors: Vec::new(),
+    };
+    if !settings.snapshots {
+        report
+            .notes
+            .push("evidence snapshots are off (EvidenceSnapshots=false)".into());
+        return Ok(report);
+    }
+    let of_this_finding = [
+        (FINDING_TAG.to_string(), finding.to_string()),
+        (INSTANCE_TAG.to_string(), instance_id.to_string()),
+    ];
+    let (instance, taken) = tokio::join!(
+        ec2.describe_instance(instance_id),
+        ec2.snapshots_tagged(&of_this_finding)
+    );
+    let (instance, mut taken) = (instance?, taken?);
+    if instance.volumes.is_empty() {
+        report.notes.push("no EBS volume attached".into());
+        return Ok(report);
+    }
+    report.status = MeasureStatus::Done;
+    let plan = plan(&instance.volumes, &taken);
+    if plan.snapshot {
+        let mut tags = of_this_finding.to_vec();
+        tags.push((
+            EXECUTION_TAG.into(),
+            execution.unwrap_or("cordon isolate").into(),
+        ));
+        tags.push(("Name".into(), format!("cordon evidence {instance_id}")));
+        let description = format!("Cordon evidence: {instance_id}, finding {finding}");
+        match ec2.create_snapshots(instance_id, &description, &tags).await {
+            Ok(snapshots) => taken = snapshots,
+            Err(error) if error.is_transient() => return Err(error),
+            Err(error) => report.errors.push(error.to_report()),
+        }
+    } else {
+        report
+            .notes
+            .push("taken for this finding before: not taken again".into());
+    }
+    report.snapshots = ids_of(&taken);
+    if let Err(error) = keep_on_termination(
+        ec2,
+        instance_id,
+        &instance.volumes,
+        &taken,
+        &plan.keep,
+        &mut report,
+    )
+    .await
+    {
+        if error.is_transient() {
+            return Err(error);
+        }
+        report.errors.push(error.to_report());
+    }
+    if !report.errors.is_empty() {
+        report.status = MeasureStatus::Partial;
+    }
+    Ok(report)
+}
+
+/// Keeps the volumes of `keep` (devices) on termination, each recorded first on its snapshot;
+/// a volume without a snapshot to carry its record is left as it is, and said so.
+async fn keep_on_termination(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    volumes: &[Volume],
+    taken: &[Snapshot],
+    keep: &[String],
+    report: &mut Report,
+) -> Result<()> {
+    let mut devices: Vec<(String, bool)> = Vec::new();
+    for device in keep {
+        let volume = volumes.iter().find(|v| v.device == *device);
+        match taken
+            .iter()
+            .find(|s| volume.is_some_and(|v| v.volume_id == s.volume_id))
+        {
+            Some(snapshot) => {
+                ec2.create_tags(
+                    &snapshot.snapshot_id,
+                    &[(DELETE_ON_TERMINATION_TAG.into(), "true".into())],
+                )
+                .await?;
+                devices.push((device.clone(), false));
+            }
+            None => report.notes.push(format!(
+                "{device} is left to be deleted on termination: it has no snapshot to record the setting on"
+            )),
+        }
+    }
+    if !devices.is_empty() {
+        ec2.set_delete_on_termination(instance_id, &devices).await?;
+        report.kept_on_termination = devices.into_iter().map(|(d, _)| d).collect();
+    }
+    Ok(())
+}
+
+/// What restore did with the volumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// The devices set back to be deleted on termination.
+    pub deleted_on_termination_again: Vec<String>,
+    /// The evidence, which stays.
+    pub snapshots_kept: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl RestoreReport {
+    /// One line for the restored email.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "  Evidence: snapshots {} kept",
+            if self.snapshots_kept.is_empty() {
+                "(none)".to_string()
+            } else {
+                self.snapshots_kept.join(", ")
+            }
+        );
+        if !self.deleted_on_termination_again.is_empty() {
+            line.push_str(&format!(
+                "; {} deleted on termination again, as before",
+                self.deleted_on_termination_again.join(", ")
+            ));
+        }
+        for note in &self.notes {
+            line.push_str("; ");
+            line.push_str(note);
+        }
+        line
+    }
+}
+
+/// Gives the volumes back their delete-on-termination setting, as the marked snapshots of the
+/// instance record it, for the volumes still attached and still kept (a volume detached or
+/// changed by someone meanwhile is left as it is, and said so); the snapshots stay. None when
+/// no snapshot of the instance is Cordon's.
+pub async fn restore(ec2: &impl Ec2, instance_id: &str) -> Result<Option<RestoreReport>> {
+    let of_instance = [(INSTANCE_TAG.to_string(), instance_id.to_string())];
+    let (instance, snapshots) = tokio::join!(
+        ec2.describe_instance(instance_id),
+        ec2.snapshots_tagged(&of_instance)
+    );
+    let (instance, snapshots) = (instance?, snapshots?);
+    if snapshots.is_empty() {
+        return Ok(None);
+    }
+    let marked: Vec<&Snapshot> = snapshots
+        .iter()
+        .filter(|s| {
+            s.tags
+                .iter()
+                .any(|(k, v)| k == DELETE_ON_TERMINATION_TAG && v == "true")
+        })
+        .collect();
+    let mut report = RestoreReport {
+        deleted_on_termination_again: Vec::new(),
+        snapshots_kept: snapshots.iter().map(|s| s.snapshot_id.clone()).collect(),
+        notes: Vec::new(),
+    };
+    let mut devices: Vec<(String, bool)> = Vec::new();
+    for snapshot in &marked {
+        match instance
+            .volumes
+            .iter()
+            .find(|v| v.volume_id == snapshot.volume_id)
+        {
+            Some(volume) if !volume.delete_on_termination => {
+                devices.push((volume.device.clone(), true))
+            }
+            Some(_) => {}
+            None => report.notes.push(format!(
+                "{} is no longer attached: left as it is",
+                snapshot.volume_id
+            )),
+        }
+    }
+    if !devices.is_empty() {
+        ec2.set_delete_on_termination(instance_id, &devices).await?;
+        report.deleted_on_termination_again = devices.into_iter().map(|(d, _)| d).collect();
+    }
+    for snapshot in marked {
+        ec2.delete_tags(
+            &snapshot.snapshot_id,
+            &[DELETE_ON_TERMINATION_TAG.to_string()],
+        )
+        .await?;
+    }
+    Ok(Some(report))
+}
+
+/// The snapshot step's input: the capture's output (`$`) and the execution
+/// (`$$.Execution.Id`), which the snapshots name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreserveInput {
+    pub capture: crate::capture::CaptureOutput,
+    pub execution: Option<String>,
+}
+
+/// The snapshot step: in the finding's account and region, for an instance the capture
+/// recorded, as the finding names it.
+pub async fn preserve_step(
+    ec2_in: &impl crate::ec2::Ec2Provider,
+    settings: Settings,
+    input: &PreserveInput,
+) -> Result<Report> {
+    let record = crate::steps::record_of(&input.capture)?;
+    let target = crate::steps::target_of(&input.capture);
+    let finding = input
+        .capture
+        .finding
+        .as_ref()
+        .map(|f| f.id.clone())
+        .unwrap_or_else(|| "none".into());
+    let ec2 = ec2_in.ec2_for(&target).await?;
+    preserve(
+        &ec2,
+        &record.instance_id,
+        &finding,
+        input.execution.as_deref(),
+        settings,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests;
