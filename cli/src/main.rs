@@ -840,11 +840,50 @@ async fn decide_command(
     Ok(0)
 }
 
+/// What each containment measure beyond the interfaces holds of an instance now, from where
+/// Cordon records it: the Auto Scaling record on the instance, the slot that names it on its
+/// role, and the evidence snapshots of it.
+async fn measures_of(
+    ec2: &AwsEc2,
+    iam: &impl Iam,
+    instance: &cordon_core::ec2::Instance,
+    region: &str,
+) -> Result<Value, CordonError> {
+    use cordon_core::measures::{auto_scaling, credentials, evidence};
+    let held = match auto_scaling::record_from_tags(&instance.id, &instance.tags) {
+        Ok(Some(record)) => {
+            json!({"group": record.group, "was": record.lifecycle_state, "intent": record.intent})
+        }
+        Ok(None) => Value::Null,
+        Err(error) => json!({"error": error.to_report()}),
+    };
+    let of_instance = [(evidence::INSTANCE_TAG.to_string(), instance.id.clone())];
+    let (cut, snapshots) = tokio::join!(
+        credentials::cut_of(ec2, iam, &instance.id, region),
+        ec2.snapshots_tagged(&of_instance)
+    );
+    let cut = match cut {
+        Ok(Some((role, slot))) => json!({"role": role, "slot": slot}),
+        Ok(None) => Value::Null,
+        Err(error) => json!({"error": error.to_report()}),
+    };
+    let snapshots: Vec<String> = snapshots?.into_iter().map(|s| s.snapshot_id).collect();
+    Ok(json!({
+        "auto_scaling": held,
+        "credentials": cut,
+        "evidence": snapshots,
+    }))
+}
+
 async fn status_command(target: &AwsTarget, instance: Option<&str>) -> Result<u8, CordonError> {
     if let Some(id) = instance {
         check_instance_id(id)?;
     }
-    let ec2: AwsEc2 = AwsContext::load(target).await.ec2(None);
+    let aws = AwsContext::load(target).await;
+    let ec2: AwsEc2 = aws.ec2(None);
+    let here = cordon_core::ec2::Target::default();
+    let iam = IamProvider::iam_for(&aws, &here).await?;
+    let region = cordon_core::measures::credentials::region_for(&aws, &here)?;
     let instances = match instance {
         Some(id) => vec![ec2.describe_instance(id).await?],
         None => {
@@ -862,12 +901,14 @@ async fn status_command(target: &AwsTarget, instance: Option<&str>) -> Result<u8
                 continue;
             }
         };
+        let measures = measures_of(&ec2, &iam, &found, &region).await?;
         quarantined.push(json!({
             "instance_id": found.id,
             "finding_id": record.finding_id,
             "finding_type": record.finding_type,
             "since": record.captured_at,
             "enis": eni_lines(Some(&record.interfaces), &found.interfaces),
+            "measures": measures,
         }));
     }
     print_pretty(&json!({ "quarantined": quarantined }));

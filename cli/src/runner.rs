@@ -14,9 +14,7 @@ use cordon_core::decision::{DecisionKey, RestoreGate};
 use cordon_core::kms::AwsKms;
 use cordon_core::measures::{auto_scaling, credentials, evidence};
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
-use cordon_core::steps::{
-    approved_restore_step, block_step, capture_step, isolate_step, unix_now, RestoreInput,
-};
+use cordon_core::steps::{approved_restore_step, block_step, isolate_step, unix_now, RestoreInput};
 use cordon_core::CordonError;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -191,12 +189,58 @@ pub struct Runner {
     sign_in_at: Option<String>,
     topic_arn: String,
     region: String,
+    /// The release ledger, as the stack's table.
+    ledger: cordon_core::lifecycle::aws::DynamoLedger,
 }
+
+/// The release ledger's table on the emulator, as the stack names it.
+pub const RELEASE_TABLE: &str = "cordon-releases";
 
 fn sfn_error(operation: &str, error: impl std::fmt::Display) -> CordonError {
     CordonError::Unavailable {
         operation: operation.into(),
         message: error.to_string(),
+    }
+}
+
+/// The release ledger's table, as the stack creates it (kept if it is there already: several
+/// runners may share one emulator).
+async fn create_release_table(sdk: &aws_config::SdkConfig) -> Result<(), CordonError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let created = aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(RELEASE_TABLE)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("finding_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("complete"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("finding_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("complete"),
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(error)
+            if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&error)
+                == Some("ResourceInUseException") =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(sfn_error(
+            "CreateTable",
+            aws_sdk_dynamodb::error::DisplayErrorContext(&error),
+        )),
     }
 }
 
@@ -223,7 +267,7 @@ impl Runner {
     /// provider, as the stack's `OidcIssuer` makes it.
     pub async fn start_with_sign_in(
         endpoint: &str,
-        config: Config,
+        mut config: Config,
         sign_in: Option<SignIn>,
     ) -> Result<Runner, CordonError> {
         let http = reqwest::Client::new();
@@ -255,6 +299,9 @@ impl Runner {
             .send()
             .await
             .map_err(|e| sfn_error("Subscribe", aws_sdk_sns::error::DisplayErrorContext(&e)))?;
+        create_release_table(&sdk).await?;
+        config.release_table = Some(RELEASE_TABLE.into());
+        let ledger = cordon_core::lifecycle::aws::DynamoLedger::new(&sdk, RELEASE_TABLE);
         let sfn = aws_sdk_sfn::Client::new(&sdk);
         let approval_key = LinkKey {
             kms: AwsKms::new(&sdk),
@@ -295,6 +342,7 @@ impl Runner {
             sign_in_at,
             topic_arn,
             region,
+            ledger,
         })
     }
 
@@ -592,9 +640,16 @@ impl Runner {
                 .map_err(|e| CordonError::InvalidInput(e.to_string()))
         }
         Ok(match worker {
-            Worker::CaptureState => {
-                serde_json::to_value(capture_step(ec2, ec2, &self.config, input).await?)
-            }
+            Worker::CaptureState => serde_json::to_value(
+                Box::pin(cordon_core::lifecycle::capture_step(
+                    ec2,
+                    ec2,
+                    Some(&self.ledger),
+                    &self.config,
+                    input,
+                ))
+                .await?,
+            ),
             Worker::IsolateSg => {
                 serde_json::to_value(isolate_step(ec2, &self.config, &typed(input)?).await?)
             }
@@ -618,7 +673,15 @@ impl Runner {
             Worker::Restore => {
                 let input: RestoreInput = typed(input)?;
                 serde_json::to_value(
-                    Box::pin(approved_restore_step(ec2, ec2, ec2, &self.gate, &input)).await?,
+                    Box::pin(approved_restore_step(
+                        ec2,
+                        ec2,
+                        ec2,
+                        Some(&self.ledger),
+                        &self.gate,
+                        &input,
+                    ))
+                    .await?,
                 )
             }
             Worker::Notify => {

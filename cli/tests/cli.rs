@@ -257,6 +257,23 @@ async fn break_glass_isolate_status_and_restore() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["instance_id"], instance.as_str());
     assert!(listed[0]["since"].as_str().unwrap().ends_with('Z'));
+    // Each measure beyond the interfaces: no group, no role, its root volume's snapshot.
+    let measures = &listed[0]["measures"];
+    assert_eq!(
+        measures["auto_scaling"],
+        serde_json::Value::Null,
+        "{measures}"
+    );
+    assert_eq!(
+        measures["credentials"],
+        serde_json::Value::Null,
+        "{measures}"
+    );
+    assert_eq!(
+        measures["evidence"].as_array().unwrap().len(),
+        1,
+        "{measures}"
+    );
 
     let output = cordon(Some(&moto), &["restore", "--instance", &instance]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));

@@ -678,7 +678,9 @@ fn the_credentials_deny_is_one_document_and_cordons_iam_writes_cannot_grant() {
                                 || match action {
                                     "iam:AttachRolePolicy" | "iam:DetachRolePolicy" => {
                                         condition["ArnEquals"]["iam:PolicyARN"]
-                                            == serde_json::json!({"Ref": "QuarantineDenyPolicy"})
+                                            == serde_json::json!({"Fn::Sub": format!(
+                                                "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy{POLICY_PATH}{POLICY_NAME}"
+                                            )})
                                     }
                                     "iam:TagRole" | "iam:UntagRole" => {
                                         condition["ForAllValues:StringLike"]["aws:TagKeys"]

@@ -99,9 +99,15 @@ async fn the_volumes_are_snapshotted_once_per_finding_and_kept_while_isolated() 
         .values()
         .all(|(_, tags)| !tags.contains_key("cordon:delete-on-termination")));
 
-    // The same finding again after the release: contained again, no second snapshot.
+    // The same finding again after the release, with activity since: contained again, no
+    // second snapshot.
+    let mut update = event(&instance);
+    update["detail"]["service"]["eventLastSeen"] = (chrono::Utc::now()
+        + chrono::Duration::seconds(1))
+    .to_rfc3339()
+    .into();
     let again = runner
-        .run(&event(&instance), DecisionMode::Reject, 600)
+        .run(&update, DecisionMode::Reject, 600)
         .await
         .unwrap();
     assert_eq!(again.outcome, "kept_isolated", "{:?}", again.states);

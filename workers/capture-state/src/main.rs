@@ -1,7 +1,8 @@
-//! capture-state: reads the GuardDuty event, applies the trigger policy and records the
-//! instance's original network state (output and `cordon:state:*` tags).
+//! capture-state: reads the GuardDuty event, applies the trigger policy and the release
+//! ledger, and records the instance's original network state (output and `cordon:state:*`
+//! tags).
 
-use cordon_core::steps;
+use cordon_core::lifecycle::{self, aws::DynamoLedger};
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -9,12 +10,24 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
     let (config, aws) = cordon_core::aws::worker_context().await?;
+    // The ledger is in the stack's own account and region, whatever account the instance is in.
+    let ledger = config
+        .release_table
+        .as_deref()
+        .map(|table| DynamoLedger::new(aws.sdk_config(), table));
     run(service_fn(|event: LambdaEvent<Value>| {
         // Its clients know when this invocation ends: no EC2 work is started that the
         // function's timeout would cut in two.
-        let (aws, config) = (aws.until(event.context.deadline), &config);
+        let (aws, config, ledger) = (aws.until(event.context.deadline), &config, &ledger);
         async move {
-            let output = steps::capture_step(&aws, &aws, config, &event.payload).await?;
+            let output = Box::pin(lifecycle::capture_step(
+                &aws,
+                &aws,
+                ledger.as_ref(),
+                config,
+                &event.payload,
+            ))
+            .await?;
             tracing::info!(instance = ?output.instance_id, status = ?output.status, reason = %output.reason, "capture");
             Ok::<_, cordon_core::CordonError>(output)
         }

@@ -1132,8 +1132,8 @@ impl Ec2 for AwsEc2 {
                     .set_tags(Some(sdk_tags(tags)))
                     .build(),
             )
-            // The volumes' own tags (application, owner) go with the evidence too.
-            .copy_tags_from_source(aws_sdk_ec2::types::CopyTagsFromSource::Volume)
+            // Not the volumes' own tags: whoever holds the instance's credentials may have
+            // written them, and a Cordon tag among them would steer restore.
             .send()
             .await
             .map_err(|e| sdk_error("CreateSnapshots", instance_id, e))?;

@@ -120,6 +120,10 @@ pub struct Config {
     pub auto_scaling: crate::measures::auto_scaling::Settings,
     #[serde(default)]
     pub evidence: crate::measures::evidence::Settings,
+    /// The release ledger's DynamoDB table (`CORDON_RELEASE_TABLE`): None, and an update of a
+    /// finding contains a released instance again whatever it reports.
+    #[serde(default)]
+    pub release_table: Option<String>,
 }
 
 impl ForensicSource {
@@ -200,6 +204,7 @@ impl Config {
                 })
                 .unwrap_or_default()
         };
+        config.release_table = get("CORDON_RELEASE_TABLE");
         config.policy.allow_type_prefixes = list("CORDON_ALLOW_TYPE_PREFIXES");
         config.policy.deny_type_prefixes = list("CORDON_DENY_TYPE_PREFIXES");
         config.policy.resource_roles = list("CORDON_RESOURCE_ROLES");

@@ -11,6 +11,7 @@ pub mod ec2;
 pub mod error;
 pub mod finding;
 pub mod kms;
+pub mod lifecycle;
 pub mod logging;
 pub mod measures;
 pub mod net;

@@ -8,7 +8,7 @@ use crate::capture::{capture, CaptureOutput, FindingSummary};
 use crate::config::Config;
 use crate::decision::RestoreGate;
 use crate::ec2::{DenyEntry, Ec2Provider, Target};
-use crate::error::{CordonError, Result};
+use crate::error::{CordonError, Result, StepError};
 use crate::finding::{findings_in_value, ParsedFinding};
 use crate::isolate::{isolate, retryable, IsolationReport};
 use crate::kms::Kms;
@@ -144,17 +144,26 @@ pub async fn capture_step(
             region: finding.region.clone(),
         };
         let ec2 = ec2_in.ec2_for(&target).await?;
-        let not_theirs = match &finding.credentials_of {
+        // Stolen credentials: GuardDuty raises the finding only for credentials EC2 issued
+        // to an instance, so the session's name is EC2's, and the instance is contained
+        // whatever its profile holds now (whoever holds the credentials may have removed or
+        // swapped it to escape); a profile that is not the credentials' is said.
+        let moved = match &finding.credentials_of {
             Some(role) => {
                 let iam = iam_in.iam_for(&target).await?;
                 credentials::credentials_not_of(&ec2, &iam, &instance_id, role).await?
             }
             None => None,
         };
-        match not_theirs {
-            Some(reason) => CaptureOutput::skipped(Some(instance_id), Some(summary), reason),
-            None => capture(&ec2, &instance_id, Some(summary), execution, &now_rfc3339()).await?,
+        let mut output =
+            capture(&ec2, &instance_id, Some(summary), execution, &now_rfc3339()).await?;
+        if let Some(moved) = moved {
+            output.warnings.push(StepError {
+                error: "Cordon.CredentialsElsewhere".into(),
+                cause: moved,
+            });
         }
+        output
     };
     output.approval_timeout_seconds = Some(approval_timeout);
     output.approvals_required = Some(approvals_required);
@@ -316,11 +325,17 @@ impl RestoreInput {
             .is_some_and(|report| report.status == crate::measures::MeasureStatus::NotApplicable)
     }
 
-    /// What the credentials branch cut, as `auto_scaling_record` says it.
+    /// What the credentials branch cut: `Some(None)` when the instance has no role (nothing
+    /// to restore, no call needed); None when it is not known here (the branch failed or was
+    /// cut short, or break glass): then whatever names the instance on its role is released.
     fn credentials_record(&self) -> Option<Option<credentials::Record>> {
         let branch = self.credentials.as_ref()?;
         let report: credentials::Report = serde_json::from_value(branch.clone()).ok()?;
-        Some(report.record)
+        match (report.status, report.record) {
+            (crate::measures::MeasureStatus::NotApplicable, _) => Some(None),
+            (_, Some(record)) => Some(Some(record)),
+            _ => None,
+        }
     }
 }
 
@@ -333,6 +348,7 @@ pub async fn approved_restore_step(
     ec2_in: &impl Ec2Provider,
     autoscaling_in: &impl AutoScalingProvider,
     iam_in: &impl IamProvider,
+    ledger: Option<&impl crate::lifecycle::Ledger>,
     gate: &RestoreGate<impl Kms>,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
@@ -349,8 +365,55 @@ pub async fn approved_restore_step(
     let answer = input.approval.clone().unwrap_or(Value::Null);
     let at_least = input.approvals_required.unwrap_or(1);
     match gate.approves(execution_arn, &answer, at_least).await? {
-        Ok(_) => restore_step(ec2_in, autoscaling_in, iam_in, input).await,
+        Ok(_) => {
+            let mut report = restore_step(ec2_in, autoscaling_in, iam_in, input).await?;
+            if let Some(ledger) = ledger {
+                record_release(ledger, input, execution_arn, &mut report).await?;
+            }
+            Ok(report)
+        }
         Err(reason) => Ok(RestoreReport::decision_refused(&input.instance_id, reason)),
+    }
+}
+
+/// Records in the ledger that the instance was released for its finding, so that an update of
+/// the finding reporting no activity since does not contain it again
+/// ([`crate::lifecycle`]). A restore that failed records nothing; one that left drift is a
+/// release all the same. Not recorded (a refusal): the report says what that means.
+async fn record_release(
+    ledger: &impl crate::lifecycle::Ledger,
+    input: &RestoreInput,
+    execution_arn: &str,
+    report: &mut RestoreReport,
+) -> Result<()> {
+    if !matches!(
+        report.status,
+        crate::restore::RestoreStatus::Restored
+            | crate::restore::RestoreStatus::Drift
+            | crate::restore::RestoreStatus::NotIsolated
+    ) {
+        return Ok(());
+    }
+    let Some(finding_id) = input.record.as_ref().and_then(|r| r.finding_id.clone()) else {
+        return Ok(());
+    };
+    let release = crate::lifecycle::Release {
+        finding_id,
+        instance_id: input.instance_id.clone(),
+        released_at: now_rfc3339(),
+        execution: execution_arn.to_string(),
+    };
+    match ledger.record_release(&release).await {
+        Ok(()) => Ok(()),
+        // The restore is idempotent: run it again rather than leave the release unrecorded.
+        Err(error) if error.is_transient() => Err(error),
+        Err(error) => {
+            report.errors.push(StepError {
+                error: error.error_name().into(),
+                cause: format!("the release was not recorded ({error}): the next update of this finding will contain the instance again"),
+            });
+            Ok(())
+        }
     }
 }
 
@@ -392,7 +455,17 @@ pub async fn restore_step(
     fail_if_retryable(&report.errors)?;
     // The volumes' settings; the evidence snapshots stay.
     if !input.evidence_not_applicable() {
-        report.evidence = crate::measures::evidence::restore(&ec2, &input.instance_id).await?;
+        match crate::measures::evidence::restore(&ec2, &input.instance_id).await {
+            Ok(evidence) => report.evidence = evidence,
+            // Run the idempotent restore again rather than stop half-way.
+            Err(error) if error.is_transient() => return Err(error),
+            // The volumes' setting is not containment: the credentials and the group are
+            // still given back, and the report says what was not.
+            Err(error) => report.errors.push(StepError {
+                error: error.error_name().into(),
+                cause: format!("the volumes' delete-on-termination setting was not given back ({error}); the evidence snapshots say which were changed (tag cordon:delete-on-termination)"),
+            }),
+        }
     }
     // The credentials before the group: an instance back in service needs them.
     let cut = input.credentials_record();
@@ -469,13 +542,12 @@ mod tests {
     }
 
     #[test]
-    fn stolen_credentials_contain_the_instance_only_when_its_role_is_theirs() {
+    fn stolen_credentials_contain_the_instance_they_were_issued_to_whatever_its_profile_now() {
         use crate::measures::credentials::port::fake::{FakeIam, PROFILE_ARN, ROLE};
-        let ec2 = FakeEc2::standard();
         let iam = FakeIam::with_role();
         let iam_in = |_: &Target| iam.clone();
         let config = Config::default();
-        let run = |event: &Value| {
+        let run = |ec2: &FakeEc2, event: &Value| {
             block_on(capture_step(
                 &|_: &Target| ec2.clone(),
                 &iam_in,
@@ -485,39 +557,44 @@ mod tests {
             .unwrap()
         };
 
-        // No instance profile: its credentials are nobody's role, so not these.
-        let output = run(&exfiltration(ROLE));
-        assert_eq!(output.status, CaptureStatus::Skipped);
-        assert!(
-            output.reason.contains("no instance profile"),
-            "{}",
-            output.reason
-        );
-
+        // Its profile holds the credentials' role: contained, nothing to say.
+        let ec2 = FakeEc2::standard();
         ec2.with(|s| {
             s.instances
                 .get_mut("i-00000001")
                 .unwrap()
                 .instance_profile_arn = Some(PROFILE_ARN.into())
         });
-        // Another role's session named after this instance: not contained.
-        let output = run(&exfiltration("other-role"));
-        assert_eq!(output.status, CaptureStatus::Skipped);
-        assert!(
-            output.reason.contains("has role web-role"),
-            "{}",
-            output.reason
-        );
-        assert!(ec2.with(|s| s.instances["i-00000001"].tags.len()) == 1);
-
-        // Its own role's: contained, the address they were used from screened as a remote.
-        let output = run(&exfiltration(ROLE));
+        let output = run(&ec2, &exfiltration(ROLE));
         assert_eq!(output.status, CaptureStatus::Captured, "{}", output.reason);
+        assert!(output.warnings.is_empty(), "{:?}", output.warnings);
         assert_eq!(output.record.unwrap().instance_id, "i-00000001");
         assert_eq!(
             output.finding.unwrap().remote_addresses,
             vec!["203.0.113.9".parse::<std::net::IpAddr>().unwrap()]
         );
+
+        // Its profile removed (or swapped) since: contained all the same, and said.
+        for (ec2, shown) in [
+            (FakeEc2::standard(), "no instance profile"),
+            (ec2, "now holds role web-role"),
+        ] {
+            let role = if shown.contains("web-role") {
+                "old-role"
+            } else {
+                ROLE
+            };
+            let output = run(&ec2, &exfiltration(role));
+            assert_ne!(output.status, CaptureStatus::Skipped, "{}", output.reason);
+            assert!(
+                output
+                    .warnings
+                    .iter()
+                    .any(|w| w.cause.contains(shown) && w.cause.contains("are not cut")),
+                "{:?}",
+                output.warnings
+            );
+        }
     }
 
     #[test]
@@ -604,6 +681,7 @@ mod tests {
             &provider,
             &no_group(),
             &no_role(),
+            None::<&crate::lifecycle::port::fake::FakeLedger>,
             &gate,
             &input(forged),
         ))
@@ -624,6 +702,7 @@ mod tests {
             &provider,
             &no_group(),
             &no_role(),
+            None::<&crate::lifecycle::port::fake::FakeLedger>,
             &gate,
             &no_execution
         ))
@@ -645,6 +724,7 @@ mod tests {
             &provider,
             &no_group(),
             &no_role(),
+            None::<&crate::lifecycle::port::fake::FakeLedger>,
             &gate,
             &input(approval),
         ))

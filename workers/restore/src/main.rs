@@ -1,11 +1,13 @@
 //! restore: puts back each interface's recorded groups, removes exactly the ACL entries
 //! Cordon added, resets termination protection and drops Cordon's tags; reports drift. Only
 //! on a decision sealed for the execution (KMS VerifyMac with the key of the way it was made),
-//! by as many different approvers as the stack requires.
+//! by as many different approvers as the stack requires. A release is recorded in the ledger,
+//! so that an update of the finding with no activity since does not contain it again.
 
 use cordon_core::aws::{AwsContext, AwsTarget, MemberRole};
 use cordon_core::decision::RestoreGate;
 use cordon_core::kms::AwsKms;
+use cordon_core::lifecycle::aws::DynamoLedger;
 use cordon_core::steps::{self, RestoreInput};
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 
@@ -16,6 +18,10 @@ async fn main() -> Result<(), Error> {
         .await
         .with_member_role(MemberRole::from_env());
     // KMS in the stack's own account and region, whatever account the instance is in.
+    // The release ledger, in the stack's own account and region.
+    let ledger = cordon_core::config::Config::from_env()?
+        .release_table
+        .map(|table| DynamoLedger::new(aws.sdk_config(), &table));
     let gate = RestoreGate::from_lookup(
         |name| std::env::var(name).ok(),
         AwsKms::new(aws.sdk_config()),
@@ -23,7 +29,7 @@ async fn main() -> Result<(), Error> {
     run(service_fn(|event: LambdaEvent<RestoreInput>| {
         // Its clients know when this invocation ends (see capture-state).
         let aws = aws.until(event.context.deadline);
-        let gate = &gate;
+        let (gate, ledger) = (&gate, &ledger);
         async move {
             // Boxed: inline, the step's future nests past the compiler's query depth limit
             // when it lays out main's future.
@@ -31,6 +37,7 @@ async fn main() -> Result<(), Error> {
                 &aws,
                 &aws,
                 &aws,
+                ledger.as_ref(),
                 gate,
                 &event.payload,
             ))

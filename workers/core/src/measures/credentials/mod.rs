@@ -31,7 +31,8 @@ pub const MEASURE: Measure = Measure {
     state: "CutCredentials",
     title: "instance credentials",
     actions: &[
-        // A finding about the credentials used elsewhere: checking the instance's role.
+        // A finding about the credentials used elsewhere: whether the profile still holds
+        // their role.
         (Phase::Capture, "iam:GetInstanceProfile"),
         (Phase::Apply, "ec2:DescribeInstances"),
         (Phase::Apply, "iam:GetInstanceProfile"),
@@ -328,26 +329,26 @@ async fn role_of(
     })
 }
 
-/// For a finding about an instance's credentials used elsewhere: why `instance_id` is not to
-/// be contained for the credentials of `role` (None: its role is that one). The instance is
-/// read from the session's name in the finding, which whoever makes a session of a role
-/// chooses: only the role EC2 hands the instance makes it the credentials' instance.
+/// For a finding about an instance's credentials used elsewhere: what is wrong with the
+/// instance's profile now, if it no longer holds `role` (None: it does, or the instance is
+/// gone, which capture reports). Said, never a reason to leave the instance alone: whoever
+/// holds the credentials may have removed or swapped the profile to escape containment, and
+/// then the cut reaches the profile's role now, not `role`'s copies; the warning says so.
 pub async fn credentials_not_of(
     ec2: &impl Ec2,
     iam: &impl Iam,
     instance_id: &str,
     role: &str,
 ) -> Result<Option<String>> {
-    let seen = format!("the credentials GuardDuty saw used elsewhere are role {role}'s, but instance {instance_id}");
+    let seen = format!(
+        "GuardDuty saw role {role}'s credentials of {instance_id} used elsewhere, but the instance"
+    );
+    let tail = format!("role {role}'s credentials of this instance are not cut: attach Cordon's deny policy to {role} and tag it cordon-quarantine-N with the instance's ARN, or revoke {role}'s sessions");
     Ok(match role_of(ec2, iam, instance_id).await {
         Ok(Ok((_, actual))) if actual == role => None,
-        Ok(Ok((_, actual))) => Some(format!(
-            "{seen} has role {actual}: not contained (a session's name alone proves nothing)"
-        )),
-        Ok(Err(why)) => Some(format!("{seen} has {why}: not contained")),
-        Err(CordonError::InstanceNotFound { .. }) => {
-            Some(format!("{seen} does not exist: nothing to contain"))
-        }
+        Ok(Ok((_, actual))) => Some(format!("{seen}'s profile now holds role {actual}: {tail}")),
+        Ok(Err(why)) => Some(format!("{seen} has {why}: {tail}")),
+        Err(CordonError::InstanceNotFound { .. }) => None,
         Err(error) => return Err(error),
     })
 }
@@ -373,31 +374,39 @@ pub async fn cut(
     for _ in 0..SLOT_ATTEMPTS {
         let (tags, attached) = tokio::join!(iam.role_tags(&role), iam.attached_policies(&role));
         let (tags, attached) = (tags?, attached?.contains(&policy_arn));
-        let (slot, attached_before) =
-            match plan_cut(&role, instance_id, &instance_arn, &tags, attached) {
-                Cut::AlreadyCut { slot } => (slot, false),
-                Cut::NoRoom(why) => return Ok(report.failed("Cordon.IamError", why)),
-                Cut::Write {
-                    slot,
-                    attach,
-                    attached_before,
-                } => {
-                    // The policy first: alone it denies nothing, and the slot tag is what cuts.
-                    if attach {
-                        if let Err(error) = iam.attach_role_policy(&role, &policy_arn).await {
-                            return refused(report, &role, &policy_arn, error);
-                        }
-                    }
-                    if let Err(error) = iam.tag_role(&role, &slot, &instance_arn).await {
+        let plan = plan_cut(&role, instance_id, &instance_arn, &tags, attached);
+        let (slot, attached_before) = match plan {
+            Cut::NoRoom(why) => return Ok(report.failed("Cordon.IamError", why)),
+            // A retry: the slot is there already.
+            Cut::AlreadyCut { slot } => (slot, false),
+            Cut::Write {
+                slot,
+                attach,
+                attached_before,
+            } => {
+                // The policy first: alone it denies nothing, and the slot tag is what cuts.
+                if attach {
+                    if let Err(error) = iam.attach_role_policy(&role, &policy_arn).await {
                         return refused(report, &role, &policy_arn, error);
                     }
-                    let now = iam.role_tags(&role).await?;
-                    if !now.iter().any(|(k, v)| *k == slot && *v == instance_arn) {
-                        continue;
-                    }
-                    (slot, attached_before)
                 }
-            };
+                if let Err(error) = iam.tag_role(&role, &slot, &instance_arn).await {
+                    return refused(report, &role, &policy_arn, error);
+                }
+                let now = iam.role_tags(&role).await?;
+                if !now.iter().any(|(k, v)| *k == slot && *v == instance_arn) {
+                    continue;
+                }
+                (slot, attached_before)
+            }
+        };
+        // A restore of the role's last other cut instance may have detached the policy
+        // between our read and our slot (or before a retry): the slot alone denies nothing.
+        if !iam.attached_policies(&role).await?.contains(&policy_arn) {
+            if let Err(error) = iam.attach_role_policy(&role, &policy_arn).await {
+                return refused(report, &role, &policy_arn, error);
+            }
+        }
         let mut report = report;
         report.record = Some(Record {
             role,
@@ -435,6 +444,25 @@ fn refused(report: Report, role: &str, policy_arn: &str, error: CordonError) -> 
         _ => format!("role {role}: {error}; the credentials still work"),
     };
     Ok(report.failed(error.error_name(), cause))
+}
+
+/// The role and slot that cut `instance_id`'s credentials now, if any (`cordon status`).
+pub async fn cut_of(
+    ec2: &impl Ec2,
+    iam: &impl Iam,
+    instance_id: &str,
+    region: &str,
+) -> Result<Option<(String, String)>> {
+    let Ok((profile, role)) = role_of(ec2, iam, instance_id).await? else {
+        return Ok(None);
+    };
+    let arn = profile.instance_arn(region, instance_id);
+    Ok(iam
+        .role_tags(&role)
+        .await?
+        .into_iter()
+        .find(|(key, value)| slot_of(key).is_some() && *value == arn)
+        .map(|(slot, _)| (role, slot)))
 }
 
 /// What restore did for the role.
@@ -504,22 +532,37 @@ pub async fn restore(
     if !release.untag.is_empty() {
         iam.untag_role(&role, &release.untag).await?;
     }
+    let mut notes = Vec::new();
+    let mut detached = false;
     if release.detach {
         match iam.detach_role_policy(&role, &policy_arn).await {
-            Ok(()) => {}
+            Ok(()) => detached = true,
             // Detached meanwhile (another restore of the role's last two): what was wanted.
-            Err(CordonError::Iam { code, .. }) if code == "NoSuchEntity" => {}
+            Err(CordonError::Iam { code, .. }) if code == "NoSuchEntity" => detached = true,
             Err(error) => return Err(error),
         }
+        // A cut of another instance of the role may have written its slot after our read,
+        // finding the policy still attached: it must stay.
+        let now = iam.role_tags(&role).await?;
+        if now
+            .iter()
+            .any(|(k, v)| slot_of(k).is_some() && !v.is_empty() && *v != instance_arn)
+        {
+            iam.attach_role_policy(&role, &policy_arn).await?;
+            detached = false;
+            notes.push(
+                "another instance of the role was cut meanwhile: Cordon's deny stays attached for it"
+                    .into(),
+            );
+        }
     }
-    let mut notes = Vec::new();
     if !release.untag.is_empty() {
         notes.push("IAM applies it within seconds, at times minutes".into());
     }
     Ok(Some(RestoreReport {
         role,
         released: release.untag,
-        policy_detached: release.detach,
+        policy_detached: detached,
         notes,
     }))
 }

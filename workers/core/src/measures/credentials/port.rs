@@ -94,6 +94,12 @@ pub mod fake {
         /// After this many more `iam:TagRole` calls, the next one's tag is overwritten by
         /// another writer (a concurrent run for another instance of the role) right after.
         pub overwrite_after_tag: Option<(usize, String)>,
+        /// A restore of another instance of the role detaches the policy right after the
+        /// next `iam:TagRole`.
+        pub detach_after_tag: bool,
+        /// A cut of another instance of the role writes this slot right after the next
+        /// `iam:DetachRolePolicy`.
+        pub tag_after_detach: Option<(String, String)>,
     }
 
     #[derive(Debug, Clone, Default)]
@@ -235,6 +241,11 @@ pub mod fake {
                 if let Some(other) = racer {
                     found.tags.iter_mut().find(|(k, _)| k == key).unwrap().1 = other;
                 }
+                if std::mem::take(&mut s.detach_after_tag) {
+                    for role in s.roles.values_mut() {
+                        role.attached.retain(|a| a != POLICY_ARN);
+                    }
+                }
                 Ok(())
             })
         }
@@ -296,6 +307,9 @@ pub mod fake {
                         "NoSuchEntity",
                         format!("Policy {policy_arn} was not found."),
                     ));
+                }
+                if let Some(tag) = s.tag_after_detach.take() {
+                    s.roles.get_mut(role).unwrap().tags.push(tag);
                 }
                 Ok(())
             })

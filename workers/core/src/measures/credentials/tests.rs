@@ -274,3 +274,35 @@ fn throttling_fails_the_step_for_a_retry() {
     // The retry finishes the job.
     assert_eq!(cut_now(&ec2, &iam, INSTANCE).status, MeasureStatus::Done);
 }
+
+#[test]
+fn a_restore_racing_a_cut_of_the_same_role_never_leaves_the_cut_without_the_policy() {
+    // The cut's read finds the policy attached (another instance is cut); that instance's
+    // restore detaches it before the cut's slot lands.
+    let (ec2, iam) = (ec2_with_profile(), FakeIam::with_role());
+    let other = cut_now(&ec2, &iam, OTHER).record.unwrap();
+    iam.with(|s| s.detach_after_tag = true);
+    let report = cut_now(&ec2, &iam, INSTANCE);
+    assert_eq!(report.status, MeasureStatus::Done);
+    assert!(iam.role(ROLE).attached.contains(&POLICY_ARN.to_string()));
+
+    // The other way: a restore detaches as a cut of another instance writes its slot.
+    let record = report.record.unwrap();
+    restore_now(&ec2, &iam, OTHER, Some(other));
+    iam.with(|s| s.tag_after_detach = Some((slot_key(9), arn("i-0000000000000beef"))));
+    let restored = restore_now(&ec2, &iam, INSTANCE, Some(record)).unwrap();
+    assert!(!restored.policy_detached);
+    assert!(iam.role(ROLE).attached.contains(&POLICY_ARN.to_string()));
+}
+
+#[test]
+fn a_cut_cut_short_is_released_by_the_instance_arn() {
+    // The slot was written but the step ended before it reported a record.
+    let (ec2, iam) = (ec2_with_profile(), FakeIam::with_role());
+    let before = iam.role(ROLE);
+    cut_now(&ec2, &iam, INSTANCE);
+    let restored = restore_now(&ec2, &iam, INSTANCE, None).unwrap();
+    assert_eq!(restored.released.len(), 1);
+    assert_eq!(iam.role(ROLE).tags, before.tags);
+    assert_eq!(iam.role(ROLE).attached, before.attached);
+}
