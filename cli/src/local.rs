@@ -199,6 +199,7 @@ pub struct World {
     pub ec2: Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub iam: aws_sdk_iam::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
 }
 
 /// A role as the tests and the demo compare it: its tags and its managed policies.
@@ -239,7 +240,64 @@ impl World {
             ec2: Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
         }
+    }
+
+    /// An instance target group `name` in `vpc` (HTTP on `port`); its ARN.
+    pub async fn target_group(&self, vpc: &str, name: &str, port: i32) -> String {
+        let out = self
+            .elb
+            .create_target_group()
+            .name(name)
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+            .port(port)
+            .vpc_id(vpc)
+            .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance)
+            .send()
+            .await
+            .unwrap();
+        out.target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Registers `instance` in the target group on `port`.
+    pub async fn register_target(&self, target_group: &str, instance: &str, port: i32) {
+        self.elb
+            .register_targets()
+            .target_group_arn(target_group)
+            .targets(
+                aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                    .id(instance)
+                    .port(port)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The target group's targets: (instance, port), sorted.
+    pub async fn targets(&self, target_group: &str) -> Vec<(String, i32)> {
+        let out = self
+            .elb
+            .describe_target_health()
+            .target_group_arn(target_group)
+            .send()
+            .await
+            .unwrap();
+        let mut targets: Vec<(String, i32)> = out
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                let target = d.target()?;
+                Some((target.id()?.to_string(), target.port().unwrap_or_default()))
+            })
+            .collect();
+        targets.sort();
+        targets
     }
 
     /// Cordon's deny policy for the credentials measure, as its stack deploys it.

@@ -20,6 +20,7 @@ use cordon_core::isolate::{isolate_seen, StepStatus};
 use cordon_core::kms::AwsKms;
 use cordon_core::measures::auto_scaling::AutoScaling;
 use cordon_core::measures::credentials::{Iam, IamProvider};
+use cordon_core::measures::load_balancers::LoadBalancing;
 use cordon_core::nacl::block;
 use cordon_core::policy::Verdict;
 use cordon_core::record::{state_from_tags, STATE_TAG_PREFIX};
@@ -402,6 +403,9 @@ struct IsolateOutput {
     /// The evidence measure's report (None: not run).
     #[serde(skip_serializing_if = "Option::is_none")]
     evidence: Option<cordon_core::measures::evidence::Report>,
+    /// The load-balancer measure's report (None: not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load_balancers: Option<cordon_core::measures::load_balancers::Report>,
     notes: Vec<String>,
     errors: Vec<StepError>,
 }
@@ -426,6 +430,7 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
                     auto_scaling: None,
                     credentials: None,
                     evidence: None,
+                    load_balancers: None,
                     notes: vec![],
                     errors: vec![],
                 });
@@ -457,9 +462,14 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
             .await?;
     let iam = IamProvider::iam_for(&aws, &here).await?;
     let instance_region = cordon_core::measures::credentials::region_for(&aws, &here)?;
+    let elb = cordon_core::measures::load_balancers::LoadBalancingProvider::load_balancing_for(
+        &aws, &here,
+    )
+    .await?;
     let measures = Measures {
         autoscaling: &autoscaling,
         iam: &iam,
+        elb: &elb,
         region: &instance_region,
     };
     let output = Box::pin(contain(
@@ -480,9 +490,10 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
 
 /// The measures beyond the network that `cordon isolate` takes, and the instance's region
 /// (its ARN names it).
-struct Measures<'a, A, I> {
+struct Measures<'a, A, I, L> {
     autoscaling: &'a A,
     iam: &'a I,
+    elb: &'a L,
     region: &'a str,
 }
 
@@ -490,7 +501,7 @@ struct Measures<'a, A, I> {
 /// by side: the break-glass containment.
 async fn contain(
     ec2: &AwsEc2,
-    measures: Measures<'_, impl AutoScaling, impl Iam>,
+    measures: Measures<'_, impl AutoScaling, impl Iam, impl LoadBalancing>,
     instance_id: &str,
     summary: Option<FindingSummary>,
     remote: &[IpAddr],
@@ -512,6 +523,7 @@ async fn contain(
         auto_scaling: None,
         credentials: None,
         evidence: None,
+        load_balancers: None,
         notes: vec![],
         errors: captured.warnings.clone(),
     };
@@ -549,7 +561,7 @@ async fn contain(
         .as_ref()
         .map(|f| f.id.clone())
         .unwrap_or_else(|| "none (cordon isolate --instance)".into());
-    let (isolation, nacl, held, cut, preserved) = tokio::join!(
+    let (isolation, nacl, held, cut, preserved, unregistered) = tokio::join!(
         isolate_seen(ec2, &record, forensic, Some(seen)),
         block(ec2, &record, remote, &nacl_settings),
         cordon_core::measures::auto_scaling::hold(
@@ -566,8 +578,26 @@ async fn contain(
             &finding_id,
             None,
             config.evidence
+        ),
+        cordon_core::measures::load_balancers::deregister(
+            ec2,
+            measures.autoscaling,
+            measures.elb,
+            instance_id
         )
     );
+    let unregistered_short = match unregistered {
+        Ok(report) => {
+            let short = !report.errors.is_empty();
+            output.errors.extend(report.errors.iter().cloned());
+            output.load_balancers = Some(report);
+            short
+        }
+        Err(error) => {
+            output.errors.push(error.to_report());
+            true
+        }
+    };
     // Evidence is not containment: a missing snapshot is an error to read, not a partial
     // isolation.
     match preserved {
@@ -633,7 +663,8 @@ async fn contain(
     let partial = isolation.status == StepStatus::Partial
         || nacl.status == StepStatus::Partial
         || held_short
-        || cut_short;
+        || cut_short
+        || unregistered_short;
     let again = captured.status == CaptureStatus::AlreadyQuarantined;
     output.status = match (partial, again) {
         (true, _) => "partial",
@@ -755,8 +786,12 @@ async fn restore_command(target: &AwsTarget, instance_id: &str) -> Result<u8, Co
         auto_scaling: None,
         credentials: None,
         evidence: None,
+        load_balancers: None,
     };
-    let report = Box::pin(cordon_core::steps::restore_step(&aws, &aws, &aws, &input)).await?;
+    let report = Box::pin(cordon_core::steps::restore_step(
+        &aws, &aws, &aws, &aws, &input,
+    ))
+    .await?;
     print_pretty(&report);
     Ok(match report.status {
         RestoreStatus::Restored | RestoreStatus::NotIsolated => 0,
@@ -846,6 +881,7 @@ async fn decide_command(
 async fn measures_of(
     ec2: &AwsEc2,
     iam: &impl Iam,
+    elb: &impl LoadBalancing,
     instance: &cordon_core::ec2::Instance,
     region: &str,
 ) -> Result<Value, CordonError> {
@@ -867,11 +903,20 @@ async fn measures_of(
         Ok(None) => Value::Null,
         Err(error) => json!({"error": error.to_report()}),
     };
-    let snapshots: Vec<String> = snapshots?.into_iter().map(|s| s.snapshot_id).collect();
+    let snapshots = match snapshots {
+        Ok(found) => json!(found.into_iter().map(|s| s.snapshot_id).collect::<Vec<_>>()),
+        Err(error) => json!({"error": error.to_report()}),
+    };
+    let out_of = match cordon_core::measures::load_balancers::recorded(ec2, elb, &instance.id).await
+    {
+        Ok((records, _)) => json!(records),
+        Err(error) => json!({"error": error.to_report()}),
+    };
     Ok(json!({
         "auto_scaling": held,
         "credentials": cut,
         "evidence": snapshots,
+        "load_balancers": out_of,
     }))
 }
 
@@ -884,6 +929,10 @@ async fn status_command(target: &AwsTarget, instance: Option<&str>) -> Result<u8
     let here = cordon_core::ec2::Target::default();
     let iam = IamProvider::iam_for(&aws, &here).await?;
     let region = cordon_core::measures::credentials::region_for(&aws, &here)?;
+    let elb = cordon_core::measures::load_balancers::LoadBalancingProvider::load_balancing_for(
+        &aws, &here,
+    )
+    .await?;
     let instances = match instance {
         Some(id) => vec![ec2.describe_instance(id).await?],
         None => {
@@ -901,7 +950,7 @@ async fn status_command(target: &AwsTarget, instance: Option<&str>) -> Result<u8
                 continue;
             }
         };
-        let measures = measures_of(&ec2, &iam, &found, &region).await?;
+        let measures = measures_of(&ec2, &iam, &elb, &found, &region).await?;
         quarantined.push(json!({
             "instance_id": found.id,
             "finding_id": record.finding_id,

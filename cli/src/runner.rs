@@ -12,7 +12,7 @@ use cordon_core::aws::{AwsContext, MemberRole};
 use cordon_core::config::Config;
 use cordon_core::decision::{DecisionKey, RestoreGate};
 use cordon_core::kms::AwsKms;
-use cordon_core::measures::{auto_scaling, credentials, evidence};
+use cordon_core::measures::{auto_scaling, credentials, evidence, load_balancers};
 use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
 use cordon_core::steps::{approved_restore_step, block_step, isolate_step, unix_now, RestoreInput};
 use cordon_core::CordonError;
@@ -35,12 +35,13 @@ pub enum Worker {
     HoldAsg,
     CutCredentials,
     SnapshotVolumes,
+    DeregisterTargets,
     Notify,
     Restore,
 }
 
 impl Worker {
-    const ALL: [(Worker, &'static str, &'static str); 8] = [
+    const ALL: [(Worker, &'static str, &'static str); 9] = [
         (
             Worker::CaptureState,
             "CaptureStateFunctionArn",
@@ -70,6 +71,11 @@ impl Worker {
             Worker::SnapshotVolumes,
             "SnapshotVolumesFunctionArn",
             "snapshot-volumes",
+        ),
+        (
+            Worker::DeregisterTargets,
+            "DeregisterTargetsFunctionArn",
+            "deregister-targets",
         ),
         (Worker::Notify, "NotifyFunctionArn", "notify"),
         (Worker::Restore, "RestoreFunctionArn", "restore"),
@@ -670,10 +676,20 @@ impl Runner {
                 ))
                 .await?,
             ),
+            Worker::DeregisterTargets => serde_json::to_value(
+                Box::pin(load_balancers::deregister_step(
+                    ec2,
+                    ec2,
+                    ec2,
+                    &typed(input)?,
+                ))
+                .await?,
+            ),
             Worker::Restore => {
                 let input: RestoreInput = typed(input)?;
                 serde_json::to_value(
                     Box::pin(approved_restore_step(
+                        ec2,
                         ec2,
                         ec2,
                         ec2,

@@ -489,10 +489,11 @@ fn the_demo_contains_and_restores_exactly() {
             "HoldInAutoScalingGroup",
             "CutCredentials",
             "SnapshotVolumes",
+            "DeregisterFromTargetGroups",
         ]
         .contains(s)
     });
-    assert_eq!(parallel.len(), 5, "every branch ran: {states:?}");
+    assert_eq!(parallel.len(), 6, "every branch ran: {states:?}");
     assert_eq!(
         rest,
         [

@@ -60,9 +60,10 @@ async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
         auto_scaling: None,
         credentials: None,
         evidence: None,
+        load_balancers: None,
     };
     let aws = moto.cordon_aws();
-    restore_step(&aws, &aws, &aws, &input).await.unwrap()
+    restore_step(&aws, &aws, &aws, &aws, &input).await.unwrap()
 }
 
 /// VPC 10.0.0.0/16 with subnets a (10.0.1.0/24) and b (10.0.2.0/24), each with its own

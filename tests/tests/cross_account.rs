@@ -93,8 +93,9 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         auto_scaling: None,
         credentials: None,
         evidence: None,
+        load_balancers: None,
     };
-    let restored = restore_step(&aws, &aws, &aws, &input).await.unwrap();
+    let restored = restore_step(&aws, &aws, &aws, &aws, &input).await.unwrap();
     assert_eq!(restored.status, RestoreStatus::Restored);
     assert_eq!(member.eni_groups(&member_eni).await, vec![member_web]);
     assert_eq!(member.acls(&member_vpc).await, member_before);

@@ -132,6 +132,7 @@ fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
         "HoldAutoScalingGroup",
         "CutCredentials",
         "SnapshotVolumes",
+        "DeregisterTargets",
         "Restore",
     ];
     let mut checked = 0;
@@ -154,7 +155,7 @@ fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
 fn the_public_approval_page_cannot_take_the_concurrency_containment_needs() {
     let template = template();
     let functions = functions(&template);
-    assert_eq!(functions.len(), 9);
+    assert_eq!(functions.len(), 10);
     for (name, function) in functions {
         let reserved = &function["Properties"]["ReservedConcurrentExecutions"];
         if name != "ApprovalFunction" {
@@ -630,7 +631,7 @@ fn every_measure_is_a_branch_and_its_roles_grant_what_it_declares() {
                 "{} {phase:?} {action}: not granted to {roles:?}",
                 measure.id
             );
-            if ["ec2:", "autoscaling:", "iam:"]
+            if ["ec2:", "autoscaling:", "iam:", "elasticloadbalancing:"]
                 .iter()
                 .any(|service| action.starts_with(service))
             {

@@ -63,12 +63,13 @@ fn subjects(report: &RunReport) -> Vec<String> {
         .collect()
 }
 
-const CONTAINED: [&str; 10] = [
+const CONTAINED: [&str; 11] = [
     "CaptureState",
     "ShouldContain",
     "Contain",
     "BlockNetworkAcl",
     "CutCredentials",
+    "DeregisterFromTargetGroups",
     "HoldInAutoScalingGroup",
     "IsolateSecurityGroups",
     "SnapshotVolumes",

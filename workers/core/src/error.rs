@@ -80,6 +80,13 @@ pub enum CordonError {
         message: String,
     },
 
+    #[error("Elastic Load Balancing {operation} failed ({code}): {message}")]
+    LoadBalancing {
+        operation: String,
+        code: String,
+        message: String,
+    },
+
     #[error("IAM {operation} failed ({code}): {message}")]
     Iam {
         operation: String,
@@ -116,6 +123,7 @@ impl CordonError {
             CordonError::NotContainable(_) => "Cordon.NotContainable",
             CordonError::Ec2 { .. } => "Cordon.Ec2Error",
             CordonError::AutoScaling { .. } => "Cordon.AutoScalingError",
+            CordonError::LoadBalancing { .. } => "Cordon.LoadBalancingError",
             CordonError::Iam { .. } => "Cordon.IamError",
             CordonError::Kms { .. } => "Cordon.KmsError",
         }

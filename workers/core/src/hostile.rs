@@ -243,6 +243,9 @@ fn run_restore(input: &RestoreInput) -> Outcome<String> {
             crate::measures::auto_scaling::port::fake::FakeAutoScaling::default()
         },
         &|_: &crate::ec2::Target| crate::measures::credentials::port::fake::FakeIam::default(),
+        &|_: &crate::ec2::Target| {
+            crate::measures::load_balancers::port::fake::FakeLoadBalancing::default()
+        },
         input,
     ))
     .map(|r| format!("{r:?}"));
@@ -809,6 +812,7 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         auto_scaling: None,
         credentials: None,
         evidence: None,
+        load_balancers: None,
     });
     if let Some(why) = outcome.not_rejected("not of i-0123456789abcdef0") {
         panic!("{why}");
@@ -826,6 +830,7 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         auto_scaling: None,
         credentials: None,
         evidence: None,
+        load_balancers: None,
     });
     assert!(outcome.result.is_ok() && !outcome.calls.is_empty());
 }
@@ -851,6 +856,7 @@ fn restore_step_rejects_ids_that_are_not_instance_ids_before_any_aws_call() {
                 auto_scaling: None,
                 credentials: None,
                 evidence: None,
+                load_balancers: None,
             });
             if let Some(why) = outcome.not_rejected("instance") {
                 failures.push(format!(

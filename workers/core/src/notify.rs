@@ -337,6 +337,23 @@ pub(crate) fn what_was_done(state: &WorkflowState) -> (String, Vec<String>) {
         )),
         Branch::Missing => {}
     }
+    match state.load_balancers() {
+        Branch::Done(report) => {
+            if !report.deregistered.is_empty() {
+                done.push(format!("  Load balancers: {}", report.line()));
+            }
+            failed.extend(
+                report
+                    .errors
+                    .iter()
+                    .map(|e| format!("  still a load balancer target: {}: {}", e.error, e.cause)),
+            );
+        }
+        Branch::Failed { error, cause } => failed.push(format!(
+            "  target groups not checked: {error}: {cause} (if the instance is registered in target groups of its own, it still is)"
+        )),
+        Branch::Missing => {}
+    }
     // Evidence is not containment: a missing snapshot is said, and the instance is as
     // contained as the other branches made it.
     match state.evidence() {
@@ -459,6 +476,9 @@ pub fn render(
                 }
                 if let Some(group) = group {
                     lines.push(group.line());
+                }
+                if let Some(load_balancers) = &report.load_balancers {
+                    lines.push(load_balancers.line());
                 }
                 sections.push(format!(
                     "Restore of {instance}: {:?}.\n{}\n  network ACL entries removed: {}",

@@ -154,6 +154,10 @@ pub struct RestoreReport {
     /// Always present (null when not), as `auto_scaling`.
     #[serde(default)]
     pub evidence: Option<crate::measures::evidence::RestoreReport>,
+    /// The target groups the instance is back in, when Cordon took it out of any. Always
+    /// present (null when not), as `auto_scaling`.
+    #[serde(default)]
+    pub load_balancers: Option<crate::measures::load_balancers::RestoreReport>,
     pub errors: Vec<StepError>,
 }
 
@@ -171,6 +175,7 @@ impl RestoreReport {
             auto_scaling: None,
             credentials: None,
             evidence: None,
+            load_balancers: None,
             errors: vec![StepError {
                 error: "Cordon.DecisionRefused".into(),
                 cause: reason,
@@ -239,6 +244,7 @@ pub async fn restore(
         auto_scaling: None,
         credentials: None,
         evidence: None,
+        load_balancers: None,
         errors: Vec::new(),
     };
     let mut drift = false;
@@ -560,6 +566,7 @@ mod tests {
             auto_scaling: None,
             credentials: None,
             evidence: None,
+            load_balancers: None,
         };
         let provider = |_: &crate::ec2::Target| ec2.clone();
         let no_group = |_: &crate::ec2::Target| {
@@ -567,13 +574,16 @@ mod tests {
         };
         let no_role =
             |_: &crate::ec2::Target| crate::measures::credentials::port::fake::FakeIam::default();
+        let no_lb = |_: &crate::ec2::Target| {
+            crate::measures::load_balancers::port::fake::FakeLoadBalancing::default()
+        };
         let error = block_on(crate::steps::restore_step(
-            &provider, &no_group, &no_role, &input,
+            &provider, &no_group, &no_role, &no_lb, &input,
         ))
         .unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Throttled");
         let again = block_on(crate::steps::restore_step(
-            &provider, &no_group, &no_role, &input,
+            &provider, &no_group, &no_role, &no_lb, &input,
         ))
         .unwrap();
         assert_eq!(again.status, RestoreStatus::Restored, "{:?}", again.errors);

@@ -14,6 +14,7 @@ use crate::isolate::{isolate, retryable, IsolationReport};
 use crate::kms::Kms;
 use crate::measures::auto_scaling::{AutoScalingProvider, Whose};
 use crate::measures::credentials::{self, IamProvider};
+use crate::measures::load_balancers::LoadBalancingProvider;
 use crate::nacl::{block, NaclReport};
 use crate::policy::Verdict;
 use crate::record::CapturedState;
@@ -302,6 +303,11 @@ pub struct RestoreInput {
     /// back.
     #[serde(default)]
     pub evidence: Option<Value>,
+    /// The load-balancer branch's result (`$.containment.load_balancers`): when it found the
+    /// instance in no target group of its own, restore makes no call for it; otherwise the
+    /// target groups' records say what to give back.
+    #[serde(default)]
+    pub load_balancers: Option<Value>,
 }
 
 impl RestoreInput {
@@ -313,6 +319,17 @@ impl RestoreInput {
         let report: crate::measures::auto_scaling::Report =
             serde_json::from_value(branch.clone()).ok()?;
         Some(report.record)
+    }
+
+    /// Whether the load-balancer branch found the instance in no target group of its own.
+    fn load_balancers_not_applicable(&self) -> bool {
+        self.load_balancers
+            .as_ref()
+            .and_then(|branch| {
+                serde_json::from_value::<crate::measures::load_balancers::Report>(branch.clone())
+                    .ok()
+            })
+            .is_some_and(|report| report.status == crate::measures::MeasureStatus::NotApplicable)
     }
 
     /// Whether the evidence branch had nothing to do (no volume, or snapshots off).
@@ -348,6 +365,7 @@ pub async fn approved_restore_step(
     ec2_in: &impl Ec2Provider,
     autoscaling_in: &impl AutoScalingProvider,
     iam_in: &impl IamProvider,
+    elb_in: &impl LoadBalancingProvider,
     ledger: Option<&impl crate::lifecycle::Ledger>,
     gate: &RestoreGate<impl Kms>,
     input: &RestoreInput,
@@ -365,10 +383,17 @@ pub async fn approved_restore_step(
     let answer = input.approval.clone().unwrap_or(Value::Null);
     let at_least = input.approvals_required.unwrap_or(1);
     match gate.approves(execution_arn, &answer, at_least).await? {
-        Ok(_) => {
-            let mut report = restore_step(ec2_in, autoscaling_in, iam_in, input).await?;
+        Ok(decision) => {
+            let mut report = restore_step(ec2_in, autoscaling_in, iam_in, elb_in, input).await?;
             if let Some(ledger) = ledger {
-                record_release(ledger, input, execution_arn, &mut report).await?;
+                record_release(
+                    ledger,
+                    input,
+                    execution_arn,
+                    &decision.decided_at,
+                    &mut report,
+                )
+                .await;
             }
             Ok(report)
         }
@@ -376,44 +401,39 @@ pub async fn approved_restore_step(
     }
 }
 
-/// Records in the ledger that the instance was released for its finding, so that an update of
-/// the finding reporting no activity since does not contain it again
-/// ([`crate::lifecycle`]). A restore that failed records nothing; one that left drift is a
-/// release all the same. Not recorded (a refusal): the report says what that means.
+/// Records in the ledger that the instance was released for its finding when the analyst
+/// decided (`decided_at`, sealed with the decision), so that an update of the finding
+/// reporting no activity since does not contain it again ([`crate::lifecycle`]). A restore
+/// that failed records nothing; one that left drift is a release all the same. A ledger that
+/// refuses (after the SDK's retries) is reported, never a reason to undo or repeat the
+/// restore: the next update of the finding then contains the instance again.
 async fn record_release(
     ledger: &impl crate::lifecycle::Ledger,
     input: &RestoreInput,
     execution_arn: &str,
+    decided_at: &str,
     report: &mut RestoreReport,
-) -> Result<()> {
+) {
     if !matches!(
         report.status,
-        crate::restore::RestoreStatus::Restored
-            | crate::restore::RestoreStatus::Drift
-            | crate::restore::RestoreStatus::NotIsolated
+        crate::restore::RestoreStatus::Restored | crate::restore::RestoreStatus::Drift
     ) {
-        return Ok(());
+        return;
     }
     let Some(finding_id) = input.record.as_ref().and_then(|r| r.finding_id.clone()) else {
-        return Ok(());
+        return;
     };
     let release = crate::lifecycle::Release {
         finding_id,
         instance_id: input.instance_id.clone(),
-        released_at: now_rfc3339(),
+        released_at: decided_at.to_string(),
         execution: execution_arn.to_string(),
     };
-    match ledger.record_release(&release).await {
-        Ok(()) => Ok(()),
-        // The restore is idempotent: run it again rather than leave the release unrecorded.
-        Err(error) if error.is_transient() => Err(error),
-        Err(error) => {
-            report.errors.push(StepError {
-                error: error.error_name().into(),
-                cause: format!("the release was not recorded ({error}): the next update of this finding will contain the instance again"),
-            });
-            Ok(())
-        }
+    if let Err(error) = ledger.record_release(&release).await {
+        report.errors.push(StepError {
+            error: error.error_name().into(),
+            cause: format!("the release was not recorded ({error}): the next update of this finding will contain the instance again"),
+        });
     }
 }
 
@@ -423,6 +443,7 @@ pub async fn restore_step(
     ec2_in: &impl Ec2Provider,
     autoscaling_in: &impl AutoScalingProvider,
     iam_in: &impl IamProvider,
+    elb_in: &impl LoadBalancingProvider,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
     crate::ec2::check_target_ids(
@@ -496,6 +517,18 @@ pub async fn restore_step(
         )
         .await?;
     }
+    // Back in its own target groups last, once the group has it in service again.
+    if !input.load_balancers_not_applicable() {
+        let elb = elb_in.load_balancing_for(&target).await?;
+        match crate::measures::load_balancers::restore(&ec2, &elb, &input.instance_id).await {
+            Ok(registered) => report.load_balancers = registered,
+            Err(error) if error.is_transient() => return Err(error),
+            Err(error) => report.errors.push(StepError {
+                error: error.error_name().into(),
+                cause: format!("not registered again in its target groups ({error}); each group's cordon:{} tag holds the ports it was on", input.instance_id),
+            }),
+        }
+    }
     Ok(report)
 }
 
@@ -510,6 +543,12 @@ mod tests {
 
     /// Auto Scaling where the instance is in no group.
     fn no_group() -> impl Fn(&Target) -> crate::measures::auto_scaling::port::fake::FakeAutoScaling
+    {
+        |_: &Target| Default::default()
+    }
+
+    /// Load balancing with no target group.
+    fn no_lb() -> impl Fn(&Target) -> crate::measures::load_balancers::port::fake::FakeLoadBalancing
     {
         |_: &Target| Default::default()
     }
@@ -628,8 +667,16 @@ mod tests {
             auto_scaling: None,
             credentials: None,
             evidence: None,
+            load_balancers: None,
         };
-        let restored = block_on(restore_step(&recording, &no_group(), &no_role(), &input)).unwrap();
+        let restored = block_on(restore_step(
+            &recording,
+            &no_group(),
+            &no_role(),
+            &no_lb(),
+            &input,
+        ))
+        .unwrap();
         let expected = Target {
             account_id: Some("111122223333".into()),
             region: Some("eu-west-1".into()),
@@ -673,6 +720,7 @@ mod tests {
             auto_scaling: None,
             credentials: None,
             evidence: None,
+            load_balancers: None,
         };
         // What anyone allowed states:SendTaskSuccess can send: nothing changes.
         ec2.clear_calls();
@@ -681,6 +729,7 @@ mod tests {
             &provider,
             &no_group(),
             &no_role(),
+            &no_lb(),
             None::<&crate::lifecycle::port::fake::FakeLedger>,
             &gate,
             &input(forged),
@@ -702,6 +751,7 @@ mod tests {
             &provider,
             &no_group(),
             &no_role(),
+            &no_lb(),
             None::<&crate::lifecycle::port::fake::FakeLedger>,
             &gate,
             &no_execution
@@ -724,6 +774,7 @@ mod tests {
             &provider,
             &no_group(),
             &no_role(),
+            &no_lb(),
             None::<&crate::lifecycle::port::fake::FakeLedger>,
             &gate,
             &input(approval),

@@ -114,6 +114,15 @@ impl WorkflowState {
         branch(self.containment.as_ref().and_then(|c| c.get("evidence")))
     }
 
+    /// The load-balancer branch (Missing in an execution of a definition from before it).
+    pub fn load_balancers(&self) -> Branch<crate::measures::load_balancers::Report> {
+        branch(
+            self.containment
+                .as_ref()
+                .and_then(|c| c.get("load_balancers")),
+        )
+    }
+
     pub fn restore_report(&self) -> Option<RestoreReport> {
         self.restore
             .as_ref()
@@ -142,7 +151,17 @@ impl WorkflowState {
             Branch::Failed { .. } => true,
             Branch::Missing => false,
         };
-        isolation_short || nacl_short || auto_scaling_short || credentials_short
+        // Still a target of its own groups: health checks and, all targets down, traffic.
+        let load_balancers_short = match self.load_balancers() {
+            Branch::Done(report) => !report.errors.is_empty(),
+            Branch::Failed { .. } => true,
+            Branch::Missing => false,
+        };
+        isolation_short
+            || nacl_short
+            || auto_scaling_short
+            || credentials_short
+            || load_balancers_short
     }
 
     pub fn region(&self) -> &str {

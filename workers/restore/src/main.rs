@@ -37,6 +37,7 @@ async fn main() -> Result<(), Error> {
                 &aws,
                 &aws,
                 &aws,
+                &aws,
                 ledger.as_ref(),
                 gate,
                 &event.payload,

@@ -25,7 +25,7 @@ pub use port::Ledger;
 pub struct Release {
     pub finding_id: String,
     pub instance_id: String,
-    /// When the restore ended (RFC 3339).
+    /// When the analyst decided the release (RFC 3339, sealed with the decision).
     pub released_at: String,
     /// The execution whose approved restore released it.
     pub execution: String,
@@ -55,7 +55,7 @@ pub fn seen_again(instance_id: &str, last_seen: Option<&str>, release: &Release)
 /// The capture step, after the ledger: a finding the policy would contain whose instance was
 /// released for it with no activity since is skipped before anything is read or changed on
 /// the instance; anything else goes to `capture_step`. Without a ledger (`CORDON_RELEASE_TABLE`
-/// unset), every finding goes on.
+/// unset), or one that cannot be read, every finding goes on.
 pub async fn capture_step(
     ec2_in: &impl crate::ec2::Ec2Provider,
     iam_in: &impl crate::measures::credentials::IamProvider,
@@ -70,7 +70,15 @@ pub async fn capture_step(
             config.policy.decide(&finding).verdict,
             finding.instance_id.as_deref(),
         ) {
-            if let Some(release) = ledger.release_of(&finding.id).await? {
+            // A ledger that cannot be read contains: the rule only ever spares an instance.
+            let release = match ledger.release_of(&finding.id).await {
+                Ok(release) => release,
+                Err(error) => {
+                    tracing::warn!(error = %error, "the release ledger could not be read: containing");
+                    None
+                }
+            };
+            if let Some(release) = release {
                 if let Some(reason) =
                     seen_again(instance_id, finding.last_seen.as_deref(), &release)
                 {

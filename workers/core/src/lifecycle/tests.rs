@@ -80,3 +80,32 @@ fn an_update_with_no_activity_since_the_release_reads_and_changes_nothing() {
     let output = run(&event("2026-12-05T10:30:00Z"));
     assert_eq!(output.status, crate::capture::CaptureStatus::Captured);
 }
+
+/// A ledger that refuses every read.
+struct Unreadable;
+
+impl Ledger for Unreadable {
+    async fn release_of(&self, _: &str) -> Result<Option<Release>> {
+        Err(crate::CordonError::AccessDenied {
+            operation: "dynamodb:GetItem".into(),
+            message: "an SCP denies it".into(),
+        })
+    }
+    async fn record_release(&self, _: &Release) -> Result<()> {
+        unreachable!()
+    }
+}
+
+#[test]
+fn a_ledger_that_cannot_be_read_never_stops_containment() {
+    let ec2 = FakeEc2::standard();
+    let output = block_on(capture_step(
+        &|_: &crate::ec2::Target| ec2.clone(),
+        &|_: &crate::ec2::Target| FakeIam::default(),
+        Some(&Unreadable),
+        &Config::default(),
+        &event("2026-12-05T09:30:00Z"),
+    ))
+    .unwrap();
+    assert_eq!(output.status, crate::capture::CaptureStatus::Captured);
+}

@@ -11,6 +11,7 @@
 pub mod auto_scaling;
 pub mod credentials;
 pub mod evidence;
+pub mod load_balancers;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +53,7 @@ pub struct Measure {
 }
 
 /// Every measure, in the order the Contain state's branches run them.
-pub const MEASURES: [Measure; 5] = [
+pub const MEASURES: [Measure; 6] = [
     Measure {
         id: "isolation",
         state: "IsolateSecurityGroups",
@@ -93,4 +94,5 @@ pub const MEASURES: [Measure; 5] = [
     auto_scaling::MEASURE,
     credentials::MEASURE,
     evidence::MEASURE,
+    load_balancers::MEASURE,
 ];

@@ -123,6 +123,7 @@ impl AutoScaling for AwsAutoScaling {
                     counts_toward_capacity(i.lifecycle_state().map(|s| s.as_str()).unwrap_or(""))
                 })
                 .count() as i32,
+            target_groups: group.target_group_arns().to_vec(),
         })
     }
 

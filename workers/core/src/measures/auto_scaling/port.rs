@@ -34,6 +34,10 @@ pub struct Group {
     /// Instances the group counts toward its desired capacity: all but those terminating,
     /// terminated, detaching or detached (standby ones are not counted either).
     pub counted: i32,
+    /// The target groups the group registers its InService instances in (and takes its
+    /// standby ones out of).
+    #[serde(default)]
+    pub target_groups: Vec<String>,
 }
 
 /// An instance refresh under way (`DescribeInstanceRefreshes`), and what it does with
@@ -130,6 +134,7 @@ pub mod fake {
         /// Instance id → (lifecycle state, protected from scale-in).
         pub instances: BTreeMap<String, (String, bool)>,
         pub refresh: Option<Refresh>,
+        pub target_groups: Vec<String>,
     }
 
     #[derive(Debug, Default)]
@@ -172,6 +177,7 @@ pub mod fake {
                             ),
                         ]),
                         refresh: None,
+                        target_groups: vec![],
                     },
                 );
             });
@@ -290,6 +296,7 @@ pub mod fake {
                         .values()
                         .filter(|(s, _)| counts_toward_capacity(s))
                         .count() as i32,
+                    target_groups: g.target_groups.clone(),
                 })
             })
         }

@@ -22,6 +22,7 @@ fn group(desired: i32, min: i32) -> Group {
         max: 4,
         desired,
         counted: desired,
+        target_groups: vec![],
     }
 }
 

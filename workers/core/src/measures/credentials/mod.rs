@@ -46,6 +46,8 @@ pub const MEASURE: Measure = Measure {
         (Phase::Restore, "iam:ListAttachedRolePolicies"),
         (Phase::Restore, "iam:UntagRole"),
         (Phase::Restore, "iam:DetachRolePolicy"),
+        // A cut of another instance of the role landing as the restore detaches.
+        (Phase::Restore, "iam:AttachRolePolicy"),
     ],
 };
 
@@ -349,7 +351,13 @@ pub async fn credentials_not_of(
         Ok(Ok((_, actual))) => Some(format!("{seen}'s profile now holds role {actual}: {tail}")),
         Ok(Err(why)) => Some(format!("{seen} has {why}: {tail}")),
         Err(CordonError::InstanceNotFound { .. }) => None,
-        Err(error) => return Err(error),
+        // Throttling: the step's to retry. Anything else (an IAM refusal) only leaves the
+        // profile unknown: the instance is contained all the same, and the warning says so.
+        Err(error) if error.is_transient() => return Err(error),
+        Err(error) => Some(format!(
+            "GuardDuty saw role {role}'s credentials of {instance_id} used elsewhere; whether its profile still holds {role} could not be read ({}): if not, {tail}",
+            error.error_name()
+        )),
     })
 }
 

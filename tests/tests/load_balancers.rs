@@ -1,0 +1,93 @@
+//! The load-balancer measure on moto, through the real state machine: an instance registered
+//! in two target groups of its own is taken out of both (its ports recorded on each group)
+//! while a sibling stays, and after approval it is back in both on exactly its ports.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cordon::runner::{DecisionMode, Runner};
+use cordon_core::config::Config;
+use cordon_tests::{finding_for, Moto};
+use serde_json::json;
+
+fn event(instance: &str) -> serde_json::Value {
+    json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty",
+        "detail": finding_for(instance, 8.0, "198.51.100.7")})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn its_target_groups_are_left_while_isolated_and_joined_again_after() {
+    let moto = Moto::start();
+    let runner = Arc::new(
+        Runner::start(&moto.endpoint, Config::default())
+            .await
+            .unwrap(),
+    );
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let web = world.security_group(&vpc, "web", 443).await;
+    let (instance, _) = world.instance(&[(&subnet, &[&web])], false).await;
+    let (sibling, _) = world.instance(&[(&subnet, &[&web])], false).await;
+    let app = world.target_group(&vpc, "app", 80).await;
+    let admin = world.target_group(&vpc, "admin", 9000).await;
+    // One port per group: moto keeps one registration per instance (AWS takes several ports,
+    // which the port's fake covers).
+    world.register_target(&app, &instance, 8080).await;
+    world.register_target(&app, &sibling, 80).await;
+    world.register_target(&admin, &instance, 9000).await;
+    let before = (world.targets(&app).await, world.targets(&admin).await);
+
+    let arn = runner
+        .start_execution(&event(&instance), 600)
+        .await
+        .unwrap();
+    let follow = tokio::spawn({
+        let (runner, arn) = (runner.clone(), arn.clone());
+        async move { runner.follow(&arn, DecisionMode::Wait).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let approve = loop {
+        if let Some((approve, _)) = runner.approval_links(&arn).await.unwrap() {
+            break approve;
+        }
+        assert!(
+            !follow.is_finished() && Instant::now() < deadline,
+            "the workflow never asked for approval"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Out of both, the sibling still serving.
+    assert_eq!(world.targets(&app).await, vec![(sibling.clone(), 80)]);
+    assert!(world.targets(&admin).await.is_empty());
+    let email = runner.messages_of(&arn).await.unwrap();
+    assert!(
+        email
+            .iter()
+            .any(|(_, body)| body.contains("out of target group app (ports 8080)")),
+        "{email:?}"
+    );
+
+    runner.decide_as_a_person(&approve).await.unwrap();
+    let report = follow.await.unwrap().unwrap();
+    assert_eq!(report.outcome, "restored", "{:?}", report.states);
+    assert_eq!(
+        (world.targets(&app).await, world.targets(&admin).await),
+        before
+    );
+    let restored = runner.messages_of(&arn).await.unwrap();
+    assert!(
+        restored
+            .iter()
+            .any(|(_, body)| body.contains("Load balancers: back in")),
+        "{restored:?}"
+    );
+    assert_eq!(
+        report.output["restore"]["load_balancers"]["registered"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

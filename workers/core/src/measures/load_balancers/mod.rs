@@ -1,0 +1,356 @@
+//! Load balancers: an instance registered in target groups of its own (not through its Auto
+//! Scaling group, whose standby takes it out of the group's) keeps receiving health checks and,
+//! when every target of a group is unhealthy, traffic: a load balancer fails open. So it is
+//! deregistered from every instance target group of its VPCs it is registered in, each with
+//! its ports recorded first on the target group itself (`cordon:<instance-id>` = `80,8080`, a
+//! tag the instance cannot write); restore registers it again on exactly those ports and drops
+//! the record. Beside isolation (a branch of the Contain state): deregistration drains
+//! connections for the group's deregistration delay, which isolation must not wait for.
+
+pub mod aws;
+pub mod port;
+
+use serde::{Deserialize, Serialize};
+
+use super::auto_scaling::AutoScaling;
+use super::{Measure, MeasureStatus, Phase};
+use crate::ec2::Ec2;
+use crate::error::{Result, StepError};
+pub use port::{LoadBalancing, LoadBalancingProvider, TargetGroup};
+
+pub const MEASURE: Measure = Measure {
+    id: "load_balancers",
+    state: "DeregisterFromTargetGroups",
+    title: "load balancer targets",
+    actions: &[
+        (Phase::Apply, "ec2:DescribeInstances"),
+        (Phase::Apply, "autoscaling:DescribeAutoScalingInstances"),
+        (Phase::Apply, "autoscaling:DescribeAutoScalingGroups"),
+        (Phase::Apply, "elasticloadbalancing:DescribeTargetGroups"),
+        (Phase::Apply, "elasticloadbalancing:DescribeTargetHealth"),
+        (Phase::Apply, "elasticloadbalancing:DescribeTags"),
+        (Phase::Apply, "elasticloadbalancing:AddTags"),
+        (Phase::Apply, "elasticloadbalancing:DeregisterTargets"),
+        (Phase::Restore, "ec2:DescribeInstances"),
+        (Phase::Restore, "elasticloadbalancing:DescribeTargetGroups"),
+        (Phase::Restore, "elasticloadbalancing:DescribeTags"),
+        (Phase::Restore, "elasticloadbalancing:RegisterTargets"),
+        (Phase::Restore, "elasticloadbalancing:RemoveTags"),
+    ],
+};
+
+/// The record's tag on a target group: `cordon:<instance-id>`.
+pub fn record_key(instance_id: &str) -> String {
+    format!("cordon:{instance_id}")
+}
+
+/// The ports as the record holds them: `80,8080`.
+pub fn record_value(ports: &[i32]) -> String {
+    ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The ports a record holds; None when it is not a list of ports (1..=65535).
+pub fn ports_of(value: &str) -> Option<Vec<i32>> {
+    value
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<i32>()
+                .ok()
+                .filter(|p| (1..=65535).contains(p))
+        })
+        .collect()
+}
+
+/// One target group the instance was taken out of, and its ports there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub target_group: String,
+    pub ports: Vec<i32>,
+}
+
+/// The target groups an instance of `vpcs` can be registered in on its own: instance groups
+/// of those VPCs, except its Auto Scaling group's (standby takes it out of those, and returning
+/// to service puts it back).
+pub fn candidates(
+    groups: Vec<TargetGroup>,
+    vpcs: &[String],
+    of_its_group: &[String],
+) -> Vec<String> {
+    groups
+        .into_iter()
+        .filter(|g| {
+            g.target_type == "instance"
+                && vpcs.contains(&g.vpc_id)
+                && !of_its_group.contains(&g.arn)
+        })
+        .map(|g| g.arn)
+        .collect()
+}
+
+/// What the measure did, or found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub instance_id: String,
+    pub status: MeasureStatus,
+    /// The target groups it is out of, with its ports there (recorded on each group).
+    pub deregistered: Vec<Registration>,
+    pub notes: Vec<String>,
+    pub errors: Vec<StepError>,
+}
+
+fn short(arn: &str) -> &str {
+    // arn:...:targetgroup/NAME/ID
+    arn.split('/').nth(1).unwrap_or(arn)
+}
+
+impl Report {
+    /// One line for the email and the page.
+    pub fn line(&self) -> String {
+        let mut line = self
+            .deregistered
+            .iter()
+            .map(|r| {
+                format!(
+                    "out of target group {} (ports {})",
+                    short(&r.target_group),
+                    record_value(&r.ports)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        for note in &self.notes {
+            if !line.is_empty() {
+                line.push_str("; ");
+            }
+            line.push_str(note);
+        }
+        line
+    }
+}
+
+/// The records of `instance_id` on these target groups (every 20, as DescribeTags takes them):
+/// (group, ports), and the groups whose record is not a list of ports.
+async fn records_on(
+    elb: &impl LoadBalancing,
+    groups: &[String],
+    instance_id: &str,
+) -> Result<(Vec<Registration>, Vec<String>)> {
+    let key = record_key(instance_id);
+    let (mut found, mut unreadable) = (Vec::new(), Vec::new());
+    for batch in groups.chunks(20) {
+        for (group, tags) in elb.tags(batch).await? {
+            if let Some((_, value)) = tags.iter().find(|(k, _)| *k == key) {
+                match ports_of(value) {
+                    Some(ports) => found.push(Registration {
+                        target_group: group,
+                        ports,
+                    }),
+                    None => unreadable.push(group),
+                }
+            }
+        }
+    }
+    Ok((found, unreadable))
+}
+
+/// Takes `instance_id` out of the target groups it is registered in on its own: each group's
+/// ports recorded on it first, then deregistered. A group refusing is reported and the others
+/// go on; throttling and no answer fail the step for a retry, which finds the records.
+pub async fn deregister(
+    ec2: &impl Ec2,
+    autoscaling: &impl AutoScaling,
+    elb: &impl LoadBalancing,
+    instance_id: &str,
+) -> Result<Report> {
+    let (instance, membership, groups) = tokio::join!(
+        ec2.describe_instance(instance_id),
+        autoscaling.membership(instance_id),
+        elb.target_groups()
+    );
+    let (instance, membership, groups) = (instance?, membership?, groups?);
+    let of_its_group = match membership {
+        Some(membership) => autoscaling.group(&membership.group).await?.target_groups,
+        None => Vec::new(),
+    };
+    let candidates = candidates(groups, &instance.vpc_ids(), &of_its_group);
+    let mut report = Report {
+        instance_id: instance_id.to_string(),
+        status: MeasureStatus::Done,
+        deregistered: Vec::new(),
+        notes: Vec::new(),
+        errors: Vec::new(),
+    };
+    // A retry of this run (or a run before it) recorded these already.
+    let (recorded, _) = records_on(elb, &candidates, instance_id).await?;
+    report.deregistered = recorded;
+    for group in &candidates {
+        let ports = elb.registered_ports(group, instance_id).await?;
+        if ports.is_empty() {
+            continue;
+        }
+        let mut all: Vec<i32> = report
+            .deregistered
+            .iter()
+            .find(|r| r.target_group == *group)
+            .map(|r| r.ports.clone())
+            .unwrap_or_default();
+        for port in &ports {
+            if !all.contains(port) {
+                all.push(*port);
+            }
+        }
+        // The record first: a deregistration without it could not be given back.
+        if let Err(error) = elb
+            .add_tags(group, &[(record_key(instance_id), record_value(&all))])
+            .await
+        {
+            if error.is_transient() {
+                return Err(error);
+            }
+            report.errors.push(error.to_report());
+            continue;
+        }
+        match elb.deregister(group, instance_id, &ports).await {
+            Ok(()) => {}
+            Err(error) if error.is_transient() => return Err(error),
+            Err(error) => {
+                report.errors.push(error.to_report());
+                continue;
+            }
+        }
+        report.deregistered.retain(|r| r.target_group != *group);
+        report.deregistered.push(Registration {
+            target_group: group.clone(),
+            ports: all,
+        });
+    }
+    if report.deregistered.is_empty() && report.errors.is_empty() {
+        report.status = MeasureStatus::NotApplicable;
+        report
+            .notes
+            .push("registered in no target group of its own".into());
+    } else if !report.errors.is_empty() {
+        report.status = MeasureStatus::Partial;
+    } else {
+        report
+            .notes
+            .push("each group drains its connections for its deregistration delay".into());
+    }
+    Ok(report)
+}
+
+/// What restore did with the target groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    pub registered: Vec<Registration>,
+    pub notes: Vec<String>,
+}
+
+impl RestoreReport {
+    /// One line for the restored email.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "  Load balancers: back in {}",
+            self.registered
+                .iter()
+                .map(|r| format!(
+                    "{} (ports {})",
+                    short(&r.target_group),
+                    record_value(&r.ports)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for note in &self.notes {
+            line.push_str("; ");
+            line.push_str(note);
+        }
+        line
+    }
+}
+
+/// The target groups of the instance's VPCs that record it (with its ports), and those whose
+/// record is not a list of ports (`cordon status` shows them; restore gives them back).
+pub async fn recorded(
+    ec2: &impl Ec2,
+    elb: &impl LoadBalancing,
+    instance_id: &str,
+) -> Result<(Vec<Registration>, Vec<String>)> {
+    let (instance, groups) = tokio::join!(ec2.describe_instance(instance_id), elb.target_groups());
+    let (instance, groups) = (instance?, groups?);
+    let candidates = candidates(groups, &instance.vpc_ids(), &[]);
+    records_on(elb, &candidates, instance_id).await
+}
+
+/// Registers `instance_id` again in every target group of its VPCs that records it, on the
+/// recorded ports, then drops the record. None when no group records it. Call it after the
+/// network and the Auto Scaling group are given back.
+pub async fn restore(
+    ec2: &impl Ec2,
+    elb: &impl LoadBalancing,
+    instance_id: &str,
+) -> Result<Option<RestoreReport>> {
+    let (records, unreadable) = recorded(ec2, elb, instance_id).await?;
+    if records.is_empty() && unreadable.is_empty() {
+        return Ok(None);
+    }
+    let mut report = RestoreReport {
+        registered: Vec::new(),
+        notes: unreadable
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}'s {} tag is not a list of ports: left as it is",
+                    short(g),
+                    record_key(instance_id)
+                )
+            })
+            .collect(),
+    };
+    for record in records {
+        match elb
+            .register(&record.target_group, instance_id, &record.ports)
+            .await
+        {
+            Ok(()) => {}
+            Err(error) if error.is_transient() => return Err(error),
+            // The group changed meanwhile (another type, another VPC): left with its record.
+            Err(error) => {
+                report.notes.push(format!(
+                    "not registered again in {} ({}): left as it is, its record kept",
+                    short(&record.target_group),
+                    error
+                ));
+                continue;
+            }
+        }
+        elb.remove_tags(&record.target_group, &[record_key(instance_id)])
+            .await?;
+        report.registered.push(record);
+    }
+    Ok(Some(report))
+}
+
+/// The deregistration step: in the finding's account and region, for an instance the capture
+/// recorded.
+pub async fn deregister_step(
+    ec2_in: &impl crate::ec2::Ec2Provider,
+    autoscaling_in: &impl super::auto_scaling::AutoScalingProvider,
+    elb_in: &impl LoadBalancingProvider,
+    capture: &crate::capture::CaptureOutput,
+) -> Result<Report> {
+    let record = crate::steps::record_of(capture)?;
+    let target = crate::steps::target_of(capture);
+    let ec2 = ec2_in.ec2_for(&target).await?;
+    let autoscaling = autoscaling_in.autoscaling_for(&target).await?;
+    let elb = elb_in.load_balancing_for(&target).await?;
+    deregister(&ec2, &autoscaling, &elb, &record.instance_id).await
+}
+
+#[cfg(test)]
+mod tests;

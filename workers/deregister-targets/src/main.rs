@@ -1,0 +1,29 @@
+//! deregister-targets: takes an instance out of the target groups it is registered in on its
+//! own (not through its Auto Scaling group), each group's ports recorded on the group first.
+
+use cordon_core::capture::CaptureOutput;
+use cordon_core::measures::load_balancers;
+use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    cordon_core::logging::init();
+    let (_config, aws) = cordon_core::aws::worker_context().await?;
+    run(service_fn(|event: LambdaEvent<CaptureOutput>| {
+        let aws = aws.until(event.context.deadline);
+        async move {
+            // Boxed: inline, the step's future nests past the compiler's query depth limit
+            // when it lays out main's future.
+            let report = Box::pin(load_balancers::deregister_step(
+                &aws,
+                &aws,
+                &aws,
+                &event.payload,
+            ))
+            .await?;
+            tracing::info!(instance = %report.instance_id, status = ?report.status, "deregister");
+            Ok::<_, cordon_core::CordonError>(report)
+        }
+    }))
+    .await
+}
