@@ -37,6 +37,34 @@ pub const EC2_CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(
 /// rollback) or one ACL's bookkeeping needs after the reads, at 40 s each.
 pub const EC2_WORKER_TIMEOUT_SECONDS: u64 = 6 * EC2_CALL_BUDGET.as_secs();
 
+/// A client of one AWS service, built from `$context`'s configuration, in `$region` (an
+/// `Option<&str>`; None: the configured default) as `$credentials` (None: Cordon's own), with
+/// the attempts and attempt timeout every Cordon call has ([`EC2_MAX_ATTEMPTS`],
+/// [`EC2_ATTEMPT_TIMEOUT`]). A macro because every SDK crate has a config builder of its own.
+macro_rules! service_client {
+    ($service:ident, $context:expr, $region:expr, $credentials:expr) => {{
+        use $service::config;
+        let mut builder = config::Builder::from($context.sdk_config())
+            .retry_config(
+                config::retry::RetryConfig::standard()
+                    .with_max_attempts($crate::aws::EC2_MAX_ATTEMPTS),
+            )
+            .timeout_config(
+                config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout($crate::aws::EC2_ATTEMPT_TIMEOUT)
+                    .build(),
+            );
+        if let Some(region) = $region {
+            builder = builder.region(config::Region::new(region.to_string()));
+        }
+        if let Some(credentials) = $credentials {
+            builder = builder.credentials_provider(credentials);
+        }
+        $service::Client::from_conf(builder.build())
+    }};
+}
+pub(crate) use service_client;
+
 /// Where and as whom to call AWS. Unset fields fall back to the standard AWS environment
 /// variables and shared config (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, ...).
 #[derive(Debug, Clone, Default)]
@@ -150,24 +178,8 @@ impl AwsContext {
         region: Option<&str>,
         credentials: Option<aws_sdk_ec2::config::Credentials>,
     ) -> AwsEc2 {
-        let mut builder = aws_sdk_ec2::config::Builder::from(&self.config)
-            .retry_config(
-                aws_sdk_ec2::config::retry::RetryConfig::standard()
-                    .with_max_attempts(EC2_MAX_ATTEMPTS),
-            )
-            .timeout_config(
-                aws_sdk_ec2::config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(EC2_ATTEMPT_TIMEOUT)
-                    .build(),
-            );
-        if let Some(region) = region {
-            builder = builder.region(Region::new(region.to_string()));
-        }
-        if let Some(credentials) = credentials {
-            builder = builder.credentials_provider(credentials);
-        }
         AwsEc2 {
-            client: Client::from_conf(builder.build()),
+            client: service_client!(aws_sdk_ec2, self, region, credentials),
             deadline: self.deadline,
         }
     }

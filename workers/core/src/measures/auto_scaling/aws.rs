@@ -1,14 +1,13 @@
 //! The Auto Scaling port implemented with aws-sdk-autoscaling, in a finding's account (through
 //! the member role) and region, with the same retries and attempt timeout as EC2's calls.
 
-use aws_config::Region;
 use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_autoscaling::Client;
 
 use super::port::{
     counts_toward_capacity, AutoScaling, AutoScalingProvider, Group, Membership, Refresh,
 };
-use crate::aws::{sdk_error, AwsContext, EC2_ATTEMPT_TIMEOUT, EC2_MAX_ATTEMPTS};
+use crate::aws::{sdk_error, service_client, AwsContext};
 use crate::ec2::Target;
 use crate::{CordonError, Result};
 
@@ -22,24 +21,8 @@ impl AutoScalingProvider for AwsContext {
 
     async fn autoscaling_for(&self, target: &Target) -> Result<AwsAutoScaling> {
         let credentials = self.credentials_for(target).await?;
-        let mut builder = aws_sdk_autoscaling::config::Builder::from(self.sdk_config())
-            .retry_config(
-                aws_sdk_autoscaling::config::retry::RetryConfig::standard()
-                    .with_max_attempts(EC2_MAX_ATTEMPTS),
-            )
-            .timeout_config(
-                aws_sdk_autoscaling::config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(EC2_ATTEMPT_TIMEOUT)
-                    .build(),
-            );
-        if let Some(region) = &target.region {
-            builder = builder.region(Region::new(region.clone()));
-        }
-        if let Some(credentials) = credentials {
-            builder = builder.credentials_provider(credentials);
-        }
         Ok(AwsAutoScaling {
-            client: Client::from_conf(builder.build()),
+            client: service_client!(aws_sdk_autoscaling, self, target.region.as_deref(), credentials),
         })
     }
 }

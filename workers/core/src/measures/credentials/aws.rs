@@ -1,12 +1,11 @@
 //! The IAM port implemented with aws-sdk-iam, in a finding's account (through the member
 //! role), with the same retries and attempt timeout as EC2's calls.
 
-use aws_config::Region;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::Client;
 
 use super::port::{Iam, IamProvider};
-use crate::aws::{sdk_error, AwsContext, EC2_ATTEMPT_TIMEOUT, EC2_MAX_ATTEMPTS};
+use crate::aws::{sdk_error, service_client, AwsContext};
 use crate::ec2::Target;
 use crate::{CordonError, Result};
 
@@ -20,25 +19,9 @@ impl IamProvider for AwsContext {
 
     async fn iam_for(&self, target: &Target) -> Result<AwsIam> {
         let credentials = self.credentials_for(target).await?;
-        let mut builder = aws_sdk_iam::config::Builder::from(self.sdk_config())
-            .retry_config(
-                aws_sdk_iam::config::retry::RetryConfig::standard()
-                    .with_max_attempts(EC2_MAX_ATTEMPTS),
-            )
-            .timeout_config(
-                aws_sdk_iam::config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(EC2_ATTEMPT_TIMEOUT)
-                    .build(),
-            );
         // IAM is global; the region only picks the partition's endpoint.
-        if let Some(region) = &target.region {
-            builder = builder.region(Region::new(region.clone()));
-        }
-        if let Some(credentials) = credentials {
-            builder = builder.credentials_provider(credentials);
-        }
         Ok(AwsIam {
-            client: Client::from_conf(builder.build()),
+            client: service_client!(aws_sdk_iam, self, target.region.as_deref(), credentials),
         })
     }
 

@@ -2,13 +2,12 @@
 //! finding's account (through the member role) and region, with the same retries and attempt
 //! timeout as EC2's calls.
 
-use aws_config::Region;
 use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_elasticloadbalancingv2::types::{Tag, TargetDescription, TargetHealthStateEnum};
 use aws_sdk_elasticloadbalancingv2::Client;
 
 use super::port::{LoadBalancing, LoadBalancingProvider, Tagged, TargetGroup};
-use crate::aws::{sdk_error, AwsContext, EC2_ATTEMPT_TIMEOUT, EC2_MAX_ATTEMPTS};
+use crate::aws::{sdk_error, service_client, AwsContext};
 use crate::ec2::Target;
 use crate::{CordonError, Result};
 
@@ -21,25 +20,9 @@ impl LoadBalancingProvider for AwsContext {
     type LoadBalancing = AwsLoadBalancing;
 
     async fn load_balancing_for(&self, target: &Target) -> Result<AwsLoadBalancing> {
-        use aws_sdk_elasticloadbalancingv2::config;
         let credentials = self.credentials_for(target).await?;
-        let mut builder = config::Builder::from(self.sdk_config())
-            .retry_config(
-                config::retry::RetryConfig::standard().with_max_attempts(EC2_MAX_ATTEMPTS),
-            )
-            .timeout_config(
-                config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(EC2_ATTEMPT_TIMEOUT)
-                    .build(),
-            );
-        if let Some(region) = &target.region {
-            builder = builder.region(Region::new(region.clone()));
-        }
-        if let Some(credentials) = credentials {
-            builder = builder.credentials_provider(credentials);
-        }
         Ok(AwsLoadBalancing {
-            client: Client::from_conf(builder.build()),
+            client: service_client!(aws_sdk_elasticloadbalancingv2, self, target.region.as_deref(), credentials),
         })
     }
 }
