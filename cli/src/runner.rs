@@ -13,7 +13,7 @@ use cordon_core::config::Config;
 use cordon_core::decision::{DecisionKey, RestoreGate};
 use cordon_core::kms::AwsKms;
 use cordon_core::measures::{auto_scaling, credentials, evidence, load_balancers};
-use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput};
+use cordon_core::notify::{notify_step, ApprovalSettings, FindingFollow, NotifyInput};
 use cordon_core::steps::{approved_restore_step, block_step, isolate_step, unix_now, RestoreInput};
 use cordon_core::CordonError;
 use serde::Serialize;
@@ -197,6 +197,11 @@ pub struct Runner {
     region: String,
     /// The release ledger, as the stack's table.
     ledger: cordon_core::lifecycle::aws::DynamoLedger,
+    /// How notify follows the finding in Security Hub and GuardDuty (the stack's defaults;
+    /// moto has neither API, so each attempt reports why it was not done).
+    following: cordon_core::lifecycle::status::Settings,
+    /// Every worker's answer, in order, as the state machine received it.
+    answers: std::sync::Mutex<Vec<(Worker, Value)>>,
 }
 
 /// The release ledger's table on the emulator, as the stack names it.
@@ -349,7 +354,19 @@ impl Runner {
             topic_arn,
             region,
             ledger,
+            following: Default::default(),
+            answers: Default::default(),
         })
+    }
+
+    /// Follows findings in Security Hub and GuardDuty as `settings` say, for the executions
+    /// started from now on.
+    pub fn with_finding_follow(
+        mut self,
+        settings: cordon_core::lifecycle::status::Settings,
+    ) -> Self {
+        self.following = settings;
+        self
     }
 
     /// The two-person rule (`ApprovalsRequired: 2`) for the executions started from now on:
@@ -597,7 +614,11 @@ impl Runner {
             Some(_) => (payload["input"].clone(), true),
             None => (payload.clone(), false),
         };
-        match self.invoke(worker, &input).await {
+        let invoked = self.invoke(worker, &input).await;
+        if let Ok(output) = &invoked {
+            self.answers.lock().unwrap().push((worker, output.clone()));
+        }
+        match invoked {
             Ok(output) if answer_success => {
                 let shaped =
                     json!({"Payload": output, "StatusCode": 200, "ExecutedVersion": "$LATEST"});
@@ -713,12 +734,35 @@ impl Runner {
                     timeout_seconds: timeout,
                     sign_in_at: self.sign_in_at.clone(),
                 };
+                let follow = FindingFollow {
+                    security_hub: ec2,
+                    guard_duty: ec2,
+                    settings: self.following,
+                };
                 serde_json::to_value(
-                    notify_step(&self.sns, &self.topic_arn, &settings, &input, unix_now()).await?,
+                    Box::pin(notify_step(
+                        &self.sns,
+                        &self.topic_arn,
+                        &settings,
+                        follow,
+                        &input,
+                        unix_now(),
+                    ))
+                    .await?,
                 )
             }
         }
         .expect("worker outputs serialise"))
+    }
+
+    /// What `worker` answered, each time it succeeded, in order (all executions).
+    pub fn answers_of(&self, worker: Worker) -> Vec<Value> {
+        let answers = self.answers.lock().unwrap();
+        answers
+            .iter()
+            .filter(|(from, _)| *from == worker)
+            .map(|(_, output)| output.clone())
+            .collect()
     }
 
     /// Every message published to the topic, as moto recorded it: (subject, body).

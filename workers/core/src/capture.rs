@@ -28,6 +28,9 @@ pub struct FindingSummary {
     pub first_seen: Option<String>,
     #[serde(default)]
     pub last_seen: Option<String>,
+    /// The finding's ARN, which Security Hub knows it by (checked where it is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
 }
 
 impl From<&Finding> for FindingSummary {
@@ -41,6 +44,7 @@ impl From<&Finding> for FindingSummary {
             remote_addresses: finding.remote_addresses.clone(),
             first_seen: finding.first_seen.clone(),
             last_seen: finding.last_seen.clone(),
+            arn: finding.arn.clone(),
         }
     }
 }

@@ -94,6 +94,13 @@ pub enum CordonError {
         message: String,
     },
 
+    #[error("{operation} failed ({code}): {message}")]
+    Findings {
+        operation: String,
+        code: String,
+        message: String,
+    },
+
     #[error("KMS {operation} with key {key_id} failed ({code}): {message}; check the key exists and is enabled, that it is an HMAC_256 key, and that the key policy and the function's role allow the call")]
     Kms {
         operation: String,
@@ -125,6 +132,7 @@ impl CordonError {
             CordonError::AutoScaling { .. } => "Cordon.AutoScalingError",
             CordonError::LoadBalancing { .. } => "Cordon.LoadBalancingError",
             CordonError::Iam { .. } => "Cordon.IamError",
+            CordonError::Findings { .. } => "Cordon.FindingsError",
             CordonError::Kms { .. } => "Cordon.KmsError",
         }
     }

@@ -43,6 +43,9 @@ pub struct Finding {
     /// an instance profile); capture contains it only if its role is this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_of: Option<String>,
+    /// The finding's ARN (`arn`), as GuardDuty gives it: Security Hub knows the finding by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
 }
 
 /// The finding types about an instance's credentials used from elsewhere (`.OutsideAWS`,
@@ -247,6 +250,7 @@ fn parse_finding(finding: &Value, detail_type: Option<String>) -> ParsedFinding 
         first_seen: path(finding, &["service", "eventFirstSeen"]).and_then(timestamp_of),
         last_seen: path(finding, &["service", "eventLastSeen"]).and_then(timestamp_of),
         credentials_of,
+        arn: path(finding, &["arn"]).and_then(text_of),
     }))
 }
 

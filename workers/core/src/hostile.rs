@@ -910,10 +910,17 @@ impl Tripwire {
             timeout_seconds: 3600,
             sign_in_at: None,
         };
+        let findings = crate::lifecycle::status::port::fake::FakeFindings::default();
+        let follow = crate::notify::FindingFollow {
+            security_hub: &findings,
+            guard_duty: &findings,
+            settings: Default::default(),
+        };
         block_on(notify_step(
             &self.sns,
             "arn:aws:sns:eu-west-1:111122223333:cordon",
             &approval,
+            follow,
             input,
             1_000,
         ))

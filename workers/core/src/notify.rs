@@ -578,14 +578,31 @@ pub fn render(
 pub struct NotifyOutput {
     pub message_id: String,
     pub subject: String,
+    /// What became of the finding in Security Hub and GuardDuty (`lifecycle::status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finding: Vec<String>,
 }
 
-/// notify: renders and publishes. The approval request's task token goes only into the
-/// signed links, never into a log.
+/// Where the finding is followed beside the email (`lifecycle::status`).
+#[derive(Debug, Clone, Copy)]
+pub struct FindingFollow<'a, H, G> {
+    pub security_hub: &'a H,
+    pub guard_duty: &'a G,
+    pub settings: crate::lifecycle::status::Settings,
+}
+
+/// notify: renders and publishes, then follows the finding in Security Hub (which never
+/// holds the email back nor fails the step). The approval request's task token goes
+/// only into the signed links, never into a log.
 pub async fn notify_step(
     sns: &aws_sdk_sns::Client,
     topic_arn: &str,
     approval: &ApprovalSettings<'_, impl Kms>,
+    follow: FindingFollow<
+        '_,
+        impl crate::lifecycle::status::SecurityHubProvider,
+        impl crate::lifecycle::status::GuardDutyProvider,
+    >,
     input: &NotifyInput,
     now: i64,
 ) -> Result<NotifyOutput> {
@@ -624,9 +641,20 @@ pub async fn notify_step(
         .send()
         .await
         .map_err(|error| crate::aws::sdk_error("Publish", topic_arn, error))?;
+    // Only once the analysts are told: NOTIFIED must be true when Security Hub shows it.
+    let finding = crate::lifecycle::status::follow(
+        follow.security_hub,
+        follow.guard_duty,
+        follow.settings,
+        input.kind,
+        &state,
+        &input.execution_arn,
+    )
+    .await;
     Ok(NotifyOutput {
         message_id: sent.message_id().unwrap_or_default().to_string(),
         subject: message.subject,
+        finding,
     })
 }
 

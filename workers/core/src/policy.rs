@@ -172,6 +172,7 @@ mod tests {
             first_seen: None,
             last_seen: None,
             credentials_of: None,
+            arn: None,
         }
     }
 

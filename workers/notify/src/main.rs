@@ -1,10 +1,15 @@
 //! notify: emails the analysts through SNS. For the approval request it has KMS sign the two
-//! decision links; the task token goes only into them, never into a log.
+//! decision links; the task token goes only into them, never into a log. Then the finding
+//! follows in Security Hub (in its own account, through the member role) and, on a release,
+//! is archived in GuardDuty if the stack asks.
 
 use cordon_core::approval::LinkKey;
-use cordon_core::aws::{AwsContext, AwsTarget};
+use cordon_core::aws::{AwsContext, AwsTarget, MemberRole};
 use cordon_core::kms::AwsKms;
-use cordon_core::notify::{notify_step, ApprovalSettings, NotifyInput, NotifySettings};
+use cordon_core::lifecycle::status;
+use cordon_core::notify::{
+    notify_step, ApprovalSettings, FindingFollow, NotifyInput, NotifySettings,
+};
 use cordon_core::steps::unix_now;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 
@@ -12,7 +17,10 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
     let settings = NotifySettings::from_env()?;
-    let aws = AwsContext::load(&AwsTarget::default()).await;
+    let following = status::Settings::from_env()?;
+    let aws = AwsContext::load(&AwsTarget::default())
+        .await
+        .with_member_role(MemberRole::from_env());
     let sns = aws_sdk_sns::Client::new(aws.sdk_config());
     let key = LinkKey {
         kms: AwsKms::new(aws.sdk_config()),
@@ -20,6 +28,7 @@ async fn main() -> Result<(), Error> {
     };
     run(service_fn(|event: LambdaEvent<NotifyInput>| {
         let (sns, settings, key) = (&sns, &settings, &key);
+        let aws = aws.until(event.context.deadline);
         async move {
             let input = event.payload;
             let timeout = input
@@ -33,8 +42,21 @@ async fn main() -> Result<(), Error> {
                 timeout_seconds: timeout,
                 sign_in_at: settings.sign_in_at.clone(),
             };
-            let sent = notify_step(sns, &settings.topic_arn, &approval, &input, unix_now()).await?;
-            tracing::info!(kind = ?input.kind, subject = %sent.subject, "notify");
+            let follow = FindingFollow {
+                security_hub: &aws,
+                guard_duty: &aws,
+                settings: following,
+            };
+            let sent = Box::pin(notify_step(
+                sns,
+                &settings.topic_arn,
+                &approval,
+                follow,
+                &input,
+                unix_now(),
+            ))
+            .await?;
+            tracing::info!(kind = ?input.kind, subject = %sent.subject, finding = ?sent.finding, "notify");
             Ok::<_, cordon_core::CordonError>(sent)
         }
     }))

@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod port;
+pub mod status;
 
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,10 @@ pub fn seen_again(instance_id: &str, last_seen: Option<&str>, release: &Release)
 /// released for it with no activity since is skipped before anything is read or changed on
 /// the instance; anything else goes to `capture_step`. Without a ledger (`CORDON_RELEASE_TABLE`
 /// unset), or one that cannot be read, every finding goes on.
+///
+/// A finding archived after its instance was released (by Cordon on restore, or by hand) is
+/// judged as an active one: GuardDuty keeps sending its updates, still marked archived, when
+/// the activity comes back, and that activity is what the release promised to contain.
 pub async fn capture_step(
     ec2_in: &impl crate::ec2::Ec2Provider,
     iam_in: &impl crate::measures::credentials::IamProvider,
@@ -66,8 +71,12 @@ pub async fn capture_step(
     if let Some(ledger) = ledger {
         let unwrapped = crate::steps::unwrap_capture_input(input)?;
         let finding = crate::steps::single_finding(unwrapped.event)?;
+        let as_if_active = crate::finding::Finding {
+            archived: false,
+            ..finding.clone()
+        };
         if let (Verdict::Quarantine, Some(instance_id)) = (
-            config.policy.decide(&finding).verdict,
+            config.policy.decide(&as_if_active).verdict,
             finding.instance_id.as_deref(),
         ) {
             // A ledger that cannot be read contains: the rule only ever spares an instance.
@@ -78,7 +87,7 @@ pub async fn capture_step(
                     None
                 }
             };
-            if let Some(release) = release {
+            if let Some(release) = release.filter(|r| r.instance_id == instance_id) {
                 if let Some(reason) =
                     seen_again(instance_id, finding.last_seen.as_deref(), &release)
                 {
@@ -90,6 +99,15 @@ pub async fn capture_step(
                     output.approval_timeout_seconds = Some(unwrapped.approval_timeout_seconds);
                     output.approvals_required = Some(unwrapped.approvals_required);
                     return Ok(output);
+                }
+                if finding.archived && !config.policy.include_archived {
+                    tracing::info!(
+                        finding = %finding.id,
+                        "an archived finding of a released instance reports activity after the release: containing"
+                    );
+                    let mut config = config.clone();
+                    config.policy.include_archived = true;
+                    return crate::steps::capture_step(ec2_in, iam_in, &config, input).await;
                 }
             }
         }

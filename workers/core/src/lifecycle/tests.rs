@@ -81,6 +81,52 @@ fn an_update_with_no_activity_since_the_release_reads_and_changes_nothing() {
     assert_eq!(output.status, crate::capture::CaptureStatus::Captured);
 }
 
+#[test]
+fn an_archived_update_of_a_released_finding_is_contained_only_for_activity_after_the_release() {
+    let ec2 = FakeEc2::standard();
+    let ledger = FakeLedger::default();
+    let config = Config::default();
+    let run = |input: &Value| {
+        block_on(capture_step(
+            &|_: &crate::ec2::Target| ec2.clone(),
+            &|_: &crate::ec2::Target| FakeIam::default(),
+            Some(&ledger),
+            &config,
+            input,
+        ))
+        .unwrap()
+    };
+    let archived = |last_seen: &str| {
+        let mut input = event(last_seen);
+        input["event"]["detail"]["service"]["archived"] = json!(true);
+        input
+    };
+    // Never released: an archived finding is the analysts' call, as the policy says.
+    let output = run(&archived("2026-12-05T10:30:00Z"));
+    assert_eq!(output.status, crate::capture::CaptureStatus::Skipped);
+    assert!(output.reason.contains("archived"), "{}", output.reason);
+    assert!(ec2.calls().is_empty(), "{:?}", ec2.calls());
+
+    ledger.with(|s| {
+        s.releases
+            .insert("f-1".into(), release("2026-12-05T10:00:00.000Z"))
+    });
+    let output = run(&archived("2026-12-05T09:30:00Z"));
+    assert!(
+        output.reason.contains("not contained again"),
+        "{}",
+        output.reason
+    );
+    // Archived on restore, then its activity came back: contained.
+    let output = run(&archived("2026-12-05T10:30:00Z"));
+    assert_eq!(
+        output.status,
+        crate::capture::CaptureStatus::Captured,
+        "{}",
+        output.reason
+    );
+}
+
 /// A ledger that refuses every read.
 struct Unreadable;
 

@@ -22,7 +22,12 @@ impl AutoScalingProvider for AwsContext {
     async fn autoscaling_for(&self, target: &Target) -> Result<AwsAutoScaling> {
         let credentials = self.credentials_for(target).await?;
         Ok(AwsAutoScaling {
-            client: service_client!(aws_sdk_autoscaling, self, target.region.as_deref(), credentials),
+            client: service_client!(
+                aws_sdk_autoscaling,
+                self,
+                target.region.as_deref(),
+                credentials
+            ),
         })
     }
 }

@@ -22,7 +22,12 @@ impl LoadBalancingProvider for AwsContext {
     async fn load_balancing_for(&self, target: &Target) -> Result<AwsLoadBalancing> {
         let credentials = self.credentials_for(target).await?;
         Ok(AwsLoadBalancing {
-            client: service_client!(aws_sdk_elasticloadbalancingv2, self, target.region.as_deref(), credentials),
+            client: service_client!(
+                aws_sdk_elasticloadbalancingv2,
+                self,
+                target.region.as_deref(),
+                credentials
+            ),
         })
     }
 }

@@ -1,0 +1,304 @@
+//! The finding follows the quarantine where the security team tracks it. In Security Hub its
+//! workflow status becomes `NOTIFIED` when the analysts are told (the containment's email) and
+//! `RESOLVED`, with a note naming the execution, once an approved restore has released the
+//! instance; optionally GuardDuty archives it then.
+//!
+//! This is bookkeeping beside the email, never a gate: nothing here can fail a step, and what
+//! happened is reported in the notify step's output and log. The email goes out at the same
+//! time, whatever Security Hub answers.
+//!
+//! Why an archived finding is still followed: GuardDuty sends the updates of a finding archived
+//! by hand to EventBridge like any other (only those a suppression rule archives are held
+//! back), still marked archived, so a finding archived on restore would be skipped by the
+//! policy when its activity comes back. Capture therefore reads an archived finding that
+//! Cordon released like an active one (`super::capture_step`), and the ledger decides.
+
+pub mod aws;
+pub mod port;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::FindingSummary;
+use crate::ec2::Target;
+use crate::error::{CordonError, Result};
+use crate::notify::MessageKind;
+use crate::workflow::WorkflowState;
+pub use port::{GuardDuty, GuardDutyProvider, SecurityHub, SecurityHubProvider, Unprocessed};
+
+/// Security Hub keeps a note of at most 512 characters.
+pub const NOTE_MAX_CHARS: usize = 512;
+
+/// Who Security Hub shows as the note's author.
+pub const NOTE_AUTHOR: &str = "cordon";
+
+/// What the stack asks for (`CORDON_SECURITY_HUB_WORKFLOW`, on unless `false`;
+/// `CORDON_ARCHIVE_ON_RESTORE`, off unless `true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub security_hub: bool,
+    pub archive_on_restore: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            security_hub: true,
+            archive_on_restore: false,
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let flag = |name: &str, default: bool| match lookup(name).as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => Err(CordonError::InvalidConfiguration(format!(
+                "{name} is {other:?}: it must be true or false"
+            ))),
+        };
+        Ok(Settings {
+            security_hub: flag("CORDON_SECURITY_HUB_WORKFLOW", true)?,
+            archive_on_restore: flag("CORDON_ARCHIVE_ON_RESTORE", false)?,
+        })
+    }
+}
+
+/// The Security Hub workflow statuses Cordon sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkflowStatus {
+    Notified,
+    Resolved,
+}
+
+impl WorkflowStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowStatus::Notified => "NOTIFIED",
+            WorkflowStatus::Resolved => "RESOLVED",
+        }
+    }
+}
+
+/// A GuardDuty finding's ARN, checked against the finding it came with: Security Hub knows
+/// the finding by it (`Id`), under GuardDuty's product ARN in its partition and region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingArn {
+    pub arn: String,
+    pub partition: String,
+    pub region: String,
+    pub account_id: String,
+    pub detector_id: String,
+    pub finding_id: String,
+}
+
+impl FindingArn {
+    pub fn product_arn(&self) -> String {
+        format!(
+            "arn:{}:securityhub:{}::product/aws/guardduty",
+            self.partition, self.region
+        )
+    }
+}
+
+/// The finding's ARN, or why it cannot be used: it must be GuardDuty's, of the finding's own
+/// id, account and region (`arn:PARTITION:guardduty:REGION:ACCOUNT:detector/D/finding/ID`).
+pub fn finding_arn(finding: &FindingSummary) -> std::result::Result<FindingArn, String> {
+    let Some(arn) = finding
+        .arn
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    else {
+        return Err("the finding carries no ARN (`arn`), which Security Hub knows it by".into());
+    };
+    let shown: String = arn.chars().take(80).collect();
+    let wrong = |why: &str| Err(format!("the finding's ARN {shown:?} {why}"));
+    if arn.len() > 512 {
+        return wrong("is too long to be GuardDuty's");
+    }
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [prefix, partition, service, region, account, resource] = parts[..] else {
+        return wrong("is not an ARN");
+    };
+    if prefix != "arn" || !matches!(partition, "aws" | "aws-cn" | "aws-us-gov") {
+        return wrong("is not an AWS ARN");
+    }
+    if service != "guardduty" {
+        return wrong("is not a GuardDuty finding's");
+    }
+    if !crate::ec2::is_region(region) || finding.region.as_deref().is_some_and(|r| r != region) {
+        return wrong("is not of the finding's region");
+    }
+    if !crate::ec2::is_account_id(account)
+        || finding.account_id.as_deref().is_some_and(|a| a != account)
+    {
+        return wrong("is not of the finding's account");
+    }
+    let id_like = |text: &str| !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric());
+    let resource: Vec<&str> = resource.split('/').collect();
+    let ["detector", detector, "finding", id] = resource[..] else {
+        return wrong("does not name a detector's finding");
+    };
+    if !id_like(detector) || *id != finding.id {
+        return wrong("is not this finding's");
+    }
+    Ok(FindingArn {
+        arn: arn.to_string(),
+        partition: partition.to_string(),
+        region: region.to_string(),
+        account_id: account.to_string(),
+        detector_id: detector.to_string(),
+        finding_id: id.to_string(),
+    })
+}
+
+/// What Security Hub should say of the finding after this email: `NOTIFIED` when analysts are
+/// told of a containment (the approval request, or a failure), `RESOLVED` when an approved
+/// restore released the instance; nothing for the other emails (the status stays `NOTIFIED`).
+pub fn workflow_update(
+    kind: MessageKind,
+    state: &WorkflowState,
+    execution_arn: &str,
+) -> Option<(WorkflowStatus, String)> {
+    let instance = state
+        .capture
+        .instance_id
+        .as_deref()
+        .unwrap_or("the instance");
+    let restore_status = state
+        .restore
+        .as_ref()
+        .and_then(|restore| restore.get("status"))
+        .and_then(|status| status.as_str());
+    let (status, note) = match kind {
+        MessageKind::ApprovalRequest => (
+            WorkflowStatus::Notified,
+            format!("Cordon contained {instance} and asked the analysts to approve its release. Execution: {execution_arn}"),
+        ),
+        MessageKind::Failed => (
+            WorkflowStatus::Notified,
+            format!("Cordon could not finish with {instance}; the analysts were told what failed. Execution: {execution_arn}"),
+        ),
+        MessageKind::Restored => {
+            let how = match restore_status {
+                Some("restored") => "restored exactly",
+                Some("drift") => "restored, with drift left alone (see the execution)",
+                Some("not_isolated") => "released (it was not isolated)",
+                _ => return None,
+            };
+            (
+                WorkflowStatus::Resolved,
+                format!("An analyst approved the release; Cordon {how} {instance}. Execution: {execution_arn}"),
+            )
+        }
+        MessageKind::SecondApprovalRequest | MessageKind::KeptIsolated => return None,
+    };
+    Some((status, truncated(&note, NOTE_MAX_CHARS)))
+}
+
+fn truncated(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let mut kept: String = text.chars().take(max_chars - 1).collect();
+    kept.push('…');
+    kept
+}
+
+/// Follows the finding after this email: Security Hub's workflow status, and on a release
+/// GuardDuty's archive if asked for. Never fails: each line says what was done or why not.
+pub async fn follow(
+    hub_in: &impl SecurityHubProvider,
+    guard_duty_in: &impl GuardDutyProvider,
+    settings: Settings,
+    kind: MessageKind,
+    state: &WorkflowState,
+    execution_arn: &str,
+) -> Vec<String> {
+    let Some((status, note)) = workflow_update(kind, state, execution_arn) else {
+        return vec![];
+    };
+    let archive = settings.archive_on_restore && status == WorkflowStatus::Resolved;
+    if !settings.security_hub && !archive {
+        return vec![];
+    }
+    let finding = match state.capture.finding.as_ref().map(finding_arn) {
+        Some(Ok(finding)) => finding,
+        Some(Err(why)) => return vec![format!("finding not followed: {why}")],
+        None => return vec!["finding not followed: the execution holds no finding".into()],
+    };
+    let mut lines = vec![];
+    if settings.security_hub {
+        lines.push(mark(hub_in, &finding, status, &note).await);
+    }
+    if archive {
+        lines.push(archived(guard_duty_in, &finding).await);
+    }
+    for line in &lines {
+        tracing::info!(finding = %finding.finding_id, "{line}");
+    }
+    // An answer that is no service's (a proxy's HTML page) is quoted whole in the error: the
+    // log keeps it, the report keeps its start.
+    lines
+        .iter()
+        .map(|line| truncated(line, LINE_MAX_CHARS))
+        .collect()
+}
+
+/// The longest line the report keeps.
+const LINE_MAX_CHARS: usize = 400;
+
+async fn mark(
+    hub_in: &impl SecurityHubProvider,
+    finding: &FindingArn,
+    status: WorkflowStatus,
+    note: &str,
+) -> String {
+    let target = Target {
+        account_id: Some(finding.account_id.clone()),
+        region: Some(finding.region.clone()),
+    };
+    let answer = match hub_in.security_hub_for(&target).await {
+        Ok(hub) => hub.update_workflow(finding, status, note).await,
+        Err(error) => Err(error),
+    };
+    let status = status.as_str();
+    match answer {
+        Ok(None) => format!("Security Hub: workflow status {status}, with a note"),
+        Ok(Some(Unprocessed { code, .. })) if code == "FindingNotFound" => format!(
+            "Security Hub: not set to {status}: it does not hold the finding yet (GuardDuty sends findings there within about 5 minutes) or is not enabled for GuardDuty in {}",
+            finding.region
+        ),
+        Ok(Some(Unprocessed { code, message })) => {
+            format!("Security Hub: not set to {status}: {code}: {message}")
+        }
+        Err(error) => format!("Security Hub: not set to {status}: {error}"),
+    }
+}
+
+async fn archived(guard_duty_in: &impl GuardDutyProvider, finding: &FindingArn) -> String {
+    let archive = async {
+        let guard_duty = guard_duty_in.guard_duty_in(Some(&finding.region)).await?;
+        let Some(detector) = guard_duty.detector().await? else {
+            return Ok(format!(
+                "GuardDuty: not archived: Cordon's account has no detector in {}",
+                finding.region
+            ));
+        };
+        guard_duty.archive(&detector, &finding.finding_id).await?;
+        Ok::<_, CordonError>(format!("GuardDuty: finding archived (detector {detector}); its later activity is still contained"))
+    };
+    archive
+        .await
+        .unwrap_or_else(|error| format!("GuardDuty: not archived: {error}"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,306 @@
+use super::port::fake::{FakeFindings, HubFinding};
+use super::*;
+use crate::fake::block_on;
+use serde_json::json;
+
+const ARN: &str = "arn:aws:guardduty:eu-west-1:111122223333:detector/12abc34d567e8fa901bc2d34e56789f0/finding/f-1";
+const EXECUTION: &str = "arn:aws:states:eu-west-1:111122223333:execution:cordon-quarantine:one";
+
+fn summary(arn: Option<&str>) -> FindingSummary {
+    serde_json::from_value(json!({
+        "id": "f-1", "finding_type": "Backdoor:EC2/C&CActivity.B", "severity": 8.0,
+        "account_id": "111122223333", "region": "eu-west-1", "remote_addresses": [],
+        "arn": arn,
+    }))
+    .unwrap()
+}
+
+fn state(restore_status: Option<&str>) -> WorkflowState {
+    WorkflowState::from_value(&json!({
+        "status": "captured", "reason": "r", "instance_id": "i-00000001", "tags_written": true,
+        "warnings": [], "finding": summary(Some(ARN)), "record": null,
+        "restore": restore_status.map(|status| json!({"status": status})),
+    }))
+}
+
+fn hub_holding_the_finding() -> FakeFindings {
+    let fake = FakeFindings::default();
+    fake.with(|s| {
+        s.hub_findings.insert(
+            ARN.into(),
+            HubFinding {
+                product_arn: "arn:aws:securityhub:eu-west-1::product/aws/guardduty".into(),
+                status: "NEW".into(),
+                notes: vec![],
+            },
+        );
+        s.detector = Some("admindetector".into());
+    });
+    fake
+}
+
+fn hub_status(fake: &FakeFindings) -> String {
+    fake.with(|s| s.hub_findings[ARN].status.clone())
+}
+
+#[test]
+fn the_arn_must_be_guardduty_s_for_this_finding_in_its_account_and_region() {
+    let finding = finding_arn(&summary(Some(ARN))).unwrap();
+    assert_eq!(finding.finding_id, "f-1");
+    assert_eq!(
+        finding.product_arn(),
+        "arn:aws:securityhub:eu-west-1::product/aws/guardduty"
+    );
+    let gov = ARN.replace("arn:aws:", "arn:aws-us-gov:");
+    assert_eq!(
+        finding_arn(&summary(Some(&gov))).unwrap().product_arn(),
+        "arn:aws-us-gov:securityhub:eu-west-1::product/aws/guardduty"
+    );
+    for (arn, why) in [
+        (None, "carries no ARN"),
+        (
+            Some(ARN.replace("guardduty", "securityhub")),
+            "not a GuardDuty finding's",
+        ),
+        (
+            Some(ARN.replace("eu-west-1", "us-east-1")),
+            "not of the finding's region",
+        ),
+        (
+            Some(ARN.replace("111122223333", "444455556666")),
+            "not of the finding's account",
+        ),
+        (
+            Some(ARN.replace("finding/f-1", "finding/f-2")),
+            "not this finding's",
+        ),
+        (
+            Some(ARN.replace("detector/", "detector/../")),
+            "does not name a detector's finding",
+        ),
+        (Some(ARN.replace("arn:aws:", "arn:evil:")), "not an AWS ARN"),
+        (Some("f-1".to_string()), "not an ARN"),
+    ] {
+        let error = finding_arn(&summary(arn.as_deref())).unwrap_err();
+        assert!(error.contains(why), "{arn:?}: {error}");
+    }
+}
+
+#[test]
+fn notified_on_containment_resolved_only_on_a_release() {
+    let update = |kind, restore| workflow_update(kind, &state(restore), EXECUTION);
+    let (status, note) = update(MessageKind::ApprovalRequest, None).unwrap();
+    assert_eq!(status, WorkflowStatus::Notified);
+    assert!(
+        note.contains("i-00000001") && note.contains(EXECUTION),
+        "{note}"
+    );
+    assert_eq!(
+        update(MessageKind::Failed, None).unwrap().0,
+        WorkflowStatus::Notified
+    );
+    for released in ["restored", "drift", "not_isolated"] {
+        assert_eq!(
+            update(MessageKind::Restored, Some(released)).unwrap().0,
+            WorkflowStatus::Resolved
+        );
+    }
+    assert!(update(MessageKind::Restored, Some("failed")).is_none());
+    assert!(update(MessageKind::KeptIsolated, None).is_none());
+    assert!(update(MessageKind::SecondApprovalRequest, None).is_none());
+    // Security Hub refuses a note over 512 characters: a long execution name is cut.
+    let long = format!("{EXECUTION}{}", "x".repeat(600));
+    let (_, note) = workflow_update(MessageKind::ApprovalRequest, &state(None), &long).unwrap();
+    assert_eq!(note.chars().count(), NOTE_MAX_CHARS);
+}
+
+#[test]
+fn the_finding_follows_the_quarantine_in_security_hub_and_is_archived_only_if_asked() {
+    let fake = hub_holding_the_finding();
+    let settings = Settings::default();
+    let lines = block_on(follow(
+        &fake,
+        &fake,
+        settings,
+        MessageKind::ApprovalRequest,
+        &state(None),
+        EXECUTION,
+    ));
+    assert_eq!(hub_status(&fake), "NOTIFIED", "{lines:?}");
+    assert_eq!(
+        lines,
+        ["Security Hub: workflow status NOTIFIED, with a note"]
+    );
+
+    let lines = block_on(follow(
+        &fake,
+        &fake,
+        settings,
+        MessageKind::Restored,
+        &state(Some("restored")),
+        EXECUTION,
+    ));
+    assert_eq!(hub_status(&fake), "RESOLVED", "{lines:?}");
+    assert!(fake.with(|s| s.hub_findings[ARN].notes[1].contains("restored exactly i-00000001")));
+    assert!(fake.with(|s| s.archived.is_empty()), "archived unasked");
+
+    let archiving = Settings {
+        security_hub: false,
+        archive_on_restore: true,
+    };
+    let calls_before = fake.with(|s| s.calls.len());
+    let lines = block_on(follow(
+        &fake,
+        &fake,
+        archiving,
+        MessageKind::Restored,
+        &state(Some("restored")),
+        EXECUTION,
+    ));
+    assert_eq!(fake.with(|s| s.archived.clone()), ["f-1"], "{lines:?}");
+    assert_eq!(
+        fake.with(|s| s.calls[calls_before..].to_vec()),
+        ["guardduty:ListDetectors", "guardduty:ArchiveFindings"],
+        "Security Hub left alone when turned off"
+    );
+    // Never archived on containment.
+    block_on(follow(
+        &fake,
+        &fake,
+        archiving,
+        MessageKind::ApprovalRequest,
+        &state(None),
+        EXECUTION,
+    ));
+    assert_eq!(fake.with(|s| s.archived.len()), 1);
+}
+
+#[test]
+fn whatever_security_hub_or_guardduty_answer_the_step_goes_on_and_says_why() {
+    let both = Settings {
+        security_hub: true,
+        archive_on_restore: true,
+    };
+    let restored = state(Some("restored"));
+    // Not yet imported (GuardDuty sends findings within about 5 minutes).
+    let fake = FakeFindings::default();
+    let lines = block_on(follow(
+        &fake,
+        &fake,
+        both,
+        MessageKind::ApprovalRequest,
+        &state(None),
+        EXECUTION,
+    ));
+    assert!(
+        lines[0].contains("does not hold the finding yet"),
+        "{lines:?}"
+    );
+    // Security Hub not enabled; no detector; a member account.
+    fake.with(|s| s.hub_disabled = true);
+    let lines = block_on(follow(
+        &fake,
+        &fake,
+        both,
+        MessageKind::Restored,
+        &restored,
+        EXECUTION,
+    ));
+    assert!(lines[0].contains("InvalidAccessException"), "{lines:?}");
+    assert!(
+        lines[1].contains("has no detector in eu-west-1"),
+        "{lines:?}"
+    );
+    fake.with(|s| {
+        s.detector = Some("memberdetector".into());
+        s.member = true;
+    });
+    let lines = block_on(follow(
+        &fake,
+        &fake,
+        both,
+        MessageKind::Restored,
+        &restored,
+        EXECUTION,
+    ));
+    assert!(
+        lines[1].contains("not archived") && lines[1].contains("Member accounts"),
+        "{lines:?}"
+    );
+    assert!(fake.with(|s| s.archived.is_empty()));
+    // Throttled through every attempt.
+    fake.with(|s| {
+        s.failing.insert(
+            "securityhub:BatchUpdateFindings".into(),
+            CordonError::Throttled {
+                operation: "BatchUpdateFindings".into(),
+                message: "Rate exceeded".into(),
+            },
+        )
+    });
+    let lines = block_on(follow(
+        &fake,
+        &fake,
+        both,
+        MessageKind::ApprovalRequest,
+        &state(None),
+        EXECUTION,
+    ));
+    assert!(lines[0].contains("throttled"), "{lines:?}");
+}
+
+#[test]
+fn a_finding_whose_arn_is_not_its_own_is_not_touched() {
+    let fake = hub_holding_the_finding();
+    let mut value = serde_json::to_value(state(Some("restored"))).unwrap();
+    value["finding"]["arn"] = json!(ARN.replace("111122223333", "444455556666"));
+    let state = WorkflowState::from_value(&value);
+    let both = Settings {
+        security_hub: true,
+        archive_on_restore: true,
+    };
+    let lines = block_on(follow(
+        &fake,
+        &fake,
+        both,
+        MessageKind::Restored,
+        &state,
+        EXECUTION,
+    ));
+    assert!(
+        lines[0].starts_with("finding not followed: the finding's ARN"),
+        "{lines:?}"
+    );
+    assert!(fake.with(|s| s.calls.is_empty()));
+}
+
+#[test]
+fn the_settings_are_true_or_false_and_default_to_security_hub_only() {
+    assert_eq!(
+        Settings::from_lookup(|_| None).unwrap(),
+        Settings::default()
+    );
+    let set = Settings::from_lookup(|name| match name {
+        "CORDON_SECURITY_HUB_WORKFLOW" => Some("false".into()),
+        "CORDON_ARCHIVE_ON_RESTORE" => Some("true".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(
+        set,
+        Settings {
+            security_hub: false,
+            archive_on_restore: true
+        }
+    );
+    let error = Settings::from_lookup(|name| {
+        (name == "CORDON_ARCHIVE_ON_RESTORE").then(|| "yes".to_string())
+    })
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("CORDON_ARCHIVE_ON_RESTORE is \"yes\""),
+        "{error}"
+    );
+}
