@@ -20,6 +20,10 @@ use cordon_tests::{finding_for, fleet, repo_root, Member, Moto, World};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+// The measures beyond the network, in a file of their own (not a test crate of its own).
+#[path = "reliability/measures.rs"]
+mod measures;
+
 /// One row of RELIABILITY.md.
 #[derive(Debug, Serialize, Deserialize)]
 struct Row {
@@ -39,6 +43,25 @@ fn size(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Calls per service, as a row says them: `7346 EC2, 120 Auto Scaling`.
+fn by_service(counts: &BTreeMap<String, u64>) -> String {
+    let name = |service: &str| {
+        match service {
+            "ec2" => "EC2",
+            "autoscaling" => "Auto Scaling",
+            "iam" => "IAM",
+            "elasticloadbalancing" => "ELB",
+            other => other,
+        }
+        .to_string()
+    };
+    counts
+        .iter()
+        .map(|(service, count)| format!("{count} {}", name(service)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn write_row(slug: &str, row: &Row) {
@@ -162,7 +185,7 @@ async fn under_30_percent_ec2_faults_every_workflow_contains_and_restores_exactl
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let calls_per_workflow = clean.totals().ec2_calls;
+    let calls_per_workflow = clean.totals().calls;
 
     let percent = size("RELIABILITY_FAULT_PERCENT", 30);
     let proxy = Arc::new(
@@ -245,19 +268,20 @@ async fn under_30_percent_ec2_faults_every_workflow_contains_and_restores_exactl
         }
     }
     let totals = proxy.totals();
-    let ratio = totals.ec2_calls as f64 / (calls_per_workflow as f64 * runs as f64);
+    let ratio = totals.calls as f64 / (calls_per_workflow as f64 * runs as f64);
     write_row(
         "1-faults",
         &Row {
             order: 1,
             scenario: format!(
-                "`cordon run`, approve, {percent}% of EC2 calls failing, {concurrency} at once"
+                "`cordon run`, approve, {percent}% of EC2, Auto Scaling, IAM and ELB calls failing, {concurrency} at once"
             ),
             runs,
             faults_injected: format!(
-                "{} of {} EC2 calls: {} throttled, {} HTTP 500, {} reset, {} answer lost",
+                "{} of {} calls ({}): {} throttled, {} HTTP 500, {} reset, {} answer lost",
                 totals.faults(),
-                totals.ec2_calls,
+                totals.calls,
+                by_service(&proxy.calls_by_service()),
                 totals.throttled,
                 totals.server_errors,
                 totals.resets,
@@ -268,7 +292,7 @@ async fn under_30_percent_ec2_faults_every_workflow_contains_and_restores_exactl
             lost_originals: lost,
             panics,
             notes: format!(
-                "{calls_per_workflow} EC2 calls per workflow without faults; {:.2}x that under faults (no retry storm)",
+                "{calls_per_workflow} calls per workflow without faults; {:.2}x that under faults (no retry storm)",
                 ratio
             ),
         },
@@ -277,7 +301,7 @@ async fn under_30_percent_ec2_faults_every_workflow_contains_and_restores_exactl
         let trace = repo_root().join("target/reliability/faults-trace.log");
         std::fs::write(&trace, proxy.trace().join("\n")).unwrap();
         panic!(
-            "{}\n\nevery EC2 call and its fault: {}",
+            "{}\n\nevery faulted call and its fault: {}",
             failures.join("\n\n"),
             trace.display()
         );
@@ -518,7 +542,7 @@ async fn instances_in_one_vpc_isolated_at_once_share_groups_and_never_collide() 
     assert_eq!(restored, members.len());
 }
 
-/// Kills `cordon isolate` at every EC2 call it makes (SIGKILL while the call is held), runs it
+/// Kills `cordon isolate` at every call it makes (SIGKILL while the call is held), runs it
 /// again, and checks that it converges on the uninterrupted outcome; then restores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_at_any_ec2_call_is_rerun_and_converges() {
@@ -534,7 +558,7 @@ async fn a_worker_killed_at_any_ec2_call_is_rerun_and_converges() {
         .unwrap();
         path
     };
-    // The uninterrupted run in a fresh VPC: how many EC2 calls, and the outcome to reach.
+    // The uninterrupted run in a fresh VPC: how many calls, and the outcome to reach.
     let reference = fleet(&world, 1, 100).await.remove(0);
     let counting = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
     let path = finding_of(&reference);
@@ -574,7 +598,7 @@ async fn a_worker_killed_at_any_ec2_call_is_rerun_and_converges() {
             _ = proxy.until_held() => child.kill().await.unwrap(),
             ended = child.wait() => {
                 ended.unwrap();
-                eprintln!("kill point {}: the run made fewer EC2 calls and ended", k + 1);
+                eprintln!("kill point {}: the run made fewer calls and ended", k + 1);
             }
         }
 
@@ -626,7 +650,7 @@ async fn a_worker_killed_at_any_ec2_call_is_rerun_and_converges() {
         "4-kill",
         &Row {
             order: 4,
-            scenario: "`cordon isolate` SIGKILLed at each of its EC2 calls (first use in a VPC), re-run, then `cordon restore`".into(),
+            scenario: "`cordon isolate` SIGKILLed at each of its EC2, Auto Scaling, IAM and ELB calls (first use in a VPC), re-run, then `cordon restore`".into(),
             runs: points,
             faults_injected: format!("kill at call 1..{points}: {}", calls.join(", ")),
             contained: converged,

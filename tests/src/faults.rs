@@ -1,17 +1,24 @@
 //! A fault-injecting HTTP proxy on loopback, in front of moto. Everything passes through it;
-//! only EC2 calls (SigV4 credential scope `/ec2/aws4_request`) are faulted, at a set rate,
-//! each fault one of four kinds that real EC2 produces:
+//! only the calls of the services through which Cordon changes an instance and its
+//! surroundings are faulted ([`FAULTED_SERVICES`], told apart by their SigV4 credential
+//! scope: EC2, Auto Scaling, IAM, Elastic Load Balancing), at a set rate, each fault one of
+//! four kinds that these services produce:
 //!
-//! - throttling: HTTP 503 `RequestLimitExceeded`, the call not made;
-//! - a server error: HTTP 500 `InternalError`, the call not made;
+//! - throttling: EC2's HTTP 503 `RequestLimitExceeded`, the others' HTTP 400 `Throttling`,
+//!   the call not made;
+//! - a server error: HTTP 500 `InternalError` (EC2) or `InternalFailure`, the call not made;
 //! - a reset before the call: the connection dropped with RST, the call not made;
 //! - a lost answer: the call made, then the connection dropped with RST before the answer,
 //!   so the client cannot know that it happened (the case idempotency exists for).
 //!
-//! Every EC2 call may also be delayed by up to `max_latency`. The proxy counts what it saw,
-//! so a test can report the total EC2 calls made under faults. With `hold_after`, every EC2
-//! call after the first n is held unanswered, so that a test can kill the process making it
-//! at that exact point.
+//! Every faulted service's call may also be delayed by up to `max_latency`. The proxy counts
+//! what it saw, per service, so a test can report the calls made under faults. With
+//! `hold_after`, every such call after the first n is held unanswered, so that a test can kill
+//! the process making it at that exact point. Step Functions, SNS, KMS, DynamoDB, Security Hub,
+//! GuardDuty and moto's own API pass through untouched.
+
+/// The services whose calls are faulted, as their SigV4 credential scopes name them.
+pub const FAULTED_SERVICES: [&str; 4] = ["ec2", "autoscaling", "iam", "elasticloadbalancing"];
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +77,8 @@ enum Fault {
 /// What the proxy saw, by kind.
 #[derive(Debug, Default)]
 pub struct FaultCounts {
-    pub ec2_calls: AtomicU64,
+    /// Every call of a faulted service.
+    pub calls: AtomicU64,
     pub throttled: AtomicU64,
     pub server_errors: AtomicU64,
     pub resets: AtomicU64,
@@ -81,14 +89,14 @@ pub struct FaultCounts {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FaultTotals {
-    /// Every EC2 request that reached the proxy, faulted or not.
-    pub ec2_calls: u64,
+    /// Every request of a faulted service that reached the proxy, faulted or not.
+    pub calls: u64,
     pub throttled: u64,
     pub server_errors: u64,
     pub resets: u64,
     /// Calls made on moto whose answer the client never got.
     pub lost_answers: u64,
-    /// Step Functions, SNS and moto's own API: passed through untouched.
+    /// Every other service's and moto's own API: passed through untouched.
     pub other_calls: u64,
 }
 
@@ -102,7 +110,7 @@ impl FaultCounts {
     pub fn totals(&self) -> FaultTotals {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         FaultTotals {
-            ec2_calls: get(&self.ec2_calls),
+            calls: get(&self.calls),
             throttled: get(&self.throttled),
             server_errors: get(&self.server_errors),
             resets: get(&self.resets),
@@ -132,9 +140,11 @@ struct Shared {
     plan: Mutex<FaultPlan>,
     dice: Mutex<Dice>,
     counts: FaultCounts,
-    /// The EC2 actions answered, in arrival order.
+    /// Calls of the faulted services, per service.
+    by_service: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// The faulted services' actions answered, in arrival order.
     actions: Mutex<Vec<String>>,
-    /// Every EC2 call with what the proxy did to it, in the order they ended.
+    /// Every faulted service's call with what the proxy did to it, in the order they ended.
     calls: Mutex<Vec<ProxiedCall>>,
     refusals: Mutex<Vec<Refusal>>,
 }
@@ -176,7 +186,7 @@ impl Refusal {
     }
 }
 
-/// One EC2 call as the proxy saw it.
+/// One call of a faulted service as the proxy saw it.
 #[derive(Debug, Clone)]
 pub struct ProxiedCall {
     pub action: String,
@@ -216,6 +226,7 @@ impl FaultProxy {
             plan: Mutex::new(plan),
             dice: Mutex::new(Dice(plan.seed.max(1))),
             counts: FaultCounts::default(),
+            by_service: Mutex::new(Default::default()),
             actions: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
             refusals: Mutex::new(Vec::new()),
@@ -246,7 +257,13 @@ impl FaultProxy {
         self.shared.counts.totals()
     }
 
-    /// The EC2 actions passed to moto so far (held calls are not among them).
+    /// The calls of each faulted service so far.
+    pub fn calls_by_service(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared.by_service.lock().unwrap().clone()
+    }
+
+    /// The faulted services' actions passed to moto so far (held calls are not among them):
+    /// EC2's by name, the others' as `service:Action`.
     pub fn actions(&self) -> Vec<String> {
         self.shared.actions.lock().unwrap().clone()
     }
@@ -302,9 +319,16 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    fn is_ec2(&self) -> bool {
-        self.header("authorization")
-            .is_some_and(|auth| auth.contains("/ec2/aws4_request"))
+    /// The service the call is signed for (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
+    fn service(&self) -> Option<&str> {
+        let credential = self.header("authorization")?.split("Credential=").nth(1)?;
+        let scope = credential.split([',', ' ']).next()?;
+        scope.split('/').nth(3)
+    }
+
+    fn is_faulted(&self) -> bool {
+        self.service()
+            .is_some_and(|service| FAULTED_SERVICES.contains(&service))
     }
 
     fn proxied(&self, fault: Option<Fault>, started: Instant) -> ProxiedCall {
@@ -326,12 +350,66 @@ impl Request {
         }
     }
 
-    /// The query protocol's `Action=` form field.
+    /// The query protocol's `Action=` form field; for a service other than EC2 prefixed
+    /// with it (`autoscaling:EnterStandby`).
     fn action(&self) -> String {
-        url::form_urlencoded::parse(&self.body)
+        let action = url::form_urlencoded::parse(&self.body)
             .find(|(key, _)| key == "Action")
             .map(|(_, value)| value.into_owned())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        match self.service() {
+            Some("ec2") | None => action,
+            Some(service) => format!("{service}:{action}"),
+        }
+    }
+
+    /// This service's answer to a call it refused: EC2's error envelope, or the other query
+    /// services' (`ErrorResponse`).
+    fn error(&self, status: &str, code: &str, message: &str) -> Vec<u8> {
+        if self.service() == Some("ec2") {
+            return ec2_error(status, code, message);
+        }
+        let kind = if status.starts_with('5') {
+            "Receiver"
+        } else {
+            "Sender"
+        };
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+        );
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// Throttling as this service answers it.
+    fn throttled(&self) -> Vec<u8> {
+        match self.service() {
+            Some("ec2") => ec2_error(
+                "503 Service Unavailable",
+                "RequestLimitExceeded",
+                "Request limit exceeded.",
+            ),
+            _ => self.error("400 Bad Request", "Throttling", "Rate exceeded"),
+        }
+    }
+
+    /// An internal error as this service answers it.
+    fn internal_error(&self) -> Vec<u8> {
+        match self.service() {
+            Some("ec2") => ec2_error(
+                "500 Internal Server Error",
+                "InternalError",
+                "An internal error has occurred.",
+            ),
+            _ => self.error(
+                "500 Internal Server Error",
+                "InternalFailure",
+                "An internal error has occurred.",
+            ),
+        }
     }
 }
 
@@ -414,21 +492,27 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
     while let Some(request) = read_request(&mut reader).await {
         let started = Instant::now();
         if let Some(refusal) = request
-            .is_ec2()
+            .is_faulted()
             .then(|| refused(&shared, &request))
             .flatten()
         {
             let mut call = request.proxied(None, started);
             call.fault = "refused";
             shared.calls.lock().unwrap().push(call);
-            let reply = ec2_error(refusal.status, refusal.code, "refused by the fault proxy");
+            let reply = request.error(refusal.status, refusal.code, "refused by the fault proxy");
             if reader.get_mut().write_all(&reply).await.is_err() {
                 return;
             }
             continue;
         }
-        let (fault, delay) = if request.is_ec2() {
-            let index = shared.counts.ec2_calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let (fault, delay) = if request.is_faulted() {
+            let index = shared.counts.calls.fetch_add(1, Ordering::Relaxed) + 1;
+            *shared
+                .by_service
+                .lock()
+                .unwrap()
+                .entry(request.service().unwrap_or_default().to_string())
+                .or_default() += 1;
             let plan = *shared.plan.lock().unwrap();
             if plan.hold_after.is_some_and(|n| index > n) {
                 shared.counts.held.fetch_add(1, Ordering::Relaxed);
@@ -453,7 +537,7 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
         }
         let counts = &shared.counts;
         let record = |fault| {
-            if request.is_ec2() {
+            if request.is_faulted() {
                 let call = request.proxied(fault, started);
                 shared.calls.lock().unwrap().push(call);
             }
@@ -461,11 +545,7 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
         match fault {
             Some(Fault::Throttle) => {
                 counts.throttled.fetch_add(1, Ordering::Relaxed);
-                let reply = ec2_error(
-                    "503 Service Unavailable",
-                    "RequestLimitExceeded",
-                    "Request limit exceeded.",
-                );
+                let reply = request.throttled();
                 record(fault);
                 if reader.get_mut().write_all(&reply).await.is_err() {
                     return;
@@ -474,11 +554,7 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
             }
             Some(Fault::ServerError) => {
                 counts.server_errors.fetch_add(1, Ordering::Relaxed);
-                let reply = ec2_error(
-                    "500 Internal Server Error",
-                    "InternalError",
-                    "An internal error has occurred.",
-                );
+                let reply = request.internal_error();
                 record(fault);
                 if reader.get_mut().write_all(&reply).await.is_err() {
                     return;
@@ -492,7 +568,7 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
             }
             Some(Fault::LostAnswer) | None => {}
         }
-        if request.is_ec2() {
+        if request.is_faulted() {
             shared.actions.lock().unwrap().push(request.action());
         }
         let reply = forward(&shared, &request).await;

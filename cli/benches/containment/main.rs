@@ -171,6 +171,13 @@ fn containment_from_calls(
     calls: &[ProxiedCall],
     isolation_group: Option<&str>,
 ) -> Containment {
+    // EC2's calls only: the other faulted services' (`service:Action`) are other measures'
+    // branches, beside isolation and off its path.
+    let calls: Vec<ProxiedCall> = calls
+        .iter()
+        .filter(|c| !c.action.contains(':'))
+        .cloned()
+        .collect();
     let isolating = calls
         .iter()
         .filter(|c| c.fault == "ok")
@@ -604,6 +611,7 @@ async fn burst(moto: &Moto, count: usize) -> Burst {
     let latencies: Vec<f64> = proxy
         .calls()
         .iter()
+        .filter(|c| !c.action.contains(':'))
         .map(|c| ms(c.finished - c.started))
         .collect();
     Burst {
@@ -612,7 +620,7 @@ async fn burst(moto: &Moto, count: usize) -> Burst {
         restored,
         seconds,
         makespan,
-        ec2_calls: totals.ec2_calls,
+        ec2_calls: proxy.calls_by_service().get("ec2").copied().unwrap_or(0),
         other_calls: totals.other_calls,
         ec2_latency_p50: percentile(&latencies, 50.0),
         ec2_latency_p99: percentile(&latencies, 99.0),
