@@ -27,12 +27,17 @@ struct Snapshot {
     /// Each volume's device and whether it goes with the instance on termination. (The
     /// evidence snapshots, which stay, are shown apart: they are not the instance's state.)
     volumes: Vec<String>,
+    /// The target group the instance serves in directly (not through its Auto Scaling group),
+    /// and its targets.
+    load_balancers: String,
 }
 
 /// The demo instance's Auto Scaling group.
 const GROUP: &str = "demo-web";
 /// The demo instance's role (and instance profile).
 const ROLE: &str = "demo-web";
+/// The target group the demo instance serves its admin port in, registered by hand.
+const TARGET_GROUP: &str = "demo-admin";
 
 struct Demo {
     world: World,
@@ -40,6 +45,7 @@ struct Demo {
     instance: String,
     enis: Vec<String>,
     acls: Vec<(String, String)>,
+    target_group: String,
 }
 
 fn is_loopback(endpoint: &str) -> bool {
@@ -163,10 +169,11 @@ pub async fn run(
 }
 
 /// A VPC with a public subnet (NAT side, default ACL), an app and a data subnet with ACLs of
-/// their own, and an instance with one interface in each of app and data and a role of its
-/// own, serving in an Auto Scaling group beside an instance of the group's own.
+/// their own, and an instance with one interface in each of app and data, a role of its own
+/// and a data volume, serving in an Auto Scaling group beside an instance of the group's own,
+/// and on its admin port in a target group it was registered in by hand.
 async fn build(world: World) -> Demo {
-    eprintln!("demo: building a VPC with three subnets and a two-interface instance with a role, in an Auto Scaling group");
+    eprintln!("demo: building a VPC with three subnets and a two-interface instance with a role and a data volume, in an Auto Scaling group and a target group");
     let vpc = world.vpc("10.0.0.0/16", false).await;
     let public = world.subnet(&vpc, "10.0.0.0/24", None).await;
     let app = world.subnet(&vpc, "10.0.1.0/24", None).await;
@@ -186,6 +193,9 @@ async fn build(world: World) -> Demo {
     world.deploy_credentials_deny().await;
     world.instance_role(ROLE).await;
     world.give_profile(&instance, ROLE).await;
+    world.attach_volume(&instance, "/dev/sdf").await;
+    let target_group = world.target_group(&vpc, TARGET_GROUP, 9000).await;
+    world.register_target(&target_group, &instance, 9000).await;
     let acls = vec![
         ("public".into(), public_acl),
         ("app".into(), app_acl),
@@ -197,6 +207,7 @@ async fn build(world: World) -> Demo {
         instance,
         enis,
         acls,
+        target_group,
     }
 }
 
@@ -276,12 +287,26 @@ async fn snapshot(demo: &Demo) -> Snapshot {
             )
         })
         .collect();
+    let targets = demo.world.targets(&demo.target_group).await;
+    let load_balancers = format!(
+        "{TARGET_GROUP}: {}",
+        if targets.is_empty() {
+            "no target".to_string()
+        } else {
+            targets
+                .iter()
+                .map(|(id, port)| format!("{id} port {port}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
     Snapshot {
         interfaces,
         acl_denies,
         auto_scaling,
         credentials,
         volumes,
+        load_balancers,
     }
 }
 
@@ -303,5 +328,6 @@ fn print_snapshot(moment: &str, snapshot: &Snapshot) {
     for volume in &snapshot.volumes {
         eprintln!("  Volume {volume}");
     }
+    eprintln!("  Target group {}", snapshot.load_balancers);
     eprintln!();
 }

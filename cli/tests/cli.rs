@@ -551,11 +551,19 @@ fn the_demo_contains_and_restores_exactly() {
         "{}",
         volumes("after")
     );
+    // One snapshot per volume (root and data); the admin port out of its target group while
+    // isolated, back on the same port after.
     assert_eq!(
         demo["evidence"].as_array().unwrap().len(),
-        1,
+        2,
         "{}",
         demo["evidence"]
+    );
+    let instance = demo["instance_id"].as_str().unwrap();
+    assert_eq!(demo["during"]["load_balancers"], "demo-admin: no target");
+    assert_eq!(
+        demo["after"]["load_balancers"],
+        format!("demo-admin: {instance} port 9000")
     );
     let denies = demo["during"]["acl_denies"].as_object().unwrap();
     assert!(
