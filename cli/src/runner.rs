@@ -737,6 +737,7 @@ impl Runner {
                 let follow = FindingFollow {
                     security_hub: ec2,
                     guard_duty: ec2,
+                    ledger: Some(&self.ledger),
                     settings: self.following,
                 };
                 serde_json::to_value(

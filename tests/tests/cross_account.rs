@@ -68,6 +68,7 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
     let aws = moto.cordon_aws().with_member_role(Some(MemberRole {
         role_name: "cordon-member".into(),
         external_id: Some("cordon-ext".into()),
+        session_policy: None,
     }));
     let captured = capture_step(&aws, &aws, &config, &finding).await.unwrap();
     isolate_step(&aws, &config, &captured).await.unwrap();

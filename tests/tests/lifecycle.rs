@@ -5,7 +5,8 @@
 
 use cordon::runner::{DecisionMode, Runner, Worker};
 use cordon_core::config::Config;
-use cordon_core::lifecycle::status;
+use cordon_core::lifecycle::aws::DynamoLedger;
+use cordon_core::lifecycle::{status, Ledger};
 use cordon_tests::{finding_for, Moto};
 use serde_json::json;
 
@@ -134,6 +135,15 @@ async fn security_hub_and_guardduty_refusing_never_hold_the_containment_or_the_r
         said[1][0].starts_with("Security Hub: not set to RESOLVED: "),
         "{said:?}"
     );
+    // The archive was noted on the release in the ledger (DynamoDB's conditional UpdateItem)
+    // before GuardDuty was asked.
+    let ledger = DynamoLedger::new(&sdk, cordon::runner::RELEASE_TABLE);
+    let release = ledger
+        .release_of(&format!("cordon-test-{instance}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(release.archived_by_cordon, "{release:?}");
     assert!(
         said[1][1].starts_with("GuardDuty: not archived: ") && !said[1][1].contains("no detector"),
         "ListDetectors found {detector}, ArchiveFindings refused: {said:?}"

@@ -914,6 +914,7 @@ impl Tripwire {
         let follow = crate::notify::FindingFollow {
             security_hub: &findings,
             guard_duty: &findings,
+            ledger: None::<&crate::lifecycle::port::fake::FakeLedger>,
             settings: Default::default(),
         };
         block_on(notify_step(

@@ -583,11 +583,13 @@ pub struct NotifyOutput {
     pub finding: Vec<String>,
 }
 
-/// Where the finding is followed beside the email (`lifecycle::status`).
+/// Where the finding is followed after the email (`lifecycle::status`), and the release
+/// ledger that notes an archive.
 #[derive(Debug, Clone, Copy)]
-pub struct FindingFollow<'a, H, G> {
+pub struct FindingFollow<'a, H, G, L> {
     pub security_hub: &'a H,
     pub guard_duty: &'a G,
+    pub ledger: Option<&'a L>,
     pub settings: crate::lifecycle::status::Settings,
 }
 
@@ -602,6 +604,7 @@ pub async fn notify_step(
         '_,
         impl crate::lifecycle::status::SecurityHubProvider,
         impl crate::lifecycle::status::GuardDutyProvider,
+        impl crate::lifecycle::Ledger,
     >,
     input: &NotifyInput,
     now: i64,
@@ -645,6 +648,7 @@ pub async fn notify_step(
     let finding = crate::lifecycle::status::follow(
         follow.security_hub,
         follow.guard_duty,
+        follow.ledger,
         follow.settings,
         input.kind,
         &state,

@@ -424,6 +424,7 @@ async fn record_release(
         return;
     };
     let release = crate::lifecycle::Release {
+        archived_by_cordon: false,
         finding_id,
         instance_id: input.instance_id.clone(),
         released_at: decided_at.to_string(),

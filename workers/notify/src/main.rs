@@ -6,6 +6,7 @@
 use cordon_core::approval::LinkKey;
 use cordon_core::aws::{AwsContext, AwsTarget, MemberRole};
 use cordon_core::kms::AwsKms;
+use cordon_core::lifecycle::aws::DynamoLedger;
 use cordon_core::lifecycle::status;
 use cordon_core::notify::{
     notify_step, ApprovalSettings, FindingFollow, NotifyInput, NotifySettings,
@@ -20,14 +21,21 @@ async fn main() -> Result<(), Error> {
     let following = status::Settings::from_env()?;
     let aws = AwsContext::load(&AwsTarget::default())
         .await
-        .with_member_role(MemberRole::from_env());
+        .with_member_role(
+            // Only Security Hub through the member role: its session may do nothing else.
+            MemberRole::from_env().map(|role| role.limited_to(status::MEMBER_SESSION_POLICY)),
+        );
+    // The release ledger, in the stack's own account: an archive on release is noted there.
+    let ledger = cordon_core::config::Config::from_env()?
+        .release_table
+        .map(|table| DynamoLedger::new(aws.sdk_config(), &table));
     let sns = aws_sdk_sns::Client::new(aws.sdk_config());
     let key = LinkKey {
         kms: AwsKms::new(aws.sdk_config()),
         key_id: settings.approval_key_id.clone(),
     };
     run(service_fn(|event: LambdaEvent<NotifyInput>| {
-        let (sns, settings, key) = (&sns, &settings, &key);
+        let (sns, settings, key, ledger) = (&sns, &settings, &key, &ledger);
         let aws = aws.until(event.context.deadline);
         async move {
             let input = event.payload;
@@ -45,6 +53,7 @@ async fn main() -> Result<(), Error> {
             let follow = FindingFollow {
                 security_hub: &aws,
                 guard_duty: &aws,
+                ledger: ledger.as_ref(),
                 settings: following,
             };
             let sent = Box::pin(notify_step(

@@ -57,6 +57,11 @@ impl Ledger for DynamoLedger {
             instance_id: text(item, "instance_id")?,
             released_at: text(item, "released_at")?,
             execution: text(item, "execution")?,
+            archived_by_cordon: item
+                .get("archived_by_cordon")
+                .and_then(|value| value.as_bool().ok())
+                .copied()
+                .unwrap_or(false),
         }))
     }
 
@@ -80,5 +85,29 @@ impl Ledger for DynamoLedger {
             .await
             .map_err(|e| sdk_error("dynamodb:PutItem", &self.table, e))?;
         Ok(())
+    }
+
+    async fn mark_archived(&self, finding_id: &str, execution: &str) -> Result<bool> {
+        let marked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("finding_id", AttributeValue::S(finding_id.to_string()))
+            .update_expression("SET archived_by_cordon = :archived")
+            .condition_expression("execution = :execution")
+            .expression_attribute_values(":archived", AttributeValue::Bool(true))
+            .expression_attribute_values(":execution", AttributeValue::S(execution.to_string()))
+            .send()
+            .await;
+        match marked {
+            Ok(_) => Ok(true),
+            Err(error)
+                if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&error)
+                    == Some("ConditionalCheckFailedException") =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(sdk_error("dynamodb:UpdateItem", &self.table, error)),
+        }
     }
 }

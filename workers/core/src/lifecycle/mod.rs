@@ -30,6 +30,11 @@ pub struct Release {
     pub released_at: String,
     /// The execution whose approved restore released it.
     pub execution: String,
+    /// Whether Cordon archived the finding in GuardDuty on this release
+    /// (`ArchiveFindingOnRestore`): only then is an archived update of it Cordon's doing and
+    /// not an analyst's judgement.
+    #[serde(default)]
+    pub archived_by_cordon: bool,
 }
 
 /// Why a finding seen again after `release` is not contained again, or None when it is:
@@ -58,9 +63,10 @@ pub fn seen_again(instance_id: &str, last_seen: Option<&str>, release: &Release)
 /// the instance; anything else goes to `capture_step`. Without a ledger (`CORDON_RELEASE_TABLE`
 /// unset), or one that cannot be read, every finding goes on.
 ///
-/// A finding archived after its instance was released (by Cordon on restore, or by hand) is
-/// judged as an active one: GuardDuty keeps sending its updates, still marked archived, when
-/// the activity comes back, and that activity is what the release promised to contain.
+/// A finding that Cordon itself archived on the release (`ArchiveFindingOnRestore`) is judged
+/// as an active one: GuardDuty keeps sending its updates, still marked archived, when the
+/// activity comes back, and that activity is what the release promised to contain. A finding
+/// an analyst archived stays the analyst's call, as the policy says.
 pub async fn capture_step(
     ec2_in: &impl crate::ec2::Ec2Provider,
     iam_in: &impl crate::measures::credentials::IamProvider,
@@ -100,7 +106,8 @@ pub async fn capture_step(
                     output.approvals_required = Some(unwrapped.approvals_required);
                     return Ok(output);
                 }
-                if finding.archived && !config.policy.include_archived {
+                if finding.archived && release.archived_by_cordon && !config.policy.include_archived
+                {
                     tracing::info!(
                         finding = %finding.id,
                         "an archived finding of a released instance reports activity after the release: containing"

@@ -11,6 +11,14 @@ pub trait Ledger: Sync {
     fn release_of(&self, finding_id: &str) -> impl Future<Output = Result<Option<Release>>> + Send;
     /// Records a release (`PutItem`): the latest of a finding replaces the one before.
     fn record_release(&self, release: &Release) -> impl Future<Output = Result<()>> + Send;
+    /// Notes that Cordon archived the finding on the release `execution` made (`UpdateItem`,
+    /// on the condition that this execution's release is still the finding's). False when
+    /// it is not (no release, or a later one).
+    fn mark_archived(
+        &self,
+        finding_id: &str,
+        execution: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// The port's fake: releases in memory, every call logged by its IAM name.
@@ -49,6 +57,19 @@ pub mod fake {
                 s.releases
                     .insert(release.finding_id.clone(), release.clone());
                 Ok(())
+            })
+        }
+
+        async fn mark_archived(&self, finding_id: &str, execution: &str) -> Result<bool> {
+            self.with(|s| {
+                s.calls.push("dynamodb:UpdateItem".into());
+                Ok(match s.releases.get_mut(finding_id) {
+                    Some(release) if release.execution == execution => {
+                        release.archived_by_cordon = true;
+                        true
+                    }
+                    _ => false,
+                })
             })
         }
     }

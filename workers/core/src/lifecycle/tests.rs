@@ -10,6 +10,7 @@ fn release(at: &str) -> Release {
         instance_id: "i-00000001".into(),
         released_at: at.into(),
         execution: "arn:aws:states:eu-west-1:111122223333:execution:cordon-quarantine:one".into(),
+        archived_by_cordon: false,
     }
 }
 
@@ -82,7 +83,7 @@ fn an_update_with_no_activity_since_the_release_reads_and_changes_nothing() {
 }
 
 #[test]
-fn an_archived_update_of_a_released_finding_is_contained_only_for_activity_after_the_release() {
+fn an_update_of_a_finding_cordon_archived_is_contained_only_for_activity_after_the_release() {
     let ec2 = FakeEc2::standard();
     let ledger = FakeLedger::default();
     let config = Config::default();
@@ -111,13 +112,21 @@ fn an_archived_update_of_a_released_finding_is_contained_only_for_activity_after
         s.releases
             .insert("f-1".into(), release("2026-12-05T10:00:00.000Z"))
     });
+    // Released, then archived by an analyst: still the analyst's call, whatever comes back.
+    let output = run(&archived("2026-12-05T10:30:00Z"));
+    assert_eq!(output.status, crate::capture::CaptureStatus::Skipped);
+    assert!(output.reason.contains("archived"), "{}", output.reason);
+    // Archived by Cordon on the release (a later execution's mark would not count).
+    let execution = "arn:aws:states:eu-west-1:111122223333:execution:cordon-quarantine:one";
+    assert!(!block_on(ledger.mark_archived("f-1", "arn:aws:states:other")).unwrap());
+    assert!(block_on(ledger.mark_archived("f-1", execution)).unwrap());
     let output = run(&archived("2026-12-05T09:30:00Z"));
     assert!(
         output.reason.contains("not contained again"),
         "{}",
         output.reason
     );
-    // Archived on restore, then its activity came back: contained.
+    // Then its activity came back: contained.
     let output = run(&archived("2026-12-05T10:30:00Z"));
     assert_eq!(
         output.status,
@@ -138,6 +147,9 @@ impl Ledger for Unreadable {
         })
     }
     async fn record_release(&self, _: &Release) -> Result<()> {
+        unreachable!()
+    }
+    async fn mark_archived(&self, _: &str, _: &str) -> Result<bool> {
         unreachable!()
     }
 }

@@ -58,10 +58,10 @@ impl SecurityHub for AwsSecurityHub {
         &self,
         finding: &FindingArn,
         status: WorkflowStatus,
-        note: &str,
+        note: Option<&str>,
     ) -> Result<Option<Unprocessed>> {
         let operation = "Security Hub BatchUpdateFindings";
-        let updated = self
+        let mut request = self
             .client
             .batch_update_findings()
             .finding_identifiers(
@@ -74,13 +74,16 @@ impl SecurityHub for AwsSecurityHub {
                 WorkflowUpdate::builder()
                     .status(HubStatus::from(status.as_str()))
                     .build(),
-            )
-            .note(
+            );
+        if let Some(note) = note {
+            request = request.note(
                 NoteUpdate::builder()
                     .text(note)
                     .updated_by(NOTE_AUTHOR)
                     .build(),
-            )
+            );
+        }
+        let updated = request
             .send()
             .await
             .map_err(|e| error(operation, &finding.arn, e))?;

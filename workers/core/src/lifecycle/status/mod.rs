@@ -3,21 +3,23 @@
 //! `RESOLVED`, with a note naming the execution, once an approved restore has released the
 //! instance; optionally GuardDuty archives it then.
 //!
-//! This is bookkeeping beside the email, never a gate: nothing here can fail a step, and what
-//! happened is reported in the notify step's output and log. The email goes out at the same
-//! time, whatever Security Hub answers.
+//! This is bookkeeping after the email, never a gate: nothing here can fail the step or hold
+//! it past [`FOLLOW_BUDGET`], and what happened is reported in the notify step's answer (the
+//! execution shows it for `NotifyRestored`; an approval request's answer goes only to the log).
 //!
-//! Why an archived finding is still followed: GuardDuty sends the updates of a finding archived
-//! by hand to EventBridge like any other (only those a suppression rule archives are held
-//! back), still marked archived, so a finding archived on restore would be skipped by the
-//! policy when its activity comes back. Capture therefore reads an archived finding that
-//! Cordon released like an active one (`super::capture_step`), and the ledger decides.
+//! Why an archive is noted in the ledger first: GuardDuty sends the updates of a finding
+//! archived by hand to EventBridge like any other (only those a suppression rule archives are
+//! held back), still marked archived, so a finding archived on restore would be skipped by the
+//! policy when its activity comes back. The release in the ledger therefore notes that Cordon
+//! archived it, before it does, and capture reads such a finding like an active one
+//! (`super::capture_step`). A finding an analyst archived stays the analyst's call.
 
 pub mod aws;
 pub mod port;
 
 use serde::{Deserialize, Serialize};
 
+use super::Ledger;
 use crate::capture::FindingSummary;
 use crate::ec2::Target;
 use crate::error::{CordonError, Result};
@@ -30,6 +32,15 @@ pub const NOTE_MAX_CHARS: usize = 512;
 
 /// Who Security Hub shows as the note's author.
 pub const NOTE_AUTHOR: &str = "cordon";
+
+/// What notify's session in a member account may do: of all the member role grants the
+/// workers, only update Security Hub findings (notify renders the most attacker-influenced
+/// text of any function, and needs no EC2, IAM, Auto Scaling or ELB write).
+pub const MEMBER_SESSION_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"OnlySecurityHubFindings","Effect":"Allow","Action":"securityhub:BatchUpdateFindings","Resource":"*"}]}"#;
+
+/// The longest the finding is followed after the email: well inside notify's 60 s timeout,
+/// since a notify that timed out would be run again and send the email again.
+pub const FOLLOW_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What the stack asks for (`CORDON_SECURITY_HUB_WORKFLOW`, on unless `false`;
 /// `CORDON_ARCHIVE_ON_RESTORE`, off unless `true`).
@@ -108,7 +119,9 @@ impl FindingArn {
 }
 
 /// The finding's ARN, or why it cannot be used: it must be GuardDuty's, of the finding's own
-/// id, account and region (`arn:PARTITION:guardduty:REGION:ACCOUNT:detector/D/finding/ID`).
+/// id, account and region, which the finding must name (`arn:PARTITION:guardduty:REGION:
+/// ACCOUNT:detector/D/finding/ID`): otherwise Security Hub would be updated in an account
+/// other than the one Cordon acted in.
 pub fn finding_arn(finding: &FindingSummary) -> std::result::Result<FindingArn, String> {
     let Some(arn) = finding
         .arn
@@ -133,13 +146,11 @@ pub fn finding_arn(finding: &FindingSummary) -> std::result::Result<FindingArn, 
     if service != "guardduty" {
         return wrong("is not a GuardDuty finding's");
     }
-    if !crate::ec2::is_region(region) || finding.region.as_deref().is_some_and(|r| r != region) {
-        return wrong("is not of the finding's region");
+    if !crate::ec2::is_region(region) || finding.region.as_deref() != Some(region) {
+        return wrong("is not of the finding's region (`region`)");
     }
-    if !crate::ec2::is_account_id(account)
-        || finding.account_id.as_deref().is_some_and(|a| a != account)
-    {
-        return wrong("is not of the finding's account");
+    if !crate::ec2::is_account_id(account) || finding.account_id.as_deref() != Some(account) {
+        return wrong("is not of the finding's account (`accountId`)");
     }
     let id_like = |text: &str| !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric());
     let resource: Vec<&str> = resource.split('/').collect();
@@ -160,13 +171,15 @@ pub fn finding_arn(finding: &FindingSummary) -> std::result::Result<FindingArn, 
 }
 
 /// What Security Hub should say of the finding after this email: `NOTIFIED` when analysts are
-/// told of a containment (the approval request, or a failure), `RESOLVED` when an approved
-/// restore released the instance; nothing for the other emails (the status stays `NOTIFIED`).
+/// told of a containment (the approval request, or a failure), `RESOLVED` with a note when an
+/// approved restore released the instance; nothing for the other emails (the status stays
+/// `NOTIFIED`). Security Hub keeps one note per finding: Cordon writes one only on the release,
+/// so that an analyst's note taken during the incident stays until then.
 pub fn workflow_update(
     kind: MessageKind,
     state: &WorkflowState,
     execution_arn: &str,
-) -> Option<(WorkflowStatus, String)> {
+) -> Option<(WorkflowStatus, Option<String>)> {
     let instance = state
         .capture
         .instance_id
@@ -178,14 +191,9 @@ pub fn workflow_update(
         .and_then(|restore| restore.get("status"))
         .and_then(|status| status.as_str());
     let (status, note) = match kind {
-        MessageKind::ApprovalRequest => (
-            WorkflowStatus::Notified,
-            format!("Cordon contained {instance} and asked the analysts to approve its release. Execution: {execution_arn}"),
-        ),
-        MessageKind::Failed => (
-            WorkflowStatus::Notified,
-            format!("Cordon could not finish with {instance}; the analysts were told what failed. Execution: {execution_arn}"),
-        ),
+        MessageKind::ApprovalRequest | MessageKind::Failed => {
+            return Some((WorkflowStatus::Notified, None))
+        }
         MessageKind::Restored => {
             let how = match restore_status {
                 Some("restored") => "restored exactly",
@@ -200,7 +208,7 @@ pub fn workflow_update(
         }
         MessageKind::SecondApprovalRequest | MessageKind::KeptIsolated => return None,
     };
-    Some((status, truncated(&note, NOTE_MAX_CHARS)))
+    Some((status, Some(truncated(&note, NOTE_MAX_CHARS))))
 }
 
 fn truncated(text: &str, max_chars: usize) -> String {
@@ -213,10 +221,12 @@ fn truncated(text: &str, max_chars: usize) -> String {
 }
 
 /// Follows the finding after this email: Security Hub's workflow status, and on a release
-/// GuardDuty's archive if asked for. Never fails: each line says what was done or why not.
+/// GuardDuty's archive if asked for (noted in the `ledger` first). Never fails and never takes
+/// longer than [`FOLLOW_BUDGET`]: each line says what was done or why not.
 pub async fn follow(
     hub_in: &impl SecurityHubProvider,
     guard_duty_in: &impl GuardDutyProvider,
+    ledger: Option<&impl Ledger>,
     settings: Settings,
     kind: MessageKind,
     state: &WorkflowState,
@@ -234,13 +244,24 @@ pub async fn follow(
         Some(Err(why)) => return vec![format!("finding not followed: {why}")],
         None => return vec!["finding not followed: the execution holds no finding".into()],
     };
-    let mut lines = vec![];
-    if settings.security_hub {
-        lines.push(mark(hub_in, &finding, status, &note).await);
-    }
-    if archive {
-        lines.push(archived(guard_duty_in, &finding).await);
-    }
+    let work = async {
+        let mut lines = vec![];
+        if settings.security_hub {
+            lines.push(mark(hub_in, &finding, status, note.as_deref()).await);
+        }
+        if archive {
+            lines.push(archived(guard_duty_in, ledger, &finding, execution_arn).await);
+        }
+        lines
+    };
+    let lines = tokio::time::timeout(FOLLOW_BUDGET, work)
+        .await
+        .unwrap_or_else(|_| {
+            vec![format!(
+                "finding not followed: Security Hub and GuardDuty did not answer within {} s",
+                FOLLOW_BUDGET.as_secs()
+            )]
+        });
     for line in &lines {
         tracing::info!(finding = %finding.finding_id, "{line}");
     }
@@ -259,7 +280,7 @@ async fn mark(
     hub_in: &impl SecurityHubProvider,
     finding: &FindingArn,
     status: WorkflowStatus,
-    note: &str,
+    note: Option<&str>,
 ) -> String {
     let target = Target {
         account_id: Some(finding.account_id.clone()),
@@ -271,7 +292,8 @@ async fn mark(
     };
     let status = status.as_str();
     match answer {
-        Ok(None) => format!("Security Hub: workflow status {status}, with a note"),
+        Ok(None) if note.is_some() => format!("Security Hub: workflow status {status}, with a note"),
+        Ok(None) => format!("Security Hub: workflow status {status}"),
         Ok(Some(Unprocessed { code, .. })) if code == "FindingNotFound" => format!(
             "Security Hub: not set to {status}: it does not hold the finding yet (GuardDuty sends findings there within about 5 minutes) or is not enabled for GuardDuty in {}",
             finding.region
@@ -283,8 +305,25 @@ async fn mark(
     }
 }
 
-async fn archived(guard_duty_in: &impl GuardDutyProvider, finding: &FindingArn) -> String {
+/// Archives the finding in GuardDuty, once the ledger notes that Cordon does (so that its
+/// later activity, which GuardDuty reports archived, is still contained); without that note
+/// it is not archived at all.
+async fn archived(
+    guard_duty_in: &impl GuardDutyProvider,
+    ledger: Option<&impl Ledger>,
+    finding: &FindingArn,
+    execution_arn: &str,
+) -> String {
     let archive = async {
+        let Some(ledger) = ledger else {
+            return Ok("GuardDuty: not archived: there is no release ledger to note it in, and an archived finding's later activity would not be contained".to_string());
+        };
+        if !ledger
+            .mark_archived(&finding.finding_id, execution_arn)
+            .await?
+        {
+            return Ok("GuardDuty: not archived: the ledger holds no release of it by this execution (a later one replaced it)".to_string());
+        }
         let guard_duty = guard_duty_in.guard_duty_in(Some(&finding.region)).await?;
         let Some(detector) = guard_duty.detector().await? else {
             return Ok(format!(

@@ -17,13 +17,14 @@ pub struct Unprocessed {
 }
 
 pub trait SecurityHub: Sync {
-    /// `BatchUpdateFindings` for one finding: its workflow status, and a note. `Ok(None)` when
-    /// Security Hub took the update, `Ok(Some(..))` when it answered but left the finding.
+    /// `BatchUpdateFindings` for one finding: its workflow status, and a note if given (it
+    /// replaces the finding's note). `Ok(None)` when Security Hub took the update,
+    /// `Ok(Some(..))` when it answered but left the finding.
     fn update_workflow(
         &self,
         finding: &FindingArn,
         status: WorkflowStatus,
-        note: &str,
+        note: Option<&str>,
     ) -> impl Future<Output = Result<Option<Unprocessed>>> + Send;
 }
 
@@ -115,7 +116,7 @@ pub mod fake {
             &self,
             finding: &FindingArn,
             status: WorkflowStatus,
-            note: &str,
+            note: Option<&str>,
         ) -> Result<Option<Unprocessed>> {
             let operation = "Security Hub BatchUpdateFindings";
             self.call("securityhub:BatchUpdateFindings")?;
@@ -127,8 +128,8 @@ pub mod fake {
                         "Account is not subscribed to AWS Security Hub",
                     ));
                 }
-                let length = note.chars().count();
-                if !(1..=512).contains(&length) || note.trim().is_empty() {
+                let length = note.map(|n| n.chars().count()).unwrap_or(1);
+                if !(1..=512).contains(&length) || note.is_some_and(|n| n.trim().is_empty()) {
                     return Err(refused(
                         operation,
                         "InvalidInputException",
@@ -138,7 +139,7 @@ pub mod fake {
                 match s.hub_findings.get_mut(&finding.arn) {
                     Some(held) if held.product_arn == finding.product_arn() => {
                         held.status = status.as_str().into();
-                        held.notes.push(note.into());
+                        held.notes.extend(note.map(String::from));
                         Ok(None)
                     }
                     _ => Ok(Some(Unprocessed {

@@ -1,6 +1,8 @@
 use super::port::fake::{FakeFindings, HubFinding};
 use super::*;
 use crate::fake::block_on;
+use crate::lifecycle::port::fake::FakeLedger;
+use crate::lifecycle::Release;
 use serde_json::json;
 
 const ARN: &str = "arn:aws:guardduty:eu-west-1:111122223333:detector/12abc34d567e8fa901bc2d34e56789f0/finding/f-1";
@@ -37,6 +39,24 @@ fn hub_holding_the_finding() -> FakeFindings {
         s.detector = Some("admindetector".into());
     });
     fake
+}
+
+/// The ledger as the restore left it: this execution's release of the finding.
+fn ledger_with_release() -> FakeLedger {
+    let ledger = FakeLedger::default();
+    ledger.with(|s| {
+        s.releases.insert(
+            "f-1".into(),
+            Release {
+                finding_id: "f-1".into(),
+                instance_id: "i-00000001".into(),
+                released_at: "2026-12-05T10:00:00Z".into(),
+                execution: EXECUTION.into(),
+                archived_by_cordon: false,
+            },
+        )
+    });
+    ledger
 }
 
 fn hub_status(fake: &FakeFindings) -> String {
@@ -87,22 +107,38 @@ fn the_arn_must_be_guardduty_s_for_this_finding_in_its_account_and_region() {
 }
 
 #[test]
-fn notified_on_containment_resolved_only_on_a_release() {
+fn a_finding_that_names_no_account_or_region_is_not_followed() {
+    // EC2 would act in Cordon's own account and region; Security Hub must not act elsewhere.
+    for field in ["account_id", "region"] {
+        let mut value = serde_json::to_value(summary(Some(ARN))).unwrap();
+        value[field] = json!(null);
+        let error = finding_arn(&serde_json::from_value(value).unwrap()).unwrap_err();
+        assert!(
+            error.contains("is not of the finding's"),
+            "{field}: {error}"
+        );
+    }
+}
+
+#[test]
+fn notified_on_containment_resolved_with_a_note_only_on_a_release() {
     let update = |kind, restore| workflow_update(kind, &state(restore), EXECUTION);
-    let (status, note) = update(MessageKind::ApprovalRequest, None).unwrap();
-    assert_eq!(status, WorkflowStatus::Notified);
-    assert!(
-        note.contains("i-00000001") && note.contains(EXECUTION),
-        "{note}"
+    // No note on NOTIFIED: Security Hub keeps one note, and the analysts' stays until release.
+    assert_eq!(
+        update(MessageKind::ApprovalRequest, None).unwrap(),
+        (WorkflowStatus::Notified, None)
     );
     assert_eq!(
-        update(MessageKind::Failed, None).unwrap().0,
-        WorkflowStatus::Notified
+        update(MessageKind::Failed, None).unwrap(),
+        (WorkflowStatus::Notified, None)
     );
     for released in ["restored", "drift", "not_isolated"] {
-        assert_eq!(
-            update(MessageKind::Restored, Some(released)).unwrap().0,
-            WorkflowStatus::Resolved
+        let (status, note) = update(MessageKind::Restored, Some(released)).unwrap();
+        assert_eq!(status, WorkflowStatus::Resolved);
+        let note = note.unwrap();
+        assert!(
+            note.contains("i-00000001") && note.contains(EXECUTION),
+            "{note}"
         );
     }
     assert!(update(MessageKind::Restored, Some("failed")).is_none());
@@ -110,69 +146,89 @@ fn notified_on_containment_resolved_only_on_a_release() {
     assert!(update(MessageKind::SecondApprovalRequest, None).is_none());
     // Security Hub refuses a note over 512 characters: a long execution name is cut.
     let long = format!("{EXECUTION}{}", "x".repeat(600));
-    let (_, note) = workflow_update(MessageKind::ApprovalRequest, &state(None), &long).unwrap();
-    assert_eq!(note.chars().count(), NOTE_MAX_CHARS);
+    let (_, note) =
+        workflow_update(MessageKind::Restored, &state(Some("restored")), &long).unwrap();
+    assert_eq!(note.unwrap().chars().count(), NOTE_MAX_CHARS);
 }
 
 #[test]
 fn the_finding_follows_the_quarantine_in_security_hub_and_is_archived_only_if_asked() {
-    let fake = hub_holding_the_finding();
-    let settings = Settings::default();
-    let lines = block_on(follow(
-        &fake,
-        &fake,
-        settings,
-        MessageKind::ApprovalRequest,
-        &state(None),
-        EXECUTION,
-    ));
+    let (fake, ledger) = (hub_holding_the_finding(), ledger_with_release());
+    let follow_as = |settings, kind, restore| {
+        block_on(follow(
+            &fake,
+            &fake,
+            Some(&ledger),
+            settings,
+            kind,
+            &state(restore),
+            EXECUTION,
+        ))
+    };
+    let lines = follow_as(Settings::default(), MessageKind::ApprovalRequest, None);
     assert_eq!(hub_status(&fake), "NOTIFIED", "{lines:?}");
-    assert_eq!(
-        lines,
-        ["Security Hub: workflow status NOTIFIED, with a note"]
-    );
+    assert_eq!(lines, ["Security Hub: workflow status NOTIFIED"]);
+    assert!(fake.with(|s| s.hub_findings[ARN].notes.is_empty()));
 
-    let lines = block_on(follow(
-        &fake,
-        &fake,
-        settings,
-        MessageKind::Restored,
-        &state(Some("restored")),
-        EXECUTION,
-    ));
+    let lines = follow_as(Settings::default(), MessageKind::Restored, Some("restored"));
     assert_eq!(hub_status(&fake), "RESOLVED", "{lines:?}");
-    assert!(fake.with(|s| s.hub_findings[ARN].notes[1].contains("restored exactly i-00000001")));
+    assert!(fake.with(|s| s.hub_findings[ARN].notes[0].contains("restored exactly i-00000001")));
     assert!(fake.with(|s| s.archived.is_empty()), "archived unasked");
+    assert!(!ledger.with(|s| s.releases["f-1"].archived_by_cordon));
 
     let archiving = Settings {
         security_hub: false,
         archive_on_restore: true,
     };
     let calls_before = fake.with(|s| s.calls.len());
-    let lines = block_on(follow(
-        &fake,
-        &fake,
-        archiving,
-        MessageKind::Restored,
-        &state(Some("restored")),
-        EXECUTION,
-    ));
+    let lines = follow_as(archiving, MessageKind::Restored, Some("restored"));
     assert_eq!(fake.with(|s| s.archived.clone()), ["f-1"], "{lines:?}");
     assert_eq!(
         fake.with(|s| s.calls[calls_before..].to_vec()),
         ["guardduty:ListDetectors", "guardduty:ArchiveFindings"],
         "Security Hub left alone when turned off"
     );
+    // The ledger noted it first: an archived update with new activity is still contained.
+    assert!(ledger.with(|s| s.releases["f-1"].archived_by_cordon));
     // Never archived on containment.
-    block_on(follow(
+    follow_as(archiving, MessageKind::ApprovalRequest, None);
+    assert_eq!(fake.with(|s| s.archived.len()), 1);
+}
+
+#[test]
+fn a_finding_is_archived_only_once_the_ledger_notes_it() {
+    let fake = hub_holding_the_finding();
+    let archiving = Settings {
+        security_hub: false,
+        archive_on_restore: true,
+    };
+    let restored = state(Some("restored"));
+    // No ledger, or no release of it by this execution (a later one replaced it): an archive
+    // would hide its later activity from the policy, so nothing is archived.
+    let lines = block_on(follow(
         &fake,
         &fake,
+        None::<&FakeLedger>,
         archiving,
-        MessageKind::ApprovalRequest,
-        &state(None),
+        MessageKind::Restored,
+        &restored,
         EXECUTION,
     ));
-    assert_eq!(fake.with(|s| s.archived.len()), 1);
+    assert!(lines[0].contains("no release ledger"), "{lines:?}");
+    let replaced = ledger_with_release();
+    replaced.with(|s| s.releases.get_mut("f-1").unwrap().execution = "arn:later".into());
+    let lines = block_on(follow(
+        &fake,
+        &fake,
+        Some(&replaced),
+        archiving,
+        MessageKind::Restored,
+        &restored,
+        EXECUTION,
+    ));
+    assert!(lines[0].contains("a later one replaced it"), "{lines:?}");
+    assert!(fake.with(|s| s.archived.is_empty()));
+    assert!(fake.with(|s| !s.calls.iter().any(|c| c.starts_with("guardduty:"))));
 }
 
 #[test]
@@ -181,31 +237,29 @@ fn whatever_security_hub_or_guardduty_answer_the_step_goes_on_and_says_why() {
         security_hub: true,
         archive_on_restore: true,
     };
+    let ledger = ledger_with_release();
     let restored = state(Some("restored"));
-    // Not yet imported (GuardDuty sends findings within about 5 minutes).
     let fake = FakeFindings::default();
-    let lines = block_on(follow(
-        &fake,
-        &fake,
-        both,
-        MessageKind::ApprovalRequest,
-        &state(None),
-        EXECUTION,
-    ));
+    let run = |kind, state: &WorkflowState| {
+        block_on(follow(
+            &fake,
+            &fake,
+            Some(&ledger),
+            both,
+            kind,
+            state,
+            EXECUTION,
+        ))
+    };
+    // Not yet imported (GuardDuty sends findings within about 5 minutes).
+    let lines = run(MessageKind::ApprovalRequest, &state(None));
     assert!(
         lines[0].contains("does not hold the finding yet"),
         "{lines:?}"
     );
     // Security Hub not enabled; no detector; a member account.
     fake.with(|s| s.hub_disabled = true);
-    let lines = block_on(follow(
-        &fake,
-        &fake,
-        both,
-        MessageKind::Restored,
-        &restored,
-        EXECUTION,
-    ));
+    let lines = run(MessageKind::Restored, &restored);
     assert!(lines[0].contains("InvalidAccessException"), "{lines:?}");
     assert!(
         lines[1].contains("has no detector in eu-west-1"),
@@ -215,14 +269,7 @@ fn whatever_security_hub_or_guardduty_answer_the_step_goes_on_and_says_why() {
         s.detector = Some("memberdetector".into());
         s.member = true;
     });
-    let lines = block_on(follow(
-        &fake,
-        &fake,
-        both,
-        MessageKind::Restored,
-        &restored,
-        EXECUTION,
-    ));
+    let lines = run(MessageKind::Restored, &restored);
     assert!(
         lines[1].contains("not archived") && lines[1].contains("Member accounts"),
         "{lines:?}"
@@ -238,14 +285,7 @@ fn whatever_security_hub_or_guardduty_answer_the_step_goes_on_and_says_why() {
             },
         )
     });
-    let lines = block_on(follow(
-        &fake,
-        &fake,
-        both,
-        MessageKind::ApprovalRequest,
-        &state(None),
-        EXECUTION,
-    ));
+    let lines = run(MessageKind::ApprovalRequest, &state(None));
     assert!(lines[0].contains("throttled"), "{lines:?}");
 }
 
@@ -259,9 +299,11 @@ fn a_finding_whose_arn_is_not_its_own_is_not_touched() {
         security_hub: true,
         archive_on_restore: true,
     };
+    let ledger = ledger_with_release();
     let lines = block_on(follow(
         &fake,
         &fake,
+        Some(&ledger),
         both,
         MessageKind::Restored,
         &state,
