@@ -80,6 +80,9 @@ pub struct AwsTarget {
 pub struct MemberRole {
     pub role_name: String,
     pub external_id: Option<String>,
+    /// A session policy for the assumed role (`AssumeRole`'s `Policy`): the session may do
+    /// only what both it and the role allow. None: all the role allows.
+    pub session_policy: Option<String>,
 }
 
 impl MemberRole {
@@ -95,7 +98,15 @@ impl MemberRole {
         Some(MemberRole {
             role_name: get("CORDON_MEMBER_ROLE_NAME")?,
             external_id: get("CORDON_MEMBER_EXTERNAL_ID"),
+            session_policy: None,
         })
+    }
+
+    /// The role as a session limited to `policy` (a JSON policy document): for a function
+    /// that needs only a little of what the member role grants the workers.
+    pub fn limited_to(mut self, policy: &str) -> Self {
+        self.session_policy = Some(policy.to_string());
+        self
     }
 }
 
@@ -217,6 +228,7 @@ impl AwsContext {
             .role_arn(&role_arn)
             .role_session_name("cordon")
             .set_external_id(role.external_id.clone())
+            .set_policy(role.session_policy.clone())
             .duration_seconds(900)
             .send()
             .await
@@ -1146,6 +1158,13 @@ impl Ec2 for AwsEc2 {
             )
             // Not the volumes' own tags: whoever holds the instance's credentials may have
             // written them, and a Cordon tag among them would steer restore.
+            // One attempt: CreateSnapshots takes no idempotency token, so the SDK's retry of
+            // a call whose answer was lost would snapshot every volume again. The measure
+            // looks for this finding's snapshots before it tries again (evidence::preserve).
+            .customize()
+            .config_override(aws_sdk_ec2::config::Builder::default().retry_config(
+                aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(1),
+            ))
             .send()
             .await
             .map_err(|e| sdk_error("CreateSnapshots", instance_id, e))?;

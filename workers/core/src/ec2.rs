@@ -653,7 +653,9 @@ pub trait Ec2: Sync {
         tags: &[(String, String)],
     ) -> impl Future<Output = Result<Vec<Snapshot>>> + Send;
     /// `CreateSnapshots` of every EBS volume attached to the instance, at one point in time
-    /// (crash-consistent across them), tagged at creation; one snapshot per volume.
+    /// (crash-consistent across them), tagged at creation; one snapshot per volume. Tried
+    /// once, never retried by the adapter: the call takes no idempotency token, and a call
+    /// whose answer was lost has snapshotted all the same.
     fn create_snapshots(
         &self,
         instance_id: &str,

@@ -45,6 +45,9 @@ pub struct FakeState {
     pub vpcs: BTreeMap<String, Vpc>,
     /// The account's EBS snapshots.
     pub snapshots: Vec<Snapshot>,
+    /// The next CreateSnapshots is made, but its answer is lost (no idempotency token: only
+    /// the caller can keep another attempt from snapshotting again).
+    pub lost_snapshots_answer: bool,
     /// Swaps to a Cordon group of this role are refused, as an SCP or a flaky EC2 would.
     pub swap_refusals: Vec<SwapRefusal>,
     /// Eventual consistency: a group Cordon creates is unknown to the next this-many calls
@@ -776,6 +779,12 @@ impl Ec2 for FakeEc2 {
                 })
                 .collect();
             s.snapshots.extend(taken.iter().cloned());
+            if std::mem::take(&mut s.lost_snapshots_answer) {
+                return Err(CordonError::Unavailable {
+                    operation: "CreateSnapshots".into(),
+                    message: "connection reset after the call was made".into(),
+                });
+            }
             Ok(taken)
         })
     }

@@ -121,6 +121,15 @@ impl AutoScaling for AwsAutoScaling {
             .auto_scaling_group_name(group)
             .instance_ids(instance_id)
             .should_decrement_desired_capacity(decrement)
+            // One attempt: no idempotency token, and AWS refuses it once made; the measure
+            // reads the lifecycle state before it tries again (`move_instance`).
+            .customize()
+            .config_override(
+                aws_sdk_autoscaling::config::Builder::default().retry_config(
+                    aws_sdk_autoscaling::config::retry::RetryConfig::standard()
+                        .with_max_attempts(1),
+                ),
+            )
             .send()
             .await
             .map_err(|e| error("EnterStandby", instance_id, e))?;
@@ -132,6 +141,15 @@ impl AutoScaling for AwsAutoScaling {
             .exit_standby()
             .auto_scaling_group_name(group)
             .instance_ids(instance_id)
+            // One attempt: no idempotency token, and AWS refuses it once made; the measure
+            // reads the lifecycle state before it tries again (`move_instance`).
+            .customize()
+            .config_override(
+                aws_sdk_autoscaling::config::Builder::default().retry_config(
+                    aws_sdk_autoscaling::config::retry::RetryConfig::standard()
+                        .with_max_attempts(1),
+                ),
+            )
             .send()
             .await
             .map_err(|e| error("ExitStandby", instance_id, e))?;

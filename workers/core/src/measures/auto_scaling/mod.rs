@@ -35,6 +35,7 @@ pub const MEASURE: Measure = Measure {
         (Phase::Capture, "autoscaling:DescribeAutoScalingInstances"),
         (Phase::Capture, "autoscaling:DescribeAutoScalingGroups"),
         (Phase::Apply, "autoscaling:EnterStandby"),
+        (Phase::Apply, "autoscaling:DescribeAutoScalingInstances"),
         (Phase::Apply, "autoscaling:SetInstanceProtection"),
         (Phase::Apply, "autoscaling:DescribeInstanceRefreshes"),
         (Phase::Apply, "ec2:DeleteTags"),
@@ -348,9 +349,13 @@ pub async fn hold(
     match plan {
         Hold::EnterStandby { decrement, note } => {
             report.notes.extend(note);
-            match autoscaling
-                .enter_standby(&membership.group, instance_id, decrement)
-                .await
+            match move_instance(
+                autoscaling,
+                &membership.group,
+                instance_id,
+                Move::IntoStandby { decrement },
+            )
+            .await
             {
                 Ok(()) => {
                     report.lifecycle_state = Some(STANDBY.into());
@@ -620,7 +625,7 @@ pub async fn restore(
                     .set_scale_in_protection(&group, instance_id, true)
                     .await?;
             }
-            autoscaling.exit_standby(&group, instance_id).await?;
+            move_instance(autoscaling, &group, instance_id, Move::OutOfStandby).await?;
             report.lifecycle_state = Some(IN_SERVICE.into());
             finish(
                 ec2,
@@ -655,6 +660,67 @@ pub async fn restore(
         }
     }
     Ok(Some(report))
+}
+
+/// Into standby or back in service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    IntoStandby { decrement: bool },
+    OutOfStandby,
+}
+
+/// Attempts at EnterStandby or ExitStandby, and the pause after a failed one before the
+/// lifecycle state is read (a pause per attempt made so far).
+const MOVE_ATTEMPTS: u32 = 4;
+const MOVE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether the instance's lifecycle state shows the move made.
+fn moved(lifecycle_state: &str, to: Move) -> bool {
+    match to {
+        Move::IntoStandby { .. } => [STANDBY, ENTERING_STANDBY].contains(&lifecycle_state),
+        Move::OutOfStandby => {
+            lifecycle_state == IN_SERVICE || lifecycle_state.starts_with("Pending")
+        }
+    }
+}
+
+/// Moves the instance into or out of standby. Neither call takes an idempotency token, AWS
+/// refuses each once made (the instance is no longer InService, or no longer in Standby), and
+/// each moves the desired capacity when made: a retry of one whose answer was lost would be
+/// refused on AWS, and on a lenient endpoint would move the capacity twice. So the adapter
+/// makes each once per attempt, and after a failed attempt the instance's lifecycle state says
+/// whether it was made all the same before another is.
+async fn move_instance(
+    autoscaling: &impl AutoScaling,
+    group: &str,
+    instance_id: &str,
+    to: Move,
+) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        let made = match to {
+            Move::IntoStandby { decrement } => {
+                autoscaling
+                    .enter_standby(group, instance_id, decrement)
+                    .await
+            }
+            Move::OutOfStandby => autoscaling.exit_standby(group, instance_id).await,
+        };
+        let Err(error) = made else {
+            return Ok(());
+        };
+        if error.is_transient() {
+            tokio::time::sleep(MOVE_PAUSE * attempt).await;
+        }
+        let now = autoscaling.membership(instance_id).await?;
+        if now.is_some_and(|m| m.group == group && moved(&m.lifecycle_state, to)) {
+            return Ok(());
+        }
+        if !error.is_transient() || attempt == MOVE_ATTEMPTS {
+            return Err(error);
+        }
+        attempt += 1;
+    }
 }
 
 /// Back in service: takes back the one ExitStandby added (when standby kept the capacity),

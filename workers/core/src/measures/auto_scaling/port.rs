@@ -64,14 +64,16 @@ pub trait AutoScaling: Sync {
         instance_id: &str,
     ) -> impl Future<Output = Result<Option<Membership>>> + Send;
     fn group(&self, name: &str) -> impl Future<Output = Result<Group>> + Send;
-    /// `EnterStandby`; `decrement`: `ShouldDecrementDesiredCapacity`.
+    /// `EnterStandby`; `decrement`: `ShouldDecrementDesiredCapacity`. Made once, never retried
+    /// by the adapter (see `move_instance`).
     fn enter_standby(
         &self,
         group: &str,
         instance_id: &str,
         decrement: bool,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// `ExitStandby` (AWS adds one to the desired capacity).
+    /// `ExitStandby` (AWS adds one to the desired capacity). Made once, never retried by the
+    /// adapter (see `move_instance`).
     fn exit_standby(
         &self,
         group: &str,
@@ -143,6 +145,8 @@ pub mod fake {
         pub calls: Vec<String>,
         /// Calls to refuse: IAM name → the error to answer with, once.
         pub fail: BTreeMap<String, CordonError>,
+        /// The next call of this IAM name is made, but its answer is lost.
+        pub lost_answer: Option<String>,
         launched: u32,
     }
 
@@ -226,6 +230,18 @@ pub mod fake {
                     Some(error) => Err(error),
                     None => Ok(()),
                 }
+            })
+        }
+
+        /// The call was made; its answer is lost if the test asked so.
+        fn answer_lost(state: &mut State, operation: &str) -> Result<()> {
+            if state.lost_answer.as_deref() != Some(operation) {
+                return Ok(());
+            }
+            state.lost_answer = None;
+            Err(CordonError::Unavailable {
+                operation: operation.into(),
+                message: "connection reset after the call was made".into(),
             })
         }
 
@@ -333,7 +349,7 @@ pub mod fake {
                     g.desired -= 1;
                 }
                 Self::settle(s, group);
-                Ok(())
+                Self::answer_lost(s, "autoscaling:EnterStandby")
             })
         }
 
@@ -362,7 +378,7 @@ pub mod fake {
                 *state = IN_SERVICE.into();
                 g.desired += 1;
                 Self::settle(s, group);
-                Ok(())
+                Self::answer_lost(s, "autoscaling:ExitStandby")
             })
         }
 

@@ -185,7 +185,7 @@ pub async fn preserve(
         ));
         tags.push(("Name".into(), format!("cordon evidence {instance_id}")));
         let description = format!("Cordon evidence: {instance_id}, finding {finding}");
-        match ec2.create_snapshots(instance_id, &description, &tags).await {
+        match snapshot_once(ec2, instance_id, &description, &tags, &of_this_finding).await {
             Ok(snapshots) => taken = snapshots,
             Err(error) if error.is_transient() => return Err(error),
             Err(error) => report.errors.push(error.to_report()),
@@ -215,6 +215,42 @@ pub async fn preserve(
         report.status = MeasureStatus::Partial;
     }
     Ok(report)
+}
+
+/// Attempts at CreateSnapshots, and the pause before looking for a failed attempt's snapshots
+/// (EC2's reads catch up with a create within seconds).
+const SNAPSHOT_ATTEMPTS: u32 = 4;
+const SNAPSHOT_RECHECK_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Snapshots the instance's volumes once for this finding. CreateSnapshots takes no
+/// idempotency token and the adapter makes it once per call: after a failed attempt (whose
+/// answer may have been lost after the snapshots were made) the finding's snapshots are looked
+/// for, and only if there are none is it tried again.
+async fn snapshot_once(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    description: &str,
+    tags: &[(String, String)],
+    of_this_finding: &[(String, String)],
+) -> Result<Vec<Snapshot>> {
+    let mut attempt = 1;
+    loop {
+        let error = match ec2.create_snapshots(instance_id, description, tags).await {
+            Ok(snapshots) => return Ok(snapshots),
+            // A refusal is an answer: nothing was made.
+            Err(error) if !error.is_transient() => return Err(error),
+            Err(error) => error,
+        };
+        tokio::time::sleep(SNAPSHOT_RECHECK_PAUSE * attempt).await;
+        let found = ec2.snapshots_tagged(of_this_finding).await?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        if attempt == SNAPSHOT_ATTEMPTS {
+            return Err(error);
+        }
+        attempt += 1;
+    }
 }
 
 /// Keeps the volumes of `keep` (devices) on termination, each recorded first on its snapshot;

@@ -100,6 +100,26 @@ fn a_finding_seen_again_is_not_snapshotted_again_but_another_finding_is() {
 }
 
 #[test]
+fn a_snapshot_call_whose_answer_was_lost_is_not_made_again() {
+    // CreateSnapshots takes no idempotency token: the adapter tries it once, and the measure
+    // finds the snapshots the lost call made instead of making a second set.
+    let ec2 = FakeEc2::standard();
+    ec2.with(|s| s.lost_snapshots_answer = true);
+    let report = preserve_now(&ec2, "f-1");
+    assert_eq!(report.status, MeasureStatus::Done, "{report:?}");
+    assert_eq!(ec2.with(|s| s.snapshots.len()), 2);
+    assert_eq!(report.snapshots.len(), 2);
+    assert_eq!(
+        ec2.calls()
+            .iter()
+            .filter(|c| *c == "CreateSnapshots")
+            .count(),
+        1
+    );
+    assert_eq!(report.kept_on_termination, ["/dev/xvda"]);
+}
+
+#[test]
 fn a_retry_after_a_throttled_keep_takes_no_second_snapshot() {
     let ec2 = FakeEc2::standard();
     ec2.fail_next(

@@ -215,12 +215,16 @@ pub async fn deregister(
             report.errors.push(error.to_report());
             continue;
         }
-        match elb.deregister(group, instance_id, &ports).await {
-            Ok(()) => {}
-            Err(error) if error.is_transient() => return Err(error),
-            Err(error) => {
-                report.errors.push(error.to_report());
-                continue;
+        if let Err(error) = elb.deregister(group, instance_id, &ports).await {
+            // A retry of a call whose answer was lost finds the targets gone (moto answers it
+            // `InvalidTarget`): what counts is whether the instance is still registered there.
+            match elb.registered_ports(group, instance_id).await {
+                Ok(still) if !still.iter().any(|port| ports.contains(port)) => {}
+                _ if error.is_transient() => return Err(error),
+                _ => {
+                    report.errors.push(error.to_report());
+                    continue;
+                }
             }
         }
         report.deregistered.retain(|r| r.target_group != *group);

@@ -104,6 +104,10 @@ pub mod fake {
         pub instance_vpcs: BTreeMap<String, String>,
         pub calls: Vec<String>,
         pub fail: BTreeMap<String, CordonError>,
+        /// The next call of this IAM name is made, then answers this error: its answer was
+        /// lost and the SDK's retry was refused (moto answers a second DeregisterTargets of
+        /// the same target `InvalidTarget`).
+        pub made_then: Option<(String, CordonError)>,
     }
 
     #[derive(Debug, Clone, Default)]
@@ -254,7 +258,15 @@ pub mod fake {
                 group
                     .targets
                     .retain(|(id, port)| !(id == instance_id && ports.contains(port)));
-                Ok(())
+                match s.made_then.take() {
+                    Some((call, error)) if call == "elasticloadbalancing:DeregisterTargets" => {
+                        Err(error)
+                    }
+                    other => {
+                        s.made_then = other;
+                        Ok(())
+                    }
+                }
             })
         }
 

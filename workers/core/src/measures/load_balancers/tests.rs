@@ -96,6 +96,31 @@ fn a_group_that_refuses_the_record_keeps_the_instance_and_the_others_go_on() {
 }
 
 #[test]
+fn a_deregistration_refused_on_a_retry_after_a_lost_answer_is_done() {
+    // The call was made, its answer lost, and the SDK's retry was refused: the instance is
+    // out all the same, which is what the report must say (and restore must give back).
+    let (ec2, elb) = (
+        FakeEc2::standard(),
+        FakeLoadBalancing::with_instance(INSTANCE),
+    );
+    let invalid = CordonError::LoadBalancing {
+        operation: "DeregisterTargets".into(),
+        code: "InvalidTarget".into(),
+        message: "The specified target does not exist".into(),
+    };
+    elb.with(|s| s.made_then = Some(("elasticloadbalancing:DeregisterTargets".into(), invalid)));
+    let report = deregister_now(&ec2, &elb);
+    assert_eq!(report.status, MeasureStatus::Done, "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(report.deregistered.len(), 2, "{report:?}");
+    block_on(restore(&ec2, &elb, INSTANCE)).unwrap().unwrap();
+    assert_eq!(
+        elb.targets(WEB),
+        vec![(INSTANCE.to_string(), 80), (INSTANCE.to_string(), 8080)]
+    );
+}
+
+#[test]
 fn a_retry_reports_what_the_first_attempt_took_out() {
     let (ec2, elb) = (
         FakeEc2::standard(),
