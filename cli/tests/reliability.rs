@@ -542,6 +542,28 @@ async fn instances_in_one_vpc_isolated_at_once_share_groups_and_never_collide() 
     assert_eq!(restored, members.len());
 }
 
+/// Runs `cordon isolate` on the finding at `path` and SIGKILLs it while its call `k + 1` (of
+/// the faulted services) is held. A run that needs fewer calls this time (the order of
+/// concurrent branches varies) ends by itself, and is checked the same way by the caller.
+async fn isolate_killed_at(endpoint: &str, path: &Path, k: usize) {
+    let proxy = FaultProxy::start(endpoint, FaultPlan::holding_after(k as u64)).await;
+    let mut child = cordon_command(
+        &proxy.endpoint,
+        &["isolate", "--finding", path.to_str().unwrap()],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    tokio::select! {
+        _ = proxy.until_held() => child.kill().await.unwrap(),
+        ended = child.wait() => {
+            ended.unwrap();
+            eprintln!("kill point {}: the run made fewer calls and ended", k + 1);
+        }
+    }
+}
+
 /// Kills `cordon isolate` at every call it makes (SIGKILL while the call is held), runs it
 /// again, and checks that it converges on the uninterrupted outcome; then restores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -583,24 +605,7 @@ async fn a_worker_killed_at_any_ec2_call_is_rerun_and_converges() {
     for (k, member) in members.iter().enumerate() {
         let before = snapshot(&world, member).await;
         let path = finding_of(member);
-        let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::holding_after(k as u64)).await;
-        let mut child = cordon_command(
-            &proxy.endpoint,
-            &["isolate", "--finding", path.to_str().unwrap()],
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-        // The run is killed at its call k + 1; one that needs fewer calls this time (the order
-        // of concurrent branches varies) ends by itself, and is checked the same way.
-        tokio::select! {
-            _ = proxy.until_held() => child.kill().await.unwrap(),
-            ended = child.wait() => {
-                ended.unwrap();
-                eprintln!("kill point {}: the run made fewer calls and ended", k + 1);
-            }
-        }
+        isolate_killed_at(&moto.endpoint, &path, k).await;
 
         let rerun = cordon(
             &moto.endpoint,

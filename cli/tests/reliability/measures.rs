@@ -300,22 +300,7 @@ async fn isolate_killed_at_any_call_of_the_measures_is_rerun_and_converges() {
         let member = equipped(&world, 100 + n).await;
         let before = given(&world, &member).await;
         let path = finding_file(&dir, &member.instance);
-        let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::holding_after(k as u64)).await;
-        let mut child = cordon_command(
-            &proxy.endpoint,
-            &["isolate", "--finding", path.to_str().unwrap()],
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-        tokio::select! {
-            _ = proxy.until_held() => child.kill().await.unwrap(),
-            ended = child.wait() => {
-                ended.unwrap();
-                eprintln!("kill point {}: the run made fewer calls and ended", k + 1);
-            }
-        }
+        isolate_killed_at(&moto.endpoint, &path, k).await;
         let rerun = cordon(
             &moto.endpoint,
             &["isolate", "--finding", path.to_str().unwrap()],
