@@ -10,7 +10,7 @@ all of a state's retries are spent in its back-off sleeps (2 + 4 + 8 + 16 s for 
 steps) and the Catch gets the first attempt's error. The local runner turns each
 `lambda:invoke` into such a callback, so under faults a worker that failed once could never
 succeed on a retry. Step Functions re-runs every attempt, as a Lambda invoke does; here each
-retry gets a token and a callback endpoint of its own. tests/tests/emulator.rs holds moto to it.
+retry gets a token and a callback endpoint of its own. tests/tests/end_to_end/emulator.rs holds moto to it.
 """
 
 import sys
