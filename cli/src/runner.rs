@@ -81,6 +81,15 @@ impl Worker {
         (Worker::Restore, "RestoreFunctionArn", "restore"),
     ];
 
+    /// The worker's binary (and function) name.
+    pub fn name(self) -> &'static str {
+        Worker::ALL
+            .iter()
+            .find(|(worker, _, _)| *worker == self)
+            .map(|(_, _, name)| *name)
+            .expect("every worker is in ALL")
+    }
+
     fn from_function(arn: &str) -> Option<Worker> {
         Worker::ALL
             .iter()
@@ -202,6 +211,8 @@ pub struct Runner {
     following: cordon_core::lifecycle::status::Settings,
     /// Every worker's answer, in order, as the state machine received it.
     answers: std::sync::Mutex<Vec<(Worker, Value)>>,
+    /// The EMF documents the workers emitted, in order (all executions).
+    metrics: std::sync::Mutex<Vec<Value>>,
 }
 
 /// The release ledger's table on the emulator, as the stack names it.
@@ -356,6 +367,7 @@ impl Runner {
             ledger,
             following: Default::default(),
             answers: Default::default(),
+            metrics: Default::default(),
         })
     }
 
@@ -614,10 +626,24 @@ impl Runner {
             Some(_) => (payload["input"].clone(), true),
             None => (payload.clone(), false),
         };
-        let invoked = self.invoke(worker, &input).await;
+        let (invoked, calls) =
+            cordon_core::metrics::counting(Box::pin(self.invoke(worker, &input))).await;
         if let Ok(output) = &invoked {
             self.answers.lock().unwrap().push((worker, output.clone()));
         }
+        // The metrics the worker would print in Lambda, from the same function.
+        let now = chrono::Utc::now();
+        let emitted = cordon_core::metrics::of_invocation(
+            worker.name(),
+            &input,
+            invoked.as_ref().ok(),
+            calls,
+            now,
+        );
+        self.metrics
+            .lock()
+            .unwrap()
+            .extend(emitted.iter().map(|emission| emission.document(now)));
         match invoked {
             Ok(output) if answer_success => {
                 let shaped =
@@ -764,6 +790,11 @@ impl Runner {
             .filter(|(from, _)| *from == worker)
             .map(|(_, output)| output.clone())
             .collect()
+    }
+
+    /// The EMF documents the workers emitted (each a log line in Lambda), in order.
+    pub fn metrics(&self) -> Vec<Value> {
+        self.metrics.lock().unwrap().clone()
     }
 
     /// Every message published to the topic, as moto recorded it: (subject, body).

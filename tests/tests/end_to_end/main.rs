@@ -17,5 +17,6 @@ mod event_pattern;
 mod evidence;
 mod lifecycle;
 mod load_balancers;
+mod metrics;
 mod sign_in;
 mod workflow;

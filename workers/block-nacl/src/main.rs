@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
         // function's timeout would cut in two.
         let (aws, config) = (aws.until(event.context.deadline), &config);
         async move {
-            let report = steps::block_step(&aws, config, &event.payload).await?;
+            let report = cordon_core::metrics::measured("block-nacl", &event.payload, Box::pin(steps::block_step(&aws, config, &event.payload))).await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, entries = report.nacl_entries.len(), "block");
             Ok::<_, cordon_core::CordonError>(report)
         }

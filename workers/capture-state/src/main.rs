@@ -20,13 +20,13 @@ async fn main() -> Result<(), Error> {
         // function's timeout would cut in two.
         let (aws, config, ledger) = (aws.until(event.context.deadline), &config, &ledger);
         async move {
-            let output = Box::pin(lifecycle::capture_step(
+            let output = cordon_core::metrics::measured("capture-state", &event.payload, Box::pin(lifecycle::capture_step(
                 &aws,
                 &aws,
                 ledger.as_ref(),
                 config,
                 &event.payload,
-            ))
+            )))
             .await?;
             tracing::info!(instance = ?output.instance_id, status = ?output.status, reason = %output.reason, "capture");
             Ok::<_, cordon_core::CordonError>(output)

@@ -53,7 +53,8 @@ macro_rules! service_client {
                 config::timeout::TimeoutConfig::builder()
                     .operation_attempt_timeout($crate::aws::EC2_ATTEMPT_TIMEOUT)
                     .build(),
-            );
+            )
+            .interceptor($crate::aws::CallCounter);
         if let Some(region) = $region {
             builder = builder.region(config::Region::new(region.to_string()));
         }
@@ -64,6 +65,36 @@ macro_rules! service_client {
     }};
 }
 pub(crate) use service_client;
+
+/// Counts each operation and each attempt of the clients `service_client!` builds, for the
+/// `AwsCalls` and `AwsRetries` metrics of the invocation that makes them.
+#[derive(Debug)]
+pub(crate) struct CallCounter;
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CordonCallCounter"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        crate::metrics::count_call();
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        crate::metrics::count_attempt();
+        Ok(())
+    }
+}
 
 /// Where and as whom to call AWS. Unset fields fall back to the standard AWS environment
 /// variables and shared config (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, ...).

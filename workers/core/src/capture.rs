@@ -28,6 +28,9 @@ pub struct FindingSummary {
     pub first_seen: Option<String>,
     #[serde(default)]
     pub last_seen: Option<String>,
+    /// When GuardDuty last updated the finding: the time-to-isolation metric counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
     /// The finding's ARN, which Security Hub knows it by (checked where it is used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
@@ -44,6 +47,7 @@ impl From<&Finding> for FindingSummary {
             remote_addresses: finding.remote_addresses.clone(),
             first_seen: finding.first_seen.clone(),
             last_seen: finding.last_seen.clone(),
+            updated_at: finding.updated_at.clone(),
             arn: finding.arn.clone(),
         }
     }
@@ -75,6 +79,9 @@ pub struct CaptureOutput {
     /// (the state machine asks for a second approval when this is 2).
     #[serde(default)]
     pub approvals_required: Option<u8>,
+    /// When the execution started, for the time-to-isolation metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_started_at: Option<String>,
 }
 
 impl CaptureOutput {
@@ -93,6 +100,7 @@ impl CaptureOutput {
             warnings: Vec::new(),
             approval_timeout_seconds: None,
             approvals_required: None,
+            execution_started_at: None,
         }
     }
 }
@@ -304,6 +312,7 @@ pub async fn capture_seeing(
             warnings,
             approval_timeout_seconds: None,
             approvals_required: None,
+            execution_started_at: None,
         };
         return Ok((
             output,
@@ -363,6 +372,7 @@ pub async fn capture_seeing(
             warnings: Vec::new(),
             approval_timeout_seconds: None,
             approvals_required: None,
+            execution_started_at: None,
         };
         return Ok((
             output,
@@ -438,6 +448,7 @@ pub async fn capture_seeing(
         warnings,
         approval_timeout_seconds: None,
         approvals_required: None,
+        execution_started_at: None,
     };
     Ok((
         output,

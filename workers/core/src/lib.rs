@@ -14,6 +14,7 @@ pub mod kms;
 pub mod lifecycle;
 pub mod logging;
 pub mod measures;
+pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod policy;

@@ -17,6 +17,10 @@ const OWN_CRATES: &[&str] = &[
     "notify",
     "restore",
     "approval",
+    "hold_asg",
+    "cut_credentials",
+    "snapshot_volumes",
+    "deregister_targets",
 ];
 
 /// The filter for a requested level (`None` or unreadable: INFO).

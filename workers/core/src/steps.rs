@@ -58,6 +58,9 @@ pub struct CaptureInput<'a> {
     /// The execution's id (`$$.Execution.Id`): it claims the instance. None for a bare event
     /// (`cordon isolate`), which claims nothing.
     pub execution: Option<&'a str>,
+    /// When the execution started (`$$.Execution.StartTime`), for the time-to-isolation
+    /// metric only: absent or unreadable, that metric is not emitted.
+    pub started_at: Option<&'a str>,
 }
 
 /// The state machine hands capture `{"event": ..., "execution": ...,
@@ -72,6 +75,7 @@ pub fn unwrap_capture_input(input: &Value) -> Result<CaptureInput<'_>> {
             approval_timeout_seconds: DEFAULT_APPROVAL_TIMEOUT_SECONDS,
             approvals_required: 1,
             execution: None,
+            started_at: None,
         });
     };
     let execution = match input.get("execution") {
@@ -107,11 +111,16 @@ pub fn unwrap_capture_input(input: &Value) -> Result<CaptureInput<'_>> {
             input["approvals_required"]
         ))
     })? as u8;
+    let started_at = input
+        .get("started_at")
+        .and_then(Value::as_str)
+        .filter(|at| chrono::DateTime::parse_from_rfc3339(at).is_ok());
     Ok(CaptureInput {
         event,
         approval_timeout_seconds: seconds,
         approvals_required,
         execution,
+        started_at,
     })
 }
 
@@ -129,6 +138,7 @@ pub async fn capture_step(
         approval_timeout_seconds: approval_timeout,
         approvals_required,
         execution,
+        started_at,
     } = unwrap_capture_input(input)?;
     let finding = single_finding(event)?;
     let summary = FindingSummary::from(&finding);
@@ -168,6 +178,7 @@ pub async fn capture_step(
     };
     output.approval_timeout_seconds = Some(approval_timeout);
     output.approvals_required = Some(approvals_required);
+    output.execution_started_at = started_at.map(String::from);
     Ok(output)
 }
 

@@ -15,7 +15,12 @@ async fn main() -> Result<(), Error> {
         async move {
             // Boxed: inline, the step's future nests past the compiler's query depth limit
             // when it lays out main's future.
-            let report = Box::pin(credentials::cut_step(&aws, &aws, &event.payload)).await?;
+            let report = cordon_core::metrics::measured(
+                "cut-credentials",
+                &event.payload,
+                Box::pin(credentials::cut_step(&aws, &aws, &event.payload)),
+            )
+            .await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, "cut");
             Ok::<_, cordon_core::CordonError>(report)
         }

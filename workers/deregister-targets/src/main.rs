@@ -14,12 +14,16 @@ async fn main() -> Result<(), Error> {
         async move {
             // Boxed: inline, the step's future nests past the compiler's query depth limit
             // when it lays out main's future.
-            let report = Box::pin(load_balancers::deregister_step(
-                &aws,
-                &aws,
-                &aws,
+            let report = cordon_core::metrics::measured(
+                "deregister-targets",
                 &event.payload,
-            ))
+                Box::pin(load_balancers::deregister_step(
+                    &aws,
+                    &aws,
+                    &aws,
+                    &event.payload,
+                )),
+            )
             .await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, "deregister");
             Ok::<_, cordon_core::CordonError>(report)

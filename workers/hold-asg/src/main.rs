@@ -13,12 +13,16 @@ async fn main() -> Result<(), Error> {
         async move {
             // Boxed: inline, the step's future nests past the compiler's query depth limit
             // when it lays out main's future.
-            let report = Box::pin(auto_scaling::hold_step(
-                &aws,
-                &aws,
-                settings,
+            let report = cordon_core::metrics::measured(
+                "hold-asg",
                 &event.payload,
-            ))
+                Box::pin(auto_scaling::hold_step(
+                    &aws,
+                    &aws,
+                    settings,
+                    &event.payload,
+                )),
+            )
             .await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, "hold");
             Ok::<_, cordon_core::CordonError>(report)

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
         // function's timeout would cut in two.
         let (aws, config) = (aws.until(event.context.deadline), &config);
         async move {
-            let report = steps::isolate_step(&aws, config, &event.payload).await?;
+            let report = cordon_core::metrics::measured("isolate-sg", &event.payload, Box::pin(steps::isolate_step(&aws, config, &event.payload))).await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, errors = report.errors.len(), "isolate");
             Ok::<_, cordon_core::CordonError>(report)
         }

@@ -56,14 +56,14 @@ async fn main() -> Result<(), Error> {
                 ledger: ledger.as_ref(),
                 settings: following,
             };
-            let sent = Box::pin(notify_step(
+            let sent = cordon_core::metrics::measured("notify", &input, Box::pin(notify_step(
                 sns,
                 &settings.topic_arn,
                 &approval,
                 follow,
                 &input,
                 unix_now(),
-            ))
+            )))
             .await?;
             tracing::info!(kind = ?input.kind, subject = %sent.subject, finding = ?sent.finding, "notify");
             Ok::<_, cordon_core::CordonError>(sent)

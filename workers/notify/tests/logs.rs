@@ -75,4 +75,16 @@ async fn no_log_level_writes_the_task_token_down() {
         !log.contains(TOKEN) && !log.contains("SECRET+TASK"),
         "{log}"
     );
+    // Its metrics are lines of their own, in Embedded Metric Format, as CloudWatch reads them.
+    let emf: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|doc| doc.get("_aws").is_some())
+        .collect();
+    let calls = emf
+        .iter()
+        .find(|doc| doc["Step"] == "notify")
+        .unwrap_or_else(|| panic!("no metrics of notify in\n{log}"));
+    assert_eq!(calls["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Cordon");
+    assert!(calls["AwsCalls"].is_number(), "{calls}");
 }

@@ -33,15 +33,19 @@ async fn main() -> Result<(), Error> {
         async move {
             // Boxed: inline, the step's future nests past the compiler's query depth limit
             // when it lays out main's future.
-            let report = Box::pin(steps::approved_restore_step(
-                &aws,
-                &aws,
-                &aws,
-                &aws,
-                ledger.as_ref(),
-                gate,
+            let report = cordon_core::metrics::measured(
+                "restore",
                 &event.payload,
-            ))
+                Box::pin(steps::approved_restore_step(
+                    &aws,
+                    &aws,
+                    &aws,
+                    &aws,
+                    ledger.as_ref(),
+                    gate,
+                    &event.payload,
+                )),
+            )
             .await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, "restore");
             Ok::<_, cordon_core::CordonError>(report)

@@ -14,7 +14,12 @@ async fn main() -> Result<(), Error> {
         async move {
             // Boxed: inline, the step's future nests past the compiler's query depth limit
             // when it lays out main's future.
-            let report = Box::pin(evidence::preserve_step(&aws, settings, &event.payload)).await?;
+            let report = cordon_core::metrics::measured(
+                "snapshot-volumes",
+                &event.payload,
+                Box::pin(evidence::preserve_step(&aws, settings, &event.payload)),
+            )
+            .await?;
             tracing::info!(instance = %report.instance_id, status = ?report.status, "preserve");
             Ok::<_, cordon_core::CordonError>(report)
         }
