@@ -104,7 +104,7 @@ fn every_task_retries_cordons_transient_errors_and_lambdas_timeouts_and_crashes(
 }
 
 /// The deployed template, as its tests read it.
-fn template() -> serde_json::Value {
+pub(super) fn template() -> serde_json::Value {
     serde_norway::from_str(
         &std::fs::read_to_string(repo_root().join("infra/template.yaml")).unwrap(),
     )
@@ -112,7 +112,7 @@ fn template() -> serde_json::Value {
 }
 
 /// The template's Lambda functions, by logical id.
-fn functions(template: &serde_json::Value) -> Vec<(&String, &serde_json::Value)> {
+pub(super) fn functions(template: &serde_json::Value) -> Vec<(&String, &serde_json::Value)> {
     template["Resources"]
         .as_object()
         .unwrap()

@@ -18,5 +18,6 @@ mod evidence;
 mod lifecycle;
 mod load_balancers;
 mod metrics;
+mod operations;
 mod sign_in;
 mod workflow;

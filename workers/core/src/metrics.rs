@@ -26,6 +26,19 @@ use crate::measures::MEASURES;
 /// The CloudWatch namespace of Cordon's metrics.
 pub const NAMESPACE: &str = "Cordon";
 
+/// Every metric Cordon emits: the dashboard and the alarms may read only these.
+pub const METRIC_NAMES: [&str; 9] = [
+    "TimeToIsolation",
+    "TimeToIsolationFromStart",
+    "Containments",
+    "PartialContainments",
+    "QuarantinesOpened",
+    "Decisions",
+    "ApprovalWait",
+    "AwsCalls",
+    "AwsRetries",
+];
+
 /// The outcomes a measure's branch can report; anything else is counted as `other`, so that
 /// no string from an execution's state becomes a metric dimension.
 const OUTCOMES: [&str; 5] = [

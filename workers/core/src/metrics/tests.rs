@@ -307,3 +307,26 @@ async fn each_invocation_counts_its_own_calls_and_retries() {
     // Outside an invocation nothing is counted, and nothing fails.
     count_call();
 }
+
+#[test]
+fn the_named_metrics_are_exactly_the_ones_emitted() {
+    let mut emitted = std::collections::BTreeSet::new();
+    let isolated = json!({"status": "done", "enis": [{"outcome": "isolated"}]});
+    let mut restored = notice("restored", json!({}));
+    restored["state"]["approval"] = json!({"decision": "approve"});
+    let cases = [
+        ("isolate-sg", capture(), Some(isolated)),
+        (
+            "notify",
+            notice("approval_request", json!({"isolation": {"status": "done"}})),
+            None,
+        ),
+        ("notify", restored, None),
+    ];
+    for (step, input, output) in &cases {
+        for emission in of_invocation(step, input, output.as_ref(), Calls::default(), at(NOW)) {
+            emitted.extend(emission.metrics.iter().map(|(name, _, _)| *name));
+        }
+    }
+    assert_eq!(emitted, METRIC_NAMES.into_iter().collect());
+}
