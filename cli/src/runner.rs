@@ -401,10 +401,10 @@ impl Runner {
         self.follow(&execution_arn, decision).await
     }
 
-    /// Starts one execution for `event` (on its own state machine) and returns its ARN.
-    pub async fn start_execution(
+    /// A state machine of the definition as the stack deploys it (with this approval
+    /// timeout), whose tasks this runner answers; its ARN.
+    pub async fn state_machine(
         &self,
-        event: &Value,
         approval_timeout_seconds: u64,
     ) -> Result<String, CordonError> {
         let definition = local_definition(
@@ -428,6 +428,16 @@ impl Runner {
                     aws_sdk_sfn::error::DisplayErrorContext(&e),
                 )
             })?;
+        Ok(machine.state_machine_arn().to_string())
+    }
+
+    /// Starts one execution for `event` (on its own state machine) and returns its ARN.
+    pub async fn start_execution(
+        &self,
+        event: &Value,
+        approval_timeout_seconds: u64,
+    ) -> Result<String, CordonError> {
+        let machine = self.state_machine(approval_timeout_seconds).await?;
         let finding_id = event
             .pointer("/detail/id")
             .or_else(|| event.get("id"))
@@ -447,7 +457,7 @@ impl Runner {
         let started = self
             .sfn
             .start_execution()
-            .state_machine_arn(machine.state_machine_arn())
+            .state_machine_arn(machine)
             .name(name)
             .input(event.to_string())
             .send()

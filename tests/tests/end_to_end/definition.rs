@@ -155,7 +155,7 @@ fn the_ec2_workers_timeouts_are_sized_from_the_sdks_retry_budget() {
 fn the_public_approval_page_cannot_take_the_concurrency_containment_needs() {
     let template = template();
     let functions = functions(&template);
-    assert_eq!(functions.len(), 10);
+    assert_eq!(functions.len(), 11);
     for (name, function) in functions {
         let reserved = &function["Properties"]["ReservedConcurrentExecutions"];
         if name != "ApprovalFunction" {

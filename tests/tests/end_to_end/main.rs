@@ -11,6 +11,7 @@ mod browser;
 mod containment;
 mod credentials;
 mod cross_account;
+mod custom_action;
 mod definition;
 mod emulator;
 mod event_pattern;

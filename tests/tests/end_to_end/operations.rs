@@ -29,19 +29,45 @@ fn get_att(resource: &str, attribute: &str) -> Value {
 fn a_finding_that_cannot_start_an_execution_is_retried_for_a_day_then_kept() {
     let template = template();
     let resources = &template["Resources"];
-    let targets = resources["FindingRule"]["Properties"]["Targets"]
-        .as_array()
-        .unwrap();
-    assert_eq!(targets.len(), 1);
-    let target = &targets[0];
-    assert_eq!(target["Arn"]["Ref"], "QuarantineStateMachine");
-    // EventBridge's most: 185 attempts over 24 hours.
-    assert_eq!(target["RetryPolicy"]["MaximumRetryAttempts"], 185);
-    assert_eq!(target["RetryPolicy"]["MaximumEventAgeInSeconds"], 86400);
+    // The GuardDuty rule starts the state machine, the custom action's its function.
+    for (rule, target_of) in [
+        (
+            "FindingRule",
+            serde_json::json!({"Ref": "QuarantineStateMachine"}),
+        ),
+        ("CustomActionRule", get_att("CustomActionFunction", "Arn")),
+    ] {
+        let targets = resources[rule]["Properties"]["Targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 1, "{rule}");
+        let target = &targets[0];
+        assert_eq!(target["Arn"], target_of, "{rule}");
+        // EventBridge's most: 185 attempts over 24 hours.
+        assert_eq!(target["RetryPolicy"]["MaximumRetryAttempts"], 185, "{rule}");
+        assert_eq!(
+            target["RetryPolicy"]["MaximumEventAgeInSeconds"], 86400,
+            "{rule}"
+        );
+        assert_eq!(
+            target["DeadLetterConfig"]["Arn"],
+            get_att("FindingDeadLetterQueue", "Arn"),
+            "{rule}"
+        );
+    }
+    // An event the custom action's function failed on, three times, is kept there too, and
+    // its role may put it there.
+    let function = &resources["CustomActionFunction"]["Properties"];
+    assert_eq!(function["DeadLetterQueue"]["Type"], "SQS");
     assert_eq!(
-        target["DeadLetterConfig"]["Arn"],
+        function["DeadLetterQueue"]["TargetArn"],
         get_att("FindingDeadLetterQueue", "Arn")
     );
+    let role = &resources["CustomActionRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+    assert!(role["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["Action"] == "sqs:SendMessage"
+            && s["Resource"] == get_att("FindingDeadLetterQueue", "Arn")));
 
     let queue = &resources["FindingDeadLetterQueue"];
     assert_eq!(queue["Type"], "AWS::SQS::Queue");
@@ -72,9 +98,19 @@ fn a_finding_that_cannot_start_an_execution_is_retried_for_a_day_then_kept() {
             serde_json::json!({"Service": "events.amazonaws.com"})
         );
         assert_eq!(statement["Action"], "sqs:SendMessage");
+        // Both rules when the custom action is there, else the GuardDuty rule alone.
+        let senders = &statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::If"];
+        assert_eq!(senders[0], "HasCustomAction");
         assert_eq!(
-            statement["Condition"]["ArnEquals"]["aws:SourceArn"],
-            get_att("FindingRule", "Arn")
+            senders[1],
+            serde_json::json!([
+                get_att("FindingRule", "Arn"),
+                get_att("CustomActionRule", "Arn")
+            ])
+        );
+        assert_eq!(
+            senders[2],
+            serde_json::json!([get_att("FindingRule", "Arn")])
         );
     }
 }
@@ -312,8 +348,10 @@ fn the_dashboard_reads_what_the_workers_emit_and_shows_every_alarm() {
                 .to_string()
         })
         .collect();
+    // Every alarm every stack has (the custom action's exists only with the action).
     let alarms: BTreeSet<String> = resources_of_type(&template, "AWS::CloudWatch::Alarm")
         .into_iter()
+        .filter(|(_, alarm)| alarm.get("Condition").is_none())
         .map(|(name, _)| name.clone())
         .collect();
     assert_eq!(shown, alarms);

@@ -6,6 +6,7 @@ pub mod approval;
 pub mod aws;
 pub mod claim;
 pub mod config;
+pub mod custom_action;
 pub mod decision;
 pub mod ec2;
 pub mod error;

@@ -21,6 +21,7 @@ const OWN_CRATES: &[&str] = &[
     "cut_credentials",
     "snapshot_volumes",
     "deregister_targets",
+    "custom_action",
 ];
 
 /// The filter for a requested level (`None` or unreadable: INFO).

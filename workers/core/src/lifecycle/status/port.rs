@@ -43,6 +43,14 @@ pub trait GuardDuty: Sync {
     fn detector(&self) -> impl Future<Output = Result<Option<String>>> + Send;
     /// `ArchiveFindings` for one finding of `detector`.
     fn archive(&self, detector: &str, finding_id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// `GetFindings` for one finding that `detector` sees (an administrator's detector sees its
+    /// members' findings), in the shape EventBridge delivers a finding's `detail` in. `None`
+    /// when GuardDuty holds no such finding.
+    fn finding(
+        &self,
+        detector: &str,
+        finding_id: &str,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>>> + Send;
 }
 
 /// GuardDuty in Cordon's own account, in `region`: only a GuardDuty administrator (or a
@@ -82,6 +90,8 @@ pub mod fake {
         pub detector: Option<String>,
         pub member: bool,
         pub archived: Vec<String>,
+        /// The findings GuardDuty holds, by id, as EventBridge would deliver their `detail`.
+        pub guard_duty_findings: BTreeMap<String, serde_json::Value>,
         pub calls: Vec<String>,
         /// An error each call of this IAM name answers.
         pub failing: BTreeMap<String, CordonError>,
@@ -183,6 +193,34 @@ pub mod fake {
                 }
                 s.archived.push(finding_id.into());
                 Ok(())
+            })
+        }
+
+        async fn finding(
+            &self,
+            detector: &str,
+            finding_id: &str,
+        ) -> Result<Option<serde_json::Value>> {
+            self.get_finding(detector, finding_id)
+        }
+    }
+
+    impl FakeFindings {
+        fn get_finding(
+            &self,
+            detector: &str,
+            finding_id: &str,
+        ) -> Result<Option<serde_json::Value>> {
+            self.call("guardduty:GetFindings")?;
+            self.with(|s| {
+                if s.detector.as_deref() != Some(detector) {
+                    return Err(refused(
+                        "GuardDuty GetFindings",
+                        "BadRequestException",
+                        "The request is rejected because the input detectorId is not owned by the current account.",
+                    ));
+                }
+                Ok(s.guard_duty_findings.get(finding_id).cloned())
             })
         }
     }

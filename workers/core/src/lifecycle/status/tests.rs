@@ -346,3 +346,93 @@ fn the_settings_are_true_or_false_and_default_to_security_hub_only() {
         "{error}"
     );
 }
+
+/// What `GetFindings` answers, in the SDK's types, read as Cordon reads an EventBridge
+/// finding: the custom action starts executions from it.
+#[test]
+fn a_finding_from_get_findings_reads_as_eventbridge_delivers_it() {
+    use aws_sdk_guardduty::types::{
+        AccessKeyDetails, Action, Finding as Gd, InstanceDetails, NetworkConnectionAction,
+        PortProbeAction, PortProbeDetail, RemoteIpDetails, Resource, Service, Tag,
+    };
+    let remote = |ip: &str| RemoteIpDetails::builder().ip_address_v4(ip).build();
+    let finding = Gd::builder()
+        .id("46ba0ac2845071e23ccdeb2ae03bfdea")
+        .arn(ARN)
+        .account_id("111122223333")
+        .region("eu-west-1")
+        .partition("aws")
+        .schema_version("2.0")
+        .r#type("Backdoor:EC2/C&CActivity.B")
+        .severity(8.0)
+        .created_at("2026-12-01T10:00:00.000Z")
+        .updated_at("2026-12-01T11:00:00.000Z")
+        .resource(
+            Resource::builder()
+                .resource_type("Instance")
+                .instance_details(
+                    InstanceDetails::builder()
+                        .instance_id("i-0123456789abcdef0")
+                        .tags(Tag::builder().key("team").value("web").build())
+                        .build(),
+                )
+                .access_key_details(AccessKeyDetails::builder().user_name("web-role").build())
+                .build(),
+        )
+        .service(
+            Service::builder()
+                .archived(true)
+                .resource_role("ACTOR")
+                .event_first_seen("2026-12-01T09:00:00.000Z")
+                .event_last_seen("2026-12-01T10:30:00.000Z")
+                .action(
+                    Action::builder()
+                        .action_type("NETWORK_CONNECTION")
+                        .network_connection_action(
+                            NetworkConnectionAction::builder()
+                                .remote_ip_details(remote("198.51.100.7"))
+                                .build(),
+                        )
+                        .port_probe_action(
+                            PortProbeAction::builder()
+                                .port_probe_details(
+                                    PortProbeDetail::builder()
+                                        .remote_ip_details(remote("203.0.113.9"))
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let detail = super::aws::as_event_detail(&finding);
+    let event =
+        json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": detail});
+    let parsed = crate::steps::single_finding(&event).unwrap();
+    assert_eq!(parsed.id, "46ba0ac2845071e23ccdeb2ae03bfdea");
+    assert_eq!(parsed.finding_type, "Backdoor:EC2/C&CActivity.B");
+    assert_eq!(parsed.severity, 8.0);
+    assert_eq!(parsed.account_id.as_deref(), Some("111122223333"));
+    assert_eq!(parsed.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(parsed.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+    assert_eq!(parsed.arn.as_deref(), Some(ARN));
+    assert!(parsed.archived);
+    assert_eq!(parsed.resource_role.as_deref(), Some("ACTOR"));
+    assert_eq!(
+        parsed.remote_addresses,
+        [
+            "198.51.100.7".parse::<std::net::IpAddr>().unwrap(),
+            "203.0.113.9".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        parsed.last_seen.as_deref().map(|t| &t[..16]),
+        Some("2026-12-01T10:30")
+    );
+    assert!(parsed.updated_at.is_some());
+    assert_eq!(parsed.instance_tags.len(), 1);
+    // Absent fields are left out, as EventBridge leaves them out, never sent as null.
+    assert!(!detail.to_string().contains("null"), "{detail}");
+}
