@@ -71,10 +71,15 @@ enum Command {
     Approve(DecideArgs),
     /// Break glass: keep a waiting quarantine isolated, as yourself.
     Reject(DecideArgs),
-    /// List quarantined instances (from Cordon's tags).
+    /// List quarantined instances (from Cordon's tags), and with --state-machine every
+    /// quarantine that waits for a decision (from Step Functions, in every account and region
+    /// the stack acts in).
     Status {
         #[arg(long)]
         instance: Option<String>,
+        /// The stack's state machine (its StateMachineArn output).
+        #[arg(long, env = "CORDON_STATE_MACHINE_ARN")]
+        state_machine: Option<String>,
     },
     /// Run the quarantine workflow (the real state machine definition) for a finding on moto.
     Run {
@@ -223,7 +228,10 @@ async fn run(cli: Cli) -> Result<u8, CordonError> {
         }
         Command::Approve(args) => decide_command(&target, &args, Action::Approve).await,
         Command::Reject(args) => decide_command(&target, &args, Action::Reject).await,
-        Command::Status { instance } => status_command(&target, instance.as_deref()).await,
+        Command::Status {
+            instance,
+            state_machine,
+        } => status_command(&target, instance.as_deref(), state_machine.as_deref()).await,
         Command::Run { finding, workflow } => {
             run_command(target.endpoint_url.as_deref(), &finding, &workflow).await
         }
@@ -920,11 +928,55 @@ async fn measures_of(
     }))
 }
 
-async fn status_command(target: &AwsTarget, instance: Option<&str>) -> Result<u8, CordonError> {
+/// The quarantines waiting for a decision, each with whether its instance still carries
+/// Cordon's record (read where the instance is: through the member role for another account).
+async fn waiting_of(aws: &AwsContext, state_machine: &str) -> Result<Vec<Value>, CordonError> {
+    let sfn = aws_sdk_sfn::Client::new(aws.sdk_config());
+    let waiting = cordon_core::approval::waiting_quarantines(&sfn, state_machine)
+        .await
+        .map_err(|cause| {
+            CordonError::InvalidConfiguration(format!(
+                "the waiting quarantines of {state_machine} cannot be read: {cause}"
+            ))
+        })?;
+    let mut listed = Vec::new();
+    for quarantine in waiting {
+        let where_it_is = cordon_core::ec2::Target {
+            account_id: quarantine.account_id.clone(),
+            region: quarantine.region.clone(),
+        };
+        let on_instance = match cordon_core::ec2::Ec2Provider::ec2_for(aws, &where_it_is).await {
+            Ok(ec2) => match ec2.describe_instance(&quarantine.instance_id).await {
+                Ok(found) => match state_from_tags(&found.id, &found.tags) {
+                    Ok(record) => json!(record.is_some()),
+                    Err(error) => json!({"error": error.to_report()}),
+                },
+                Err(error) => json!({"error": error.to_report()}),
+            },
+            Err(error) => json!({"error": error.to_report()}),
+        };
+        let mut line = serde_json::to_value(&quarantine).expect("a waiting quarantine serialises");
+        line["record_on_instance"] = on_instance;
+        listed.push(line);
+    }
+    Ok(listed)
+}
+
+async fn status_command(
+    target: &AwsTarget,
+    instance: Option<&str>,
+    state_machine: Option<&str>,
+) -> Result<u8, CordonError> {
     if let Some(id) = instance {
         check_instance_id(id)?;
     }
-    let aws = AwsContext::load(target).await;
+    let aws = AwsContext::load(target)
+        .await
+        .with_member_role(cordon_core::aws::MemberRole::from_env());
+    let waiting = match state_machine {
+        Some(machine) => Some(waiting_of(&aws, machine).await?),
+        None => None,
+    };
     let ec2: AwsEc2 = aws.ec2(None);
     let here = cordon_core::ec2::Target::default();
     let iam = IamProvider::iam_for(&aws, &here).await?;
@@ -960,6 +1012,9 @@ async fn status_command(target: &AwsTarget, instance: Option<&str>) -> Result<u8
             "measures": measures,
         }));
     }
-    print_pretty(&json!({ "quarantined": quarantined }));
+    match waiting {
+        Some(waiting) => print_pretty(&json!({ "waiting": waiting, "quarantined": quarantined })),
+        None => print_pretty(&json!({ "quarantined": quarantined })),
+    }
     Ok(0)
 }

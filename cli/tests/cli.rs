@@ -1059,3 +1059,56 @@ async fn two_person_rule_takes_one_break_glass_approval_at_most_and_never_the_sa
     assert!(!report.states.iter().any(|s| s == "Restore"));
     assert_eq!(world.eni_groups(&enis[0]).await, isolated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_each_quarantine_waiting_for_a_decision_and_what_holds() {
+    let moto = Moto::start();
+    let runner = std::sync::Arc::new(
+        cordon::runner::Runner::start(&moto.endpoint, cordon_core::config::Config::default())
+            .await
+            .unwrap(),
+    );
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let web = world.security_group(&vpc, "web", 443).await;
+    let (instance, _) = world.instance(&[(&subnet, &[&web])], false).await;
+    let (arn, follow) = waiting_execution(&runner, &instance).await;
+    // The execution's state machine (arn:...:execution:MACHINE:NAME).
+    let parts: Vec<&str> = arn.split(':').collect();
+    let machine = format!("{}:stateMachine:{}", parts[..5].join(":"), parts[6]);
+
+    let output = cordon(Some(&moto), &["status", "--state-machine", &machine]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let status = json(&output);
+    let waiting = status["waiting"].as_array().unwrap();
+    assert_eq!(waiting.len(), 1, "{status:#}");
+    let quarantine = &waiting[0];
+    assert_eq!(quarantine["execution_arn"], arn.as_str());
+    assert_eq!(quarantine["instance_id"], instance.as_str());
+    assert_eq!(quarantine["account_id"], "123456789012");
+    assert_eq!(quarantine["region"], cordon_tests::REGION);
+    assert_eq!(quarantine["approval"], 1);
+    assert!(
+        quarantine["since"].as_str().unwrap().starts_with("20"),
+        "{quarantine}"
+    );
+    let holds = quarantine["holds"].as_array().unwrap();
+    assert!(
+        holds.iter().any(|h| h.as_str().unwrap().contains("isolat")),
+        "{quarantine:#}"
+    );
+    assert_eq!(quarantine["record_on_instance"], true, "{quarantine:#}");
+    // No task token is printed: reading the list is not answering it.
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("task_token"));
+    // The tag-based list is still there.
+    assert_eq!(status["quarantined"][0]["instance_id"], instance.as_str());
+
+    // Once an analyst decided, it no longer waits.
+    let (_, reject) = runner.approval_links(&arn).await.unwrap().unwrap();
+    runner.decide_as_a_person(&reject).await.unwrap();
+    let report = follow.await.unwrap().unwrap();
+    assert_eq!(report.outcome, "kept_isolated", "{:?}", report.states);
+    let output = cordon(Some(&moto), &["status", "--state-machine", &machine]);
+    assert_eq!(json(&output)["waiting"], serde_json::json!([]));
+}

@@ -248,6 +248,8 @@ fn page_context(state: &WorkflowState) -> PageContext {
     };
     PageContext {
         instance_id: state.capture.instance_id.clone().unwrap_or_default(),
+        account_id: finding.and_then(|f| f.account_id.clone()),
+        region: finding.and_then(|f| f.region.clone()),
         finding_type: finding.map(|f| f.finding_type.clone()).unwrap_or_default(),
         finding_id: finding.map(|f| f.id.clone()).unwrap_or_default(),
         severity: finding.map(|f| f.severity.to_string()).unwrap_or_default(),
@@ -391,4 +393,78 @@ mod tests {
             assert_eq!(approval_task_token(parameters), None, "{parameters}");
         }
     }
+}
+
+/// A quarantine that waits for an analyst's decision now, as `cordon status` lists it (no
+/// task token: whoever reads the list may not answer it by that).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WaitingQuarantine {
+    pub execution_arn: String,
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+    pub instance_id: String,
+    pub finding_id: String,
+    pub finding_type: String,
+    /// When the approval was requested: the instance has been contained since.
+    pub since: Option<String>,
+    /// Which approval it waits for: 1, or 2 under the two-person rule.
+    pub approval: u8,
+    /// What each measure holds, and what failed, as the approval email said.
+    pub holds: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+impl WaitingQuarantine {
+    fn of(execution_arn: &str, waiting: &Waiting) -> Self {
+        let context = &waiting.context;
+        WaitingQuarantine {
+            execution_arn: execution_arn.to_string(),
+            account_id: context.account_id.clone(),
+            region: context.region.clone(),
+            instance_id: context.instance_id.clone(),
+            finding_id: context.finding_id.clone(),
+            finding_type: context.finding_type.clone(),
+            since: context.isolated_since.clone(),
+            approval: waiting.round,
+            holds: context.holds_now.clone(),
+            failed: context.failed.clone(),
+        }
+    }
+}
+
+/// Every execution of `state_machine_arn` that waits for a decision now, oldest first.
+/// Running executions still containing, or past their decision, are not listed.
+pub async fn waiting_quarantines(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+) -> Result<Vec<WaitingQuarantine>, String> {
+    let mut running = Vec::new();
+    let mut token = None;
+    loop {
+        let page = sfn
+            .list_executions()
+            .state_machine_arn(state_machine_arn)
+            .status_filter(aws_sdk_sfn::types::ExecutionStatus::Running)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sfn::error::DisplayErrorContext(&e).to_string())?;
+        running.extend(
+            page.executions()
+                .iter()
+                .map(|e| e.execution_arn().to_string()),
+        );
+        token = page.next_token().map(String::from);
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut waiting = Vec::new();
+    for execution in running {
+        if let Standing::Waiting(found) = standing(sfn, &execution, None).await? {
+            waiting.push(WaitingQuarantine::of(&execution, &found));
+        }
+    }
+    waiting.sort_by(|a, b| a.since.cmp(&b.since));
+    Ok(waiting)
 }

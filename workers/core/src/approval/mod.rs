@@ -16,7 +16,7 @@ pub use handler::{
     handle_get, handle_post, send_decision, ApprovalPage, Reply, SendProblem, Visit,
     MAX_APPROVER_CHARS, MAX_REQUEST_BYTES,
 };
-pub use history::{standing, Standing, Waiting};
+pub use history::{standing, waiting_quarantines, Standing, Waiting, WaitingQuarantine};
 pub(crate) use link::{from_hex, to_hex, MAC_BYTES};
 pub use link::{link_url, parse_params, task_key, LinkKey, LinkParams, LinkProblem};
 pub use page::{

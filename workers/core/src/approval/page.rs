@@ -22,6 +22,9 @@ pub fn escape_html(text: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PageContext {
     pub instance_id: String,
+    /// The finding's account and region (where the instance is).
+    pub account_id: Option<String>,
+    pub region: Option<String>,
     pub finding_type: String,
     pub finding_id: String,
     pub severity: String,
