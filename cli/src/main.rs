@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod demo;
+mod regions;
 use cordon_core::approval::Action;
 use cordon_core::aws::{AwsContext, AwsEc2, AwsTarget};
 use cordon_core::capture::{capture_seeing, CaptureStatus, FindingSummary};
@@ -80,6 +81,13 @@ enum Command {
         /// The stack's state machine (its StateMachineArn output).
         #[arg(long, env = "CORDON_STATE_MACHINE_ARN")]
         state_machine: Option<String>,
+    },
+    /// For each region of the account: whether GuardDuty runs there and whether Cordon's
+    /// stack does. Exits 3 when GuardDuty runs in a region without a working stack.
+    Regions {
+        /// The name Cordon's stack has in every region.
+        #[arg(long, default_value = "cordon")]
+        stack_name: String,
     },
     /// Run the quarantine workflow (the real state machine definition) for a finding on moto.
     Run {
@@ -232,6 +240,7 @@ async fn run(cli: Cli) -> Result<u8, CordonError> {
             instance,
             state_machine,
         } => status_command(&target, instance.as_deref(), state_machine.as_deref()).await,
+        Command::Regions { stack_name } => regions_command(&target, &stack_name).await,
         Command::Run { finding, workflow } => {
             run_command(target.endpoint_url.as_deref(), &finding, &workflow).await
         }
@@ -926,6 +935,32 @@ async fn measures_of(
         "evidence": snapshots,
         "load_balancers": out_of,
     }))
+}
+
+async fn regions_command(target: &AwsTarget, stack_name: &str) -> Result<u8, CordonError> {
+    let aws = AwsContext::load(target).await;
+    let standings = regions::standings(aws.sdk_config(), stack_name)
+        .await
+        .map_err(|cause| {
+            CordonError::InvalidConfiguration(format!(
+                "the account's regions cannot be listed (ec2:DescribeRegions): {cause}"
+            ))
+        })?;
+    let with = |verdict: &str| -> Vec<&str> {
+        standings
+            .iter()
+            .filter(|s| s.verdict == verdict)
+            .map(|s| s.region.as_str())
+            .collect()
+    };
+    let (missing, unknown) = (with("missing"), with("unknown"));
+    print_pretty(&json!({
+        "stack_name": stack_name,
+        "missing": missing,
+        "unknown": unknown,
+        "regions": standings,
+    }));
+    Ok(if missing.is_empty() { 0 } else { EXIT_PARTIAL })
 }
 
 /// The quarantines waiting for a decision, each with whether its instance still carries

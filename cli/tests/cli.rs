@@ -1112,3 +1112,71 @@ async fn status_lists_each_quarantine_waiting_for_a_decision_and_what_holds() {
     let output = cordon(Some(&moto), &["status", "--state-machine", &machine]);
     assert_eq!(json(&output)["waiting"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn regions_names_each_region_where_guardduty_runs_without_cordon() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config();
+    let in_region = |region: &str| {
+        sdk.to_builder()
+            .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+            .build()
+    };
+    for (region, enabled) in [
+        ("us-east-1", true),
+        ("eu-west-1", true),
+        ("ap-southeast-2", false),
+    ] {
+        aws_sdk_guardduty::Client::new(&in_region(region))
+            .create_detector()
+            .enable(enabled)
+            .send()
+            .await
+            .unwrap();
+    }
+    let deploy = |region: &'static str| {
+        let client = aws_sdk_cloudformation::Client::new(&in_region(region));
+        async move {
+            client
+                .create_stack()
+                .stack_name("cordon")
+                .template_body(r#"{"Resources": {"AlertTopic": {"Type": "AWS::SNS::Topic"}}}"#)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    deploy("us-east-1").await;
+
+    let output = cordon(Some(&moto), &["regions"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let standing = json(&output);
+    assert_eq!(standing["missing"], serde_json::json!(["eu-west-1"]));
+    let verdict_of = |standing: &Value, region: &str| {
+        standing["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["region"] == region)
+            .unwrap_or_else(|| panic!("{region} is listed"))["verdict"]
+            .clone()
+    };
+    assert_eq!(verdict_of(&standing, "us-east-1"), "covered");
+    assert_eq!(verdict_of(&standing, "eu-west-1"), "missing");
+    // A suspended detector reports nothing to contain; no detector neither.
+    assert_eq!(verdict_of(&standing, "ap-southeast-2"), "none");
+    assert_eq!(verdict_of(&standing, "ca-central-1"), "none");
+
+    deploy("eu-west-1").await;
+    let output = cordon(Some(&moto), &["regions"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(json(&output)["missing"], serde_json::json!([]));
+
+    // Another stack name finds none of them.
+    let output = cordon(Some(&moto), &["regions", "--stack-name", "cordon-prod"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(
+        json(&output)["missing"],
+        serde_json::json!(["eu-west-1", "us-east-1"])
+    );
+}
