@@ -83,7 +83,8 @@ enum Command {
         state_machine: Option<String>,
     },
     /// For each region of the account: whether GuardDuty runs there and whether Cordon's
-    /// stack does. Exits 3 when GuardDuty runs in a region without a working stack.
+    /// stack does. Exits 3 when GuardDuty runs in a region without a working stack, or a
+    /// region cannot be read.
     Regions {
         /// The name Cordon's stack has in every region.
         #[arg(long, default_value = "cordon")]
@@ -960,14 +961,19 @@ async fn regions_command(target: &AwsTarget, stack_name: &str) -> Result<u8, Cor
         "unknown": unknown,
         "regions": standings,
     }));
-    Ok(if missing.is_empty() { 0 } else { EXIT_PARTIAL })
+    // A region that could not be read is no region known to be covered.
+    Ok(if missing.is_empty() && unknown.is_empty() {
+        0
+    } else {
+        EXIT_PARTIAL
+    })
 }
 
 /// The quarantines waiting for a decision, each with whether its instance still carries
 /// Cordon's record (read where the instance is: through the member role for another account).
 async fn waiting_of(aws: &AwsContext, state_machine: &str) -> Result<Vec<Value>, CordonError> {
     let sfn = aws_sdk_sfn::Client::new(aws.sdk_config());
-    let waiting = cordon_core::approval::waiting_quarantines(&sfn, state_machine)
+    let (waiting, unreadable) = cordon_core::approval::waiting_quarantines(&sfn, state_machine)
         .await
         .map_err(|cause| {
             CordonError::InvalidConfiguration(format!(
@@ -993,6 +999,9 @@ async fn waiting_of(aws: &AwsContext, state_machine: &str) -> Result<Vec<Value>,
         let mut line = serde_json::to_value(&quarantine).expect("a waiting quarantine serialises");
         line["record_on_instance"] = on_instance;
         listed.push(line);
+    }
+    for (execution, cause) in unreadable {
+        listed.push(json!({"execution_arn": execution, "error": cause}));
     }
     Ok(listed)
 }

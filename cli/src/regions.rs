@@ -45,14 +45,22 @@ pub fn verdict(guard_duty: &GuardDutyThere, cordon: &CordonThere) -> &'static st
     }
 }
 
-/// Whether a stack in this CloudFormation status has Cordon's resources in place.
+/// Whether a stack in this CloudFormation status has Cordon's resources in place: created,
+/// or updated (or being updated) after that, whether the update held or rolled back.
 fn usable(status: &str) -> bool {
-    !(status.starts_with("DELETE")
-        || status == "CREATE_FAILED"
-        || status == "CREATE_IN_PROGRESS"
-        || status == "ROLLBACK_COMPLETE"
-        || status == "ROLLBACK_IN_PROGRESS"
-        || status == "ROLLBACK_FAILED")
+    matches!(
+        status,
+        "CREATE_COMPLETE"
+            | "UPDATE_COMPLETE"
+            | "UPDATE_IN_PROGRESS"
+            | "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"
+            | "UPDATE_ROLLBACK_COMPLETE"
+            | "UPDATE_ROLLBACK_IN_PROGRESS"
+            | "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"
+            | "UPDATE_ROLLBACK_FAILED"
+            | "IMPORT_COMPLETE"
+            | "IMPORT_ROLLBACK_COMPLETE"
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -160,6 +168,8 @@ mod tests {
             (G::Enabled, deployed("UPDATE_ROLLBACK_COMPLETE"), "covered"),
             (G::Enabled, deployed("ROLLBACK_COMPLETE"), "missing"),
             (G::Enabled, deployed("DELETE_IN_PROGRESS"), "missing"),
+            (G::Enabled, deployed("REVIEW_IN_PROGRESS"), "missing"),
+            (G::Enabled, deployed("CREATE_IN_PROGRESS"), "missing"),
             (G::Enabled, C::Missing, "missing"),
             (G::Suspended, deployed("CREATE_COMPLETE"), "idle"),
             (G::Off, C::Missing, "none"),

@@ -91,7 +91,29 @@ fn a_finding_that_cannot_start_an_execution_is_retried_for_a_day_then_kept() {
     let statements = policies[0].1["Properties"]["PolicyDocument"]["Statement"]
         .as_array()
         .unwrap();
-    for statement in statements {
+    // Whatever IAM grants elsewhere, every other sender is denied: the queue's messages are
+    // replayed as findings.
+    let denies: Vec<_> = statements
+        .iter()
+        .filter(|s| s["Effect"] == "Deny")
+        .collect();
+    assert_eq!(denies.len(), 1);
+    let deny = denies[0];
+    assert_eq!(deny["Principal"], "*");
+    assert_eq!(deny["Action"], "sqs:SendMessage");
+    let unless = &deny["Condition"]["ArnNotEquals"];
+    assert_eq!(
+        unless["aws:SourceArn"]["Fn::If"][1],
+        serde_json::json!([
+            get_att("FindingRule", "Arn"),
+            get_att("CustomActionRule", "Arn")
+        ])
+    );
+    assert_eq!(
+        unless["aws:PrincipalArn"]["Fn::If"][1],
+        get_att("CustomActionRole", "Arn")
+    );
+    for statement in statements.iter().filter(|s| s["Effect"] != "Deny") {
         assert_eq!(statement["Effect"], "Allow");
         assert_eq!(
             statement["Principal"],
@@ -355,4 +377,44 @@ fn the_dashboard_reads_what_the_workers_emit_and_shows_every_alarm() {
         .map(|(name, _)| name.clone())
         .collect();
     assert_eq!(shown, alarms);
+}
+
+#[test]
+fn every_function_may_write_its_own_log_and_traces() {
+    let template = template();
+    let resources = &template["Resources"];
+    for (name, function) in functions(&template) {
+        let properties = &function["Properties"];
+        let group = properties["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} logs to a log group of the stack"));
+        let role = properties["Role"]["Fn::GetAtt"][0].as_str().unwrap();
+        let statements: Vec<&Value> = resources[role]["Properties"]["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
+            .collect();
+        let grants = |action: &str, resource: &Value| {
+            statements.iter().any(|s| {
+                s["Effect"] == "Allow"
+                    && s["Action"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == action))
+                    && s["Resource"] == *resource
+            })
+        };
+        for action in ["logs:CreateLogStream", "logs:PutLogEvents"] {
+            assert!(
+                grants(action, &get_att(group, "Arn")),
+                "{name}'s role {role}: {action} on {group}"
+            );
+        }
+        if properties["Tracing"] == "Active" {
+            assert!(
+                grants("xray:PutTraceSegments", &Value::from("*")),
+                "{name}'s role {role}: X-Ray"
+            );
+        }
+    }
 }

@@ -38,8 +38,10 @@ pub struct Selected {
 pub struct Outcome {
     /// The finding's ASFF `Id` as the event gave it (cut to 200 characters).
     pub finding: String,
-    /// `started`, `already_started` (an execution of this finding at this update exists: a
-    /// second click), or `refused`.
+    /// `started`; `already_started` (an execution of this finding at this update runs or
+    /// ended well: a second click); `refused` (not a finding Cordon may act on: retrying
+    /// changes nothing); or `failed` (GuardDuty or Step Functions did not answer as asked:
+    /// the event is retried, and then kept in the dead-letter queue).
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution: Option<String>,
@@ -56,10 +58,35 @@ pub enum Started {
     AlreadyExists,
 }
 
-/// Step Functions: the one call the custom action makes.
+/// Step Functions: the calls the custom action makes.
 pub trait Executions: Sync {
     /// `StartExecution` of Cordon's state machine, named `name`, with `input`.
     fn start(&self, name: &str, input: &str) -> impl Future<Output = Result<Started>> + Send;
+    /// `DescribeExecution` of the execution named `name`: its status when it ended without
+    /// containing as designed (`FAILED`, `TIMED_OUT`, `ABORTED`), else `None`.
+    fn ended_badly(&self, name: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+}
+
+/// How many executions one finding at one update may get: the first, and a new one after
+/// each that failed, timed out or was stopped (Step Functions keeps a name for 90 days).
+pub const MOST_TRIES: usize = 4;
+
+/// Whether the event must be retried: a finding failed for a reason retrying may mend. The
+/// findings already started are not started twice (their names are taken).
+pub fn retry_needed(outcomes: &[Outcome]) -> Option<CordonError> {
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.outcome == "failed")
+        .map(|o| format!("{}: {}", o.finding, o.reason.as_deref().unwrap_or_default()))
+        .collect();
+    (!failed.is_empty()).then(|| {
+        CordonError::InvalidConfiguration(format!(
+            "{} of {} selected findings could not be started, and the event will be retried: {}",
+            failed.len(),
+            outcomes.len(),
+            failed.join("; ")
+        ))
+    })
 }
 
 fn shown(text: &str) -> String {
@@ -270,7 +297,7 @@ async fn start_one(
                 )),
             )
         }
-        Err(error) => return outcome("refused", None, Some(error.to_string())),
+        Err(error) => return outcome("failed", None, Some(error.to_string())),
     };
     // GuardDuty's answer must be the finding asked for, of the account its ARN names.
     if detail["id"] != selected.finding_id.as_str()
@@ -282,19 +309,40 @@ async fn start_one(
             Some("GuardDuty's finding is not the one selected (its id or account differ)".into()),
         );
     }
-    let name = execution_name(&selected.finding_id, detail["updatedAt"].as_str());
+    let first = execution_name(&selected.finding_id, detail["updatedAt"].as_str());
     let input = as_event(detail, account_id, region).to_string();
-    match executions.start(&name, &input).await {
-        Ok(Started::Execution(arn)) => outcome("started", Some(arn), None),
-        Ok(Started::AlreadyExists) => outcome(
-            "already_started",
-            None,
-            Some(format!(
-                "execution {name} exists: this finding, at this update, was already sent to Cordon"
-            )),
-        ),
-        Err(error) => outcome("refused", None, Some(error.to_string())),
+    let mut ended = Vec::new();
+    for attempt in 1..=MOST_TRIES {
+        let name = match attempt {
+            1 => first.clone(),
+            n => format!("{}-r{n}", &first[..first.len().min(76)]),
+        };
+        match executions.start(&name, &input).await {
+            Ok(Started::Execution(arn)) => return outcome("started", Some(arn), None),
+            Ok(Started::AlreadyExists) => match executions.ended_badly(&name).await {
+                Ok(Some(status)) => ended.push(format!("{name} {status}")),
+                Ok(None) => {
+                    return outcome(
+                        "already_started",
+                        None,
+                        Some(format!(
+                            "execution {name} runs or ended as designed: this finding, at this update, is already with Cordon"
+                        )),
+                    )
+                }
+                Err(error) => return outcome("failed", None, Some(error.to_string())),
+            },
+            Err(error) => return outcome("failed", None, Some(error.to_string())),
+        }
     }
+    outcome(
+        "refused",
+        None,
+        Some(format!(
+            "{MOST_TRIES} executions of this finding at this update ended without containing ({}): read why in the Step Functions console before trying again",
+            ended.join(", ")
+        )),
+    )
 }
 
 /// The stack's account and region, from its state machine's ARN
@@ -329,7 +377,30 @@ impl AwsExecutions {
     }
 }
 
+impl AwsExecutions {
+    /// The ARN of this state machine's execution named `name`.
+    fn execution_arn(&self, name: &str) -> String {
+        format!(
+            "{}:{name}",
+            self.state_machine_arn
+                .replacen(":stateMachine:", ":execution:", 1)
+        )
+    }
+}
+
 impl Executions for AwsExecutions {
+    async fn ended_badly(&self, name: &str) -> Result<Option<String>> {
+        let described = self
+            .client
+            .describe_execution()
+            .execution_arn(self.execution_arn(name))
+            .send()
+            .await
+            .map_err(|e| crate::aws::sdk_error("Step Functions DescribeExecution", name, e))?;
+        let status = described.status().as_str();
+        Ok(matches!(status, "FAILED" | "TIMED_OUT" | "ABORTED").then(|| status.to_string()))
+    }
+
     async fn start(&self, name: &str, input: &str) -> Result<Started> {
         use aws_sdk_sfn::operation::start_execution::StartExecutionError;
         match self

@@ -184,10 +184,15 @@ pub fn of_invocation(
     emitted
 }
 
-/// Where the finding came from, as the step's input carries it.
+/// Where the finding came from, as the step's input carries it: only an account id and a
+/// region name of AWS's form become dimensions (a failure's notice carries the execution's
+/// raw input, which whoever may start an execution writes).
 fn account_and_region(finding: &Value) -> (Option<String>, Option<String>) {
     let text = |key: &str| finding.get(key).and_then(Value::as_str).map(String::from);
-    (text("account_id"), text("region"))
+    (
+        text("account_id").filter(|a| crate::ec2::is_account_id(a)),
+        text("region").filter(|r| crate::ec2::is_region(r)),
+    )
 }
 
 fn millis_since(from: Option<&str>, now: DateTime<Utc>) -> Option<f64> {

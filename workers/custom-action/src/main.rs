@@ -38,6 +38,11 @@ async fn main() -> Result<(), Error> {
             for outcome in &outcomes {
                 tracing::info!(finding = %outcome.finding, outcome = outcome.outcome, execution = ?outcome.execution, reason = ?outcome.reason, "custom action");
             }
+            // A finding AWS did not answer for fails the invocation: Lambda retries the event
+            // (what started is not started twice), then puts it in the dead-letter queue.
+            if let Some(error) = custom_action::retry_needed(&outcomes) {
+                return Err(error);
+            }
             Ok::<_, cordon_core::CordonError>(json!({ "findings": outcomes }))
         }
     }))

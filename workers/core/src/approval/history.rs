@@ -432,12 +432,13 @@ impl WaitingQuarantine {
     }
 }
 
-/// Every execution of `state_machine_arn` that waits for a decision now, oldest first.
-/// Running executions still containing, or past their decision, are not listed.
+/// Every execution of `state_machine_arn` that waits for a decision now, oldest first, and
+/// the running ones whose history could not be read (with why). Running executions still
+/// containing, or past their decision, are not listed.
 pub async fn waiting_quarantines(
     sfn: &aws_sdk_sfn::Client,
     state_machine_arn: &str,
-) -> Result<Vec<WaitingQuarantine>, String> {
+) -> Result<(Vec<WaitingQuarantine>, Vec<(String, String)>), String> {
     let mut running = Vec::new();
     let mut token = None;
     loop {
@@ -460,11 +461,15 @@ pub async fn waiting_quarantines(
         }
     }
     let mut waiting = Vec::new();
+    let mut unreadable = Vec::new();
     for execution in running {
-        if let Standing::Waiting(found) = standing(sfn, &execution, None).await? {
-            waiting.push(WaitingQuarantine::of(&execution, &found));
+        // One execution that cannot be read does not hide the others.
+        match standing(sfn, &execution, None).await {
+            Ok(Standing::Waiting(found)) => waiting.push(WaitingQuarantine::of(&execution, &found)),
+            Ok(_) => {}
+            Err(cause) => unreadable.push((execution, cause)),
         }
     }
     waiting.sort_by(|a, b| a.since.cmp(&b.since));
-    Ok(waiting)
+    Ok((waiting, unreadable))
 }

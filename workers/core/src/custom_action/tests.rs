@@ -81,10 +81,27 @@ fn guard_duty_holding(findings: &[(&str, &str)]) -> FakeFindings {
 #[derive(Default)]
 struct FakeExecutions {
     started: Mutex<Vec<(String, String)>>,
+    /// Executions that ended without containing, by name, with their status.
+    ended_badly: Mutex<Vec<(String, String)>>,
+    /// StartExecution refused with this error (throttled, say).
+    refusing: Mutex<Option<CordonError>>,
 }
 
 impl Executions for FakeExecutions {
+    async fn ended_badly(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .ended_badly
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, status)| status.clone()))
+    }
+
     async fn start(&self, name: &str, input: &str) -> Result<Started> {
+        if let Some(error) = self.refusing.lock().unwrap().clone() {
+            return Err(error);
+        }
         let mut started = self.started.lock().unwrap();
         let arn = format!("arn:aws:states:{REGION}:{ADMIN}:execution:cordon:{name}");
         match started.iter().find(|(n, _)| n == name) {
@@ -327,4 +344,92 @@ fn execution_names_are_what_step_functions_accepts() {
             "{name}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_finding_whose_execution_failed_can_be_contained_again_by_a_click() {
+    let guard_duty = guard_duty_holding(&[(FINDING, "2020-09-30T12:14:00.206Z")]);
+    let executions = FakeExecutions::default();
+    let clicked = event(vec![asff(&arn(REGION, MEMBER, FINDING))]);
+    let first = start_selected(&guard_duty, &executions, &clicked, ADMIN, REGION)
+        .await
+        .unwrap();
+    let name = format!("custom-action-{FINDING}-20200930121400206");
+    // The first execution failed, with another input than a click gives (so StartExecution
+    // answers that the name is taken).
+    executions.started.lock().unwrap()[0].1 = "ended".into();
+    executions
+        .ended_badly
+        .lock()
+        .unwrap()
+        .push((name.clone(), "FAILED".into()));
+    let again = start_selected(&guard_duty, &executions, &clicked, ADMIN, REGION)
+        .await
+        .unwrap();
+    assert_eq!(again[0].outcome, "started", "{again:?}");
+    assert_ne!(again[0].execution, first[0].execution);
+    assert!(again[0]
+        .execution
+        .as_deref()
+        .unwrap()
+        .ends_with(&format!("{name}-r2")));
+
+    // After MOST_TRIES failures, the click says so and starts nothing.
+    for n in 2..=MOST_TRIES {
+        let retry = format!("{name}-r{n}");
+        let mut started = executions.started.lock().unwrap();
+        match started.iter_mut().find(|(n, _)| *n == retry) {
+            Some(existing) => existing.1 = "ended".into(),
+            None => started.push((retry.clone(), "ended".into())),
+        }
+        executions
+            .ended_badly
+            .lock()
+            .unwrap()
+            .push((retry, "TIMED_OUT".into()));
+    }
+    let count = executions.started.lock().unwrap().len();
+    let exhausted = start_selected(&guard_duty, &executions, &clicked, ADMIN, REGION)
+        .await
+        .unwrap();
+    assert_eq!(exhausted[0].outcome, "refused");
+    assert!(exhausted[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("ended without containing"));
+    assert_eq!(executions.started.lock().unwrap().len(), count);
+}
+
+#[tokio::test]
+async fn a_finding_aws_did_not_answer_for_makes_the_event_retried() {
+    let guard_duty = guard_duty_holding(&[(FINDING, "2020-09-30T12:14:00.206Z")]);
+    let executions = FakeExecutions::default();
+    *executions.refusing.lock().unwrap() = Some(CordonError::Throttled {
+        operation: "Step Functions StartExecution".into(),
+        message: "Rate exceeded".into(),
+    });
+    let outcomes = start_selected(
+        &guard_duty,
+        &executions,
+        &event(vec![asff(&arn(REGION, MEMBER, FINDING))]),
+        ADMIN,
+        REGION,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcomes[0].outcome, "failed");
+    let error = retry_needed(&outcomes).expect("the event is retried");
+    assert!(error.to_string().contains("1 of 1"), "{error}");
+    // A refusal is final: retrying would change nothing.
+    let refused = start_selected(
+        &guard_duty,
+        &FakeExecutions::default(),
+        &event(vec![asff(&arn("eu-west-1", MEMBER, FINDING))]),
+        ADMIN,
+        REGION,
+    )
+    .await
+    .unwrap();
+    assert!(retry_needed(&refused).is_none());
 }

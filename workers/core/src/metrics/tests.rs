@@ -330,3 +330,16 @@ fn the_named_metrics_are_exactly_the_ones_emitted() {
     }
     assert_eq!(emitted, METRIC_NAMES.into_iter().collect());
 }
+
+#[test]
+fn only_an_account_id_and_a_region_of_aws_form_become_dimensions() {
+    let mut input = notice("failed", json!({"isolation": {"status": "failed"}}));
+    input["state"]["finding"] =
+        json!({"account_id": "attacker-chosen-dimension", "region": "x".repeat(300)});
+    let emitted = of_invocation("notify", &input, None, Calls::default(), at(NOW));
+    assert!(!emitted.is_empty());
+    for emission in &emitted {
+        assert_eq!(emission.account, None);
+        assert_eq!(emission.region, None);
+    }
+}
