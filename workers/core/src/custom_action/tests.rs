@@ -115,6 +115,22 @@ impl Executions for FakeExecutions {
     }
 }
 
+/// One click of the action in this stack's account and region.
+async fn click(
+    guard_duty: &FakeFindings,
+    executions: &FakeExecutions,
+    event: &Value,
+) -> Vec<Outcome> {
+    start_selected(guard_duty, executions, event, ADMIN, REGION)
+        .await
+        .unwrap()
+}
+
+/// The event of a click on the member's finding `FINDING`, of this region.
+fn the_finding_selected() -> Value {
+    event(vec![asff(&arn(REGION, MEMBER, FINDING))])
+}
+
 #[tokio::test]
 async fn each_selected_finding_starts_one_execution_of_guard_dutys_own_record() {
     let second = "56ba0ac2845071e23ccdeb2ae03bfdeb";
@@ -128,9 +144,7 @@ async fn each_selected_finding_starts_one_execution_of_guard_dutys_own_record() 
         asff(&arn(REGION, MEMBER, second)),
     ]);
 
-    let outcomes = start_selected(&guard_duty, &executions, &selected, ADMIN, REGION)
-        .await
-        .unwrap();
+    let outcomes = click(&guard_duty, &executions, &selected).await;
 
     assert_eq!(
         outcomes.iter().map(|o| o.outcome).collect::<Vec<_>>(),
@@ -168,12 +182,8 @@ async fn a_second_click_starts_nothing_new_and_a_later_update_starts_again() {
     let guard_duty = guard_duty_holding(&[(FINDING, "2020-09-30T12:14:00.206Z")]);
     let executions = FakeExecutions::default();
     let clicked = event(vec![asff(&arn(REGION, MEMBER, FINDING))]);
-    let first = start_selected(&guard_duty, &executions, &clicked, ADMIN, REGION)
-        .await
-        .unwrap();
-    let again = start_selected(&guard_duty, &executions, &clicked, ADMIN, REGION)
-        .await
-        .unwrap();
+    let first = click(&guard_duty, &executions, &clicked).await;
+    let again = click(&guard_duty, &executions, &clicked).await;
     // While it runs, Step Functions answers the same execution: nothing new is started.
     assert_eq!(again[0].execution, first[0].execution);
     assert_eq!(executions.started.lock().unwrap().len(), 1);
@@ -184,9 +194,7 @@ async fn a_second_click_starts_nothing_new_and_a_later_update_starts_again() {
             guard_duty_detail(FINDING, "2020-10-02T00:00:00.000Z"),
         )
     });
-    let later = start_selected(&guard_duty, &executions, &clicked, ADMIN, REGION)
-        .await
-        .unwrap();
+    let later = click(&guard_duty, &executions, &clicked).await;
     assert_eq!(later[0].outcome, "started");
     assert_ne!(later[0].execution, first[0].execution);
 }
@@ -201,15 +209,7 @@ async fn an_ended_execution_of_the_same_update_is_said_not_started_again() {
         .lock()
         .unwrap()
         .push((name, "an ended execution's input".into()));
-    let outcomes = start_selected(
-        &guard_duty,
-        &executions,
-        &event(vec![asff(&arn(REGION, MEMBER, FINDING))]),
-        ADMIN,
-        REGION,
-    )
-    .await
-    .unwrap();
+    let outcomes = click(&guard_duty, &executions, &the_finding_selected()).await;
     assert_eq!(outcomes[0].outcome, "already_started");
 }
 
@@ -232,15 +232,7 @@ async fn what_is_not_guard_dutys_finding_of_this_region_is_refused_and_starts_no
         (json!({"Id": 7}), "not a GuardDuty finding"),
     ];
     for (finding, why) in cases {
-        let outcomes = start_selected(
-            &guard_duty,
-            &executions,
-            &event(vec![finding.clone()]),
-            ADMIN,
-            REGION,
-        )
-        .await
-        .unwrap();
+        let outcomes = click(&guard_duty, &executions, &event(vec![finding.clone()])).await;
         assert_eq!(outcomes[0].outcome, "refused", "{finding}");
         assert!(
             outcomes[0].reason.as_deref().unwrap().contains(why),
@@ -256,15 +248,7 @@ async fn what_is_not_guard_dutys_finding_of_this_region_is_refused_and_starts_no
 async fn a_finding_guard_duty_does_not_hold_or_answers_otherwise_is_refused() {
     let guard_duty = guard_duty_holding(&[]);
     let executions = FakeExecutions::default();
-    let outcomes = start_selected(
-        &guard_duty,
-        &executions,
-        &event(vec![asff(&arn(REGION, MEMBER, FINDING))]),
-        ADMIN,
-        REGION,
-    )
-    .await
-    .unwrap();
+    let outcomes = click(&guard_duty, &executions, &the_finding_selected()).await;
     assert_eq!(outcomes[0].outcome, "refused");
     assert!(outcomes[0]
         .reason
@@ -278,15 +262,7 @@ async fn a_finding_guard_duty_does_not_hold_or_answers_otherwise_is_refused() {
         detail["accountId"] = json!("999999999999");
         s.guard_duty_findings.insert(FINDING.into(), detail);
     });
-    let outcomes = start_selected(
-        &guard_duty,
-        &executions,
-        &event(vec![asff(&arn(REGION, MEMBER, FINDING))]),
-        ADMIN,
-        REGION,
-    )
-    .await
-    .unwrap();
+    let outcomes = click(&guard_duty, &executions, &the_finding_selected()).await;
     assert_eq!(outcomes[0].outcome, "refused");
     assert!(executions.started.lock().unwrap().is_empty());
 }
@@ -320,7 +296,7 @@ async fn without_a_detector_the_account_is_said_not_to_be_the_administrator() {
     let error = start_selected(
         &guard_duty,
         &executions,
-        &event(vec![asff(&arn(REGION, MEMBER, FINDING))]),
+        &the_finding_selected(),
         ADMIN,
         REGION,
     )
@@ -351,9 +327,7 @@ async fn a_finding_whose_execution_failed_can_be_contained_again_by_a_click() {
     let guard_duty = guard_duty_holding(&[(FINDING, "2020-09-30T12:14:00.206Z")]);
     let executions = FakeExecutions::default();
     let clicked = event(vec![asff(&arn(REGION, MEMBER, FINDING))]);
-    let first = start_selected(&guard_duty, &executions, &clicked, ADMIN, REGION)
-        .await
-        .unwrap();
+    let first = click(&guard_duty, &executions, &clicked).await;
     let name = format!("custom-action-{FINDING}-20200930121400206");
     // The first execution failed, with another input than a click gives (so StartExecution
     // answers that the name is taken).
@@ -363,9 +337,7 @@ async fn a_finding_whose_execution_failed_can_be_contained_again_by_a_click() {
         .lock()
         .unwrap()
         .push((name.clone(), "FAILED".into()));
-    let again = start_selected(&guard_duty, &executions, &clicked, ADMIN, REGION)
-        .await
-        .unwrap();
+    let again = click(&guard_duty, &executions, &clicked).await;
     assert_eq!(again[0].outcome, "started", "{again:?}");
     assert_ne!(again[0].execution, first[0].execution);
     assert!(again[0]
@@ -389,9 +361,7 @@ async fn a_finding_whose_execution_failed_can_be_contained_again_by_a_click() {
             .push((retry, "TIMED_OUT".into()));
     }
     let count = executions.started.lock().unwrap().len();
-    let exhausted = start_selected(&guard_duty, &executions, &clicked, ADMIN, REGION)
-        .await
-        .unwrap();
+    let exhausted = click(&guard_duty, &executions, &clicked).await;
     assert_eq!(exhausted[0].outcome, "refused");
     assert!(exhausted[0]
         .reason
@@ -409,27 +379,16 @@ async fn a_finding_aws_did_not_answer_for_makes_the_event_retried() {
         operation: "Step Functions StartExecution".into(),
         message: "Rate exceeded".into(),
     });
-    let outcomes = start_selected(
-        &guard_duty,
-        &executions,
-        &event(vec![asff(&arn(REGION, MEMBER, FINDING))]),
-        ADMIN,
-        REGION,
-    )
-    .await
-    .unwrap();
+    let outcomes = click(&guard_duty, &executions, &the_finding_selected()).await;
     assert_eq!(outcomes[0].outcome, "failed");
     let error = retry_needed(&outcomes).expect("the event is retried");
     assert!(error.to_string().contains("1 of 1"), "{error}");
     // A refusal is final: retrying would change nothing.
-    let refused = start_selected(
+    let refused = click(
         &guard_duty,
         &FakeExecutions::default(),
         &event(vec![asff(&arn("eu-west-1", MEMBER, FINDING))]),
-        ADMIN,
-        REGION,
     )
-    .await
-    .unwrap();
+    .await;
     assert!(retry_needed(&refused).is_none());
 }
