@@ -14,7 +14,9 @@ use cordon_core::decision::{DecisionKey, RestoreGate};
 use cordon_core::kms::AwsKms;
 use cordon_core::measures::{auto_scaling, credentials, evidence, load_balancers};
 use cordon_core::notify::{notify_step, ApprovalSettings, FindingFollow, NotifyInput};
-use cordon_core::steps::{approved_restore_step, block_step, isolate_step, unix_now, RestoreInput};
+use cordon_core::steps::{
+    approved_restore_step, block_step, isolate_attempt_step, unix_now, RestoreInput,
+};
 use cordon_core::CordonError;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -714,7 +716,7 @@ impl Runner {
                 .await?,
             ),
             Worker::IsolateSg => {
-                serde_json::to_value(isolate_step(ec2, &self.config, &typed(input)?).await?)
+                serde_json::to_value(isolate_attempt_step(ec2, &self.config, &typed(input)?).await?)
             }
             Worker::BlockNacl => {
                 serde_json::to_value(block_step(ec2, &self.config, &typed(input)?).await?)
@@ -1089,7 +1091,7 @@ mod tests {
             "60"
         );
         let isolate = &local["States"]["Contain"]["Branches"][0]["States"]["IsolateSecurityGroups"];
-        assert_eq!(isolate["Parameters"]["Payload"]["input.$"], "$");
+        assert_eq!(isolate["Parameters"]["Payload"]["input"]["capture.$"], "$");
         // The approval request is already a callback: untouched but for its function ARN.
         let approval = &local["States"]["RequestApproval"];
         assert_eq!(approval["Resource"], LAMBDA_INVOKE_WAIT);

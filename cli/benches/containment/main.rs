@@ -441,7 +441,9 @@ async fn lambda_pipeline(
             }
         }
     };
-    let isolate = Bootstrap::start("isolate-sg", &proxy.endpoint, Some(captured.clone())).await;
+    // As the state machine hands it over on the step's first attempt.
+    let isolate_input = json!({"capture": captured, "retry_count": 0});
+    let isolate = Bootstrap::start("isolate-sg", &proxy.endpoint, Some(isolate_input)).await;
     let block = Bootstrap::start("block-nacl", &proxy.endpoint, Some(captured.clone())).await;
     let (isolate_cold, block_cold) = tokio::join!(isolate.cold_start_ms(), block.cold_start_ms());
     let ((isolated, isolate_rss), (blocked, block_rss)) =

@@ -34,6 +34,10 @@ pub struct FindingSummary {
     /// The finding's ARN, which Security Hub knows it by (checked where it is used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
+    /// The instance's VPC as the finding names it: where capture claims the instance while it
+    /// reads it (checked against EC2's description before it is relied on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
 }
 
 impl From<&Finding> for FindingSummary {
@@ -49,6 +53,7 @@ impl From<&Finding> for FindingSummary {
             last_seen: finding.last_seen.clone(),
             updated_at: finding.updated_at.clone(),
             arn: finding.arn.clone(),
+            vpc_id: finding.vpc_id.clone(),
         }
     }
 }
@@ -82,7 +87,25 @@ pub struct CaptureOutput {
     /// When the execution started, for the time-to-isolation metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_started_at: Option<String>,
+    /// What this capture read that isolate-sg, run right after it, need not read again
+    /// ([`CaptureOutput::fresh_view`] says when it may be trusted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<CaptureView>,
 }
+
+/// Cordon's conversion and isolation groups of the instance's VPCs and the instance's
+/// lifecycle, as capture read them; the interfaces are the record's, read in the same round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureView {
+    pub groups: Vec<SecurityGroup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<String>,
+}
+
+/// How old a capture's view may be for isolate-sg to swap from it without reading again:
+/// far longer than the transition and a cold start take, far shorter than any retry after a
+/// timeout or any redrive, which always read again.
+pub const FRESH_VIEW_SECONDS: i64 = 30;
 
 impl CaptureOutput {
     pub fn skipped(
@@ -101,7 +124,40 @@ impl CaptureOutput {
             approval_timeout_seconds: None,
             approvals_required: None,
             execution_started_at: None,
+            view: None,
         }
+    }
+
+    /// The capture's view as isolate-sg may use it instead of reading again: only on the
+    /// step's first attempt (`retry_count` 0, `$$.State.RetryCount`; a retried step may find
+    /// interfaces already isolated, which must not go back through conversion) and while the
+    /// record is younger than [`FRESH_VIEW_SECONDS`]. The interfaces are the record's, which
+    /// capture read in the same round (not when it resumed a cut-short isolation from tags:
+    /// then there is no view).
+    pub fn fresh_view(
+        &self,
+        retry_count: Option<u32>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Seen> {
+        let (view, record) = (self.view.as_ref()?, self.record.as_ref()?);
+        if retry_count != Some(0) || self.status != CaptureStatus::Captured {
+            return None;
+        }
+        let captured_at = chrono::DateTime::parse_from_rfc3339(&record.captured_at).ok()?;
+        let age = (now - captured_at.with_timezone(&chrono::Utc)).num_seconds();
+        if !(0..=FRESH_VIEW_SECONDS).contains(&age) {
+            return None;
+        }
+        Some(Seen {
+            groups: view.groups.clone(),
+            instance: Some(Instance {
+                id: record.instance_id.clone(),
+                state: record.instance_state.clone(),
+                interfaces: record.interfaces.clone(),
+                lifecycle: view.lifecycle.clone(),
+                ..Instance::default()
+            }),
+        })
     }
 }
 
@@ -258,16 +314,48 @@ pub async fn capture_seeing(
     owner: Option<&str>,
     now: &str,
 ) -> Result<(CaptureOutput, Seen)> {
-    // The protection flag and Cordon's groups need no answer from the description: all three
-    // are read at once (two round trips fewer on the way to isolation, wasted only for an
-    // instance that is skipped).
-    let (instance, termination_protection, shutdown_behavior, groups_anywhere) = tokio::join!(
+    let now_utc = chrono::DateTime::parse_from_rfc3339(now)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now());
+    // The protection flag, Cordon's groups and the claim need no answer from the description:
+    // all are read (or taken) at once, so the record is the second round trip and the swaps
+    // the third and fourth. The claim goes into the VPC the finding names; an instance that
+    // turns out to be skipped, or in another VPC, has it removed again.
+    let hinted_vpc = owner.and(finding.as_ref().and_then(|f| f.vpc_id.clone()));
+    let early_claim = async {
+        match (owner, hinted_vpc.as_deref()) {
+            (Some(owner), Some(vpc_id)) => {
+                Some(claim::create_early(ec2, vpc_id, instance_id, owner, now_utc).await)
+            }
+            _ => None,
+        }
+    };
+    let (instance, termination_protection, shutdown_behavior, groups_anywhere, early_claim) = tokio::join!(
         ec2.describe_instance(instance_id),
         ec2.termination_protection(instance_id),
         ec2.shutdown_behavior(instance_id),
-        ec2.cordon_groups_anywhere()
+        ec2.cordon_groups_anywhere(),
+        early_claim
     );
-    let instance = instance?;
+    // The early claim's group, if this call created it: removed when it is not needed.
+    let created_early = match &early_claim {
+        Some(Ok(group_id)) => Some(group_id.clone()),
+        _ => None,
+    };
+    let release_early = || async {
+        if let Some(group_id) = &created_early {
+            if let Err(error) = ec2.delete_group(group_id).await {
+                tracing::warn!(group = %group_id, error = %error, "the early claim could not be removed; its lease runs out and restore or cleanup removes it");
+            }
+        }
+    };
+    let instance = match instance {
+        Ok(instance) => instance,
+        Err(error) => {
+            release_early().await;
+            return Err(error);
+        }
+    };
     let skip = |reason: String| {
         Ok((
             CaptureOutput::skipped(Some(instance_id.into()), finding.clone(), reason),
@@ -275,25 +363,35 @@ pub async fn capture_seeing(
         ))
     };
     if is_exempt(&instance.tags) {
+        release_early().await;
         return skip(format!(
             "instance {instance_id} is tagged {EXEMPT_TAG}=true"
         ));
     }
     if matches!(instance.state.as_str(), "terminated" | "shutting-down") {
+        release_early().await;
         return skip(format!(
             "instance {instance_id} is {}: nothing to contain",
             instance.state
         ));
     }
     if instance.interfaces.is_empty() {
+        release_early().await;
         return skip(format!("instance {instance_id} has no network interface"));
     }
     let vpc_ids = instance.vpc_ids();
-    let cordon_groups: Vec<SecurityGroup> = groups_anywhere?
-        .into_iter()
-        .filter(|group| vpc_ids.contains(&group.vpc_id))
-        .collect();
+    let cordon_groups: Vec<SecurityGroup> = match groups_anywhere {
+        Ok(groups) => groups
+            .into_iter()
+            .filter(|group| vpc_ids.contains(&group.vpc_id))
+            .collect(),
+        Err(error) => {
+            release_early().await;
+            return Err(error);
+        }
+    };
     if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups) {
+        release_early().await;
         let mut warnings = Vec::new();
         let record = match state_from_tags(instance_id, &instance.tags) {
             Ok(record) => record,
@@ -313,6 +411,7 @@ pub async fn capture_seeing(
             approval_timeout_seconds: None,
             approvals_required: None,
             execution_started_at: None,
+            view: None,
         };
         return Ok((
             output,
@@ -350,12 +449,13 @@ pub async fn capture_seeing(
 
     let holder = match owner {
         None => None,
+        // Created in the instance's own VPC: the claim is this execution's.
+        Some(_) if created_early.is_some() && hinted_vpc.as_ref() == Some(&vpc_ids[0]) => None,
         Some(owner) => {
-            let now = chrono::DateTime::parse_from_rfc3339(now)
-                .map(|at| at.with_timezone(&chrono::Utc))
-                .unwrap_or_else(|_| chrono::Utc::now());
+            // The finding named another VPC (or none): the claim belongs in the instance's.
+            release_early().await;
             let seen = claim::claim_in(&cordon_groups, instance_id);
-            claim::take(ec2, &vpc_ids[0], instance_id, owner, seen, now).await?
+            claim::take(ec2, &vpc_ids[0], instance_id, owner, seen, now_utc).await?
         }
     };
     if let Some(holder) = holder {
@@ -373,6 +473,7 @@ pub async fn capture_seeing(
             approval_timeout_seconds: None,
             approvals_required: None,
             execution_started_at: None,
+            view: None,
         };
         return Ok((
             output,
@@ -449,6 +550,18 @@ pub async fn capture_seeing(
         approval_timeout_seconds: None,
         approvals_required: None,
         execution_started_at: None,
+        // Cordon's conversion and isolation groups (no claims: one per quarantined instance).
+        view: (!cut_short).then(|| CaptureView {
+            groups: cordon_groups
+                .iter()
+                .filter(|group| group.role.is_some())
+                .map(|group| SecurityGroup {
+                    tags: Vec::new(),
+                    ..group.clone()
+                })
+                .collect(),
+            lifecycle: instance.lifecycle.clone(),
+        }),
     };
     Ok((
         output,

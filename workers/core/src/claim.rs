@@ -100,6 +100,26 @@ pub fn judge(claim: &Claim, owner: &str, now: DateTime<Utc>) -> Standing {
     }
 }
 
+/// The time a claim records, as [`take`] writes it.
+fn claim_time(now: DateTime<Utc>) -> String {
+    now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Creates the claim group of `instance_id` for `owner` in `vpc_id` before anything else is
+/// known of the instance: capture does it alongside its first reads, in the VPC the finding
+/// names, so that taking the claim costs no round trip of its own. Returns the group's id;
+/// `GroupDuplicate` when a claim exists (then [`take`] decides who holds it).
+pub async fn create_early(
+    ec2: &impl Ec2,
+    vpc_id: &str,
+    instance_id: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    ec2.create_claim_group(vpc_id, instance_id, owner, &claim_time(now))
+        .await
+}
+
 /// Takes the claim on `instance_id` for `owner`, given the claim already seen among Cordon's
 /// groups of the VPC (`seen`). Returns `None` when `owner` holds it now, or the claim of the
 /// execution that holds it.
@@ -111,7 +131,7 @@ pub async fn take(
     seen: Option<Claim>,
     now: DateTime<Utc>,
 ) -> Result<Option<Claim>> {
-    let claimed_at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let claimed_at = claim_time(now);
     let existing = match seen {
         Some(claim) => claim,
         None => match ec2

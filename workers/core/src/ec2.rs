@@ -477,6 +477,15 @@ pub fn is_instance_id(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Whether `id` has the shape of a VPC id: `vpc-` and 8 or 17 lowercase hex digits.
+pub fn is_vpc_id(id: &str) -> bool {
+    let hex = id.strip_prefix("vpc-").unwrap_or("");
+    (hex.len() == 8 || hex.len() == 17)
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// An AWS account id: twelve digits.
 pub fn is_account_id(id: &str) -> bool {
     id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())

@@ -56,6 +56,11 @@ pub struct FakeState {
     unseen: BTreeMap<String, u32>,
     /// How many more calls fit before the worker's deadline (None: no deadline).
     pub calls_before_deadline: Option<u32>,
+    /// Every call takes this long (on tokio's clock; tests pause it): calls made one after
+    /// another add up, calls made at once do not, so the clock counts round trips.
+    pub latency: Option<std::time::Duration>,
+    /// Each call and when it was answered, while `latency` is set.
+    pub answered: Vec<(String, tokio::time::Instant)>,
     next_id: u32,
 }
 
@@ -297,8 +302,8 @@ fn set_tags(tags: &mut Vec<(String, String)>, new: &[(String, String)]) {
 }
 
 impl FakeEc2 {
-    fn call(&self, operation: &str) -> Result<()> {
-        self.with(|s| {
+    async fn call(&self, operation: &str) -> Result<()> {
+        let answer = self.with(|s| {
             if let Some(left) = s.calls_before_deadline.as_mut() {
                 if *left == 0 {
                     panic!("{operation} was started after the worker's deadline");
@@ -316,13 +321,19 @@ impl FakeEc2 {
                 Some(at) => Err(s.failures.remove(at).1),
                 None => Ok(()),
             }
-        })
+        });
+        if let Some(latency) = self.with(|s| s.latency) {
+            tokio::time::sleep(latency).await;
+            let at = tokio::time::Instant::now();
+            self.with(|s| s.answered.push((operation.to_string(), at)));
+        }
+        answer
     }
 }
 
 impl Ec2 for FakeEc2 {
     async fn describe_instance(&self, instance_id: &str) -> Result<Instance> {
-        self.call("DescribeInstances")?;
+        self.call("DescribeInstances").await?;
         self.with(|s| s.instances.get(instance_id).cloned())
             .ok_or(CordonError::InstanceNotFound {
                 instance_id: instance_id.into(),
@@ -330,18 +341,18 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn termination_protection(&self, instance_id: &str) -> Result<bool> {
-        self.call("DescribeInstanceAttribute")?;
+        self.call("DescribeInstanceAttribute").await?;
         Ok(self.with(|s| s.protection.get(instance_id).copied().unwrap_or(false)))
     }
 
     async fn set_termination_protection(&self, instance_id: &str, enabled: bool) -> Result<()> {
-        self.call("ModifyInstanceAttribute")?;
+        self.call("ModifyInstanceAttribute").await?;
         self.with(|s| s.protection.insert(instance_id.into(), enabled));
         Ok(())
     }
 
     async fn set_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {
-        self.call("ModifyNetworkInterfaceAttribute")?;
+        self.call("ModifyNetworkInterfaceAttribute").await?;
         self.with(|s| {
             if let Some(missing) = group_ids
                 .iter()
@@ -372,7 +383,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn existing_groups(&self, group_ids: &[String]) -> Result<Vec<String>> {
-        self.call("DescribeSecurityGroups")?;
+        self.call("DescribeSecurityGroups").await?;
         Ok(self.with(|s| {
             group_ids
                 .iter()
@@ -383,7 +394,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn cordon_groups(&self, vpc_ids: &[String]) -> Result<Vec<SecurityGroup>> {
-        self.call("DescribeSecurityGroups")?;
+        self.call("DescribeSecurityGroups").await?;
         Ok(self.with(|s| {
             let found: Vec<SecurityGroup> = s
                 .groups
@@ -399,7 +410,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn cordon_groups_anywhere(&self) -> Result<Vec<SecurityGroup>> {
-        self.call("DescribeSecurityGroups")?;
+        self.call("DescribeSecurityGroups").await?;
         Ok(self.with(|s| {
             s.groups
                 .values()
@@ -410,7 +421,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn create_cordon_group(&self, vpc_id: &str, role: GroupRole) -> Result<SecurityGroup> {
-        self.call("CreateSecurityGroup")?;
+        self.call("CreateSecurityGroup").await?;
         self.with(|s| {
             if let Some(theirs) = s.racing_group.take() {
                 let name = theirs
@@ -451,7 +462,7 @@ impl Ec2 for FakeEc2 {
         owner: &str,
         claimed_at: &str,
     ) -> Result<String> {
-        self.call("CreateSecurityGroup")?;
+        self.call("CreateSecurityGroup").await?;
         self.with(|s| {
             let name = crate::claim::group_name(instance_id);
             let tags = crate::claim::claim_tags(instance_id, owner, claimed_at);
@@ -482,7 +493,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn delete_group(&self, group_id: &str) -> Result<()> {
-        self.call("DeleteSecurityGroup")?;
+        self.call("DeleteSecurityGroup").await?;
         self.with(|s| match s.groups.remove(group_id) {
             Some(_) => Ok(()),
             None => Err(CordonError::Ec2 {
@@ -499,7 +510,7 @@ impl Ec2 for FakeEc2 {
         direction: Direction,
         rules: &[SgRule],
     ) -> Result<()> {
-        self.call("AuthorizeSecurityGroup")?;
+        self.call("AuthorizeSecurityGroup").await?;
         self.with(|s| {
             if s.unseen(group_id) {
                 return Err(FakeState::group_not_found(
@@ -534,7 +545,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn revoke(&self, group_id: &str, direction: Direction, rules: &[SgRule]) -> Result<()> {
-        self.call("RevokeSecurityGroup")?;
+        self.call("RevokeSecurityGroup").await?;
         self.with(|s| {
             if s.unseen(group_id) {
                 return Err(FakeState::group_not_found("RevokeSecurityGroup", group_id));
@@ -566,7 +577,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn network_acls(&self, vpc_id: &str) -> Result<Vec<NetworkAcl>> {
-        self.call("DescribeNetworkAcls")?;
+        self.call("DescribeNetworkAcls").await?;
         Ok(self.with(|s| {
             s.acls
                 .values()
@@ -577,12 +588,12 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn network_acl(&self, acl_id: &str) -> Result<NetworkAcl> {
-        self.call("DescribeNetworkAcls")?;
+        self.call("DescribeNetworkAcls").await?;
         Ok(self.with(|s| s.acls[acl_id].clone()))
     }
 
     async fn create_deny_entry(&self, entry: &DenyEntry) -> Result<()> {
-        self.call("CreateNetworkAclEntry")?;
+        self.call("CreateNetworkAclEntry").await?;
         self.with(|s| {
             if let Some((acl_id, theirs)) = s.racing_entry.take() {
                 s.acls
@@ -642,7 +653,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn delete_acl_entry(&self, acl_id: &str, egress: bool, rule_number: i32) -> Result<()> {
-        self.call("DeleteNetworkAclEntry")?;
+        self.call("DeleteNetworkAclEntry").await?;
         self.with(|s| {
             let lost = std::mem::take(&mut s.lost_delete_answer);
             let acl = s.acls.get_mut(acl_id).expect("known acl");
@@ -661,7 +672,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn create_tags(&self, resource_id: &str, tags: &[(String, String)]) -> Result<()> {
-        self.call("CreateTags")?;
+        self.call("CreateTags").await?;
         self.with(|s| {
             if let Some(instance) = s.instances.get_mut(resource_id) {
                 set_tags(&mut instance.tags, tags);
@@ -681,7 +692,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn delete_tags(&self, resource_id: &str, keys: &[String]) -> Result<()> {
-        self.call("DeleteTags")?;
+        self.call("DeleteTags").await?;
         self.with(|s| {
             if let Some(instance) = s.instances.get_mut(resource_id) {
                 instance.tags.retain(|(k, _)| !keys.contains(k));
@@ -699,12 +710,12 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn shutdown_behavior(&self, instance_id: &str) -> Result<String> {
-        self.call("DescribeInstanceAttribute")?;
+        self.call("DescribeInstanceAttribute").await?;
         Ok(self.shutdown_of(instance_id))
     }
 
     async fn set_shutdown_behavior(&self, instance_id: &str, behavior: &str) -> Result<()> {
-        self.call("ModifyInstanceAttribute")?;
+        self.call("ModifyInstanceAttribute").await?;
         if !matches!(behavior, "stop" | "terminate") {
             return Err(CordonError::InvalidInput(format!(
                 "shutdown behavior {behavior:?} is neither stop nor terminate"
@@ -715,7 +726,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn set_connection_tracking(&self, eni_id: &str, timeouts: &ConnTrack) -> Result<()> {
-        self.call("ModifyNetworkInterfaceAttribute")?;
+        self.call("ModifyNetworkInterfaceAttribute").await?;
         timeouts.check()?;
         self.with(|s| {
             let eni = s.interface_mut(eni_id)?;
@@ -731,7 +742,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn vpc(&self, vpc_id: &str) -> Result<Vpc> {
-        self.call("DescribeVpcs")?;
+        self.call("DescribeVpcs").await?;
         self.with(|s| s.vpcs.get(vpc_id).cloned())
             .ok_or_else(|| CordonError::Ec2 {
                 operation: "DescribeVpcs".into(),
@@ -741,7 +752,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn snapshots_tagged(&self, tags: &[(String, String)]) -> Result<Vec<Snapshot>> {
-        self.call("DescribeSnapshots")?;
+        self.call("DescribeSnapshots").await?;
         Ok(self.with(|s| {
             s.snapshots
                 .iter()
@@ -757,7 +768,7 @@ impl Ec2 for FakeEc2 {
         _description: &str,
         tags: &[(String, String)],
     ) -> Result<Vec<Snapshot>> {
-        self.call("CreateSnapshots")?;
+        self.call("CreateSnapshots").await?;
         self.with(|s| {
             let volumes = s
                 .instances
@@ -794,7 +805,7 @@ impl Ec2 for FakeEc2 {
         instance_id: &str,
         devices: &[(String, bool)],
     ) -> Result<()> {
-        self.call("ModifyInstanceAttribute")?;
+        self.call("ModifyInstanceAttribute").await?;
         self.with(|s| {
             let instance =
                 s.instances
@@ -826,7 +837,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn group_named(&self, vpc_id: &str, name: &str) -> Result<Option<SecurityGroup>> {
-        self.call("DescribeSecurityGroups")?;
+        self.call("DescribeSecurityGroups").await?;
         Ok(self.with(|s| {
             let found = s
                 .groups
@@ -846,7 +857,7 @@ impl Ec2 for FakeEc2 {
     }
 
     async fn instances_tagged(&self, key: &str) -> Result<Vec<Instance>> {
-        self.call("DescribeInstances")?;
+        self.call("DescribeInstances").await?;
         Ok(self.with(|s| {
             s.instances
                 .values()

@@ -46,6 +46,11 @@ pub struct Finding {
     /// The finding's ARN (`arn`), as GuardDuty gives it: Security Hub knows the finding by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
+    /// The VPC of the instance's first interface as GuardDuty described it (EC2's answer, not
+    /// the instance's). Only a hint: capture claims the instance in it at once, alongside its
+    /// first reads, and checks it against EC2's own description before it relies on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
 }
 
 /// The finding types about an instance's credentials used from elsewhere (`.OutsideAWS`,
@@ -251,7 +256,16 @@ fn parse_finding(finding: &Value, detail_type: Option<String>) -> ParsedFinding 
         last_seen: path(finding, &["service", "eventLastSeen"]).and_then(timestamp_of),
         credentials_of,
         arn: path(finding, &["arn"]).and_then(text_of),
+        vpc_id: instance.and_then(first_vpc_id),
     }))
+}
+
+/// The VPC id of the first interface in `instanceDetails.networkInterfaces`, if it has the
+/// shape of one.
+fn first_vpc_id(instance_details: &Value) -> Option<String> {
+    let interfaces = path(instance_details, &["networkInterfaces"])?.as_array()?;
+    let vpc_id = path(interfaces.first()?, &["vpcId"]).and_then(text_of)?;
+    crate::ec2::is_vpc_id(&vpc_id).then_some(vpc_id)
 }
 
 /// The instance session and role of an `InstanceCredentialExfiltration` finding: the part of
@@ -403,6 +417,31 @@ mod tests {
         match parse_document(text).as_slice() {
             [ParsedFinding::Valid(finding)] => (**finding).clone(),
             other => panic!("expected one valid finding, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_vpc_of_the_first_interface_is_kept_as_a_hint_when_it_is_a_vpc_id() {
+        let with_vpc = |vpc: Value| {
+            json!({"id": "f", "type": "Backdoor:EC2/C&CActivity.B", "severity": 8,
+                "resource": {"resourceType": "Instance", "instanceDetails": {
+                    "instanceId": "i-0abc1234def567890",
+                    "networkInterfaces": [{"vpcId": vpc}, {"vpcId": "vpc-00000002"}]}}})
+            .to_string()
+        };
+        assert_eq!(
+            only(&with_vpc(json!("vpc-0abc1234def567890")))
+                .vpc_id
+                .as_deref(),
+            Some("vpc-0abc1234def567890")
+        );
+        for bad in [
+            json!("vpc-XYZ"),
+            json!("sg-00000001"),
+            json!(7),
+            json!(null),
+        ] {
+            assert_eq!(only(&with_vpc(bad.clone())).vpc_id, None, "{bad}");
         }
     }
 

@@ -31,6 +31,8 @@ pub mod isolate;
 pub mod nacl;
 
 #[cfg(test)]
+mod critical_path;
+#[cfg(test)]
 mod fake;
 #[cfg(test)]
 mod hostile;

@@ -177,7 +177,10 @@ pub fn of_invocation(
         ],
     }];
     match step {
-        "isolate-sg" => emitted.extend(output.and_then(|report| isolation(input, report, now))),
+        // The state machine hands isolate-sg `{capture, retry_count}`.
+        "isolate-sg" => emitted.extend(
+            output.and_then(|report| isolation(input.get("capture").unwrap_or(input), report, now)),
+        ),
         "notify" => emitted.extend(of_notice(input, now)),
         _ => {}
     }

@@ -173,6 +173,7 @@ mod tests {
             last_seen: None,
             credentials_of: None,
             arn: None,
+            vpc_id: None,
         }
     }
 

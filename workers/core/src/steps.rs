@@ -10,7 +10,7 @@ use crate::decision::RestoreGate;
 use crate::ec2::{DenyEntry, Ec2Provider, Target};
 use crate::error::{CordonError, Result, StepError};
 use crate::finding::{findings_in_value, ParsedFinding};
-use crate::isolate::{isolate, retryable, IsolationReport};
+use crate::isolate::{isolate_seen, retryable, IsolationReport};
 use crate::kms::Kms;
 use crate::measures::auto_scaling::{AutoScalingProvider, Whose};
 use crate::measures::credentials::{self, IamProvider};
@@ -233,9 +233,42 @@ pub async fn isolate_step(
     config: &Config,
     input: &CaptureOutput,
 ) -> Result<IsolationReport> {
+    isolate_seen_step(ec2_in, config, input, None).await
+}
+
+/// isolate-sg's input in the state machine: the capture, and how often Step Functions has
+/// retried this step (`$$.State.RetryCount`), which decides whether the capture's view of
+/// the instance may stand in for a read ([`CaptureOutput::fresh_view`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IsolateInput {
+    pub capture: CaptureOutput,
+    #[serde(default)]
+    pub retry_count: Option<u32>,
+}
+
+/// isolate-sg: on its first attempt, right after capture, the swaps start at once from what
+/// capture read (the record is the execution's second EC2 round trip, the swaps its third
+/// and fourth); a retried step reads where every interface is first.
+pub async fn isolate_attempt_step(
+    ec2_in: &impl Ec2Provider,
+    config: &Config,
+    input: &IsolateInput,
+) -> Result<IsolationReport> {
+    let seen = input
+        .capture
+        .fresh_view(input.retry_count, chrono::Utc::now());
+    isolate_seen_step(ec2_in, config, &input.capture, seen).await
+}
+
+async fn isolate_seen_step(
+    ec2_in: &impl Ec2Provider,
+    config: &Config,
+    input: &CaptureOutput,
+    seen: Option<crate::capture::Seen>,
+) -> Result<IsolationReport> {
     let record = record_of(input)?;
     let ec2 = ec2_in.ec2_for(&target_of(input)).await?;
-    let report = isolate(&ec2, record, config.forensic_access.as_ref()).await?;
+    let report = isolate_seen(&ec2, record, config.forensic_access.as_ref(), seen).await?;
     // A transient refusal leaves the interface back on its original groups (or says where):
     // the step fails so that Step Functions runs it again, and its error says what is true.
     fail_if_retryable(&report.errors).map_err(|error| match error {

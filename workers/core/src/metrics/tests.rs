@@ -95,6 +95,22 @@ fn isolation_is_timed_from_the_finding_and_from_the_execution_start() {
 }
 
 #[test]
+fn isolation_is_timed_from_the_input_the_state_machine_hands_isolate_sg() {
+    let report = json!({"status": "done", "enis": [{"outcome": "isolated"}]});
+    let input = json!({"capture": capture(), "retry_count": 0});
+    let emitted = of_invocation(
+        "isolate-sg",
+        &input,
+        Some(&report),
+        Calls::default(),
+        at(NOW),
+    );
+    let timed = metric(&emitted, "TimeToIsolation").expect("isolation is timed");
+    assert_eq!(value(timed, "TimeToIsolationFromStart"), 3000.0);
+    assert_eq!(timed.account.as_deref(), Some("111122223333"));
+}
+
+#[test]
 fn only_an_isolation_made_now_is_timed() {
     for enis in [
         json!([{"outcome": "already_isolated"}]),
