@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cordon::local::{finding_for, Moto, World};
+use cordon::local::{finding_in_vpc, Moto, World};
 use cordon::runner::{approval_links_in, DecisionMode, Runner};
 use cordon_core::config::Config;
 use cordon_core::CordonError;
@@ -81,7 +81,7 @@ pub async fn run(
 
     let event = json!({"version": "0", "id": "cordon-demo", "source": "aws.guardduty", "detail-type": "GuardDuty Finding",
         "account": "123456789012", "region": cordon::local::REGION, "resources": [],
-        "detail": finding_for(&demo.instance, 8.0, "198.51.100.23")});
+        "detail": finding_in_vpc(&demo.instance, &demo.vpc, 8.0, "198.51.100.23")});
     eprintln!(
         "demo: GuardDuty reports Backdoor:EC2/C&CActivity.B (severity 8) on {}, talking to 198.51.100.23",
         demo.instance

@@ -1074,3 +1074,17 @@ pub fn finding_for(instance_id: &str, severity: f64, remote_ipv4: &str) -> serde
         "description": "test finding"
     })
 }
+
+/// [`finding_for`], with the instance's VPC in `networkInterfaces` as GuardDuty describes it:
+/// capture then claims the instance while it reads it.
+pub fn finding_in_vpc(
+    instance_id: &str,
+    vpc_id: &str,
+    severity: f64,
+    remote_ipv4: &str,
+) -> serde_json::Value {
+    let mut finding = finding_for(instance_id, severity, remote_ipv4);
+    finding["resource"]["instanceDetails"]["networkInterfaces"] =
+        serde_json::json!([{"vpcId": vpc_id}]);
+    finding
+}

@@ -14,7 +14,9 @@
 //! Every faulted service's call may also be delayed by up to `max_latency`. The proxy counts
 //! what it saw, per service, so a test can report the calls made under faults. With
 //! `hold_after`, every such call after the first n is held unanswered, so that a test can kill
-//! the process making it at that exact point. Step Functions, SNS, KMS, DynamoDB, Security Hub,
+//! the process making it at that exact point. With [`FaultProxy::model_aws`], EC2 calls
+//! instead cost what the modelled AWS says ([`crate::aws_model`]): each action's token bucket
+//! and latency. Step Functions, SNS, KMS, DynamoDB, Security Hub,
 //! GuardDuty and moto's own API pass through untouched.
 
 /// The services whose calls are faulted, as their SigV4 credential scopes name them.
@@ -147,6 +149,29 @@ struct Shared {
     /// Every faulted service's call with what the proxy did to it, in the order they ended.
     calls: Mutex<Vec<ProxiedCall>>,
     refusals: Mutex<Vec<Refusal>>,
+    /// EC2's modelled costs, when the proxy models AWS.
+    model: Mutex<Option<Arc<ModelledEc2>>>,
+}
+
+/// The state of the modelled EC2: its token buckets and what they let through.
+#[derive(Debug)]
+struct ModelledEc2 {
+    latency_scale: f64,
+    started: Instant,
+    buckets: Mutex<crate::aws_model::TokenBuckets>,
+    /// Per bucket: the bucket, the calls it let through, the calls it throttled.
+    counts: Mutex<std::collections::BTreeMap<String, (crate::aws_model::Bucket, u64, u64)>>,
+    /// Calls that moto answered more slowly than the model (their latency is moto's).
+    slower_than_modelled: AtomicU64,
+}
+
+/// What the modelled EC2's buckets did, per bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketCount {
+    pub bucket: String,
+    pub figures: crate::aws_model::Bucket,
+    pub granted: u64,
+    pub throttled: u64,
 }
 
 /// EC2 refusing one kind of call, as an SCP (`UnauthorizedOperation`, for good) or a
@@ -230,6 +255,7 @@ impl FaultProxy {
             actions: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
             refusals: Mutex::new(Vec::new()),
+            model: Mutex::new(None),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -241,6 +267,48 @@ impl FaultProxy {
             endpoint: format!("http://{address}"),
             shared,
         }
+    }
+
+    /// From now on, EC2 calls cost what the modelled AWS says: a call whose action's token
+    /// bucket is empty is answered `RequestLimitExceeded` and not made; any other is made on
+    /// moto and answered no sooner than its modelled latency x `latency_scale`. The buckets
+    /// start full.
+    pub fn model_aws(&self, latency_scale: f64) {
+        *self.shared.model.lock().unwrap() = Some(Arc::new(ModelledEc2 {
+            latency_scale,
+            started: Instant::now(),
+            buckets: Mutex::new(Default::default()),
+            counts: Mutex::new(Default::default()),
+            slower_than_modelled: AtomicU64::new(0),
+        }));
+    }
+
+    /// Per bucket of the modelled EC2, the calls it let through and throttled.
+    pub fn bucket_counts(&self) -> Vec<BucketCount> {
+        let model = self.shared.model.lock().unwrap().clone();
+        let Some(model) = model else {
+            return Vec::new();
+        };
+        let counts = model.counts.lock().unwrap();
+        counts
+            .iter()
+            .map(|(bucket, (figures, granted, throttled))| BucketCount {
+                bucket: bucket.clone(),
+                figures: *figures,
+                granted: *granted,
+                throttled: *throttled,
+            })
+            .collect()
+    }
+
+    /// Calls that moto answered more slowly than the modelled latency.
+    pub fn slower_than_modelled(&self) -> u64 {
+        self.shared
+            .model
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |m| m.slower_than_modelled.load(Ordering::Relaxed))
     }
 
     /// Refuses matching calls from now on.
@@ -505,6 +573,13 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
             }
             continue;
         }
+        let model = shared.model.lock().unwrap().clone();
+        if let (Some(model), Some("ec2")) = (model, request.service()) {
+            if !modelled_call(&shared, &model, &mut reader, &request, started).await {
+                return;
+            }
+            continue;
+        }
         let (fault, delay) = if request.is_faulted() {
             let index = shared.counts.calls.fetch_add(1, Ordering::Relaxed) + 1;
             *shared
@@ -583,6 +658,65 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
             return;
         }
     }
+}
+
+/// One EC2 call on the modelled AWS: throttled when its bucket is empty, else made on moto
+/// and answered after its modelled latency. False when the client went away.
+async fn modelled_call(
+    shared: &Shared,
+    model: &ModelledEc2,
+    reader: &mut BufReader<TcpStream>,
+    request: &Request,
+    started: Instant,
+) -> bool {
+    use crate::aws_model::{bucket_of, latency_of, THROTTLE_ANSWER};
+    let call = request.proxied(None, started);
+    let action = call.action.clone();
+    let (bucket, figures) = bucket_of(&action, &call.fields);
+    let granted = model
+        .buckets
+        .lock()
+        .unwrap()
+        .take(&bucket, figures, started - model.started);
+    {
+        let mut counts = model.counts.lock().unwrap();
+        let count = counts.entry(bucket).or_insert((figures, 0, 0));
+        if granted {
+            count.1 += 1;
+        } else {
+            count.2 += 1;
+        }
+    }
+    shared.counts.calls.fetch_add(1, Ordering::Relaxed);
+    *shared
+        .by_service
+        .lock()
+        .unwrap()
+        .entry("ec2".to_string())
+        .or_default() += 1;
+    let scaled = |latency: Duration| latency.mul_f64(model.latency_scale);
+    let reply = if granted {
+        shared.actions.lock().unwrap().push(action.clone());
+        let reply = forward(shared, request).await;
+        match scaled(latency_of(&action)).checked_sub(started.elapsed()) {
+            Some(left) => tokio::time::sleep(left).await,
+            None => {
+                model.slower_than_modelled.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        reply
+    } else {
+        shared.counts.throttled.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(scaled(THROTTLE_ANSWER)).await;
+        request.throttled()
+    };
+    let written = reader.get_mut().write_all(&reply).await.is_ok();
+    let mut call = request.proxied(None, started);
+    if !granted {
+        call.fault = "throttled";
+    }
+    shared.calls.lock().unwrap().push(call);
+    written
 }
 
 /// Makes the call on moto and renders its answer as HTTP/1.1 bytes.

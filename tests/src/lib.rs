@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
+pub mod aws_model;
 pub mod faults;
 pub mod runtime_api;
 
-pub use cordon::local::{finding_for, EntryView, World, REGION};
+pub use cordon::local::{finding_for, finding_in_vpc, EntryView, World, REGION};
 
 /// Runs one of the Chromium scripts in `tests/browser/` (`approval.mjs`, `sign_in.mjs`) with
 /// `args`, and returns the JSON it prints.

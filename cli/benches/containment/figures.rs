@@ -75,11 +75,16 @@ pub fn since(start: Instant, at: Instant) -> f64 {
 }
 
 /// The burst's time to containment as a cumulative distribution: one step per finding.
-pub fn burst_svg(seconds: &[f64], title: &str) -> String {
+pub fn burst_svg(seconds: &[f64], title: &str, limit: Option<f64>) -> String {
     let (width, height, left, bottom, top, right) = (720.0, 400.0, 60.0, 50.0, 40.0, 20.0);
     let mut sorted = seconds.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let max = sorted.last().copied().unwrap_or(1.0).max(0.001);
+    let max = sorted
+        .last()
+        .copied()
+        .unwrap_or(1.0)
+        .max(limit.unwrap_or(0.0))
+        .max(0.001);
     let plot_w = width - left - right;
     let plot_h = height - top - bottom;
     let x = |s: f64| left + s / max * plot_w;
@@ -123,6 +128,17 @@ pub fn burst_svg(seconds: &[f64], title: &str) -> String {
     }
     let p50 = percentile(&sorted, 50.0);
     let p99 = percentile(&sorted, 99.0);
+    if let Some(limit) = limit.filter(|l| *l > 0.0) {
+        svg.push_str(&format!(
+            "<line x1=\"{:.1}\" y1=\"{top}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#2a2\" stroke-width=\"2\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#2a2\" text-anchor=\"end\">token-bucket limit {limit:.1} s</text>\n",
+            x(limit),
+            x(limit),
+            top + plot_h,
+            x(limit) - 4.0,
+            top + plot_h - 8.0,
+        ));
+    }
     for (label, at) in [("p50", p50), ("p99", p99)] {
         svg.push_str(&format!(
             "<line x1=\"{:.1}\" y1=\"{top}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>\n\

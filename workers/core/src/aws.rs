@@ -55,6 +55,9 @@ macro_rules! service_client {
                     .build(),
             )
             .interceptor($crate::aws::CallCounter);
+        if let Some(partition) = $context.retry_partition() {
+            builder = builder.retry_partition(config::retry::RetryPartition::new(partition));
+        }
         if let Some(region) = $region {
             builder = builder.region(config::Region::new(region.to_string()));
         }
@@ -159,6 +162,10 @@ pub struct AwsContext {
     member_role: Option<MemberRole>,
     home_account: std::sync::Arc<tokio::sync::OnceCell<String>>,
     deadline: Option<std::time::Instant>,
+    /// The SDK's retry quota is shared by every client of a process per retry partition
+    /// (by default the service and region): a Lambda execution environment has one of its
+    /// own. None: the SDK's default partition.
+    retry_partition: Option<String>,
 }
 
 impl AwsContext {
@@ -183,7 +190,19 @@ impl AwsContext {
             member_role: None,
             home_account: Default::default(),
             deadline: None,
+            retry_partition: None,
         }
+    }
+
+    /// This context's clients with a retry quota of their own, named `partition`: for a
+    /// process that stands in for many Lambda execution environments (the benchmark's burst).
+    pub fn with_retry_partition(mut self, partition: &str) -> Self {
+        self.retry_partition = Some(partition.to_string());
+        self
+    }
+
+    pub(crate) fn retry_partition(&self) -> Option<String> {
+        self.retry_partition.clone()
     }
 
     /// This context for one Lambda invocation that must end by `deadline_ms` (milliseconds
