@@ -344,7 +344,13 @@ pub async fn capture_seeing(
     };
     let release_early = || async {
         if let Some(group_id) = &created_early {
-            if let Err(error) = ec2.delete_group(group_id).await {
+            // Right after its create, EC2 may not know the group yet: waited for, as a swap is.
+            let deleted =
+                crate::isolate::while_group_unseen(ec2, "DeleteSecurityGroup", group_id, || {
+                    ec2.delete_group(group_id)
+                })
+                .await;
+            if let Err(error) = deleted {
                 tracing::warn!(group = %group_id, error = %error, "the early claim could not be removed; its lease runs out and restore or cleanup removes it");
             }
         }

@@ -27,6 +27,9 @@ pub const CLAIMED_AT_TAG: &str = "cordon:claimed-at";
 /// How long a claim holds duplicates back: far longer than capture and containment take with
 /// every retry (about two minutes), far shorter than GuardDuty's re-publication interval.
 pub const LEASE_SECONDS: i64 = 600;
+/// How far ahead of this clock another Lambda's may be: a claim dated later than that was
+/// not taken by an execution.
+pub const CLOCK_SKEW_SECONDS: i64 = 60;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -92,11 +95,18 @@ pub fn judge(claim: &Claim, owner: &str, now: DateTime<Utc>) -> Standing {
     if claim.owner == owner {
         return Standing::Ours;
     }
+    // A claim from the future is no claim: anyone who may create a group and tag it (an
+    // instance role too broad, say) could otherwise hold the instance back for ever.
     match DateTime::parse_from_rfc3339(&claim.claimed_at) {
-        Ok(at) if (now - at.with_timezone(&Utc)).num_seconds() < LEASE_SECONDS => {
-            Standing::HeldBy(claim.clone())
+        Ok(at) => {
+            let age = (now - at.with_timezone(&Utc)).num_seconds();
+            if (-CLOCK_SKEW_SECONDS..LEASE_SECONDS).contains(&age) {
+                Standing::HeldBy(claim.clone())
+            } else {
+                Standing::Lapsed(claim.clone())
+            }
         }
-        _ => Standing::Lapsed(claim.clone()),
+        Err(_) => Standing::Lapsed(claim.clone()),
     }
 }
 
@@ -228,6 +238,22 @@ mod tests {
         );
         let groups = ec2.with(|s| s.groups.values().cloned().collect::<Vec<_>>());
         assert_eq!(claim_in(&groups, "i-00000001").unwrap().owner, "exec-a");
+    }
+
+    #[test]
+    fn a_claim_dated_in_the_future_holds_nothing_back() {
+        // Planted by whoever may create and tag a group, dated years ahead.
+        let planted = claim("attacker", "2099-01-01T00:00:00.000Z");
+        assert_eq!(
+            judge(&planted, "exec-b", at("2026-11-30T10:00:00Z")),
+            Standing::Lapsed(planted.clone())
+        );
+        // Another Lambda's clock a little ahead is still a claim.
+        let ahead = claim("exec-a", "2026-11-30T10:00:30.000Z");
+        assert_eq!(
+            judge(&ahead, "exec-b", at("2026-11-30T10:00:00Z")),
+            Standing::HeldBy(ahead.clone())
+        );
     }
 
     #[test]

@@ -148,7 +148,7 @@ fn not_yet_consistent(operation: &str, what: &str) -> CordonError {
 
 /// Runs `call` again, after each of [`CONSISTENCY_PAUSES_MS`], while EC2 answers that the
 /// group `group_id` does not exist; then gives up as `Cordon.Unavailable`, which retries.
-async fn while_group_unseen<T, F, Fut>(
+pub(crate) async fn while_group_unseen<T, F, Fut>(
     ec2: &impl Ec2,
     operation: &str,
     group_id: &str,

@@ -239,11 +239,44 @@ pub async fn isolate_step(
 /// isolate-sg's input in the state machine: the capture, and how often Step Functions has
 /// retried this step (`$$.State.RetryCount`), which decides whether the capture's view of
 /// the instance may stand in for a read ([`CaptureOutput::fresh_view`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// A bare capture output is taken too, as one whose attempt is unknown (it reads first): a
+/// definition of the previous release hands isolate-sg that, while a stack update runs and
+/// whenever one of its executions is redriven.
+#[derive(Debug, Clone, Serialize)]
 pub struct IsolateInput {
     pub capture: CaptureOutput,
-    #[serde(default)]
     pub retry_count: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for IsolateInput {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped {
+            capture: CaptureOutput,
+            #[serde(default)]
+            retry_count: Option<u32>,
+        }
+        let value = Value::deserialize(deserializer)?;
+        if value.get("capture").is_some() {
+            let Wrapped {
+                capture,
+                retry_count,
+            } = serde_json::from_value(value).map_err(serde::de::Error::custom)?;
+            Ok(IsolateInput {
+                capture,
+                retry_count,
+            })
+        } else {
+            let capture = serde_json::from_value(value).map_err(serde::de::Error::custom)?;
+            Ok(IsolateInput {
+                capture,
+                retry_count: None,
+            })
+        }
+    }
 }
 
 /// isolate-sg: on its first attempt, right after capture, the swaps start at once from what
@@ -601,6 +634,24 @@ mod tests {
     /// IAM where the instance has no role.
     fn no_role() -> impl Fn(&Target) -> crate::measures::credentials::port::fake::FakeIam {
         |_: &Target| Default::default()
+    }
+
+    #[test]
+    fn isolate_sg_takes_the_wrapped_input_and_a_bare_capture_as_an_unknown_attempt() {
+        let capture = json!({"status": "captured", "reason": "r", "instance_id": "i-00000001",
+            "finding": null, "record": null, "tags_written": false, "warnings": []});
+        let wrapped: IsolateInput =
+            serde_json::from_value(json!({"capture": capture, "retry_count": 0})).unwrap();
+        assert_eq!(wrapped.retry_count, Some(0));
+        // The previous release's definition hands over the capture itself.
+        let bare: IsolateInput = serde_json::from_value(capture.clone()).unwrap();
+        assert_eq!(bare.retry_count, None);
+        assert_eq!(bare.capture.instance_id.as_deref(), Some("i-00000001"));
+        // What is wrong is still said.
+        let error = serde_json::from_value::<IsolateInput>(json!({"capture": {"status": 7}}))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("invalid type"), "{error}");
     }
 
     fn event(severity: f64) -> Value {
