@@ -98,7 +98,8 @@ async fn next(State(shared): State<Arc<Shared>>) -> (StatusCode, HeaderMap, Stri
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis()
-        + 60_000;
+        // The EC2 workers' Lambda timeout: a worker starts no work its deadline would cut.
+        + u128::from(cordon_core::aws::EC2_WORKER_TIMEOUT_SECONDS) * 1000;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
         headers.insert(name, HeaderValue::from_str(&value).unwrap());

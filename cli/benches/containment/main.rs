@@ -329,6 +329,11 @@ fn worker_env() -> Vec<(&'static str, String)> {
             "CORDON_APPROVAL_KEY_ID",
             LINK_KEY.get().expect("the link key is made first").clone(),
         ),
+        // The stack seals decisions with a key of their own; any HMAC key serves here.
+        (
+            "CORDON_DECISION_KEY_ID",
+            LINK_KEY.get().expect("the link key is made first").clone(),
+        ),
     ]
 }
 
