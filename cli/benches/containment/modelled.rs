@@ -538,8 +538,7 @@ pub struct Modelled {
 fn calls_table(single: &Single) -> String {
     let mut out = String::from("| EC2 action | Calls per containment | Its bucket (size / refill per s) |\n|---|---:|---|\n");
     for (action, calls) in &single.calls_by_action {
-        let (name, bucket) = aws_model::bucket_of(action, &[]);
-        let _ = name;
+        let (_, bucket) = aws_model::bucket_of(action, &[]);
         out.push_str(&format!(
             "| {action} | {calls} | {:.0} / {:.0} |\n",
             bucket.capacity, bucket.refill

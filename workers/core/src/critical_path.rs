@@ -42,6 +42,19 @@ fn finding_in(vpc_id: Option<&str>) -> FindingSummary {
     .unwrap()
 }
 
+/// Capture of the standard instance by `owner`, from a finding that names its VPC.
+async fn capture_by(ec2: &FakeEc2, owner: &str) -> CaptureOutput {
+    capture(
+        ec2,
+        "i-00000001",
+        Some(finding_in(Some("vpc-1"))),
+        Some(owner),
+        NOW,
+    )
+    .await
+    .unwrap()
+}
+
 /// The standard world in steady state: Cordon's groups already exist in its VPC.
 async fn steady_world() -> FakeEc2 {
     let ec2 = FakeEc2::standard();
@@ -158,15 +171,7 @@ fn an_instance_that_is_skipped_keeps_no_claim_taken_early() {
             let instance = s.instances.get_mut("i-00000001").unwrap();
             instance.tags.push(("cordon:exempt".into(), "true".into()));
         });
-        let captured = capture(
-            &ec2,
-            "i-00000001",
-            Some(finding_in(Some("vpc-1"))),
-            Some(EXECUTION),
-            NOW,
-        )
-        .await
-        .unwrap();
+        let captured = capture_by(&ec2, EXECUTION).await;
         assert_eq!(captured.status, CaptureStatus::Skipped);
         let groups = ec2.cordon_groups(&["vpc-1".to_string()]).await.unwrap();
         assert_eq!(claim::claim_in(&groups, "i-00000001"), None);
@@ -178,25 +183,13 @@ fn an_instance_that_is_skipped_keeps_no_claim_taken_early() {
 fn a_second_execution_that_claims_early_leaves_the_instance_to_the_first() {
     on_paused_clock(async {
         let ec2 = steady_world().await;
-        let first = capture(
-            &ec2,
-            "i-00000001",
-            Some(finding_in(Some("vpc-1"))),
-            Some(EXECUTION),
-            NOW,
-        )
-        .await
-        .unwrap();
+        let first = capture_by(&ec2, EXECUTION).await;
         assert_eq!(first.status, CaptureStatus::Captured);
-        let second = capture(
+        let second = capture_by(
             &ec2,
-            "i-00000001",
-            Some(finding_in(Some("vpc-1"))),
-            Some("arn:aws:states:eu-west-1:111122223333:execution:cordon:two"),
-            NOW,
+            "arn:aws:states:eu-west-1:111122223333:execution:cordon:two",
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(second.status, CaptureStatus::AlreadyQuarantined);
         assert!(second.reason.contains(EXECUTION), "{}", second.reason);
         assert!(second.view.is_none());
@@ -207,15 +200,7 @@ fn a_second_execution_that_claims_early_leaves_the_instance_to_the_first() {
 fn the_captures_view_stands_in_for_a_read_only_on_a_fresh_first_attempt() {
     on_paused_clock(async {
         let ec2 = steady_world().await;
-        let captured = capture(
-            &ec2,
-            "i-00000001",
-            Some(finding_in(Some("vpc-1"))),
-            Some(EXECUTION),
-            NOW,
-        )
-        .await
-        .unwrap();
+        let captured = capture_by(&ec2, EXECUTION).await;
         let view = captured.fresh_view(Some(0), at(NOW)).expect("fresh");
         let instance = view.instance.unwrap();
         assert_eq!(

@@ -467,23 +467,24 @@ impl DenyEntry {
     }
 }
 
-/// Whether `id` has the shape of an EC2 instance id: `i-` and 8 or 17 lowercase hex digits.
-/// Anything else is refused before it reaches EC2 (or a role ARN, or an endpoint).
-pub fn is_instance_id(id: &str) -> bool {
-    let hex = id.strip_prefix("i-").unwrap_or("");
+/// Whether `id` is `prefix` and 8 or 17 lowercase hex digits, the shape of EC2's ids.
+fn is_ec2_id(id: &str, prefix: &str) -> bool {
+    let hex = id.strip_prefix(prefix).unwrap_or("");
     (hex.len() == 8 || hex.len() == 17)
         && hex
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Whether `id` has the shape of an EC2 instance id: `i-` and 8 or 17 lowercase hex digits.
+/// Anything else is refused before it reaches EC2 (or a role ARN, or an endpoint).
+pub fn is_instance_id(id: &str) -> bool {
+    is_ec2_id(id, "i-")
+}
+
 /// Whether `id` has the shape of a VPC id: `vpc-` and 8 or 17 lowercase hex digits.
 pub fn is_vpc_id(id: &str) -> bool {
-    let hex = id.strip_prefix("vpc-").unwrap_or("");
-    (hex.len() == 8 || hex.len() == 17)
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    is_ec2_id(id, "vpc-")
 }
 
 /// An AWS account id: twelve digits.
