@@ -523,10 +523,6 @@ A burst of {findings} of the same shape, computed from these calls per containme
     )
 }
 
-pub fn p(seconds: &[f64], pct: f64) -> f64 {
-    percentile(seconds, pct)
-}
-
 /// What the modelled world measured.
 pub struct Modelled {
     pub scale: f64,
@@ -627,8 +623,8 @@ pub fn render(m: &Modelled) -> (String, Vec<(String, String, bool, String)>) {
             b.contained,
             b.findings,
             b.makespan,
-            p(&b.seconds, 50.0),
-            p(&b.seconds, 99.0),
+            percentile(&b.seconds, 50.0),
+            percentile(&b.seconds, 99.0),
             b.limit,
             if b.limit > 0.0 { format!("{:.2}x", b.makespan / b.limit) } else { "no bucket runs dry".into() },
             b.granted(),
