@@ -22,7 +22,8 @@ pub struct FakeState {
     pub failures: Vec<(String, CordonError)>,
     /// Another execution's group that appears just as ours is created (a lost race).
     pub racing_group: Option<SecurityGroup>,
-    /// Someone else's entry that lands in an ACL just before our next create there.
+    /// Someone else's entry that lands in an ACL, in its direction, just before our next create
+    /// there, and takes that create's rule number (whatever number the entry names).
     pub racing_entry: Option<(String, AclEntry)>,
     /// The next entry is created but its answer is lost, so the SDK's retry of the same call
     /// finds the number taken (by that very entry).
@@ -595,7 +596,12 @@ impl Ec2 for FakeEc2 {
     async fn create_deny_entry(&self, entry: &DenyEntry) -> Result<()> {
         self.call("CreateNetworkAclEntry").await?;
         self.with(|s| {
-            if let Some((acl_id, theirs)) = s.racing_entry.take() {
+            let races_here = s.racing_entry.as_ref().is_some_and(|(acl_id, theirs)| {
+                *acl_id == entry.acl_id && theirs.egress == entry.egress
+            });
+            if races_here {
+                let (acl_id, mut theirs) = s.racing_entry.take().expect("checked above");
+                theirs.rule_number = entry.rule_number;
                 s.acls
                     .get_mut(&acl_id)
                     .expect("known acl")

@@ -258,18 +258,42 @@ fn free_numbers(entries: &[AclEntry], egress: bool, settings: &NaclSettings) -> 
         .collect()
 }
 
+/// Picks `count` free rule numbers like [`allocate_rule_numbers`], but starting at a place in
+/// the free numbers that depends on `contender` (this run's record prefix). Executions that
+/// contain instances of one VPC at once write into the same ACLs; were each to take the lowest
+/// free numbers, all but one would collide, re-read the ACL and rewrite its record, and under
+/// EC2's throttling those extra calls are what a burst waits on. Denies in the band do not
+/// depend on their order, so any free numbers serve.
+pub fn pick_rule_numbers(
+    acl_id: &str,
+    entries: &[AclEntry],
+    egress: bool,
+    ipv6: bool,
+    settings: &NaclSettings,
+    count: usize,
+    contender: &str,
+) -> (Vec<i32>, Option<CordonError>) {
+    let (lowest, shortfall) = allocate_rule_numbers(acl_id, entries, egress, ipv6, settings, count);
+    let free = free_numbers(entries, egress, settings);
+    if free.is_empty() {
+        return (lowest, shortfall);
+    }
+    let start = (spread(contender, 0) % free.len() as u64) as usize;
+    let numbers = free.iter().cycle().skip(start).take(lowest.len());
+    (numbers.copied().collect(), shortfall)
+}
+
 /// The number to try after losing one to another execution. Everyone who lost it reads the
-/// same free numbers; were each to take the lowest again, they would collide again (ten
+/// same free numbers; were each to take the same one again, they would collide again (ten
 /// instances of one VPC contained at once ran out of retries that way). So the pick is spread
-/// over the free numbers by the instance and the attempt. Denies in the band do not depend on
-/// their order, so any free number serves.
+/// over the free numbers by the contender and the attempt.
 pub fn repick_rule_number(
     acl_id: &str,
     entries: &[AclEntry],
     egress: bool,
     ipv6: bool,
     settings: &NaclSettings,
-    instance_id: &str,
+    contender: &str,
     attempt: usize,
 ) -> Result<i32> {
     let (lowest, shortfall) = allocate_rule_numbers(acl_id, entries, egress, ipv6, settings, 1);
@@ -277,13 +301,16 @@ pub fn repick_rule_number(
         return Err(shortfall.expect("no number comes with its reason"));
     }
     let free = free_numbers(entries, egress, settings);
-    // FNV-1a: stable, and enough to spread a handful of contenders.
-    let spread = format!("{instance_id}/{attempt}")
+    Ok(free[(spread(contender, attempt) % free.len() as u64) as usize])
+}
+
+/// FNV-1a of the contender and attempt: stable, and enough to spread a handful of contenders.
+fn spread(contender: &str, attempt: usize) -> u64 {
+    format!("{contender}/{attempt}")
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
             (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-    Ok(free[(spread % free.len() as u64) as usize])
+        })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -442,7 +469,14 @@ pub async fn block(
                 continue;
             }
         };
-        let wants = by_acl.remove(&acl.id).unwrap_or_default();
+        // After a throttled call, the ACLs not yet done only report the entries already held
+        // there (no call): this run's retry does the rest.
+        let throttled = errors.iter().any(CordonError::is_transient);
+        let wants = if throttled {
+            Vec::new()
+        } else {
+            by_acl.remove(&acl.id).unwrap_or_default()
+        };
         let outcome = block_in_acl(ec2, acl, &record_prefix, previous, wants, settings).await;
         all_entries.extend(outcome.entries);
         already.extend(outcome.already_denied);
@@ -484,6 +518,16 @@ pub fn shared_vpc(record: &CapturedState, vpc: &crate::ec2::Vpc) -> Option<Strin
             vpc.id, vpc.owner_id, vpc.owner_id
         )
     })
+}
+
+/// The retryable error of a run stopped before the function's deadline.
+fn out_of_time(acl_id: &str, work: &str) -> CordonError {
+    CordonError::Unavailable {
+        operation: "block".into(),
+        message: format!(
+            "the function's deadline is too close to {work} in {acl_id}; the step's retry carries on from the denies in place"
+        ),
+    }
 }
 
 struct AclOutcome {
@@ -546,8 +590,15 @@ async fn block_in_acl(
             // The numbers just planned for the other family are taken too.
             let mut view = acl.entries.clone();
             view.extend(planned.iter().map(DenyEntry::as_acl_entry));
-            let (numbers, shortfall) =
-                allocate_rule_numbers(&acl.id, &view, egress, ipv6, settings, todo.len());
+            let (numbers, shortfall) = pick_rule_numbers(
+                &acl.id,
+                &view,
+                egress,
+                ipv6,
+                settings,
+                todo.len(),
+                record_prefix,
+            );
             errors.extend(shortfall);
             planned.extend(
                 numbers
@@ -570,6 +621,17 @@ async fn block_in_acl(
         };
     }
 
+    // The function's timeout must not cut a write in two: it would end the step with an
+    // error the state machine does not retry. Begin an ACL only with time for its record (two
+    // calls at most) and one deny; the retried step carries on from what is in place.
+    if !ec2.has_time_for(3) {
+        errors.push(out_of_time(&acl.id, "begin its denies"));
+        return AclOutcome {
+            entries,
+            already_denied: already_denied_notes,
+            errors,
+        };
+    }
     // Record before change: the intended entries first, in this run's record (the entries of
     // earlier runs stay named by theirs).
     let held_before = entries.len();
@@ -586,6 +648,15 @@ async fn block_in_acl(
     let mut view = acl.clone();
     let mut uncertain = Vec::new();
     for mut entry in planned {
+        // EC2 throttled a call (or could not be reached) through all the SDK's attempts: the
+        // next calls would meet the same empty bucket. Stop here, and let the state machine's
+        // retry, with its longer and jittered waits, carry on from what is in place.
+        if !errors.iter().any(CordonError::is_transient) && !ec2.has_time_for(1) {
+            errors.push(out_of_time(&acl.id, "create its next deny"));
+        }
+        if errors.iter().any(CordonError::is_transient) {
+            break;
+        }
         let mut attempts = 0;
         loop {
             match ec2.create_deny_entry(&entry).await {
@@ -679,7 +750,9 @@ async fn block_in_acl(
     // Entries whose fate is unknown stay in the record: restore finds them gone or removes them.
     let mut recorded = entries[held_before..].to_vec();
     recorded.extend(uncertain);
-    if recorded != intent {
+    // Short of time, the record stays as intended: a superset, whose entries restore finds
+    // made or gone.
+    if recorded != intent && ec2.has_time_for(2) {
         if let Err(error) = write_record(ec2, &acl.id, &mut tags, record_prefix, &recorded).await {
             errors.push(error);
         }
@@ -957,12 +1030,13 @@ mod tests {
         let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         assert_eq!(report.nacl_entries.len(), 4);
-        let denies_in = |acl: &str| -> Vec<(i32, bool, String)> {
+        // Denies of the band (1-99), below the default ACL's allow rule 100.
+        let denies_in = |acl: &str| -> Vec<(bool, String)> {
             let mut found: Vec<_> = ec2
                 .acl_entries(acl)
                 .into_iter()
                 .filter(|e| e.action == RuleAction::Deny && e.rule_number < 100)
-                .map(|e| (e.rule_number, e.egress, e.cidr))
+                .map(|e| (e.egress, e.cidr))
                 .collect();
             found.sort();
             found
@@ -970,16 +1044,13 @@ mod tests {
         assert_eq!(
             denies_in("acl-a"),
             [
-                (1, false, "198.51.100.7/32".into()),
-                (1, true, "198.51.100.7/32".into())
+                (false, "198.51.100.7/32".into()),
+                (true, "198.51.100.7/32".into())
             ]
         );
         assert_eq!(
             denies_in("acl-b"),
-            [
-                (1, false, "10.0.1.5/32".into()),
-                (1, true, "10.0.1.5/32".into())
-            ]
+            [(false, "10.0.1.5/32".into()), (true, "10.0.1.5/32".into())]
         );
         let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
         assert_eq!(recorded_entries(&acl_a, "i-00000001").unwrap().len(), 2);
@@ -1169,7 +1240,9 @@ mod tests {
                     .entries
                     .iter()
                     .filter(|e| {
-                        e.action == RuleAction::Deny && e.rule_number < 32767 && **e != theirs
+                        e.action == RuleAction::Deny
+                            && e.rule_number < 32767
+                            && e.cidr != theirs.cidr
                     })
                     .map(|e| DenyEntry {
                         acl_id: acl_id.into(),
@@ -1194,7 +1267,9 @@ mod tests {
             assert!(restored.errors.is_empty(), "{:?}", restored.errors);
             let (a, b) = before(&ec2);
             let mut expected_a = untouched.0.clone();
-            expected_a.push(theirs.clone());
+            // Theirs took the number of one of our creates, whichever that was.
+            let landed = a.iter().find(|e| e.cidr == theirs.cidr).cloned();
+            expected_a.push(landed.expect("their entry landed in acl-a"));
             let sorted = |mut v: Vec<AclEntry>| {
                 v.sort_by_key(|e| (e.egress, e.rule_number));
                 v
@@ -1218,7 +1293,8 @@ mod tests {
             "10.0.1.5",
             None,
         )]);
-        // Someone adds inbound rule 1 to acl-a after our read: our first create collides.
+        // Someone adds an inbound rule to acl-a after our read, at the number we picked: our
+        // first create there collides.
         let theirs = AclEntry {
             rule_number: 1,
             egress: false,
@@ -1235,15 +1311,24 @@ mod tests {
         ));
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
-        assert!(acl_a.entries.contains(&theirs), "their rule is untouched");
+        let landed = acl_a.entries.iter().find(|e| e.cidr == theirs.cidr);
+        let landed = landed.expect("their rule is untouched").clone();
+        assert!(!landed.egress && landed.protocol == "6");
         let mut recorded = recorded_entries(&acl_a, "i-00000001").unwrap();
         recorded.sort();
         let numbers: Vec<(bool, i32)> =
             recorded.iter().map(|e| (e.egress, e.rule_number)).collect();
-        // Outbound kept the lowest number; inbound moved off theirs to another free one.
-        assert_eq!(numbers[1], (true, 1));
-        assert!(!numbers[0].0 && numbers[0].1 != 1, "{numbers:?}");
-        assert!(NaclSettings::default().band.first <= numbers[0].1);
+        // Inbound moved off theirs to another free number of the band; outbound kept its own.
+        assert_eq!(numbers.len(), 2, "{numbers:?}");
+        assert!(
+            !numbers[0].0 && numbers[0].1 != landed.rule_number,
+            "{numbers:?}"
+        );
+        assert!(numbers[1].0, "{numbers:?}");
+        let band = NaclSettings::default().band;
+        assert!(numbers
+            .iter()
+            .all(|(_, n)| (band.first..=band.last).contains(n)));
         for entry in &recorded {
             assert!(acl_a
                 .entries
@@ -1251,6 +1336,147 @@ mod tests {
                 .any(|e| e.rule_number == entry.rule_number
                     && e.egress == entry.egress
                     && e.cidr == entry.cidr));
+        }
+    }
+
+    #[test]
+    fn executions_that_write_into_one_acl_at_once_mostly_pick_different_numbers() {
+        let acl = default_acl("acl-a", &["subnet-a"]);
+        let settings = NaclSettings::default();
+        // Ten instances of one VPC contained at once each want one inbound deny in acl-a.
+        let picks: Vec<i32> = (1..=10)
+            .map(|n| {
+                let contender = acl_tag_prefix(&format!("i-{n:08x}"), Some("run"));
+                let (numbers, shortfall) = pick_rule_numbers(
+                    "acl-a",
+                    &acl.entries,
+                    false,
+                    false,
+                    &settings,
+                    1,
+                    &contender,
+                );
+                assert!(shortfall.is_none());
+                numbers[0]
+            })
+            .collect();
+        let distinct: BTreeSet<i32> = picks.iter().copied().collect();
+        assert!(
+            distinct.len() >= 8,
+            "lowest-first would give one: {picks:?}"
+        );
+        assert!(picks.iter().all(|n| (1..=99).contains(n)), "{picks:?}");
+    }
+
+    #[test]
+    fn a_spread_pick_takes_only_free_numbers_and_says_what_ran_short() {
+        let settings = NaclSettings {
+            band: RuleBand { first: 1, last: 6 },
+            ..NaclSettings::default()
+        };
+        let mut entries = default_acl("acl-s", &["subnet-a"]).entries;
+        entries.push(entry(3, false, RuleAction::Deny));
+        for contender in ["a", "b", "c", "d", "e"] {
+            let (numbers, shortfall) =
+                pick_rule_numbers("acl-s", &entries, false, false, &settings, 3, contender);
+            let unique: BTreeSet<i32> = numbers.iter().copied().collect();
+            assert_eq!(unique.len(), 3, "{contender}: {numbers:?}");
+            assert!(
+                numbers.iter().all(|n| [1, 2, 4, 5, 6].contains(n)),
+                "{numbers:?}"
+            );
+            assert!(shortfall.is_none());
+            let (numbers, shortfall) =
+                pick_rule_numbers("acl-s", &entries, false, false, &settings, 7, contender);
+            assert_eq!(numbers.len(), 5);
+            assert!(matches!(
+                shortfall,
+                Some(CordonError::NaclBandExhausted { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_throttled_create_stops_the_run_and_its_retry_finishes_the_rest() {
+        let ec2 = FakeEc2::standard();
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let throttled = CordonError::Throttled {
+            operation: "CreateNetworkAclEntry".into(),
+            message: "Request limit exceeded.".into(),
+        };
+        ec2.with(|s| {
+            s.failures
+                .push(("CreateNetworkAclEntry".into(), throttled.clone()))
+        });
+        let settings = NaclSettings::default();
+        let first = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        assert_eq!(first.status, StepStatus::Partial);
+        assert!(crate::isolate::retryable(&first.errors).is_some());
+        let creates = |ec2: &FakeEc2| {
+            ec2.calls()
+                .iter()
+                .filter(|c| *c == "CreateNetworkAclEntry")
+                .count()
+        };
+        // The bucket is empty: the three other creates would only meet it again.
+        assert_eq!(creates(&ec2), 1, "{:?}", ec2.calls());
+        for acl_id in ["acl-a", "acl-b"] {
+            let acl = block_on(ec2.network_acl(acl_id)).unwrap();
+            let ours = acl.entries.iter().filter(|e| e.rule_number < 100).count();
+            assert_eq!(ours, 0, "{acl_id}");
+            assert_eq!(recorded_entries(&acl, "i-00000001").unwrap(), vec![]);
+        }
+        ec2.clear_calls();
+        let again = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        assert_eq!(again.status, StepStatus::Done, "{:?}", again.errors);
+        assert_eq!(again.nacl_entries.len(), 4);
+        assert_eq!(creates(&ec2), 4);
+    }
+
+    #[test]
+    fn near_the_deadline_no_write_is_begun_and_the_retry_finishes_the_rest() {
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let settings = NaclSettings::default();
+        let clean = FakeEc2::standard();
+        block_on(block(&clean, &record, &remote("198.51.100.7"), &settings));
+        let total = clean.calls().len() as u32;
+        // The two reads come first, at the invocation's start; from there on, the deadline
+        // may fall anywhere. The fake fails the test if a call is started past it.
+        for budget in 2..total {
+            let ec2 = FakeEc2::standard();
+            ec2.with(|s| s.calls_before_deadline = Some(budget));
+            let first = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+            let error = crate::isolate::retryable(&first.errors);
+            let error = error.unwrap_or_else(|| panic!("budget {budget}: {:?}", first.errors));
+            assert!(error.cause.contains("deadline"), "{error:?}");
+            ec2.with(|s| s.calls_before_deadline = None);
+            let again = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+            assert_eq!(again.status, StepStatus::Done, "budget {budget}");
+            assert_eq!(again.nacl_entries.len(), 4, "budget {budget}");
+            for acl_id in ["acl-a", "acl-b"] {
+                let acl = block_on(ec2.network_acl(acl_id)).unwrap();
+                let recorded = recorded_entries(&acl, "i-00000001").unwrap();
+                for deny in acl.entries.iter().filter(|e| e.rule_number < 100) {
+                    assert!(
+                        recorded
+                            .iter()
+                            .any(|r| r.rule_number == deny.rule_number && r.cidr == deny.cidr),
+                        "budget {budget}: {deny:?} unrecorded"
+                    );
+                }
+            }
         }
     }
 

@@ -793,7 +793,7 @@ mod tests {
                 .unwrap()
                 .entries
                 .iter_mut()
-                .find(|e| e.rule_number == 1 && !e.egress)
+                .find(|e| e.action == RuleAction::Deny && e.rule_number < 100 && !e.egress)
                 .unwrap();
             entry.cidr = "203.0.113.99/32".into();
         });
