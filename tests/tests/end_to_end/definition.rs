@@ -103,6 +103,65 @@ fn every_task_retries_cordons_transient_errors_and_lambdas_timeouts_and_crashes(
     }
 }
 
+/// The longest a retrier waits over all its attempts, before full jitter draws each wait.
+fn retry_window_seconds(retrier: &serde_json::Value) -> f64 {
+    let interval = retrier["IntervalSeconds"].as_f64().unwrap_or(1.0);
+    let rate = retrier["BackoffRate"].as_f64().unwrap_or(2.0);
+    let cap = retrier["MaxDelaySeconds"].as_f64().unwrap_or(f64::MAX);
+    let attempts = retrier["MaxAttempts"].as_u64().unwrap_or(3) as i32;
+    (0..attempts)
+        .map(|k| (interval * rate.powi(k)).min(cap))
+        .sum()
+}
+
+#[test]
+fn ec2_tasks_outlast_a_burst_of_throttling_and_every_retry_is_jittered() {
+    // A burst of findings keeps EC2's token buckets empty for minutes (BENCHMARKS.md): a step
+    // that gave up on Cordon.Throttled after 30 s of retries (2 + 4 + 8 + 16) left its
+    // instance open, or its ACLs without denies. Executions started by one burst also retry
+    // together unless each wait is drawn at random (JitterStrategy FULL).
+    let definition: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("statemachine/quarantine.asl.json")).unwrap(),
+    )
+    .unwrap();
+    let mut found = Vec::new();
+    tasks(&definition["States"], &mut found);
+    let ec2_tasks = [
+        "CaptureState",
+        "IsolateSecurityGroups",
+        "BlockNetworkAcl",
+        "HoldInAutoScalingGroup",
+        "CutCredentials",
+        "SnapshotVolumes",
+        "DeregisterFromTargetGroups",
+        "Restore",
+    ];
+    let mut checked = 0;
+    for (name, task) in found {
+        let retriers = task["Retry"].as_array().unwrap();
+        for retrier in retriers {
+            assert_eq!(retrier["JitterStrategy"], "FULL", "{name}: {retrier}");
+        }
+        if !ec2_tasks.contains(&name) {
+            continue;
+        }
+        checked += 1;
+        let throttled = retriers
+            .iter()
+            .find(|r| {
+                r["ErrorEquals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e == "Cordon.Throttled")
+            })
+            .unwrap();
+        let window = retry_window_seconds(throttled);
+        assert!(window >= 300.0, "{name} stops retrying after {window} s");
+    }
+    assert_eq!(checked, ec2_tasks.len());
+}
+
 /// The deployed template, as its tests read it.
 pub(super) fn template() -> serde_json::Value {
     serde_norway::from_str(

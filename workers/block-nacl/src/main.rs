@@ -9,6 +9,8 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
     let (config, aws) = cordon_core::aws::worker_context().await?;
+    // The ACL bookkeeping waits while isolation goes first when EC2 throttles the account.
+    let aws = aws.deferring();
     run(service_fn(|event: LambdaEvent<CaptureOutput>| {
         // Its clients know when this invocation ends: no EC2 work is started that the
         // function's timeout would cut in two.

@@ -37,6 +37,17 @@ pub const EC2_CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(
 /// rollback) or one ACL's bookkeeping needs after the reads, at 40 s each.
 pub const EC2_WORKER_TIMEOUT_SECONDS: u64 = 6 * EC2_CALL_BUDGET.as_secs();
 
+/// Attempts per EC2 call of work that may wait while isolation goes first (the ACL
+/// bookkeeping), when EC2 throttles the account. Such a client retries less often and waits
+/// longer before its first retry ([`DEFERRED_INITIAL_BACKOFF`]), so that under throttling the
+/// calls of isolation, which retry sooner, take more of the tokens each bucket refills; and
+/// when it gives up, its step stops and the state machine's jittered retry carries on.
+pub const DEFERRED_MAX_ATTEMPTS: u32 = 3;
+
+/// The backoff before a deferred call's first retry (the standard strategy's is 1 s): full
+/// jitter on 4 and 8 s, so its worst call takes 3 x 5 + 12 = 27 s, within [`EC2_CALL_BUDGET`].
+pub const DEFERRED_INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// A client of one AWS service, built from `$context`'s configuration, in `$region` (an
 /// `Option<&str>`; None: the configured default) as `$credentials` (None: Cordon's own), with
 /// the attempts and attempt timeout every Cordon call has ([`EC2_MAX_ATTEMPTS`],
@@ -47,7 +58,8 @@ macro_rules! service_client {
         let mut builder = config::Builder::from($context.sdk_config())
             .retry_config(
                 config::retry::RetryConfig::standard()
-                    .with_max_attempts($crate::aws::EC2_MAX_ATTEMPTS),
+                    .with_max_attempts($context.max_attempts())
+                    .with_initial_backoff($context.initial_backoff()),
             )
             .timeout_config(
                 config::timeout::TimeoutConfig::builder()
@@ -166,6 +178,8 @@ pub struct AwsContext {
     /// (by default the service and region): a Lambda execution environment has one of its
     /// own. None: the SDK's default partition.
     retry_partition: Option<String>,
+    /// Work that may wait while isolation goes first ([`DEFERRED_MAX_ATTEMPTS`]).
+    deferred: bool,
 }
 
 impl AwsContext {
@@ -191,6 +205,30 @@ impl AwsContext {
             home_account: Default::default(),
             deadline: None,
             retry_partition: None,
+            deferred: false,
+        }
+    }
+
+    /// This context's clients for work that may wait while isolation goes first when EC2
+    /// throttles the account: fewer attempts, further apart ([`DEFERRED_MAX_ATTEMPTS`]).
+    pub fn deferring(mut self) -> Self {
+        self.deferred = true;
+        self
+    }
+
+    pub(crate) fn max_attempts(&self) -> u32 {
+        if self.deferred {
+            DEFERRED_MAX_ATTEMPTS
+        } else {
+            EC2_MAX_ATTEMPTS
+        }
+    }
+
+    pub(crate) fn initial_backoff(&self) -> std::time::Duration {
+        if self.deferred {
+            DEFERRED_INITIAL_BACKOFF
+        } else {
+            std::time::Duration::from_secs(1)
         }
     }
 
@@ -1261,6 +1299,7 @@ impl Ec2 for AwsEc2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn ec2_error_codes_map_to_cordon_errors() {
@@ -1279,5 +1318,24 @@ mod tests {
         let other = classify("CreateTags", "i-00000001", "TagLimitExceeded", "too many");
         assert_eq!(other.error_name(), "Cordon.Ec2Error");
         assert!(other.to_string().contains("TagLimitExceeded"));
+    }
+
+    #[test]
+    fn the_worst_call_of_either_retry_profile_fits_the_call_budget() {
+        // Every attempt timing out, and the standard strategy's full jitter drawing the
+        // longest wait before each retry (doubling from the first, capped at 20 s).
+        let worst = |aws: &AwsContext| {
+            let waits = (0..aws.max_attempts() - 1)
+                .map(|k| (aws.initial_backoff() * 2u32.pow(k)).min(Duration::from_secs(20)));
+            EC2_ATTEMPT_TIMEOUT * aws.max_attempts() + waits.sum::<Duration>()
+        };
+        let urgent = AwsContext::from_sdk_config(SdkConfig::builder().build());
+        let deferred = urgent.clone().deferring();
+        assert_eq!(worst(&urgent), Duration::from_secs(40));
+        assert_eq!(worst(&deferred), Duration::from_secs(27));
+        assert!(worst(&urgent) <= EC2_CALL_BUDGET && worst(&deferred) <= EC2_CALL_BUDGET);
+        // Deferred calls yield: fewer attempts, and a longer first wait.
+        assert!(deferred.max_attempts() < urgent.max_attempts());
+        assert!(deferred.initial_backoff() > urgent.initial_backoff());
     }
 }
