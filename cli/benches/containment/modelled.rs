@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use crate::figures::{critical_path, ms, percentile, since};
 
-/// A task's first retrier, as the definition gives it.
+/// One retrier of a task's `Retry`, as the definition gives it.
 #[derive(Debug, Clone)]
 pub struct Retrier {
     errors: Vec<String>,
@@ -38,8 +38,7 @@ pub struct Retrier {
 }
 
 impl Retrier {
-    fn of(state: &Value) -> Retrier {
-        let retrier = &state["Retry"][0];
+    fn of(retrier: &Value) -> Retrier {
         Retrier {
             errors: retrier["ErrorEquals"]
                 .as_array()
@@ -75,6 +74,18 @@ impl Retrier {
     }
 }
 
+/// A Task state's `Retry`: the first retrier that names the error decides, and each counts
+/// its own attempts (as Step Functions does).
+#[derive(Debug, Clone)]
+pub struct Retry(Vec<Retrier>);
+
+impl Retry {
+    fn of(state: &Value) -> Retry {
+        let retriers = state["Retry"].as_array().into_iter().flatten();
+        Retry(retriers.map(Retrier::of).collect())
+    }
+}
+
 /// A uniform number in [0, 1) from a shared xorshift state.
 fn roll(dice: &AtomicU64) -> f64 {
     let mut x = dice.load(Ordering::Relaxed).max(1);
@@ -88,9 +99,9 @@ fn roll(dice: &AtomicU64) -> f64 {
 /// The retriers of the three tasks on the way to containment.
 #[derive(Debug, Clone)]
 pub struct Retriers {
-    capture: Retrier,
-    isolate: Retrier,
-    block: Retrier,
+    capture: Retry,
+    isolate: Retry,
+    block: Retry,
 }
 
 pub fn retriers() -> Retriers {
@@ -105,9 +116,9 @@ pub fn retriers() -> Retriers {
             .unwrap_or_else(|| panic!("no {name} in the definition"))
     };
     Retriers {
-        capture: Retrier::of(&definition["States"]["CaptureState"]),
-        isolate: Retrier::of(&branch("IsolateSecurityGroups")),
-        block: Retrier::of(&branch("BlockNetworkAcl")),
+        capture: Retry::of(&definition["States"]["CaptureState"]),
+        isolate: Retry::of(&branch("IsolateSecurityGroups")),
+        block: Retry::of(&branch("BlockNetworkAcl")),
     }
 }
 
@@ -149,16 +160,17 @@ const LEDGER_READ: Duration = Duration::from_millis(10);
 pub struct Execution {
     pub captured: Option<CaptureOutput>,
     pub isolation: Option<IsolationReport>,
-    pub nacl_done: bool,
+    /// When the ACL measure ended with every deny in place.
+    pub acls_done_at: Option<Instant>,
     pub error: Option<String>,
     /// Step-level retries (the definition's `Retry`), over the three tasks.
     pub step_retries: u32,
 }
 
-/// Runs `attempt(n)` (n = retries so far) until it succeeds, fails with an error the
-/// retrier does not retry, or has used the retrier's attempts.
+/// Runs `attempt(n)` (n = retries so far, `$$.State.RetryCount`) until it succeeds, fails
+/// with an error no retrier names, or has used the attempts of the retrier that names it.
 async fn with_retries<T, F, Fut>(
-    retrier: &Retrier,
+    retry: &Retry,
     dice: &AtomicU64,
     retries: &mut u32,
     mut attempt: F,
@@ -167,15 +179,23 @@ where
     F: FnMut(u32) -> Fut,
     Fut: std::future::Future<Output = Result<T, CordonError>>,
 {
-    let mut retry = 0;
+    let mut used = vec![0; retry.0.len()];
+    let mut count = 0;
     loop {
-        match attempt(retry).await {
-            Err(error) if retrier.retries(&error) && retry < retrier.max_attempts => {
-                retry += 1;
+        match attempt(count).await {
+            Err(error) => {
+                let Some(at) = retry.0.iter().position(|r| r.retries(&error)) else {
+                    return Err(error);
+                };
+                if used[at] >= retry.0[at].max_attempts {
+                    return Err(error);
+                }
+                used[at] += 1;
+                count += 1;
                 *retries += 1;
-                tokio::time::sleep(retrier.delay(retry, dice)).await;
+                tokio::time::sleep(retry.0[at].delay(used[at], dice)).await;
             }
-            other => return other,
+            done => return done,
         }
     }
 }
@@ -202,7 +222,8 @@ pub async fn execution(
         "approvals_required": "1",
     });
     let captured = with_retries(&retriers.capture, dice, &mut run.step_retries, |_| {
-        capture_step(&aws, &aws, &config, &input)
+        let (aws, config, input) = (invocation(&aws), &config, &input);
+        async move { capture_step(&aws, &aws, config, input).await }
     })
     .await;
     let captured = match captured {
@@ -220,17 +241,24 @@ pub async fn execution(
     tokio::time::sleep(overheads.before_isolate()).await;
     let (mut isolate_retries, mut block_retries) = (0, 0);
     let (aws, config) = (&aws, &config);
-    let (isolated, blocked) = tokio::join!(
+    let (isolated, (blocked, blocked_at)) = tokio::join!(
         with_retries(&retriers.isolate, dice, &mut isolate_retries, |retry| {
             let input = IsolateInput {
                 capture: captured.clone(),
                 retry_count: Some(retry),
             };
-            async move { isolate_attempt_step(aws, config, &input).await }
+            let aws = invocation(aws);
+            async move { isolate_attempt_step(&aws, config, &input).await }
         }),
-        with_retries(&retriers.block, dice, &mut block_retries, |_| {
-            block_step(aws, config, &captured)
-        })
+        async {
+            let blocked = with_retries(&retriers.block, dice, &mut block_retries, |_| {
+                // As block-nacl's binary builds its clients.
+                let (aws, captured) = (invocation(aws).deferring(), &captured);
+                async move { block_step(&aws, config, captured).await }
+            })
+            .await;
+            (blocked, Instant::now())
+        }
     );
     run.step_retries += isolate_retries + block_retries;
     match isolated {
@@ -238,12 +266,28 @@ pub async fn execution(
         Err(error) => run.error = Some(format!("isolate-sg: {error}")),
     }
     match blocked {
-        Ok(report) => run.nacl_done = report.status == cordon_core::isolate::StepStatus::Done,
+        Ok(report) if report.status == cordon_core::isolate::StepStatus::Done => {
+            run.acls_done_at = Some(blocked_at)
+        }
+        Ok(report) => {
+            run.error.get_or_insert(format!(
+                "block-nacl: {:?}: {:?}",
+                report.status, report.errors
+            ));
+        }
         Err(error) => {
             run.error.get_or_insert(format!("block-nacl: {error}"));
         }
     }
     run
+}
+
+/// `aws` for one invocation of a worker: it stops itself before the EC2 workers' timeout, as
+/// it does in Lambda.
+fn invocation(aws: &AwsContext) -> AwsContext {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let now_ms = now.map(|d| d.as_millis() as u64).unwrap_or_default();
+    aws.until(now_ms + cordon_core::aws::EC2_WORKER_TIMEOUT_SECONDS * 1000)
 }
 
 /// When each interface of `run` went onto its isolation group, by the proxy's calls.
@@ -376,6 +420,9 @@ pub struct Burst {
     pub contained: usize,
     /// Seconds from the burst's start to each contained finding's isolation.
     pub seconds: Vec<f64>,
+    /// Seconds from the burst's start to the end of each execution's ACL measure, for those
+    /// that ended with every deny in place.
+    pub acl_seconds: Vec<f64>,
     /// Seconds to the end of the last execution's network containment.
     pub makespan: f64,
     pub buckets: Vec<BucketCount>,
@@ -455,6 +502,9 @@ pub async fn burst(count: usize, scale: f64) -> Burst {
     };
     for run in &runs {
         burst.step_retries += run.step_retries;
+        if let Some(at) = run.acls_done_at {
+            burst.acl_seconds.push(since(start, at) / 1000.0);
+        }
         match (isolated_at(run, &calls), &run.error) {
             (Some(at), _) => {
                 burst.contained += 1;
@@ -615,9 +665,9 @@ pub fn render(m: &Modelled) -> (String, Vec<(String, String, bool, String)>) {
         let storm = under as f64 / b.granted().max(1) as f64;
         out.push_str(&format!(
             "\n### Burst: {} findings on {} instances at once\n\n\
-             | Contained | Makespan | p50 | p99 | Token-bucket limit | Makespan vs limit | Calls made | Throttled | Calls under throttling vs calls needed | Step retries |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
-             | {} of {} | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {} | {} | {} | {:.2}x | {} |\n\n",
+             | Contained | Makespan | Isolated: p50 | p99 | ACL denies all in place | p50 | p99 | Token-bucket limit | Makespan vs limit | Calls made | Throttled | Calls under throttling vs calls needed | Step retries |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+             | {} of {} | {:.1} s | {:.1} s | {:.1} s | {} | {:.1} s | {:.1} s | {:.1} s | {} | {} | {} | {:.2}x | {} |\n\n",
             b.findings,
             b.findings,
             b.contained,
@@ -625,6 +675,9 @@ pub fn render(m: &Modelled) -> (String, Vec<(String, String, bool, String)>) {
             b.makespan,
             percentile(&b.seconds, 50.0),
             percentile(&b.seconds, 99.0),
+            b.acl_seconds.len(),
+            percentile(&b.acl_seconds, 50.0),
+            percentile(&b.acl_seconds, 99.0),
             b.limit,
             if b.limit > 0.0 { format!("{:.2}x", b.makespan / b.limit) } else { "no bucket runs dry".into() },
             b.granted(),
@@ -675,6 +728,16 @@ pub fn render(m: &Modelled) -> (String, Vec<(String, String, bool, String)>) {
             format!("Burst of {}, modelled AWS: every instance contained, makespan ≤ 1.5x the token-bucket limit", b.findings),
             format!("{} of {}; {:.1} s against {:.1} s", b.contained, b.findings, b.makespan, b.limit),
             all && (b.limit == 0.0 || b.makespan <= 1.5 * b.limit.max(1.0)),
+            String::new(),
+        ));
+        let (isolated_p99, acls_p50) = (
+            percentile(&b.seconds, 99.0),
+            percentile(&b.acl_seconds, 50.0),
+        );
+        targets.push((
+            format!("Burst of {}, modelled AWS: isolation first (p99 time to isolation ≤ p50 time to every ACL deny in place)", b.findings),
+            format!("{isolated_p99:.1} s against {acls_p50:.1} s"),
+            isolated_p99 <= acls_p50,
             String::new(),
         ));
         targets.push((
