@@ -742,8 +742,8 @@ pub fn render(m: &Modelled) -> (String, Vec<(String, String, bool, String)>) {
         }
         if b.cut_off > 0 {
             out.push_str(&format!(
-                "\nCut off at {:.0} s (`BENCH_MODELLED_CUTOFF`): {} executions were still running, all of them in the ACL measure \
-                 or isolated by then as counted above. The calls and the limit above are those made by the cutoff.\n",
+                "\nCut off at {:.0} s (`BENCH_MODELLED_CUTOFF`): {} executions were still running (each counted as contained above \
+                 if its isolation was done). The calls and the limit above are those made by the cutoff.\n",
                 b.makespan, b.cut_off
             ));
         }
