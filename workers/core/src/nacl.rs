@@ -672,6 +672,14 @@ async fn block_in_acl(
                     break;
                 }
                 Err(CordonError::NaclEntryExists { .. }) if attempts < NUMBER_RACE_RETRIES => {
+                    // A re-pick reads the ACL, records the new number and creates again.
+                    // Without time for that, the entry stays in the record (it may be ours,
+                    // its answer lost), and the retried step goes on.
+                    if !ec2.has_time_for(4) {
+                        uncertain.push(entry);
+                        errors.push(out_of_time(&acl.id, "pick another number"));
+                        break;
+                    }
                     attempts += 1;
                     // Someone took the number since we read the ACL, or our own create went
                     // through and only its answer was lost (the SDK's retry then finds the
@@ -734,6 +742,11 @@ async fn block_in_acl(
                     // SDK's retries failed as well): the ACL says whether the rule is there.
                     // Dropping it from the record would leave a deny that a re-run takes for
                     // someone else's and that restore never removes.
+                    if !ec2.has_time_for(1) {
+                        uncertain.push(entry);
+                        errors.push(error);
+                        break;
+                    }
                     match ec2.network_acl(&acl.id).await {
                         Ok(fresh) if holds(&fresh.entries, &entry) => entries.push(entry),
                         Ok(_) => errors.push(error),
@@ -1449,13 +1462,33 @@ mod tests {
             None,
         )]);
         let settings = NaclSettings::default();
-        let clean = FakeEc2::standard();
+        // Someone's entry takes the number of our first inbound create in acl-a: the re-pick
+        // path is crossed too.
+        let theirs = AclEntry {
+            rule_number: 1,
+            egress: false,
+            action: RuleAction::Deny,
+            protocol: "6".into(),
+            cidr: "10.9.9.9/32".into(),
+        };
+        let setup = || {
+            let ec2 = FakeEc2::standard();
+            ec2.with(|s| s.racing_entry = Some(("acl-a".into(), theirs.clone())));
+            ec2
+        };
+        let clean = setup();
         block_on(block(&clean, &record, &remote("198.51.100.7"), &settings));
         let total = clean.calls().len() as u32;
+        let reads = clean
+            .calls()
+            .iter()
+            .filter(|c| *c == "DescribeNetworkAcls")
+            .count();
+        assert_eq!(reads, 2, "the first read and the re-pick's");
         // The two reads come first, at the invocation's start; from there on, the deadline
         // may fall anywhere. The fake fails the test if a call is started past it.
         for budget in 2..total {
-            let ec2 = FakeEc2::standard();
+            let ec2 = setup();
             ec2.with(|s| s.calls_before_deadline = Some(budget));
             let first = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
             let error = crate::isolate::retryable(&first.errors);
@@ -1468,7 +1501,8 @@ mod tests {
             for acl_id in ["acl-a", "acl-b"] {
                 let acl = block_on(ec2.network_acl(acl_id)).unwrap();
                 let recorded = recorded_entries(&acl, "i-00000001").unwrap();
-                for deny in acl.entries.iter().filter(|e| e.rule_number < 100) {
+                let ours = acl.entries.iter().filter(|e| e.cidr != theirs.cidr);
+                for deny in ours.filter(|e| e.rule_number < 100) {
                     assert!(
                         recorded
                             .iter()

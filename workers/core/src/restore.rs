@@ -75,6 +75,11 @@ pub enum EntryPlan {
     },
 }
 
+/// Whether a record of another instance on the ACL names `entry` too.
+fn held_by_another(acl: &NetworkAcl, instance_id: &str, entry: &DenyEntry) -> bool {
+    recorded_for_another(acl, instance_id, &entry.as_acl_entry())
+}
+
 pub fn plan_entry(recorded: &DenyEntry, entries: &[AclEntry]) -> EntryPlan {
     match entries
         .iter()
@@ -359,6 +364,19 @@ pub async fn restore(
             continue; // The ACL itself is gone, and its entries with it.
         };
         match plan_entry(entry, &acl.entries) {
+            // Another quarantined instance's record names this very deny (the same remote
+            // address, given the number our run had planned and never made, or made by one and
+            // found by the other after a clash): it stays until the last instance that holds
+            // it is restored.
+            EntryPlan::Delete if held_by_another(acl, instance_id, entry) => {
+                report.nacl_entries_kept.push(KeptEntry {
+                    entry: entry.clone(),
+                    reason: format!(
+                        "rule {} is also recorded for another quarantined instance: it stays until that instance is restored",
+                        entry.rule_number
+                    ),
+                });
+            }
             EntryPlan::Delete => match ec2
                 .delete_acl_entry(&entry.acl_id, entry.egress, entry.rule_number)
                 .await
@@ -489,6 +507,47 @@ mod tests {
             &NaclSettings::default(),
         ));
         (record, report.nacl_entries)
+    }
+
+    #[test]
+    fn a_deny_another_instances_record_also_names_stays_until_that_instance_is_restored() {
+        let ec2 = FakeEc2::standard();
+        let (record, entries) = quarantined(&ec2);
+        // Another instance of the subnet, contained for the same remote address, holds the
+        // inbound deny of acl-a too: its run found it there (a clash on the number our run had
+        // planned, or our plan left in a record and the number then given to it).
+        let shared = entries
+            .iter()
+            .find(|e| e.acl_id == "acl-a" && !e.egress)
+            .unwrap()
+            .clone();
+        let theirs = crate::record::chunk_tags(
+            &crate::record::acl_tag_prefix("i-0000000b", Some("0000beef")),
+            &crate::record::encode_acl_entries(std::slice::from_ref(&shared)),
+        );
+        ec2.with(|s| s.acls.get_mut("acl-a").unwrap().tags.extend(theirs));
+
+        let report = block_on(restore(&ec2, "i-00000001", Some(record), &entries)).unwrap();
+        assert_eq!(
+            report.status,
+            RestoreStatus::Restored,
+            "{:?}",
+            report.errors
+        );
+        let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
+        assert!(
+            acl_a.entries.contains(&shared.as_acl_entry()),
+            "the other instance keeps its deny"
+        );
+        assert_eq!(report.nacl_entries_kept.len(), 1);
+        assert_eq!(report.nacl_entries_kept[0].entry, shared);
+        // Ours alone are gone, and only the other instance's record names the one left.
+        assert_eq!(report.nacl_entries_removed.len(), entries.len() - 1);
+        assert!(recorded_entries(&acl_a, "i-00000001").unwrap().is_empty());
+        assert_eq!(
+            recorded_entries(&acl_a, "i-0000000b").unwrap(),
+            vec![shared]
+        );
     }
 
     #[test]
