@@ -11,7 +11,7 @@ mod demo;
 mod regions;
 use cordon_core::approval::Action;
 use cordon_core::aws::{AwsContext, AwsEc2, AwsTarget};
-use cordon_core::capture::{capture_seeing, CaptureStatus, FindingSummary};
+use cordon_core::capture::{capture_seeing, CaptureStatus, FindingSummary, Pace};
 use cordon_core::config::{parse_severity, Config, ForensicSource, RuleBand};
 use cordon_core::decision::DecisionKey;
 use cordon_core::ec2::{DenyEntry, Ec2};
@@ -527,8 +527,15 @@ async fn contain(
 ) -> Result<IsolateOutput, CordonError> {
     eprintln!("cordon: capturing {instance_id}");
     // Break glass acts whatever executions claim the instance; isolation is idempotent.
-    let (captured, seen) =
-        capture_seeing(ec2, instance_id, summary.clone(), None, &now_rfc3339()).await?;
+    let (captured, seen) = capture_seeing(
+        ec2,
+        instance_id,
+        summary.clone(),
+        None,
+        &now_rfc3339(),
+        Pace::AtOnce,
+    )
+    .await?;
     let mut output = IsolateOutput {
         instance_id: Some(instance_id.to_string()),
         status: "isolated",

@@ -222,9 +222,12 @@ pub async fn execution(
         "approval_timeout_seconds": "3600",
         "approvals_required": "1",
     });
-    let captured = with_retries(&retriers.capture, dice, &mut run.step_retries, |_| {
-        let (aws, config, input) = (invocation(&aws), &config, &input);
-        async move { capture_step(&aws, &aws, config, input).await }
+    let captured = with_retries(&retriers.capture, dice, &mut run.step_retries, |retry| {
+        // As the definition hands it: `$$.State.RetryCount` sets capture's pace.
+        let mut input = input.clone();
+        input["retry_count"] = json!(retry);
+        let (aws, config) = (invocation(&aws), &config);
+        async move { capture_step(&aws, &aws, config, &input).await }
     })
     .await;
     let captured = match captured {

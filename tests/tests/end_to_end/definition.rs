@@ -20,6 +20,31 @@ fn validate(path: &Path) -> Output {
         .expect("asl-validator runs")
 }
 
+/// The state machine's definition, as deployed.
+fn definition() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("statemachine/quarantine.asl.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn capture_and_isolation_each_know_their_attempt() {
+    // Capture's retry goes one call after another and finds its claim; isolation's trusts
+    // capture's view only on its first attempt. Both read `$$.State.RetryCount`.
+    let definition = definition();
+    let mut found = Vec::new();
+    tasks(&definition["States"], &mut found);
+    for name in ["CaptureState", "IsolateSecurityGroups"] {
+        let (_, task) = found.iter().find(|(n, _)| *n == name).unwrap();
+        let payload = &task["Parameters"]["Payload"];
+        assert_eq!(
+            payload["retry_count.$"], "$$.State.RetryCount",
+            "{name}: {payload}"
+        );
+    }
+}
+
 #[test]
 fn the_definition_passes_asl_validator() {
     let output = validate(&repo_root().join("statemachine/quarantine.asl.json"));
@@ -33,10 +58,7 @@ fn the_definition_passes_asl_validator() {
 
 #[test]
 fn the_validator_catches_a_broken_transition() {
-    let mut definition: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("statemachine/quarantine.asl.json")).unwrap(),
-    )
-    .unwrap();
+    let mut definition = definition();
     definition["States"]["Decision"]["Default"] = "NoSuchState".into();
     let broken =
         std::env::temp_dir().join(format!("cordon-broken-{}.asl.json", std::process::id()));
@@ -74,10 +96,7 @@ fn tasks<'a>(states: &'a serde_json::Value, out: &mut Vec<(&'a str, &'a serde_js
 
 #[test]
 fn every_task_retries_cordons_transient_errors_and_lambdas_timeouts_and_crashes() {
-    let definition: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("statemachine/quarantine.asl.json")).unwrap(),
-    )
-    .unwrap();
+    let definition = definition();
     let mut found = Vec::new();
     tasks(&definition["States"], &mut found);
     assert!(found.len() >= 6, "{}", found.len());
@@ -120,10 +139,7 @@ fn ec2_tasks_outlast_a_burst_of_throttling_and_every_retry_is_jittered() {
     // that gave up on Cordon.Throttled after 30 s of retries (2 + 4 + 8 + 16) left its
     // instance open, or its ACLs without denies. Executions started by one burst also retry
     // together unless each wait is drawn at random (JitterStrategy FULL).
-    let definition: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("statemachine/quarantine.asl.json")).unwrap(),
-    )
-    .unwrap();
+    let definition = definition();
     let mut found = Vec::new();
     tasks(&definition["States"], &mut found);
     let ec2_tasks = [
@@ -567,10 +583,7 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
 
 #[test]
 fn the_workflow_restores_only_through_the_decision_check() {
-    let definition: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("statemachine/quarantine.asl.json")).unwrap(),
-    )
-    .unwrap();
+    let definition = definition();
     let states = &definition["States"];
     let payload = &states["Restore"]["Parameters"]["Payload"];
     assert_eq!(payload["execution_arn.$"], "$$.Execution.Id");
@@ -656,10 +669,7 @@ fn role_of_state(template: &serde_json::Value, state: &serde_json::Value) -> Str
 fn every_measure_is_a_branch_and_its_roles_grant_what_it_declares() {
     use cordon_core::measures::{Phase, MEASURES};
     let template = template();
-    let definition: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("statemachine/quarantine.asl.json")).unwrap(),
-    )
-    .unwrap();
+    let definition = definition();
     let contain = &definition["States"]["Contain"];
     let branches = contain["Branches"].as_array().unwrap();
     assert_eq!(branches.len(), MEASURES.len());

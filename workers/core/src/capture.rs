@@ -281,6 +281,33 @@ fn names_of(
         .collect()
 }
 
+/// How capture makes its first calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// The reads and the early claim all at once: the shortest path, when nothing says EC2's
+    /// buckets are short.
+    AtOnce,
+    /// One after another, the scarcest bucket last among the reads and each call only once
+    /// the one before it went through: a step retried after a throttled (or unavailable) EC2.
+    /// Made at once, five calls on four buckets must all go through together; in a burst one
+    /// of them is throttled, the others' tokens are spent for nothing, and the retry starts
+    /// all five again, so the buckets drain while few captures complete. One after another,
+    /// a throttled call costs no other bucket a token, and the claim that went through is
+    /// found (not created again) by the next retry.
+    OneAfterAnother,
+}
+
+impl Pace {
+    /// The pace of the capture step's attempt `retry_count` (`$$.State.RetryCount`; None when
+    /// the caller does not say, as `cordon isolate` and a definition before it do).
+    pub fn of_attempt(retry_count: Option<u32>) -> Pace {
+        match retry_count {
+            Some(retries) if retries > 0 => Pace::OneAfterAnother,
+            _ => Pace::AtOnce,
+        }
+    }
+}
+
 /// Captures `instance_id`. Nothing is changed on the instance except the record tags, and
 /// nothing at all when it is exempt, gone, or already quarantined. An `owner` (the execution)
 /// first claims the instance, so that of several executions for one instance only one goes on.
@@ -291,9 +318,11 @@ pub async fn capture(
     owner: Option<&str>,
     now: &str,
 ) -> Result<CaptureOutput> {
-    Ok(capture_seeing(ec2, instance_id, finding, owner, now)
-        .await?
-        .0)
+    Ok(
+        capture_seeing(ec2, instance_id, finding, owner, now, Pace::AtOnce)
+            .await?
+            .0,
+    )
 }
 
 /// What a capture read that isolating in the same process need not read again.
@@ -305,6 +334,87 @@ pub struct Seen {
     pub instance: Option<Instance>,
 }
 
+/// Capture's first calls, as they answered.
+struct FirstReads {
+    instance: Result<Instance>,
+    groups_anywhere: Result<Vec<SecurityGroup>>,
+    /// The claim created early (None: not tried).
+    early_claim: Option<Result<String>>,
+    /// The instance's attributes (None: not read yet, and read only if the record needs them).
+    termination_protection: Option<Result<bool>>,
+    shutdown_behavior: Option<Result<String>>,
+}
+
+/// The reads and the early claim, all at once.
+async fn read_at_once(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    early_claim: Option<(&str, &str)>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> FirstReads {
+    let claim = async {
+        match early_claim {
+            Some((owner, vpc_id)) => {
+                Some(claim::create_early(ec2, vpc_id, instance_id, owner, now).await)
+            }
+            None => None,
+        }
+    };
+    let (instance, termination_protection, shutdown_behavior, groups_anywhere, early_claim) = tokio::join!(
+        ec2.describe_instance(instance_id),
+        ec2.termination_protection(instance_id),
+        ec2.shutdown_behavior(instance_id),
+        ec2.cordon_groups_anywhere(),
+        claim
+    );
+    FirstReads {
+        instance,
+        groups_anywhere,
+        early_claim,
+        termination_protection: Some(termination_protection),
+        shutdown_behavior: Some(shutdown_behavior),
+    }
+}
+
+/// The reads and the early claim one after another ([`Pace::OneAfterAnother`]): Cordon's
+/// groups (the largest bucket), the claim unless one is there already (the smallest, and
+/// kept once made), then the description. A failure stops the calls at once; a claim made is
+/// kept whatever fails after it, for the step's retry to find as its own. The attributes
+/// wait until the record needs them.
+async fn read_one_after_another(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    early_claim: Option<(&str, &str)>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<FirstReads> {
+    let groups = ec2.cordon_groups_anywhere().await?;
+    let early_claim = match early_claim {
+        Some((owner, vpc_id)) => {
+            let in_vpc: Vec<SecurityGroup> = groups
+                .iter()
+                .filter(|group| group.vpc_id == vpc_id)
+                .cloned()
+                .collect();
+            match claim::claim_in(&in_vpc, instance_id) {
+                // Ours from an earlier attempt, or another execution's: `take` judges it.
+                Some(_) => None,
+                None => match claim::create_early(ec2, vpc_id, instance_id, owner, now).await {
+                    Err(error) if error.is_transient() => return Err(error),
+                    created => Some(created),
+                },
+            }
+        }
+        None => None,
+    };
+    Ok(FirstReads {
+        instance: ec2.describe_instance(instance_id).await,
+        groups_anywhere: Ok(groups),
+        early_claim,
+        termination_protection: None,
+        shutdown_behavior: None,
+    })
+}
+
 /// [`capture`], also giving what it read (Cordon's groups in the instance's VPCs and the
 /// instance), so that isolating in the same process need not read them again.
 pub async fn capture_seeing(
@@ -313,6 +423,7 @@ pub async fn capture_seeing(
     finding: Option<FindingSummary>,
     owner: Option<&str>,
     now: &str,
+    pace: Pace,
 ) -> Result<(CaptureOutput, Seen)> {
     let now_utc = chrono::DateTime::parse_from_rfc3339(now)
         .map(|at| at.with_timezone(&chrono::Utc))
@@ -322,21 +433,17 @@ pub async fn capture_seeing(
     // the third and fourth. The claim goes into the VPC the finding names; an instance that
     // turns out to be skipped, or in another VPC, has it removed again.
     let hinted_vpc = owner.and(finding.as_ref().and_then(|f| f.vpc_id.clone()));
-    let early_claim = async {
-        match (owner, hinted_vpc.as_deref()) {
-            (Some(owner), Some(vpc_id)) => {
-                Some(claim::create_early(ec2, vpc_id, instance_id, owner, now_utc).await)
-            }
-            _ => None,
-        }
+    let early = owner.zip(hinted_vpc.as_deref());
+    let FirstReads {
+        instance,
+        groups_anywhere,
+        early_claim,
+        termination_protection,
+        shutdown_behavior,
+    } = match pace {
+        Pace::AtOnce => read_at_once(ec2, instance_id, early, now_utc).await,
+        Pace::OneAfterAnother => read_one_after_another(ec2, instance_id, early, now_utc).await?,
     };
-    let (instance, termination_protection, shutdown_behavior, groups_anywhere, early_claim) = tokio::join!(
-        ec2.describe_instance(instance_id),
-        ec2.termination_protection(instance_id),
-        ec2.shutdown_behavior(instance_id),
-        ec2.cordon_groups_anywhere(),
-        early_claim
-    );
     // The early claim's group, if this call created it: removed when it is not needed.
     let created_early = match &early_claim {
         Some(Ok(group_id)) => Some(group_id.clone()),
@@ -357,6 +464,10 @@ pub async fn capture_seeing(
     };
     let instance = match instance {
         Ok(instance) => instance,
+        // Throttled or unavailable: the claim stays for the step's retry, which finds it its
+        // own (removing it would spend a call of the same scarce kind, and the retry another
+        // to make it again).
+        Err(error) if error.is_transient() => return Err(error),
         Err(error) => {
             release_early().await;
             return Err(error);
@@ -501,11 +612,17 @@ pub async fn capture_seeing(
         // stop; the originals are the tagged record's.
         termination_protection: match &tagged {
             Some(tagged) => tagged.termination_protection,
-            None => termination_protection?,
+            None => match termination_protection {
+                Some(read) => read?,
+                None => ec2.termination_protection(instance_id).await?,
+            },
         },
         shutdown_behavior: match &tagged {
             Some(tagged) => tagged.shutdown_behavior.clone(),
-            None => Some(shutdown_behavior?),
+            None => Some(match shutdown_behavior {
+                Some(read) => read?,
+                None => ec2.shutdown_behavior(instance_id).await?,
+            }),
         },
         interfaces,
     };
@@ -664,6 +781,133 @@ mod tests {
         let retry = block_on(capture(&ec2, "i-00000001", None, Some("exec-a"), NOW)).unwrap();
         assert_eq!(retry.status, CaptureStatus::Captured);
         assert_eq!(retry.record, first.record);
+    }
+
+    fn throttled(operation: &str) -> CordonError {
+        CordonError::Throttled {
+            operation: operation.into(),
+            message: "Request limit exceeded.".into(),
+        }
+    }
+
+    fn finding_in_vpc_1() -> FindingSummary {
+        serde_json::from_value(serde_json::json!({
+            "id": "f-1", "finding_type": "Backdoor:EC2/C&CActivity.B", "severity": 8.0,
+            "account_id": null, "region": null, "remote_addresses": [], "vpc_id": "vpc-1",
+        }))
+        .unwrap()
+    }
+
+    fn capture_at(ec2: &FakeEc2, owner: &str, pace: Pace) -> Result<CaptureOutput> {
+        block_on(capture_seeing(
+            ec2,
+            "i-00000001",
+            Some(finding_in_vpc_1()),
+            Some(owner),
+            NOW,
+            pace,
+        ))
+        .map(|(output, _)| output)
+    }
+
+    fn claims_of(ec2: &FakeEc2, owner: &str) -> usize {
+        ec2.with(|s| {
+            s.groups
+                .values()
+                .filter(|g| {
+                    g.tags
+                        .iter()
+                        .any(|(k, v)| k == claim::OWNER_TAG && v == owner)
+                })
+                .count()
+        })
+    }
+
+    #[test]
+    fn a_retried_capture_goes_one_call_after_another_and_the_first_attempt_at_once() {
+        assert_eq!(Pace::of_attempt(Some(0)), Pace::AtOnce);
+        // `cordon isolate`, and a definition that does not pass the count.
+        assert_eq!(Pace::of_attempt(None), Pace::AtOnce);
+        assert_eq!(Pace::of_attempt(Some(1)), Pace::OneAfterAnother);
+        assert_eq!(Pace::of_attempt(Some(19)), Pace::OneAfterAnother);
+    }
+
+    #[test]
+    fn a_retried_capture_spends_no_token_past_a_throttled_call_and_keeps_its_claim() {
+        let ec2 = FakeEc2::standard();
+        // The first attempt, at once: the description is throttled through the SDK's attempts.
+        ec2.fail_next("DescribeInstances", throttled("DescribeInstances"));
+        let error = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.Throttled");
+        // The claim stays, for the retry to find as its own: removing it would cost a call
+        // of the scarcest kind, and the retry another.
+        assert_eq!(claims_of(&ec2, "exec-a"), 1);
+        assert!(!ec2.calls().iter().any(|c| c == "DeleteSecurityGroup"));
+
+        // A retry: Cordon's groups are read first, and a throttled description stops it there.
+        ec2.clear_calls();
+        ec2.fail_next("DescribeInstances", throttled("DescribeInstances"));
+        capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap_err();
+        assert_eq!(ec2.calls(), ["DescribeSecurityGroups", "DescribeInstances"]);
+
+        // The next retry goes through, without making the claim again.
+        ec2.clear_calls();
+        let captured = capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap();
+        assert_eq!(captured.status, CaptureStatus::Captured);
+        assert_eq!(
+            ec2.calls(),
+            [
+                "DescribeSecurityGroups",
+                "DescribeInstances",
+                "DescribeInstanceAttribute",
+                "DescribeInstanceAttribute",
+                "CreateTags"
+            ]
+        );
+        assert_eq!(claims_of(&ec2, "exec-a"), 1);
+        assert_eq!(
+            captured.record.unwrap().interfaces[0].groups,
+            ["sg-app", "sg-ssh"]
+        );
+    }
+
+    #[test]
+    fn a_retried_capture_whose_claim_is_throttled_reads_nothing_more() {
+        let ec2 = FakeEc2::standard();
+        ec2.fail_next("CreateSecurityGroup", throttled("CreateSecurityGroup"));
+        let error = capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.Throttled");
+        assert_eq!(
+            ec2.calls(),
+            ["DescribeSecurityGroups", "CreateSecurityGroup"]
+        );
+        assert_eq!(claims_of(&ec2, "exec-a"), 0);
+        // Another execution's claim is judged as at once: this one leaves the instance to it.
+        ec2.clear_calls();
+        assert_eq!(
+            capture_at(&ec2, "exec-b", Pace::AtOnce).unwrap().status,
+            CaptureStatus::Captured
+        );
+        let left = capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap();
+        assert_eq!(left.status, CaptureStatus::AlreadyQuarantined);
+        assert!(left.reason.contains("exec-b"), "{}", left.reason);
+        assert_eq!(claims_of(&ec2, "exec-a"), 0);
+    }
+
+    #[test]
+    fn a_retried_capture_of_an_exempt_instance_removes_the_claim_it_made() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| {
+            s.instances
+                .get_mut("i-00000001")
+                .unwrap()
+                .tags
+                .push(("cordon:exempt".into(), "true".into()))
+        });
+        let skipped = capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap();
+        assert_eq!(skipped.status, CaptureStatus::Skipped);
+        assert_eq!(claims_of(&ec2, "exec-a"), 0);
+        assert!(!ec2.calls().iter().any(|c| c == "DescribeInstanceAttribute"));
     }
 
     #[test]

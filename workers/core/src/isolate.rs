@@ -1167,6 +1167,7 @@ mod tests {
             None,
             None,
             "2026-11-29T14:00:00.000Z",
+            crate::capture::Pace::AtOnce,
         ))
         .unwrap();
         let record = captured.record.unwrap();

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::capture::{capture, CaptureOutput, FindingSummary};
+use crate::capture::{capture_seeing, CaptureOutput, FindingSummary, Pace};
 use crate::config::Config;
 use crate::decision::RestoreGate;
 use crate::ec2::{DenyEntry, Ec2Provider, Target};
@@ -61,6 +61,9 @@ pub struct CaptureInput<'a> {
     /// When the execution started (`$$.Execution.StartTime`), for the time-to-isolation
     /// metric only: absent or unreadable, that metric is not emitted.
     pub started_at: Option<&'a str>,
+    /// How often Step Functions has retried the step (`$$.State.RetryCount`), which sets
+    /// capture's [`Pace`]; None when the caller does not say.
+    pub retry_count: Option<u32>,
 }
 
 /// The state machine hands capture `{"event": ..., "execution": ...,
@@ -76,6 +79,7 @@ pub fn unwrap_capture_input(input: &Value) -> Result<CaptureInput<'_>> {
             approvals_required: 1,
             execution: None,
             started_at: None,
+            retry_count: None,
         });
     };
     let execution = match input.get("execution") {
@@ -115,12 +119,18 @@ pub fn unwrap_capture_input(input: &Value) -> Result<CaptureInput<'_>> {
         .get("started_at")
         .and_then(Value::as_str)
         .filter(|at| chrono::DateTime::parse_from_rfc3339(at).is_ok());
+    // Anything but a count is taken as no count: the pace is the only thing it decides.
+    let retry_count = input
+        .get("retry_count")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok());
     Ok(CaptureInput {
         event,
         approval_timeout_seconds: seconds,
         approvals_required,
         execution,
         started_at,
+        retry_count,
     })
 }
 
@@ -139,6 +149,7 @@ pub async fn capture_step(
         approvals_required,
         execution,
         started_at,
+        retry_count,
     } = unwrap_capture_input(input)?;
     let finding = single_finding(event)?;
     let summary = FindingSummary::from(&finding);
@@ -166,8 +177,16 @@ pub async fn capture_step(
             }
             None => None,
         };
-        let mut output =
-            capture(&ec2, &instance_id, Some(summary), execution, &now_rfc3339()).await?;
+        let pace = Pace::of_attempt(retry_count);
+        let (mut output, _) = capture_seeing(
+            &ec2,
+            &instance_id,
+            Some(summary),
+            execution,
+            &now_rfc3339(),
+            pace,
+        )
+        .await?;
         if let Some(moved) = moved {
             output.warnings.push(StepError {
                 error: "Cordon.CredentialsElsewhere".into(),
@@ -652,6 +671,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("invalid type"), "{error}");
+    }
+
+    #[test]
+    fn the_capture_steps_retry_count_sets_its_pace() {
+        let config = Config::default();
+        let first_call = |retry_count: Value| {
+            let ec2 = FakeEc2::standard();
+            let input = json!({"event": event(8.0), "execution": "exec-a",
+                "approval_timeout_seconds": "3600", "retry_count": retry_count});
+            let output = block_on(capture_step(
+                &|_: &Target| ec2.clone(),
+                &no_role(),
+                &config,
+                &input,
+            ))
+            .unwrap();
+            assert_eq!(output.status, crate::capture::CaptureStatus::Captured);
+            ec2.calls()[0].clone()
+        };
+        // At once, the description is asked first; one after another, Cordon's groups are.
+        assert_eq!(first_call(json!(0)), "DescribeInstances");
+        assert_eq!(first_call(json!(2)), "DescribeSecurityGroups");
+        // A count that is not one is no count: the first attempt's pace.
+        assert_eq!(first_call(json!("2")), "DescribeInstances");
+        assert_eq!(first_call(Value::Null), "DescribeInstances");
     }
 
     fn event(severity: f64) -> Value {
