@@ -259,8 +259,19 @@ impl FaultProxy {
         });
         let serving = shared.clone();
         tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                tokio::spawn(connection(client, serving.clone()));
+            loop {
+                match listener.accept().await {
+                    Ok((client, _)) => {
+                        tokio::spawn(connection(client, serving.clone()));
+                    }
+                    // A connection reset before it was accepted, or no descriptor free for a
+                    // moment (a burst of a thousand executions): the listener goes on. Leaving
+                    // the loop closed it, and every later call was refused a connection.
+                    Err(error) => {
+                        eprintln!("fault proxy: accept failed ({error}); accepting again");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
             }
         });
         FaultProxy {

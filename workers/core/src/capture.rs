@@ -390,12 +390,7 @@ async fn read_one_after_another(
     let groups = ec2.cordon_groups_anywhere().await?;
     let early_claim = match early_claim {
         Some((owner, vpc_id)) => {
-            let in_vpc: Vec<SecurityGroup> = groups
-                .iter()
-                .filter(|group| group.vpc_id == vpc_id)
-                .cloned()
-                .collect();
-            match claim::claim_in(&in_vpc, instance_id) {
+            match claim_in_vpc(&groups, vpc_id, instance_id) {
                 // Ours from an earlier attempt, or another execution's: `take` judges it.
                 Some(_) => None,
                 None => match claim::create_early(ec2, vpc_id, instance_id, owner, now).await {
@@ -413,6 +408,28 @@ async fn read_one_after_another(
         termination_protection: None,
         shutdown_behavior: None,
     })
+}
+
+/// The claim on `instance_id` in `vpc_id` among `groups`, whoever holds it.
+fn claim_in_vpc(groups: &[SecurityGroup], vpc_id: &str, instance_id: &str) -> Option<claim::Claim> {
+    let in_vpc: Vec<SecurityGroup> = groups
+        .iter()
+        .filter(|group| group.vpc_id == vpc_id)
+        .cloned()
+        .collect();
+    claim::claim_in(&in_vpc, instance_id)
+}
+
+/// The claim `owner` holds on `instance_id` in `vpc_id` among `groups`, if any: the group's id.
+fn own_claim_in(
+    groups: Option<&Vec<SecurityGroup>>,
+    vpc_id: Option<&str>,
+    instance_id: &str,
+    owner: Option<&str>,
+) -> Option<String> {
+    claim_in_vpc(groups?, vpc_id?, instance_id)
+        .filter(|claim| Some(claim.owner.as_str()) == owner)
+        .map(|claim| claim.group_id)
 }
 
 /// [`capture`], also giving what it read (Cordon's groups in the instance's VPCs and the
@@ -444,10 +461,16 @@ pub async fn capture_seeing(
         Pace::AtOnce => read_at_once(ec2, instance_id, early, now_utc).await,
         Pace::OneAfterAnother => read_one_after_another(ec2, instance_id, early, now_utc).await?,
     };
-    // The early claim's group, if this call created it: removed when it is not needed.
+    // The early claim's group, if this attempt created it or an earlier attempt of this
+    // execution did (and kept it through a throttled call): removed when it is not needed.
     let created_early = match &early_claim {
         Some(Ok(group_id)) => Some(group_id.clone()),
-        _ => None,
+        _ => own_claim_in(
+            groups_anywhere.as_ref().ok(),
+            hinted_vpc.as_deref(),
+            instance_id,
+            owner,
+        ),
     };
     let release_early = || async {
         if let Some(group_id) = &created_early {
@@ -502,6 +525,8 @@ pub async fn capture_seeing(
             .into_iter()
             .filter(|group| vpc_ids.contains(&group.vpc_id))
             .collect(),
+        // As for the description: the claim stays for the step's retry.
+        Err(error) if error.is_transient() => return Err(error),
         Err(error) => {
             release_early().await;
             return Err(error);
@@ -790,24 +815,34 @@ mod tests {
         }
     }
 
-    fn finding_in_vpc_1() -> FindingSummary {
+    fn finding_in(vpc_id: &str) -> FindingSummary {
         serde_json::from_value(serde_json::json!({
             "id": "f-1", "finding_type": "Backdoor:EC2/C&CActivity.B", "severity": 8.0,
-            "account_id": null, "region": null, "remote_addresses": [], "vpc_id": "vpc-1",
+            "account_id": null, "region": null, "remote_addresses": [], "vpc_id": vpc_id,
         }))
         .unwrap()
     }
 
-    fn capture_at(ec2: &FakeEc2, owner: &str, pace: Pace) -> Result<CaptureOutput> {
+    /// A capture by `owner` of the standard instance (in vpc-1), from a finding naming `vpc_id`.
+    fn capture_named(
+        ec2: &FakeEc2,
+        owner: &str,
+        vpc_id: &str,
+        pace: Pace,
+    ) -> Result<CaptureOutput> {
         block_on(capture_seeing(
             ec2,
             "i-00000001",
-            Some(finding_in_vpc_1()),
+            Some(finding_in(vpc_id)),
             Some(owner),
             NOW,
             pace,
         ))
         .map(|(output, _)| output)
+    }
+
+    fn capture_at(ec2: &FakeEc2, owner: &str, pace: Pace) -> Result<CaptureOutput> {
+        capture_named(ec2, owner, "vpc-1", pace)
     }
 
     fn claims_of(ec2: &FakeEc2, owner: &str) -> usize {
@@ -894,9 +929,7 @@ mod tests {
         assert_eq!(claims_of(&ec2, "exec-a"), 0);
     }
 
-    #[test]
-    fn a_retried_capture_of_an_exempt_instance_removes_the_claim_it_made() {
-        let ec2 = FakeEc2::standard();
+    fn make_exempt(ec2: &FakeEc2) {
         ec2.with(|s| {
             s.instances
                 .get_mut("i-00000001")
@@ -904,10 +937,70 @@ mod tests {
                 .tags
                 .push(("cordon:exempt".into(), "true".into()))
         });
+    }
+
+    #[test]
+    fn a_retried_capture_of_an_exempt_instance_removes_the_claim_it_made() {
+        let ec2 = FakeEc2::standard();
+        make_exempt(&ec2);
         let skipped = capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap();
         assert_eq!(skipped.status, CaptureStatus::Skipped);
+        assert_eq!(
+            ec2.calls(),
+            [
+                "DescribeSecurityGroups",
+                "CreateSecurityGroup",
+                "DescribeInstances",
+                "DeleteSecurityGroup"
+            ]
+        );
         assert_eq!(claims_of(&ec2, "exec-a"), 0);
-        assert!(!ec2.calls().iter().any(|c| c == "DescribeInstanceAttribute"));
+    }
+
+    #[test]
+    fn a_claim_kept_through_a_throttled_call_is_removed_when_the_retry_skips_the_instance() {
+        for (first_attempt, throttled_read) in [
+            (Pace::AtOnce, "DescribeInstances"),
+            (Pace::AtOnce, "DescribeSecurityGroups"),
+            (Pace::OneAfterAnother, "DescribeInstances"),
+        ] {
+            for retry in [Pace::AtOnce, Pace::OneAfterAnother] {
+                let ec2 = FakeEc2::standard();
+                ec2.fail_next(throttled_read, throttled(throttled_read));
+                capture_at(&ec2, "exec-a", first_attempt).unwrap_err();
+                assert_eq!(claims_of(&ec2, "exec-a"), 1, "{throttled_read}");
+                // Tagged exempt before the retry: this execution's claim goes with it.
+                make_exempt(&ec2);
+                let skipped = capture_at(&ec2, "exec-a", retry).unwrap();
+                assert_eq!(skipped.status, CaptureStatus::Skipped);
+                assert_eq!(claims_of(&ec2, "exec-a"), 0, "{throttled_read}, {retry:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_claim_kept_in_a_vpc_the_finding_wrongly_names_is_removed_by_the_retry() {
+        let ec2 = FakeEc2::standard();
+        ec2.fail_next("DescribeInstances", throttled("DescribeInstances"));
+        capture_named(&ec2, "exec-a", "vpc-0000beef", Pace::AtOnce).unwrap_err();
+        let claim_vpcs = || {
+            ec2.with(|s| {
+                s.groups
+                    .values()
+                    .filter(|g| {
+                        g.tags
+                            .iter()
+                            .any(|(k, v)| k == claim::OWNER_TAG && v == "exec-a")
+                    })
+                    .map(|g| g.vpc_id.clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(claim_vpcs(), ["vpc-0000beef"]);
+        let captured =
+            capture_named(&ec2, "exec-a", "vpc-0000beef", Pace::OneAfterAnother).unwrap();
+        assert_eq!(captured.status, CaptureStatus::Captured);
+        assert_eq!(claim_vpcs(), ["vpc-1"]);
     }
 
     #[test]

@@ -24,8 +24,11 @@ pub const INSTANCE_TAG: &str = "cordon:instance";
 pub const OWNER_TAG: &str = "cordon:owner";
 /// When it was taken, RFC 3339.
 pub const CLAIMED_AT_TAG: &str = "cordon:claimed-at";
-/// How long a claim holds duplicates back: far longer than capture and containment take with
-/// every retry (about two minutes), far shorter than GuardDuty's re-publication interval.
+/// How long a claim holds duplicates back: far longer than a capture takes, about as long as
+/// its step's retries on a throttled EC2 last (the definition's 20 attempts, waits capped at
+/// 30 s), far shorter than GuardDuty's re-publication interval. A holder that fails keeps
+/// duplicates back no longer than this; one still retrying after it may lose the claim to a
+/// later finding, and its next attempt then leaves the instance to that execution.
 pub const LEASE_SECONDS: i64 = 600;
 /// How far ahead of this clock another Lambda's may be: a claim dated later than that was
 /// not taken by an execution.

@@ -676,26 +676,43 @@ mod tests {
     #[test]
     fn the_capture_steps_retry_count_sets_its_pace() {
         let config = Config::default();
-        let first_call = |retry_count: Value| {
+        // Round trips from the step's start to its end, on a clock that moves only when every
+        // call waits: calls made at once count once.
+        let round_trips = |retry_count: Value| {
             let ec2 = FakeEc2::standard();
+            let round_trip = std::time::Duration::from_millis(100);
+            ec2.with(|s| s.latency = Some(round_trip));
             let input = json!({"event": event(8.0), "execution": "exec-a",
                 "approval_timeout_seconds": "3600", "retry_count": retry_count});
-            let output = block_on(capture_step(
-                &|_: &Target| ec2.clone(),
-                &no_role(),
-                &config,
-                &input,
-            ))
-            .unwrap();
-            assert_eq!(output.status, crate::capture::CaptureStatus::Captured);
-            ec2.calls()[0].clone()
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let start = tokio::time::Instant::now();
+                let output = capture_step(&|_: &Target| ec2.clone(), &no_role(), &config, &input)
+                    .await
+                    .unwrap();
+                assert_eq!(output.status, crate::capture::CaptureStatus::Captured);
+                (start.elapsed().as_millis() / round_trip.as_millis()) as u32
+            })
         };
-        // At once, the description is asked first; one after another, Cordon's groups are.
-        assert_eq!(first_call(json!(0)), "DescribeInstances");
-        assert_eq!(first_call(json!(2)), "DescribeSecurityGroups");
+        // At once: the reads, the claim (the finding names no VPC to take it in early), the
+        // record.
+        assert_eq!(round_trips(json!(0)), 3);
+        // A retry: the groups, the description, the claim, two attributes, the record.
+        assert_eq!(round_trips(json!(2)), 6);
         // A count that is not one is no count: the first attempt's pace.
-        assert_eq!(first_call(json!("2")), "DescribeInstances");
-        assert_eq!(first_call(Value::Null), "DescribeInstances");
+        for not_a_count in [
+            json!("2"),
+            json!(-1),
+            json!(u64::MAX),
+            json!(1.5),
+            Value::Null,
+        ] {
+            assert_eq!(round_trips(not_a_count.clone()), 3, "{not_a_count}");
+        }
     }
 
     fn event(severity: f64) -> Value {
