@@ -20,5 +20,6 @@ mod lifecycle;
 mod load_balancers;
 mod metrics;
 mod operations;
+mod parameters;
 mod sign_in;
 mod workflow;

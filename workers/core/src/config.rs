@@ -36,7 +36,9 @@ impl RuleBand {
         Ok(RuleBand { first, last })
     }
 
-    /// `"1-99"`.
+    /// `"1-99"`; `"99-1"` is the same band. The stack's parameter pattern can check each
+    /// number but not their order, and a band given backwards is still plain in meaning:
+    /// refusing it would fail every finding at cold start for a deployment that went through.
     pub fn parse(text: &str) -> Result<Self> {
         let bad = || {
             CordonError::InvalidConfiguration(format!(
@@ -44,9 +46,9 @@ impl RuleBand {
             ))
         };
         let (first, last) = text.trim().split_once('-').ok_or_else(bad)?;
-        let first = first.trim().parse().map_err(|_| bad())?;
-        let last = last.trim().parse().map_err(|_| bad())?;
-        RuleBand::new(first, last)
+        let first: i32 = first.trim().parse().map_err(|_| bad())?;
+        let last: i32 = last.trim().parse().map_err(|_| bad())?;
+        RuleBand::new(first.min(last), first.max(last))
     }
 }
 
@@ -353,6 +355,14 @@ mod tests {
             }
         );
         assert_eq!(config.nacl.rule_quota, 40);
+        let backwards = self::config(&[("CORDON_NACL_BAND", "49-10")]).unwrap();
+        assert_eq!(
+            backwards.nacl.band,
+            RuleBand {
+                first: 10,
+                last: 49
+            }
+        );
     }
 
     #[test]
@@ -368,7 +378,6 @@ mod tests {
             ("CORDON_FORENSIC_CIDR", "10.0.0.0/40", "0..=32"),
             ("CORDON_FORENSIC_SECURITY_GROUP", "forensics", "sg-"),
             ("CORDON_NACL_BAND", "0-99", "1 <= first"),
-            ("CORDON_NACL_BAND", "50-10", "first <= last"),
             ("CORDON_NACL_BAND", "1-32767", "32766"),
             ("CORDON_NACL_BAND", "ten", "FIRST-LAST"),
             ("CORDON_NACL_RULE_QUOTA", "41", "CORDON_NACL_RULE_QUOTA"),
