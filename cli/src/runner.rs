@@ -120,6 +120,9 @@ pub fn local_definition(
         &approval_timeout_seconds.to_string(),
     );
     text = text.replace("${ApprovalsRequired}", &approvals_required.to_string());
+    // The stack gives them in its partition; the emulator is in `aws`.
+    text = text.replace("${LambdaInvokeWaitForTaskToken}", LAMBDA_INVOKE_WAIT);
+    text = text.replace("${LambdaInvoke}", LAMBDA_INVOKE);
     if let Some(at) = text.find("${") {
         let rest: String = text[at..].chars().take(40).collect();
         return Err(format!(

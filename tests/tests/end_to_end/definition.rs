@@ -768,3 +768,97 @@ fn the_credentials_deny_is_one_document_and_cordons_iam_writes_cannot_grant() {
         }
     }
 }
+
+#[test]
+fn the_member_role_trusts_only_the_workers_that_act_in_member_accounts() {
+    // Not the whole administrator account: any principal there allowed sts:AssumeRole could
+    // otherwise act as Cordon in every member account.
+    let template = template();
+    let member: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string(repo_root().join("infra/member-role.yaml")).unwrap(),
+    )
+    .unwrap();
+    let trust =
+        &member["Resources"]["MemberRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+    let [statement] = trust.as_array().unwrap().as_slice() else {
+        panic!("one trust statement: {trust}");
+    };
+    let workers =
+        "arn:${AWS::Partition}:iam::${AdministratorAccountId}:role/cordon/${AdministratorStackName}/*";
+    let [condition, with_operators, workers_alone] = statement["Condition"]["ArnLike"]
+        ["aws:PrincipalArn"]["Fn::If"]
+        .as_array()
+        .unwrap()
+        .as_slice()
+    else {
+        panic!("{statement}");
+    };
+    assert_eq!(condition, "HasOperators");
+    assert_eq!(workers_alone, &serde_json::json!([{ "Fn::Sub": workers }]));
+    // Operators the stack names are added to the workers, never in their place.
+    assert_eq!(
+        with_operators["Fn::Split"][1]["Fn::Sub"][0],
+        format!("{workers},${{Operators}}")
+    );
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["sts:ExternalId"]["Ref"],
+        "ExternalId"
+    );
+    // No default: a StackSet updated without it fails rather than trust another path.
+    assert!(member["Parameters"]["AdministratorStackName"]
+        .get("Default")
+        .is_none());
+
+    // The roles under that path are exactly those allowed to assume the member role.
+    let mut on_path = Vec::new();
+    for (name, resource) in template["Resources"].as_object().unwrap() {
+        if resource["Type"] != "AWS::IAM::Role" {
+            continue;
+        }
+        let assumes_member = role_actions(&template, name)
+            .iter()
+            .any(|action| covers(action, "sts:AssumeRole"));
+        let path = &resource["Properties"]["Path"]["Fn::Sub"];
+        assert_eq!(
+            path == "/cordon/${AWS::StackName}/",
+            assumes_member,
+            "{name}: path {path}, assumes the member role: {assumes_member}"
+        );
+        if assumes_member {
+            on_path.push(name.clone());
+        }
+    }
+    assert_eq!(on_path.len(), 9, "{on_path:?}");
+}
+
+#[test]
+fn the_definition_names_no_partition_and_the_stack_gives_its_own() {
+    // A task whose Resource says arn:aws: cannot run in aws-us-gov or aws-cn.
+    let text =
+        std::fs::read_to_string(repo_root().join("statemachine/quarantine.asl.json")).unwrap();
+    assert!(
+        !text.contains("arn:aws"),
+        "a partition written in the definition"
+    );
+    let mut found = Vec::new();
+    let definition = definition();
+    tasks(&definition["States"], &mut found);
+    for (name, task) in &found {
+        let resource = task["Resource"].as_str().unwrap();
+        assert!(
+            ["${LambdaInvoke}", "${LambdaInvokeWaitForTaskToken}"].contains(&resource),
+            "{name}: {resource}"
+        );
+    }
+    let template = template();
+    let substitutions =
+        &template["Resources"]["QuarantineStateMachine"]["Properties"]["DefinitionSubstitutions"];
+    assert_eq!(
+        substitutions["LambdaInvoke"]["Fn::Sub"],
+        "arn:${AWS::Partition}:states:::lambda:invoke"
+    );
+    assert_eq!(
+        substitutions["LambdaInvokeWaitForTaskToken"]["Fn::Sub"],
+        "arn:${AWS::Partition}:states:::lambda:invoke.waitForTaskToken"
+    );
+}

@@ -418,3 +418,33 @@ fn every_function_may_write_its_own_log_and_traces() {
         }
     }
 }
+
+#[test]
+fn deleting_the_stack_keeps_the_audit_trail() {
+    // The log groups say what Cordon did to which instance: deleting or updating the stack
+    // must not delete them, and a stack deployed again under the same name must not collide
+    // with the groups kept from the last one (their names end with the stack's id).
+    let template = template();
+    let groups = resources_of_type(&template, "AWS::Logs::LogGroup");
+    assert_eq!(groups.len(), 12);
+    let stack_uuid = serde_json::json!({
+        "Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]
+    });
+    for (name, group) in groups {
+        assert_eq!(group["DeletionPolicy"], "Retain", "{name}");
+        assert_eq!(group["UpdateReplacePolicy"], "Retain", "{name}");
+        let [pattern, variables] = group["Properties"]["LogGroupName"]["Fn::Sub"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: a name of its own"))
+            .as_slice()
+        else {
+            panic!("{name}");
+        };
+        let pattern = pattern.as_str().unwrap();
+        assert!(
+            pattern.contains("${AWS::StackName}") && pattern.ends_with("-${StackUuid}"),
+            "{name}: {pattern}"
+        );
+        assert_eq!(variables["StackUuid"], stack_uuid, "{name}");
+    }
+}

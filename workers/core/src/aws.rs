@@ -120,6 +120,11 @@ pub struct AwsTarget {
     pub endpoint_url: Option<String>,
 }
 
+/// The ARN of the member role `role_name` in `account` of `partition`.
+pub fn member_role_arn(partition: &str, account: &str, role_name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:role/{role_name}")
+}
+
 /// The role Cordon assumes in a member account (`infra/member-role.yaml`) when a finding
 /// comes from an account other than its own: a delegated GuardDuty administrator sees them all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,7 +314,12 @@ impl AwsContext {
         account: &str,
         role: &MemberRole,
     ) -> Result<aws_sdk_ec2::config::Credentials> {
-        let role_arn = format!("arn:aws:iam::{account}:role/{}", role.role_name);
+        // The partition of the region Cordon's STS client is in: a member account is in the
+        // same partition as the administrator's (an organization never spans two).
+        let partition = crate::partition::of_region(
+            self.config.region().map(|r| r.as_ref()).unwrap_or_default(),
+        );
+        let role_arn = member_role_arn(partition, account, &role.role_name);
         let assumed = self
             .sts()
             .assume_role()
@@ -1300,6 +1310,29 @@ impl Ec2 for AwsEc2 {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_member_role_is_named_in_the_partition_of_cordons_region() {
+        let arn = |region| {
+            member_role_arn(
+                crate::partition::of_region(region),
+                "444455556666",
+                "cordon-member",
+            )
+        };
+        assert_eq!(
+            arn("eu-west-1"),
+            "arn:aws:iam::444455556666:role/cordon-member"
+        );
+        assert_eq!(
+            arn("us-gov-west-1"),
+            "arn:aws-us-gov:iam::444455556666:role/cordon-member"
+        );
+        assert_eq!(
+            arn("cn-northwest-1"),
+            "arn:aws-cn:iam::444455556666:role/cordon-member"
+        );
+    }
 
     #[test]
     fn ec2_error_codes_map_to_cordon_errors() {

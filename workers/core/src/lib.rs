@@ -18,6 +18,7 @@ pub mod measures;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod partition;
 pub mod policy;
 pub mod record;
 pub mod restore;

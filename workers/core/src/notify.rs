@@ -219,9 +219,15 @@ pub fn subject_line(text: &str) -> String {
     cut
 }
 
+/// Links to the instance, the execution and the finding in the console of the execution's
+/// partition (none in a partition without a public console).
 fn console_links(state: &WorkflowState, execution_arn: &str) -> String {
     let region = state.region();
-    let base = format!("https://{region}.console.aws.amazon.com");
+    let partition = crate::partition::of_arn(execution_arn)
+        .unwrap_or_else(|| crate::partition::of_region(region));
+    let Some(base) = crate::partition::console_base(partition, region) else {
+        return format!("  (no console links: partition {partition} has no public console)");
+    };
     let mut lines = Vec::new();
     if let Some(instance) = &state.capture.instance_id {
         lines.push(format!(
@@ -708,6 +714,40 @@ mod tests {
         ] {
             assert!(message.body.contains(expected), "{expected}\n{}", message.body);
         }
+    }
+
+    #[test]
+    fn console_links_lead_to_the_console_of_the_executions_partition() {
+        let mut state = state();
+        let console = |state: &WorkflowState, execution: &str| {
+            let body = render(MessageKind::ApprovalRequest, state, execution, None).body;
+            body.split("Console:\n").nth(1).unwrap().to_string()
+        };
+        let commercial = console(
+            &state,
+            "arn:aws:states:eu-west-1:111122223333:execution:cordon-quarantine:e",
+        );
+        assert!(
+            commercial.contains("https://eu-west-1.console.aws.amazon.com/ec2/home?region=eu-west-1#InstanceDetails:instanceId=i-0000abcd"),
+            "{commercial}"
+        );
+        state.capture.finding.as_mut().unwrap().region = Some("us-gov-west-1".into());
+        let gov = console(
+            &state,
+            "arn:aws-us-gov:states:us-gov-west-1:111122223333:execution:cordon-quarantine:e",
+        );
+        assert!(
+            gov.contains("https://console.amazonaws-us-gov.com/states/home?region=us-gov-west-1#/v2/executions/details/arn:aws-us-gov:states:"),
+            "{gov}"
+        );
+        assert!(!gov.contains("aws.amazon.com"), "{gov}");
+        state.capture.finding.as_mut().unwrap().region = Some("cn-north-1".into());
+        // The region alone decides when the execution's ARN does not say.
+        let china = console(&state, "arn:exec");
+        assert!(
+            china.contains("https://console.amazonaws.cn/guardduty/home?region=cn-north-1"),
+            "{china}"
+        );
     }
 
     #[tokio::test]
