@@ -200,22 +200,10 @@ where
     }
 }
 
-/// The SDK's configuration for the executions of one world, each call to `endpoint` (the
-/// proxy). One HTTP client, and so one connection pool, serves them all: in Lambda each
-/// execution's function has a process and descriptors of its own, here a thousand share one
-/// process, whose 20,000 descriptors their pools of idle connections used up (every later
-/// call was refused a connection, which AWS would never do).
-pub fn modelled_sdk(endpoint: &str) -> aws_config::SdkConfig {
-    emulator_config(endpoint)
-        .into_builder()
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build()
-}
-
 /// One execution of `finding` as the state machine runs it up to ContainmentOutcome (the
-/// network branches), each call through `sdk` (from [`modelled_sdk`]).
+/// network branches), each call through `endpoint`.
 pub async fn execution(
-    sdk: &aws_config::SdkConfig,
+    endpoint: &str,
     name: &str,
     finding: Value,
     overheads: Overheads,
@@ -223,7 +211,7 @@ pub async fn execution(
     dice: &AtomicU64,
     isolated: &std::sync::Mutex<Option<IsolationReport>>,
 ) -> Execution {
-    let aws = AwsContext::from_sdk_config(sdk.clone()).with_retry_partition(name);
+    let aws = AwsContext::from_sdk_config(emulator_config(endpoint)).with_retry_partition(name);
     let config = Config::default();
     let mut run = Execution::default();
     tokio::time::sleep(overheads.before_capture()).await;
@@ -393,7 +381,7 @@ pub async fn single(moto: &Moto, scale: f64, first_use: bool, octet: usize) -> S
     let start = Instant::now();
     let dice = AtomicU64::new(7);
     let run = execution(
-        &modelled_sdk(&proxy.endpoint),
+        &proxy.endpoint,
         &format!("single-{octet}"),
         finding_in_vpc(&member.instance, &member.vpc, 8.0, crate::REMOTE),
         Overheads::scaled(scale),
@@ -496,17 +484,16 @@ pub async fn burst(count: usize, scale: f64, cutoff: Option<Duration>) -> Burst 
     proxy.model_aws(scale);
     let retriers = Arc::new(retriers());
     let dice = Arc::new(AtomicU64::new(11));
-    let sdk = Arc::new(modelled_sdk(&proxy.endpoint));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (index, member) in members.iter().enumerate() {
-        let (sdk, retriers, dice) = (sdk.clone(), retriers.clone(), dice.clone());
+        let (proxy, retriers, dice) = (proxy.clone(), retriers.clone(), dice.clone());
         let finding = finding_in_vpc(&member.instance, &member.vpc, 8.0, crate::REMOTE);
         let isolated = Arc::new(std::sync::Mutex::new(None));
         let slot = isolated.clone();
         let task = tokio::spawn(async move {
             let run = execution(
-                &sdk,
+                &proxy.endpoint,
                 &format!("burst-{index}"),
                 finding,
                 Overheads::scaled(scale),
