@@ -287,8 +287,9 @@ pub enum Pace {
     /// The reads and the early claim all at once: the shortest path, when nothing says EC2's
     /// buckets are short.
     AtOnce,
-    /// One after another, the scarcest bucket last among the reads and each call only once
-    /// the one before it went through: a step retried after a throttled (or unavailable) EC2.
+    /// One after another, each call only once the one before it went through (Cordon's groups,
+    /// the claim, the description, the attributes): a step retried, after a throttled or
+    /// unavailable EC2 as a rule.
     /// Made at once, five calls on four buckets must all go through together; in a burst one
     /// of them is throttled, the others' tokens are spent for nothing, and the retry starts
     /// all five again, so the buckets drain while few captures complete. One after another,
