@@ -1007,13 +1007,7 @@ mod tests {
     #[test]
     fn exempt_terminated_and_missing_instances_change_nothing() {
         let ec2 = FakeEc2::standard();
-        ec2.with(|s| {
-            s.instances
-                .get_mut("i-00000001")
-                .unwrap()
-                .tags
-                .push(("cordon:exempt".into(), "true".into()))
-        });
+        make_exempt(&ec2);
         let exempt = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
         assert_eq!(exempt.status, CaptureStatus::Skipped);
         assert!(exempt.reason.contains("cordon:exempt"));
