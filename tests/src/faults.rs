@@ -151,7 +151,14 @@ struct Shared {
     refusals: Mutex<Vec<Refusal>>,
     /// EC2's modelled costs, when the proxy models AWS.
     model: Mutex<Option<Arc<ModelledEc2>>>,
+    /// Calls being made on moto at once. One Python process answers them all: past a few at
+    /// once it only answers each more slowly, and calls that time out there are made again on
+    /// top of the rest. Beyond this bound a call waits here, as a loaded service answers later.
+    upstream_permits: tokio::sync::Semaphore,
 }
+
+/// Calls the proxy makes on moto at once; more wait their turn.
+const UPSTREAM_CONCURRENCY: usize = 16;
 
 /// The state of the modelled EC2: its token buckets and what they let through.
 #[derive(Debug)]
@@ -247,7 +254,10 @@ impl FaultProxy {
         let address: SocketAddr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(UPSTREAM_CONCURRENCY)
+                .build()
+                .unwrap(),
             plan: Mutex::new(plan),
             dice: Mutex::new(Dice(plan.seed.max(1))),
             counts: FaultCounts::default(),
@@ -256,6 +266,7 @@ impl FaultProxy {
             calls: Mutex::new(Vec::new()),
             refusals: Mutex::new(Vec::new()),
             model: Mutex::new(None),
+            upstream_permits: tokio::sync::Semaphore::new(UPSTREAM_CONCURRENCY),
         });
         let serving = shared.clone();
         tokio::spawn(async move {
@@ -732,6 +743,7 @@ async fn modelled_call(
 
 /// Makes the call on moto and renders its answer as HTTP/1.1 bytes.
 async fn forward(shared: &Shared, request: &Request) -> Vec<u8> {
+    let _turn = shared.upstream_permits.acquire().await.unwrap();
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap();
     let mut call = shared
         .http

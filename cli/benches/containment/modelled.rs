@@ -211,7 +211,17 @@ pub async fn execution(
     dice: &AtomicU64,
     isolated: &std::sync::Mutex<Option<IsolationReport>>,
 ) -> Execution {
-    let aws = AwsContext::from_sdk_config(emulator_config(endpoint)).with_retry_partition(name);
+    // One connection pool for the execution's clients and invocations, as one Lambda
+    // environment has. Without it each client opens its own, and a thousand executions in one
+    // process run out of descriptors on connections that are idle.
+    let http = aws_smithy_http_client::Builder::new()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build_http();
+    let sdk = emulator_config(endpoint)
+        .to_builder()
+        .http_client(http)
+        .build();
+    let aws = AwsContext::from_sdk_config(sdk).with_retry_partition(name);
     let config = Config::default();
     let mut run = Execution::default();
     tokio::time::sleep(overheads.before_capture()).await;
