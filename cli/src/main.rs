@@ -534,6 +534,7 @@ async fn contain(
         None,
         &now_rfc3339(),
         Pace::AtOnce,
+        &config.policy,
     )
     .await?;
     let mut output = IsolateOutput {

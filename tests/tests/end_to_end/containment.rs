@@ -564,7 +564,14 @@ async fn non_instance_findings_and_exempt_instances_change_nothing() {
     assert!(contained.capture.reason.contains("AccessKey"));
 
     world.tag(&instance, "cordon:exempt", "true").await;
-    let exempt = contain(&moto, &instance, "198.51.100.7").await;
+    let mut exempting = Config::default();
+    exempting.policy.exemptions.tag_key = Some("cordon:exempt".into());
+    let exempt = contain_with(
+        &moto,
+        &exempting,
+        &finding_for(&instance, 8.0, "198.51.100.7"),
+    )
+    .await;
     assert_eq!(exempt.capture.status, CaptureStatus::Skipped);
     assert!(exempt.capture.reason.contains("cordon:exempt"));
     let mut tags = before.2.clone();
@@ -801,6 +808,62 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
             "panics": 0,
             "notes": "0 interfaces left on the conversion group: throttled, back on its originals and the step retried (then isolated); denied, back on its originals and named with the cause"
         }),
+    );
+}
+
+/// The forensic host in subnet b, reached through the isolation group: b's ACL gets no deny
+/// of the instance's address (it would cut the forensic host off), the other ACL still denies
+/// the remote, and the report says which ACL was left open and for what.
+#[tokio::test]
+async fn the_forensic_subnet_keeps_its_path_through_the_acls() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let (_vpc, [a, b], [web, _]) = two_subnet_vpc(&world).await;
+    let (instance, enis) = world.instance(&[(&a, &[&web])], false).await;
+    let ip = world.eni_ipv4(&enis[0]).await;
+    let mut config = Config::default();
+    config.forensic_access = Some(cordon_core::config::ForensicSource::Cidr(
+        "10.0.2.0/25".into(),
+    ));
+    let contained =
+        contain_with(&moto, &config, &finding_for(&instance, 8.0, "203.0.113.50")).await;
+    let nacl = contained.nacl.as_ref().unwrap();
+    assert_eq!(nacl.status, StepStatus::Done, "{:?}", nacl.errors);
+
+    let acl_b = world.acl_of(&b).await;
+    let denies_b = world.denies(&acl_b).await;
+    assert!(
+        !denies_b
+            .iter()
+            .any(|(_, _, cidr)| *cidr == format!("{ip}/32")),
+        "the forensic subnet's ACL must not deny the instance: {denies_b:?}"
+    );
+    let denies_a = world.denies(&world.acl_of(&a).await).await;
+    assert_eq!(
+        denies_a
+            .iter()
+            .filter(|(_, _, c)| c == "203.0.113.50/32")
+            .count(),
+        2,
+        "{denies_a:?}"
+    );
+    assert_eq!(nacl.open_for_forensics.len(), 1);
+    assert_eq!(nacl.open_for_forensics[0].acl_id, acl_b);
+    assert_eq!(nacl.open_for_forensics[0].forensic_subnets, vec![b.clone()]);
+    // The isolation group is what admits the forensic host; the interface is on it.
+    let isolation = contained.isolation.as_ref().unwrap();
+    assert_eq!(
+        world.eni_groups(&enis[0]).await,
+        isolation.enis[0].groups_now
+    );
+    let isolation_group = &isolation.groups.values().next().unwrap().isolation;
+    assert_eq!(
+        &isolation.enis[0].groups_now,
+        std::slice::from_ref(isolation_group)
+    );
+    assert_eq!(
+        restore(&moto, &contained).await.status,
+        RestoreStatus::Restored
     );
 }
 

@@ -2,6 +2,7 @@
 //! member role there (moto keeps each account's state apart) and act in the finding's account.
 
 use cordon_core::aws::MemberRole;
+use cordon_core::capture::CaptureStatus;
 use cordon_core::config::Config;
 use cordon_core::restore::RestoreStatus;
 use cordon_core::steps::{block_step, capture_step, isolate_step, restore_step, RestoreInput};
@@ -54,16 +55,27 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
     finding["accountId"] = MEMBER.into();
     let config = Config::default();
 
-    // Without a member role the workers refuse, naming what to configure.
+    // Without a member role, an account Cordon's scope does not name is skipped as not
+    // enrolled (no failure, no email), saying what to configure; one it names fails.
     let alone = moto.cordon_aws();
-    let error = capture_step(&alone, &alone, &config, &finding)
+    let skipped = capture_step(&alone, &alone, &config, &finding)
+        .await
+        .unwrap();
+    assert_eq!(skipped.status, CaptureStatus::Skipped);
+    assert!(
+        skipped
+            .reason
+            .contains(&format!("account {MEMBER} is not enrolled"))
+            && skipped.reason.contains("CORDON_MEMBER_ROLE_NAME"),
+        "{}",
+        skipped.reason
+    );
+    let mut named = config.clone();
+    named.policy.scope.accounts = vec![MEMBER.into()];
+    let error = capture_step(&alone, &alone, &named, &finding)
         .await
         .unwrap_err();
-    assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");
-    assert!(
-        error.to_string().contains("CORDON_MEMBER_ROLE_NAME"),
-        "{error}"
-    );
+    assert_eq!(error.error_name(), "Cordon.NotEnrolled");
 
     let aws = moto.cordon_aws().with_member_role(Some(MemberRole {
         role_name: "cordon-member".into(),

@@ -150,6 +150,8 @@ fn workers_accept(template: &Value, values: &BTreeMap<String, String>) -> Result
             ]
             .contains(&variable.as_str())
                 || variable.starts_with("CORDON_INCLUDE_")
+                || variable.starts_with("CORDON_EXEMPT_")
+                || ["CORDON_ACCOUNTS", "CORDON_VPCS"].contains(&variable.as_str())
         }) {
             Config::from_lookup(lookup).map_err(refused)?;
         }
@@ -214,6 +216,14 @@ fn accepted() -> Vec<Vec<(&'static str, &'static str)>> {
         ("SecurityHubWorkflow", "false"),
         ("ArchiveFindingOnRestore", "true"),
         ("StandbyDecrementsCapacity", "true"),
+        ("Accounts", "111122223333"),
+        ("Accounts", "111122223333, 444455556666"),
+        ("Vpcs", "vpc-0123abcd,vpc-0123456789abcdef0"),
+        ("ExemptTagKey", "cordon:exempt"),
+        ("ExemptTagKey", "acme:security/cordon exempt"),
+        ("ExemptInstanceIds", "i-0123abcd"),
+        ("ExemptInstanceIds", "i-0123abcd, i-0123456789abcdef0"),
+        ("ExemptAutoScalingGroups", "bastions,build agents"),
     ] {
         cases.push(vec![(name, value)]);
     }
@@ -259,6 +269,10 @@ fn unreadable() -> Vec<Vec<(&'static str, &'static str)>> {
         ("NaclRuleQuota", "1.5"),
         ("ApprovalTimeoutSeconds", "600.5"),
         ("ApprovalTimeoutSeconds", "60.0"),
+        ("ExemptInstanceIds", "i-0123"),
+        ("Accounts", "1111-2222-3333"),
+        ("Vpcs", "vpc-1"),
+        ("ExemptInstanceIds", "web-1"),
         // Sign-in settings without the provider they belong to.
         ("OidcClientId", "cordon-approval"),
         ("Approvers", "*"),
@@ -298,6 +312,7 @@ fn refused() -> Vec<Vec<(&'static str, &'static str)>> {
         ("MinSeverity", "10.1"),
         ("ApprovalsRequired", "3"),
         ("ForensicCidr", "10.0.0.0"),
+        ("ExemptInstanceIds", "i-0123abcd,"),
     ] {
         cases.push(vec![(name, value)]);
     }

@@ -11,7 +11,7 @@ use aws_sdk_ec2::Client;
 
 use crate::ec2::{
     AclEntry, ConnTrack, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl,
-    NetworkInterface, Peer, RuleAction, SecurityGroup, SgRule, Snapshot, Volume, Vpc,
+    NetworkInterface, Peer, RuleAction, SecurityGroup, SgRule, Snapshot, Subnet, Volume, Vpc,
 };
 use crate::error::{CordonError, Result};
 
@@ -330,7 +330,9 @@ impl AwsContext {
             .duration_seconds(900)
             .send()
             .await
-            .map_err(|e| sdk_error("AssumeRole", &role_arn, e))?;
+            .map_err(|e| {
+                assume_role_error(account, &role_arn, sdk_error("AssumeRole", &role_arn, e))
+            })?;
         let credentials = assumed
             .credentials()
             .ok_or_else(|| CordonError::AccessDenied {
@@ -382,10 +384,23 @@ impl AwsContext {
     }
 }
 
+/// STS's refusal of the member role: no such role in the account, or one that does not trust
+/// this worker (STS says only AccessDenied for both). Either way the account is not enrolled.
+fn assume_role_error(account: &str, role_arn: &str, error: CordonError) -> CordonError {
+    match error {
+        CordonError::AccessDenied { message, .. } => CordonError::NotEnrolled {
+            account: account.to_string(),
+            message: format!("{role_arn} could not be assumed ({message})"),
+        },
+        other => other,
+    }
+}
+
 fn no_member_role(account: &str) -> CordonError {
-    CordonError::InvalidConfiguration(format!(
-        "the finding is from account {account}, not this one, and no member role is configured; set CORDON_MEMBER_ROLE_NAME and deploy infra/member-role.yaml there"
-    ))
+    CordonError::NotEnrolled {
+        account: account.to_string(),
+        message: "the finding is from another account than Cordon's, and no member role is configured (CORDON_MEMBER_ROLE_NAME)".into(),
+    }
 }
 
 impl crate::ec2::Ec2Provider for AwsContext {
@@ -1160,6 +1175,41 @@ impl Ec2 for AwsEc2 {
         })
     }
 
+    async fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>> {
+        let mut subnets = Vec::new();
+        let mut token = None;
+        loop {
+            let output = self
+                .client
+                .describe_subnets()
+                .filters(filter("vpc-id", &[vpc_id.to_string()]))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeSubnets", vpc_id, e))?;
+            subnets.extend(output.subnets().iter().map(|subnet| {
+                let ipv6 = subnet
+                    .ipv6_cidr_block_association_set()
+                    .iter()
+                    .filter_map(|a| a.ipv6_cidr_block());
+                Subnet {
+                    id: subnet.subnet_id().unwrap_or_default().to_string(),
+                    vpc_id: subnet.vpc_id().unwrap_or_default().to_string(),
+                    cidrs: subnet
+                        .cidr_block()
+                        .into_iter()
+                        .chain(ipv6)
+                        .map(String::from)
+                        .collect(),
+                }
+            }));
+            token = output.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(subnets);
+            }
+        }
+    }
+
     async fn group_named(&self, vpc_id: &str, name: &str) -> Result<Option<SecurityGroup>> {
         let output = self
             .client
@@ -1310,6 +1360,35 @@ impl Ec2 for AwsEc2 {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// moto's STS hands out any role; AWS's refuses a role that is missing or does not trust
+    /// the caller with AccessDenied, which must read as an account not enrolled.
+    #[test]
+    fn sts_refusing_the_member_role_means_the_account_is_not_enrolled() {
+        let arn = "arn:aws:iam::444455556666:role/cordon-member";
+        let refused = assume_role_error(
+            "444455556666",
+            arn,
+            classify(
+                "AssumeRole",
+                arn,
+                "AccessDenied",
+                "User: ... is not authorized to perform: sts:AssumeRole",
+            ),
+        );
+        assert_eq!(refused.error_name(), "Cordon.NotEnrolled");
+        assert!(refused
+            .to_string()
+            .contains("account 444455556666 is not enrolled"));
+        assert!(refused.to_string().contains(arn));
+        // A throttled STS is no verdict on the account.
+        let throttled = assume_role_error(
+            "444455556666",
+            arn,
+            classify("AssumeRole", arn, "Throttling", "Rate exceeded"),
+        );
+        assert!(throttled.is_transient(), "{throttled:?}");
+    }
 
     #[test]
     fn the_member_role_is_named_in_the_partition_of_cordons_region() {

@@ -8,7 +8,7 @@ use crate::claim;
 use crate::ec2::{Ec2, GroupRole, Instance, SecurityGroup};
 use crate::error::{CordonError, Result, StepError};
 use crate::finding::Finding;
-use crate::policy::{is_exempt, EXEMPT_TAG};
+use crate::policy::Policy;
 use crate::record::{
     check_tag_room, chunk_keys, state_from_tags, state_tags, CapturedState, RECORD_VERSION,
     STATE_TAG_PREFIX,
@@ -319,11 +319,17 @@ pub async fn capture(
     owner: Option<&str>,
     now: &str,
 ) -> Result<CaptureOutput> {
-    Ok(
-        capture_seeing(ec2, instance_id, finding, owner, now, Pace::AtOnce)
-            .await?
-            .0,
+    Ok(capture_seeing(
+        ec2,
+        instance_id,
+        finding,
+        owner,
+        now,
+        Pace::AtOnce,
+        &Policy::default(),
     )
+    .await?
+    .0)
 }
 
 /// What a capture read that isolating in the same process need not read again.
@@ -442,6 +448,7 @@ pub async fn capture_seeing(
     owner: Option<&str>,
     now: &str,
     pace: Pace,
+    policy: &Policy,
 ) -> Result<(CaptureOutput, Seen)> {
     let now_utc = chrono::DateTime::parse_from_rfc3339(now)
         .map(|at| at.with_timezone(&chrono::Utc))
@@ -503,11 +510,17 @@ pub async fn capture_seeing(
             Seen::default(),
         ))
     };
-    if is_exempt(&instance.tags) {
+    if let Some(reason) = policy.exemptions.reason(instance_id, &instance.tags) {
         release_early().await;
-        return skip(format!(
-            "instance {instance_id} is tagged {EXEMPT_TAG}=true"
-        ));
+        return skip(reason);
+    }
+    // The instance's own VPCs, whatever the finding named.
+    if let Some(reason) = policy
+        .scope
+        .outside_vpcs(instance.interfaces.iter().map(|i| i.vpc_id.as_str()))
+    {
+        release_early().await;
+        return skip(format!("instance {instance_id}: {reason}"));
     }
     if matches!(instance.state.as_str(), "terminated" | "shutting-down") {
         release_early().await;
@@ -838,6 +851,7 @@ mod tests {
             Some(owner),
             NOW,
             pace,
+            &tag_exempting(),
         ))
         .map(|(output, _)| output)
     }
@@ -930,6 +944,13 @@ mod tests {
         assert_eq!(claims_of(&ec2, "exec-a"), 0);
     }
 
+    /// The stack's `ExemptTagKey` set to `cordon:exempt`.
+    fn tag_exempting() -> Policy {
+        let mut policy = Policy::default();
+        policy.exemptions.tag_key = Some(crate::policy::EXEMPT_TAG.into());
+        policy
+    }
+
     fn make_exempt(ec2: &FakeEc2) {
         ec2.with(|s| {
             s.instances
@@ -1008,9 +1029,24 @@ mod tests {
     fn exempt_terminated_and_missing_instances_change_nothing() {
         let ec2 = FakeEc2::standard();
         make_exempt(&ec2);
-        let exempt = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
+        // Only when the stack names the key: the instance's own role may tag it.
+        let not_named = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
+        assert_eq!(not_named.status, CaptureStatus::Captured);
+        let ec2 = FakeEc2::standard();
+        make_exempt(&ec2);
+        let (exempt, _) = block_on(capture_seeing(
+            &ec2,
+            "i-00000001",
+            None,
+            None,
+            NOW,
+            Pace::AtOnce,
+            &tag_exempting(),
+        ))
+        .unwrap();
         assert_eq!(exempt.status, CaptureStatus::Skipped);
         assert!(exempt.reason.contains("cordon:exempt"));
+        assert!(ec2.with(|s| s.instances["i-00000001"].interfaces[0].groups.len() == 2));
 
         let ec2 = FakeEc2::standard();
         ec2.with(|s| s.instances.get_mut("i-00000001").unwrap().state = "terminated".into());

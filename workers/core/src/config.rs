@@ -77,6 +77,10 @@ pub struct NaclSettings {
     /// direction on every ACL of the instance's subnets).
     #[serde(default = "default_max_remote_denies")]
     pub max_remote_denies: usize,
+    /// The forensic CIDR the isolation group admits: the ACLs of subnets inside it get no deny
+    /// of the instance's own addresses, or they would cut the forensic host off.
+    #[serde(default)]
+    pub forensic_cidr: Option<String>,
 }
 
 /// Ten: with AWS's default quota of 20 rules per direction, of which a new ACL uses two, ten
@@ -95,6 +99,7 @@ impl Default for NaclSettings {
             protected_cidrs: Vec::new(),
             deny_private_remotes: false,
             max_remote_denies: DEFAULT_MAX_REMOTE_DENIES,
+            forensic_cidr: None,
         }
     }
 }
@@ -108,6 +113,7 @@ impl Config {
             if !settings.protected_cidrs.contains(cidr) {
                 settings.protected_cidrs.push(cidr.clone());
             }
+            settings.forensic_cidr = Some(cidr.clone());
         }
         settings
     }
@@ -217,6 +223,8 @@ impl Config {
                 )));
             }
         }
+        config.policy.exemptions = exemptions(get("CORDON_EXEMPT_TAG_KEY"), |name| list(name))?;
+        config.policy.scope = scope(|name| list(name))?;
         config.forensic_access = ForensicSource::from_settings(
             get("CORDON_FORENSIC_CIDR").as_deref(),
             get("CORDON_FORENSIC_SECURITY_GROUP").as_deref(),
@@ -267,6 +275,59 @@ impl Config {
     }
 }
 
+/// The scope of `CORDON_ACCOUNTS` and `CORDON_VPCS`: ids as AWS writes them, or the rollout
+/// would skip every finding without saying why.
+fn scope(list: impl Fn(&str) -> Vec<String>) -> Result<crate::policy::Scope> {
+    let accounts = list("CORDON_ACCOUNTS");
+    if let Some(bad) = accounts.iter().find(|a| !crate::ec2::is_account_id(a)) {
+        return Err(CordonError::InvalidConfiguration(format!(
+            "CORDON_ACCOUNTS: {bad:?} is not an account id (12 digits)"
+        )));
+    }
+    let vpcs = list("CORDON_VPCS");
+    if let Some(bad) = vpcs.iter().find(|v| !crate::ec2::is_vpc_id(v)) {
+        return Err(CordonError::InvalidConfiguration(format!(
+            "CORDON_VPCS: {bad:?} is not a VPC id (vpc- and 8 or 17 hexadecimal digits)"
+        )));
+    }
+    Ok(crate::policy::Scope { accounts, vpcs })
+}
+
+/// The exemptions of `CORDON_EXEMPT_TAG_KEY`, `CORDON_EXEMPT_INSTANCE_IDS` and
+/// `CORDON_EXEMPT_AUTO_SCALING_GROUPS`, each checked as EC2 and Auto Scaling would name it.
+fn exemptions(
+    tag_key: Option<String>,
+    list: impl Fn(&str) -> Vec<String>,
+) -> Result<crate::policy::Exemptions> {
+    if let Some(key) = &tag_key {
+        if key.chars().count() > 128 {
+            return Err(CordonError::InvalidConfiguration(format!(
+                "CORDON_EXEMPT_TAG_KEY={key:?} is longer than a tag key (128 characters); leave it empty for no tag exemptions"
+            )));
+        }
+    }
+    let instance_ids = list("CORDON_EXEMPT_INSTANCE_IDS");
+    if let Some(id) = instance_ids
+        .iter()
+        .find(|id| !crate::ec2::is_instance_id(id))
+    {
+        return Err(CordonError::InvalidConfiguration(format!(
+            "CORDON_EXEMPT_INSTANCE_IDS: {id:?} is not an instance id (i- and 8 or 17 lowercase hexadecimal digits)"
+        )));
+    }
+    let auto_scaling_groups = list("CORDON_EXEMPT_AUTO_SCALING_GROUPS");
+    if let Some(name) = auto_scaling_groups.iter().find(|n| n.chars().count() > 255) {
+        return Err(CordonError::InvalidConfiguration(format!(
+            "CORDON_EXEMPT_AUTO_SCALING_GROUPS: {name:?} is longer than an Auto Scaling group name (255 characters)"
+        )));
+    }
+    Ok(crate::policy::Exemptions {
+        tag_key,
+        instance_ids,
+        auto_scaling_groups,
+    })
+}
+
 pub fn parse_severity(text: &str) -> std::result::Result<f64, String> {
     text.trim()
         .parse::<f64>()
@@ -298,6 +359,65 @@ mod tests {
         assert_eq!(config.nacl.max_remote_denies, 10);
         assert!(!config.nacl.deny_private_remotes);
         assert!(config.nacl_settings().protected_cidrs.is_empty());
+        assert_eq!(
+            config.policy.exemptions,
+            crate::policy::Exemptions::default(),
+            "no tag exempts unless the stack names its key"
+        );
+    }
+
+    #[test]
+    fn exemptions_are_read_and_checked() {
+        let read = config(&[
+            ("CORDON_EXEMPT_TAG_KEY", " acme:cordon-exempt "),
+            (
+                "CORDON_EXEMPT_INSTANCE_IDS",
+                "i-0123abcd, i-0123456789abcdef0",
+            ),
+            ("CORDON_EXEMPT_AUTO_SCALING_GROUPS", "bastions,build agents"),
+        ])
+        .unwrap()
+        .policy
+        .exemptions;
+        assert_eq!(read.tag_key.as_deref(), Some("acme:cordon-exempt"));
+        assert_eq!(read.instance_ids, ["i-0123abcd", "i-0123456789abcdef0"]);
+        assert_eq!(read.auto_scaling_groups, ["bastions", "build agents"]);
+        let scope = config(&[
+            ("CORDON_ACCOUNTS", "111122223333, 444455556666"),
+            ("CORDON_VPCS", "vpc-0123abcd"),
+        ])
+        .unwrap()
+        .policy
+        .scope;
+        assert_eq!(scope.accounts, ["111122223333", "444455556666"]);
+        assert_eq!(scope.vpcs, ["vpc-0123abcd"]);
+        for (name, value) in [
+            ("CORDON_ACCOUNTS", "1111-2222-3333"),
+            ("CORDON_VPCS", "vpc-1"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(
+                error.contains(name) && error.contains("is not a"),
+                "{error}"
+            );
+        }
+        for (name, value, says) in [
+            ("CORDON_EXEMPT_TAG_KEY", "k".repeat(129), "128"),
+            (
+                "CORDON_EXEMPT_INSTANCE_IDS",
+                "i-0123".into(),
+                "not an instance id",
+            ),
+            (
+                "CORDON_EXEMPT_INSTANCE_IDS",
+                "web-1".into(),
+                "not an instance id",
+            ),
+            ("CORDON_EXEMPT_AUTO_SCALING_GROUPS", "g".repeat(256), "255"),
+        ] {
+            let error = config(&[(name, value.as_str())]).unwrap_err().to_string();
+            assert!(error.contains(name) && error.contains(says), "{error}");
+        }
     }
 
     #[test]

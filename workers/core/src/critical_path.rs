@@ -169,7 +169,7 @@ fn an_instance_that_is_skipped_keeps_no_claim_taken_early() {
         let ec2 = steady_world().await;
         ec2.with(|s| {
             let instance = s.instances.get_mut("i-00000001").unwrap();
-            instance.tags.push(("cordon:exempt".into(), "true".into()));
+            instance.state = "shutting-down".into();
         });
         let captured = capture_by(&ec2, EXECUTION).await;
         assert_eq!(captured.status, CaptureStatus::Skipped);

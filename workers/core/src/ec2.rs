@@ -309,6 +309,15 @@ pub struct Vpc {
     pub cidrs: Vec<String>,
 }
 
+/// A subnet as the ACL measure needs it: which VPC and which address blocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    /// Its IPv4 block and any IPv6 blocks.
+    pub cidrs: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupRole {
@@ -656,6 +665,8 @@ pub trait Ec2: Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// The VPC's owner and CIDR blocks.
     fn vpc(&self, vpc_id: &str) -> impl Future<Output = Result<Vpc>> + Send;
+    /// The VPC's subnets and their blocks (`DescribeSubnets`, every page).
+    fn subnets(&self, vpc_id: &str) -> impl Future<Output = Result<Vec<Subnet>>> + Send;
     /// This account's snapshots carrying every one of these tags (`DescribeSnapshots`, owner
     /// self, every page).
     fn snapshots_tagged(

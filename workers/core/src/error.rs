@@ -46,6 +46,9 @@ pub enum CordonError {
     #[error("not allowed to call {operation}: {message}; grant it to the role Cordon runs as")]
     AccessDenied { operation: String, message: String },
 
+    #[error("account {account} is not enrolled in Cordon: {message}; deploy infra/member-role.yaml there with this stack's name and external id, or leave the account out of Cordon's scope (Accounts)")]
+    NotEnrolled { account: String, message: String },
+
     #[error("{resource} already carries {existing} tags; writing {needed} more would pass EC2's limit of {limit}")]
     TagQuotaExceeded {
         resource: String,
@@ -123,6 +126,7 @@ impl CordonError {
             CordonError::NaclEntryExists { .. } => "Cordon.NaclEntryExists",
             CordonError::GroupDuplicate { .. } => "Cordon.GroupDuplicate",
             CordonError::AccessDenied { .. } => "Cordon.AccessDenied",
+            CordonError::NotEnrolled { .. } => "Cordon.NotEnrolled",
             CordonError::TagQuotaExceeded { .. } => "Cordon.TagQuotaExceeded",
             CordonError::InvalidInput(_) => "Cordon.InvalidInput",
             CordonError::InvalidConfiguration(_) => "Cordon.InvalidConfiguration",

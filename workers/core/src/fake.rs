@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::ec2::{
     AclEntry, ConnTrack, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl,
-    NetworkInterface, RuleAction, SecurityGroup, SgRule, Snapshot, Volume, Vpc,
+    NetworkInterface, RuleAction, SecurityGroup, SgRule, Snapshot, Subnet, Volume, Vpc,
 };
 use crate::error::{CordonError, Result};
 
@@ -44,6 +44,7 @@ pub struct FakeState {
     /// `InstanceInitiatedShutdownBehavior` per instance (absent: `stop`, EC2's default).
     pub shutdown: BTreeMap<String, String>,
     pub vpcs: BTreeMap<String, Vpc>,
+    pub subnets: BTreeMap<String, Subnet>,
     /// The account's EBS snapshots.
     pub snapshots: Vec<Snapshot>,
     /// The next CreateSnapshots is made, but its answer is lost (no idempotency token: only
@@ -129,14 +130,26 @@ impl FakeEc2 {
         self.with(|s| s.acls[acl_id].entries.clone())
     }
 
-    /// One VPC `vpc-1` with subnets `subnet-a` (acl-a) and `subnet-b` (acl-b), each ACL holding
+    /// One VPC `vpc-1` (10.0.0.0/16) with subnets `subnet-a` (10.0.1.0/24, acl-a) and
+    /// `subnet-b` (10.0.2.0/24, acl-b), each ACL holding
     /// the default allow 100 and catch-all 32767 in both directions; instance `i-00000001` has
     /// `eni-1` (subnet-a, groups sg-app and sg-ssh, 10.0.1.5 and 2001:db8:1::5).
     pub fn standard() -> Self {
         let fake = FakeEc2::default();
         fake.with(|s| {
-            for (acl, subnet) in [("acl-a", "subnet-a"), ("acl-b", "subnet-b")] {
+            for (acl, subnet, cidr) in [
+                ("acl-a", "subnet-a", "10.0.1.0/24"),
+                ("acl-b", "subnet-b", "10.0.2.0/24"),
+            ] {
                 s.acls.insert(acl.into(), default_acl(acl, &[subnet]));
+                s.subnets.insert(
+                    subnet.into(),
+                    Subnet {
+                        id: subnet.into(),
+                        vpc_id: "vpc-1".into(),
+                        cidrs: vec![cidr.into()],
+                    },
+                );
             }
             for id in ["sg-app", "sg-ssh"] {
                 s.groups.insert(
@@ -755,6 +768,17 @@ impl Ec2 for FakeEc2 {
                 code: "InvalidVpcID.NotFound".into(),
                 message: format!("The vpc ID '{vpc_id}' does not exist"),
             })
+    }
+
+    async fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>> {
+        self.call("DescribeSubnets").await?;
+        Ok(self.with(|s| {
+            s.subnets
+                .values()
+                .filter(|subnet| subnet.vpc_id == vpc_id)
+                .cloned()
+                .collect()
+        }))
     }
 
     async fn snapshots_tagged(&self, tags: &[(String, String)]) -> Result<Vec<Snapshot>> {

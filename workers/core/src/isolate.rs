@@ -1168,6 +1168,7 @@ mod tests {
             None,
             "2026-11-29T14:00:00.000Z",
             crate::capture::Pace::AtOnce,
+            &crate::policy::Policy::default(),
         ))
         .unwrap();
         let record = captured.record.unwrap();

@@ -11,11 +11,12 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::config::NaclSettings;
-use crate::ec2::{AclEntry, DenyEntry, Direction, Ec2, NetworkAcl, RuleAction};
+use crate::ec2::{AclEntry, DenyEntry, Direction, Ec2, NetworkAcl, RuleAction, Subnet};
 use crate::error::{CordonError, Result, StepError};
 use crate::isolate::StepStatus;
 use crate::net::{
-    cidr_contains, host_cidr, is_ipv6_cidr, is_routable_remote, private_range, unmapped,
+    cidr_contains, cidrs_overlap, host_cidr, is_ipv6_cidr, is_routable_remote, private_range,
+    unmapped,
 };
 use crate::record::{
     acl_record_prefixes, acl_recorded_instances, acl_tag_prefix, check_tag_room, chunk_keys,
@@ -101,6 +102,72 @@ pub fn screen_remotes(
     (denied, not_denied)
 }
 
+/// An ACL that gets no deny of the instance's own addresses, so that the forensic host keeps
+/// the path to the instance that the isolation group admits it on. NACLs match the remote
+/// side, so a deny of the instance on the ACL of the forensic host's subnet would cut it off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenForForensics {
+    pub acl_id: String,
+    pub forensic_cidr: String,
+    /// Its subnets whose blocks overlap the forensic CIDR.
+    pub forensic_subnets: Vec<String>,
+    /// Its other subnets (not the instance's): they keep their path to the instance too, and
+    /// only the security groups stand between them and it.
+    pub other_subnets: Vec<String>,
+}
+
+impl OpenForForensics {
+    pub fn note(&self) -> String {
+        let also = if self.other_subnets.is_empty() {
+            "it serves no other subnet".to_string()
+        } else {
+            format!(
+                "it also serves {}, which can still reach the instance through it (the isolation group still refuses them)",
+                self.other_subnets.join(", ")
+            )
+        };
+        format!(
+            "{} was left without denies of the instance's own addresses so that the forensic CIDR {} keeps its path from {}; {also}",
+            self.acl_id,
+            self.forensic_cidr,
+            self.forensic_subnets.join(", ")
+        )
+    }
+}
+
+/// The ACLs of other subnets that must stay open to the instance for the forensic CIDR: those
+/// with a subnet whose block overlaps it. The instance's own subnets are left out, since
+/// traffic inside a subnet never crosses its ACL.
+pub fn open_for_forensics(
+    acls: &[NetworkAcl],
+    subnets: &[Subnet],
+    forensic_cidr: &str,
+    own_subnets: &[&str],
+) -> Vec<OpenForForensics> {
+    let overlaps = |subnet_id: &str| {
+        subnets
+            .iter()
+            .find(|s| s.id == subnet_id)
+            .is_some_and(|s| s.cidrs.iter().any(|c| cidrs_overlap(c, forensic_cidr)))
+    };
+    acls.iter()
+        .filter_map(|acl| {
+            let (forensic, other): (Vec<String>, Vec<String>) = acl
+                .subnet_ids
+                .iter()
+                .filter(|s| !own_subnets.contains(&s.as_str()))
+                .cloned()
+                .partition(|s| overlaps(s));
+            (!forensic.is_empty()).then(|| OpenForForensics {
+                acl_id: acl.id.clone(),
+                forensic_cidr: forensic_cidr.to_string(),
+                forensic_subnets: forensic,
+                other_subnets: other,
+            })
+        })
+        .collect()
+}
+
 /// Which denies go where, and what was left out and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DenyPlan {
@@ -111,12 +178,14 @@ pub struct DenyPlan {
     pub notes: Vec<String>,
 }
 
+/// `left_open`: ACLs that get no own-address deny, for the forensic host.
 pub fn plan_denies(
     record: &CapturedState,
     remote_addresses: &[IpAddr],
     acls: &[NetworkAcl],
     vpc_cidrs: &[String],
     settings: &NaclSettings,
+    left_open: &[OpenForForensics],
 ) -> DenyPlan {
     let mut notes = Vec::new();
     let own_subnets: Vec<&str> = record
@@ -161,7 +230,7 @@ pub fn plan_denies(
                 }
             }
         };
-        if guards_other {
+        if guards_other && !left_open.iter().any(|open| open.acl_id == acl.id) {
             add(&own_cidrs);
         }
         if guards_own {
@@ -328,6 +397,9 @@ pub struct NaclReport {
     /// ACLs Cordon may not change (a VPC shared by another account), and whose they are.
     #[serde(default)]
     pub not_possible: Vec<String>,
+    /// ACLs left without denies of the instance's own addresses for the forensic host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_for_forensics: Vec<OpenForForensics>,
     pub notes: Vec<String>,
     pub errors: Vec<StepError>,
 }
@@ -423,6 +495,12 @@ pub async fn block(
     let mut acls = Vec::new();
     let mut vpc_cidrs = Vec::new();
     let mut not_possible = Vec::new();
+    let mut left_open = Vec::new();
+    let own_subnets: Vec<&str> = record
+        .interfaces
+        .iter()
+        .map(|i| i.subnet_id.as_str())
+        .collect();
     for vpc_id in record.vpc_ids() {
         // The ACLs and the VPC's blocks and owner, at once.
         let (found, vpc) = tokio::join!(ec2.network_acls(&vpc_id), ec2.vpc(&vpc_id));
@@ -442,16 +520,47 @@ pub async fn block(
             not_possible.push(reason);
             continue;
         }
-        match found {
-            Ok(found) => acls.extend(found),
-            Err(error) => errors.push(error),
+        let found = match found {
+            Ok(found) => found,
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        // A forensic host inside this VPC: which subnets it may be in decides which ACLs stay
+        // open to the instance. Read only then (one more call, off the isolation's path).
+        if let Some(forensic) = settings
+            .forensic_cidr
+            .as_deref()
+            .filter(|f| vpc.cidrs.iter().any(|c| cidrs_overlap(c, f)))
+        {
+            match ec2.subnets(&vpc_id).await {
+                Ok(subnets) => {
+                    left_open.extend(open_for_forensics(&found, &subnets, forensic, &own_subnets))
+                }
+                // Without the subnets, a deny could cut the forensic host off: this VPC's
+                // ACLs wait for the step's retry.
+                Err(error) => {
+                    errors.push(error);
+                    continue;
+                }
+            }
         }
+        acls.extend(found);
     }
     let DenyPlan {
         wanted,
         remote_not_denied,
-        notes,
-    } = plan_denies(record, remote_addresses, &acls, &vpc_cidrs, settings);
+        mut notes,
+    } = plan_denies(
+        record,
+        remote_addresses,
+        &acls,
+        &vpc_cidrs,
+        settings,
+        &left_open,
+    );
+    notes.extend(left_open.iter().map(OpenForForensics::note));
     let mut by_acl: BTreeMap<String, Vec<WantedDeny>> = BTreeMap::new();
     for deny in wanted {
         by_acl.entry(deny.acl_id.clone()).or_default().push(deny);
@@ -495,6 +604,7 @@ pub async fn block(
         already_denied: already,
         remote_not_denied,
         not_possible,
+        open_for_forensics: left_open,
         notes,
         errors: errors.iter().map(CordonError::to_report).collect(),
     }
@@ -842,6 +952,7 @@ mod tests {
             &acls,
             &[],
             &NaclSettings::default(),
+            &[],
         );
         assert_eq!(
             wanted,
@@ -873,6 +984,7 @@ mod tests {
             &shared,
             &[],
             &NaclSettings::default(),
+            &[],
         );
         assert_eq!(wanted.len(), 4);
         assert!(wanted.contains(&deny("acl-default", false, "10.0.1.5/32")));
@@ -887,6 +999,7 @@ mod tests {
             &alone,
             &[],
             &NaclSettings::default(),
+            &[],
         );
         assert!(wanted.iter().all(|w| w.cidr == "198.51.100.7/32"));
     }
@@ -907,6 +1020,7 @@ mod tests {
             &acls,
             &[],
             &NaclSettings::default(),
+            &[],
         );
         assert!(plan.wanted.is_empty());
         let not_denied = &plan.remote_not_denied;
@@ -1076,6 +1190,148 @@ mod tests {
             .calls()
             .iter()
             .any(|c| c == "CreateNetworkAclEntry" || c == "CreateTags"));
+    }
+
+    fn subnet(id: &str, cidr: &str) -> Subnet {
+        Subnet {
+            id: id.into(),
+            vpc_id: "vpc-1".into(),
+            cidrs: vec![cidr.into()],
+        }
+    }
+
+    #[test]
+    fn the_acl_of_a_subnet_inside_the_forensic_cidr_stays_open_to_the_instance() {
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg"],
+            "10.0.1.5",
+            None,
+        )]);
+        // acl-b serves the forensic subnet (10.0.9.0/24, inside 10.0.8.0/22) and subnet-c;
+        // acl-a the instance's own subnet and, through it, a forensic subnet too; acl-d a
+        // subnet next to the forensic CIDR.
+        let acls = [
+            default_acl("acl-a", &["subnet-a", "subnet-f"]),
+            default_acl("acl-b", &["subnet-b", "subnet-c"]),
+            default_acl("acl-d", &["subnet-d"]),
+        ];
+        let subnets = [
+            subnet("subnet-a", "10.0.1.0/24"),
+            subnet("subnet-b", "10.0.9.0/24"),
+            subnet("subnet-c", "10.0.3.0/24"),
+            subnet("subnet-d", "10.0.12.0/24"),
+            subnet("subnet-f", "10.0.8.0/26"),
+        ];
+        let open = open_for_forensics(&acls, &subnets, "10.0.8.0/22", &["subnet-a"]);
+        assert_eq!(
+            open.iter().map(|o| o.acl_id.as_str()).collect::<Vec<_>>(),
+            ["acl-a", "acl-b"]
+        );
+        assert_eq!(open[1].forensic_subnets, ["subnet-b"]);
+        assert_eq!(open[1].other_subnets, ["subnet-c"]);
+        assert!(open[1].note().contains("subnet-c"), "{}", open[1].note());
+        assert!(open[0].note().contains("serves no other subnet"));
+
+        let DenyPlan { wanted, .. } = plan_denies(
+            &record,
+            &remote("198.51.100.7"),
+            &acls,
+            &[],
+            &NaclSettings::default(),
+            &open,
+        );
+        let on = |acl: &str| -> Vec<&str> {
+            wanted
+                .iter()
+                .filter(|w| w.acl_id == acl)
+                .map(|w| w.cidr.as_str())
+                .collect()
+        };
+        // The instance's own ACL still denies the remote; only the forensic ACLs go without
+        // the instance's own address.
+        assert_eq!(on("acl-a"), ["198.51.100.7/32", "198.51.100.7/32"]);
+        assert!(on("acl-b").is_empty());
+        assert_eq!(on("acl-d"), ["10.0.1.5/32", "10.0.1.5/32"]);
+    }
+
+    #[test]
+    fn block_leaves_the_forensic_subnets_acl_open_and_says_what_else_it_serves() {
+        let ec2 = FakeEc2::standard();
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let settings = NaclSettings {
+            forensic_cidr: Some("10.0.2.16/28".into()),
+            protected_cidrs: vec!["10.0.2.16/28".into()],
+            ..NaclSettings::default()
+        };
+        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
+        let denies_of_b: Vec<AclEntry> = ec2
+            .acl_entries("acl-b")
+            .into_iter()
+            .filter(|e| e.action == RuleAction::Deny && e.rule_number < 100)
+            .collect();
+        assert!(denies_of_b.is_empty(), "{denies_of_b:?}");
+        assert_eq!(report.nacl_entries.len(), 2, "only the remote on acl-a");
+        assert_eq!(report.open_for_forensics.len(), 1);
+        assert_eq!(report.open_for_forensics[0].acl_id, "acl-b");
+        assert!(report.notes.iter().any(|n| n.contains("acl-b")
+            && n.contains("10.0.2.16/28")
+            && n.contains("serves no other subnet")));
+    }
+
+    #[test]
+    fn a_forensic_cidr_outside_the_vpc_costs_no_read_of_its_subnets() {
+        let ec2 = FakeEc2::standard();
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let settings = NaclSettings {
+            forensic_cidr: Some("192.168.50.0/24".into()),
+            ..NaclSettings::default()
+        };
+        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        assert_eq!(report.nacl_entries.len(), 4);
+        assert!(report.open_for_forensics.is_empty());
+        assert!(!ec2.calls().iter().any(|c| c == "DescribeSubnets"));
+    }
+
+    #[test]
+    fn without_the_subnets_no_acl_of_the_vpc_is_changed_and_the_step_is_retried() {
+        let ec2 = FakeEc2::standard();
+        ec2.fail_next(
+            "DescribeSubnets",
+            CordonError::Throttled {
+                operation: "DescribeSubnets".into(),
+                message: "Rate exceeded".into(),
+            },
+        );
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let settings = NaclSettings {
+            forensic_cidr: Some("10.0.2.16/28".into()),
+            ..NaclSettings::default()
+        };
+        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        assert_eq!(report.status, StepStatus::Partial);
+        assert!(report.nacl_entries.is_empty());
+        assert!(!ec2.calls().iter().any(|c| c == "CreateNetworkAclEntry"));
     }
 
     #[test]
@@ -1694,6 +1950,7 @@ mod tests {
             &shared,
             &[],
             &NaclSettings::default(),
+            &[],
         );
         assert_eq!(plan.wanted[0].cidr, "10.0.1.5/32");
         assert_eq!(plan.wanted[1].cidr, "10.0.1.5/32");
@@ -1806,7 +2063,7 @@ mod tests {
         eni.ipv6_prefixes = vec!["2001:db8:1:0:1::/80".into()];
         let record = record(vec![eni]);
         let acls = [default_acl("acl-b", &["subnet-b"])];
-        let plan = plan_denies(&record, &[], &acls, &[], &NaclSettings::default());
+        let plan = plan_denies(&record, &[], &acls, &[], &NaclSettings::default(), &[]);
         let cidrs: BTreeSet<&str> = plan.wanted.iter().map(|w| w.cidr.as_str()).collect();
         assert_eq!(
             cidrs,

@@ -79,6 +79,20 @@ pub fn cidr_contains(cidr: &str, address: IpAddr) -> bool {
     }
 }
 
+/// Whether two CIDRs share an address: one holds the other's network address at the shorter
+/// of the two prefixes (never across families; a CIDR that does not parse overlaps nothing).
+pub fn cidrs_overlap(a: &str, b: &str) -> bool {
+    let (Ok((net_a, prefix_a)), Ok((net_b, prefix_b))) = (parse_cidr(a), parse_cidr(b)) else {
+        return false;
+    };
+    let (wider, narrower_network) = if prefix_a <= prefix_b {
+        (a, net_b)
+    } else {
+        (b, net_a)
+    };
+    cidr_contains(wider, narrower_network)
+}
+
 /// Private and shared address space: RFC 1918, RFC 6598 (carrier-grade NAT) and IPv6 unique
 /// local addresses. Named, for the reason a deny was not made.
 pub fn private_range(address: IpAddr) -> Option<&'static str> {
@@ -110,6 +124,19 @@ mod tests {
         assert!(cidr_contains("10.0.0.0/8", unmapped(ip("::ffff:10.0.0.1"))));
         assert!(!cidr_contains("not a cidr", ip("10.0.0.1")));
         assert_eq!(unmapped(ip("2001:db8::1")), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn cidrs_overlap_when_either_holds_the_other() {
+        assert!(cidrs_overlap("10.0.0.0/16", "10.0.5.0/24"));
+        assert!(cidrs_overlap("10.0.5.0/24", "10.0.0.0/16"));
+        assert!(cidrs_overlap("10.0.5.9/32", "10.0.5.0/24"));
+        assert!(cidrs_overlap("10.0.5.0/24", "10.0.5.0/24"));
+        assert!(!cidrs_overlap("10.0.5.0/24", "10.0.6.0/24"));
+        assert!(!cidrs_overlap("10.0.0.0/16", "10.1.0.0/16"));
+        assert!(cidrs_overlap("2001:db8:1::/56", "2001:db8:1:5::/64"));
+        assert!(!cidrs_overlap("2001:db8:1::/56", "10.0.0.0/8"));
+        assert!(!cidrs_overlap("not a cidr", "10.0.0.0/8"));
     }
 
     #[test]

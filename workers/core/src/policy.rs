@@ -5,7 +5,104 @@ use serde::{Deserialize, Serialize};
 use crate::finding::Finding;
 
 pub const GUARDDUTY_DETAIL_TYPE: &str = "GuardDuty Finding";
+/// The key the README suggests for `ExemptTagKey`; no tag exempts unless the stack names one.
 pub const EXEMPT_TAG: &str = "cordon:exempt";
+/// The tag Auto Scaling puts on its instances. Keys beginning `aws:` are AWS's own: no one,
+/// the instance's role included, can write or change them, so it can name an exempt group.
+pub const AUTO_SCALING_GROUP_TAG: &str = "aws:autoscaling:groupName";
+
+/// Where Cordon acts: allow-lists of accounts and VPCs (`Accounts`, `Vpcs`), empty for all.
+/// A first rollout names a few; a finding outside them is skipped with that reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// `CORDON_ACCOUNTS`.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// `CORDON_VPCS`.
+    #[serde(default)]
+    pub vpcs: Vec<String>,
+}
+
+impl Scope {
+    /// Why a finding in `account` is outside the scope; None when it is inside.
+    pub fn outside_account(&self, account: Option<&str>) -> Option<String> {
+        if self.accounts.is_empty() {
+            return None;
+        }
+        match account {
+            Some(account) if self.accounts.iter().any(|a| a == account) => None,
+            Some(account) => Some(format!(
+                "account {account} is outside Cordon's scope (CORDON_ACCOUNTS)"
+            )),
+            None => Some(
+                "the finding names no account, and Cordon's scope is a list of accounts (CORDON_ACCOUNTS)".into(),
+            ),
+        }
+    }
+
+    /// Why an instance in `vpcs` is outside the scope: any of its VPCs not in the list (an
+    /// instance is contained in every VPC it has an interface in, or in none).
+    pub fn outside_vpcs<'a>(&self, vpcs: impl IntoIterator<Item = &'a str>) -> Option<String> {
+        if self.vpcs.is_empty() {
+            return None;
+        }
+        let outside: Vec<&str> = vpcs
+            .into_iter()
+            .filter(|vpc| !self.vpcs.iter().any(|v| v == vpc))
+            .collect();
+        (!outside.is_empty()).then(|| {
+            format!(
+                "{} is outside Cordon's scope (CORDON_VPCS)",
+                outside.join(", ")
+            )
+        })
+    }
+
+    /// Whether `account` was named in the scope (not merely allowed by an empty list).
+    pub fn names_account(&self, account: &str) -> bool {
+        self.accounts.iter().any(|a| a == account)
+    }
+}
+
+/// Which instances Cordon never touches. A tag exemption is honoured only when the stack names
+/// the key (`ExemptTagKey`): whoever may tag an instance may otherwise exempt it, the
+/// attacker holding its role among them, so the key should be one the organization's SCP
+/// guards (`infra/scp-cordon-tags.yaml`). Instance ids and Auto Scaling groups need no tag.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exemptions {
+    /// `CORDON_EXEMPT_TAG_KEY`: the value `true` (any case) under this key exempts.
+    #[serde(default)]
+    pub tag_key: Option<String>,
+    /// `CORDON_EXEMPT_INSTANCE_IDS`.
+    #[serde(default)]
+    pub instance_ids: Vec<String>,
+    /// `CORDON_EXEMPT_AUTO_SCALING_GROUPS`: by the `aws:autoscaling:groupName` tag.
+    #[serde(default)]
+    pub auto_scaling_groups: Vec<String>,
+}
+
+impl Exemptions {
+    /// Why `instance_id`, carrying `tags`, is exempt; None when it is not.
+    pub fn reason(&self, instance_id: &str, tags: &[(String, String)]) -> Option<String> {
+        if self.instance_ids.iter().any(|id| id == instance_id) {
+            return Some(format!(
+                "instance {instance_id} is exempt by id (CORDON_EXEMPT_INSTANCE_IDS)"
+            ));
+        }
+        let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        if let Some(group) = tag(AUTO_SCALING_GROUP_TAG)
+            .filter(|group| self.auto_scaling_groups.iter().any(|g| g == group))
+        {
+            return Some(format!(
+                "instance {instance_id} is in the exempt Auto Scaling group {group} (CORDON_EXEMPT_AUTO_SCALING_GROUPS)"
+            ));
+        }
+        let key = self.tag_key.as_deref()?;
+        tag(key)
+            .filter(|value| value.trim().eq_ignore_ascii_case("true"))
+            .map(|_| format!("instance {instance_id} is tagged {key}=true (CORDON_EXEMPT_TAG_KEY)"))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
@@ -19,6 +116,10 @@ pub struct Policy {
     pub deny_type_prefixes: Vec<String>,
     /// `ACTOR`, `TARGET`; empty means either.
     pub resource_roles: Vec<String>,
+    #[serde(default)]
+    pub exemptions: Exemptions,
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 impl Default for Policy {
@@ -30,6 +131,8 @@ impl Default for Policy {
             allow_type_prefixes: Vec::new(),
             deny_type_prefixes: Vec::new(),
             resource_roles: Vec::new(),
+            exemptions: Exemptions::default(),
+            scope: Scope::default(),
         }
     }
 }
@@ -128,10 +231,19 @@ impl Policy {
                 ));
             }
         }
-        if is_exempt(&finding.instance_tags) {
-            return Decision::skip(format!(
-                "instance {instance_id} is tagged {EXEMPT_TAG}=true"
-            ));
+        if let Some(reason) = self.scope.outside_account(finding.account_id.as_deref()) {
+            return Decision::skip(reason);
+        }
+        // The VPC the finding names; capture checks the instance's own VPCs too.
+        if let Some(reason) = finding
+            .vpc_id
+            .as_deref()
+            .and_then(|vpc| self.scope.outside_vpcs([vpc]))
+        {
+            return Decision::skip(reason);
+        }
+        if let Some(reason) = self.exemptions.reason(instance_id, &finding.instance_tags) {
+            return Decision::skip(reason);
         }
         Decision {
             verdict: Verdict::Quarantine,
@@ -141,12 +253,6 @@ impl Policy {
             ),
         }
     }
-}
-
-/// `cordon:exempt=true` (any case) on an instance means Cordon never touches it.
-pub fn is_exempt<'a>(tags: impl IntoIterator<Item = &'a (String, String)>) -> bool {
-    tags.into_iter()
-        .any(|(key, value)| key == EXEMPT_TAG && value.trim().eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]
@@ -216,9 +322,61 @@ mod tests {
         sample.sample = true;
         assert!(skip_reason(&policy, &sample).contains("sample"));
 
+        let exempting = Policy {
+            exemptions: Exemptions {
+                tag_key: Some(EXEMPT_TAG.into()),
+                ..Exemptions::default()
+            },
+            ..Policy::default()
+        };
         let mut exempt = finding();
         exempt.instance_tags = vec![(EXEMPT_TAG.into(), "TRUE".into())];
-        assert!(skip_reason(&policy, &exempt).contains(EXEMPT_TAG));
+        assert!(skip_reason(&exempting, &exempt).contains(EXEMPT_TAG));
+    }
+
+    /// The attacker holding the instance's role can tag it: without `ExemptTagKey` no tag
+    /// exempts, `cordon:exempt` included.
+    #[test]
+    fn no_tag_exempts_unless_the_stack_names_its_key() {
+        let mut tagged = finding();
+        tagged.instance_tags = vec![(EXEMPT_TAG.into(), "true".into())];
+        assert_eq!(
+            Policy::default().decide(&tagged).verdict,
+            Verdict::Quarantine
+        );
+        let other_key = Policy {
+            exemptions: Exemptions {
+                tag_key: Some("acme:cordon-exempt".into()),
+                ..Exemptions::default()
+            },
+            ..Policy::default()
+        };
+        assert_eq!(other_key.decide(&tagged).verdict, Verdict::Quarantine);
+        tagged.instance_tags = vec![("acme:cordon-exempt".into(), " True ".into())];
+        assert!(skip_reason(&other_key, &tagged).contains("acme:cordon-exempt=true"));
+    }
+
+    #[test]
+    fn instances_and_auto_scaling_groups_are_exempt_by_configuration() {
+        let exemptions = Exemptions {
+            tag_key: None,
+            instance_ids: vec!["i-0000abcd".into()],
+            auto_scaling_groups: vec!["bastions".into()],
+        };
+        assert!(exemptions
+            .reason("i-0000abcd", &[])
+            .unwrap()
+            .contains("by id"));
+        let in_group = [(AUTO_SCALING_GROUP_TAG.to_string(), "bastions".to_string())];
+        assert!(exemptions
+            .reason("i-0000ffff", &in_group)
+            .unwrap()
+            .contains("bastions"));
+        let elsewhere = [(AUTO_SCALING_GROUP_TAG.to_string(), "web".to_string())];
+        assert_eq!(exemptions.reason("i-0000ffff", &elsewhere), None);
+        // A user tag of the same value is not the group.
+        let forged = [("autoscaling:groupName".to_string(), "bastions".to_string())];
+        assert_eq!(exemptions.reason("i-0000ffff", &forged), None);
     }
 
     #[test]
@@ -268,9 +426,51 @@ mod tests {
     }
 
     #[test]
-    fn exemption_needs_the_value_true() {
-        assert!(is_exempt(&[(EXEMPT_TAG.to_string(), " True ".to_string())]));
-        assert!(!is_exempt(&[(EXEMPT_TAG.to_string(), "false".to_string())]));
-        assert!(!is_exempt(&[("Name".to_string(), "true".to_string())]));
+    fn a_finding_outside_the_scope_is_skipped_with_the_list_it_missed() {
+        let scoped = Policy {
+            scope: Scope {
+                accounts: vec!["111122223333".into()],
+                vpcs: vec!["vpc-0aaa".into()],
+            },
+            ..Policy::default()
+        };
+        let mut inside = finding();
+        inside.vpc_id = Some("vpc-0aaa".into());
+        assert_eq!(scoped.decide(&inside).verdict, Verdict::Quarantine);
+        let mut other_account = inside.clone();
+        other_account.account_id = Some("444455556666".into());
+        assert!(skip_reason(&scoped, &other_account).contains("CORDON_ACCOUNTS"));
+        let mut no_account = inside.clone();
+        no_account.account_id = None;
+        assert!(skip_reason(&scoped, &no_account).contains("names no account"));
+        let mut other_vpc = inside.clone();
+        other_vpc.vpc_id = Some("vpc-0bbb".into());
+        assert!(skip_reason(&scoped, &other_vpc).contains("vpc-0bbb is outside"));
+        // Empty lists: everywhere.
+        assert_eq!(
+            Policy::default().decide(&other_vpc).verdict,
+            Verdict::Quarantine
+        );
+        assert_eq!(
+            scoped.scope.outside_vpcs(["vpc-0aaa", "vpc-0ccc"]).unwrap(),
+            "vpc-0ccc is outside Cordon's scope (CORDON_VPCS)"
+        );
+        assert_eq!(scoped.scope.outside_vpcs(["vpc-0aaa"]), None);
+    }
+
+    #[test]
+    fn a_tag_exemption_needs_the_value_true() {
+        let exemptions = Exemptions {
+            tag_key: Some(EXEMPT_TAG.into()),
+            ..Exemptions::default()
+        };
+        let tagged = |key: &str, value: &str| [(key.to_string(), value.to_string())];
+        assert!(exemptions
+            .reason("i-1", &tagged(EXEMPT_TAG, " True "))
+            .is_some());
+        assert!(exemptions
+            .reason("i-1", &tagged(EXEMPT_TAG, "false"))
+            .is_none());
+        assert!(exemptions.reason("i-1", &tagged("Name", "true")).is_none());
     }
 }

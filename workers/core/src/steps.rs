@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::decision::RestoreGate;
 use crate::ec2::{DenyEntry, Ec2Provider, Target};
 use crate::error::{CordonError, Result, StepError};
-use crate::finding::{findings_in_value, ParsedFinding};
+use crate::finding::{findings_in_value, Finding, ParsedFinding};
 use crate::isolate::{isolate_seen, retryable, IsolationReport};
 use crate::kms::Kms;
 use crate::measures::auto_scaling::{AutoScalingProvider, Whose};
@@ -157,48 +157,93 @@ pub async fn capture_step(
     let mut output = if decision.verdict == Verdict::Skip {
         CaptureOutput::skipped(finding.instance_id.clone(), Some(summary), decision.reason)
     } else {
-        let instance_id = finding
-            .instance_id
-            .clone()
-            .expect("the policy quarantines only findings with an instance id");
-        let target = Target {
-            account_id: finding.account_id.clone(),
-            region: finding.region.clone(),
-        };
-        let ec2 = ec2_in.ec2_for(&target).await?;
-        // Stolen credentials: GuardDuty raises the finding only for credentials EC2 issued
-        // to an instance, so the session's name is EC2's, and the instance is contained
-        // whatever its profile holds now (whoever holds the credentials may have removed or
-        // swapped it to escape); a profile that is not the credentials' is said.
-        let moved = match &finding.credentials_of {
-            Some(role) => {
-                let iam = iam_in.iam_for(&target).await?;
-                credentials::credentials_not_of(&ec2, &iam, &instance_id, role).await?
-            }
-            None => None,
-        };
-        let pace = Pace::of_attempt(retry_count);
-        let (mut output, _) = capture_seeing(
-            &ec2,
-            &instance_id,
-            Some(summary),
+        capture_instance(
+            ec2_in,
+            iam_in,
+            config,
+            &finding,
+            summary,
             execution,
-            &now_rfc3339(),
-            pace,
+            retry_count,
         )
-        .await?;
-        if let Some(moved) = moved {
-            output.warnings.push(StepError {
-                error: "Cordon.CredentialsElsewhere".into(),
-                cause: moved,
-            });
-        }
-        output
+        .await?
     };
     output.approval_timeout_seconds = Some(approval_timeout);
     output.approvals_required = Some(approvals_required);
     output.execution_started_at = started_at.map(String::from);
     Ok(output)
+}
+
+/// The capture of the instance of a finding the policy quarantines.
+async fn capture_instance(
+    ec2_in: &impl Ec2Provider,
+    iam_in: &impl IamProvider,
+    config: &Config,
+    finding: &Finding,
+    summary: FindingSummary,
+    execution: Option<&str>,
+    retry_count: Option<u32>,
+) -> Result<CaptureOutput> {
+    let instance_id = finding
+        .instance_id
+        .clone()
+        .expect("the policy quarantines only findings with an instance id");
+    let target = Target {
+        account_id: finding.account_id.clone(),
+        region: finding.region.clone(),
+    };
+    let ec2 = match ec2_in.ec2_for(&target).await {
+        Ok(ec2) => ec2,
+        Err(error) => {
+            let reason = not_enrolled_skip(&config.policy.scope, &error).ok_or(error)?;
+            return Ok(CaptureOutput::skipped(
+                Some(instance_id),
+                Some(summary),
+                reason,
+            ));
+        }
+    };
+    // Stolen credentials: GuardDuty raises the finding only for credentials EC2 issued
+    // to an instance, so the session's name is EC2's, and the instance is contained
+    // whatever its profile holds now (whoever holds the credentials may have removed or
+    // swapped it to escape); a profile that is not the credentials' is said.
+    let moved = match &finding.credentials_of {
+        Some(role) => {
+            let iam = iam_in.iam_for(&target).await?;
+            credentials::credentials_not_of(&ec2, &iam, &instance_id, role).await?
+        }
+        None => None,
+    };
+    let (mut output, _) = capture_seeing(
+        &ec2,
+        &instance_id,
+        Some(summary),
+        execution,
+        &now_rfc3339(),
+        Pace::of_attempt(retry_count),
+        &config.policy,
+    )
+    .await?;
+    if let Some(moved) = moved {
+        output.warnings.push(StepError {
+            error: "Cordon.CredentialsElsewhere".into(),
+            cause: moved,
+        });
+    }
+    Ok(output)
+}
+
+/// Why a finding from an account Cordon cannot act in is skipped, not failed: with no
+/// `Accounts` list, every account of the organization sends findings, enrolled or not, and an
+/// account never enrolled is no failure worth an email. An account the list names is meant to
+/// be enrolled: there, the same refusal fails the execution, loudly.
+pub fn not_enrolled_skip(scope: &crate::policy::Scope, error: &CordonError) -> Option<String> {
+    match error {
+        CordonError::NotEnrolled { account, .. } if !scope.names_account(account) => {
+            Some(error.to_string())
+        }
+        _ => None,
+    }
 }
 
 pub(crate) fn record_of(input: &CaptureOutput) -> Result<&CapturedState> {
@@ -713,6 +758,79 @@ mod tests {
         ] {
             assert_eq!(round_trips(not_a_count.clone()), 3, "{not_a_count}");
         }
+    }
+
+    /// A member account where the role cannot be assumed, as STS answers: AccessDenied.
+    struct NotEnrolledAccount;
+
+    impl Ec2Provider for NotEnrolledAccount {
+        type Ec2 = FakeEc2;
+        async fn ec2_for(&self, target: &Target) -> Result<FakeEc2> {
+            Err(CordonError::NotEnrolled {
+                account: target.account_id.clone().unwrap_or_default(),
+                message: "arn:aws:iam::111122223333:role/cordon-member could not be assumed (AccessDenied)".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_finding_from_an_account_never_enrolled_is_skipped_with_why_and_a_named_one_fails() {
+        let input = json!({"event": event(8.0), "execution": "exec-a",
+            "approval_timeout_seconds": "3600"});
+        let skipped = block_on(capture_step(
+            &NotEnrolledAccount,
+            &no_role(),
+            &Config::default(),
+            &input,
+        ))
+        .unwrap();
+        assert_eq!(skipped.status, CaptureStatus::Skipped);
+        assert!(
+            skipped.reason.contains("111122223333 is not enrolled")
+                && skipped.reason.contains("infra/member-role.yaml"),
+            "{}",
+            skipped.reason
+        );
+        // The state machine reads these on every path.
+        assert_eq!(skipped.approval_timeout_seconds, Some(3600));
+
+        let mut named = Config::default();
+        named.policy.scope.accounts = vec!["111122223333".into()];
+        let error = block_on(capture_step(
+            &NotEnrolledAccount,
+            &no_role(),
+            &named,
+            &input,
+        ))
+        .unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.NotEnrolled");
+    }
+
+    #[test]
+    fn an_instance_in_a_vpc_outside_the_scope_is_skipped_and_nothing_changes() {
+        let ec2 = FakeEc2::standard();
+        let mut config = Config::default();
+        config.policy.scope.vpcs = vec!["vpc-0aaa".into()];
+        // The finding names no VPC: capture learns it from the instance.
+        let input = json!({"event": event(8.0), "execution": "exec-a",
+            "approval_timeout_seconds": "3600"});
+        let output = block_on(capture_step(
+            &|_: &Target| ec2.clone(),
+            &no_role(),
+            &config,
+            &input,
+        ))
+        .unwrap();
+        assert_eq!(output.status, CaptureStatus::Skipped);
+        assert!(
+            output.reason.contains("vpc-1 is outside"),
+            "{}",
+            output.reason
+        );
+        assert!(!ec2.calls().iter().any(|c| c.starts_with("Create")
+            || c.starts_with("Modify")
+            || c.starts_with("Delete")));
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
     }
 
     fn event(severity: f64) -> Value {
