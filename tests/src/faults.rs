@@ -668,6 +668,9 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
         if request.is_faulted() {
             shared.actions.lock().unwrap().push(request.action());
         }
+        let Some(_turn) = turn_on_moto(&shared, reader.get_ref()).await else {
+            return;
+        };
         let reply = forward(&shared, &request).await;
         if fault == Some(Fault::LostAnswer) {
             counts.lost_answers.fetch_add(1, Ordering::Relaxed);
@@ -719,6 +722,9 @@ async fn modelled_call(
     let scaled = |latency: Duration| latency.mul_f64(model.latency_scale);
     let reply = if granted {
         shared.actions.lock().unwrap().push(action.clone());
+        let Some(_turn) = turn_on_moto(shared, reader.get_ref()).await else {
+            return false;
+        };
         let reply = forward(shared, request).await;
         match scaled(latency_of(&action)).checked_sub(started.elapsed()) {
             Some(left) => tokio::time::sleep(left).await,
@@ -741,9 +747,33 @@ async fn modelled_call(
     written
 }
 
+/// A turn to make a call on moto, unless the caller gives up first (its SDK's attempt timed
+/// out and closed the connection): then None, and the call is not made. Without this, calls
+/// nobody waits for any more queued here, each holding its connection, until the process ran
+/// out of descriptors.
+async fn turn_on_moto<'a>(
+    shared: &'a Shared,
+    client: &TcpStream,
+) -> Option<tokio::sync::SemaphorePermit<'a>> {
+    tokio::select! {
+        permit = shared.upstream_permits.acquire() => permit.ok(),
+        () = closed(client) => None,
+    }
+}
+
+/// Resolves once the peer has closed `stream`. An HTTP/1.1 client sends nothing more while it
+/// waits for its answer, so what it sends then is its end of file.
+async fn closed(stream: &TcpStream) {
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        // A request sent before the answer (pipelining): not closed.
+        Ok(_) => std::future::pending().await,
+    }
+}
+
 /// Makes the call on moto and renders its answer as HTTP/1.1 bytes.
 async fn forward(shared: &Shared, request: &Request) -> Vec<u8> {
-    let _turn = shared.upstream_permits.acquire().await.unwrap();
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap();
     let mut call = shared
         .http
