@@ -344,7 +344,8 @@ pub struct Seen {
 /// Capture's first calls, as they answered.
 struct FirstReads {
     instance: Result<Instance>,
-    groups_anywhere: Result<Vec<SecurityGroup>>,
+    /// Cordon's groups in the VPC the finding names, or in every VPC when it names none.
+    groups_near: Result<Vec<SecurityGroup>>,
     /// The claim created early (None: not tried).
     early_claim: Option<Result<String>>,
     /// The instance's attributes (None: not read yet, and read only if the record needs them).
@@ -352,10 +353,21 @@ struct FirstReads {
     shutdown_behavior: Option<Result<String>>,
 }
 
+/// Cordon's groups in `vpc_id`, or in every VPC of the region when there is none: one VPC's
+/// groups are a small answer whatever a burst has claimed elsewhere in the region (a
+/// thousand claims are a thousand groups, and more than one page).
+async fn cordon_groups_near(ec2: &impl Ec2, vpc_id: Option<&str>) -> Result<Vec<SecurityGroup>> {
+    match vpc_id {
+        Some(vpc_id) => ec2.cordon_groups(&[vpc_id.to_string()]).await,
+        None => ec2.cordon_groups_anywhere().await,
+    }
+}
+
 /// The reads and the early claim, all at once.
 async fn read_at_once(
     ec2: &impl Ec2,
     instance_id: &str,
+    named_vpc: Option<&str>,
     early_claim: Option<(&str, &str)>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> FirstReads {
@@ -367,16 +379,16 @@ async fn read_at_once(
             None => None,
         }
     };
-    let (instance, termination_protection, shutdown_behavior, groups_anywhere, early_claim) = tokio::join!(
+    let (instance, termination_protection, shutdown_behavior, groups_near, early_claim) = tokio::join!(
         ec2.describe_instance(instance_id),
         ec2.termination_protection(instance_id),
         ec2.shutdown_behavior(instance_id),
-        ec2.cordon_groups_anywhere(),
+        cordon_groups_near(ec2, named_vpc),
         claim
     );
     FirstReads {
         instance,
-        groups_anywhere,
+        groups_near,
         early_claim,
         termination_protection: Some(termination_protection),
         shutdown_behavior: Some(shutdown_behavior),
@@ -391,10 +403,11 @@ async fn read_at_once(
 async fn read_one_after_another(
     ec2: &impl Ec2,
     instance_id: &str,
+    named_vpc: Option<&str>,
     early_claim: Option<(&str, &str)>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<FirstReads> {
-    let groups = ec2.cordon_groups_anywhere().await?;
+    let groups = cordon_groups_near(ec2, named_vpc).await?;
     let early_claim = match early_claim {
         Some((owner, vpc_id)) => {
             match claim_in_vpc(&groups, vpc_id, instance_id) {
@@ -410,7 +423,7 @@ async fn read_one_after_another(
     };
     Ok(FirstReads {
         instance: ec2.describe_instance(instance_id).await,
-        groups_anywhere: Ok(groups),
+        groups_near: Ok(groups),
         early_claim,
         termination_protection: None,
         shutdown_behavior: None,
@@ -457,24 +470,27 @@ pub async fn capture_seeing(
     // all are read (or taken) at once, so the record is the second round trip and the swaps
     // the third and fourth. The claim goes into the VPC the finding names; an instance that
     // turns out to be skipped, or in another VPC, has it removed again.
-    let hinted_vpc = owner.and(finding.as_ref().and_then(|f| f.vpc_id.clone()));
+    let named_vpc = finding.as_ref().and_then(|f| f.vpc_id.clone());
+    let hinted_vpc = owner.and(named_vpc.clone());
     let early = owner.zip(hinted_vpc.as_deref());
     let FirstReads {
         instance,
-        groups_anywhere,
+        groups_near,
         early_claim,
         termination_protection,
         shutdown_behavior,
     } = match pace {
-        Pace::AtOnce => read_at_once(ec2, instance_id, early, now_utc).await,
-        Pace::OneAfterAnother => read_one_after_another(ec2, instance_id, early, now_utc).await?,
+        Pace::AtOnce => read_at_once(ec2, instance_id, named_vpc.as_deref(), early, now_utc).await,
+        Pace::OneAfterAnother => {
+            read_one_after_another(ec2, instance_id, named_vpc.as_deref(), early, now_utc).await?
+        }
     };
     // The early claim's group, if this attempt created it or an earlier attempt of this
     // execution did (and kept it through a throttled call): removed when it is not needed.
     let created_early = match &early_claim {
         Some(Ok(group_id)) => Some(group_id.clone()),
         _ => own_claim_in(
-            groups_anywhere.as_ref().ok(),
+            groups_near.as_ref().ok(),
             hinted_vpc.as_deref(),
             instance_id,
             owner,
@@ -534,7 +550,14 @@ pub async fn capture_seeing(
         return skip(format!("instance {instance_id} has no network interface"));
     }
     let vpc_ids = instance.vpc_ids();
-    let cordon_groups: Vec<SecurityGroup> = match groups_anywhere {
+    // The finding named one VPC and the instance is (also) in another: its groups there too.
+    let groups = match (groups_near, named_vpc.as_deref()) {
+        (Ok(_), Some(named)) if vpc_ids.iter().any(|vpc| vpc != named) => {
+            ec2.cordon_groups(&vpc_ids).await
+        }
+        (groups, _) => groups,
+    };
+    let cordon_groups: Vec<SecurityGroup> = match groups {
         Ok(groups) => groups
             .into_iter()
             .filter(|group| vpc_ids.contains(&group.vpc_id))
@@ -1150,6 +1173,38 @@ mod tests {
             standing(&on(&["sg-i", "sg-app"]), &cordon),
             Standing::Incomplete("sg-i".into())
         );
+    }
+
+    /// In a burst, a region holds a claim group per instance: capture reads only the VPC the
+    /// finding names, and the instance's own VPCs when it is elsewhere.
+    #[test]
+    fn capture_reads_the_groups_of_the_vpc_the_finding_names_only() {
+        let reads = |named: Option<&str>, pace: Pace| {
+            let ec2 = FakeEc2::standard();
+            let finding = named.map(finding_in);
+            let (output, _) = block_on(capture_seeing(
+                &ec2,
+                "i-00000001",
+                finding,
+                Some("exec-a"),
+                NOW,
+                pace,
+                &Policy::default(),
+            ))
+            .unwrap();
+            assert_eq!(output.status, CaptureStatus::Captured);
+            ec2.with(|s| s.group_reads.clone())
+        };
+        let vpc = |id: &str| Some(vec![id.to_string()]);
+        for pace in [Pace::AtOnce, Pace::OneAfterAnother] {
+            assert_eq!(reads(Some("vpc-1"), pace), [vpc("vpc-1")], "{pace:?}");
+            assert_eq!(reads(None, pace), [None], "{pace:?}");
+            assert_eq!(
+                reads(Some("vpc-0000beef"), pace),
+                [vpc("vpc-0000beef"), vpc("vpc-1")],
+                "{pace:?}"
+            );
+        }
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct FakeState {
     pub shutdown: BTreeMap<String, String>,
     pub vpcs: BTreeMap<String, Vpc>,
     pub subnets: BTreeMap<String, Subnet>,
+    /// Each read of Cordon's groups: the VPCs it was limited to (None: every VPC).
+    pub group_reads: Vec<Option<Vec<String>>>,
     /// The account's EBS snapshots.
     pub snapshots: Vec<Snapshot>,
     /// The next CreateSnapshots is made, but its answer is lost (no idempotency token: only
@@ -409,6 +411,7 @@ impl Ec2 for FakeEc2 {
 
     async fn cordon_groups(&self, vpc_ids: &[String]) -> Result<Vec<SecurityGroup>> {
         self.call("DescribeSecurityGroups").await?;
+        self.with(|s| s.group_reads.push(Some(vpc_ids.to_vec())));
         Ok(self.with(|s| {
             let found: Vec<SecurityGroup> = s
                 .groups
@@ -425,6 +428,7 @@ impl Ec2 for FakeEc2 {
 
     async fn cordon_groups_anywhere(&self) -> Result<Vec<SecurityGroup>> {
         self.call("DescribeSecurityGroups").await?;
+        self.with(|s| s.group_reads.push(None));
         Ok(self.with(|s| {
             s.groups
                 .values()
