@@ -862,3 +862,94 @@ fn the_definition_names_no_partition_and_the_stack_gives_its_own() {
         "arn:${AWS::Partition}:states:::lambda:invoke.waitForTaskToken"
     );
 }
+
+/// The states one path of an execution enters (Step Functions bills each entry as a state
+/// transition) and the Lambda invocations among them, when nothing is retried. `choose`
+/// names the branch each Choice takes; a branch the Choice does not have fails the test.
+fn walk(states: &serde_json::Value, start: &str, choose: &[(&str, &str)]) -> (u32, u32) {
+    let (mut transitions, mut invocations) = (0, 0);
+    let mut at = start.to_string();
+    loop {
+        let state = &states[&at];
+        assert!(state.is_object(), "no state {at}");
+        transitions += 1;
+        match state["Type"].as_str().unwrap() {
+            "Task" => {
+                let resource = state["Resource"].as_str().unwrap_or_default();
+                if resource.contains("LambdaInvoke") || resource.contains(":lambda:") {
+                    invocations += 1;
+                }
+            }
+            "Parallel" => {
+                for branch in state["Branches"].as_array().unwrap() {
+                    let start = branch["StartAt"].as_str().unwrap();
+                    let (t, i) = walk(&branch["States"], start, choose);
+                    transitions += t;
+                    invocations += i;
+                }
+            }
+            "Choice" => {
+                let next = choose
+                    .iter()
+                    .find(|(choice, _)| *choice == at)
+                    .unwrap_or_else(|| panic!("the path names no branch for {at}"))
+                    .1;
+                let offered: Vec<&str> = state["Choices"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|c| c["Next"].as_str())
+                    .chain(state["Default"].as_str())
+                    .collect();
+                assert!(
+                    offered.contains(&next),
+                    "{at} offers {offered:?}, not {next}"
+                );
+                at = next.to_string();
+                continue;
+            }
+            "Succeed" | "Fail" => return (transitions, invocations),
+            _ => {}
+        }
+        if state["End"] == true {
+            return (transitions, invocations);
+        }
+        at = state["Next"].as_str().unwrap().to_string();
+    }
+}
+
+/// The README's cost per finding is computed from these counts: they must be the
+/// definition's.
+#[test]
+fn the_readmes_cost_counts_the_transitions_and_invocations_the_definition_makes() {
+    let definition = definition();
+    let start = definition["StartAt"].as_str().unwrap();
+    let contained = [
+        ("ShouldContain", "Contain"),
+        ("ContainmentOutcome", "RequestApproval"),
+    ];
+    let paths: [(&str, Vec<(&str, &str)>); 3] = [
+        ("skipped", vec![("ShouldContain", "Skipped")]),
+        (
+            "contained, approved and restored",
+            [
+                &contained[..],
+                &[
+                    ("Decision", "Restore"),
+                    ("RestoreOutcome", "NotifyRestored"),
+                ],
+            ]
+            .concat(),
+        ),
+        (
+            "contained and kept isolated",
+            [&contained[..], &[("Decision", "NotifyKeptIsolated")]].concat(),
+        ),
+    ];
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    for (path, choose) in paths {
+        let (transitions, invocations) = walk(&definition["States"], start, &choose);
+        let row = format!("| {path} | {transitions} | {invocations} |");
+        assert!(readme.contains(&row), "README.md lacks the row {row:?}");
+    }
+}

@@ -288,6 +288,89 @@ pub fn decode_acl_entries(acl_id: &str, text: &str) -> Result<Vec<DenyEntry>> {
 mod tests {
     use super::*;
 
+    /// Tags as a fixture file holds them: `[[key, value], ...]`.
+    fn tags_of(value: &serde_json::Value) -> Vec<(String, String)> {
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| {
+                (
+                    pair[0].as_str().unwrap().to_string(),
+                    pair[1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Executions wait for approval across an upgrade, and `cordon restore` reads records
+    /// written by the release before: the record this release writes, kept as a fixture,
+    /// must read back in every field. If the writer's assert below fails, the format has
+    /// changed: keep this fixture and its reads, add the new release's beside it.
+    #[test]
+    fn the_record_of_december_2026_reads_back_in_every_field() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../fixtures/record-2026-12.json")).unwrap();
+        let tags = tags_of(&fixture["instance_tags"]);
+        let record = state_from_tags("i-0123456789abcdef0", &tags)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.finding_type.as_deref(),
+            Some("Backdoor:EC2/C&CActivity.B!DNS")
+        );
+        assert_eq!(record.shutdown_behavior.as_deref(), Some("stop"));
+        assert!(!record.termination_protection);
+        let [first, second] = &record.interfaces[..] else {
+            panic!("two interfaces: {:?}", record.interfaces);
+        };
+        assert_eq!(
+            first.groups,
+            ["sg-0aaa1111bbbb22223", "sg-0ccc3333dddd44445"]
+        );
+        assert_eq!(first.private_ipv4, ["10.20.1.15", "10.20.1.16"]);
+        assert_eq!(first.ipv6, ["2001:db8:20:1::15"]);
+        assert_eq!(first.ipv4_prefixes, ["10.20.1.32/28"]);
+        assert_eq!(first.ipv6_prefixes, ["2001:db8:20:1:1::/80"]);
+        assert_eq!(first.interface_type.as_deref(), Some("interface"));
+        assert_eq!(first.owner_id, "111122223333");
+        let conntrack = first.conntrack.unwrap();
+        assert_eq!(
+            (
+                conntrack.tcp_established,
+                conntrack.udp_stream,
+                conntrack.udp
+            ),
+            (Some(350), Some(120), Some(30))
+        );
+        assert_eq!(second.groups, ["sg-0ccc3333dddd44445"]);
+        assert_eq!(second.conntrack, None);
+        // The fixture is what this release writes, not a hand-made guess.
+        let written: Vec<(String, String)> = tags
+            .iter()
+            .filter(|(key, _)| key.starts_with(STATE_TAG_PREFIX))
+            .cloned()
+            .collect();
+        assert_eq!(state_tags(&record), written);
+
+        // The ACLs' records of the same run: the entries restore removes.
+        let mut entries = Vec::new();
+        for (acl_id, acl_tags) in fixture["acl_tags"].as_object().unwrap() {
+            let tags = tags_of(acl_tags);
+            let prefixes = acl_record_prefixes("i-0123456789abcdef0", &tags);
+            assert_eq!(prefixes, ["cordon:i-0123456789abcdef0:5f0e1d2c"]);
+            let text = join_chunks(&prefixes[0], &tags, acl_id).unwrap().unwrap();
+            entries.extend(decode_acl_entries(acl_id, &text).unwrap());
+        }
+        assert_eq!(entries.len(), 6);
+        assert!(entries.contains(&DenyEntry {
+            acl_id: "acl-0eee5555ffff66667".into(),
+            egress: true,
+            rule_number: 3,
+            cidr: "10.20.1.16/32".into(),
+        }));
+    }
+
     #[test]
     fn acl_record_keys_are_read_by_one_parser_old_and_new() {
         let key = parse_acl_record_key;
