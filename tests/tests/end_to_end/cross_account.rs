@@ -55,27 +55,31 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
     finding["accountId"] = MEMBER.into();
     let config = Config::default();
 
-    // Without a member role, an account Cordon's scope does not name is skipped as not
-    // enrolled (no failure, no email), saying what to configure; one it names fails.
+    // Without a member role the workers refuse, loudly, naming what to configure; an
+    // account outside Cordon's scope is skipped before any role is asked for.
     let alone = moto.cordon_aws();
-    let skipped = capture_step(&alone, &alone, &config, &finding)
+    let error = capture_step(&alone, &alone, &config, &finding)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_name(), "Cordon.NotEnrolled");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("account {MEMBER} is not enrolled"))
+            && error.to_string().contains("CORDON_MEMBER_ROLE_NAME"),
+        "{error}"
+    );
+    let mut scoped = config.clone();
+    scoped.policy.scope.accounts = vec!["111111111111".into()];
+    let skipped = capture_step(&alone, &alone, &scoped, &finding)
         .await
         .unwrap();
     assert_eq!(skipped.status, CaptureStatus::Skipped);
     assert!(
-        skipped
-            .reason
-            .contains(&format!("account {MEMBER} is not enrolled"))
-            && skipped.reason.contains("CORDON_MEMBER_ROLE_NAME"),
+        skipped.reason.contains("outside Cordon's scope"),
         "{}",
         skipped.reason
     );
-    let mut named = config.clone();
-    named.policy.scope.accounts = vec![MEMBER.into()];
-    let error = capture_step(&alone, &alone, &named, &finding)
-        .await
-        .unwrap_err();
-    assert_eq!(error.error_name(), "Cordon.NotEnrolled");
 
     let aws = moto.cordon_aws().with_member_role(Some(MemberRole {
         role_name: "cordon-member".into(),

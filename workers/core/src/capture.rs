@@ -530,13 +530,17 @@ pub async fn capture_seeing(
         release_early().await;
         return skip(reason);
     }
-    // The instance's own VPCs, whatever the finding named.
+    // The instance's own VPCs, whatever the finding named. The finding's VPC was in scope
+    // (triage skipped it otherwise): an interface elsewhere may be one the attacker attached
+    // to slip out of the scope, so the execution fails, loudly, rather than skip.
     if let Some(reason) = policy
         .scope
         .outside_vpcs(instance.interfaces.iter().map(|i| i.vpc_id.as_str()))
     {
         release_early().await;
-        return skip(format!("instance {instance_id}: {reason}"));
+        return Err(CordonError::NotContainable(format!(
+            "instance {instance_id} has an interface outside Cordon's scope: {reason}; contain it by hand (cordon isolate) or widen CORDON_VPCS"
+        )));
     }
     if matches!(instance.state.as_str(), "terminated" | "shutting-down") {
         release_early().await;

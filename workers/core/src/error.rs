@@ -46,7 +46,7 @@ pub enum CordonError {
     #[error("not allowed to call {operation}: {message}; grant it to the role Cordon runs as")]
     AccessDenied { operation: String, message: String },
 
-    #[error("account {account} is not enrolled in Cordon: {message}; deploy infra/member-role.yaml there with this stack's name and external id, or leave the account out of Cordon's scope (Accounts)")]
+    #[error("account {account} is not enrolled in Cordon, or its member role was removed or no longer trusts Cordon: {message}; deploy infra/member-role.yaml there with this stack's name and external id, and list the enrolled accounts in Cordon's scope (Accounts) so that findings from others are skipped")]
     NotEnrolled { account: String, message: String },
 
     #[error("{resource} already carries {existing} tags; writing {needed} more would pass EC2's limit of {limit}")]

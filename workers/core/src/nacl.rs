@@ -15,8 +15,8 @@ use crate::ec2::{AclEntry, DenyEntry, Direction, Ec2, NetworkAcl, RuleAction, Su
 use crate::error::{CordonError, Result, StepError};
 use crate::isolate::StepStatus;
 use crate::net::{
-    cidr_contains, cidrs_overlap, host_cidr, is_ipv6_cidr, is_routable_remote, private_range,
-    unmapped,
+    cidr_contains, cidr_holds, cidrs_overlap, host_cidr, is_ipv6_cidr, is_routable_remote,
+    private_range, unmapped,
 };
 use crate::record::{
     acl_record_prefixes, acl_recorded_instances, acl_tag_prefix, check_tag_room, chunk_keys,
@@ -230,8 +230,18 @@ pub fn plan_denies(
                 }
             }
         };
-        if guards_other && !left_open.iter().any(|open| open.acl_id == acl.id) {
-            add(&own_cidrs);
+        if guards_other {
+            if left_open.iter().any(|open| open.acl_id == acl.id) {
+                // The forensic CIDR is IPv4: the instance's IPv6 addresses stay denied.
+                let ipv6: Vec<String> = own_cidrs
+                    .iter()
+                    .filter(|c| is_ipv6_cidr(c))
+                    .cloned()
+                    .collect();
+                add(&ipv6);
+            } else {
+                add(&own_cidrs);
+            }
         }
         if guards_own {
             add(&remote_cidrs);
@@ -496,6 +506,7 @@ pub async fn block(
     let mut vpc_cidrs = Vec::new();
     let mut not_possible = Vec::new();
     let mut left_open = Vec::new();
+    let mut notes = Vec::new();
     let own_subnets: Vec<&str> = record
         .interfaces
         .iter()
@@ -534,15 +545,26 @@ pub async fn block(
             .as_deref()
             .filter(|f| vpc.cidrs.iter().any(|c| cidrs_overlap(c, f)))
         {
-            match ec2.subnets(&vpc_id).await {
-                Ok(subnets) => {
-                    left_open.extend(open_for_forensics(&found, &subnets, forensic, &own_subnets))
-                }
-                // Without the subnets, a deny could cut the forensic host off: this VPC's
-                // ACLs wait for the step's retry.
-                Err(error) => {
-                    errors.push(error);
-                    continue;
+            if let Some(block) = vpc.cidrs.iter().find(|c| cidr_holds(forensic, c)) {
+                // A "forensic" range as wide as the VPC would open every ACL of it.
+                notes.push(format!(
+                    "the forensic CIDR {forensic} holds all of {vpc_id}'s block {block}: no ACL was left open for it there; give the forensic hosts' own subnet"
+                ));
+            } else {
+                match ec2.subnets(&vpc_id).await {
+                    Ok(subnets) => left_open.extend(open_for_forensics(
+                        &found,
+                        &subnets,
+                        forensic,
+                        &own_subnets,
+                    )),
+                    // Containment before the forensic path: every ACL gets its denies.
+                    Err(error) => {
+                        notes.push(format!(
+                            "{vpc_id}'s subnets could not be read: its ACLs deny the instance as everywhere, the forensic host's too"
+                        ));
+                        errors.push(error);
+                    }
                 }
             }
         }
@@ -551,7 +573,7 @@ pub async fn block(
     let DenyPlan {
         wanted,
         remote_not_denied,
-        mut notes,
+        notes: plan_notes,
     } = plan_denies(
         record,
         remote_addresses,
@@ -560,6 +582,7 @@ pub async fn block(
         settings,
         &left_open,
     );
+    notes.extend(plan_notes);
     notes.extend(left_open.iter().map(OpenForForensics::note));
     let mut by_acl: BTreeMap<String, Vec<WantedDeny>> = BTreeMap::new();
     for deny in wanted {
@@ -1308,13 +1331,38 @@ mod tests {
     }
 
     #[test]
-    fn without_the_subnets_no_acl_of_the_vpc_is_changed_and_the_step_is_retried() {
+    fn a_forensic_cidr_as_wide_as_the_vpc_leaves_no_acl_open() {
+        let ec2 = FakeEc2::standard();
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let settings = NaclSettings {
+            forensic_cidr: Some("10.0.0.0/8".into()),
+            ..NaclSettings::default()
+        };
+        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        assert_eq!(report.nacl_entries.len(), 4);
+        assert!(report.open_for_forensics.is_empty());
+        assert!(report
+            .notes
+            .iter()
+            .any(|n| n.contains("holds all of vpc-1")));
+        assert!(!ec2.calls().iter().any(|c| c == "DescribeSubnets"));
+    }
+
+    #[test]
+    fn without_the_subnets_every_acl_gets_its_denies_and_the_step_says_so() {
+        // Refused (a role without ec2:DescribeSubnets): nothing to wait for.
         let ec2 = FakeEc2::standard();
         ec2.fail_next(
             "DescribeSubnets",
-            CordonError::Throttled {
+            CordonError::AccessDenied {
                 operation: "DescribeSubnets".into(),
-                message: "Rate exceeded".into(),
+                message: "not authorized".into(),
             },
         );
         let record = record(vec![interface(
@@ -1329,9 +1377,26 @@ mod tests {
             ..NaclSettings::default()
         };
         let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        // Containment before the forensic path: the remote on the instance's ACL, the
+        // instance on the forensic subnet's too; the error says why the step is partial.
+        assert_eq!(report.status, StepStatus::Partial);
+        assert_eq!(report.nacl_entries.len(), 4);
+        assert!(report.open_for_forensics.is_empty());
+        assert!(report.notes.iter().any(|n| n.contains("could not be read")));
+
+        // Throttled: as after any throttled call, this attempt writes nothing and the step's
+        // retry reads the subnets again.
+        let ec2 = FakeEc2::standard();
+        ec2.fail_next(
+            "DescribeSubnets",
+            CordonError::Throttled {
+                operation: "DescribeSubnets".into(),
+                message: "Rate exceeded".into(),
+            },
+        );
+        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
         assert_eq!(report.status, StepStatus::Partial);
         assert!(report.nacl_entries.is_empty());
-        assert!(!ec2.calls().iter().any(|c| c == "CreateNetworkAclEntry"));
     }
 
     #[test]

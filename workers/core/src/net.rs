@@ -93,6 +93,16 @@ pub fn cidrs_overlap(a: &str, b: &str) -> bool {
     cidr_contains(wider, narrower_network)
 }
 
+/// Whether `wide` holds every address of `narrow` (same family, a prefix no longer).
+pub fn cidr_holds(wide: &str, narrow: &str) -> bool {
+    match (parse_cidr(wide), parse_cidr(narrow)) {
+        (Ok((_, wide_prefix)), Ok((network, narrow_prefix))) => {
+            wide_prefix <= narrow_prefix && cidr_contains(wide, network)
+        }
+        _ => false,
+    }
+}
+
 /// Private and shared address space: RFC 1918, RFC 6598 (carrier-grade NAT) and IPv6 unique
 /// local addresses. Named, for the reason a deny was not made.
 pub fn private_range(address: IpAddr) -> Option<&'static str> {
@@ -137,6 +147,10 @@ mod tests {
         assert!(cidrs_overlap("2001:db8:1::/56", "2001:db8:1:5::/64"));
         assert!(!cidrs_overlap("2001:db8:1::/56", "10.0.0.0/8"));
         assert!(!cidrs_overlap("not a cidr", "10.0.0.0/8"));
+        assert!(cidr_holds("10.0.0.0/8", "10.0.0.0/16"));
+        assert!(cidr_holds("10.0.0.0/16", "10.0.0.0/16"));
+        assert!(!cidr_holds("10.0.5.0/24", "10.0.0.0/16"));
+        assert!(!cidr_holds("10.0.0.0/8", "2001:db8::/56"));
     }
 
     #[test]

@@ -57,11 +57,6 @@ impl Scope {
             )
         })
     }
-
-    /// Whether `account` was named in the scope (not merely allowed by an empty list).
-    pub fn names_account(&self, account: &str) -> bool {
-        self.accounts.iter().any(|a| a == account)
-    }
 }
 
 /// Which instances Cordon never touches. A tag exemption is honoured only when the stack names

@@ -192,17 +192,11 @@ async fn capture_instance(
         account_id: finding.account_id.clone(),
         region: finding.region.clone(),
     };
-    let ec2 = match ec2_in.ec2_for(&target).await {
-        Ok(ec2) => ec2,
-        Err(error) => {
-            let reason = not_enrolled_skip(&config.policy.scope, &error).ok_or(error)?;
-            return Ok(CaptureOutput::skipped(
-                Some(instance_id),
-                Some(summary),
-                reason,
-            ));
-        }
-    };
+    // A member role that cannot be assumed fails the execution, loudly: STS says the same
+    // AccessDenied for an account never enrolled and for an enrolled one whose role was
+    // deleted or whose trust was changed (by whoever holds the compromised instance's
+    // account, say). Accounts never enrolled are kept out by the scope (`Accounts`).
+    let ec2 = ec2_in.ec2_for(&target).await?;
     // Stolen credentials: GuardDuty raises the finding only for credentials EC2 issued
     // to an instance, so the session's name is EC2's, and the instance is contained
     // whatever its profile holds now (whoever holds the credentials may have removed or
@@ -231,19 +225,6 @@ async fn capture_instance(
         });
     }
     Ok(output)
-}
-
-/// Why a finding from an account Cordon cannot act in is skipped, not failed: with no
-/// `Accounts` list, every account of the organization sends findings, enrolled or not, and an
-/// account never enrolled is no failure worth an email. An account the list names is meant to
-/// be enrolled: there, the same refusal fails the execution, loudly.
-pub fn not_enrolled_skip(scope: &crate::policy::Scope, error: &CordonError) -> Option<String> {
-    match error {
-        CordonError::NotEnrolled { account, .. } if !scope.names_account(account) => {
-            Some(error.to_string())
-        }
-        _ => None,
-    }
 }
 
 pub(crate) fn record_of(input: &CaptureOutput) -> Result<&CapturedState> {
@@ -773,60 +754,55 @@ mod tests {
         }
     }
 
+    /// An enrolled account's role deleted or its trust changed reads as AccessDenied, as an
+    /// account never enrolled does: the execution fails loudly; only the scope skips quietly.
     #[test]
-    fn a_finding_from_an_account_never_enrolled_is_skipped_with_why_and_a_named_one_fails() {
+    fn a_member_role_that_cannot_be_assumed_fails_the_capture_and_says_what_to_do() {
         let input = json!({"event": event(8.0), "execution": "exec-a",
             "approval_timeout_seconds": "3600"});
-        let skipped = block_on(capture_step(
+        let error = block_on(capture_step(
             &NotEnrolledAccount,
             &no_role(),
             &Config::default(),
             &input,
         ))
-        .unwrap();
-        assert_eq!(skipped.status, CaptureStatus::Skipped);
-        assert!(
-            skipped.reason.contains("111122223333 is not enrolled")
-                && skipped.reason.contains("infra/member-role.yaml"),
-            "{}",
-            skipped.reason
-        );
-        // The state machine reads these on every path.
-        assert_eq!(skipped.approval_timeout_seconds, Some(3600));
-
-        let mut named = Config::default();
-        named.policy.scope.accounts = vec!["111122223333".into()];
-        let error = block_on(capture_step(
-            &NotEnrolledAccount,
-            &no_role(),
-            &named,
-            &input,
-        ))
         .unwrap_err();
         assert_eq!(error.error_name(), "Cordon.NotEnrolled");
+        assert!(
+            error.to_string().contains("111122223333 is not enrolled")
+                && error.to_string().contains("Accounts"),
+            "{error}"
+        );
+        let mut elsewhere = Config::default();
+        elsewhere.policy.scope.accounts = vec!["444455556666".into()];
+        let skipped = block_on(capture_step(
+            &NotEnrolledAccount,
+            &no_role(),
+            &elsewhere,
+            &input,
+        ))
+        .unwrap();
+        assert_eq!(skipped.status, CaptureStatus::Skipped);
+        assert!(skipped.reason.contains("outside Cordon's scope"));
     }
 
     #[test]
-    fn an_instance_in_a_vpc_outside_the_scope_is_skipped_and_nothing_changes() {
+    fn an_instance_with_an_interface_outside_the_scope_fails_loudly_and_nothing_changes() {
         let ec2 = FakeEc2::standard();
         let mut config = Config::default();
         config.policy.scope.vpcs = vec!["vpc-0aaa".into()];
         // The finding names no VPC: capture learns it from the instance.
         let input = json!({"event": event(8.0), "execution": "exec-a",
             "approval_timeout_seconds": "3600"});
-        let output = block_on(capture_step(
+        let error = block_on(capture_step(
             &|_: &Target| ec2.clone(),
             &no_role(),
             &config,
             &input,
         ))
-        .unwrap();
-        assert_eq!(output.status, CaptureStatus::Skipped);
-        assert!(
-            output.reason.contains("vpc-1 is outside"),
-            "{}",
-            output.reason
-        );
+        .unwrap_err();
+        assert_eq!(error.error_name(), "Cordon.NotContainable");
+        assert!(error.to_string().contains("vpc-1 is outside"), "{error}");
         assert!(!ec2.calls().iter().any(|c| c.starts_with("Create")
             || c.starts_with("Modify")
             || c.starts_with("Delete")));

@@ -84,6 +84,7 @@ pub const MEASURES: [Measure; 6] = [
         actions: &[
             (Phase::Apply, "ec2:DescribeNetworkAcls"),
             (Phase::Apply, "ec2:DescribeVpcs"),
+            (Phase::Apply, "ec2:DescribeSubnets"),
             (Phase::Apply, "ec2:CreateNetworkAclEntry"),
             (Phase::Apply, "ec2:CreateTags"),
             (Phase::Restore, "ec2:DescribeNetworkAcls"),
