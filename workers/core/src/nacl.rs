@@ -188,11 +188,7 @@ pub fn plan_denies(
     left_open: &[OpenForForensics],
 ) -> DenyPlan {
     let mut notes = Vec::new();
-    let own_subnets: Vec<&str> = record
-        .interfaces
-        .iter()
-        .map(|i| i.subnet_id.as_str())
-        .collect();
+    let own_subnets = record.subnet_ids();
     // Addresses and delegated prefixes (EKS prefix delegation), denied as the prefixes they are.
     let mut own_cidrs: Vec<String> = Vec::new();
     for cidr in record.interfaces.iter().flat_map(|i| i.own_cidrs()) {
@@ -507,11 +503,7 @@ pub async fn block(
     let mut not_possible = Vec::new();
     let mut left_open = Vec::new();
     let mut notes = Vec::new();
-    let own_subnets: Vec<&str> = record
-        .interfaces
-        .iter()
-        .map(|i| i.subnet_id.as_str())
-        .collect();
+    let own_subnets = record.subnet_ids();
     for vpc_id in record.vpc_ids() {
         // The ACLs and the VPC's blocks and owner, at once.
         let (found, vpc) = tokio::join!(ec2.network_acls(&vpc_id), ec2.vpc(&vpc_id));
@@ -1310,9 +1302,9 @@ mod tests {
             && n.contains("serves no other subnet")));
     }
 
-    #[test]
-    fn a_forensic_cidr_outside_the_vpc_costs_no_read_of_its_subnets() {
-        let ec2 = FakeEc2::standard();
+    /// The standard world's instance (eni-1 in subnet-a, 10.0.1.5) blocked against
+    /// 198.51.100.7, with `forensic_cidr` the forensic CIDR.
+    fn block_with_forensic(ec2: &FakeEc2, forensic_cidr: &str) -> NaclReport {
         let record = record(vec![interface(
             "eni-1",
             "subnet-a",
@@ -1321,10 +1313,16 @@ mod tests {
             None,
         )]);
         let settings = NaclSettings {
-            forensic_cidr: Some("192.168.50.0/24".into()),
+            forensic_cidr: Some(forensic_cidr.into()),
             ..NaclSettings::default()
         };
-        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        block_on(block(ec2, &record, &remote("198.51.100.7"), &settings))
+    }
+
+    #[test]
+    fn a_forensic_cidr_outside_the_vpc_costs_no_read_of_its_subnets() {
+        let ec2 = FakeEc2::standard();
+        let report = block_with_forensic(&ec2, "192.168.50.0/24");
         assert_eq!(report.nacl_entries.len(), 4);
         assert!(report.open_for_forensics.is_empty());
         assert!(!ec2.calls().iter().any(|c| c == "DescribeSubnets"));
@@ -1333,18 +1331,7 @@ mod tests {
     #[test]
     fn a_forensic_cidr_as_wide_as_the_vpc_leaves_no_acl_open() {
         let ec2 = FakeEc2::standard();
-        let record = record(vec![interface(
-            "eni-1",
-            "subnet-a",
-            &["sg-app"],
-            "10.0.1.5",
-            None,
-        )]);
-        let settings = NaclSettings {
-            forensic_cidr: Some("10.0.0.0/8".into()),
-            ..NaclSettings::default()
-        };
-        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        let report = block_with_forensic(&ec2, "10.0.0.0/8");
         assert_eq!(report.nacl_entries.len(), 4);
         assert!(report.open_for_forensics.is_empty());
         assert!(report
@@ -1365,18 +1352,7 @@ mod tests {
                 message: "not authorized".into(),
             },
         );
-        let record = record(vec![interface(
-            "eni-1",
-            "subnet-a",
-            &["sg-app"],
-            "10.0.1.5",
-            None,
-        )]);
-        let settings = NaclSettings {
-            forensic_cidr: Some("10.0.2.16/28".into()),
-            ..NaclSettings::default()
-        };
-        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        let report = block_with_forensic(&ec2, "10.0.2.16/28");
         // Containment before the forensic path: the remote on the instance's ACL, the
         // instance on the forensic subnet's too; the error says why the step is partial.
         assert_eq!(report.status, StepStatus::Partial);
@@ -1394,7 +1370,7 @@ mod tests {
                 message: "Rate exceeded".into(),
             },
         );
-        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        let report = block_with_forensic(&ec2, "10.0.2.16/28");
         assert_eq!(report.status, StepStatus::Partial);
         assert!(report.nacl_entries.is_empty());
     }

@@ -38,6 +38,14 @@ impl CapturedState {
     pub fn vpc_ids(&self) -> Vec<String> {
         crate::ec2::unique_vpcs(&self.interfaces)
     }
+
+    /// The subnets of the instance's interfaces (a subnet twice when two interfaces share it).
+    pub fn subnet_ids(&self) -> Vec<&str> {
+        self.interfaces
+            .iter()
+            .map(|i| i.subnet_id.as_str())
+            .collect()
+    }
 }
 
 /// Splits `text` into tags `{prefix}:0`, `{prefix}:1`, ... of at most 256 characters each.
