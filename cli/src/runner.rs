@@ -708,21 +708,27 @@ impl Runner {
                 .map_err(|e| CordonError::InvalidInput(e.to_string()))
         }
         Ok(match worker {
-            Worker::CaptureState => serde_json::to_value(
+            Worker::CaptureState => serde_json::to_value({
+                // As capture-state's binary: a retried capture makes each call once.
+                let paced = ec2
+                    .clone()
+                    .paced(cordon_core::capture::Pace::of_input(input));
                 Box::pin(cordon_core::lifecycle::capture_step(
-                    ec2,
-                    ec2,
+                    &paced,
+                    &paced,
                     Some(&self.ledger),
                     &self.config,
                     input,
                 ))
-                .await?,
-            ),
+                .await?
+            }),
             Worker::IsolateSg => {
                 serde_json::to_value(isolate_attempt_step(ec2, &self.config, &typed(input)?).await?)
             }
             Worker::BlockNacl => {
-                serde_json::to_value(block_step(ec2, &self.config, &typed(input)?).await?)
+                // As block-nacl's binary: the ACL bookkeeping yields to isolation.
+                let deferring = ec2.clone().deferring();
+                serde_json::to_value(block_step(&deferring, &self.config, &typed(input)?).await?)
             }
             Worker::HoldAsg => serde_json::to_value(
                 auto_scaling::hold_step(ec2, ec2, self.config.auto_scaling, &typed(input)?).await?,

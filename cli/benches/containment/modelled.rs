@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cordon::local::emulator_config;
 use cordon_core::aws::AwsContext;
-use cordon_core::capture::{CaptureOutput, CaptureStatus};
+use cordon_core::capture::{CaptureOutput, CaptureStatus, Pace};
 use cordon_core::config::Config;
 use cordon_core::error::CordonError;
 use cordon_core::isolate::IsolationReport;
@@ -236,7 +236,9 @@ pub async fn execution(
         // As the definition hands it: `$$.State.RetryCount` sets capture's pace.
         let mut input = input.clone();
         input["retry_count"] = json!(retry);
-        let (aws, config) = (invocation(&aws), &config);
+        // As capture-state's binary builds its clients: a retried capture makes each call once.
+        let aws = invocation(&aws).paced(Pace::of_input(&input));
+        let config = &config;
         async move { capture_step(&aws, &aws, config, &input).await }
     })
     .await;

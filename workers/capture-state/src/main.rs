@@ -18,7 +18,10 @@ async fn main() -> Result<(), Error> {
     run(service_fn(|event: LambdaEvent<Value>| {
         // Its clients know when this invocation ends: no EC2 work is started that the
         // function's timeout would cut in two.
-        let (aws, config, ledger) = (aws.until(event.context.deadline), &config, &ledger);
+        // A retried capture makes each EC2 call once: the definition's backoff paces it.
+        let pace = cordon_core::capture::Pace::of_input(&event.payload);
+        let aws = aws.until(event.context.deadline).paced(pace);
+        let (config, ledger) = (&config, &ledger);
         async move {
             let output = cordon_core::metrics::measured("capture-state", &event.payload, Box::pin(lifecycle::capture_step(
                 &aws,

@@ -183,8 +183,19 @@ pub struct AwsContext {
     /// (by default the service and region): a Lambda execution environment has one of its
     /// own. None: the SDK's default partition.
     retry_partition: Option<String>,
-    /// Work that may wait while isolation goes first ([`DEFERRED_MAX_ATTEMPTS`]).
-    deferred: bool,
+    /// How its clients retry a call that fails transiently.
+    call_retries: CallRetries,
+}
+
+/// How a context's clients retry a call that EC2 throttles or that fails transiently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallRetries {
+    /// [`EC2_MAX_ATTEMPTS`], the first retry after about a second: isolation's calls.
+    Urgent,
+    /// [`DEFERRED_MAX_ATTEMPTS`], further apart: work that may wait while isolation goes first.
+    Deferred,
+    /// One attempt: the state machine's retrier paces the step instead.
+    Once,
 }
 
 impl AwsContext {
@@ -210,30 +221,46 @@ impl AwsContext {
             home_account: Default::default(),
             deadline: None,
             retry_partition: None,
-            deferred: false,
+            call_retries: CallRetries::Urgent,
         }
     }
 
     /// This context's clients for work that may wait while isolation goes first when EC2
     /// throttles the account: fewer attempts, further apart ([`DEFERRED_MAX_ATTEMPTS`]).
     pub fn deferring(mut self) -> Self {
-        self.deferred = true;
+        self.call_retries = CallRetries::Deferred;
+        self
+    }
+
+    /// This context's clients for a step that the state machine retries at `pace`: a capture
+    /// retried after EC2 throttled or failed it ([`Pace::OneAfterAnother`]) makes each call
+    /// once. Its next attempt comes after the definition's jittered backoff, up to a minute,
+    /// which spreads a burst's retried captures over time; the SDK's own retries, up to five
+    /// within a second or a few, would crowd the buckets of the calls that the throttled ones
+    /// wait on (in a burst of 1,000, DescribeSecurityGroups was asked 85 to 140 times a
+    /// second against a refill of 20).
+    ///
+    /// [`Pace::OneAfterAnother`]: crate::capture::Pace::OneAfterAnother
+    pub fn paced(mut self, pace: crate::capture::Pace) -> Self {
+        if pace == crate::capture::Pace::OneAfterAnother {
+            self.call_retries = CallRetries::Once;
+        }
         self
     }
 
     pub(crate) fn max_attempts(&self) -> u32 {
-        if self.deferred {
-            DEFERRED_MAX_ATTEMPTS
-        } else {
-            EC2_MAX_ATTEMPTS
+        match self.call_retries {
+            CallRetries::Urgent => EC2_MAX_ATTEMPTS,
+            CallRetries::Deferred => DEFERRED_MAX_ATTEMPTS,
+            CallRetries::Once => 1,
         }
     }
 
     pub(crate) fn initial_backoff(&self) -> std::time::Duration {
-        if self.deferred {
-            DEFERRED_INITIAL_BACKOFF
-        } else {
-            std::time::Duration::from_secs(1)
+        match self.call_retries {
+            CallRetries::Deferred => DEFERRED_INITIAL_BACKOFF,
+            // With one attempt there is no wait; the value is the SDK's own.
+            CallRetries::Urgent | CallRetries::Once => std::time::Duration::from_secs(1),
         }
     }
 
@@ -1449,5 +1476,30 @@ mod tests {
         // Deferred calls yield: fewer attempts, and a longer first wait.
         assert!(deferred.max_attempts() < urgent.max_attempts());
         assert!(deferred.initial_backoff() > urgent.initial_backoff());
+    }
+
+    #[test]
+    fn a_retried_capture_makes_each_call_once_and_a_first_one_retries_in_the_sdk() {
+        use crate::capture::Pace;
+        let context = AwsContext::from_sdk_config(SdkConfig::builder().build());
+        assert_eq!(
+            context.clone().paced(Pace::AtOnce).max_attempts(),
+            EC2_MAX_ATTEMPTS
+        );
+        assert_eq!(
+            context.clone().paced(Pace::OneAfterAnother).max_attempts(),
+            1
+        );
+        // The pace follows the state machine's retry count, as the definition hands it.
+        let input = |retry_count: serde_json::Value| serde_json::json!({"event": {}, "approval_timeout_seconds": "3600", "retry_count": retry_count});
+        assert_eq!(Pace::of_input(&input(serde_json::json!(0))), Pace::AtOnce);
+        assert_eq!(
+            Pace::of_input(&input(serde_json::json!(3))),
+            Pace::OneAfterAnother
+        );
+        assert_eq!(
+            Pace::of_input(&serde_json::json!({"event": {}})),
+            Pace::AtOnce
+        );
     }
 }

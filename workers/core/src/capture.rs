@@ -307,6 +307,16 @@ impl Pace {
             _ => Pace::AtOnce,
         }
     }
+
+    /// The pace of the capture step whose input is `input` (its `retry_count`, when the
+    /// definition hands it; an input that does not parse is taken at the first attempt's pace,
+    /// and the step itself then says what is wrong with it).
+    pub fn of_input(input: &serde_json::Value) -> Pace {
+        let retry_count = crate::steps::unwrap_capture_input(input)
+            .ok()
+            .and_then(|input| input.retry_count);
+        Pace::of_attempt(retry_count)
+    }
 }
 
 /// Captures `instance_id`. Nothing is changed on the instance except the record tags, and
