@@ -526,7 +526,12 @@ async fn contain(
     config: &Config,
 ) -> Result<IsolateOutput, CordonError> {
     eprintln!("cordon: capturing {instance_id}");
-    // Break glass acts whatever executions claim the instance; isolation is idempotent.
+    // Break glass acts whatever executions claim the instance (isolation is idempotent),
+    // and whatever the stack's mode: an operator who isolates by hand means it.
+    let acting = Config {
+        mode: cordon_core::config::Mode::Contain,
+        ..config.clone()
+    };
     let (captured, seen) = capture_seeing(
         ec2,
         instance_id,
@@ -534,7 +539,7 @@ async fn contain(
         None,
         &now_rfc3339(),
         Pace::AtOnce,
-        &config.policy,
+        &acting,
     )
     .await?;
     let mut output = IsolateOutput {
@@ -571,6 +576,13 @@ async fn contain(
             return Ok(output);
         }
         CaptureStatus::Captured => {}
+        // `acting` contains: a report-only capture never comes back, and if it did, nothing
+        // would be isolated from it.
+        CaptureStatus::ReportOnly => {
+            return Err(CordonError::InvalidConfiguration(
+                "the capture came back report-only; cordon isolate always contains".into(),
+            ))
+        }
     }
     let record = captured.record.expect("a capture holds its record");
 

@@ -352,6 +352,11 @@ impl Runner {
             sign_in,
         )
         .await?;
+        // As the stack's notify: a report-only run leaves the finding alone.
+        let following = cordon_core::lifecycle::status::Settings {
+            report_only: config.mode == cordon_core::config::Mode::ReportOnly,
+            ..Default::default()
+        };
         Ok(Runner {
             endpoint: endpoint.to_string(),
             aws: AwsContext::from_sdk_config(sdk).with_member_role(MemberRole::from_env()),
@@ -370,7 +375,7 @@ impl Runner {
             topic_arn,
             region,
             ledger,
-            following: Default::default(),
+            following,
             answers: Default::default(),
             metrics: Default::default(),
         })
@@ -972,6 +977,8 @@ pub fn outcome(status: &str, states: &[String], containment: &Value) -> String {
         "skipped"
     } else if reached("AlreadyQuarantined") {
         "already_quarantined"
+    } else if reached("ReportedOnly") {
+        "report_only"
     } else if reached("Restored") {
         "restored"
     } else if reached("RestoreOutcome") {
@@ -1175,6 +1182,16 @@ mod tests {
         assert_eq!(
             outcome("FAILED", &path(&["NotifyFailed", "Failed"]), &done),
             "failed"
+        );
+        // Nothing was contained, and that is what was asked for: not "partial".
+        let planned = json!({"isolation": {"status": "report_only", "errors": []}, "nacl": {"status": "report_only", "errors": []}});
+        assert_eq!(
+            outcome(
+                "SUCCEEDED",
+                &path(&["ContainmentOutcome", "NotifyReportOnly", "ReportedOnly"]),
+                &planned
+            ),
+            "report_only"
         );
     }
 

@@ -928,7 +928,7 @@ fn the_readmes_cost_counts_the_transitions_and_invocations_the_definition_makes(
         ("ShouldContain", "Contain"),
         ("ContainmentOutcome", "RequestApproval"),
     ];
-    let paths: [(&str, Vec<(&str, &str)>); 3] = [
+    let paths: [(&str, Vec<(&str, &str)>); 4] = [
         ("skipped", vec![("ShouldContain", "Skipped")]),
         (
             "contained, approved and restored",
@@ -944,6 +944,13 @@ fn the_readmes_cost_counts_the_transitions_and_invocations_the_definition_makes(
         (
             "contained and kept isolated",
             [&contained[..], &[("Decision", "NotifyKeptIsolated")]].concat(),
+        ),
+        (
+            "report-only",
+            vec![
+                ("ShouldContain", "Contain"),
+                ("ContainmentOutcome", "NotifyReportOnly"),
+            ],
         ),
     ];
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();

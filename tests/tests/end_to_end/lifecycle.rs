@@ -93,6 +93,7 @@ async fn security_hub_and_guardduty_refusing_never_hold_the_containment_or_the_r
         .with_finding_follow(status::Settings {
             security_hub: true,
             archive_on_restore: true,
+            report_only: false,
         });
     let sdk = cordon::local::emulator_config(&moto.endpoint);
     let detector = aws_sdk_guardduty::Client::new(&sdk)

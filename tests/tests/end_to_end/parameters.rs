@@ -151,7 +151,7 @@ fn workers_accept(template: &Value, values: &BTreeMap<String, String>) -> Result
             .contains(&variable.as_str())
                 || variable.starts_with("CORDON_INCLUDE_")
                 || variable.starts_with("CORDON_EXEMPT_")
-                || ["CORDON_ACCOUNTS", "CORDON_VPCS"].contains(&variable.as_str())
+                || ["CORDON_ACCOUNTS", "CORDON_VPCS", "CORDON_MODE"].contains(&variable.as_str())
         }) {
             Config::from_lookup(lookup).map_err(refused)?;
         }
@@ -224,6 +224,8 @@ fn accepted() -> Vec<Vec<(&'static str, &'static str)>> {
         ("ExemptInstanceIds", "i-0123abcd"),
         ("ExemptInstanceIds", "i-0123abcd, i-0123456789abcdef0"),
         ("ExemptAutoScalingGroups", "bastions,build agents"),
+        ("Mode", "contain"),
+        ("Mode", "report-only"),
     ] {
         cases.push(vec![(name, value)]);
     }

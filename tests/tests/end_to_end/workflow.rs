@@ -128,6 +128,87 @@ async fn approve_restores_exactly_what_was_there() {
     );
 }
 
+/// Report-only (the stack's `Mode`): the execution reads and plans every measure, changes
+/// nothing in EC2 (no group, no claim, no tag, no ACL entry, no attribute, no snapshot),
+/// emails what it would have done per interface and per ACL entry, and asks for no decision.
+#[tokio::test]
+async fn report_only_changes_nothing_and_emails_what_it_would_have_done() {
+    let moto = Moto::start();
+    let config = Config {
+        mode: cordon_core::config::Mode::ReportOnly,
+        ..Config::default()
+    };
+    let runner = Runner::start(&moto.endpoint, config).await.unwrap();
+    let world = moto.world();
+    let (vpc, instance, enis, groups) = topology(&world).await;
+    let before = (
+        world.groups(&vpc).await,
+        world.acls(&vpc).await,
+        world.instance_tags(&instance).await,
+        world.termination_protection(&instance).await,
+    );
+
+    let report = runner
+        .run(
+            &event(finding_for(&instance, 8.0, "198.51.100.7")),
+            DecisionMode::Approve,
+            300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, "SUCCEEDED");
+    assert_eq!(report.outcome, "report_only");
+    let mut expected = CONTAINED[..CONTAINED.len() - 1].to_vec();
+    expected.extend(["NotifyReportOnly", "ReportedOnly"]);
+    assert_eq!(path(&report), expected);
+
+    for (eni, original) in enis.iter().zip(&groups) {
+        assert_eq!(&world.eni_groups(eni).await, original);
+    }
+    let after = (
+        world.groups(&vpc).await,
+        world.acls(&vpc).await,
+        world.instance_tags(&instance).await,
+        world.termination_protection(&instance).await,
+    );
+    assert_eq!(after, before, "report-only changed EC2");
+    assert!(world.evidence_of(&instance).await.is_empty());
+
+    // As many denies planned as a containment makes (see approve_restores_exactly_...).
+    assert_eq!(report.containment["nacl"]["status"], "report_only");
+    assert_eq!(
+        report.containment["nacl"]["would_deny"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+    assert_eq!(report.containment["isolation"]["status"], "report_only");
+    let subjects = subjects(&report);
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert!(
+        subjects[0].starts_with("Cordon: report-only, would contain"),
+        "{subjects:?}"
+    );
+    let body = report.messages[0]["body"].as_str().unwrap();
+    for eni in &enis {
+        assert!(
+            body.contains(&format!("{eni}: would move from")),
+            "{eni}: {body}"
+        );
+    }
+    assert!(body.contains("would deny 198.51.100.7/32"), "{body}");
+    assert!(
+        body.contains("would turn termination protection on"),
+        "{body}"
+    );
+    assert!(
+        body.contains("REPORT ONLY: Cordon changed nothing"),
+        "{body}"
+    );
+    assert!(!body.contains("Approve restore"), "{body}");
+}
+
 #[tokio::test]
 async fn reject_keeps_the_instance_isolated_and_says_how_to_restore() {
     let (_moto, runner, world) = started().await;

@@ -5,10 +5,10 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::claim;
+use crate::config::{Config, Mode};
 use crate::ec2::{Ec2, GroupRole, Instance, SecurityGroup};
 use crate::error::{CordonError, Result, StepError};
 use crate::finding::Finding;
-use crate::policy::Policy;
 use crate::record::{
     check_tag_room, chunk_keys, state_from_tags, state_tags, CapturedState, RECORD_VERSION,
     STATE_TAG_PREFIX,
@@ -64,6 +64,9 @@ pub enum CaptureStatus {
     Captured,
     AlreadyQuarantined,
     Skipped,
+    /// Read and recorded in this output only, in report-only mode: the measures plan from
+    /// it and change nothing.
+    ReportOnly,
 }
 
 /// The capture step's output, which is also the input of the isolation and NACL steps.
@@ -336,7 +339,7 @@ pub async fn capture(
         owner,
         now,
         Pace::AtOnce,
-        &Policy::default(),
+        &Config::default(),
     )
     .await?
     .0)
@@ -471,8 +474,12 @@ pub async fn capture_seeing(
     owner: Option<&str>,
     now: &str,
     pace: Pace,
-    policy: &Policy,
+    config: &Config,
 ) -> Result<(CaptureOutput, Seen)> {
+    let policy = &config.policy;
+    // Report-only: no claim (the one write before the record) and no record tags.
+    let report_only = config.mode == Mode::ReportOnly;
+    let owner = owner.filter(|_| !report_only);
     let now_utc = chrono::DateTime::parse_from_rfc3339(now)
         .map(|at| at.with_timezone(&chrono::Utc))
         .unwrap_or_else(|_| chrono::Utc::now());
@@ -708,6 +715,7 @@ pub async fn capture_seeing(
     let tags = state_tags(&record);
     let old_keys = chunk_keys(STATE_TAG_PREFIX, &instance.tags);
     let tags_written = match check_tag_room(instance_id, &instance.tags, &tags, &old_keys) {
+        Ok(()) if report_only => false,
         Ok(()) => {
             ec2.create_tags(instance_id, &tags).await?;
             let stale: Vec<String> = old_keys
@@ -729,8 +737,17 @@ pub async fn capture_seeing(
         Err(other) => return Err(other),
     };
     let output = CaptureOutput {
-        status: CaptureStatus::Captured,
-        reason: if cut_short {
+        status: if report_only {
+            CaptureStatus::ReportOnly
+        } else {
+            CaptureStatus::Captured
+        },
+        reason: if report_only {
+            format!(
+                "report-only: read {} network interface(s) of {instance_id} and would record them (cordon:state tags) before containing it; nothing was changed",
+                record.interfaces.len()
+            )
+        } else if cut_short {
             format!(
                 "{instance_id}'s isolation was cut short (an interface is on a Cordon group but not isolated); recorded its {} interface(s) from the record tags to finish it",
                 record.interfaces.len()
@@ -982,10 +999,10 @@ mod tests {
     }
 
     /// The stack's `ExemptTagKey` set to `cordon:exempt`.
-    fn tag_exempting() -> Policy {
-        let mut policy = Policy::default();
-        policy.exemptions.tag_key = Some(crate::policy::EXEMPT_TAG.into());
-        policy
+    fn tag_exempting() -> Config {
+        let mut config = Config::default();
+        config.policy.exemptions.tag_key = Some(crate::policy::EXEMPT_TAG.into());
+        config
     }
 
     fn make_exempt(ec2: &FakeEc2) {
@@ -1203,7 +1220,7 @@ mod tests {
                 Some("exec-a"),
                 NOW,
                 pace,
-                &Policy::default(),
+                &Config::default(),
             ))
             .unwrap();
             assert_eq!(output.status, CaptureStatus::Captured);

@@ -119,8 +119,36 @@ impl Config {
     }
 }
 
+/// Whether Cordon contains the instances its policy picks, or only says what it would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Contain, as the measures say.
+    #[default]
+    Contain,
+    /// Read and plan every measure, change nothing, and email what would have been done: a
+    /// first rollout, to watch Cordon before it acts ([`crate::report_only`]).
+    ReportOnly,
+}
+
+impl Mode {
+    /// `contain` or `report-only` (the stack's `Mode` parameter); empty is `contain`.
+    pub fn parse(text: &str) -> Result<Mode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "contain" => Ok(Mode::Contain),
+            "report-only" => Ok(Mode::ReportOnly),
+            _ => Err(CordonError::InvalidConfiguration(format!(
+                "CORDON_MODE={text:?} must be contain or report-only"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Config {
+    /// Contain, or report only (`CORDON_MODE`).
+    #[serde(default)]
+    pub mode: Mode,
     pub policy: Policy,
     pub forensic_access: Option<ForensicSource>,
     pub nacl: NaclSettings,
@@ -213,6 +241,7 @@ impl Config {
                 .unwrap_or_default()
         };
         config.release_table = get("CORDON_RELEASE_TABLE");
+        config.mode = Mode::parse(&get("CORDON_MODE").unwrap_or_default())?;
         config.policy.allow_type_prefixes = list("CORDON_ALLOW_TYPE_PREFIXES");
         config.policy.deny_type_prefixes = list("CORDON_DENY_TYPE_PREFIXES");
         config.policy.resource_roles = list("CORDON_RESOURCE_ROLES");
@@ -455,8 +484,11 @@ mod tests {
             ("CORDON_FORENSIC_CIDR", "10.9.0.0/24"),
             ("CORDON_NACL_BAND", "10-49"),
             ("CORDON_NACL_RULE_QUOTA", "40"),
+            ("CORDON_MODE", "report-only"),
         ])
         .unwrap();
+        assert_eq!(config.mode, Mode::ReportOnly);
+        assert_eq!(self::config(&[]).unwrap().mode, Mode::Contain);
         assert_eq!(config.policy.min_severity, 8.5);
         assert!(config.policy.include_samples);
         assert_eq!(
@@ -501,6 +533,7 @@ mod tests {
             ("CORDON_NACL_BAND", "1-32767", "32766"),
             ("CORDON_NACL_BAND", "ten", "FIRST-LAST"),
             ("CORDON_NACL_RULE_QUOTA", "41", "CORDON_NACL_RULE_QUOTA"),
+            ("CORDON_MODE", "dry-run", "contain or report-only"),
         ] {
             let error = config(&[(name, value)]).unwrap_err();
             assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");

@@ -104,6 +104,9 @@ pub enum CordonError {
         message: String,
     },
 
+    #[error("report-only mode: Cordon would have called {operation} on {target}, and refused to; nothing was changed. This is a fault in Cordon (a report-only step must only read): report it")]
+    ReportOnlyWrite { operation: String, target: String },
+
     #[error("KMS {operation} with key {key_id} failed ({code}): {message}; check the key exists and is enabled, that it is an HMAC_256 key, and that the key policy and the function's role allow the call")]
     Kms {
         operation: String,
@@ -138,6 +141,7 @@ impl CordonError {
             CordonError::Iam { .. } => "Cordon.IamError",
             CordonError::Findings { .. } => "Cordon.FindingsError",
             CordonError::Kms { .. } => "Cordon.KmsError",
+            CordonError::ReportOnlyWrite { .. } => "Cordon.ReportOnlyWrite",
         }
     }
 

@@ -1028,6 +1028,7 @@ fn every_message_renders_from_a_hostile_state() {
             MessageKind::Restored,
             MessageKind::KeptIsolated,
             MessageKind::Failed,
+            MessageKind::ReportOnly,
         ] {
             let message = render(
                 kind,

@@ -300,6 +300,8 @@ pub enum StepStatus {
     Partial,
     /// None of it may be done by this account (the network ACLs of a shared VPC).
     NotPossible,
+    /// Report-only mode: nothing was done; the report says what would have been.
+    ReportOnly,
 }
 
 /// What is true of one interface after the isolation step.
@@ -462,6 +464,133 @@ pub fn rollback_groups(recorded: &[String], groups: &CordonGroups) -> Option<Vec
         .cloned()
         .collect();
     (!originals.is_empty()).then_some(originals)
+}
+
+/// What [`isolate_seen`] would do, in report-only mode: the same reads and the same plan per
+/// interface, reported as notes; no write. A VPC without Cordon's groups would get them.
+pub async fn plan_isolation(
+    ec2: &impl Ec2,
+    record: &CapturedState,
+    forensic: Option<&ForensicSource>,
+) -> Result<IsolationReport> {
+    let vpc_ids = record.vpc_ids();
+    let (known, instance) = tokio::join!(
+        ec2.cordon_groups(&vpc_ids),
+        ec2.describe_instance(&record.instance_id)
+    );
+    let (known, instance) = (known?, instance?);
+    let mut notes = Vec::new();
+    let mut errors = Vec::new();
+    let mut groups = BTreeMap::new();
+    for vpc_id in &vpc_ids {
+        let mut id_of = |role: GroupRole| match find_group(&known, vpc_id, role) {
+            Some(group) => {
+                // Someone changed Cordon's group since it was made: a containment puts its
+                // rules right first, and a first rollout is where that should come to light.
+                let (ingress, egress) = desired_rules(role, forensic);
+                let (revoke_in, add_in) = rule_changes(&group.ingress, &ingress);
+                let (revoke_out, add_out) = rule_changes(&group.egress, &egress);
+                let (revoke, add) = (
+                    revoke_in.len() + revoke_out.len(),
+                    add_in.len() + add_out.len(),
+                );
+                if revoke + add > 0 {
+                    notes.push(format!(
+                        "would put the rules of {} ({}) right: {revoke} to revoke, {add} to add (someone changed them)",
+                        group.id,
+                        role.group_name(vpc_id)
+                    ));
+                }
+                group.id
+            }
+            None => {
+                let name = role.group_name(vpc_id);
+                notes.push(format!(
+                    "would create the security group {name} in {vpc_id} ({})",
+                    role.description()
+                ));
+                name
+            }
+        };
+        let (conversion, isolation) = (id_of(GroupRole::Conversion), id_of(GroupRole::Isolation));
+        groups.insert(
+            vpc_id.clone(),
+            CordonGroups {
+                conversion,
+                isolation,
+            },
+        );
+    }
+    if let Some(forensic) = forensic {
+        notes.push(format!(
+            "the isolation group would admit the forensic source {} (all protocols)",
+            match forensic {
+                ForensicSource::Cidr(cidr) => cidr.clone(),
+                ForensicSource::SecurityGroup(group) => group.clone(),
+            }
+        ));
+    }
+    for recorded in &record.interfaces {
+        let cordon = &groups[&recorded.vpc_id];
+        let live = instance.interfaces.iter().find(|i| i.id == recorded.id);
+        let now = live.map(|l| l.groups.join(", ")).unwrap_or_default();
+        let line = match plan_interface(live, cordon) {
+            InterfacePlan::ConvertThenIsolate => format!(
+                "{}: would move from {now} to the isolation group {} (through the conversion group {}, so that tracked connections are cut)",
+                recorded.id, cordon.isolation, cordon.conversion
+            ),
+            InterfacePlan::Isolate => format!(
+                "{}: on the conversion group {}; would move to the isolation group {}",
+                recorded.id, cordon.conversion, cordon.isolation
+            ),
+            InterfacePlan::LeaveIsolated => {
+                format!("{}: already on the isolation group; would be left", recorded.id)
+            }
+            // What a containment would fail at is a failure of the plan too.
+            InterfacePlan::NotContainable(reason) => {
+                errors.push(StepError {
+                    error: "Cordon.NotContainable".into(),
+                    cause: format!("{}: could not be isolated by its groups: {reason}", recorded.id),
+                });
+                continue;
+            }
+            InterfacePlan::Gone => {
+                notes.push(format!(
+                    "{}: no longer attached to the instance; nothing to do",
+                    recorded.id
+                ));
+                continue;
+            }
+        };
+        notes.push(line);
+        let lowered =
+            live.and_then(|l| l.conntrack).map(ConnTrack::effective) == Some(ConnTrack::ISOLATED);
+        if !lowered {
+            notes.push(format!(
+                "{}: would lower its connection tracking timeouts, so that connections the isolation group still tracks end soon",
+                recorded.id
+            ));
+        }
+    }
+    if !record.termination_protection {
+        notes.push(if instance.is_spot() {
+            "a Spot Instance: termination protection would stay off (it cannot be on)".into()
+        } else {
+            "would turn termination protection on".into()
+        });
+    }
+    if record.shutdown_behavior.as_deref() == Some("terminate") {
+        notes.push("would set the shutdown behaviour from terminate to stop".into());
+    }
+    Ok(IsolationReport {
+        instance_id: record.instance_id.clone(),
+        status: StepStatus::ReportOnly,
+        enis: Vec::new(),
+        groups,
+        termination_protection: record.termination_protection,
+        errors,
+        notes,
+    })
 }
 
 /// [`isolate`] with the Cordon groups of the record's VPCs and the instance as the caller has
@@ -689,6 +818,62 @@ mod tests {
     use crate::capture::capture;
     use crate::ec2::NetworkInterface;
     use crate::fake::{block_on, interface, FakeEc2};
+
+    /// Report-only: the plan names the groups a first containment would create, the rules
+    /// someone changed on Cordon's groups, and each interface's move; nothing is written.
+    #[test]
+    fn the_isolation_plan_says_what_a_containment_would_do_and_writes_nothing() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        ec2.clear_calls();
+        let plan = block_on(plan_isolation(
+            &crate::report_only::ReadOnly(&ec2),
+            &record,
+            None,
+        ))
+        .unwrap();
+        assert_eq!(plan.status, StepStatus::ReportOnly);
+        assert!(plan.enis.is_empty());
+        let says = |text: &str| plan.notes.iter().any(|n| n.contains(text));
+        assert!(
+            says("would create the security group cordon-isolation-vpc-1"),
+            "{:?}",
+            plan.notes
+        );
+        assert!(says("eni-1: would move from sg-app, sg-ssh to the isolation group cordon-isolation-vpc-1"), "{:?}", plan.notes);
+        assert!(says("eni-1: would lower its connection tracking"));
+        assert!(says("would turn termination protection on"));
+        assert_eq!(ec2.calls(), ["DescribeSecurityGroups", "DescribeInstances"]);
+
+        // Once the groups exist, and someone has opened the isolation group's egress.
+        let groups = block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
+        let isolation = groups["vpc-1"].isolation.clone();
+        block_on(ec2.authorize(
+            &isolation,
+            Direction::Egress,
+            &[SgRule::all_traffic(crate::ec2::Peer::Ipv4(
+                "0.0.0.0/0".into(),
+            ))],
+        ))
+        .unwrap();
+        ec2.clear_calls();
+        let plan = block_on(plan_isolation(
+            &crate::report_only::ReadOnly(&ec2),
+            &record,
+            None,
+        ))
+        .unwrap();
+        let says = |text: &str| plan.notes.iter().any(|n| n.contains(text));
+        assert!(!says("would create"), "{:?}", plan.notes);
+        assert!(
+            says(&format!("would put the rules of {isolation}")),
+            "{:?}",
+            plan.notes
+        );
+        assert!(says(&format!("to the isolation group {isolation}")));
+        assert!(ec2.calls().iter().all(|c| c.starts_with("Describe")));
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    }
 
     fn captured(ec2: &FakeEc2) -> CapturedState {
         block_on(capture(
@@ -1168,7 +1353,7 @@ mod tests {
             None,
             "2026-11-29T14:00:00.000Z",
             crate::capture::Pace::AtOnce,
-            &crate::policy::Policy::default(),
+            &crate::config::Config::default(),
         ))
         .unwrap();
         let record = captured.record.unwrap();

@@ -21,6 +21,7 @@ pub mod notify;
 pub mod partition;
 pub mod policy;
 pub mod record;
+pub mod report_only;
 pub mod restore;
 pub mod steps;
 pub mod subscription;

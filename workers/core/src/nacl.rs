@@ -406,6 +406,9 @@ pub struct NaclReport {
     /// ACLs left without denies of the instance's own addresses for the forensic host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_for_forensics: Vec<OpenForForensics>,
+    /// Report-only: the denies this containment would add, with their rule numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub would_deny: Vec<DenyEntry>,
     pub notes: Vec<String>,
     pub errors: Vec<StepError>,
 }
@@ -488,15 +491,25 @@ async fn write_record(
 /// How often a number taken by someone else between our read and our write is re-picked.
 const NUMBER_RACE_RETRIES: usize = 6;
 
-/// Adds the denies for the recorded instance. The intended entries are recorded on each ACL
-/// before they are created, so that a crash half-way leaves nothing restore cannot find.
-pub async fn block(
+/// What [`block`] reads of the instance's VPCs and decides before it writes.
+struct BlockReading {
+    acls: Vec<NetworkAcl>,
+    /// The denies wanted, per ACL id.
+    by_acl: BTreeMap<String, Vec<WantedDeny>>,
+    remote_not_denied: Vec<RemoteNotDenied>,
+    not_possible: Vec<String>,
+    left_open: Vec<OpenForForensics>,
+    notes: Vec<String>,
+    errors: Vec<CordonError>,
+}
+
+/// The ACLs of the record's VPCs and the denies wanted in each (reads only).
+async fn read_and_plan(
     ec2: &impl Ec2,
     record: &CapturedState,
     remote_addresses: &[IpAddr],
     settings: &NaclSettings,
-) -> NaclReport {
-    let instance_id = record.instance_id.clone();
+) -> BlockReading {
     let mut errors: Vec<CordonError> = Vec::new();
     let mut acls = Vec::new();
     let mut vpc_cidrs = Vec::new();
@@ -580,6 +593,35 @@ pub async fn block(
     for deny in wanted {
         by_acl.entry(deny.acl_id.clone()).or_default().push(deny);
     }
+    BlockReading {
+        acls,
+        by_acl,
+        remote_not_denied,
+        not_possible,
+        left_open,
+        notes,
+        errors,
+    }
+}
+
+/// Adds the denies for the recorded instance. The intended entries are recorded on each ACL
+/// before they are created, so that a crash half-way leaves nothing restore cannot find.
+pub async fn block(
+    ec2: &impl Ec2,
+    record: &CapturedState,
+    remote_addresses: &[IpAddr],
+    settings: &NaclSettings,
+) -> NaclReport {
+    let instance_id = record.instance_id.clone();
+    let BlockReading {
+        acls,
+        mut by_acl,
+        remote_not_denied,
+        not_possible,
+        left_open,
+        notes,
+        mut errors,
+    } = read_and_plan(ec2, record, remote_addresses, settings).await;
     let mut all_entries = Vec::new();
     let mut already = Vec::new();
     // This run's own record on each ACL: another containment of the same instance running at
@@ -616,6 +658,66 @@ pub async fn block(
             StepStatus::Done
         },
         nacl_entries: all_entries,
+        would_deny: Vec::new(),
+        already_denied: already,
+        remote_not_denied,
+        not_possible,
+        open_for_forensics: left_open,
+        notes,
+        errors: errors.iter().map(CordonError::to_report).collect(),
+    }
+}
+
+/// What [`block`] would do, in report-only mode: the same reads and the same plan; no write.
+/// The new denies are `would_deny` (each with the number it would get now: a containment
+/// picks its own when it makes them). Denies an earlier containment holds are only said, in
+/// `already_denied`: `nacl_entries` stays empty, as it names what restore removes.
+pub async fn plan_block(
+    ec2: &impl Ec2,
+    record: &CapturedState,
+    remote_addresses: &[IpAddr],
+    settings: &NaclSettings,
+) -> NaclReport {
+    let instance_id = record.instance_id.clone();
+    let BlockReading {
+        acls,
+        mut by_acl,
+        remote_not_denied,
+        not_possible,
+        left_open,
+        notes,
+        mut errors,
+    } = read_and_plan(ec2, record, remote_addresses, settings).await;
+    let record_prefix = acl_tag_prefix(&instance_id, Some(&new_run_id(&instance_id)));
+    let (mut would_deny, mut already) = (Vec::new(), Vec::new());
+    for acl in &acls {
+        let previous = match recorded_entries(acl, &instance_id) {
+            Ok(previous) => previous,
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        let wants = by_acl.remove(&acl.id).unwrap_or_default();
+        let plan = plan_acl(acl, &record_prefix, previous, wants, settings);
+        already.extend(plan.kept.iter().map(|entry| {
+            format!(
+                "{} {} {}: denied already by Cordon's rule {} (an earlier containment)",
+                entry.acl_id,
+                Direction::from_egress(entry.egress).name(),
+                entry.cidr,
+                entry.rule_number
+            )
+        }));
+        would_deny.extend(plan.planned);
+        already.extend(plan.already_denied);
+        errors.extend(plan.errors);
+    }
+    NaclReport {
+        instance_id,
+        status: StepStatus::ReportOnly,
+        nacl_entries: Vec::new(),
+        would_deny,
         already_denied: already,
         remote_not_denied,
         not_possible,
@@ -661,14 +763,23 @@ struct AclOutcome {
     errors: Vec<CordonError>,
 }
 
-async fn block_in_acl(
-    ec2: &impl Ec2,
+/// What one ACL needs for one instance: the entries of earlier runs that still hold, the new
+/// denies with the rule numbers they would get, and the wants that someone else's deny
+/// already covers. Pure: [`block_in_acl`] makes it so, a report-only run reports it.
+struct AclPlan {
+    kept: Vec<DenyEntry>,
+    planned: Vec<DenyEntry>,
+    already_denied: Vec<String>,
+    errors: Vec<CordonError>,
+}
+
+fn plan_acl(
     acl: &NetworkAcl,
     record_prefix: &str,
     previous: Vec<DenyEntry>,
     wants: Vec<WantedDeny>,
     settings: &NaclSettings,
-) -> AclOutcome {
+) -> AclPlan {
     let mut errors = Vec::new();
     let mut already_denied_notes = Vec::new();
     // Entries an earlier run recorded and that still exist stay ours; they need no new rule.
@@ -680,7 +791,7 @@ async fn block_in_acl(
                 && e.action == RuleAction::Deny
         })
     };
-    let mut entries: Vec<DenyEntry> = previous.into_iter().filter(|e| still_there(e)).collect();
+    let entries: Vec<DenyEntry> = previous.into_iter().filter(|e| still_there(e)).collect();
     let mut planned = Vec::new();
     for egress in [false, true] {
         let todo: Vec<&WantedDeny> = wants
@@ -738,6 +849,28 @@ async fn block_in_acl(
             );
         }
     }
+    AclPlan {
+        kept: entries,
+        planned,
+        already_denied: already_denied_notes,
+        errors,
+    }
+}
+
+async fn block_in_acl(
+    ec2: &impl Ec2,
+    acl: &NetworkAcl,
+    record_prefix: &str,
+    previous: Vec<DenyEntry>,
+    wants: Vec<WantedDeny>,
+    settings: &NaclSettings,
+) -> AclOutcome {
+    let AclPlan {
+        kept: mut entries,
+        planned,
+        already_denied: already_denied_notes,
+        mut errors,
+    } = plan_acl(acl, record_prefix, previous, wants, settings);
     if planned.is_empty() {
         return AclOutcome {
             entries,
@@ -1156,6 +1289,67 @@ mod tests {
             !already_denied(&entries, true, "198.51.100.7/32"),
             "rule 500 comes after allow 100"
         );
+    }
+
+    /// Report-only: the plan is the denies a containment makes, with the numbers they would
+    /// get; nothing is written; denies an earlier containment holds are said, never handed to
+    /// restore.
+    #[test]
+    fn the_acl_plan_is_what_block_would_make_and_writes_nothing() {
+        let ec2 = FakeEc2::standard();
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        let settings = NaclSettings::default();
+        let guarded = crate::report_only::ReadOnly(&ec2);
+        let plan = block_on(plan_block(
+            &guarded,
+            &record,
+            &remote("198.51.100.7"),
+            &settings,
+        ));
+        assert_eq!(plan.status, StepStatus::ReportOnly, "{:?}", plan.errors);
+        assert!(plan.nacl_entries.is_empty());
+        let mut planned: Vec<(String, bool, String)> = plan
+            .would_deny
+            .iter()
+            .map(|e| (e.acl_id.clone(), e.egress, e.cidr.clone()))
+            .collect();
+        planned.sort();
+        assert_eq!(
+            planned,
+            [
+                ("acl-a".to_string(), false, "198.51.100.7/32".to_string()),
+                ("acl-a".into(), true, "198.51.100.7/32".into()),
+                ("acl-b".into(), false, "10.0.1.5/32".into()),
+                ("acl-b".into(), true, "10.0.1.5/32".into()),
+            ]
+        );
+        assert!(plan
+            .would_deny
+            .iter()
+            .all(|e| (1..=99).contains(&e.rule_number)));
+        assert!(
+            ec2.calls().iter().all(|c| c.starts_with("Describe")),
+            "{:?}",
+            ec2.calls()
+        );
+
+        // Contained since: the plan makes nothing new and hands restore nothing.
+        let contained = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        let again = block_on(plan_block(
+            &guarded,
+            &record,
+            &remote("198.51.100.7"),
+            &settings,
+        ));
+        assert!(again.would_deny.is_empty() && again.nacl_entries.is_empty());
+        assert_eq!(again.already_denied.len(), contained.nacl_entries.len());
+        assert!(again.already_denied[0].contains("denied already by Cordon's rule"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::approval::{link_url, Action, LinkKey};
-use crate::error::{CordonError, Result};
+use crate::capture::CaptureStatus;
+use crate::error::{CordonError, Result, StepError};
 use crate::kms::Kms;
 use crate::workflow::{Branch, WorkflowState};
 
@@ -21,6 +22,8 @@ pub enum MessageKind {
     Restored,
     KeptIsolated,
     Failed,
+    /// Report-only mode: what each measure would have done; nothing was changed.
+    ReportOnly,
 }
 
 /// The notify step's input, built by the state machine.
@@ -191,12 +194,23 @@ fn decided_by(state: &WorkflowState) -> String {
 /// Text from outside Cordon (a typed approver name, an error's cause) as one line of at most
 /// 200 characters: no control character can start a line that looks like Cordon's own.
 fn sanitize_line(text: &str) -> String {
+    one_line(text, 200)
+}
+
+/// `text` on one line (control characters as spaces), at most `max` characters.
+fn one_line(text: &str, max: usize) -> String {
     let line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
+        .take(max)
         .collect();
     line.trim().to_string()
+}
+
+/// A plan's note: Cordon's own sentence around names read from AWS, longer than an outside
+/// line may be.
+fn plan_line(text: &str) -> String {
+    one_line(text, 600)
 }
 
 /// SNS subjects: ASCII, one line, at most 100 characters.
@@ -382,6 +396,68 @@ pub(crate) fn what_was_done(state: &WorkflowState) -> (String, Vec<String>) {
     (done.join("\n"), failed)
 }
 
+/// What each measure would have done, in report-only mode (their plans, from their notes),
+/// and what could not be planned.
+pub(crate) fn what_would_be_done(state: &WorkflowState) -> (String, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut failed = Vec::new();
+    let mut measure = |title: &str, branch: Branch<(Vec<String>, Vec<StepError>)>| match branch {
+        Branch::Done((notes, errors)) => {
+            if !notes.is_empty() {
+                lines.push(format!("  {title}:"));
+                lines.extend(notes.iter().map(|n| format!("    {}", plan_line(n))));
+            }
+            failed.extend(
+                errors
+                    .iter()
+                    .map(|e| format!("  {title}: {}: {}", e.error, plan_line(&e.cause))),
+            );
+        }
+        Branch::Failed { error, cause } => failed.push(format!(
+            "  {title} not planned: {error}: {}",
+            plan_line(&cause)
+        )),
+        Branch::Missing => {}
+    };
+    let isolation = state.isolation().map(|r| (r.notes, r.errors));
+    measure("Security groups", isolation);
+    let nacl = state.nacl().map(|r| {
+        let mut notes: Vec<String> = r
+            .would_deny
+            .iter()
+            .map(|e| {
+                // The number is the containment's to pick when it makes the deny.
+                format!(
+                    "{} {}: would deny {}",
+                    e.acl_id,
+                    if e.egress { "outbound" } else { "inbound" },
+                    e.cidr
+                )
+            })
+            .collect();
+        notes.extend(r.already_denied.iter().cloned());
+        notes.extend(r.remote_not_denied.iter().map(|remote| {
+            format!(
+                "remote {} would not be denied: it {}",
+                remote.address, remote.reason
+            )
+        }));
+        notes.extend(r.not_possible.iter().cloned());
+        notes.extend(r.notes.iter().cloned());
+        (notes, r.errors)
+    });
+    measure("Network ACLs", nacl);
+    let auto_scaling = state.auto_scaling().map(|r| (r.notes, r.errors));
+    measure("Auto Scaling", auto_scaling);
+    let credentials = state.credentials().map(|r| (r.notes, r.errors));
+    measure("Credentials", credentials);
+    let load_balancers = state.load_balancers().map(|r| (r.notes, r.errors));
+    measure("Load balancers", load_balancers);
+    let evidence = state.evidence().map(|r| (r.notes, r.errors));
+    measure("Evidence", evidence);
+    (lines.join("\n"), failed)
+}
+
 /// The email for one moment of the workflow. `links` are the decision links of an approval
 /// request.
 pub fn render(
@@ -411,7 +487,15 @@ pub fn render(
         None => ("(no finding)".into(), "no finding".into()),
     };
     let partial = state.containment.is_some() && state.containment_is_partial();
-    let (done, failed) = what_was_done(state);
+    // What a report-only execution's measures say is a plan, whatever the moment (a failure
+    // after capture, or an email of a definition from before report-only).
+    let planned =
+        kind == MessageKind::ReportOnly || state.capture.status == CaptureStatus::ReportOnly;
+    let (done, failed) = if planned {
+        what_would_be_done(state)
+    } else {
+        what_was_done(state)
+    };
     let mut sections = vec![format!("GuardDuty reported {finding_line}.")];
     let subject = match kind {
         MessageKind::ApprovalRequest | MessageKind::SecondApprovalRequest => {
@@ -556,22 +640,48 @@ pub fn render(
                     .and_then(|v| v.as_str())
                     .unwrap_or("unknown")
             };
-            sections.push(format!(
-                "The workflow for {instance} FAILED: {}: {}\nCheck the instance now; what Cordon did before the failure is listed below.",
-                field("Error"),
-                field("Cause")
-            ));
+            sections.push(if planned {
+                format!(
+                    "The report-only workflow for {instance} FAILED: {}: {}\nIt changed nothing; what it had planned before the failure is listed below.",
+                    field("Error"),
+                    field("Cause")
+                )
+            } else {
+                format!(
+                    "The workflow for {instance} FAILED: {}: {}\nCheck the instance now; what Cordon did before the failure is listed below.",
+                    field("Error"),
+                    field("Cause")
+                )
+            });
             format!("Cordon: FAILED on {instance} ({finding_short})")
         }
+        MessageKind::ReportOnly => {
+            sections.push(format!(
+                "REPORT ONLY: Cordon changed nothing on {instance}, and asks for no decision (there is nothing to restore). The stack's Mode is report-only; with Mode=contain, it would have done what follows."
+            ));
+            format!("Cordon: report-only, would contain {instance} ({finding_short})")
+        }
     };
-    if !done.is_empty() {
-        sections.push(format!("What Cordon did:\n{done}"));
-    }
-    if !failed.is_empty() {
-        sections.push(format!(
-            "What failed (containment is partial):\n{}",
-            failed.join("\n")
-        ));
+    if planned {
+        if !done.is_empty() {
+            sections.push(format!("What Cordon would have done:\n{done}"));
+        }
+        if !failed.is_empty() {
+            sections.push(format!(
+                "What could not be planned (with Mode=contain, these would have failed too, or been tried again):\n{}",
+                failed.join("\n")
+            ));
+        }
+    } else {
+        if !done.is_empty() {
+            sections.push(format!("What Cordon did:\n{done}"));
+        }
+        if !failed.is_empty() {
+            sections.push(format!(
+                "What failed (containment is partial):\n{}",
+                failed.join("\n")
+            ));
+        }
     }
     sections.push(format!("Console:\n{}", console_links(state, execution_arn)));
     Message {
@@ -599,6 +709,19 @@ pub struct FindingFollow<'a, H, G, L> {
     pub settings: crate::lifecycle::status::Settings,
 }
 
+/// The email a report-only execution gets at `kind`: the report, in place of an approval
+/// request or an outcome, which only a definition from before report-only sends it (a stack
+/// update runs the new functions before the new definition). No link is minted for it, so
+/// nothing it holds can be restored; its failures are failures.
+pub fn kind_for(kind: MessageKind, state: &WorkflowState) -> MessageKind {
+    let report_only = state.capture.status == CaptureStatus::ReportOnly;
+    match kind {
+        MessageKind::Failed => MessageKind::Failed,
+        _ if report_only => MessageKind::ReportOnly,
+        other => other,
+    }
+}
+
 /// notify: renders and publishes, then follows the finding in Security Hub (which never
 /// holds the email back nor fails the step). The approval request's task token goes
 /// only into the signed links, never into a log.
@@ -615,9 +738,11 @@ pub async fn notify_step(
     input: &NotifyInput,
     now: i64,
 ) -> Result<NotifyOutput> {
+    let state = WorkflowState::from_value(&input.state);
+    let kind = kind_for(input.kind, &state);
     let token = input.task_token.as_deref().filter(|t| !t.trim().is_empty());
     let asks = matches!(
-        input.kind,
+        kind,
         MessageKind::ApprovalRequest | MessageKind::SecondApprovalRequest
     );
     let links = match (asks, token) {
@@ -631,9 +756,8 @@ pub async fn notify_step(
         }
         _ => None,
     };
-    let state = WorkflowState::from_value(&input.state);
     let message = render(
-        input.kind,
+        kind,
         &state,
         &input.execution_arn,
         links.as_ref().map(|(approve, reject)| DecisionLinks {
@@ -656,7 +780,7 @@ pub async fn notify_step(
         follow.guard_duty,
         follow.ledger,
         follow.settings,
-        input.kind,
+        kind,
         &state,
         &input.execution_arn,
     )
@@ -688,6 +812,83 @@ mod tests {
             }
         }))
         .unwrap()
+    }
+
+    /// A report-only execution: its capture and each measure's plan.
+    fn planned_state() -> WorkflowState {
+        serde_json::from_value(json!({
+            "status": "report_only", "reason": "r", "instance_id": "i-0000abcd", "tags_written": false, "warnings": [],
+            "finding": {"id": "f-1", "finding_type": "Backdoor:EC2/C&CActivity.B", "severity": 8.0,
+                        "account_id": "111122223333", "region": "eu-west-1", "remote_addresses": ["198.51.100.7"]},
+            "record": null,
+            "containment": {
+                "isolation": {"instance_id": "i-0000abcd", "status": "report_only", "groups": {}, "termination_protection": false,
+                 "enis": [], "notes": ["eni-1: would move from sg-web to the isolation group sg-iso"],
+                 "errors": [{"error": "Cordon.NotContainable", "cause": "eni-2: could not be isolated by its groups: a trunk"}]},
+                "nacl": {"instance_id": "i-0000abcd", "status": "report_only", "already_denied": [], "notes": [],
+                 "nacl_entries": [], "errors": [],
+                 "would_deny": [{"acl_id": "acl-a", "egress": false, "rule_number": 7, "cidr": "198.51.100.7/32"}]},
+                "auto_scaling": {"instance_id": "i-0000abcd", "status": "report_only", "record": null,
+                 "lifecycle_state": "InService", "protected_from_scale_in": false,
+                 "notes": ["would move it into Standby in web,\nso that the group does not terminate it"], "errors": []}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_report_only_email_says_what_each_measure_would_have_done_and_asks_nothing() {
+        let state = planned_state();
+        let message = render(MessageKind::ReportOnly, &state, "arn:exec", None);
+        assert_eq!(
+            message.subject,
+            "Cordon: report-only, would contain i-0000abcd (Backdoor:EC2/C&CActivity.B sev 8)"
+        );
+        let body = &message.body;
+        assert!(
+            body.contains("REPORT ONLY: Cordon changed nothing on i-0000abcd"),
+            "{body}"
+        );
+        assert!(
+            body.contains("  Security groups:\n    eni-1: would move from sg-web"),
+            "{body}"
+        );
+        assert!(
+            body.contains("acl-a inbound: would deny 198.51.100.7/32"),
+            "{body}"
+        );
+        // A note's line break from outside is one line in the email.
+        assert!(
+            body.contains("would move it into Standby in web, so that"),
+            "{body}"
+        );
+        assert!(body.contains("What could not be planned"), "{body}");
+        assert!(body.contains("eni-2: could not be isolated"), "{body}");
+        assert!(
+            !body.contains("What Cordon did") && !body.contains("Approve"),
+            "{body}"
+        );
+        // A definition from before report-only asks for approval: the report goes instead,
+        // and no link is made; a failure stays a failure, worded as the report's.
+        for kind in [
+            MessageKind::ApprovalRequest,
+            MessageKind::SecondApprovalRequest,
+            MessageKind::KeptIsolated,
+            MessageKind::Restored,
+        ] {
+            assert_eq!(kind_for(kind, &state), MessageKind::ReportOnly, "{kind:?}");
+        }
+        assert_eq!(kind_for(MessageKind::Failed, &state), MessageKind::Failed);
+        assert_eq!(
+            kind_for(MessageKind::ApprovalRequest, &self::state()),
+            MessageKind::ApprovalRequest
+        );
+        let failed = render(MessageKind::Failed, &state, "arn:exec", None).body;
+        assert!(
+            failed.contains("The report-only workflow for i-0000abcd FAILED"),
+            "{failed}"
+        );
+        assert!(failed.contains("What Cordon would have done"), "{failed}");
     }
 
     #[test]

@@ -4,20 +4,21 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::capture::{capture_seeing, CaptureOutput, FindingSummary, Pace};
-use crate::config::Config;
+use crate::capture::{capture_seeing, CaptureOutput, CaptureStatus, FindingSummary, Pace};
+use crate::config::{Config, Mode};
 use crate::decision::RestoreGate;
 use crate::ec2::{DenyEntry, Ec2Provider, Target};
 use crate::error::{CordonError, Result, StepError};
 use crate::finding::{findings_in_value, Finding, ParsedFinding};
-use crate::isolate::{isolate_seen, retryable, IsolationReport};
+use crate::isolate::{isolate_seen, plan_isolation, retryable, IsolationReport};
 use crate::kms::Kms;
 use crate::measures::auto_scaling::{AutoScalingProvider, Whose};
 use crate::measures::credentials::{self, IamProvider};
 use crate::measures::load_balancers::LoadBalancingProvider;
-use crate::nacl::{block, NaclReport};
+use crate::nacl::{block, plan_block, NaclReport};
 use crate::policy::Verdict;
 use crate::record::CapturedState;
+use crate::report_only::ReadOnly;
 use crate::restore::{restore, RestoreReport};
 
 /// Now, as the record writes it.
@@ -208,16 +209,33 @@ async fn capture_instance(
         }
         None => None,
     };
-    let (mut output, _) = capture_seeing(
-        &ec2,
-        &instance_id,
-        Some(summary),
-        execution,
-        &now_rfc3339(),
-        Pace::of_attempt(retry_count),
-        &config.policy,
-    )
-    .await?;
+    let (mut output, _) = match config.mode {
+        Mode::Contain => {
+            capture_seeing(
+                &ec2,
+                &instance_id,
+                Some(summary),
+                execution,
+                &now_rfc3339(),
+                Pace::of_attempt(retry_count),
+                config,
+            )
+            .await?
+        }
+        // Through a port that refuses every write, as every report-only step.
+        Mode::ReportOnly => {
+            capture_seeing(
+                &ReadOnly(&ec2),
+                &instance_id,
+                Some(summary),
+                None,
+                &now_rfc3339(),
+                Pace::of_attempt(retry_count),
+                config,
+            )
+            .await?
+        }
+    };
     if let Some(moved) = moved {
         output.warnings.push(StepError {
             error: "Cordon.CredentialsElsewhere".into(),
@@ -346,6 +364,11 @@ async fn isolate_seen_step(
 ) -> Result<IsolationReport> {
     let record = record_of(input)?;
     let ec2 = ec2_in.ec2_for(&target_of(input)).await?;
+    // Report-only is the capture's to say: a stack switched while an execution runs does not
+    // turn a containment half-way into a report, nor a report into a containment.
+    if input.status == CaptureStatus::ReportOnly {
+        return plan_isolation(&ReadOnly(&ec2), record, config.forensic_access.as_ref()).await;
+    }
     let report = isolate_seen(&ec2, record, config.forensic_access.as_ref(), seen).await?;
     // A transient refusal leaves the interface back on its original groups (or says where):
     // the step fails so that Step Functions runs it again, and its error says what is true.
@@ -382,6 +405,11 @@ pub async fn block_step(
         .map(|f| f.remote_addresses.clone())
         .unwrap_or_default();
     let ec2 = ec2_in.ec2_for(&target_of(input)).await?;
+    if input.status == CaptureStatus::ReportOnly {
+        let report = plan_block(&ReadOnly(&ec2), record, &remote, &config.nacl_settings()).await;
+        fail_if_retryable(&report.errors)?;
+        return Ok(report);
+    }
     let report = block(&ec2, record, &remote, &config.nacl_settings()).await;
     fail_if_retryable(&report.errors)?;
     Ok(report)
@@ -807,6 +835,121 @@ mod tests {
             || c.starts_with("Modify")
             || c.starts_with("Delete")));
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    }
+
+    /// Report-only: capture and every measure read and plan as they would, nothing but reads
+    /// reaches EC2, Auto Scaling or load balancing, and the ACL plan is the denies that a
+    /// containment of the same instance makes.
+    #[test]
+    fn report_only_plans_every_measure_and_writes_nothing() {
+        use crate::measures::auto_scaling::port::fake::FakeAutoScaling;
+        use crate::measures::auto_scaling::{hold_step, HoldInput};
+        use crate::measures::evidence::{preserve_step, PreserveInput};
+        use crate::measures::load_balancers::deregister_step;
+        use crate::measures::load_balancers::port::fake::FakeLoadBalancing;
+        use crate::measures::MeasureStatus;
+        let input = json!({"event": event(8.0), "execution": "exec-a",
+            "approval_timeout_seconds": "3600"});
+        let ec2 = FakeEc2::standard();
+        let autoscaling = FakeAutoScaling::with_instance("i-00000001");
+        let elb = FakeLoadBalancing::with_instance("i-00000001");
+        let ec2_in = |_: &Target| ec2.clone();
+        let config = Config {
+            mode: Mode::ReportOnly,
+            ..Config::default()
+        };
+        let captured = block_on(capture_step(&ec2_in, &no_role(), &config, &input)).unwrap();
+        assert_eq!(captured.status, CaptureStatus::ReportOnly);
+        assert!(!captured.tags_written && captured.record.is_some());
+        let captured: CaptureOutput =
+            serde_json::from_value(serde_json::to_value(&captured).unwrap()).unwrap();
+        let isolation = block_on(isolate_step(&ec2_in, &config, &captured)).unwrap();
+        assert_eq!(isolation.status, StepStatus::ReportOnly);
+        assert!(
+            isolation
+                .notes
+                .iter()
+                .any(|n| n
+                    .starts_with("eni-1: would move from sg-app, sg-ssh to the isolation group")),
+            "{:?}",
+            isolation.notes
+        );
+        let nacl = block_on(block_step(&ec2_in, &config, &captured)).unwrap();
+        assert_eq!(nacl.status, StepStatus::ReportOnly);
+        let held = block_on(hold_step(
+            &ec2_in,
+            &|_: &Target| autoscaling.clone(),
+            config.auto_scaling,
+            &HoldInput {
+                capture: captured.clone(),
+                execution: Some("exec-a".into()),
+            },
+        ))
+        .unwrap();
+        assert_eq!(held.status, MeasureStatus::ReportOnly);
+        assert!(held.notes[0].starts_with("would move it into Standby in web"));
+        let preserved = block_on(preserve_step(
+            &ec2_in,
+            config.evidence,
+            &PreserveInput {
+                capture: captured.clone(),
+                execution: Some("exec-a".into()),
+            },
+        ))
+        .unwrap();
+        assert_eq!(preserved.status, MeasureStatus::ReportOnly);
+        assert!(preserved.snapshots.is_empty());
+        let unregistered = block_on(deregister_step(
+            &ec2_in,
+            &|_: &Target| autoscaling.clone(),
+            &|_: &Target| elb.clone(),
+            &captured,
+        ))
+        .unwrap();
+        assert_eq!(unregistered.status, MeasureStatus::ReportOnly);
+        assert!(unregistered.deregistered.is_empty());
+        let cut = block_on(credentials::cut_step(&ec2_in, &no_role(), &captured)).unwrap();
+        assert_ne!(cut.status, MeasureStatus::Done);
+
+        let writes: Vec<String> = [ec2.calls(), autoscaling.calls(), elb.calls()]
+            .concat()
+            .into_iter()
+            // The Auto Scaling and load balancing fakes name their service first.
+            .filter(|call| {
+                !call
+                    .rsplit(':')
+                    .next()
+                    .unwrap_or(call)
+                    .starts_with("Describe")
+            })
+            .collect();
+        assert!(writes.is_empty(), "report-only wrote: {writes:?}");
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+
+        // The plan is what containing the same instance does: the same denies, in the same
+        // ACLs and directions (each run picks its rule numbers from a point of its own).
+        let contained = FakeEc2::standard();
+        let contained_in = |_: &Target| contained.clone();
+        let acting = Config::default();
+        let real = block_on(capture_step(&contained_in, &no_role(), &acting, &input)).unwrap();
+        let done = block_on(block_step(&contained_in, &acting, &real)).unwrap();
+        let denies = |entries: &[DenyEntry]| {
+            let mut denies: Vec<(String, bool, String)> = entries
+                .iter()
+                .map(|e| (e.acl_id.clone(), e.egress, e.cidr.clone()))
+                .collect();
+            denies.sort();
+            denies
+        };
+        assert!(!done.nacl_entries.is_empty());
+        assert_eq!(denies(&nacl.would_deny), denies(&done.nacl_entries));
+        let band = config.nacl.band;
+        assert!(nacl
+            .would_deny
+            .iter()
+            .all(|e| (band.first..=band.last).contains(&e.rule_number)));
+        // Nothing a restore would remove.
+        assert!(nacl.nacl_entries.is_empty());
     }
 
     fn event(severity: f64) -> Value {

@@ -36,6 +36,17 @@ pub enum Branch<T> {
     Missing,
 }
 
+impl<T> Branch<T> {
+    /// The branch's report as `f` makes it, its failure or absence as it is.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Branch<U> {
+        match self {
+            Branch::Done(report) => Branch::Done(f(report)),
+            Branch::Failed { error, cause } => Branch::Failed { error, cause },
+            Branch::Missing => Branch::Missing,
+        }
+    }
+}
+
 fn branch<T: serde::de::DeserializeOwned>(value: Option<&Value>) -> Branch<T> {
     let Some(value) = value else {
         return Branch::Missing;

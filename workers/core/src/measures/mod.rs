@@ -25,6 +25,8 @@ pub enum MeasureStatus {
     Partial,
     /// Nothing to do for this instance (not in an Auto Scaling group, ...).
     NotApplicable,
+    /// Report-only mode: nothing was done; `notes` say what would have been.
+    ReportOnly,
 }
 
 /// The phases a measure acts in, each by its own function and role.

@@ -48,6 +48,9 @@ pub const FOLLOW_BUDGET: std::time::Duration = std::time::Duration::from_secs(20
 pub struct Settings {
     pub security_hub: bool,
     pub archive_on_restore: bool,
+    /// The stack is report-only (`CORDON_MODE`): the finding is never followed, not even
+    /// after a failure that came before capture could say so.
+    pub report_only: bool,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
         Settings {
             security_hub: true,
             archive_on_restore: false,
+            report_only: false,
         }
     }
 }
@@ -76,6 +80,8 @@ impl Settings {
         Ok(Settings {
             security_hub: flag("CORDON_SECURITY_HUB_WORKFLOW", true)?,
             archive_on_restore: flag("CORDON_ARCHIVE_ON_RESTORE", false)?,
+            report_only: crate::config::Mode::parse(&lookup("CORDON_MODE").unwrap_or_default())?
+                == crate::config::Mode::ReportOnly,
         })
     }
 }
@@ -190,6 +196,11 @@ pub fn workflow_update(
         .as_ref()
         .and_then(|restore| restore.get("status"))
         .and_then(|status| status.as_str());
+    // Report-only changes nothing, the finding's workflow status included, whatever the
+    // moment (a failure after a report-only capture, say).
+    if state.capture.status == crate::capture::CaptureStatus::ReportOnly {
+        return None;
+    }
     let (status, note) = match kind {
         MessageKind::ApprovalRequest | MessageKind::Failed => {
             return Some((WorkflowStatus::Notified, None))
@@ -206,7 +217,9 @@ pub fn workflow_update(
                 format!("An analyst approved the release; Cordon {how} {instance}. Execution: {execution_arn}"),
             )
         }
-        MessageKind::SecondApprovalRequest | MessageKind::KeptIsolated => return None,
+        MessageKind::SecondApprovalRequest
+        | MessageKind::KeptIsolated
+        | MessageKind::ReportOnly => return None,
     };
     Some((status, Some(truncated(&note, NOTE_MAX_CHARS))))
 }
@@ -232,6 +245,9 @@ pub async fn follow(
     state: &WorkflowState,
     execution_arn: &str,
 ) -> Vec<String> {
+    if settings.report_only {
+        return vec!["report-only: the finding is left as it is".into()];
+    }
     let Some((status, note)) = workflow_update(kind, state, execution_arn) else {
         return vec![];
     };

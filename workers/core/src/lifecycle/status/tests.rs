@@ -179,6 +179,7 @@ fn the_finding_follows_the_quarantine_in_security_hub_and_is_archived_only_if_as
     let archiving = Settings {
         security_hub: false,
         archive_on_restore: true,
+        ..Settings::default()
     };
     let calls_before = fake.with(|s| s.calls.len());
     let lines = follow_as(archiving, MessageKind::Restored, Some("restored"));
@@ -195,12 +196,50 @@ fn the_finding_follows_the_quarantine_in_security_hub_and_is_archived_only_if_as
     assert_eq!(fake.with(|s| s.archived.len()), 1);
 }
 
+/// Report-only changes nothing outside EC2 either: not after a report-only capture, whatever
+/// the email (a failure too), and not on a report-only stack before capture could say so.
+#[test]
+fn report_only_leaves_the_finding_as_it_is() {
+    let (fake, ledger) = (hub_holding_the_finding(), ledger_with_release());
+    let mut planned = state(None);
+    planned.capture.status = crate::capture::CaptureStatus::ReportOnly;
+    for kind in [
+        MessageKind::ReportOnly,
+        MessageKind::Failed,
+        MessageKind::ApprovalRequest,
+    ] {
+        assert!(
+            workflow_update(kind, &planned, EXECUTION).is_none(),
+            "{kind:?}"
+        );
+    }
+    let report_only_stack = Settings {
+        report_only: true,
+        ..Settings::default()
+    };
+    let lines = block_on(follow(
+        &fake,
+        &fake,
+        Some(&ledger),
+        report_only_stack,
+        MessageKind::Failed,
+        &state(None),
+        EXECUTION,
+    ));
+    assert_eq!(lines, ["report-only: the finding is left as it is"]);
+    assert!(fake.with(|s| s.calls.is_empty()), "Security Hub was called");
+    assert_eq!(hub_status(&fake), "NEW");
+    let read = Settings::from_lookup(|name| (name == "CORDON_MODE").then(|| "report-only".into()));
+    assert!(read.unwrap().report_only);
+}
+
 #[test]
 fn a_finding_is_archived_only_once_the_ledger_notes_it() {
     let fake = hub_holding_the_finding();
     let archiving = Settings {
         security_hub: false,
         archive_on_restore: true,
+        ..Settings::default()
     };
     let restored = state(Some("restored"));
     // No ledger, or no release of it by this execution (a later one replaced it): an archive
@@ -236,6 +275,7 @@ fn whatever_security_hub_or_guardduty_answer_the_step_goes_on_and_says_why() {
     let both = Settings {
         security_hub: true,
         archive_on_restore: true,
+        ..Settings::default()
     };
     let ledger = ledger_with_release();
     let restored = state(Some("restored"));
@@ -298,6 +338,7 @@ fn a_finding_whose_arn_is_not_its_own_is_not_touched() {
     let both = Settings {
         security_hub: true,
         archive_on_restore: true,
+        ..Settings::default()
     };
     let ledger = ledger_with_release();
     let lines = block_on(follow(
@@ -332,7 +373,8 @@ fn the_settings_are_true_or_false_and_default_to_security_hub_only() {
         set,
         Settings {
             security_hub: false,
-            archive_on_restore: true
+            archive_on_restore: true,
+            report_only: false,
         }
     );
     let error = Settings::from_lookup(|name| {

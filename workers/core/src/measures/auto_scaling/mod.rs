@@ -286,6 +286,47 @@ pub fn record_from_tags(instance_id: &str, tags: &[(String, String)]) -> Result<
         })
 }
 
+/// Whether an instance refresh of the instance's group is under way, as an error (it
+/// terminates instances in standby) or a note.
+async fn refresh_under_way(
+    autoscaling: &impl AutoScaling,
+    membership: &Membership,
+) -> (Option<StepError>, Option<String>) {
+    match autoscaling.refresh_in_progress(&membership.group).await {
+        Ok(Some(refresh)) if refresh.standby_instances == "Terminate" => (
+            Some(StepError {
+                error: "Cordon.AutoScalingError".into(),
+                cause: format!(
+                    "instance refresh {} of {} terminates instances in standby: cancel it (aws autoscaling cancel-instance-refresh --auto-scaling-group-name {}) to keep this one",
+                    refresh.id, membership.group, membership.group
+                ),
+            }),
+            None,
+        ),
+        Ok(Some(refresh)) => (
+            None,
+            Some(format!(
+                "instance refresh {} is under way; it {} instances in standby",
+                refresh.id,
+                if refresh.standby_instances == "Ignore" {
+                    "leaves"
+                } else {
+                    "waits on (and then fails over)"
+                }
+            )),
+        ),
+        Ok(None) => (None, None),
+        // The error's name only: an SDK error can carry the whole raw response.
+        Err(error) => (
+            None,
+            Some(format!(
+                "whether an instance refresh is under way could not be read ({})",
+                error.error_name()
+            )),
+        ),
+    }
+}
+
 /// Holds `instance_id` in its group for `owner` (the execution; None: `cordon isolate`):
 /// records where it stands (once: a retry of the same run finds its record and goes on from
 /// it), then enters standby or protects it from scale-in. Containment comes first: a record
@@ -401,32 +442,9 @@ pub async fn hold(
         }),
     }
     // An instance refresh that terminates standby instances would end it anyway.
-    match autoscaling.refresh_in_progress(&membership.group).await {
-        Ok(Some(refresh)) if refresh.standby_instances == "Terminate" => {
-            report.errors.push(StepError {
-                error: "Cordon.AutoScalingError".into(),
-                cause: format!(
-                    "instance refresh {} of {} terminates instances in standby: cancel it (aws autoscaling cancel-instance-refresh --auto-scaling-group-name {}) to keep this one",
-                    refresh.id, membership.group, membership.group
-                ),
-            })
-        }
-        Ok(Some(refresh)) => report.notes.push(format!(
-            "instance refresh {} is under way; it {} instances in standby",
-            refresh.id,
-            if refresh.standby_instances == "Ignore" {
-                "leaves"
-            } else {
-                "waits on (and then fails over)"
-            }
-        )),
-        Ok(None) => {}
-        // The error's name only: an SDK error can carry the whole raw response.
-        Err(error) => report.notes.push(format!(
-            "whether an instance refresh is under way could not be read ({})",
-            error.error_name()
-        )),
-    }
+    let (refused, note) = refresh_under_way(autoscaling, &membership).await;
+    report.errors.extend(refused);
+    report.notes.extend(note);
     if !report.errors.is_empty() {
         report.status = MeasureStatus::Partial;
     }
@@ -805,6 +823,57 @@ pub struct HoldInput {
     pub execution: Option<String>,
 }
 
+/// What [`hold`] would do, in report-only mode: the same reads and plan; nothing recorded on
+/// the instance, nothing asked of the group.
+pub async fn plan_only(
+    autoscaling: &impl AutoScaling,
+    instance_id: &str,
+    settings: Settings,
+) -> Result<Report> {
+    let Some(membership) = autoscaling.membership(instance_id).await? else {
+        return Ok(Report::not_in_a_group(instance_id));
+    };
+    let group = autoscaling.group(&membership.group).await?;
+    let name = &membership.group;
+    let mut errors = Vec::new();
+    let mut notes = vec![match plan_hold(&membership, &group, settings) {
+        Hold::EnterStandby { decrement: true, .. } => format!(
+            "would move it into Standby in {name}, lowering its desired capacity from {} to {}, so that the group neither replaces nor terminates it",
+            group.desired,
+            group.desired - 1
+        ),
+        Hold::EnterStandby { decrement: false, note } => format!(
+            "would move it into Standby in {name}, so that the group does not terminate it{}",
+            note.map(|n| format!(" ({n})")).unwrap_or_default()
+        ),
+        Hold::AlreadyInStandby => format!("in Standby in {name} already: nothing to do"),
+        Hold::ProtectFromScaleIn(why) => {
+            format!("would protect it from scale-in in {name}: {why}")
+        }
+        // What a containment would fail at is a failure of the plan too.
+        Hold::CannotHold(why) => {
+            errors.push(StepError {
+                error: "Cordon.AutoScalingError".into(),
+                cause: format!("could not hold it in {name}: {why}"),
+            });
+            format!("{name} would go on with what it is doing to the instance")
+        }
+    }];
+    notes.push("the group's settings would be recorded on the instance first".into());
+    let (refused, note) = refresh_under_way(autoscaling, &membership).await;
+    errors.extend(refused);
+    notes.extend(note);
+    Ok(Report {
+        instance_id: instance_id.to_string(),
+        status: MeasureStatus::ReportOnly,
+        record: None,
+        lifecycle_state: Some(membership.lifecycle_state.clone()),
+        protected_from_scale_in: Some(membership.protected_from_scale_in),
+        notes,
+        errors,
+    })
+}
+
 /// The hold step: in the finding's account and region, for an instance the capture recorded.
 pub async fn hold_step(
     ec2_in: &impl crate::ec2::Ec2Provider,
@@ -821,6 +890,9 @@ pub async fn hold_step(
     )?;
     let ec2 = ec2_in.ec2_for(&target).await?;
     let autoscaling = autoscaling_in.autoscaling_for(&target).await?;
+    if input.capture.status == crate::capture::CaptureStatus::ReportOnly {
+        return plan_only(&autoscaling, &record.instance_id, settings).await;
+    }
     hold(
         &ec2,
         &autoscaling,

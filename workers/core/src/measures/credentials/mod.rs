@@ -434,6 +434,47 @@ pub async fn cut(
     ))
 }
 
+/// What [`cut`] would do, in report-only mode: the same reads and plan; nothing written to
+/// the role.
+pub async fn plan_only(
+    ec2: &impl Ec2,
+    iam: &impl Iam,
+    instance_id: &str,
+    region: &str,
+) -> Result<Report> {
+    let (profile, role) = match role_of(ec2, iam, instance_id).await? {
+        Ok(found) => found,
+        Err(why) => return Ok(Report::not_applicable(instance_id, why)),
+    };
+    let instance_arn = profile.instance_arn(region, instance_id);
+    let policy_arn = policy_arn(&profile.partition, &profile.account);
+    let (tags, attached) = tokio::join!(iam.role_tags(&role), iam.attached_policies(&role));
+    let (tags, attached) = (tags?, attached?.contains(&policy_arn));
+    let note = match plan_cut(&role, instance_id, &instance_arn, &tags, attached) {
+        // What a containment would fail at is a failure of the plan too.
+        Cut::NoRoom(why) => return Ok(Report::new(instance_id).failed("Cordon.IamError", why)),
+        Cut::AlreadyCut { .. } if !attached => format!(
+            "role {role}: its credentials on this instance are marked cut, but the policy {policy_arn} is not attached: would attach it"
+        ),
+        Cut::AlreadyCut { .. } => {
+            format!("role {role}: its credentials on this instance are cut already")
+        }
+        Cut::Write { slot, attach, .. } => format!(
+            "role {role}: would deny the credentials it gave this instance, wherever they are used (role tag {slot} = {instance_arn}{})",
+            if attach {
+                format!(", with the policy {policy_arn} attached")
+            } else {
+                String::new()
+            }
+        ),
+    };
+    Ok(Report {
+        status: MeasureStatus::ReportOnly,
+        notes: vec![note],
+        ..Report::new(instance_id)
+    })
+}
+
 /// An IAM refusal as the report says it: what was wrong and what to do. Throttling and no
 /// answer are the step's to retry.
 fn refused(report: Report, role: &str, policy_arn: &str, error: CordonError) -> Result<Report> {
@@ -591,6 +632,10 @@ pub async fn cut_step(
     let region = region_for(iam_in, &target)?;
     let ec2 = ec2_in.ec2_for(&target).await?;
     let iam = iam_in.iam_for(&target).await?;
+    if capture.status == crate::capture::CaptureStatus::ReportOnly {
+        let ec2 = crate::report_only::ReadOnly(&ec2);
+        return plan_only(&ec2, &iam, &record.instance_id, &region).await;
+    }
     cut(&ec2, &iam, &record.instance_id, &region).await
 }
 

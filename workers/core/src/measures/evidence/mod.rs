@@ -391,6 +391,65 @@ pub struct PreserveInput {
     pub execution: Option<String>,
 }
 
+/// What [`preserve`] would do, in report-only mode: the same reads and plan; no snapshot,
+/// no attribute changed.
+pub async fn plan_only(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    finding: &str,
+    settings: Settings,
+) -> Result<Report> {
+    let mut report = Report {
+        instance_id: instance_id.to_string(),
+        status: MeasureStatus::NotApplicable,
+        snapshots: Vec::new(),
+        kept_on_termination: Vec::new(),
+        notes: Vec::new(),
+        errors: Vec::new(),
+    };
+    if !settings.snapshots {
+        report
+            .notes
+            .push("evidence snapshots are off (EvidenceSnapshots=false)".into());
+        return Ok(report);
+    }
+    let of_this_finding = [
+        (FINDING_TAG.to_string(), finding.to_string()),
+        (INSTANCE_TAG.to_string(), instance_id.to_string()),
+    ];
+    let (instance, taken) = tokio::join!(
+        ec2.describe_instance(instance_id),
+        ec2.snapshots_tagged(&of_this_finding)
+    );
+    let (instance, taken) = (instance?, taken?);
+    if instance.volumes.is_empty() {
+        report.notes.push("no EBS volume attached".into());
+        return Ok(report);
+    }
+    report.status = MeasureStatus::ReportOnly;
+    let plan = plan(&instance.volumes, &taken);
+    report.notes.push(if plan.snapshot {
+        format!(
+            "would snapshot its volumes {} at once (crash-consistent), tagged with the finding",
+            instance
+                .volumes
+                .iter()
+                .map(|v| v.volume_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        "snapshots of this finding are there already: none would be taken".into()
+    });
+    if !plan.keep.is_empty() {
+        report.notes.push(format!(
+            "would keep {} if the instance is terminated (DeleteOnTermination off while isolated)",
+            plan.keep.join(", ")
+        ));
+    }
+    Ok(report)
+}
+
 /// The snapshot step: in the finding's account and region, for an instance the capture
 /// recorded, as the finding names it.
 pub async fn preserve_step(
@@ -407,6 +466,10 @@ pub async fn preserve_step(
         .map(|f| f.id.clone())
         .unwrap_or_else(|| "none".into());
     let ec2 = ec2_in.ec2_for(&target).await?;
+    if input.capture.status == crate::capture::CaptureStatus::ReportOnly {
+        let ec2 = crate::report_only::ReadOnly(&ec2);
+        return plan_only(&ec2, &record.instance_id, &finding, settings).await;
+    }
     preserve(
         &ec2,
         &record.instance_id,

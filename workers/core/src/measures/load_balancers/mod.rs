@@ -248,6 +248,54 @@ pub async fn deregister(
     Ok(report)
 }
 
+/// What [`deregister`] would do, in report-only mode: the same reads; no record, no
+/// deregistration.
+pub async fn plan_only(
+    ec2: &impl Ec2,
+    autoscaling: &impl AutoScaling,
+    elb: &impl LoadBalancing,
+    instance_id: &str,
+) -> Result<Report> {
+    let (instance, membership, groups) = tokio::join!(
+        ec2.describe_instance(instance_id),
+        autoscaling.membership(instance_id),
+        elb.target_groups()
+    );
+    let (instance, membership, groups) = (instance?, membership?, groups?);
+    let of_its_group = match membership {
+        Some(membership) => autoscaling.group(&membership.group).await?.target_groups,
+        None => Vec::new(),
+    };
+    let mut notes = Vec::new();
+    for group in candidates(groups, &instance.vpc_ids(), &of_its_group) {
+        let ports = elb.registered_ports(&group, instance_id).await?;
+        if !ports.is_empty() {
+            notes.push(format!(
+                "would deregister it from {} (ports {}), after recording them on the group",
+                short(&group),
+                ports
+                    .iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let status = if notes.is_empty() {
+        notes.push("registered in no target group of its own".into());
+        MeasureStatus::NotApplicable
+    } else {
+        MeasureStatus::ReportOnly
+    };
+    Ok(Report {
+        instance_id: instance_id.to_string(),
+        status,
+        deregistered: Vec::new(),
+        notes,
+        errors: Vec::new(),
+    })
+}
+
 /// What restore did with the target groups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreReport {
@@ -353,6 +401,10 @@ pub async fn deregister_step(
     let ec2 = ec2_in.ec2_for(&target).await?;
     let autoscaling = autoscaling_in.autoscaling_for(&target).await?;
     let elb = elb_in.load_balancing_for(&target).await?;
+    if capture.status == crate::capture::CaptureStatus::ReportOnly {
+        let ec2 = crate::report_only::ReadOnly(&ec2);
+        return plan_only(&ec2, &autoscaling, &elb, &record.instance_id).await;
+    }
     deregister(&ec2, &autoscaling, &elb, &record.instance_id).await
 }
 
