@@ -13,8 +13,13 @@ use crate::ec2::{
     Snapshot, Subnet, Vpc,
 };
 use crate::error::{CordonError, Result};
+use crate::measures::auto_scaling::{AutoScaling, Group, Membership, Refresh};
+use crate::measures::credentials::Iam;
+use crate::measures::load_balancers::port::Tagged;
+use crate::measures::load_balancers::{LoadBalancing, TargetGroup};
 
-/// The EC2 port of a report-only step: reads go through to `0`, writes are refused.
+/// A port of a report-only step: reads go through to `0`, writes are refused (EC2 below,
+/// and Auto Scaling, IAM and load balancing).
 pub struct ReadOnly<'a, E>(pub &'a E);
 
 fn refused<T>(operation: &str, target: &str) -> Result<T> {
@@ -157,6 +162,99 @@ impl<E: Ec2> Ec2 for ReadOnly<'_, E> {
     }
 }
 
+/// The Auto Scaling port of a report-only step: reads go through, writes are refused.
+impl<A: AutoScaling> AutoScaling for ReadOnly<'_, A> {
+    async fn membership(&self, instance_id: &str) -> Result<Option<Membership>> {
+        self.0.membership(instance_id).await
+    }
+
+    async fn group(&self, name: &str) -> Result<Group> {
+        self.0.group(name).await
+    }
+
+    async fn enter_standby(&self, group: &str, _: &str, _decrement: bool) -> Result<()> {
+        refused("autoscaling:EnterStandby", group)
+    }
+
+    async fn exit_standby(&self, group: &str, _: &str) -> Result<()> {
+        refused("autoscaling:ExitStandby", group)
+    }
+
+    async fn set_scale_in_protection(&self, group: &str, _: &str, _: bool) -> Result<()> {
+        refused("autoscaling:SetInstanceProtection", group)
+    }
+
+    async fn set_desired_capacity(&self, group: &str, _desired: i32) -> Result<()> {
+        refused("autoscaling:SetDesiredCapacity", group)
+    }
+
+    async fn refresh_in_progress(&self, group: &str) -> Result<Option<Refresh>> {
+        self.0.refresh_in_progress(group).await
+    }
+}
+
+/// The IAM port of a report-only step: reads go through, writes are refused.
+impl<I: Iam> Iam for ReadOnly<'_, I> {
+    async fn profile_role(&self, profile: &str) -> Result<Option<String>> {
+        self.0.profile_role(profile).await
+    }
+
+    async fn role_tags(&self, role: &str) -> Result<Vec<(String, String)>> {
+        self.0.role_tags(role).await
+    }
+
+    async fn tag_role(&self, role: &str, _key: &str, _value: &str) -> Result<()> {
+        refused("iam:TagRole", role)
+    }
+
+    async fn untag_role(&self, role: &str, _keys: &[String]) -> Result<()> {
+        refused("iam:UntagRole", role)
+    }
+
+    async fn attached_policies(&self, role: &str) -> Result<Vec<String>> {
+        self.0.attached_policies(role).await
+    }
+
+    async fn attach_role_policy(&self, role: &str, _policy_arn: &str) -> Result<()> {
+        refused("iam:AttachRolePolicy", role)
+    }
+
+    async fn detach_role_policy(&self, role: &str, _policy_arn: &str) -> Result<()> {
+        refused("iam:DetachRolePolicy", role)
+    }
+}
+
+/// The load-balancing port of a report-only step: reads go through, writes are refused.
+impl<L: LoadBalancing> LoadBalancing for ReadOnly<'_, L> {
+    async fn target_groups(&self) -> Result<Vec<TargetGroup>> {
+        self.0.target_groups().await
+    }
+
+    async fn registered_ports(&self, target_group: &str, instance_id: &str) -> Result<Vec<i32>> {
+        self.0.registered_ports(target_group, instance_id).await
+    }
+
+    async fn deregister(&self, target_group: &str, _: &str, _ports: &[i32]) -> Result<()> {
+        refused("elasticloadbalancing:DeregisterTargets", target_group)
+    }
+
+    async fn register(&self, target_group: &str, _: &str, _ports: &[i32]) -> Result<()> {
+        refused("elasticloadbalancing:RegisterTargets", target_group)
+    }
+
+    async fn tags(&self, target_groups: &[String]) -> Result<Vec<Tagged>> {
+        self.0.tags(target_groups).await
+    }
+
+    async fn add_tags(&self, target_group: &str, _tags: &[(String, String)]) -> Result<()> {
+        refused("elasticloadbalancing:AddTags", target_group)
+    }
+
+    async fn remove_tags(&self, target_group: &str, _keys: &[String]) -> Result<()> {
+        refused("elasticloadbalancing:RemoveTags", target_group)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +293,47 @@ mod tests {
         // Nothing but the two reads reached EC2, and nothing changed.
         assert_eq!(ec2.calls(), ["DescribeInstances", "DescribeNetworkAcls"]);
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    }
+
+    #[test]
+    fn the_other_ports_refuse_every_write_too() {
+        use crate::measures::auto_scaling::port::fake::FakeAutoScaling;
+        use crate::measures::credentials::port::fake::{FakeIam, ROLE};
+        use crate::measures::load_balancers::port::fake::FakeLoadBalancing;
+        let autoscaling = FakeAutoScaling::with_instance("i-00000001");
+        let iam = FakeIam::with_role();
+        let elb = FakeLoadBalancing::with_instance("i-00000001");
+        let (a, i, l) = (ReadOnly(&autoscaling), ReadOnly(&iam), ReadOnly(&elb));
+        assert!(block_on(a.membership("i-00000001")).unwrap().is_some());
+        block_on(i.role_tags(ROLE)).unwrap();
+        let groups = block_on(l.target_groups()).unwrap();
+        let writes = [
+            block_on(a.enter_standby("web", "i-00000001", true)),
+            block_on(a.exit_standby("web", "i-00000001")),
+            block_on(a.set_scale_in_protection("web", "i-00000001", true)),
+            block_on(a.set_desired_capacity("web", 1)),
+            block_on(i.tag_role(ROLE, "k", "v")),
+            block_on(i.untag_role(ROLE, &["k".into()])),
+            block_on(i.attach_role_policy(ROLE, "arn:aws:iam::aws:policy/x")),
+            block_on(i.detach_role_policy(ROLE, "arn:aws:iam::aws:policy/x")),
+            block_on(l.deregister(&groups[0].arn, "i-00000001", &[80])),
+            block_on(l.register(&groups[0].arn, "i-00000001", &[80])),
+            block_on(l.add_tags(&groups[0].arn, &[("k".into(), "v".into())])),
+            block_on(l.remove_tags(&groups[0].arn, &["k".into()])),
+        ];
+        for write in writes {
+            assert_eq!(write.unwrap_err().error_name(), "Cordon.ReportOnlyWrite");
+        }
+        let reads_only = |calls: Vec<String>| {
+            calls.iter().all(|c| {
+                let action = c.rsplit(':').next().unwrap_or(c);
+                ["Describe", "List", "Get"]
+                    .iter()
+                    .any(|read| action.starts_with(read))
+            })
+        };
+        assert!(reads_only(autoscaling.calls()), "{:?}", autoscaling.calls());
+        assert!(reads_only(iam.calls()), "{:?}", iam.calls());
+        assert!(reads_only(elb.calls()), "{:?}", elb.calls());
     }
 }

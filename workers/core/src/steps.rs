@@ -205,6 +205,8 @@ async fn capture_instance(
     let moved = match &finding.credentials_of {
         Some(role) => {
             let iam = iam_in.iam_for(&target).await?;
+            // A check that only reads, in either mode: through ports that refuse writes.
+            let (ec2, iam) = (ReadOnly(&ec2), ReadOnly(&iam));
             credentials::credentials_not_of(&ec2, &iam, &instance_id, role).await?
         }
         None => None,

@@ -891,6 +891,7 @@ pub async fn hold_step(
     let ec2 = ec2_in.ec2_for(&target).await?;
     let autoscaling = autoscaling_in.autoscaling_for(&target).await?;
     if input.capture.status == crate::capture::CaptureStatus::ReportOnly {
+        let autoscaling = crate::report_only::ReadOnly(&autoscaling);
         return plan_only(&autoscaling, &record.instance_id, settings).await;
     }
     hold(

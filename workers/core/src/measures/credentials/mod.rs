@@ -633,7 +633,10 @@ pub async fn cut_step(
     let ec2 = ec2_in.ec2_for(&target).await?;
     let iam = iam_in.iam_for(&target).await?;
     if capture.status == crate::capture::CaptureStatus::ReportOnly {
-        let ec2 = crate::report_only::ReadOnly(&ec2);
+        let (ec2, iam) = (
+            crate::report_only::ReadOnly(&ec2),
+            crate::report_only::ReadOnly(&iam),
+        );
         return plan_only(&ec2, &iam, &record.instance_id, &region).await;
     }
     cut(&ec2, &iam, &record.instance_id, &region).await

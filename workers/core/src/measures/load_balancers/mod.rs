@@ -402,7 +402,8 @@ pub async fn deregister_step(
     let autoscaling = autoscaling_in.autoscaling_for(&target).await?;
     let elb = elb_in.load_balancing_for(&target).await?;
     if capture.status == crate::capture::CaptureStatus::ReportOnly {
-        let ec2 = crate::report_only::ReadOnly(&ec2);
+        use crate::report_only::ReadOnly;
+        let (ec2, autoscaling, elb) = (ReadOnly(&ec2), ReadOnly(&autoscaling), ReadOnly(&elb));
         return plan_only(&ec2, &autoscaling, &elb, &record.instance_id).await;
     }
     deregister(&ec2, &autoscaling, &elb, &record.instance_id).await
