@@ -491,11 +491,21 @@ async fn write_record(
 /// How often a number taken by someone else between our read and our write is re-picked.
 const NUMBER_RACE_RETRIES: usize = 6;
 
+/// One ACL to block in: the entries Cordon's earlier runs recorded there for the instance,
+/// and the denies wanted now.
+struct AclWork {
+    acl: NetworkAcl,
+    previous: Vec<DenyEntry>,
+    wants: Vec<WantedDeny>,
+}
+
 /// What [`block`] reads of the instance's VPCs and decides before it writes.
 struct BlockReading {
-    acls: Vec<NetworkAcl>,
-    /// The denies wanted, per ACL id.
-    by_acl: BTreeMap<String, Vec<WantedDeny>>,
+    /// An ACL whose record cannot be read is left out, its error in `errors`.
+    acls: Vec<AclWork>,
+    /// This run's own record on each ACL: another containment of the same instance running
+    /// at the same time keeps its own, so neither overwrites the other's.
+    record_prefix: String,
     remote_not_denied: Vec<RemoteNotDenied>,
     not_possible: Vec<String>,
     left_open: Vec<OpenForForensics>,
@@ -593,9 +603,20 @@ async fn read_and_plan(
     for deny in wanted {
         by_acl.entry(deny.acl_id.clone()).or_default().push(deny);
     }
+    let mut work = Vec::new();
+    for acl in acls {
+        match recorded_entries(&acl, &record.instance_id) {
+            Ok(previous) => work.push(AclWork {
+                wants: by_acl.remove(&acl.id).unwrap_or_default(),
+                acl,
+                previous,
+            }),
+            Err(error) => errors.push(error),
+        }
+    }
     BlockReading {
-        acls,
-        by_acl,
+        acls: work,
+        record_prefix: acl_tag_prefix(&record.instance_id, Some(&new_run_id(&record.instance_id))),
         remote_not_denied,
         not_possible,
         left_open,
@@ -612,47 +633,38 @@ pub async fn block(
     remote_addresses: &[IpAddr],
     settings: &NaclSettings,
 ) -> NaclReport {
-    let instance_id = record.instance_id.clone();
     let BlockReading {
         acls,
-        mut by_acl,
+        record_prefix,
         remote_not_denied,
         not_possible,
         left_open,
         notes,
         mut errors,
     } = read_and_plan(ec2, record, remote_addresses, settings).await;
+    let no_acl = acls.is_empty();
     let mut all_entries = Vec::new();
     let mut already = Vec::new();
-    // This run's own record on each ACL: another containment of the same instance running at
-    // the same time keeps its own, so neither overwrites the other's.
-    let record_prefix = acl_tag_prefix(&instance_id, Some(&new_run_id(&instance_id)));
-    for acl in &acls {
-        let previous = match recorded_entries(acl, &instance_id) {
-            Ok(previous) => previous,
-            Err(error) => {
-                errors.push(error);
-                continue;
-            }
-        };
+    for AclWork {
+        acl,
+        previous,
+        wants,
+    } in acls
+    {
         // After a throttled call, the ACLs not yet done only report the entries already held
         // there (no call): this run's retry does the rest.
         let throttled = errors.iter().any(CordonError::is_transient);
-        let wants = if throttled {
-            Vec::new()
-        } else {
-            by_acl.remove(&acl.id).unwrap_or_default()
-        };
-        let outcome = block_in_acl(ec2, acl, &record_prefix, previous, wants, settings).await;
+        let wants = if throttled { Vec::new() } else { wants };
+        let outcome = block_in_acl(ec2, &acl, &record_prefix, previous, wants, settings).await;
         all_entries.extend(outcome.entries);
         already.extend(outcome.already_denied);
         errors.extend(outcome.errors);
     }
     NaclReport {
-        instance_id,
+        instance_id: record.instance_id.clone(),
         status: if !errors.is_empty() {
             StepStatus::Partial
-        } else if acls.is_empty() && !not_possible.is_empty() {
+        } else if no_acl && !not_possible.is_empty() {
             StepStatus::NotPossible
         } else {
             StepStatus::Done
@@ -678,28 +690,23 @@ pub async fn plan_block(
     remote_addresses: &[IpAddr],
     settings: &NaclSettings,
 ) -> NaclReport {
-    let instance_id = record.instance_id.clone();
     let BlockReading {
         acls,
-        mut by_acl,
+        record_prefix,
         remote_not_denied,
         not_possible,
         left_open,
         notes,
         mut errors,
     } = read_and_plan(ec2, record, remote_addresses, settings).await;
-    let record_prefix = acl_tag_prefix(&instance_id, Some(&new_run_id(&instance_id)));
     let (mut would_deny, mut already) = (Vec::new(), Vec::new());
-    for acl in &acls {
-        let previous = match recorded_entries(acl, &instance_id) {
-            Ok(previous) => previous,
-            Err(error) => {
-                errors.push(error);
-                continue;
-            }
-        };
-        let wants = by_acl.remove(&acl.id).unwrap_or_default();
-        let plan = plan_acl(acl, &record_prefix, previous, wants, settings);
+    for AclWork {
+        acl,
+        previous,
+        wants,
+    } in acls
+    {
+        let plan = plan_acl(&acl, &record_prefix, previous, wants, settings);
         already.extend(plan.kept.iter().map(|entry| {
             format!(
                 "{} {} {}: denied already by Cordon's rule {} (an earlier containment)",
@@ -714,7 +721,7 @@ pub async fn plan_block(
         errors.extend(plan.errors);
     }
     NaclReport {
-        instance_id,
+        instance_id: record.instance_id.clone(),
         status: StepStatus::ReportOnly,
         nacl_entries: Vec::new(),
         would_deny,

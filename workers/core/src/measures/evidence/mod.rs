@@ -99,6 +99,18 @@ pub struct Report {
 }
 
 impl Report {
+    /// Nothing done yet, and nothing to do until the reads say otherwise.
+    fn nothing_yet(instance_id: &str) -> Self {
+        Report {
+            instance_id: instance_id.to_string(),
+            status: MeasureStatus::NotApplicable,
+            snapshots: Vec::new(),
+            kept_on_termination: Vec::new(),
+            notes: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
     /// One line for the email and the page.
     pub fn line(&self) -> String {
         let mut line = if self.snapshots.is_empty() {
@@ -137,6 +149,42 @@ fn ids_of(snapshots: &[Snapshot]) -> Vec<Taken> {
         .collect()
 }
 
+/// The tags that name this finding's snapshots of `instance_id`.
+fn of_this_finding(instance_id: &str, finding: &str) -> [(String, String); 2] {
+    [
+        (FINDING_TAG.to_string(), finding.to_string()),
+        (INSTANCE_TAG.to_string(), instance_id.to_string()),
+    ]
+}
+
+/// What [`preserve`] and its report-only [`plan_only`] read first: the instance and the
+/// snapshots of this finding taken so far; None when there is nothing to preserve
+/// (snapshots are off, or no volume is attached), `report`'s notes saying why.
+async fn first_reads(
+    ec2: &impl Ec2,
+    instance_id: &str,
+    of_this_finding: &[(String, String)],
+    settings: Settings,
+    report: &mut Report,
+) -> Result<Option<(crate::ec2::Instance, Vec<Snapshot>)>> {
+    if !settings.snapshots {
+        report
+            .notes
+            .push("evidence snapshots are off (EvidenceSnapshots=false)".into());
+        return Ok(None);
+    }
+    let (instance, taken) = tokio::join!(
+        ec2.describe_instance(instance_id),
+        ec2.snapshots_tagged(of_this_finding)
+    );
+    let (instance, taken) = (instance?, taken?);
+    if instance.volumes.is_empty() {
+        report.notes.push("no EBS volume attached".into());
+        return Ok(None);
+    }
+    Ok(Some((instance, taken)))
+}
+
 /// Preserves the evidence of `instance_id` for `finding` (its id) and `execution`: snapshots
 /// its volumes unless this finding's are taken already, marks those of volumes deleted on
 /// termination, then keeps those volumes on termination. Throttling and no answer fail the
@@ -148,33 +196,13 @@ pub async fn preserve(
     execution: Option<&str>,
     settings: Settings,
 ) -> Result<Report> {
-    let mut report = Report {
-        instance_id: instance_id.to_string(),
-        status: MeasureStatus::NotApplicable,
-        snapshots: Vec::new(),
-        kept_on_termination: Vec::new(),
-        notes: Vec::new(),
-        errors: Vec::new(),
+    let mut report = Report::nothing_yet(instance_id);
+    let of_this_finding = of_this_finding(instance_id, finding);
+    let Some((instance, mut taken)) =
+        first_reads(ec2, instance_id, &of_this_finding, settings, &mut report).await?
+    else {
+        return Ok(report);
     };
-    if !settings.snapshots {
-        report
-            .notes
-            .push("evidence snapshots are off (EvidenceSnapshots=false)".into());
-        return Ok(report);
-    }
-    let of_this_finding = [
-        (FINDING_TAG.to_string(), finding.to_string()),
-        (INSTANCE_TAG.to_string(), instance_id.to_string()),
-    ];
-    let (instance, taken) = tokio::join!(
-        ec2.describe_instance(instance_id),
-        ec2.snapshots_tagged(&of_this_finding)
-    );
-    let (instance, mut taken) = (instance?, taken?);
-    if instance.volumes.is_empty() {
-        report.notes.push("no EBS volume attached".into());
-        return Ok(report);
-    }
     report.status = MeasureStatus::Done;
     let plan = plan(&instance.volumes, &taken);
     if plan.snapshot {
@@ -399,33 +427,13 @@ pub async fn plan_only(
     finding: &str,
     settings: Settings,
 ) -> Result<Report> {
-    let mut report = Report {
-        instance_id: instance_id.to_string(),
-        status: MeasureStatus::NotApplicable,
-        snapshots: Vec::new(),
-        kept_on_termination: Vec::new(),
-        notes: Vec::new(),
-        errors: Vec::new(),
+    let mut report = Report::nothing_yet(instance_id);
+    let of_this_finding = of_this_finding(instance_id, finding);
+    let Some((instance, taken)) =
+        first_reads(ec2, instance_id, &of_this_finding, settings, &mut report).await?
+    else {
+        return Ok(report);
     };
-    if !settings.snapshots {
-        report
-            .notes
-            .push("evidence snapshots are off (EvidenceSnapshots=false)".into());
-        return Ok(report);
-    }
-    let of_this_finding = [
-        (FINDING_TAG.to_string(), finding.to_string()),
-        (INSTANCE_TAG.to_string(), instance_id.to_string()),
-    ];
-    let (instance, taken) = tokio::join!(
-        ec2.describe_instance(instance_id),
-        ec2.snapshots_tagged(&of_this_finding)
-    );
-    let (instance, taken) = (instance?, taken?);
-    if instance.volumes.is_empty() {
-        report.notes.push("no EBS volume attached".into());
-        return Ok(report);
-    }
     report.status = MeasureStatus::ReportOnly;
     let plan = plan(&instance.volumes, &taken);
     report.notes.push(if plan.snapshot {

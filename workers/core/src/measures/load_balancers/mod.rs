@@ -158,15 +158,14 @@ async fn records_on(
     Ok((found, unreadable))
 }
 
-/// Takes `instance_id` out of the target groups it is registered in on its own: each group's
-/// ports recorded on it first, then deregistered. A group refusing is reported and the others
-/// go on; throttling and no answer fail the step for a retry, which finds the records.
-pub async fn deregister(
+/// The target groups the instance may be a target of on its own account ([`candidates`]),
+/// from what [`deregister`] and its report-only [`plan_only`] both read first.
+async fn candidate_groups(
     ec2: &impl Ec2,
     autoscaling: &impl AutoScaling,
     elb: &impl LoadBalancing,
     instance_id: &str,
-) -> Result<Report> {
+) -> Result<Vec<String>> {
     let (instance, membership, groups) = tokio::join!(
         ec2.describe_instance(instance_id),
         autoscaling.membership(instance_id),
@@ -177,7 +176,19 @@ pub async fn deregister(
         Some(membership) => autoscaling.group(&membership.group).await?.target_groups,
         None => Vec::new(),
     };
-    let candidates = candidates(groups, &instance.vpc_ids(), &of_its_group);
+    Ok(candidates(groups, &instance.vpc_ids(), &of_its_group))
+}
+
+/// Takes `instance_id` out of the target groups it is registered in on its own: each group's
+/// ports recorded on it first, then deregistered. A group refusing is reported and the others
+/// go on; throttling and no answer fail the step for a retry, which finds the records.
+pub async fn deregister(
+    ec2: &impl Ec2,
+    autoscaling: &impl AutoScaling,
+    elb: &impl LoadBalancing,
+    instance_id: &str,
+) -> Result<Report> {
+    let candidates = candidate_groups(ec2, autoscaling, elb, instance_id).await?;
     let mut report = Report {
         instance_id: instance_id.to_string(),
         status: MeasureStatus::Done,
@@ -256,18 +267,8 @@ pub async fn plan_only(
     elb: &impl LoadBalancing,
     instance_id: &str,
 ) -> Result<Report> {
-    let (instance, membership, groups) = tokio::join!(
-        ec2.describe_instance(instance_id),
-        autoscaling.membership(instance_id),
-        elb.target_groups()
-    );
-    let (instance, membership, groups) = (instance?, membership?, groups?);
-    let of_its_group = match membership {
-        Some(membership) => autoscaling.group(&membership.group).await?.target_groups,
-        None => Vec::new(),
-    };
     let mut notes = Vec::new();
-    for group in candidates(groups, &instance.vpc_ids(), &of_its_group) {
+    for group in candidate_groups(ec2, autoscaling, elb, instance_id).await? {
         let ports = elb.registered_ports(&group, instance_id).await?;
         if !ports.is_empty() {
             notes.push(format!(
