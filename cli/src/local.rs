@@ -786,6 +786,41 @@ impl World {
             .collect()
     }
 
+    /// Cordon's record of `instance_id` as break glass reads it: its claim's, else the
+    /// instance's tags (None when neither keeps one).
+    pub async fn kept_record(
+        &self,
+        instance_id: &str,
+    ) -> cordon_core::Result<Option<cordon_core::record::CapturedState>> {
+        let claims = self
+            .ec2
+            .describe_security_groups()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", cordon_core::claim::INSTANCE_TAG))
+                    .values(instance_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let claim_tags: Vec<(String, String)> = claims
+            .security_groups()
+            .iter()
+            .flat_map(|g| g.tags())
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .filter(|(key, _)| key.starts_with(cordon_core::record::STATE_TAG_PREFIX))
+            .collect();
+        let instance_tags: Vec<(String, String)> =
+            self.instance_tags(instance_id).await.into_iter().collect();
+        cordon_core::record::kept_record(instance_id, Some(&claim_tags), &instance_tags)
+    }
+
     pub async fn termination_protection(&self, instance_id: &str) -> bool {
         let out = self
             .ec2

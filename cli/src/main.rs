@@ -12,6 +12,7 @@ mod regions;
 use cordon_core::approval::Action;
 use cordon_core::aws::{AwsContext, AwsEc2, AwsTarget};
 use cordon_core::capture::{capture_seeing, CaptureStatus, FindingSummary, Pace};
+use cordon_core::claim::{claimed_with_records, kept_record_of};
 use cordon_core::config::{parse_severity, Config, ForensicSource, RuleBand};
 use cordon_core::decision::DecisionKey;
 use cordon_core::ec2::{DenyEntry, Ec2};
@@ -24,7 +25,7 @@ use cordon_core::measures::credentials::{Iam, IamProvider};
 use cordon_core::measures::load_balancers::LoadBalancing;
 use cordon_core::nacl::block;
 use cordon_core::policy::Verdict;
-use cordon_core::record::{state_from_tags, STATE_TAG_PREFIX};
+use cordon_core::record::STATE_TAG_PREFIX;
 use cordon_core::restore::RestoreStatus;
 use cordon_core::steps::now_rfc3339;
 use cordon_core::CordonError;
@@ -989,8 +990,9 @@ async fn regions_command(target: &AwsTarget, stack_name: &str) -> Result<u8, Cor
     })
 }
 
-/// The quarantines waiting for a decision, each with whether its instance still carries
-/// Cordon's record (read where the instance is: through the member role for another account).
+/// The quarantines waiting for a decision, each with whether Cordon's record of its instance
+/// is still kept (on its claim, or on the instance; read where the instance is: through the
+/// member role for another account).
 async fn waiting_of(aws: &AwsContext, state_machine: &str) -> Result<Vec<Value>, CordonError> {
     let sfn = aws_sdk_sfn::Client::new(aws.sdk_config());
     let (waiting, unreadable) = cordon_core::approval::waiting_quarantines(&sfn, state_machine)
@@ -1006,9 +1008,9 @@ async fn waiting_of(aws: &AwsContext, state_machine: &str) -> Result<Vec<Value>,
             account_id: quarantine.account_id.clone(),
             region: quarantine.region.clone(),
         };
-        let on_instance = match cordon_core::ec2::Ec2Provider::ec2_for(aws, &where_it_is).await {
+        let kept = match cordon_core::ec2::Ec2Provider::ec2_for(aws, &where_it_is).await {
             Ok(ec2) => match ec2.describe_instance(&quarantine.instance_id).await {
-                Ok(found) => match state_from_tags(&found.id, &found.tags) {
+                Ok(found) => match kept_record_of(&ec2, &found).await {
                     Ok(record) => json!(record.is_some()),
                     Err(error) => json!({"error": error.to_report()}),
                 },
@@ -1017,7 +1019,7 @@ async fn waiting_of(aws: &AwsContext, state_machine: &str) -> Result<Vec<Value>,
             Err(error) => json!({"error": error.to_report()}),
         };
         let mut line = serde_json::to_value(&quarantine).expect("a waiting quarantine serialises");
-        line["record_on_instance"] = on_instance;
+        line["record_kept"] = kept;
         listed.push(line);
     }
     for (execution, cause) in unreadable {
@@ -1049,16 +1051,30 @@ async fn status_command(
         &aws, &here,
     )
     .await?;
+    let mut quarantined: Vec<Value> = Vec::new();
     let instances = match instance {
         Some(id) => vec![ec2.describe_instance(id).await?],
         None => {
-            ec2.instances_tagged(&format!("{STATE_TAG_PREFIX}:0"))
-                .await?
+            // Records on claims, and on instances (older releases, `cordon isolate`).
+            let mut found = ec2
+                .instances_tagged(&format!("{STATE_TAG_PREFIX}:0"))
+                .await?;
+            for id in claimed_with_records(&ec2).await? {
+                if found.iter().any(|listed| listed.id == id) {
+                    continue;
+                }
+                match ec2.describe_instance(&id).await {
+                    Ok(instance) => found.push(instance),
+                    Err(error) => {
+                        quarantined.push(json!({"instance_id": id, "error": error.to_report()}))
+                    }
+                }
+            }
+            found
         }
     };
-    let mut quarantined: Vec<Value> = Vec::new();
     for found in instances {
-        let record = match state_from_tags(&found.id, &found.tags) {
+        let record = match kept_record_of(&ec2, &found).await {
             Ok(Some(record)) => record,
             Ok(None) => continue,
             Err(error) => {

@@ -1098,7 +1098,7 @@ async fn status_lists_each_quarantine_waiting_for_a_decision_and_what_holds() {
         holds.iter().any(|h| h.as_str().unwrap().contains("isolat")),
         "{quarantine:#}"
     );
-    assert_eq!(quarantine["record_on_instance"], true, "{quarantine:#}");
+    assert_eq!(quarantine["record_kept"], true, "{quarantine:#}");
     // No task token is printed: reading the list is not answering it.
     assert!(!String::from_utf8_lossy(&output.stdout).contains("task_token"));
     // The tag-based list is still there.

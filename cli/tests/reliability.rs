@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use cordon::runner::{DecisionMode, Runner};
 use cordon_core::config::Config;
-use cordon_core::record::state_from_tags;
 use cordon_tests::faults::{FaultPlan, FaultProxy};
 use cordon_tests::{finding_for, fleet, repo_root, Member, Moto, World};
 use serde::{Deserialize, Serialize};
@@ -367,10 +366,11 @@ async fn one_finding_delivered_ten_times_at_once_is_contained_once_and_asks_once
             .contains("203.0.113.9"),
         "the second finding added nothing"
     );
-    let tags = world.instance_tags(&member.instance).await;
-    let record = state_from_tags(&member.instance, &tags.into_iter().collect::<Vec<_>>())
+    let record = world
+        .kept_record(&member.instance)
+        .await
         .unwrap()
-        .expect("the record is on the instance");
+        .expect("the record is kept");
     assert_eq!(
         record.interfaces[0].groups, member.groups,
         "the true originals"
@@ -618,10 +618,7 @@ async fn a_worker_killed_at_any_ec2_call_is_rerun_and_converges() {
             .await
             .get("isolation")
             .cloned();
-        let tags = world.instance_tags(&member.instance).await;
-        let record = state_from_tags(&member.instance, &tags.into_iter().collect::<Vec<_>>())
-            .ok()
-            .flatten();
+        let record = world.kept_record(&member.instance).await.ok().flatten();
         let keeps = record
             .as_ref()
             .is_some_and(|r| r.interfaces[0].groups == member.groups);

@@ -148,6 +148,51 @@ async fn single_eni_isolate_then_restore_gives_back_exactly_the_same_state() {
     assert!(!world.termination_protection(&instance).await);
 }
 
+/// An execution's capture keeps the record on its claim group, made with it in one
+/// CreateSecurityGroup (tags at creation): the instance's own tags are left alone, and a
+/// break-glass restore with no record at hand finds it there.
+#[tokio::test]
+async fn an_executions_record_is_on_its_claim_and_break_glass_restores_from_it() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let (vpc, [a, _], [web, ssh]) = two_subnet_vpc(&world).await;
+    let (instance, enis) = world.instance(&[(&a, &[&web, &ssh])], false).await;
+    let tags_before = world.instance_tags(&instance).await;
+    let input = serde_json::json!({
+        "event": finding_for(&instance, 8.0, "198.51.100.7"),
+        "execution": "arn:aws:states:us-east-1:123456789012:execution:cordon-quarantine:one",
+        "approval_timeout_seconds": "3600",
+    });
+    let contained = contain_with(&moto, &Config::default(), &input).await;
+    assert_eq!(contained.capture.status, CaptureStatus::Captured);
+    assert!(contained.capture.tags_written);
+    let isolation = world.cordon_group_ids(&vpc).await["isolation"].clone();
+    assert_eq!(world.eni_groups(&enis[0]).await, [isolation]);
+    assert_eq!(world.instance_tags(&instance).await, tags_before);
+    let kept = world.kept_record(&instance).await.unwrap().expect("kept");
+    let mut captured = contained.capture.record.clone().unwrap();
+    // Group names stay out of tags: they are for the page.
+    captured.interfaces[0].group_names.clear();
+    assert_eq!(kept, captured, "the claim's record, read back");
+
+    let mut break_glass = contained;
+    break_glass.capture.record = None;
+    break_glass.nacl = None;
+    let report = restore(&moto, &break_glass).await;
+    assert_eq!(
+        report.status,
+        RestoreStatus::Restored,
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(world.eni_groups(&enis[0]).await, [web, ssh]);
+    assert!(
+        !world.cordon_group_ids(&vpc).await.contains_key("claim"),
+        "the claim, and the record with it, is gone"
+    );
+    assert_eq!(world.kept_record(&instance).await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn two_enis_in_two_subnets_each_get_back_their_own_groups_never_the_union() {
     let moto = Moto::start();

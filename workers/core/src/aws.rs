@@ -926,9 +926,11 @@ impl Ec2 for AwsEc2 {
         instance_id: &str,
         owner: &str,
         claimed_at: &str,
+        record: &[(String, String)],
     ) -> Result<String> {
         let name = crate::claim::group_name(instance_id);
-        let tags = crate::claim::claim_tags(instance_id, owner, claimed_at);
+        let mut tags = crate::claim::claim_tags(instance_id, owner, claimed_at);
+        tags.extend(record.iter().cloned());
         self.create_named_group(
             vpc_id,
             &name,

@@ -10,7 +10,7 @@ use crate::ec2::{Ec2, GroupRole, Instance, SecurityGroup};
 use crate::error::{CordonError, Result, StepError};
 use crate::finding::Finding;
 use crate::record::{
-    check_tag_room, chunk_keys, state_from_tags, state_tags, CapturedState, RECORD_VERSION,
+    check_tag_room, chunk_keys, kept_record, state_tags, CapturedState, RECORD_VERSION,
     STATE_TAG_PREFIX,
 };
 
@@ -287,17 +287,16 @@ fn names_of(
 /// How capture makes its first calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
-    /// The reads and the early claim all at once: the shortest path, when nothing says EC2's
+    /// The reads all at once: the shortest path, when nothing says EC2's
     /// buckets are short.
     AtOnce,
     /// One after another, each call only once the one before it went through (Cordon's groups,
-    /// the claim, the description, the attributes): a step retried, after a throttled or
+    /// the description, the attributes, the claim): a step retried, after a throttled or
     /// unavailable EC2 as a rule.
-    /// Made at once, five calls on four buckets must all go through together; in a burst one
+    /// Made at once, four reads on three buckets must all go through together; in a burst one
     /// of them is throttled, the others' tokens are spent for nothing, and the retry starts
-    /// all five again, so the buckets drain while few captures complete. One after another,
-    /// a throttled call costs no other bucket a token, and the claim that went through is
-    /// found (not created again) by the next retry.
+    /// all four again, so the buckets drain while few captures complete. One after another,
+    /// a throttled call costs no other bucket a token.
     OneAfterAnother,
 }
 
@@ -322,9 +321,10 @@ impl Pace {
     }
 }
 
-/// Captures `instance_id`. Nothing is changed on the instance except the record tags, and
-/// nothing at all when it is exempt, gone, or already quarantined. An `owner` (the execution)
-/// first claims the instance, so that of several executions for one instance only one goes on.
+/// Captures `instance_id`. Nothing is changed on the instance, and nothing at all when it is
+/// exempt, gone, or already quarantined. An `owner` (the execution) claims the instance with a
+/// group that carries the record, so that of several executions for one instance only one goes
+/// on; without one the record goes on the instance's own tags.
 pub async fn capture(
     ec2: &impl Ec2,
     instance_id: &str,
@@ -359,8 +359,6 @@ struct FirstReads {
     instance: Result<Instance>,
     /// Cordon's groups in the VPC the finding names, or in every VPC when it names none.
     groups_near: Result<Vec<SecurityGroup>>,
-    /// The claim created early (None: not tried).
-    early_claim: Option<Result<String>>,
     /// The instance's attributes (None: not read yet, and read only if the record needs them).
     termination_protection: Option<Result<bool>>,
     shutdown_behavior: Option<Result<String>>,
@@ -376,93 +374,93 @@ async fn cordon_groups_near(ec2: &impl Ec2, vpc_id: Option<&str>) -> Result<Vec<
     }
 }
 
-/// The reads and the early claim, all at once.
-async fn read_at_once(
-    ec2: &impl Ec2,
-    instance_id: &str,
-    named_vpc: Option<&str>,
-    early_claim: Option<(&str, &str)>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> FirstReads {
-    let claim = async {
-        match early_claim {
-            Some((owner, vpc_id)) => {
-                Some(claim::create_early(ec2, vpc_id, instance_id, owner, now).await)
-            }
-            None => None,
-        }
-    };
-    let (instance, termination_protection, shutdown_behavior, groups_near, early_claim) = tokio::join!(
+/// The reads, all at once.
+async fn read_at_once(ec2: &impl Ec2, instance_id: &str, named_vpc: Option<&str>) -> FirstReads {
+    let (instance, termination_protection, shutdown_behavior, groups_near) = tokio::join!(
         ec2.describe_instance(instance_id),
         ec2.termination_protection(instance_id),
         ec2.shutdown_behavior(instance_id),
         cordon_groups_near(ec2, named_vpc),
-        claim
     );
     FirstReads {
         instance,
         groups_near,
-        early_claim,
         termination_protection: Some(termination_protection),
         shutdown_behavior: Some(shutdown_behavior),
     }
 }
 
-/// The reads and the early claim one after another ([`Pace::OneAfterAnother`]): Cordon's
-/// groups (the largest bucket), the claim unless one is there already (the smallest, and
-/// kept once made), then the description. A failure stops the calls at once; a claim made is
-/// kept whatever fails after it, for the step's retry to find as its own. The attributes
-/// wait until the record needs them.
+/// The reads one after another ([`Pace::OneAfterAnother`]): Cordon's groups (the largest
+/// bucket), then the description. A failure stops the calls at once. The attributes wait
+/// until the record needs them.
 async fn read_one_after_another(
     ec2: &impl Ec2,
     instance_id: &str,
     named_vpc: Option<&str>,
-    early_claim: Option<(&str, &str)>,
-    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<FirstReads> {
     let groups = cordon_groups_near(ec2, named_vpc).await?;
-    let early_claim = match early_claim {
-        Some((owner, vpc_id)) => {
-            match claim_in_vpc(&groups, vpc_id, instance_id) {
-                // Ours from an earlier attempt, or another execution's: `take` judges it.
-                Some(_) => None,
-                None => match claim::create_early(ec2, vpc_id, instance_id, owner, now).await {
-                    Err(error) if error.is_transient() => return Err(error),
-                    created => Some(created),
-                },
-            }
-        }
-        None => None,
-    };
     Ok(FirstReads {
-        instance: ec2.describe_instance(instance_id).await,
+        instance: Ok(ec2.describe_instance(instance_id).await?),
         groups_near: Ok(groups),
-        early_claim,
         termination_protection: None,
         shutdown_behavior: None,
     })
 }
 
-/// The claim on `instance_id` in `vpc_id` among `groups`, whoever holds it.
-fn claim_in_vpc(groups: &[SecurityGroup], vpc_id: &str, instance_id: &str) -> Option<claim::Claim> {
-    let in_vpc: Vec<SecurityGroup> = groups
-        .iter()
-        .filter(|group| group.vpc_id == vpc_id)
-        .cloned()
-        .collect();
-    claim::claim_in(&in_vpc, instance_id)
+/// The record kept of `instance_id`, on its claim among `cordon_groups` or on the instance;
+/// a record that cannot be read is a warning, and none.
+fn kept_record_of(
+    instance: &Instance,
+    cordon_groups: &[SecurityGroup],
+    warnings: &mut Vec<StepError>,
+) -> Option<CapturedState> {
+    let claim = claim::claim_in(cordon_groups, &instance.id);
+    let claim_record = claim.as_ref().map(|claim| claim.record_tags.as_slice());
+    match kept_record(&instance.id, claim_record, &instance.tags) {
+        Ok(record) => record,
+        Err(error) => {
+            warnings.push(error.to_report());
+            None
+        }
+    }
 }
 
-/// The claim `owner` holds on `instance_id` in `vpc_id` among `groups`, if any: the group's id.
-fn own_claim_in(
-    groups: Option<&Vec<SecurityGroup>>,
-    vpc_id: Option<&str>,
-    instance_id: &str,
-    owner: Option<&str>,
-) -> Option<String> {
-    claim_in_vpc(groups?, vpc_id?, instance_id)
-        .filter(|claim| Some(claim.owner.as_str()) == owner)
-        .map(|claim| claim.group_id)
+/// The warning for a record with no room in tags.
+fn no_room(error: CordonError) -> StepError {
+    StepError {
+        error: error.error_name().into(),
+        cause: format!("{error}; the record is only in this step's output, so restore through the workflow or keep the output for `cordon restore`"),
+    }
+}
+
+/// Writes `record` as the instance's own `cordon:state:*` tags, dropping an older record's
+/// chunks past its end. Returns whether it is there; no room is a warning.
+async fn record_on_instance(
+    ec2: &impl Ec2,
+    instance: &Instance,
+    record: &CapturedState,
+    warnings: &mut Vec<StepError>,
+) -> Result<bool> {
+    let tags = state_tags(record);
+    let old_keys = chunk_keys(STATE_TAG_PREFIX, &instance.tags);
+    match check_tag_room(&instance.id, &instance.tags, &tags, &old_keys) {
+        Ok(()) => {
+            ec2.create_tags(&instance.id, &tags).await?;
+            let stale: Vec<String> = old_keys
+                .into_iter()
+                .filter(|key| !tags.iter().any(|(new, _)| new == key))
+                .collect();
+            if !stale.is_empty() {
+                ec2.delete_tags(&instance.id, &stale).await?;
+            }
+            Ok(true)
+        }
+        Err(error @ CordonError::TagQuotaExceeded { .. }) => {
+            warnings.push(no_room(error));
+            Ok(false)
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// [`capture`], also giving what it read (Cordon's groups in the instance's VPCs and the
@@ -477,66 +475,29 @@ pub async fn capture_seeing(
     config: &Config,
 ) -> Result<(CaptureOutput, Seen)> {
     let policy = &config.policy;
-    // Report-only: no claim (the one write before the record) and no record tags.
+    // Report-only: no claim (which carries the record) and no record tags.
     let report_only = config.mode == Mode::ReportOnly;
     let owner = owner.filter(|_| !report_only);
     let now_utc = chrono::DateTime::parse_from_rfc3339(now)
         .map(|at| at.with_timezone(&chrono::Utc))
         .unwrap_or_else(|_| chrono::Utc::now());
-    // The protection flag, Cordon's groups and the claim need no answer from the description:
-    // all are read (or taken) at once, so the record is the second round trip and the swaps
-    // the third and fourth. The claim goes into the VPC the finding names; an instance that
-    // turns out to be skipped, or in another VPC, has it removed again.
+    // The protection flag and Cordon's groups need no answer from the description: all are
+    // read at once, so the claim with the record is the second round trip and the swaps the
+    // third and fourth. The finding's VPC (checked against the description below) keeps the
+    // read of Cordon's groups to one VPC.
     let named_vpc = finding.as_ref().and_then(|f| f.vpc_id.clone());
-    let hinted_vpc = owner.and(named_vpc.clone());
-    let early = owner.zip(hinted_vpc.as_deref());
     let FirstReads {
         instance,
         groups_near,
-        early_claim,
         termination_protection,
         shutdown_behavior,
     } = match pace {
-        Pace::AtOnce => read_at_once(ec2, instance_id, named_vpc.as_deref(), early, now_utc).await,
+        Pace::AtOnce => read_at_once(ec2, instance_id, named_vpc.as_deref()).await,
         Pace::OneAfterAnother => {
-            read_one_after_another(ec2, instance_id, named_vpc.as_deref(), early, now_utc).await?
+            read_one_after_another(ec2, instance_id, named_vpc.as_deref()).await?
         }
     };
-    // The early claim's group, if this attempt created it or an earlier attempt of this
-    // execution did (and kept it through a throttled call): removed when it is not needed.
-    let created_early = match &early_claim {
-        Some(Ok(group_id)) => Some(group_id.clone()),
-        _ => own_claim_in(
-            groups_near.as_ref().ok(),
-            hinted_vpc.as_deref(),
-            instance_id,
-            owner,
-        ),
-    };
-    let release_early = || async {
-        if let Some(group_id) = &created_early {
-            // Right after its create, EC2 may not know the group yet: waited for, as a swap is.
-            let deleted =
-                crate::isolate::while_group_unseen(ec2, "DeleteSecurityGroup", group_id, || {
-                    ec2.delete_group(group_id)
-                })
-                .await;
-            if let Err(error) = deleted {
-                tracing::warn!(group = %group_id, error = %error, "the early claim could not be removed; its lease runs out and restore or cleanup removes it");
-            }
-        }
-    };
-    let instance = match instance {
-        Ok(instance) => instance,
-        // Throttled or unavailable: the claim stays for the step's retry, which finds it its
-        // own (removing it would spend a call of the same scarce kind, and the retry another
-        // to make it again).
-        Err(error) if error.is_transient() => return Err(error),
-        Err(error) => {
-            release_early().await;
-            return Err(error);
-        }
-    };
+    let instance = instance?;
     let skip = |reason: String| {
         Ok((
             CaptureOutput::skipped(Some(instance_id.into()), finding.clone(), reason),
@@ -544,7 +505,6 @@ pub async fn capture_seeing(
         ))
     };
     if let Some(reason) = policy.exemptions.reason(instance_id, &instance.tags) {
-        release_early().await;
         return skip(reason);
     }
     // The instance's own VPCs, whatever the finding named. The finding's VPC was in scope
@@ -554,20 +514,17 @@ pub async fn capture_seeing(
         .scope
         .outside_vpcs(instance.interfaces.iter().map(|i| i.vpc_id.as_str()))
     {
-        release_early().await;
         return Err(CordonError::NotContainable(format!(
             "instance {instance_id} has an interface outside Cordon's scope: {reason}; contain it by hand (cordon isolate) or widen CORDON_VPCS"
         )));
     }
     if matches!(instance.state.as_str(), "terminated" | "shutting-down") {
-        release_early().await;
         return skip(format!(
             "instance {instance_id} is {}: nothing to contain",
             instance.state
         ));
     }
     if instance.interfaces.is_empty() {
-        release_early().await;
         return skip(format!("instance {instance_id} has no network interface"));
     }
     let vpc_ids = instance.vpc_ids();
@@ -578,28 +535,13 @@ pub async fn capture_seeing(
         }
         (groups, _) => groups,
     };
-    let cordon_groups: Vec<SecurityGroup> = match groups {
-        Ok(groups) => groups
-            .into_iter()
-            .filter(|group| vpc_ids.contains(&group.vpc_id))
-            .collect(),
-        // As for the description: the claim stays for the step's retry.
-        Err(error) if error.is_transient() => return Err(error),
-        Err(error) => {
-            release_early().await;
-            return Err(error);
-        }
-    };
+    let cordon_groups: Vec<SecurityGroup> = groups?
+        .into_iter()
+        .filter(|group| vpc_ids.contains(&group.vpc_id))
+        .collect();
     if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups) {
-        release_early().await;
         let mut warnings = Vec::new();
-        let record = match state_from_tags(instance_id, &instance.tags) {
-            Ok(record) => record,
-            Err(error) => {
-                warnings.push(error.to_report());
-                None
-            }
-        };
+        let record = kept_record_of(&instance, &cordon_groups, &mut warnings);
         let output = CaptureOutput {
             status: CaptureStatus::AlreadyQuarantined,
             reason: evidence,
@@ -623,20 +565,14 @@ pub async fn capture_seeing(
     }
 
     // An isolation cut short (some interface on a Cordon group, not all isolated): the
-    // originals are in the record tags Cordon wrote before it changed anything.
+    // originals are in the record Cordon kept before it changed anything.
     let mut warnings = Vec::new();
     let cut_short = instance
         .interfaces
         .iter()
         .any(|i| standing(i, &cordon_groups) != Standing::Original);
     let tagged = if cut_short {
-        match state_from_tags(instance_id, &instance.tags) {
-            Ok(record) => record,
-            Err(error) => {
-                warnings.push(error.to_report());
-                None
-            }
-        }
+        kept_record_of(&instance, &cordon_groups, &mut warnings)
     } else {
         None
     };
@@ -647,43 +583,6 @@ pub async fn capture_seeing(
     };
     warnings.extend(resume_warnings);
 
-    let holder = match owner {
-        None => None,
-        // Created in the instance's own VPC: the claim is this execution's.
-        Some(_) if created_early.is_some() && hinted_vpc.as_ref() == Some(&vpc_ids[0]) => None,
-        Some(owner) => {
-            // The finding named another VPC (or none): the claim belongs in the instance's.
-            release_early().await;
-            let seen = claim::claim_in(&cordon_groups, instance_id);
-            claim::take(ec2, &vpc_ids[0], instance_id, owner, seen, now_utc).await?
-        }
-    };
-    if let Some(holder) = holder {
-        let output = CaptureOutput {
-            status: CaptureStatus::AlreadyQuarantined,
-            reason: format!(
-                "execution {} claimed {instance_id} at {} and is containing it; this one leaves it to that execution",
-                holder.owner, holder.claimed_at
-            ),
-            instance_id: Some(instance_id.into()),
-            finding,
-            record: None,
-            tags_written: false,
-            warnings: Vec::new(),
-            approval_timeout_seconds: None,
-            approvals_required: None,
-            execution_started_at: None,
-            view: None,
-        };
-        return Ok((
-            output,
-            Seen {
-                groups: cordon_groups,
-                instance: Some(instance),
-            },
-        ));
-    }
-
     let record = CapturedState {
         version: RECORD_VERSION,
         instance_id: instance_id.to_string(),
@@ -692,7 +591,7 @@ pub async fn capture_seeing(
         captured_at: now.to_string(),
         instance_state: instance.state.clone(),
         // Resumed: Cordon may already have turned protection on and the shutdown behavior to
-        // stop; the originals are the tagged record's.
+        // stop; the originals are the kept record's.
         termination_protection: match &tagged {
             Some(tagged) => tagged.termination_protection,
             None => match termination_protection {
@@ -711,30 +610,78 @@ pub async fn capture_seeing(
     };
 
     // The execution keeps the record whatever happens; the tags are the copy that break-glass
-    // `cordon restore` reads. A full tag set must not stop containment, so it is a warning.
-    let tags = state_tags(&record);
-    let old_keys = chunk_keys(STATE_TAG_PREFIX, &instance.tags);
-    let tags_written = match check_tag_room(instance_id, &instance.tags, &tags, &old_keys) {
-        Ok(()) if report_only => false,
-        Ok(()) => {
-            ec2.create_tags(instance_id, &tags).await?;
-            let stale: Vec<String> = old_keys
-                .into_iter()
-                .filter(|key| !tags.iter().any(|(new, _)| new == key))
-                .collect();
-            if !stale.is_empty() {
-                ec2.delete_tags(instance_id, &stale).await?;
+    // `cordon restore` reads. No room for them must not stop containment: a warning.
+    let tags_written = match owner {
+        // The claim carries the record, in the call that makes it.
+        Some(owner) => {
+            let record_tags = match claim::record_room(instance_id, state_tags(&record)) {
+                Ok(tags) => tags,
+                Err(error @ CordonError::TagQuotaExceeded { .. }) => {
+                    warnings.push(no_room(error));
+                    Vec::new()
+                }
+                Err(other) => return Err(other),
+            };
+            let seen = claim::claim_in(&cordon_groups, instance_id);
+            let vpc_id = &vpc_ids[0];
+            let taken = claim::take(
+                ec2,
+                vpc_id,
+                instance_id,
+                owner,
+                seen.clone(),
+                &record_tags,
+                now_utc,
+            )
+            .await;
+            let (holder, on_claim) = match taken {
+                // A member role of a release before the claim kept the record refuses the
+                // record's keys on a group (its StackSet not updated yet): claim without them
+                // and keep the record on the instance, as that release did.
+                Err(CordonError::AccessDenied { .. }) if !record_tags.is_empty() => {
+                    warnings.push(StepError {
+                        error: "Cordon.MemberRoleOutdated".into(),
+                        cause: format!("the role Cordon acts through refused the record's tags on the claim of {instance_id}; the record went on the instance instead. Update the member-role StackSet to this release"),
+                    });
+                    let without = claim::take(ec2, vpc_id, instance_id, owner, seen, &[], now_utc);
+                    (without.await?, false)
+                }
+                taken => (taken?, true),
+            };
+            if let Some(holder) = holder {
+                let output = CaptureOutput {
+                    status: CaptureStatus::AlreadyQuarantined,
+                    reason: format!(
+                        "execution {} claimed {instance_id} at {} and is containing it; this one leaves it to that execution",
+                        holder.owner, holder.claimed_at
+                    ),
+                    instance_id: Some(instance_id.into()),
+                    finding,
+                    record: None,
+                    tags_written: false,
+                    warnings: Vec::new(),
+                    approval_timeout_seconds: None,
+                    approvals_required: None,
+                    execution_started_at: None,
+                    view: None,
+                };
+                return Ok((
+                    output,
+                    Seen {
+                        groups: cordon_groups,
+                        instance: Some(instance),
+                    },
+                ));
             }
-            true
+            match on_claim {
+                true => !record_tags.is_empty(),
+                false => record_on_instance(ec2, &instance, &record, &mut warnings).await?,
+            }
         }
-        Err(error @ CordonError::TagQuotaExceeded { .. }) => {
-            warnings.push(StepError {
-                error: error.error_name().into(),
-                cause: format!("{error}; the record is only in this step's output, so restore through the workflow or keep the output for `cordon restore`"),
-            });
-            false
-        }
-        Err(other) => return Err(other),
+        None if report_only => false,
+        // No claim (`cordon isolate`, or a definition that names no execution): the record
+        // goes on the instance, as it did before claims kept it.
+        None => record_on_instance(ec2, &instance, &record, &mut warnings).await?,
     };
     let output = CaptureOutput {
         status: if report_only {
@@ -792,11 +739,12 @@ pub async fn capture_seeing(
 mod tests {
     use super::*;
     use crate::fake::{block_on, FakeEc2};
+    use crate::record::state_from_tags;
 
     const NOW: &str = "2026-11-29T14:00:00.000Z";
 
     #[test]
-    fn capture_records_every_interface_and_writes_the_record_as_tags() {
+    fn without_a_claim_capture_writes_the_record_on_the_instance() {
         let ec2 = FakeEc2::standard();
         ec2.with(|s| s.protection.insert("i-00000001".into(), true));
         let output = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
@@ -936,17 +884,48 @@ mod tests {
         assert_eq!(Pace::of_attempt(Some(19)), Pace::OneAfterAnother);
     }
 
+    /// The claim, which carries the record, as a rule: its `cordon:state:*` tags read back.
+    fn claim_record(ec2: &FakeEc2, owner: &str) -> Option<CapturedState> {
+        let groups = ec2.with(|s| s.groups.values().cloned().collect::<Vec<_>>());
+        let claim = claim::claim_in(&groups, "i-00000001").filter(|c| c.owner == owner)?;
+        state_from_tags("i-00000001", &claim.record_tags).unwrap()
+    }
+
     #[test]
-    fn a_retried_capture_spends_no_token_past_a_throttled_call_and_keeps_its_claim() {
+    fn an_execution_keeps_the_record_on_its_claim_in_the_call_that_makes_it() {
+        let ec2 = FakeEc2::standard();
+        let instance_tags = ec2.with(|s| s.instances["i-00000001"].tags.clone());
+        let captured = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap();
+        assert_eq!(captured.status, CaptureStatus::Captured);
+        assert!(captured.tags_written);
+        assert_eq!(claim_record(&ec2, "exec-a"), captured.record);
+        // No CreateTags on the way to isolation, and the instance's own tags as they were.
+        assert_eq!(
+            ec2.calls(),
+            [
+                "DescribeInstances",
+                "DescribeInstanceAttribute",
+                "DescribeInstanceAttribute",
+                "DescribeSecurityGroups",
+                "CreateSecurityGroup"
+            ]
+        );
+        assert_eq!(
+            ec2.with(|s| s.instances["i-00000001"].tags.clone()),
+            instance_tags
+        );
+    }
+
+    #[test]
+    fn a_retried_capture_spends_no_token_past_a_throttled_call() {
         let ec2 = FakeEc2::standard();
         // The first attempt, at once: the description is throttled through the SDK's attempts.
+        // Nothing is written before the instance has been read: no claim to find or remove.
         ec2.fail_next("DescribeInstances", throttled("DescribeInstances"));
         let error = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Throttled");
-        // The claim stays, for the retry to find as its own: removing it would cost a call
-        // of the scarcest kind, and the retry another.
-        assert_eq!(claims_of(&ec2, "exec-a"), 1);
-        assert!(!ec2.calls().iter().any(|c| c == "DeleteSecurityGroup"));
+        assert_eq!(claims_of(&ec2, "exec-a"), 0);
+        assert!(!ec2.calls().iter().any(|c| c == "CreateSecurityGroup"));
 
         // A retry: Cordon's groups are read first, and a throttled description stops it there.
         ec2.clear_calls();
@@ -954,7 +933,7 @@ mod tests {
         capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap_err();
         assert_eq!(ec2.calls(), ["DescribeSecurityGroups", "DescribeInstances"]);
 
-        // The next retry goes through, without making the claim again.
+        // The next retry goes through and claims with the record.
         ec2.clear_calls();
         let captured = capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap();
         assert_eq!(captured.status, CaptureStatus::Captured);
@@ -965,29 +944,21 @@ mod tests {
                 "DescribeInstances",
                 "DescribeInstanceAttribute",
                 "DescribeInstanceAttribute",
-                "CreateTags"
+                "CreateSecurityGroup"
             ]
         );
         assert_eq!(claims_of(&ec2, "exec-a"), 1);
-        assert_eq!(
-            captured.record.unwrap().interfaces[0].groups,
-            ["sg-app", "sg-ssh"]
-        );
+        assert_eq!(claim_record(&ec2, "exec-a"), captured.record);
     }
 
     #[test]
-    fn a_retried_capture_whose_claim_is_throttled_reads_nothing_more() {
+    fn a_throttled_claim_is_retried_and_another_execution_s_claim_is_left_to_it() {
         let ec2 = FakeEc2::standard();
         ec2.fail_next("CreateSecurityGroup", throttled("CreateSecurityGroup"));
         let error = capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Throttled");
-        assert_eq!(
-            ec2.calls(),
-            ["DescribeSecurityGroups", "CreateSecurityGroup"]
-        );
         assert_eq!(claims_of(&ec2, "exec-a"), 0);
-        // Another execution's claim is judged as at once: this one leaves the instance to it.
-        ec2.clear_calls();
+        // Another execution claims meanwhile: this one's retry leaves the instance to it.
         assert_eq!(
             capture_at(&ec2, "exec-b", Pace::AtOnce).unwrap().status,
             CaptureStatus::Captured
@@ -996,6 +967,124 @@ mod tests {
         assert_eq!(left.status, CaptureStatus::AlreadyQuarantined);
         assert!(left.reason.contains("exec-b"), "{}", left.reason);
         assert_eq!(claims_of(&ec2, "exec-a"), 0);
+    }
+
+    #[test]
+    fn a_retry_whose_claim_went_through_unanswered_keeps_the_record_it_made() {
+        let ec2 = FakeEc2::standard();
+        let first = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap();
+        ec2.clear_calls();
+        let retry = block_on(capture_seeing(
+            &ec2,
+            "i-00000001",
+            Some(finding_in("vpc-1")),
+            Some("exec-a"),
+            "2026-11-29T14:00:05.000Z",
+            Pace::OneAfterAnother,
+            &tag_exempting(),
+        ))
+        .unwrap()
+        .0;
+        assert_eq!(retry.status, CaptureStatus::Captured);
+        assert!(retry.tags_written);
+        assert!(!ec2
+            .calls()
+            .iter()
+            .any(|c| c == "CreateSecurityGroup" || c == "CreateTags"));
+        assert_eq!(claim_record(&ec2, "exec-a"), first.record);
+    }
+
+    #[test]
+    fn a_member_role_from_before_records_on_claims_gets_the_record_on_the_instance() {
+        let ec2 = FakeEc2::standard();
+        // Its conditions allow the claim's own keys only.
+        ec2.fail_next(
+            "CreateSecurityGroup",
+            CordonError::AccessDenied {
+                operation: "CreateSecurityGroup".into(),
+                message: "You are not authorized to perform this operation.".into(),
+            },
+        );
+        let captured = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap();
+        assert_eq!(captured.status, CaptureStatus::Captured);
+        assert!(captured.tags_written);
+        assert_eq!(captured.warnings[0].error, "Cordon.MemberRoleOutdated");
+        assert_eq!(claims_of(&ec2, "exec-a"), 1);
+        assert_eq!(claim_record(&ec2, "exec-a"), None);
+        let tags = ec2.with(|s| s.instances["i-00000001"].tags.clone());
+        assert_eq!(
+            state_from_tags("i-00000001", &tags).unwrap(),
+            captured.record
+        );
+    }
+
+    #[test]
+    fn a_lapsed_claim_taken_over_carries_the_new_record_and_no_chunk_of_the_old() {
+        let ec2 = FakeEc2::standard();
+        capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap();
+        // exec-a's record made longer than the next one, as by more interfaces then.
+        ec2.with(|s| {
+            let claim = s
+                .groups
+                .values_mut()
+                .find(|g| {
+                    g.tags
+                        .iter()
+                        .any(|(k, v)| k == claim::OWNER_TAG && v == "exec-a")
+                })
+                .unwrap();
+            claim.tags.push(("cordon:state:9".into(), "old".into()));
+        });
+        let later = block_on(capture_seeing(
+            &ec2,
+            "i-00000001",
+            Some(finding_in("vpc-1")),
+            Some("exec-b"),
+            "2026-11-29T15:00:00.000Z",
+            Pace::AtOnce,
+            &tag_exempting(),
+        ))
+        .unwrap()
+        .0;
+        assert_eq!(later.status, CaptureStatus::Captured);
+        assert_eq!(claims_of(&ec2, "exec-b"), 1);
+        assert_eq!(claim_record(&ec2, "exec-b"), later.record);
+    }
+
+    #[test]
+    fn an_isolation_cut_short_is_finished_from_the_record_its_claim_keeps() {
+        let ec2 = FakeEc2::standard();
+        let first = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap();
+        let conversion = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion)).unwrap();
+        ec2.with(|s| {
+            s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
+                vec![conversion.id.clone()];
+        });
+        // After exec-a's lease, a later finding's execution finishes what exec-a began.
+        let (resumed, _) = block_on(capture_seeing(
+            &ec2,
+            "i-00000001",
+            Some(finding_in("vpc-1")),
+            Some("exec-b"),
+            "2026-11-29T15:00:00.000Z",
+            Pace::AtOnce,
+            &tag_exempting(),
+        ))
+        .unwrap();
+        assert!(resumed.reason.contains("cut short"), "{}", resumed.reason);
+        let record = resumed.record.unwrap();
+        assert_eq!(record.interfaces[0].groups, ["sg-app", "sg-ssh"]);
+        assert_eq!(record.interfaces, first.record.unwrap().interfaces);
+        assert_eq!(claim_record(&ec2, "exec-b"), Some(record));
+        // And once isolated, a duplicate hands on the claim's record.
+        let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+        ec2.with(|s| {
+            s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
+                vec![isolation.id.clone()];
+        });
+        let duplicate = capture_at(&ec2, "exec-c", Pace::AtOnce).unwrap();
+        assert_eq!(duplicate.status, CaptureStatus::AlreadyQuarantined);
+        assert_eq!(duplicate.record, claim_record(&ec2, "exec-b"));
     }
 
     /// The stack's `ExemptTagKey` set to `cordon:exempt`.
@@ -1016,67 +1105,19 @@ mod tests {
     }
 
     #[test]
-    fn a_retried_capture_of_an_exempt_instance_removes_the_claim_it_made() {
-        let ec2 = FakeEc2::standard();
-        make_exempt(&ec2);
-        let skipped = capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap();
-        assert_eq!(skipped.status, CaptureStatus::Skipped);
-        assert_eq!(
-            ec2.calls(),
-            [
-                "DescribeSecurityGroups",
-                "CreateSecurityGroup",
-                "DescribeInstances",
-                "DeleteSecurityGroup"
-            ]
-        );
-        assert_eq!(claims_of(&ec2, "exec-a"), 0);
-    }
-
-    #[test]
-    fn a_claim_kept_through_a_throttled_call_is_removed_when_the_retry_skips_the_instance() {
-        for (first_attempt, throttled_read) in [
-            (Pace::AtOnce, "DescribeInstances"),
-            (Pace::AtOnce, "DescribeSecurityGroups"),
-            (Pace::OneAfterAnother, "DescribeInstances"),
-        ] {
-            for retry in [Pace::AtOnce, Pace::OneAfterAnother] {
-                let ec2 = FakeEc2::standard();
-                ec2.fail_next(throttled_read, throttled(throttled_read));
-                capture_at(&ec2, "exec-a", first_attempt).unwrap_err();
-                assert_eq!(claims_of(&ec2, "exec-a"), 1, "{throttled_read}");
-                // Tagged exempt before the retry: this execution's claim goes with it.
-                make_exempt(&ec2);
-                let skipped = capture_at(&ec2, "exec-a", retry).unwrap();
-                assert_eq!(skipped.status, CaptureStatus::Skipped);
-                assert_eq!(claims_of(&ec2, "exec-a"), 0, "{throttled_read}, {retry:?}");
-            }
+    fn an_exempt_instance_is_never_claimed() {
+        for pace in [Pace::AtOnce, Pace::OneAfterAnother] {
+            let ec2 = FakeEc2::standard();
+            make_exempt(&ec2);
+            let skipped = capture_at(&ec2, "exec-a", pace).unwrap();
+            assert_eq!(skipped.status, CaptureStatus::Skipped);
+            assert!(
+                ec2.calls().iter().all(|c| c.starts_with("Describe")),
+                "{pace:?}: {:?}",
+                ec2.calls()
+            );
+            assert_eq!(claims_of(&ec2, "exec-a"), 0);
         }
-    }
-
-    #[test]
-    fn a_claim_kept_in_a_vpc_the_finding_wrongly_names_is_removed_by_the_retry() {
-        let ec2 = FakeEc2::standard();
-        ec2.fail_next("DescribeInstances", throttled("DescribeInstances"));
-        capture_named(&ec2, "exec-a", "vpc-0000beef", Pace::AtOnce).unwrap_err();
-        let claim_vpcs = || {
-            ec2.with(|s| {
-                s.groups
-                    .values()
-                    .filter(|g| {
-                        g.tags
-                            .iter()
-                            .any(|(k, v)| k == claim::OWNER_TAG && v == "exec-a")
-                    })
-                    .map(|g| g.vpc_id.clone())
-                    .collect::<Vec<_>>()
-            })
-        };
-        assert_eq!(claim_vpcs(), ["vpc-0000beef"]);
-        let captured =
-            capture_named(&ec2, "exec-a", "vpc-0000beef", Pace::OneAfterAnother).unwrap();
-        assert_eq!(captured.status, CaptureStatus::Captured);
-        assert_eq!(claim_vpcs(), ["vpc-1"]);
     }
 
     #[test]

@@ -10,11 +10,17 @@
 //! guarded has either happened (and the interfaces on Cordon's groups say so) or failed, and a
 //! later finding may take the claim over and contain again. A lost execution can therefore
 //! never keep an instance from being contained. Restore deletes the claim.
+//!
+//! The claim also keeps the record (`cordon:state:*`, `record.rs`): it is created once the
+//! instance has been read, with the record in the same call's tags, so the record is written
+//! before anything changes and costs no call of its own. CreateTags, which every ACL measure
+//! of a burst draws on, is then not on the way to isolation.
 
 use chrono::{DateTime, Utc};
 
 use crate::ec2::{Ec2, SecurityGroup};
 use crate::error::{CordonError, Result};
+use crate::record::{check_tag_room, chunk_keys, STATE_TAG_PREFIX};
 
 /// `cordon:role` of a claim group.
 pub const CLAIM_ROLE: &str = "claim";
@@ -40,6 +46,9 @@ pub struct Claim {
     pub instance_id: String,
     pub owner: String,
     pub claimed_at: String,
+    /// The record it keeps (its `cordon:state:*` tags; none on a claim of an older release,
+    /// or when the record did not fit).
+    pub record_tags: Vec<(String, String)>,
 }
 
 pub fn group_name(instance_id: &str) -> String {
@@ -50,7 +59,7 @@ pub fn description(instance_id: &str) -> String {
     format!("Cordon: claim of one quarantine execution on {instance_id}; attached to nothing, deleted on restore")
 }
 
-/// The tags a new claim group carries.
+/// The tags a new claim group carries, before its record.
 pub fn claim_tags(instance_id: &str, owner: &str, claimed_at: &str) -> Vec<(String, String)> {
     vec![
         (crate::ec2::GroupRole::TAG_KEY.into(), CLAIM_ROLE.into()),
@@ -79,8 +88,28 @@ pub fn claim_in(groups: &[SecurityGroup], instance_id: &str) -> Option<Claim> {
             instance_id: instance_id.into(),
             owner: tag(group, OWNER_TAG).unwrap_or_default().into(),
             claimed_at: tag(group, CLAIMED_AT_TAG).unwrap_or_default().into(),
+            record_tags: {
+                let keys = chunk_keys(STATE_TAG_PREFIX, &group.tags);
+                group
+                    .tags
+                    .iter()
+                    .filter(|(key, _)| keys.contains(key))
+                    .cloned()
+                    .collect()
+            },
         })
     })
+}
+
+/// The record's tags as the claim may carry them beside its own: none (with the reason, for
+/// the step's warnings) when they would take the group past EC2's 50 tags.
+pub fn record_room(
+    instance_id: &str,
+    record_tags: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>> {
+    let own = claim_tags(instance_id, "", "");
+    check_tag_room(&group_name(instance_id), &own, &record_tags, &[])?;
+    Ok(record_tags)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,37 +147,24 @@ fn claim_time(now: DateTime<Utc>) -> String {
     now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Creates the claim group of `instance_id` for `owner` in `vpc_id` before anything else is
-/// known of the instance: capture does it alongside its first reads, in the VPC the finding
-/// names, so that taking the claim costs no round trip of its own. Returns the group's id;
-/// `GroupDuplicate` when a claim exists (then [`take`] decides who holds it).
-pub async fn create_early(
-    ec2: &impl Ec2,
-    vpc_id: &str,
-    instance_id: &str,
-    owner: &str,
-    now: DateTime<Utc>,
-) -> Result<String> {
-    ec2.create_claim_group(vpc_id, instance_id, owner, &claim_time(now))
-        .await
-}
-
-/// Takes the claim on `instance_id` for `owner`, given the claim already seen among Cordon's
-/// groups of the VPC (`seen`). Returns `None` when `owner` holds it now, or the claim of the
-/// execution that holds it.
+/// Takes the claim on `instance_id` for `owner` in `vpc_id` (the instance's), with the
+/// record's tags (`record_tags`, none when they do not fit), given the claim already seen
+/// among Cordon's groups of the VPC (`seen`). Returns `None` when `owner` holds it now, with
+/// the record on it, or the claim of the execution that holds it.
 pub async fn take(
     ec2: &impl Ec2,
     vpc_id: &str,
     instance_id: &str,
     owner: &str,
     seen: Option<Claim>,
+    record_tags: &[(String, String)],
     now: DateTime<Utc>,
 ) -> Result<Option<Claim>> {
     let claimed_at = claim_time(now);
     let existing = match seen {
         Some(claim) => claim,
         None => match ec2
-            .create_claim_group(vpc_id, instance_id, owner, &claimed_at)
+            .create_claim_group(vpc_id, instance_id, owner, &claimed_at, record_tags)
             .await
         {
             Ok(_) => return Ok(None),
@@ -168,17 +184,68 @@ pub async fn take(
         },
     };
     match judge(&existing, owner, now) {
-        Standing::Ours => Ok(None),
         Standing::HeldBy(holder) => Ok(Some(holder)),
+        // Ours, made by an earlier attempt with its record (an attempt of this execution reads
+        // the same instance, as nothing has changed it yet): kept as it is. A claim of ours
+        // without one (made by a release before the claim kept the record) gets it.
+        Standing::Ours if !existing.record_tags.is_empty() || record_tags.is_empty() => Ok(None),
+        Standing::Ours => {
+            ec2.create_tags(&existing.group_id, record_tags).await?;
+            Ok(None)
+        }
         Standing::Lapsed(old) => {
-            let tags = vec![
+            let mut tags = vec![
                 (OWNER_TAG.to_string(), owner.to_string()),
                 (CLAIMED_AT_TAG.to_string(), claimed_at),
             ];
+            tags.extend(record_tags.iter().cloned());
             ec2.create_tags(&old.group_id, &tags).await?;
+            // The old record's chunks past the new one's end would be joined to it.
+            let stale: Vec<String> = old
+                .record_tags
+                .iter()
+                .map(|(key, _)| key.clone())
+                .filter(|key| !record_tags.iter().any(|(new, _)| new == key))
+                .collect();
+            if !stale.is_empty() {
+                ec2.delete_tags(&old.group_id, &stale).await?;
+            }
             Ok(None)
         }
     }
+}
+
+/// The record kept of `instance` (as [`crate::record::kept_record`]), its claim read from
+/// Cordon's groups of the instance's VPCs.
+pub async fn kept_record_of(
+    ec2: &impl Ec2,
+    instance: &crate::ec2::Instance,
+) -> Result<Option<crate::record::CapturedState>> {
+    let groups = ec2.cordon_groups(&instance.vpc_ids()).await?;
+    let claim = claim_in(&groups, &instance.id);
+    crate::record::kept_record(
+        &instance.id,
+        claim.as_ref().map(|claim| claim.record_tags.as_slice()),
+        &instance.tags,
+    )
+}
+
+/// The instances whose claims keep a record, anywhere in the region: those an execution has
+/// captured and not yet restored.
+pub async fn claimed_with_records(ec2: &impl Ec2) -> Result<Vec<String>> {
+    let groups = ec2.cordon_groups_anywhere().await?;
+    let mut instances: Vec<String> = groups
+        .iter()
+        .filter_map(|group| {
+            let instance_id = tag(group, INSTANCE_TAG)?;
+            claim_in(std::slice::from_ref(group), instance_id)
+                .filter(|claim| !claim.record_tags.is_empty())
+                .map(|claim| claim.instance_id)
+        })
+        .collect();
+    instances.sort();
+    instances.dedup();
+    Ok(instances)
 }
 
 #[cfg(test)]
@@ -196,6 +263,7 @@ mod tests {
             instance_id: "i-00000001".into(),
             owner: owner.into(),
             claimed_at: claimed_at.into(),
+            record_tags: Vec::new(),
         }
     }
 
@@ -227,16 +295,16 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let now = at("2026-11-30T10:00:00Z");
         assert_eq!(
-            block_on(take(&ec2, "vpc-1", "i-00000001", "exec-a", None, now)).unwrap(),
+            block_on(take(&ec2, "vpc-1", "i-00000001", "exec-a", None, &[], now)).unwrap(),
             None
         );
-        let holder = block_on(take(&ec2, "vpc-1", "i-00000001", "exec-b", None, now))
+        let holder = block_on(take(&ec2, "vpc-1", "i-00000001", "exec-b", None, &[], now))
             .unwrap()
             .expect("exec-a holds it");
         assert_eq!(holder.owner, "exec-a");
         // exec-a's own retry, after its create went through unanswered, goes on.
         assert_eq!(
-            block_on(take(&ec2, "vpc-1", "i-00000001", "exec-a", None, now)).unwrap(),
+            block_on(take(&ec2, "vpc-1", "i-00000001", "exec-a", None, &[], now)).unwrap(),
             None
         );
         let groups = ec2.with(|s| s.groups.values().cloned().collect::<Vec<_>>());
@@ -268,6 +336,7 @@ mod tests {
             "i-00000001",
             "exec-a",
             None,
+            &[],
             at("2026-11-30T10:00:00Z"),
         ))
         .unwrap();
@@ -275,7 +344,16 @@ mod tests {
         let seen = claim_in(&groups, "i-00000001");
         let later = at("2026-11-30T11:00:00Z");
         assert_eq!(
-            block_on(take(&ec2, "vpc-1", "i-00000001", "exec-b", seen, later)).unwrap(),
+            block_on(take(
+                &ec2,
+                "vpc-1",
+                "i-00000001",
+                "exec-b",
+                seen,
+                &[],
+                later
+            ))
+            .unwrap(),
             None
         );
         let groups = ec2.with(|s| s.groups.values().cloned().collect::<Vec<_>>());

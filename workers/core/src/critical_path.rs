@@ -2,9 +2,9 @@
 //! counted in EC2 round trips on a paused clock: the fake answers every call after the same
 //! latency, so calls made one after another add up and calls made at once do not.
 //!
-//! The floor is four: the reads (with the claim), the record, the conversion swap, the
-//! isolation swap. Capture claims the instance in the VPC the finding names while it reads,
-//! and isolate-sg's first attempt swaps from what capture read.
+//! The floor is four: the reads, the claim (which carries the record), the conversion swap,
+//! the isolation swap. Capture reads Cordon's groups of the VPC the finding names alongside the
+//! instance, and isolate-sg's first attempt swaps from what capture read.
 
 use std::time::Duration;
 
@@ -110,23 +110,27 @@ fn an_execution_isolates_in_four_round_trips_in_steady_state() {
 
 #[test]
 fn without_the_findings_vpc_or_on_a_retry_the_path_is_longer_but_the_same() {
-    // The claim waits for the description when the finding names no VPC; a retried
-    // isolate-sg reads where every interface is before it swaps.
+    // Without the finding's VPC capture reads Cordon's groups of every VPC, still beside the
+    // description; a retried isolate-sg reads where every interface is before it swaps.
     on_paused_clock(async {
         let ec2 = steady_world().await;
         let (_, rounds) = contain(&ec2, finding_in(None), 1).await;
-        assert_eq!(rounds, 6, "calls: {:?}", ec2.calls());
+        assert_eq!(rounds, 5, "calls: {:?}", ec2.calls());
     });
 }
 
 #[test]
-fn the_claim_taken_early_is_this_executions_and_the_only_one() {
+fn the_claim_is_this_executions_the_only_one_and_keeps_the_record() {
     on_paused_clock(async {
         let ec2 = steady_world().await;
-        contain(&ec2, finding_in(Some("vpc-1")), 0).await;
+        let (captured, _) = contain(&ec2, finding_in(Some("vpc-1")), 0).await;
         let groups = ec2.cordon_groups(&["vpc-1".to_string()]).await.unwrap();
         let claim = claim::claim_in(&groups, "i-00000001").expect("a claim");
         assert_eq!(claim.owner, EXECUTION);
+        assert_eq!(
+            crate::record::state_from_tags("i-00000001", &claim.record_tags).unwrap(),
+            captured.record
+        );
         let claims = groups
             .iter()
             .filter(|g| {
@@ -140,7 +144,7 @@ fn the_claim_taken_early_is_this_executions_and_the_only_one() {
 }
 
 #[test]
-fn a_claim_made_in_a_vpc_the_finding_wrongly_names_is_removed_and_taken_in_the_instances() {
+fn a_finding_naming_the_wrong_vpc_gets_the_claim_into_the_instances_own() {
     on_paused_clock(async {
         let ec2 = steady_world().await;
         let (captured, _) = contain(&ec2, finding_in(Some("vpc-0000beef")), 0).await;
@@ -164,7 +168,7 @@ fn a_claim_made_in_a_vpc_the_finding_wrongly_names_is_removed_and_taken_in_the_i
 }
 
 #[test]
-fn an_instance_that_is_skipped_keeps_no_claim_taken_early() {
+fn an_instance_that_is_skipped_is_never_claimed() {
     on_paused_clock(async {
         let ec2 = steady_world().await;
         ec2.with(|s| {
@@ -180,7 +184,7 @@ fn an_instance_that_is_skipped_keeps_no_claim_taken_early() {
 }
 
 #[test]
-fn a_second_execution_that_claims_early_leaves_the_instance_to_the_first() {
+fn a_second_execution_leaves_the_instance_to_the_first() {
     on_paused_clock(async {
         let ec2 = steady_world().await;
         let first = capture_by(&ec2, EXECUTION).await;

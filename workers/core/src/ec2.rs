@@ -606,14 +606,15 @@ pub trait Ec2: Sync {
         vpc_id: &str,
         role: GroupRole,
     ) -> impl Future<Output = Result<SecurityGroup>> + Send;
-    /// Creates the empty claim group of `instance_id` (`claim.rs`); `GroupDuplicate` when
-    /// it exists. Returns its id.
+    /// Creates the empty claim group of `instance_id` (`claim.rs`), carrying `record` (the
+    /// record's tags) beside its own; `GroupDuplicate` when it exists. Returns its id.
     fn create_claim_group(
         &self,
         vpc_id: &str,
         instance_id: &str,
         owner: &str,
         claimed_at: &str,
+        record: &[(String, String)],
     ) -> impl Future<Output = Result<String>> + Send;
     fn delete_group(&self, group_id: &str) -> impl Future<Output = Result<()>> + Send;
     fn authorize(

@@ -479,11 +479,13 @@ impl Ec2 for FakeEc2 {
         instance_id: &str,
         owner: &str,
         claimed_at: &str,
+        record: &[(String, String)],
     ) -> Result<String> {
         self.call("CreateSecurityGroup").await?;
         self.with(|s| {
             let name = crate::claim::group_name(instance_id);
-            let tags = crate::claim::claim_tags(instance_id, owner, claimed_at);
+            let mut tags = crate::claim::claim_tags(instance_id, owner, claimed_at);
+            tags.extend(record.iter().cloned());
             let taken = s.groups.values().any(|g| {
                 g.vpc_id == vpc_id && g.tags.iter().any(|(k, v)| k == "Name" && *v == name)
             });
@@ -721,6 +723,8 @@ impl Ec2 for FakeEc2 {
                 instance.tags.retain(|(k, _)| !keys.contains(k));
             } else if let Some(acl) = s.acls.get_mut(resource_id) {
                 acl.tags.retain(|(k, _)| !keys.contains(k));
+            } else if let Some(group) = s.groups.get_mut(resource_id) {
+                group.tags.retain(|(k, _)| !keys.contains(k));
             } else if let Some(snapshot) = s
                 .snapshots
                 .iter_mut()

@@ -161,6 +161,22 @@ pub fn state_from_tags(
     Ok(Some(record))
 }
 
+/// The record kept of `instance_id`: on its claim group (`claim_record`, the claim's
+/// `cordon:state:*` tags), where capture writes it with the claim; else on the instance
+/// itself, where releases before that wrote it and where `cordon isolate`, which claims
+/// nothing, still does. A claim's record, when there is one, is the one trusted: it is the
+/// record of the containment that holds the instance now.
+pub fn kept_record(
+    instance_id: &str,
+    claim_record: Option<&[(String, String)]>,
+    instance_tags: &[(String, String)],
+) -> Result<Option<CapturedState>> {
+    match claim_record {
+        Some(tags) if !tags.is_empty() => state_from_tags(instance_id, tags),
+        _ => state_from_tags(instance_id, instance_tags),
+    }
+}
+
 /// The tag prefix under which a network ACL lists the entries Cordon added for one instance
 /// in one run (`cordon:<instance>:<run>`), or, for a record written before runs kept records
 /// of their own, in all of them (`cordon:<instance>`). Each containment writes under its own

@@ -68,6 +68,7 @@ impl<E: Ec2> Ec2 for ReadOnly<'_, E> {
         _instance_id: &str,
         _owner: &str,
         _claimed_at: &str,
+        _record: &[(String, String)],
     ) -> Result<String> {
         refused("CreateSecurityGroup", vpc_id)
     }
@@ -283,7 +284,7 @@ mod tests {
             block_on(guarded.delete_acl_entry("acl-1", false, 1)),
             block_on(guarded.set_delete_on_termination("i-00000001", &[])),
             block_on(guarded.create_cordon_group("vpc-1", GroupRole::Isolation)).map(|_| ()),
-            block_on(guarded.create_claim_group("vpc-1", "i-00000001", "x", "t")).map(|_| ()),
+            block_on(guarded.create_claim_group("vpc-1", "i-00000001", "x", "t", &[])).map(|_| ()),
             block_on(guarded.create_snapshots("i-00000001", "d", &[])).map(|_| ()),
         ];
         for write in writes {

@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::ec2::{AclEntry, ConnTrack, DenyEntry, Ec2, NetworkAcl, NetworkInterface, RuleAction};
 use crate::error::{CordonError, Result, StepError};
 use crate::nacl::{recorded_entries, recorded_for_another};
-use crate::record::{
-    acl_record_keys, chunk_keys, state_from_tags, CapturedState, STATE_TAG_PREFIX,
-};
+use crate::record::{acl_record_keys, chunk_keys, kept_record, CapturedState, STATE_TAG_PREFIX};
 
 /// What to do with one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +198,12 @@ pub async fn restore(
 ) -> Result<RestoreReport> {
     let instance = ec2.describe_instance(instance_id).await?;
     let mut errors: Vec<CordonError> = Vec::new();
-    let tagged = match state_from_tags(instance_id, &instance.tags) {
+    // The claim keeps the record (the instance's tags did, before): read Cordon's groups first.
+    let mut vpc_ids = instance.vpc_ids();
+    let mut cordon_groups = ec2.cordon_groups(&vpc_ids).await?;
+    let claim = crate::claim::claim_in(&cordon_groups, instance_id);
+    let claim_record = claim.as_ref().map(|claim| claim.record_tags.as_slice());
+    let tagged = match kept_record(instance_id, claim_record, &instance.tags) {
         Ok(tagged) => tagged,
         Err(error) if record.is_some() => {
             errors.push(error);
@@ -210,12 +213,16 @@ pub async fn restore(
     };
     let record = record.or(tagged);
 
-    let mut vpc_ids = instance.vpc_ids();
     if let Some(record) = &record {
-        for vpc in record.vpc_ids() {
-            if !vpc_ids.contains(&vpc) {
-                vpc_ids.push(vpc);
-            }
+        // An interface detached since: its VPC's ACLs and groups are read too.
+        let elsewhere: Vec<String> = record
+            .vpc_ids()
+            .into_iter()
+            .filter(|vpc| !vpc_ids.contains(vpc))
+            .collect();
+        if !elsewhere.is_empty() {
+            cordon_groups.extend(ec2.cordon_groups(&elsewhere).await?);
+            vpc_ids.extend(elsewhere);
         }
     }
     let mut acls: Vec<NetworkAcl> = Vec::new();
@@ -234,8 +241,6 @@ pub async fn restore(
             entries.push(entry.clone());
         }
     }
-    let cordon_groups = ec2.cordon_groups(&vpc_ids).await?;
-    let claim = crate::claim::claim_in(&cordon_groups, instance_id);
     let cordon_ids: Vec<String> = cordon_groups.into_iter().map(|g| g.id).collect();
 
     let mut report = RestoreReport {
@@ -443,8 +448,11 @@ pub async fn restore(
             report.shutdown_behavior = Some(original.to_string());
         }
     }
-    ec2.delete_tags(instance_id, &chunk_keys(STATE_TAG_PREFIX, &instance.tags))
-        .await?;
+    // A record of an older release, or of `cordon isolate`, on the instance itself.
+    let instance_record = chunk_keys(STATE_TAG_PREFIX, &instance.tags);
+    if !instance_record.is_empty() {
+        ec2.delete_tags(instance_id, &instance_record).await?;
+    }
     for acl in &acls {
         // Every run's record of this instance, and the older shared one.
         let keys = acl_record_keys(instance_id, &acl.tags);
@@ -823,7 +831,31 @@ mod tests {
     }
 
     #[test]
-    fn break_glass_restore_reads_the_record_from_tags() {
+    fn break_glass_restore_reads_the_record_an_executions_claim_keeps() {
+        let ec2 = FakeEc2::standard();
+        let record = block_on(capture(
+            &ec2,
+            "i-00000001",
+            None,
+            Some("exec-a"),
+            "2026-11-29T14:00:00.000Z",
+        ))
+        .unwrap()
+        .record
+        .unwrap();
+        block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_ne!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+        // No record of the execution's at hand, and none on the instance.
+        let report = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
+        assert_eq!(report.status, RestoreStatus::Restored, "{report:?}");
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+        // The record went with the claim.
+        let groups: Vec<_> = ec2.with(|s| s.groups.values().cloned().collect());
+        assert_eq!(crate::claim::claim_in(&groups, "i-00000001"), None);
+    }
+
+    #[test]
+    fn break_glass_restore_reads_the_record_an_older_release_kept_on_the_instance() {
         let ec2 = FakeEc2::standard();
         quarantined(&ec2);
         let report = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
@@ -877,7 +909,9 @@ mod tests {
             .any(|e| e.cidr == "203.0.113.99/32"));
         // Record and protection stay for the person who sorts it out.
         let tags = ec2.with(|s| s.instances["i-00000001"].tags.clone());
-        assert!(state_from_tags("i-00000001", &tags).unwrap().is_some());
+        assert!(crate::record::state_from_tags("i-00000001", &tags)
+            .unwrap()
+            .is_some());
         assert!(ec2.with(|s| s.protection["i-00000001"]));
     }
 
