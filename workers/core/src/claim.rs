@@ -186,33 +186,64 @@ pub async fn take(
     match judge(&existing, owner, now) {
         Standing::HeldBy(holder) => Ok(Some(holder)),
         // Ours, made by an earlier attempt with its record (an attempt of this execution reads
-        // the same instance, as nothing has changed it yet): kept as it is. A claim of ours
-        // without one (made by a release before the claim kept the record) gets it.
-        Standing::Ours if !existing.record_tags.is_empty() || record_tags.is_empty() => Ok(None),
+        // the same instance, as nothing has changed it yet): kept as it is, unless it lacks
+        // the record (a claim of a release before the claim kept it) or its record cannot be
+        // read (a takeover's two calls cut in two).
+        Standing::Ours if record_tags.is_empty() || holds_a_record(&existing) => Ok(None),
         Standing::Ours => {
-            ec2.create_tags(&existing.group_id, record_tags).await?;
+            put_record(ec2, &existing, record_tags, Vec::new()).await?;
             Ok(None)
         }
         Standing::Lapsed(old) => {
-            let mut tags = vec![
+            let ours = vec![
                 (OWNER_TAG.to_string(), owner.to_string()),
                 (CLAIMED_AT_TAG.to_string(), claimed_at),
             ];
-            tags.extend(record_tags.iter().cloned());
-            ec2.create_tags(&old.group_id, &tags).await?;
-            // The old record's chunks past the new one's end would be joined to it.
-            let stale: Vec<String> = old
-                .record_tags
-                .iter()
-                .map(|(key, _)| key.clone())
-                .filter(|key| !record_tags.iter().any(|(new, _)| new == key))
-                .collect();
-            if !stale.is_empty() {
-                ec2.delete_tags(&old.group_id, &stale).await?;
+            put_record(ec2, &old, record_tags, ours).await?;
+            // Two executions may take one lapsed claim over at once (tags arbitrate nothing):
+            // the claim read back says who holds it now, and whether its record is whole.
+            let groups = ec2.cordon_groups(&[vpc_id.to_string()]).await?;
+            match claim_in(&groups, instance_id) {
+                Some(now_held) if now_held.owner != owner => Ok(Some(now_held)),
+                Some(now_held) if !record_tags.is_empty() && !holds_a_record(&now_held) => {
+                    put_record(ec2, &now_held, record_tags, Vec::new()).await?;
+                    Ok(None)
+                }
+                _ => Ok(None),
             }
-            Ok(None)
         }
     }
+}
+
+/// Whether the claim's record tags join into a record.
+fn holds_a_record(claim: &Claim) -> bool {
+    crate::record::state_from_tags(&claim.instance_id, &claim.record_tags)
+        .is_ok_and(|record| record.is_some())
+}
+
+/// Writes `record_tags` (and `also`) on the claim, then drops the chunks of the record it held
+/// past the new one's end, which would otherwise be joined to it.
+async fn put_record(
+    ec2: &impl Ec2,
+    claim: &Claim,
+    record_tags: &[(String, String)],
+    also: Vec<(String, String)>,
+) -> Result<()> {
+    let mut tags = also;
+    tags.extend(record_tags.iter().cloned());
+    if !tags.is_empty() {
+        ec2.create_tags(&claim.group_id, &tags).await?;
+    }
+    let stale: Vec<String> = claim
+        .record_tags
+        .iter()
+        .map(|(key, _)| key.clone())
+        .filter(|key| !record_tags.iter().any(|(new, _)| new == key))
+        .collect();
+    if !stale.is_empty() {
+        ec2.delete_tags(&claim.group_id, &stale).await?;
+    }
+    Ok(())
 }
 
 /// The record kept of `instance` (as [`crate::record::kept_record`]), its claim read from
@@ -325,6 +356,78 @@ mod tests {
             judge(&ahead, "exec-b", at("2026-11-30T10:00:00Z")),
             Standing::HeldBy(ahead.clone())
         );
+    }
+
+    #[test]
+    fn an_own_claim_whose_record_does_not_join_is_written_again() {
+        let ec2 = FakeEc2::standard();
+        let now = at("2026-11-30T10:00:00Z");
+        let record = |groups: &str| {
+            crate::record::state_tags(&crate::record::CapturedState {
+                version: crate::record::RECORD_VERSION,
+                instance_id: "i-00000001".into(),
+                finding_id: None,
+                finding_type: None,
+                captured_at: "2026-11-30T10:00:00.000Z".into(),
+                instance_state: "running".into(),
+                termination_protection: false,
+                shutdown_behavior: None,
+                interfaces: vec![crate::ec2::NetworkInterface {
+                    id: "eni-1".into(),
+                    groups: vec![groups.to_string()],
+                    ..Default::default()
+                }],
+            })
+        };
+        let ours = record("sg-app");
+        block_on(take(
+            &ec2,
+            "vpc-1",
+            "i-00000001",
+            "exec-a",
+            None,
+            &ours,
+            now,
+        ))
+        .unwrap();
+        // A takeover's CreateTags and DeleteTags cut in two left a chunk of another record.
+        ec2.with(|s| {
+            let claim = s
+                .groups
+                .values_mut()
+                .find(|g| g.id.starts_with("sg-claim"))
+                .unwrap();
+            claim.tags.push(("cordon:state:7".into(), "stray".into()));
+        });
+        let groups = || ec2.with(|s| s.groups.values().cloned().collect::<Vec<_>>());
+        let seen = claim_in(&groups(), "i-00000001");
+        assert!(!holds_a_record(seen.as_ref().unwrap()));
+        block_on(take(
+            &ec2,
+            "vpc-1",
+            "i-00000001",
+            "exec-a",
+            seen,
+            &ours,
+            now,
+        ))
+        .unwrap();
+        let repaired = claim_in(&groups(), "i-00000001").unwrap();
+        assert!(holds_a_record(&repaired));
+        assert_eq!(repaired.record_tags.len(), ours.len());
+        // A whole record of ours is kept as it is: no call.
+        ec2.clear_calls();
+        block_on(take(
+            &ec2,
+            "vpc-1",
+            "i-00000001",
+            "exec-a",
+            Some(repaired),
+            &ours,
+            now,
+        ))
+        .unwrap();
+        assert!(ec2.calls().is_empty(), "{:?}", ec2.calls());
     }
 
     #[test]

@@ -162,18 +162,34 @@ pub fn state_from_tags(
 }
 
 /// The record kept of `instance_id`: on its claim group (`claim_record`, the claim's
-/// `cordon:state:*` tags), where capture writes it with the claim; else on the instance
-/// itself, where releases before that wrote it and where `cordon isolate`, which claims
-/// nothing, still does. A claim's record, when there is one, is the one trusted: it is the
-/// record of the containment that holds the instance now.
+/// `cordon:state:*` tags), where capture writes it with the claim; or on the instance itself,
+/// where releases before that wrote it and where `cordon isolate`, which claims nothing, still
+/// does. When both hold one, the later capture's is the instance's state before its latest
+/// containment (a claim left from an earlier one would give back older groups). A record that
+/// cannot be read is an error, never passed over for the other: a guess could be more open.
 pub fn kept_record(
     instance_id: &str,
     claim_record: Option<&[(String, String)]>,
     instance_tags: &[(String, String)],
 ) -> Result<Option<CapturedState>> {
-    match claim_record {
-        Some(tags) if !tags.is_empty() => state_from_tags(instance_id, tags),
-        _ => state_from_tags(instance_id, instance_tags),
+    let on_claim = match claim_record {
+        Some(tags) if !tags.is_empty() => state_from_tags(instance_id, tags)?,
+        _ => None,
+    };
+    let on_instance = state_from_tags(instance_id, instance_tags)?;
+    Ok(match (on_claim, on_instance) {
+        (Some(claim), Some(instance)) => Some(later_of(claim, instance)),
+        (claim, instance) => claim.or(instance),
+    })
+}
+
+/// Of two records, the one captured later (RFC 3339 in UTC, as Cordon writes it, orders as
+/// text); the first when they tie.
+fn later_of(first: CapturedState, second: CapturedState) -> CapturedState {
+    if second.captured_at > first.captured_at {
+        second
+    } else {
+        first
     }
 }
 
@@ -444,6 +460,35 @@ mod tests {
         assert_eq!(acl_recorded_instances(&tags), ["i-00000001", "i-00000002"]);
         assert!(is_run_id(&new_run_id("i-00000001")));
         assert_ne!(new_run_id("i-00000001"), new_run_id("i-00000001"));
+    }
+
+    #[test]
+    fn the_later_of_a_claims_and_an_instances_record_is_kept() {
+        let older = record(1);
+        let newer = CapturedState {
+            captured_at: "2026-11-30T09:00:00.000Z".into(),
+            termination_protection: true,
+            ..older.clone()
+        };
+        let (claim, instance) = (state_tags(&older), state_tags(&newer));
+        let id = &older.instance_id;
+        assert_eq!(
+            kept_record(id, Some(&claim), &instance).unwrap(),
+            Some(newer.clone())
+        );
+        assert_eq!(
+            kept_record(id, Some(&instance), &claim).unwrap(),
+            Some(newer.clone())
+        );
+        assert_eq!(
+            kept_record(id, Some(&claim), &[]).unwrap(),
+            Some(older.clone())
+        );
+        assert_eq!(kept_record(id, None, &instance).unwrap(), Some(newer));
+        assert_eq!(kept_record(id, Some(&[]), &[]).unwrap(), None);
+        // A broken record on the claim is an error, not a reason to take the other.
+        let broken = vec![("cordon:state:1".to_string(), "x".to_string())];
+        assert!(kept_record(id, Some(&broken), &instance).is_err());
     }
 
     fn record(groups_per_eni: usize) -> CapturedState {

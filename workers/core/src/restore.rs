@@ -225,6 +225,8 @@ pub async fn restore(
             vpc_ids.extend(elsewhere);
         }
     }
+    // The claim of an interface since detached, then: deleted like any other.
+    let claim = claim.or_else(|| crate::claim::claim_in(&cordon_groups, instance_id));
     let mut acls: Vec<NetworkAcl> = Vec::new();
     for vpc_id in &vpc_ids {
         acls.extend(ec2.network_acls(vpc_id).await?);
