@@ -731,9 +731,13 @@ impl Runner {
                 serde_json::to_value(isolate_attempt_step(ec2, &self.config, &typed(input)?).await?)
             }
             Worker::BlockNacl => {
-                // As block-nacl's binary: the ACL bookkeeping yields to isolation.
-                let deferring = ec2.clone().deferring();
-                serde_json::to_value(block_step(&deferring, &self.config, &typed(input)?).await?)
+                // As block-nacl's binary: a retried attempt yields to isolation.
+                let attempt: cordon_core::steps::StepAttempt = typed(input)?;
+                let ec2 = match attempt.is_retry() {
+                    true => ec2.clone().deferring(),
+                    false => ec2.clone(),
+                };
+                serde_json::to_value(block_step(&ec2, &self.config, &attempt.capture).await?)
             }
             Worker::HoldAsg => serde_json::to_value(
                 auto_scaling::hold_step(ec2, ec2, self.config.auto_scaling, &typed(input)?).await?,

@@ -18,7 +18,7 @@ use cordon_core::capture::{CaptureOutput, CaptureStatus, Pace};
 use cordon_core::config::Config;
 use cordon_core::error::CordonError;
 use cordon_core::isolate::IsolationReport;
-use cordon_core::steps::{block_step, capture_step, isolate_attempt_step, IsolateInput};
+use cordon_core::steps::{block_step, capture_step, isolate_attempt_step, StepAttempt};
 use cordon_tests::aws_model::{self, Bucket};
 use cordon_tests::faults::{BucketCount, FaultPlan, FaultProxy, ProxiedCall};
 use cordon_tests::{finding_in_vpc, repo_root, Member, Moto};
@@ -261,7 +261,7 @@ pub async fn execution(
     let (isolated, (blocked, blocked_at)) = tokio::join!(
         async {
             let isolated = with_retries(&retriers.isolate, dice, &mut isolate_retries, |retry| {
-                let input = IsolateInput {
+                let input = StepAttempt {
                     capture: captured.clone(),
                     retry_count: Some(retry),
                 };
@@ -276,10 +276,17 @@ pub async fn execution(
             isolated
         },
         async {
-            let blocked = with_retries(&retriers.block, dice, &mut block_retries, |_| {
-                // As block-nacl's binary builds its clients.
-                let (aws, captured) = (invocation(aws).deferring(), &captured);
-                async move { block_step(&aws, config, captured).await }
+            let blocked = with_retries(&retriers.block, dice, &mut block_retries, |retry| {
+                // As block-nacl's binary builds its clients: a retried attempt yields.
+                let attempt = StepAttempt {
+                    capture: captured.clone(),
+                    retry_count: Some(retry),
+                };
+                let aws = match attempt.is_retry() {
+                    true => invocation(aws).deferring(),
+                    false => invocation(aws),
+                };
+                async move { block_step(&aws, config, &attempt.capture).await }
             })
             .await;
             (blocked, Instant::now())

@@ -856,6 +856,83 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
     );
 }
 
+/// The ACL measure yields to isolation when EC2 throttles the account: through the real SDK, a
+/// throttled CreateNetworkAclEntry is made once and ends the step's attempt (the state machine
+/// retries it, with its own longer waits), where isolation's clients try 5 times; a fault that
+/// says nothing of the buckets (EC2's InternalError) is still retried at once. The retry then
+/// finishes with the numbers the first attempt recorded, writing no record again.
+#[tokio::test]
+async fn the_acl_measure_makes_a_throttled_call_once_and_retries_other_faults() {
+    use cordon_core::aws::AwsContext;
+    use cordon_tests::faults::{FaultPlan, FaultProxy, Refusal};
+
+    let moto = Moto::start();
+    let world = moto.world();
+    let (_, [a, _], [web, _]) = two_subnet_vpc(&world).await;
+    let (instance, _) = world.instance(&[(&a, &[&web])], false).await;
+    let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
+    let urgent = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint));
+    let deferring = urgent.clone().deferring();
+    let config = Config::default();
+    let captured = capture_step(
+        &urgent,
+        &urgent,
+        &config,
+        &finding_for(&instance, 8.0, "198.51.100.7"),
+    )
+    .await
+    .unwrap();
+    let acl_a = world.acl_of(&a).await;
+    let creates_in_a = || {
+        proxy
+            .calls()
+            .iter()
+            .filter(|c| c.action == "CreateNetworkAclEntry")
+            .filter(|c| c.field("NetworkAclId") == Some(acl_a.as_str()))
+            .count()
+    };
+
+    proxy.refuse(Refusal::throttled("CreateNetworkAclEntry", &acl_a, 1));
+    let error = block_step(&deferring, &config, &captured)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_name(), "Cordon.Throttled", "{error}");
+    assert_eq!(
+        creates_in_a(),
+        1,
+        "one call, no SDK retry: {:?}",
+        proxy.trace()
+    );
+    assert!(world.denies(&acl_a).await.is_empty());
+
+    // Throttling over; EC2 fails one call with an error of its own: retried in the SDK.
+    proxy.refuse(Refusal {
+        action: "CreateNetworkAclEntry",
+        value: acl_a.clone(),
+        status: "500 Internal Server Error",
+        code: "InternalError",
+        times: Some(1),
+    });
+    proxy.clear_calls();
+    let report = block_step(&deferring, &config, &captured).await.unwrap();
+    assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
+    assert_eq!(world.denies(&acl_a).await.len(), 2);
+    assert_eq!(
+        creates_in_a(),
+        3,
+        "the refused call, its retry, the other direction"
+    );
+    let acl_a_tagged = proxy
+        .calls()
+        .iter()
+        .any(|c| c.action == "CreateTags" && c.field("ResourceId.1") == Some(acl_a.as_str()));
+    assert!(
+        !acl_a_tagged,
+        "acl-a's record is the first attempt's: {:?}",
+        proxy.trace()
+    );
+}
+
 /// The forensic host in subnet b, reached through the isolation group: b's ACL gets no deny
 /// of the instance's address (it would cut the forensic host off), the other ACL still denies
 /// the remote, and the report says which ACL was left open and for what.

@@ -37,17 +37,6 @@ pub const EC2_CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(
 /// rollback) or one ACL's bookkeeping needs after the reads, at 40 s each.
 pub const EC2_WORKER_TIMEOUT_SECONDS: u64 = 6 * EC2_CALL_BUDGET.as_secs();
 
-/// Attempts per EC2 call of work that may wait while isolation goes first (the ACL
-/// bookkeeping), when EC2 throttles the account. Such a client retries less often and waits
-/// longer before its first retry ([`DEFERRED_INITIAL_BACKOFF`]), so that under throttling the
-/// calls of isolation, which retry sooner, take more of the tokens each bucket refills; and
-/// when it gives up, its step stops and the state machine's jittered retry carries on.
-pub const DEFERRED_MAX_ATTEMPTS: u32 = 3;
-
-/// The backoff before a deferred call's first retry (the standard strategy's is 1 s): full
-/// jitter on 4 and 8 s, so its worst call takes 3 x 5 + 12 = 27 s, within [`EC2_CALL_BUDGET`].
-pub const DEFERRED_INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_secs(4);
-
 /// A client of one AWS service, built from `$context`'s configuration, in `$region` (an
 /// `Option<&str>`; None: the configured default) as `$credentials` (None: Cordon's own), with
 /// the attempts and attempt timeout every Cordon call has ([`EC2_MAX_ATTEMPTS`],
@@ -57,9 +46,7 @@ macro_rules! service_client {
         use $service::config;
         let mut builder = config::Builder::from($context.sdk_config())
             .retry_config(
-                config::retry::RetryConfig::standard()
-                    .with_max_attempts($context.max_attempts())
-                    .with_initial_backoff($context.initial_backoff()),
+                config::retry::RetryConfig::standard().with_max_attempts($context.max_attempts()),
             )
             .timeout_config(
                 config::timeout::TimeoutConfig::builder()
@@ -67,6 +54,9 @@ macro_rules! service_client {
                     .build(),
             )
             .interceptor($crate::aws::CallCounter);
+        if $context.yields_when_throttled() {
+            builder = builder.retry_classifier($crate::aws::YieldWhenThrottled);
+        }
         if let Some(partition) = $context.retry_partition() {
             builder = builder.retry_partition(config::retry::RetryPartition::new(partition));
         }
@@ -109,6 +99,50 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
         crate::metrics::count_attempt();
         Ok(())
     }
+}
+
+/// Forbids the SDK's retry of a throttled call, for the clients of a step that yields
+/// ([`AwsContext::deferring`], [`AwsContext::paced`]). The answer's error code is read from its
+/// body, which the SDK has read by then: the classifier is one for every operation, whose
+/// error types differ. Any classifier's `RetryForbidden` overrides the others'.
+#[derive(Debug)]
+pub(crate) struct YieldWhenThrottled;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for YieldWhenThrottled {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        let body = ctx.response().and_then(|response| response.body().bytes());
+        match body.is_some_and(is_throttling_answer) {
+            true => RetryAction::RetryForbidden,
+            false => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "CordonYieldWhenThrottled"
+    }
+}
+
+/// Whether an error answer's body carries a throttling code: EC2's `RequestLimitExceeded`, or
+/// the `Throttling` of the other Query services Cordon calls (XML `<Code>`), or a JSON
+/// service's `__type`.
+pub(crate) fn is_throttling_answer(body: &[u8]) -> bool {
+    const CODES: [&str; 5] = [
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "RequestThrottled",
+    ];
+    let text = String::from_utf8_lossy(body);
+    CODES.iter().any(|code| {
+        text.contains(&format!("<Code>{code}</Code>"))
+            || text.contains(&format!("#{code}\""))
+            || text.contains(&format!("\"{code}\""))
+    })
 }
 
 /// Where and as whom to call AWS. Unset fields fall back to the standard AWS environment
@@ -192,10 +226,12 @@ pub struct AwsContext {
 enum CallRetries {
     /// [`EC2_MAX_ATTEMPTS`], the first retry after about a second: isolation's calls.
     Urgent,
-    /// [`DEFERRED_MAX_ATTEMPTS`], further apart: work that may wait while isolation goes first.
-    Deferred,
-    /// One attempt: the state machine's retrier paces the step instead.
-    Once,
+    /// As `Urgent`, except that a throttled call is not retried: it ends the step's attempt,
+    /// and the state machine's retrier paces the step instead (a retried capture, and the
+    /// work that may wait while isolation goes first). A fault that is not throttling (an
+    /// answer lost, an error of EC2's) is still retried at once: it says nothing about the
+    /// buckets.
+    Yielding,
 }
 
 impl AwsContext {
@@ -226,42 +262,40 @@ impl AwsContext {
     }
 
     /// This context's clients for work that may wait while isolation goes first when EC2
-    /// throttles the account: fewer attempts, further apart ([`DEFERRED_MAX_ATTEMPTS`]).
+    /// throttles the account (the ACL bookkeeping): a throttled call is made once, and ends
+    /// the step's attempt. The state machine's retrier, whose waits for that step
+    /// grow longer than isolation's, then spreads the attempts, so that a burst's ACL steps
+    /// ask the buckets about as often as they refill. The SDK's own retries (three, 4 and
+    /// 8 s apart, before) made each waiting step ask again within seconds: in a burst of
+    /// 1,000 they throttled 29,955 of CreateNetworkAclEntry's calls and 39,823 of CreateTags'.
     pub fn deferring(mut self) -> Self {
-        self.call_retries = CallRetries::Deferred;
+        self.call_retries = CallRetries::Yielding;
         self
     }
 
     /// This context's clients for a step that the state machine retries at `pace`: a capture
-    /// retried after EC2 throttled or failed it ([`Pace::OneAfterAnother`]) makes each call
-    /// once. Its next attempt comes after the definition's jittered backoff, up to a minute,
-    /// which spreads a burst's retried captures over time; the SDK's own retries, up to five
-    /// within a second or a few, would crowd the buckets of the calls that the throttled ones
-    /// wait on (in a burst of 1,000, DescribeSecurityGroups was asked 85 to 140 times a
-    /// second against a refill of 20).
+    /// retried after EC2 throttled or failed it ([`Pace::OneAfterAnother`]) makes a throttled
+    /// call once. Its next attempt comes after the definition's jittered backoff, up to a
+    /// minute, which spreads a burst's retried captures over time; the SDK's own retries, up
+    /// to five within a second or a few, would crowd the buckets of the calls that the
+    /// throttled ones wait on (in a burst of 1,000, DescribeSecurityGroups was asked 85 to 140
+    /// times a second against a refill of 20).
     ///
     /// [`Pace::OneAfterAnother`]: crate::capture::Pace::OneAfterAnother
     pub fn paced(mut self, pace: crate::capture::Pace) -> Self {
         if pace == crate::capture::Pace::OneAfterAnother {
-            self.call_retries = CallRetries::Once;
+            self.call_retries = CallRetries::Yielding;
         }
         self
     }
 
     pub(crate) fn max_attempts(&self) -> u32 {
-        match self.call_retries {
-            CallRetries::Urgent => EC2_MAX_ATTEMPTS,
-            CallRetries::Deferred => DEFERRED_MAX_ATTEMPTS,
-            CallRetries::Once => 1,
-        }
+        EC2_MAX_ATTEMPTS
     }
 
-    pub(crate) fn initial_backoff(&self) -> std::time::Duration {
-        match self.call_retries {
-            CallRetries::Deferred => DEFERRED_INITIAL_BACKOFF,
-            // With one attempt there is no wait; the value is the SDK's own.
-            CallRetries::Urgent | CallRetries::Once => std::time::Duration::from_secs(1),
-        }
+    /// Whether a throttled call of this context's clients ends the step's attempt.
+    pub(crate) fn yields_when_throttled(&self) -> bool {
+        self.call_retries == CallRetries::Yielding
     }
 
     /// This context's clients with a retry quota of their own, named `partition`: for a
@@ -1467,31 +1501,40 @@ mod tests {
         // longest wait before each retry (doubling from the first, capped at 20 s).
         let worst = |aws: &AwsContext| {
             let waits = (0..aws.max_attempts() - 1)
-                .map(|k| (aws.initial_backoff() * 2u32.pow(k)).min(Duration::from_secs(20)));
+                .map(|k| (Duration::from_secs(1) * 2u32.pow(k)).min(Duration::from_secs(20)));
             EC2_ATTEMPT_TIMEOUT * aws.max_attempts() + waits.sum::<Duration>()
         };
         let urgent = AwsContext::from_sdk_config(SdkConfig::builder().build());
         let deferred = urgent.clone().deferring();
         assert_eq!(worst(&urgent), Duration::from_secs(40));
-        assert_eq!(worst(&deferred), Duration::from_secs(27));
+        assert_eq!(worst(&deferred), Duration::from_secs(40));
         assert!(worst(&urgent) <= EC2_CALL_BUDGET && worst(&deferred) <= EC2_CALL_BUDGET);
-        // Deferred calls yield: fewer attempts, and a longer first wait.
-        assert!(deferred.max_attempts() < urgent.max_attempts());
-        assert!(deferred.initial_backoff() > urgent.initial_backoff());
+        // Deferred calls yield to throttling; the state machine's retrier paces the rest.
+        assert!(deferred.yields_when_throttled() && !urgent.yields_when_throttled());
     }
 
     #[test]
-    fn a_retried_capture_makes_each_call_once_and_a_first_one_retries_in_the_sdk() {
+    fn a_throttling_answer_is_told_from_other_faults_by_its_code() {
+        let ec2 = br#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>r</RequestID></Response>"#;
+        assert!(is_throttling_answer(ec2));
+        let query = br#"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>"#;
+        assert!(is_throttling_answer(query));
+        let json = br#"{"__type":"com.amazonaws.kms#ThrottlingException","message":"x"}"#;
+        assert!(is_throttling_answer(json));
+        let internal = br#"<Response><Errors><Error><Code>InternalError</Code><Message>Throttling is not this</Message></Error></Errors></Response>"#;
+        assert!(!is_throttling_answer(internal));
+        assert!(!is_throttling_answer(b""));
+    }
+
+    #[test]
+    fn a_retried_capture_yields_to_throttling_and_a_first_one_retries_in_the_sdk() {
         use crate::capture::Pace;
         let context = AwsContext::from_sdk_config(SdkConfig::builder().build());
-        assert_eq!(
-            context.clone().paced(Pace::AtOnce).max_attempts(),
-            EC2_MAX_ATTEMPTS
-        );
-        assert_eq!(
-            context.clone().paced(Pace::OneAfterAnother).max_attempts(),
-            1
-        );
+        assert!(!context.clone().paced(Pace::AtOnce).yields_when_throttled());
+        assert!(context
+            .clone()
+            .paced(Pace::OneAfterAnother)
+            .yields_when_throttled());
         // The pace follows the state machine's retry count, as the definition hands it.
         let input = |retry_count: serde_json::Value| serde_json::json!({"event": {}, "approval_timeout_seconds": "3600", "retry_count": retry_count});
         assert_eq!(Pace::of_input(&input(serde_json::json!(0))), Pace::AtOnce);

@@ -491,8 +491,8 @@ async fn write_record(
 /// How often a number taken by someone else between our read and our write is re-picked.
 const NUMBER_RACE_RETRIES: usize = 6;
 
-/// One ACL to block in: the entries Cordon's earlier runs recorded there for the instance,
-/// and the denies wanted now.
+/// One ACL to block in: the entries Cordon's earlier runs (and this step's earlier attempts)
+/// recorded there for the instance, and the denies wanted now.
 struct AclWork {
     acl: NetworkAcl,
     previous: Vec<DenyEntry>,
@@ -503,8 +503,9 @@ struct AclWork {
 struct BlockReading {
     /// An ACL whose record cannot be read is left out, its error in `errors`.
     acls: Vec<AclWork>,
-    /// This run's own record on each ACL: another containment of the same instance running
-    /// at the same time keeps its own, so neither overwrites the other's.
+    /// This run's own record on each ACL: another run for the same instance (this step's
+    /// earlier attempt still running, or `cordon isolate` beside the execution) keeps its own,
+    /// so neither overwrites the other's.
     record_prefix: String,
     remote_not_denied: Vec<RemoteNotDenied>,
     not_possible: Vec<String>,
@@ -603,6 +604,7 @@ async fn read_and_plan(
     for deny in wanted {
         by_acl.entry(deny.acl_id.clone()).or_default().push(deny);
     }
+    let record_prefix = acl_tag_prefix(&record.instance_id, Some(&new_run_id(&record.instance_id)));
     let mut work = Vec::new();
     for acl in acls {
         match recorded_entries(&acl, &record.instance_id) {
@@ -616,7 +618,7 @@ async fn read_and_plan(
     }
     BlockReading {
         acls: work,
-        record_prefix: acl_tag_prefix(&record.instance_id, Some(&new_run_id(&record.instance_id))),
+        record_prefix,
         remote_not_denied,
         not_possible,
         left_open,
@@ -645,17 +647,15 @@ pub async fn block(
     let no_acl = acls.is_empty();
     let mut all_entries = Vec::new();
     let mut already = Vec::new();
-    for AclWork {
-        acl,
-        previous,
-        wants,
-    } in acls
-    {
+    for work in acls {
         // After a throttled call, the ACLs not yet done only report the entries already held
         // there (no call): this run's retry does the rest.
         let throttled = errors.iter().any(CordonError::is_transient);
-        let wants = if throttled { Vec::new() } else { wants };
-        let outcome = block_in_acl(ec2, &acl, &record_prefix, previous, wants, settings).await;
+        let work = AclWork {
+            wants: if throttled { Vec::new() } else { work.wants },
+            ..work
+        };
+        let outcome = block_in_acl(ec2, work, &record_prefix, settings).await;
         all_entries.extend(outcome.entries);
         already.extend(outcome.already_denied);
         errors.extend(outcome.errors);
@@ -700,13 +700,8 @@ pub async fn plan_block(
         mut errors,
     } = read_and_plan(ec2, record, remote_addresses, settings).await;
     let (mut would_deny, mut already) = (Vec::new(), Vec::new());
-    for AclWork {
-        acl,
-        previous,
-        wants,
-    } in acls
-    {
-        let plan = plan_acl(&acl, &record_prefix, previous, wants, settings);
+    for work in acls {
+        let plan = plan_acl(&work, &record_prefix, settings);
         already.extend(plan.kept.iter().map(|entry| {
             format!(
                 "{} {} {}: denied already by Cordon's rule {} (an earlier containment)",
@@ -780,13 +775,12 @@ struct AclPlan {
     errors: Vec<CordonError>,
 }
 
-fn plan_acl(
-    acl: &NetworkAcl,
-    record_prefix: &str,
-    previous: Vec<DenyEntry>,
-    wants: Vec<WantedDeny>,
-    settings: &NaclSettings,
-) -> AclPlan {
+fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> AclPlan {
+    let AclWork {
+        acl,
+        previous,
+        wants,
+    } = work;
     let mut errors = Vec::new();
     let mut already_denied_notes = Vec::new();
     // Entries an earlier run recorded and that still exist stay ours; they need no new rule.
@@ -798,8 +792,12 @@ fn plan_acl(
                 && e.action == RuleAction::Deny
         })
     };
-    let entries: Vec<DenyEntry> = previous.into_iter().filter(|e| still_there(e)).collect();
-    let mut planned = Vec::new();
+    let entries: Vec<DenyEntry> = previous
+        .iter()
+        .filter(|e| still_there(e))
+        .cloned()
+        .collect();
+    let mut planned: Vec<DenyEntry> = Vec::new();
     for egress in [false, true] {
         let todo: Vec<&WantedDeny> = wants
             .iter()
@@ -827,12 +825,25 @@ fn plan_acl(
                 .iter()
                 .filter(|w| is_ipv6_cidr(&w.cidr) == ipv6)
                 .collect();
-            if todo.is_empty() {
-                continue;
-            }
             // The numbers just planned for the other family are taken too.
             let mut view = acl.entries.clone();
             view.extend(planned.iter().map(DenyEntry::as_acl_entry));
+            // A deny an earlier attempt recorded and did not make (throttled) keeps its
+            // number while that is free: a record already names it, so the retry need not
+            // write one again.
+            let (again, todo): (Vec<&&WantedDeny>, Vec<&&WantedDeny>) = todo
+                .into_iter()
+                .partition(|want| recorded_free(previous, &view, egress, &want.cidr).is_some());
+            for want in again {
+                let entry = recorded_free(previous, &view, egress, &want.cidr)
+                    .expect("partitioned on it")
+                    .clone();
+                view.push(entry.as_acl_entry());
+                planned.push(entry);
+            }
+            if todo.is_empty() {
+                continue;
+            }
             let (numbers, shortfall) = pick_rule_numbers(
                 &acl.id,
                 &view,
@@ -864,12 +875,27 @@ fn plan_acl(
     }
 }
 
+/// The deny for `cidr` in that direction that a record of the instance names (`recorded`),
+/// if its number is free in `view`.
+fn recorded_free<'a>(
+    recorded: &'a [DenyEntry],
+    view: &[AclEntry],
+    egress: bool,
+    cidr: &str,
+) -> Option<&'a DenyEntry> {
+    recorded.iter().find(|entry| {
+        entry.egress == egress
+            && entry.cidr == cidr
+            && !view
+                .iter()
+                .any(|e| e.egress == egress && e.rule_number == entry.rule_number)
+    })
+}
+
 async fn block_in_acl(
     ec2: &impl Ec2,
-    acl: &NetworkAcl,
+    work: AclWork,
     record_prefix: &str,
-    previous: Vec<DenyEntry>,
-    wants: Vec<WantedDeny>,
     settings: &NaclSettings,
 ) -> AclOutcome {
     let AclPlan {
@@ -877,7 +903,9 @@ async fn block_in_acl(
         planned,
         already_denied: already_denied_notes,
         mut errors,
-    } = plan_acl(acl, record_prefix, previous, wants, settings);
+    } = plan_acl(&work, record_prefix, settings);
+    let AclWork { acl, previous, .. } = work;
+    let acl = &acl;
     if planned.is_empty() {
         return AclOutcome {
             entries,
@@ -897,21 +925,28 @@ async fn block_in_acl(
             errors,
         };
     }
-    // Record before change: the intended entries first, in this run's record (the entries of
-    // earlier runs stay named by theirs).
-    let held_before = entries.len();
-    let mut intent = planned.clone();
+    // Record before change: the entries no record names yet go into this run's own record
+    // before they are made. Records only grow until restore removes them, so one that names
+    // an entry may be relied on by any run: a retry after throttling, planning the numbers an
+    // earlier attempt recorded, writes nothing. An entry named but never made is one restore
+    // finds gone.
+    let mut to_record: Vec<DenyEntry> = planned
+        .iter()
+        .filter(|entry| !previous.contains(entry))
+        .cloned()
+        .collect();
     let mut tags = acl.tags.clone();
-    if let Err(error) = write_record(ec2, &acl.id, &mut tags, record_prefix, &intent).await {
-        errors.push(error);
-        return AclOutcome {
-            entries,
-            already_denied: already_denied_notes,
-            errors,
-        };
+    if !to_record.is_empty() {
+        if let Err(error) = write_record(ec2, &acl.id, &mut tags, record_prefix, &to_record).await {
+            errors.push(error);
+            return AclOutcome {
+                entries,
+                already_denied: already_denied_notes,
+                errors,
+            };
+        }
     }
     let mut view = acl.clone();
-    let mut uncertain = Vec::new();
     for mut entry in planned {
         // EC2 throttled a call (or could not be reached) through all the SDK's attempts: the
         // next calls would meet the same empty bucket. Stop here, and let the state machine's
@@ -941,7 +976,6 @@ async fn block_in_acl(
                     // Without time for that, the entry stays in the record (it may be ours,
                     // its answer lost), and the retried step goes on.
                     if !ec2.has_time_for(4) {
-                        uncertain.push(entry);
                         errors.push(out_of_time(&acl.id, "pick another number"));
                         break;
                     }
@@ -954,7 +988,6 @@ async fn block_in_acl(
                     match ec2.network_acl(&acl.id).await {
                         Ok(fresh) => view.entries = fresh.entries,
                         Err(error) => {
-                            uncertain.push(entry);
                             errors.push(error);
                             break;
                         }
@@ -990,13 +1023,11 @@ async fn block_in_acl(
                     // Record before change, again: the new number goes into the record before
                     // the rule goes into the ACL, or a failure right after the create would
                     // leave a deny that no record names (and that a re-run would then take
-                    // for someone else's).
-                    if let Some(slot) = intent.iter_mut().find(|e| **e == entry) {
-                        slot.rule_number = number;
-                    }
+                    // for someone else's). The old number stays named: a record only grows.
                     entry.rule_number = number;
+                    to_record.push(entry.clone());
                     if let Err(error) =
-                        write_record(ec2, &acl.id, &mut tags, record_prefix, &intent).await
+                        write_record(ec2, &acl.id, &mut tags, record_prefix, &to_record).await
                     {
                         errors.push(error);
                         break;
@@ -1008,31 +1039,16 @@ async fn block_in_acl(
                     // Dropping it from the record would leave a deny that a re-run takes for
                     // someone else's and that restore never removes.
                     if !ec2.has_time_for(1) {
-                        uncertain.push(entry);
                         errors.push(error);
                         break;
                     }
                     match ec2.network_acl(&acl.id).await {
                         Ok(fresh) if holds(&fresh.entries, &entry) => entries.push(entry),
-                        Ok(_) => errors.push(error),
-                        Err(_) => {
-                            uncertain.push(entry);
-                            errors.push(error);
-                        }
+                        _ => errors.push(error),
                     }
                     break;
                 }
             }
-        }
-    }
-    // Entries whose fate is unknown stay in the record: restore finds them gone or removes them.
-    let mut recorded = entries[held_before..].to_vec();
-    recorded.extend(uncertain);
-    // Short of time, the record stays as intended: a superset, whose entries restore finds
-    // made or gone.
-    if recorded != intent && ec2.has_time_for(2) {
-        if let Err(error) = write_record(ec2, &acl.id, &mut tags, record_prefix, &recorded).await {
-            errors.push(error);
         }
     }
     AclOutcome {
@@ -1829,25 +1845,39 @@ mod tests {
         recorded.sort();
         let numbers: Vec<(bool, i32)> =
             recorded.iter().map(|e| (e.egress, e.rule_number)).collect();
-        // Inbound moved off theirs to another free number of the band; outbound kept its own.
-        assert_eq!(numbers.len(), 2, "{numbers:?}");
+        // Inbound moved off theirs to another free number of the band, recorded before it
+        // was made (the number lost stays named: a record only grows); outbound kept its own.
+        assert_eq!(numbers.len(), 3, "{numbers:?}");
         assert!(
-            !numbers[0].0 && numbers[0].1 != landed.rule_number,
+            !numbers[0].0 && !numbers[1].0 && numbers[2].0,
             "{numbers:?}"
         );
-        assert!(numbers[1].0, "{numbers:?}");
+        assert!(
+            numbers[..2].iter().any(|(_, n)| *n != landed.rule_number),
+            "{numbers:?}"
+        );
         let band = NaclSettings::default().band;
         assert!(numbers
             .iter()
             .all(|(_, n)| (band.first..=band.last).contains(n)));
-        for entry in &recorded {
-            assert!(acl_a
-                .entries
-                .iter()
-                .any(|e| e.rule_number == entry.rule_number
+        let made = recorded.iter().filter(|entry| {
+            acl_a.entries.iter().any(|e| {
+                e.rule_number == entry.rule_number
                     && e.egress == entry.egress
-                    && e.cidr == entry.cidr));
-        }
+                    && e.cidr == entry.cidr
+            })
+        });
+        assert_eq!(made.count(), 2, "{recorded:?}");
+        // Restore takes the lost number for what it is, not for drift, and leaves their rule.
+        let restored = block_on(crate::restore::restore(&ec2, "i-00000001", None, &[])).unwrap();
+        assert_ne!(
+            restored.status,
+            crate::restore::RestoreStatus::Drift,
+            "{restored:?}"
+        );
+        assert!(restored.nacl_entries_kept.is_empty(), "{restored:?}");
+        let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
+        assert!(acl_a.entries.contains(&landed));
     }
 
     #[test]
@@ -1937,17 +1967,52 @@ mod tests {
         };
         // The bucket is empty: the three other creates would only meet it again.
         assert_eq!(creates(&ec2), 1, "{:?}", ec2.calls());
+        let acl = |id| block_on(ec2.network_acl(id)).unwrap();
         for acl_id in ["acl-a", "acl-b"] {
-            let acl = block_on(ec2.network_acl(acl_id)).unwrap();
-            let ours = acl.entries.iter().filter(|e| e.rule_number < 100).count();
+            let ours = acl(acl_id)
+                .entries
+                .iter()
+                .filter(|e| e.rule_number < 100)
+                .count();
             assert_eq!(ours, 0, "{acl_id}");
-            assert_eq!(recorded_entries(&acl, "i-00000001").unwrap(), vec![]);
         }
+        // acl-a's record stays as intended (a superset restore finds gone), for the retry to
+        // go on from without writing it again; acl-b was not begun.
+        let intended = recorded_entries(&acl("acl-a"), "i-00000001").unwrap();
+        assert_eq!(intended.len(), 2);
+        assert_eq!(
+            recorded_entries(&acl("acl-b"), "i-00000001").unwrap(),
+            vec![]
+        );
         ec2.clear_calls();
         let again = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
         assert_eq!(again.status, StepStatus::Done, "{:?}", again.errors);
         assert_eq!(again.nacl_entries.len(), 4);
         assert_eq!(creates(&ec2), 4);
+        let tag_writes: Vec<String> = ec2
+            .calls()
+            .into_iter()
+            .filter(|c| c.ends_with("Tags"))
+            .collect();
+        assert_eq!(tag_writes, ["CreateTags"], "acl-b's record only");
+        // The numbers the first attempt recorded are the ones made, under one record.
+        let made: Vec<DenyEntry> = again
+            .nacl_entries
+            .iter()
+            .filter(|e| e.acl_id == "acl-a")
+            .cloned()
+            .collect();
+        let same = made.len() == intended.len() && made.iter().all(|e| intended.contains(e));
+        assert!(same, "{made:?} vs {intended:?}");
+        assert_eq!(
+            recorded_entries(&acl("acl-a"), "i-00000001").unwrap().len(),
+            2
+        );
+        assert_eq!(
+            acl_record_prefixes("i-00000001", &acl("acl-a").tags).len(),
+            1,
+            "one record per run"
+        );
     }
 
     #[test]
@@ -2330,10 +2395,15 @@ mod tests {
             &remote("198.51.100.7"),
             &NaclSettings::default(),
         ));
-        // A second containment with another remote address: its own record beside the first.
+        // A second containment (another capture) with another remote address: its own record
+        // beside the first.
+        let later = CapturedState {
+            captured_at: "2026-11-29T15:00:00.000Z".into(),
+            ..record.clone()
+        };
         block_on(block(
             &ec2,
-            &record,
+            &later,
             &remote("198.51.100.9"),
             &NaclSettings::default(),
         ));

@@ -241,7 +241,8 @@ pub fn is_run_id(text: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// A new run id, different for every containment (process randomness, time and instance).
+/// A new run id, different for every run of a containment step (process randomness, time and
+/// instance): each writes its own record on an ACL, so two at once never overwrite each other's.
 pub fn new_run_id(instance_id: &str) -> String {
     use std::hash::{BuildHasher, Hash, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

@@ -78,6 +78,18 @@ fn held_by_another(acl: &NetworkAcl, instance_id: &str, entry: &DenyEntry) -> bo
     recorded_for_another(acl, instance_id, &entry.as_acl_entry())
 }
 
+/// Whether another entry the instance's records name denies the same address in the same
+/// direction of the same ACL, and is in place: `entry` was an intent given up for it.
+fn superseded(entry: &DenyEntry, recorded: &[DenyEntry], acl: &NetworkAcl) -> bool {
+    recorded.iter().any(|other| {
+        other != entry
+            && other.acl_id == entry.acl_id
+            && other.egress == entry.egress
+            && other.cidr == entry.cidr
+            && plan_entry(other, &acl.entries) == EntryPlan::Delete
+    })
+}
+
 pub fn plan_entry(recorded: &DenyEntry, entries: &[AclEntry]) -> EntryPlan {
     match entries
         .iter()
@@ -406,6 +418,10 @@ pub async fn restore(
             // An earlier attempt of this restore removed our rule, and Cordon has since given
             // the number to another quarantined instance: ours is gone, theirs stays.
             EntryPlan::Drift { found } if recorded_for_another(acl, instance_id, &found) => {}
+            // A number the record named and lost before it was made (taken in between, or
+            // after a throttled attempt): the deny of the same address and direction is in
+            // place under another number of the record. The rule there is someone else's.
+            EntryPlan::Drift { .. } if superseded(entry, &entries, acl) => {}
             EntryPlan::Drift { found } => {
                 drift = true;
                 report.nacl_entries_kept.push(KeptEntry {

@@ -301,20 +301,32 @@ pub async fn isolate_step(
     isolate_seen_step(ec2_in, config, input, None).await
 }
 
-/// isolate-sg's input in the state machine: the capture, and how often Step Functions has
-/// retried this step (`$$.State.RetryCount`), which decides whether the capture's view of
-/// the instance may stand in for a read ([`CaptureOutput::fresh_view`]).
+/// The input of isolate-sg and block-nacl in the state machine: the capture, and how often
+/// Step Functions has retried this step (`$$.State.RetryCount`). For isolate-sg it decides
+/// whether the capture's view of the instance may stand in for a read
+/// ([`CaptureOutput::fresh_view`]); for block-nacl, whether its throttled calls yield
+/// ([`StepAttempt::is_retry`]).
 ///
-/// A bare capture output is taken too, as one whose attempt is unknown (it reads first): a
-/// definition of the previous release hands isolate-sg that, while a stack update runs and
-/// whenever one of its executions is redriven.
+/// A bare capture output is taken too, as one whose attempt is unknown (isolate-sg reads
+/// first, block-nacl yields): a definition of a previous release hands the step that, while a
+/// stack update runs and whenever one of its executions is redriven.
 #[derive(Debug, Clone, Serialize)]
-pub struct IsolateInput {
+pub struct StepAttempt {
     pub capture: CaptureOutput,
     pub retry_count: Option<u32>,
 }
 
-impl<'de> Deserialize<'de> for IsolateInput {
+impl StepAttempt {
+    /// Whether Step Functions is retrying the step (or does not say): as for a retried
+    /// capture, its throttled calls then end the attempt instead of being retried in the SDK
+    /// ([`crate::aws::AwsContext::deferring`]), so that a burst's waiting steps ask EC2 about as
+    /// often as its buckets refill. A first attempt retries them as isolation's calls do.
+    pub fn is_retry(&self) -> bool {
+        self.retry_count != Some(0)
+    }
+}
+
+impl<'de> Deserialize<'de> for StepAttempt {
     fn deserialize<D: serde::Deserializer<'de>>(
         deserializer: D,
     ) -> std::result::Result<Self, D::Error> {
@@ -330,13 +342,13 @@ impl<'de> Deserialize<'de> for IsolateInput {
                 capture,
                 retry_count,
             } = serde_json::from_value(value).map_err(serde::de::Error::custom)?;
-            Ok(IsolateInput {
+            Ok(StepAttempt {
                 capture,
                 retry_count,
             })
         } else {
             let capture = serde_json::from_value(value).map_err(serde::de::Error::custom)?;
-            Ok(IsolateInput {
+            Ok(StepAttempt {
                 capture,
                 retry_count: None,
             })
@@ -350,7 +362,7 @@ impl<'de> Deserialize<'de> for IsolateInput {
 pub async fn isolate_attempt_step(
     ec2_in: &impl Ec2Provider,
     config: &Config,
-    input: &IsolateInput,
+    input: &StepAttempt,
 ) -> Result<IsolationReport> {
     let seen = input
         .capture
@@ -715,15 +727,15 @@ mod tests {
     fn isolate_sg_takes_the_wrapped_input_and_a_bare_capture_as_an_unknown_attempt() {
         let capture = json!({"status": "captured", "reason": "r", "instance_id": "i-00000001",
             "finding": null, "record": null, "tags_written": false, "warnings": []});
-        let wrapped: IsolateInput =
+        let wrapped: StepAttempt =
             serde_json::from_value(json!({"capture": capture, "retry_count": 0})).unwrap();
         assert_eq!(wrapped.retry_count, Some(0));
         // The previous release's definition hands over the capture itself.
-        let bare: IsolateInput = serde_json::from_value(capture.clone()).unwrap();
+        let bare: StepAttempt = serde_json::from_value(capture.clone()).unwrap();
         assert_eq!(bare.retry_count, None);
         assert_eq!(bare.capture.instance_id.as_deref(), Some("i-00000001"));
         // What is wrong is still said.
-        let error = serde_json::from_value::<IsolateInput>(json!({"capture": {"status": 7}}))
+        let error = serde_json::from_value::<StepAttempt>(json!({"capture": {"status": 7}}))
             .unwrap_err()
             .to_string();
         assert!(error.contains("invalid type"), "{error}");
