@@ -765,8 +765,9 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
     let aws = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint));
     let config = Config::default();
 
-    // For a while: every attempt the SDK makes is throttled. The step fails (the state
-    // machine retries it) with each interface's truth, and the interface is as it was.
+    // For a while: every attempt the SDK makes, of every try of the isolation swap, is
+    // throttled. The step fails (the state machine retries it) with each interface's truth,
+    // and the interface is as it was.
     let captured = capture_step(
         &aws,
         &aws,
@@ -778,7 +779,7 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
     proxy.refuse(Refusal::throttled(
         "ModifyNetworkInterfaceAttribute",
         &isolation,
-        EC2_MAX_ATTEMPTS,
+        EC2_MAX_ATTEMPTS * cordon_core::isolate::ISOLATION_SWAP_TRIES,
     ));
     let error = isolate_step(&aws, &config, &captured).await.unwrap_err();
     assert_eq!(error.error_name(), "Cordon.Throttled", "{error}");
@@ -844,7 +845,7 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
         "7-isolation-swap-refused",
         &serde_json::json!({
             "order": 7,
-            "scenario": "the isolation swap refused by EC2: throttled through all 5 SDK attempts, then an SCP's UnauthorizedOperation",
+            "scenario": "the isolation swap refused by EC2: throttled through all 3 tries of 5 SDK attempts, then an SCP's UnauthorizedOperation",
             "runs": 2,
             "faults_injected": format!("{refused} ModifyNetworkInterfaceAttribute calls to the isolation group refused"),
             "contained": 1,
