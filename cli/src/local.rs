@@ -818,7 +818,12 @@ impl World {
             .collect();
         let instance_tags: Vec<(String, String)> =
             self.instance_tags(instance_id).await.into_iter().collect();
-        cordon_core::record::kept_record(instance_id, Some(&claim_tags), &instance_tags)
+        cordon_core::record::kept_record(
+            instance_id,
+            Some(&claim_tags),
+            &instance_tags,
+            chrono::Utc::now(),
+        )
     }
 
     pub async fn termination_protection(&self, instance_id: &str) -> bool {

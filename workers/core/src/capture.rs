@@ -412,11 +412,12 @@ async fn read_one_after_another(
 fn kept_record_of(
     instance: &Instance,
     cordon_groups: &[SecurityGroup],
+    now: chrono::DateTime<chrono::Utc>,
     warnings: &mut Vec<StepError>,
 ) -> Option<CapturedState> {
     let claim = claim::claim_in(cordon_groups, &instance.id);
     let claim_record = claim.as_ref().map(|claim| claim.record_tags.as_slice());
-    match kept_record(&instance.id, claim_record, &instance.tags) {
+    match kept_record(&instance.id, claim_record, &instance.tags, now) {
         Ok(record) => record,
         Err(error) => {
             warnings.push(error.to_report());
@@ -541,7 +542,7 @@ pub async fn capture_seeing(
         .collect();
     if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups) {
         let mut warnings = Vec::new();
-        let record = kept_record_of(&instance, &cordon_groups, &mut warnings);
+        let record = kept_record_of(&instance, &cordon_groups, now_utc, &mut warnings);
         let output = CaptureOutput {
             status: CaptureStatus::AlreadyQuarantined,
             reason: evidence,
@@ -572,7 +573,7 @@ pub async fn capture_seeing(
         .iter()
         .any(|i| standing(i, &cordon_groups) != Standing::Original);
     let tagged = if cut_short {
-        kept_record_of(&instance, &cordon_groups, &mut warnings)
+        kept_record_of(&instance, &cordon_groups, now_utc, &mut warnings)
     } else {
         None
     };

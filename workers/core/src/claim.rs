@@ -201,10 +201,19 @@ pub async fn take(
             ];
             put_record(ec2, &old, record_tags, ours).await?;
             // Two executions may take one lapsed claim over at once (tags arbitrate nothing):
-            // the claim read back says who holds it now, and whether its record is whole.
+            // the claim read back says who holds it now, and whether its record is whole. A
+            // read that still shows the lapsed holder is EC2's eventual consistency, not
+            // another taker: only a live claim of another execution is left to it (leaving
+            // the instance on a stale read would keep every finding away for a lease).
             let groups = ec2.cordon_groups(&[vpc_id.to_string()]).await?;
             match claim_in(&groups, instance_id) {
-                Some(now_held) if now_held.owner != owner => Ok(Some(now_held)),
+                Some(now_held)
+                    if now_held.owner != owner
+                        && now_held.owner != old.owner
+                        && matches!(judge(&now_held, owner, now), Standing::HeldBy(_)) =>
+                {
+                    Ok(Some(now_held))
+                }
                 Some(now_held) if !record_tags.is_empty() && !holds_a_record(&now_held) => {
                     put_record(ec2, &now_held, record_tags, Vec::new()).await?;
                     Ok(None)
@@ -258,6 +267,7 @@ pub async fn kept_record_of(
         &instance.id,
         claim.as_ref().map(|claim| claim.record_tags.as_slice()),
         &instance.tags,
+        Utc::now(),
     )
 }
 

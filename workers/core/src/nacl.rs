@@ -831,11 +831,12 @@ fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> Acl
             // A deny an earlier attempt recorded and did not make (throttled) keeps its
             // number while that is free: a record already names it, so the retry need not
             // write one again.
-            let (again, todo): (Vec<&&WantedDeny>, Vec<&&WantedDeny>) = todo
-                .into_iter()
-                .partition(|want| recorded_free(previous, &view, egress, &want.cidr).is_some());
+            let (again, todo): (Vec<&&WantedDeny>, Vec<&&WantedDeny>) =
+                todo.into_iter().partition(|want| {
+                    recorded_free(previous, &view, egress, &want.cidr, settings).is_some()
+                });
             for want in again {
-                let entry = recorded_free(previous, &view, egress, &want.cidr)
+                let entry = recorded_free(previous, &view, egress, &want.cidr, settings)
                     .expect("partitioned on it")
                     .clone();
                 view.push(entry.as_acl_entry());
@@ -844,6 +845,8 @@ fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> Acl
             if todo.is_empty() {
                 continue;
             }
+            // Numbers recorded for any instance and not made yet are left alone too.
+            view.extend(recorded_on(acl));
             let (numbers, shortfall) = pick_rule_numbers(
                 &acl.id,
                 &view,
@@ -876,20 +879,31 @@ fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> Acl
 }
 
 /// The deny for `cidr` in that direction that a record of the instance names (`recorded`),
-/// if its number is free in `view`.
+/// if its number is still free in `view` and still in the band above the ACL's lowest allow
+/// (one added below it since would make a deny there do nothing).
 fn recorded_free<'a>(
     recorded: &'a [DenyEntry],
     view: &[AclEntry],
     egress: bool,
     cidr: &str,
+    settings: &NaclSettings,
 ) -> Option<&'a DenyEntry> {
+    let free = free_numbers(view, egress, settings);
     recorded.iter().find(|entry| {
-        entry.egress == egress
-            && entry.cidr == cidr
-            && !view
-                .iter()
-                .any(|e| e.egress == egress && e.rule_number == entry.rule_number)
+        entry.egress == egress && entry.cidr == cidr && free.contains(&entry.rule_number)
     })
+}
+
+/// Every deny the ACL's records name, for any instance, as entries: numbers a containment has
+/// recorded and may be about to make, which a pick of new numbers leaves alone (taking one
+/// would collide with its create, and each re-pick writes a record more on the ACL).
+fn recorded_on(acl: &NetworkAcl) -> Vec<AclEntry> {
+    acl_recorded_instances(&acl.tags)
+        .into_iter()
+        .filter_map(|instance| recorded_entries(acl, instance).ok())
+        .flatten()
+        .map(|entry| entry.as_acl_entry())
+        .collect()
 }
 
 async fn block_in_acl(
@@ -1935,6 +1949,56 @@ mod tests {
                 Some(CordonError::NaclBandExhausted { .. })
             ));
         }
+    }
+
+    #[test]
+    fn numbers_another_instance_recorded_and_has_not_made_yet_are_left_to_it() {
+        // Two numbers a direction, so that a pick blind to the record collides half the time.
+        let settings = NaclSettings {
+            band: RuleBand { first: 1, last: 2 },
+            ..NaclSettings::default()
+        };
+        let ec2 = FakeEc2::standard();
+        let first = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            None,
+        )]);
+        // The first instance's step records its denies in acl-a, then is throttled.
+        ec2.with(|s| {
+            s.failures.push((
+                "CreateNetworkAclEntry".into(),
+                CordonError::Throttled {
+                    operation: "CreateNetworkAclEntry".into(),
+                    message: "Request limit exceeded.".into(),
+                },
+            ))
+        });
+        block_on(block(&ec2, &first, &remote("198.51.100.7"), &settings));
+        let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
+        let theirs = recorded_entries(&acl_a, "i-00000001").unwrap();
+        assert_eq!(theirs.len(), 2, "recorded, not made");
+        let inbound = theirs.iter().find(|t| !t.egress).unwrap().rule_number;
+        // A second instance of the subnet whose pick, blind to that record, would take the
+        // same inbound number.
+        let prefix = (2..200)
+            .map(|n| acl_tag_prefix(&format!("i-{n:08x}"), Some("0a1b2c3d")))
+            .find(|prefix| {
+                let (blind, _) =
+                    pick_rule_numbers("acl-a", &acl_a.entries, false, false, &settings, 1, prefix);
+                blind == [inbound]
+            })
+            .expect("some contender collides");
+        let work = AclWork {
+            acl: acl_a,
+            previous: Vec::new(),
+            wants: vec![deny("acl-a", false, "203.0.113.9/32")],
+        };
+        let plan = plan_acl(&work, &prefix, &settings);
+        assert_eq!(plan.planned.len(), 1, "{:?}", plan.errors);
+        assert_ne!(plan.planned[0].rule_number, inbound, "{theirs:?}");
     }
 
     #[test]

@@ -164,33 +164,34 @@ pub fn state_from_tags(
 /// The record kept of `instance_id`: on its claim group (`claim_record`, the claim's
 /// `cordon:state:*` tags), where capture writes it with the claim; or on the instance itself,
 /// where releases before that wrote it and where `cordon isolate`, which claims nothing, still
-/// does. When both hold one, the later capture's is the instance's state before its latest
-/// containment (a claim left from an earlier one would give back older groups). A record that
-/// cannot be read is an error, never passed over for the other: a guess could be more open.
+/// does. The claim's is trusted first: fewer principals may tag a security group than the
+/// instance (its own role often may). The instance's wins only when it is a later capture,
+/// taken no later than `now` (with another Lambda's clock skew): a record dated ahead is
+/// forged, and a claim left from an earlier containment would give back older groups. A
+/// record that cannot be read is an error, never passed over for the other: a guess could be
+/// more open.
 pub fn kept_record(
     instance_id: &str,
     claim_record: Option<&[(String, String)]>,
     instance_tags: &[(String, String)],
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<CapturedState>> {
     let on_claim = match claim_record {
         Some(tags) if !tags.is_empty() => state_from_tags(instance_id, tags)?,
         _ => None,
     };
     let on_instance = state_from_tags(instance_id, instance_tags)?;
+    let latest = (now + chrono::Duration::seconds(crate::claim::CLOCK_SKEW_SECONDS))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     Ok(match (on_claim, on_instance) {
-        (Some(claim), Some(instance)) => Some(later_of(claim, instance)),
-        (claim, instance) => claim.or(instance),
+        (Some(claim), Some(instance))
+            if instance.captured_at > claim.captured_at && instance.captured_at <= latest =>
+        {
+            Some(instance)
+        }
+        (Some(claim), _) => Some(claim),
+        (None, instance) => instance,
     })
-}
-
-/// Of two records, the one captured later (RFC 3339 in UTC, as Cordon writes it, orders as
-/// text); the first when they tie.
-fn later_of(first: CapturedState, second: CapturedState) -> CapturedState {
-    if second.captured_at > first.captured_at {
-        second
-    } else {
-        first
-    }
 }
 
 /// The tag prefix under which a network ACL lists the entries Cordon added for one instance
@@ -464,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn the_later_of_a_claims_and_an_instances_record_is_kept() {
+    fn the_claims_record_is_kept_unless_the_instance_holds_a_later_one_not_dated_ahead() {
         let older = record(1);
         let newer = CapturedState {
             captured_at: "2026-11-30T09:00:00.000Z".into(),
@@ -473,23 +474,25 @@ mod tests {
         };
         let (claim, instance) = (state_tags(&older), state_tags(&newer));
         let id = &older.instance_id;
-        assert_eq!(
-            kept_record(id, Some(&claim), &instance).unwrap(),
-            Some(newer.clone())
-        );
-        assert_eq!(
-            kept_record(id, Some(&instance), &claim).unwrap(),
-            Some(newer.clone())
-        );
-        assert_eq!(
-            kept_record(id, Some(&claim), &[]).unwrap(),
-            Some(older.clone())
-        );
-        assert_eq!(kept_record(id, None, &instance).unwrap(), Some(newer));
-        assert_eq!(kept_record(id, Some(&[]), &[]).unwrap(), None);
+        let now: chrono::DateTime<chrono::Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        let kept = |claim: Option<&[(String, String)]>, instance: &[(String, String)]| {
+            kept_record(id, claim, instance, now)
+        };
+        assert_eq!(kept(Some(&claim), &instance).unwrap(), Some(newer.clone()));
+        // The claim's, when it is the later.
+        assert_eq!(kept(Some(&instance), &claim).unwrap(), Some(newer.clone()));
+        assert_eq!(kept(Some(&claim), &[]).unwrap(), Some(older.clone()));
+        assert_eq!(kept(None, &instance).unwrap(), Some(newer));
+        assert_eq!(kept(Some(&[]), &[]).unwrap(), None);
+        // An instance record dated ahead (written by whoever may tag the instance) loses.
+        let forged = state_tags(&CapturedState {
+            captured_at: "2099-01-01T00:00:00.000Z".into(),
+            ..older.clone()
+        });
+        assert_eq!(kept(Some(&claim), &forged).unwrap(), Some(older.clone()));
         // A broken record on the claim is an error, not a reason to take the other.
         let broken = vec![("cordon:state:1".to_string(), "x".to_string())];
-        assert!(kept_record(id, Some(&broken), &instance).is_err());
+        assert!(kept(Some(&broken), &instance).is_err());
     }
 
     fn record(groups_per_eni: usize) -> CapturedState {

@@ -215,7 +215,12 @@ pub async fn restore(
     let mut cordon_groups = ec2.cordon_groups(&vpc_ids).await?;
     let claim = crate::claim::claim_in(&cordon_groups, instance_id);
     let claim_record = claim.as_ref().map(|claim| claim.record_tags.as_slice());
-    let tagged = match kept_record(instance_id, claim_record, &instance.tags) {
+    let tagged = match kept_record(
+        instance_id,
+        claim_record,
+        &instance.tags,
+        chrono::Utc::now(),
+    ) {
         Ok(tagged) => tagged,
         Err(error) if record.is_some() => {
             errors.push(error);
@@ -420,8 +425,10 @@ pub async fn restore(
             EntryPlan::Drift { found } if recorded_for_another(acl, instance_id, &found) => {}
             // A number the record named and lost before it was made (taken in between, or
             // after a throttled attempt): the deny of the same address and direction is in
-            // place under another number of the record. The rule there is someone else's.
-            EntryPlan::Drift { .. } if superseded(entry, &entries, acl) => {}
+            // place under another number of the record, and the rule there is someone else's
+            // deny. Anything else there (an allow) is drift: a person looks.
+            EntryPlan::Drift { found }
+                if found.action == RuleAction::Deny && superseded(entry, &entries, acl) => {}
             EntryPlan::Drift { found } => {
                 drift = true;
                 report.nacl_entries_kept.push(KeptEntry {

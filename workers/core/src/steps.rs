@@ -308,8 +308,9 @@ pub async fn isolate_step(
 /// ([`StepAttempt::is_retry`]).
 ///
 /// A bare capture output is taken too, as one whose attempt is unknown (isolate-sg reads
-/// first, block-nacl yields): a definition of a previous release hands the step that, while a
-/// stack update runs and whenever one of its executions is redriven.
+/// first, block-nacl retries in the SDK as a first attempt does): a definition of a previous
+/// release hands the step that, while a stack update runs and whenever one of its executions
+/// is redriven.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepAttempt {
     pub capture: CaptureOutput,
@@ -317,12 +318,14 @@ pub struct StepAttempt {
 }
 
 impl StepAttempt {
-    /// Whether Step Functions is retrying the step (or does not say): as for a retried
-    /// capture, its throttled calls then end the attempt instead of being retried in the SDK
+    /// Whether Step Functions is retrying the step: as for a retried capture, its throttled
+    /// calls then end the attempt instead of being retried in the SDK
     /// ([`crate::aws::AwsContext::deferring`]), so that a burst's waiting steps ask EC2 about as
-    /// often as its buckets refill. A first attempt retries them as isolation's calls do.
+    /// often as its buckets refill. A first attempt retries them as isolation's calls do, and
+    /// so does an attempt of unknown count: the previous definition, which hands a bare
+    /// capture, retries the step only 20 times a minute apart at most.
     pub fn is_retry(&self) -> bool {
-        self.retry_count != Some(0)
+        self.retry_count.is_some_and(|count| count > 0)
     }
 }
 
