@@ -131,6 +131,30 @@ impl CaptureOutput {
         }
     }
 
+    /// Nothing captured: the instance is held already (`reason` says by what), with the
+    /// record kept of it when there is one.
+    pub fn already_quarantined(
+        instance_id: &str,
+        finding: Option<FindingSummary>,
+        reason: String,
+        record: Option<CapturedState>,
+        warnings: Vec<StepError>,
+    ) -> Self {
+        CaptureOutput {
+            status: CaptureStatus::AlreadyQuarantined,
+            reason,
+            instance_id: Some(instance_id.into()),
+            finding,
+            tags_written: record.is_some(),
+            record,
+            warnings,
+            approval_timeout_seconds: None,
+            approvals_required: None,
+            execution_started_at: None,
+            view: None,
+        }
+    }
+
     /// The capture's view as isolate-sg may use it instead of reading again: only on the
     /// step's first attempt (`retry_count` 0, `$$.State.RetryCount`; a retried step may find
     /// interfaces already isolated, which must not go back through conversion) and while the
@@ -543,19 +567,8 @@ pub async fn capture_seeing(
     if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups) {
         let mut warnings = Vec::new();
         let record = kept_record_of(&instance, &cordon_groups, now_utc, &mut warnings);
-        let output = CaptureOutput {
-            status: CaptureStatus::AlreadyQuarantined,
-            reason: evidence,
-            instance_id: Some(instance_id.into()),
-            finding,
-            tags_written: record.is_some(),
-            record,
-            warnings,
-            approval_timeout_seconds: None,
-            approvals_required: None,
-            execution_started_at: None,
-            view: None,
-        };
+        let output =
+            CaptureOutput::already_quarantined(instance_id, finding, evidence, record, warnings);
         return Ok((
             output,
             Seen {
@@ -650,22 +663,16 @@ pub async fn capture_seeing(
                 taken => (taken?, true),
             };
             if let Some(holder) = holder {
-                let output = CaptureOutput {
-                    status: CaptureStatus::AlreadyQuarantined,
-                    reason: format!(
+                let output = CaptureOutput::already_quarantined(
+                    instance_id,
+                    finding,
+                    format!(
                         "execution {} claimed {instance_id} at {} and is containing it; this one leaves it to that execution",
                         holder.owner, holder.claimed_at
                     ),
-                    instance_id: Some(instance_id.into()),
-                    finding,
-                    record: None,
-                    tags_written: false,
-                    warnings: Vec::new(),
-                    approval_timeout_seconds: None,
-                    approvals_required: None,
-                    execution_started_at: None,
-                    view: None,
-                };
+                    None,
+                    Vec::new(),
+                );
                 return Ok((
                     output,
                     Seen {
