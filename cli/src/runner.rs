@@ -728,7 +728,11 @@ impl Runner {
                 .await?
             }),
             Worker::IsolateSg => {
-                serde_json::to_value(isolate_attempt_step(ec2, &self.config, &typed(input)?).await?)
+                // As isolate-sg's binary: only the swaps off the conversion group press on.
+                let ec2 = ec2.clone().deferring();
+                serde_json::to_value(
+                    isolate_attempt_step(&ec2, &self.config, &typed(input)?).await?,
+                )
             }
             Worker::BlockNacl => {
                 // As block-nacl's binary: a retried attempt yields to isolation.

@@ -845,7 +845,7 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
         "7-isolation-swap-refused",
         &serde_json::json!({
             "order": 7,
-            "scenario": "the isolation swap refused by EC2: throttled through all 3 tries of 5 SDK attempts, then an SCP's UnauthorizedOperation",
+            "scenario": format!("the isolation swap refused by EC2: throttled through all {} tries of {EC2_MAX_ATTEMPTS} SDK attempts, then an SCP's UnauthorizedOperation", cordon_core::isolate::ISOLATION_SWAP_TRIES),
             "runs": 2,
             "faults_injected": format!("{refused} ModifyNetworkInterfaceAttribute calls to the isolation group refused"),
             "contained": 1,
@@ -932,6 +932,103 @@ async fn the_acl_measure_makes_a_throttled_call_once_and_retries_other_faults() 
         "acl-a's record is the first attempt's: {:?}",
         proxy.trace()
     );
+}
+
+/// Isolation in a throttled account, through the real SDK: the step's clients yield, so the
+/// conversion swap is made once and, refused, is not undone (it was not made); the isolation
+/// swap presses on through the SDK's retries although the step yields.
+#[tokio::test]
+async fn isolation_yields_its_conversion_swap_and_presses_its_isolation_swap() {
+    use cordon_core::aws::AwsContext;
+    use cordon_core::isolate::{ensure_groups, InterfaceOutcome as Isolation};
+    use cordon_tests::faults::{FaultPlan, FaultProxy, Refusal};
+
+    let moto = Moto::start();
+    let world = moto.world();
+    let (vpc, [a, _], [web, _]) = two_subnet_vpc(&world).await;
+    let (instance, enis) = world.instance(&[(&a, &[&web])], false).await;
+    let groups = ensure_groups(&moto.cordon_ec2(), std::slice::from_ref(&vpc), None, None)
+        .await
+        .unwrap();
+    let (conversion, isolation) = (
+        groups[&vpc].conversion.clone(),
+        groups[&vpc].isolation.clone(),
+    );
+    let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
+    let urgent = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint));
+    let yielding = urgent.clone().deferring();
+    let config = Config::default();
+    let captured = capture_step(
+        &urgent,
+        &urgent,
+        &config,
+        &finding_for(&instance, 8.0, "198.51.100.7"),
+    )
+    .await
+    .unwrap();
+    let swaps_to = |group: &str| {
+        proxy
+            .calls()
+            .iter()
+            .filter(|c| c.action == "ModifyNetworkInterfaceAttribute")
+            .filter(|c| c.field("SecurityGroupId.1") == Some(group))
+            .count()
+    };
+
+    // An answer of EC2's that does not say the swap was not made: undone, in one attempt.
+    proxy.refuse(Refusal {
+        action: "ModifyNetworkInterfaceAttribute",
+        value: conversion.clone(),
+        status: "503 Service Unavailable",
+        code: "ServiceUnavailable",
+        times: Some(1),
+    });
+    proxy.clear_calls();
+    let error = isolate_step(&yielding, &config, &captured)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_name(), "Cordon.Unavailable", "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("put back on its original groups"),
+        "{error}"
+    );
+    assert_eq!(swaps_to(&conversion), 1, "{:?}", proxy.trace());
+    assert_eq!(swaps_to(&web), 1, "the way back: {:?}", proxy.trace());
+    assert_eq!(world.eni_groups(&enis[0]).await, std::slice::from_ref(&web));
+
+    // Throttled: not made, so not undone.
+    proxy.refuse(Refusal::throttled(
+        "ModifyNetworkInterfaceAttribute",
+        &conversion,
+        1,
+    ));
+    proxy.clear_calls();
+    let error = isolate_step(&yielding, &config, &captured)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_name(), "Cordon.Throttled", "{error}");
+    assert!(error.to_string().contains("NOT isolated yet"), "{error}");
+    assert_eq!(swaps_to(&conversion), 1, "{:?}", proxy.trace());
+    assert_eq!(swaps_to(&web), 0, "nothing to undo: {:?}", proxy.trace());
+    assert_eq!(world.eni_groups(&enis[0]).await, std::slice::from_ref(&web));
+
+    // The retried step: the isolation swap refused three times is pressed through.
+    proxy.refuse(Refusal::throttled(
+        "ModifyNetworkInterfaceAttribute",
+        &isolation,
+        3,
+    ));
+    proxy.clear_calls();
+    let report = isolate_step(&yielding, &config, &captured).await.unwrap();
+    assert_eq!(report.enis[0].outcome, Isolation::Isolated, "{report:?}");
+    assert_eq!(
+        world.eni_groups(&enis[0]).await,
+        std::slice::from_ref(&isolation)
+    );
+    assert_eq!(swaps_to(&isolation), 4, "{:?}", proxy.trace());
+    assert_eq!(swaps_to(&web), 0, "never back: {:?}", proxy.trace());
 }
 
 /// The forensic host in subnet b, reached through the isolation group: b's ACL gets no deny

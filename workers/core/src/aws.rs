@@ -34,7 +34,9 @@ pub const EC2_CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(
 
 /// The EC2 workers' Lambda timeout (`infra/template.yaml`, checked by a test): six calls at
 /// their worst, the longest run of calls that one interface's isolation (conversion, isolation,
-/// rollback) or one ACL's bookkeeping needs after the reads, at 40 s each.
+/// rollback) or one ACL's bookkeeping needs after the reads, at 40 s each. The isolation swap
+/// may be tried more often than that allows at worst ([`crate::isolate::ISOLATION_SWAP_TRIES`]):
+/// each try is begun only with two calls' budget left, for it and the way back.
 pub const EC2_WORKER_TIMEOUT_SECONDS: u64 = 6 * EC2_CALL_BUDGET.as_secs();
 
 /// A client of one AWS service, built from `$context`'s configuration, in `$region` (an
@@ -343,8 +345,35 @@ impl AwsContext {
         region: Option<&str>,
         credentials: Option<aws_sdk_ec2::config::Credentials>,
     ) -> AwsEc2 {
+        use aws_sdk_ec2::config::retry::{RetryPartition, TokenBucket};
+        let urgent = AwsContext {
+            call_retries: CallRetries::Urgent,
+            ..self.clone()
+        };
+        let pressing = service_client!(aws_sdk_ec2, urgent, region, credentials.clone());
+        // A retry quota of its own, without a limit: the SDK's shared quota (500, 5 a
+        // throttled retry, 1 back a success) runs dry in a warm environment that a burst
+        // throttles for minutes, and then every retry of these few calls would be skipped.
+        // Their attempts are bounded by the SDK's 5 and the isolation swap's tries.
+        let partition = format!(
+            "{}-pressing",
+            self.retry_partition().as_deref().unwrap_or("ec2")
+        );
+        let pressing = Client::from_conf(
+            pressing
+                .config()
+                .to_builder()
+                .retry_partition(
+                    RetryPartition::custom(partition)
+                        .token_bucket(TokenBucket::unlimited())
+                        .build(),
+                )
+                .build(),
+        );
         AwsEc2 {
             client: service_client!(aws_sdk_ec2, self, region, credentials),
+            pressing,
+            yields: self.yields_when_throttled(),
             deadline: self.deadline,
         }
     }
@@ -485,6 +514,12 @@ impl crate::ec2::Ec2Provider for AwsContext {
 #[derive(Debug, Clone)]
 pub struct AwsEc2 {
     client: Client,
+    /// For the calls that press on whatever the context's pace: the swaps that take an
+    /// interface off the conversion group ([`Ec2::set_interface_groups`]) and the instance's
+    /// hardening (termination protection, shutdown behaviour).
+    pressing: Client,
+    /// Whether `client` yields to throttling: a step that the state machine retries.
+    yields: bool,
     /// When the invocation ends (None: a CLI run, no deadline).
     deadline: Option<std::time::Instant>,
 }
@@ -550,6 +585,24 @@ where
             operation: operation.to_string(),
             message: DisplayErrorContext(&error).to_string(),
         },
+    }
+}
+
+/// [`sdk_error`] of a call made in one attempt: `Throttled` only for EC2's
+/// `RequestLimitExceeded`, which EC2 answers before doing anything. Its other answers that
+/// Cordon takes for throttling (`ServiceUnavailable`, `Unavailable`) say less about what was
+/// done, and become `Unavailable`: the call may have been made.
+fn once_error<E, R>(operation: &str, subject: &str, error: SdkError<E, R>) -> CordonError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let refused_unmade = error.code() == Some("RequestLimitExceeded");
+    match sdk_error(operation, subject, error) {
+        CordonError::Throttled { operation, message } if !refused_unmade => {
+            CordonError::Unavailable { operation, message }
+        }
+        other => other,
     }
 }
 
@@ -876,7 +929,7 @@ impl Ec2 for AwsEc2 {
     }
 
     async fn set_termination_protection(&self, instance_id: &str, enabled: bool) -> Result<()> {
-        self.client
+        self.pressing
             .modify_instance_attribute()
             .instance_id(instance_id)
             .disable_api_termination(AttributeBooleanValue::builder().value(enabled).build())
@@ -887,13 +940,42 @@ impl Ec2 for AwsEc2 {
     }
 
     async fn set_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {
-        self.client
+        self.pressing
             .modify_network_interface_attribute()
             .network_interface_id(eni_id)
             .set_groups(Some(group_ids.to_vec()))
             .send()
             .await
             .map_err(|e| sdk_error("ModifyNetworkInterfaceAttribute", eni_id, e))?;
+        Ok(())
+    }
+
+    async fn try_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {
+        if !self.yields {
+            // No retrier paces this caller (`cordon isolate`): the swap presses on, and as
+            // one of its attempts may have been made before the last was throttled, a
+            // throttled end says nothing of whether it was made.
+            return self.set_interface_groups(eni_id, group_ids).await.map_err(
+                |error| match error {
+                    CordonError::Throttled { operation, message } => {
+                        CordonError::Unavailable { operation, message }
+                    }
+                    other => other,
+                },
+            );
+        }
+        self.client
+            .modify_network_interface_attribute()
+            .network_interface_id(eni_id)
+            .set_groups(Some(group_ids.to_vec()))
+            .customize()
+            .config_override(
+                aws_sdk_ec2::config::Builder::default()
+                    .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+            .map_err(|e| once_error("ModifyNetworkInterfaceAttribute", eni_id, e))?;
         Ok(())
     }
 
@@ -1165,7 +1247,9 @@ impl Ec2 for AwsEc2 {
 
     async fn set_shutdown_behavior(&self, instance_id: &str, behavior: &str) -> Result<()> {
         // The `Attribute` + `Value` form: moto implements only this one, and EC2 takes both.
-        self.client
+        // Pressing: until it is made, a `shutdown` on the instance terminates it, and the
+        // evidence with it (termination protection does not stop that).
+        self.pressing
             .modify_instance_attribute()
             .instance_id(instance_id)
             .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)

@@ -582,7 +582,20 @@ pub trait Ec2: Sync {
         instance_id: &str,
         enabled: bool,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Puts the interface on these groups, pressing: throttled, the call is retried with the
+    /// SDK's attempts whatever the pace of the step (an interface on the conversion group
+    /// allows everything until it is moved, and a way back must not give up early either).
     fn set_interface_groups(
+        &self,
+        eni_id: &str,
+        group_ids: &[String],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// [`Ec2::set_interface_groups`] for a swap that may wait its turn: in one attempt, never
+    /// retried, when the state machine retries the step (the context yields); pressing
+    /// otherwise. Its `Throttled` error means that EC2 did not make it (`RequestLimitExceeded`
+    /// is answered before any work): the interface is where it was. Any other failure may
+    /// have been made, as for any call.
+    fn try_interface_groups(
         &self,
         eni_id: &str,
         group_ids: &[String],

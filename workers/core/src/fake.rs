@@ -54,6 +54,9 @@ pub struct FakeState {
     pub lost_snapshots_answer: bool,
     /// Swaps to a Cordon group of this role are refused, as an SCP or a flaky EC2 would.
     pub swap_refusals: Vec<SwapRefusal>,
+    /// The interface of each swap made in one attempt ([`Ec2::try_interface_groups`]); a
+    /// refusal of one answers as EC2 answers its only attempt.
+    pub tried_once: Vec<String>,
     /// Eventual consistency: a group Cordon creates is unknown to the next this-many calls
     /// that name it or look for it (EC2 documents this for `CreateSecurityGroup`).
     pub new_groups_unseen_for: u32,
@@ -365,6 +368,11 @@ impl Ec2 for FakeEc2 {
         self.call("ModifyInstanceAttribute").await?;
         self.with(|s| s.protection.insert(instance_id.into(), enabled));
         Ok(())
+    }
+
+    async fn try_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {
+        self.with(|s| s.tried_once.push(eni_id.to_string()));
+        self.set_interface_groups(eni_id, group_ids).await
     }
 
     async fn set_interface_groups(&self, eni_id: &str, group_ids: &[String]) -> Result<()> {

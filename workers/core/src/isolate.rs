@@ -313,9 +313,13 @@ pub enum InterfaceOutcome {
     Isolated,
     /// Found on the isolation group and left alone (a retried or repeated isolation).
     AlreadyIsolated,
-    /// The isolation swap could not be made: the interface is back on its original groups,
-    /// as open as before Cordon and no more.
+    /// A swap failed in a way that may have left the interface on the conversion group (the
+    /// isolation swap refused, or a conversion whose answer was lost): it is back on its
+    /// original groups, as open as before Cordon and no more.
     RolledBack,
+    /// EC2 throttled the conversion swap, made once, so it was not made: the interface is on
+    /// its own groups as before, and the retried step begins it again.
+    NotBegun,
     /// Neither isolation nor the way back could be made: `groups_now` says where it is.
     LeftOn,
     /// An interface Cordon cannot contain by its groups (a trunk, or managed by a service).
@@ -393,6 +397,11 @@ impl InterfaceIsolation {
                 self.eni_id,
                 groups(&self.groups_now)
             ),
+            InterfaceOutcome::NotBegun => format!(
+                "{}: NOT isolated yet, still on its own groups {}: EC2 throttled its first swap, which was not made{cause}",
+                self.eni_id,
+                groups(&self.groups_now)
+            ),
             InterfaceOutcome::LeftOn if self.groups_now.is_empty() => format!(
                 "{}: NOT isolated, and its groups could not be read back{cause}",
                 self.eni_id
@@ -427,9 +436,14 @@ pub async fn isolate(
 /// swap is tried again only while the deadline leaves room for it and the rollback.)
 pub const CALLS_PER_INTERFACE: u32 = 4;
 
-/// How often the isolation swap is made, each with the SDK's attempts, while EC2 throttles it
-/// and the interface waits on the conversion group.
-pub const ISOLATION_SWAP_TRIES: u32 = 3;
+/// How often the isolation swap is made, each with the SDK's 5 attempts (their backoff is up to
+/// 15 s, about 8 s on average), while EC2 throttles it and the interface waits on the
+/// conversion group, which allows everything. Giving up costs a way back, a token of the same
+/// bucket, and the conversion again later. In a burst the conversion swaps are made once each
+/// while the isolation swaps press on, so the isolation swaps get most of the bucket but
+/// queue behind one another. The function's deadline bounds the tries too (room for the way
+/// back is kept).
+pub const ISOLATION_SWAP_TRIES: u32 = 6;
 
 /// What to do with one interface, from where it is now. An interface already on the isolation
 /// group is left alone: swapping it back through conversion would reopen it for a moment.
@@ -732,6 +746,19 @@ fn out_of_time(work: &str, enis: &[InterfaceIsolation]) -> CordonError {
     }
 }
 
+/// The two swaps of an interface, which EC2 draws from one bucket (100, refilled at 5 a
+/// second): in a burst the swaps that take interfaces off the conversion group go first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Swap {
+    /// Onto the conversion group, so that tracked connections become untracked: made once
+    /// ([`Ec2::try_interface_groups`]), as it may wait its turn.
+    Conversion,
+    /// Onto the isolation group: pressed, with the SDK's retries and tries of our own
+    /// ([`Ec2::set_interface_groups`]), because the interface allows everything until it is
+    /// made.
+    Isolation,
+}
+
 /// Carries out one interface's plan. It ends isolated, or back on its recorded groups, or (if
 /// even that fails) reported where it is: never silently on the conversion group, which
 /// allows everything both ways.
@@ -751,7 +778,8 @@ async fn isolate_interface(
         cause: cause.map(CordonError::to_report),
     };
     let isolation = vec![cordon.isolation.clone()];
-    let steps: Vec<Vec<String>> = match plan {
+    let conversion = vec![cordon.conversion.clone()];
+    let swaps: Vec<(Swap, &[String])> = match plan {
         InterfacePlan::LeaveIsolated => {
             return line(InterfaceOutcome::AlreadyIsolated, isolation, None)
         }
@@ -766,33 +794,51 @@ async fn isolate_interface(
             let why = CordonError::NotContainable(reason);
             return line(InterfaceOutcome::NotContainable, groups_now, Some(&why));
         }
-        InterfacePlan::Isolate => vec![isolation.clone()],
-        InterfacePlan::ConvertThenIsolate => {
-            vec![vec![cordon.conversion.clone()], isolation.clone()]
-        }
+        InterfacePlan::Isolate => vec![(Swap::Isolation, &isolation)],
+        InterfacePlan::ConvertThenIsolate => vec![
+            (Swap::Conversion, &conversion),
+            (Swap::Isolation, &isolation),
+        ],
     };
     let mut failure = None;
-    for (step, wanted) in steps.iter().enumerate() {
+    for (swap, wanted) in swaps {
         let swap_to = || {
-            while_group_unseen(ec2, "ModifyNetworkInterfaceAttribute", &wanted[0], || {
-                ec2.set_interface_groups(&recorded.id, wanted)
-            })
+            while_group_unseen(
+                ec2,
+                "ModifyNetworkInterfaceAttribute",
+                &wanted[0],
+                || async {
+                    match swap {
+                        Swap::Conversion => ec2.try_interface_groups(&recorded.id, wanted).await,
+                        Swap::Isolation => ec2.set_interface_groups(&recorded.id, wanted).await,
+                    }
+                },
+            )
         };
-        let mut swap = swap_to().await;
+        let mut made = swap_to().await;
+        // The conversion swap is made once: throttled, it was not made, and the interface
+        // waits its turn on its own groups (a way back would spend a token of the bucket
+        // the swaps in progress wait on).
+        if swap == Swap::Conversion {
+            if let Err(error @ CordonError::Throttled { .. }) = &made {
+                let groups_now = live.map(|l| l.groups.clone()).unwrap_or_default();
+                return line(InterfaceOutcome::NotBegun, groups_now, Some(error));
+            }
+        }
         // The isolation swap, from the conversion group: throttled, it is tried again rather
         // than undone, while there is time for it and a rollback. Going back costs a token of
         // the same bucket and ends not isolated; in a burst, steps that did so spent the
         // swaps and isolated nothing (7 of 1,000 in 1,500 s).
         let mut tries = 1;
-        while step + 1 == steps.len()
-            && swap.as_ref().is_err_and(CordonError::is_transient)
+        while swap == Swap::Isolation
+            && made.as_ref().is_err_and(CordonError::is_transient)
             && tries < ISOLATION_SWAP_TRIES
             && ec2.has_time_for(2)
         {
             tries += 1;
-            swap = swap_to().await;
+            made = swap_to().await;
         }
-        if let Err(error) = swap {
+        if let Err(error) = made {
             failure = Some(error);
             break;
         }
@@ -1094,6 +1140,74 @@ mod tests {
             "{:?}",
             ec2.calls()
         );
+    }
+
+    #[test]
+    fn a_throttled_conversion_swap_is_not_undone_the_interface_waits_its_turn_on_its_own_groups() {
+        let ec2 = FakeEc2::standard();
+        ec2.add_second_interface();
+        let record = captured(&ec2);
+        ec2.refuse_swaps_to(Some(GroupRole::Conversion), throttled(), Some(1));
+        ec2.clear_calls();
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.status, StepStatus::Partial);
+        let first = &report.enis[0];
+        assert_eq!(first.outcome, InterfaceOutcome::NotBegun, "{report:?}");
+        assert_eq!(first.groups_now, ["sg-app", "sg-ssh"]);
+        assert!(
+            first.line().contains("NOT isolated yet"),
+            "{}",
+            first.line()
+        );
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+        // The refused conversion was not made, so there is nothing to undo: no way back,
+        // which would spend a token of the swaps' bucket (the second interface's two swaps
+        // and its connection tracking are the other calls).
+        assert_eq!(swaps(&ec2).len(), 1 + 3, "{:?}", ec2.calls());
+        assert_eq!(report.enis[1].outcome, InterfaceOutcome::Isolated);
+        // The step is retried, and its retry begins the interface.
+        assert_eq!(retryable(&report.errors).unwrap().error, "Cordon.Throttled");
+        let again = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(again.status, StepStatus::Done, "{:?}", again.errors);
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            [again.groups["vpc-1"].isolation.clone()]
+        );
+    }
+
+    #[test]
+    fn only_the_swaps_that_take_an_interface_off_the_conversion_group_press_on() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        ec2.clear_calls();
+        block_on(isolate(&ec2, &record, None)).unwrap();
+        // Conversion, isolation, and the connection tracking: only the first is made once.
+        assert_eq!(swaps(&ec2).len(), 3);
+        assert_eq!(ec2.with(|s| s.tried_once.clone()), ["eni-1"]);
+        // An isolation swap refused for good is undone with a pressing swap too.
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        ec2.refuse_swaps_to(Some(GroupRole::Isolation), scp_denied(), None);
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::RolledBack);
+        assert_eq!(ec2.with(|s| s.tried_once.clone()), ["eni-1"]);
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    }
+
+    #[test]
+    fn a_conversion_swap_that_failed_otherwise_may_have_been_made_and_is_undone() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        let lost = CordonError::Unavailable {
+            operation: "ModifyNetworkInterfaceAttribute".into(),
+            message: "connection reset after the request was sent".into(),
+        };
+        ec2.refuse_swaps_to(Some(GroupRole::Conversion), lost, Some(1));
+        ec2.clear_calls();
+        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::RolledBack);
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+        assert_eq!(swaps(&ec2).len(), 2, "{:?}", ec2.calls());
     }
 
     #[test]

@@ -46,6 +46,10 @@ impl<E: Ec2> Ec2 for ReadOnly<'_, E> {
         refused("ModifyNetworkInterfaceAttribute", eni_id)
     }
 
+    async fn try_interface_groups(&self, eni_id: &str, _group_ids: &[String]) -> Result<()> {
+        refused("ModifyNetworkInterfaceAttribute", eni_id)
+    }
+
     async fn existing_groups(&self, group_ids: &[String]) -> Result<Vec<String>> {
         self.0.existing_groups(group_ids).await
     }
