@@ -163,6 +163,8 @@ pub struct Execution {
     /// When the ACL measure ended with every deny in place.
     pub acls_done_at: Option<Instant>,
     pub error: Option<String>,
+    /// Why the ACL measure did not end with every deny in place, when it ended otherwise.
+    pub acl_error: Option<String>,
     /// Step-level retries (the definition's `Retry`), over the three tasks.
     pub step_retries: u32,
 }
@@ -304,13 +306,13 @@ pub async fn execution(
             run.acls_done_at = Some(blocked_at)
         }
         Ok(report) => {
-            run.error.get_or_insert(format!(
-                "block-nacl: {:?}: {:?}",
-                report.status, report.errors
-            ));
+            let why = format!("block-nacl: {:?}: {:?}", report.status, report.errors);
+            run.error.get_or_insert(why.clone());
+            run.acl_error = Some(why);
         }
         Err(error) => {
             run.error.get_or_insert(format!("block-nacl: {error}"));
+            run.acl_error = Some(format!("block-nacl: {error}"));
         }
     }
     run
@@ -475,6 +477,10 @@ pub struct Burst {
     pub cut_off: usize,
     /// Executions whose isolation step ended (the rest were cut off or failed).
     pub steps_ended: usize,
+    /// Why ACL measures that ended did not end with every deny in place.
+    pub acl_errors: BTreeMap<String, usize>,
+    /// The ModifyNetworkInterfaceAttribute calls let through, by what they did.
+    pub swaps_by_kind: BTreeMap<&'static str, u64>,
 }
 
 impl Burst {
@@ -499,12 +505,14 @@ pub async fn burst(count: usize, scale: f64, cutoff: Option<Duration>) -> Burst 
     let ec2 = aws.ec2(Some(cordon_tests::REGION));
     let vpcs: std::collections::BTreeSet<String> = members.iter().map(|m| m.vpc.clone()).collect();
     let mut isolation_of = BTreeMap::new();
+    let mut conversions = std::collections::BTreeSet::new();
     for vpc in &vpcs {
         let groups =
             cordon_core::isolate::ensure_groups(&ec2, std::slice::from_ref(vpc), None, None)
                 .await
                 .unwrap();
         isolation_of.insert(vpc.clone(), groups[vpc].isolation.clone());
+        conversions.insert(groups[vpc].conversion.clone());
     }
     let setup_seconds = setup.elapsed().as_secs_f64();
     let proxy = Arc::new(FaultProxy::start(&moto.endpoint, FaultPlan::none()).await);
@@ -571,10 +579,28 @@ pub async fn burst(count: usize, scale: f64, cutoff: Option<Duration>) -> Burst 
         cut_off,
         ..Burst::default()
     };
+    // What the swaps' bucket was spent on: progress, or ways back.
+    let isolations: std::collections::BTreeSet<&String> = isolation_of.values().collect();
+    for call in calls
+        .iter()
+        .filter(|c| c.fault == "ok" && c.action == "ModifyNetworkInterfaceAttribute")
+    {
+        let kind = match call.field("SecurityGroupId.1") {
+            Some(group) if conversions.contains(group) => "onto the conversion group",
+            Some(group) if isolations.contains(&group.to_string()) => "onto the isolation group",
+            Some(_) => "back onto the instance's own groups",
+            None => "connection tracking",
+        };
+        *burst.swaps_by_kind.entry(kind).or_default() += 1;
+    }
     for (run, member) in runs.iter().zip(&members) {
         burst.step_retries += run.step_retries;
         if let Some(at) = run.acls_done_at {
             burst.acl_seconds.push(since(start, at) / 1000.0);
+        }
+        if let Some(why) = &run.acl_error {
+            let short: String = why.chars().take(160).collect();
+            *burst.acl_errors.entry(short).or_default() += 1;
         }
         burst.steps_ended += usize::from(run.isolation.is_some());
         // Isolated is what EC2 says of the interface, whether or not its step has ended (it
@@ -783,6 +809,17 @@ pub fn render(m: &Modelled) -> (String, Vec<(String, String, bool, String)>) {
                 limit
             ));
         }
+        if !b.swaps_by_kind.is_empty() {
+            let kinds: Vec<String> = b
+                .swaps_by_kind
+                .iter()
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect();
+            out.push_str(&format!(
+                "\nModifyNetworkInterfaceAttribute calls let through, by what they did: {}.\n",
+                kinds.join(", ")
+            ));
+        }
         if b.cut_off > 0 {
             out.push_str(&format!(
                 "\nCut off at {:.0} s (`BENCH_MODELLED_CUTOFF`): {} executions were still running (each counted as contained above \
@@ -803,6 +840,12 @@ pub fn render(m: &Modelled) -> (String, Vec<(String, String, bool, String)>) {
         if !b.errors.is_empty() {
             out.push_str("\nNot contained:\n\n");
             for (why, n) in &b.errors {
+                out.push_str(&format!("- {n} x {why}\n"));
+            }
+        }
+        if !b.acl_errors.is_empty() {
+            out.push_str("\nACL measures that ended without every deny in place:\n\n");
+            for (why, n) in &b.acl_errors {
                 out.push_str(&format!("- {n} x {why}\n"));
             }
         }
