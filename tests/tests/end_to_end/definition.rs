@@ -175,6 +175,15 @@ fn ec2_tasks_outlast_a_burst_of_throttling_and_every_retry_is_jittered() {
             .unwrap();
         let window = retry_window_seconds(throttled);
         assert!(window >= 300.0, "{name} stops retrying after {window} s");
+        if name == "CaptureState" || name == "IsolateSecurityGroups" {
+            // In a burst of 1,000 the read buckets stayed full for the whole 1,500 s run
+            // (BENCHMARKS.md, the eighth run), and 20 captures gave up after 40 retries, their
+            // instances never contained: the steps wait, on average, 1.5x that run.
+            assert!(
+                window / 2.0 >= 2250.0,
+                "{name} stops retrying after {window} s"
+            );
+        }
         if name == "BlockNetworkAcl" {
             // The ACL denies of a burst of 1,000 need CreateNetworkAclEntry's bucket about
             // 4,000 s (BENCHMARKS.md), after isolation: the step waits, on average (half of
