@@ -326,6 +326,20 @@ fn invocation(aws: &AwsContext) -> AwsContext {
     aws.until(now_ms + cordon_core::aws::EC2_WORKER_TIMEOUT_SECONDS * 1000)
 }
 
+/// When each swap of `eni` onto `group` that EC2 made was answered, by the proxy's calls.
+fn swaps_onto<'a>(
+    calls: &'a [ProxiedCall],
+    eni: &'a str,
+    group: &'a str,
+) -> impl Iterator<Item = Instant> + 'a {
+    calls
+        .iter()
+        .filter(|c| c.fault == "ok" && c.action == "ModifyNetworkInterfaceAttribute")
+        .filter(move |c| c.field("NetworkInterfaceId") == Some(eni))
+        .filter(move |c| c.field("SecurityGroupId.1") == Some(group))
+        .map(|c| c.finished)
+}
+
 /// When each interface of `run` went onto its isolation group, by the proxy's calls.
 fn isolated_at(run: &Execution, calls: &[ProxiedCall]) -> Option<Instant> {
     let report = run.isolation.as_ref()?;
@@ -345,13 +359,7 @@ fn isolated_at(run: &Execution, calls: &[ProxiedCall]) -> Option<Instant> {
             .vpc_id
             .clone();
         let isolation = &report.groups.get(&vpc)?.isolation;
-        let swap = calls
-            .iter()
-            .filter(|c| c.fault == "ok" && c.action == "ModifyNetworkInterfaceAttribute")
-            .filter(|c| c.field("NetworkInterfaceId") == Some(eni.eni_id.as_str()))
-            .filter(|c| c.field("SecurityGroupId.1") == Some(isolation.as_str()))
-            .map(|c| c.finished)
-            .max()?;
+        let swap = swaps_onto(calls, &eni.eni_id, isolation).max()?;
         last = last.max(Some(swap));
     }
     last
@@ -607,13 +615,7 @@ pub async fn burst(count: usize, scale: f64, cutoff: Option<Duration>) -> Burst 
         // may still be hardening the instance, or waiting to retry that).
         let isolation = &isolation_of[&member.vpc];
         let on_isolation = world.eni_groups(&member.eni).await == [isolation.clone()];
-        let swapped_at = calls
-            .iter()
-            .filter(|c| c.fault == "ok" && c.action == "ModifyNetworkInterfaceAttribute")
-            .filter(|c| c.field("NetworkInterfaceId") == Some(member.eni.as_str()))
-            .filter(|c| c.field("SecurityGroupId.1") == Some(isolation.as_str()))
-            .map(|c| c.finished)
-            .min();
+        let swapped_at = swaps_onto(&calls, &member.eni, isolation).min();
         match (swapped_at.filter(|_| on_isolation), &run.error) {
             (Some(at), _) => {
                 burst.contained += 1;
