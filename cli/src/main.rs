@@ -27,6 +27,7 @@ use cordon_core::nacl::block;
 use cordon_core::policy::Verdict;
 use cordon_core::record::STATE_TAG_PREFIX;
 use cordon_core::restore::RestoreStatus;
+use cordon_core::seal::RecordKey;
 use cordon_core::steps::now_rfc3339;
 use cordon_core::CordonError;
 use serde::Serialize;
@@ -64,10 +65,7 @@ enum Command {
     /// Capture, isolate and block an instance now (break glass).
     Isolate(IsolateArgs),
     /// Give an isolated instance back its recorded network state.
-    Restore {
-        #[arg(long)]
-        instance: String,
-    },
+    Restore(RestoreArgs),
     /// Break glass: approve the restore of a waiting quarantine as yourself (your AWS
     /// identity is the approver, and CloudTrail names you). Refused unless it waits for a decision.
     Approve(DecideArgs),
@@ -129,6 +127,22 @@ struct DecideArgs {
     /// made this way only under it.
     #[arg(long, env = "CORDON_BREAK_GLASS_KEY_ID")]
     break_glass_key: String,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[arg(long)]
+    instance: String,
+    /// The stack's record key (its RecordKeyArn output): a record kept in tags is used only
+    /// when its seal verifies under it, since whoever may tag the instance or a security
+    /// group could otherwise choose the groups it is given back.
+    #[arg(long, env = "CORDON_RECORD_KEY_ID")]
+    record_key: Option<String>,
+    /// Use records whose seal does not verify, or that have none (`cordon isolate`'s, a
+    /// release's before seals): whoever could write those tags chose what is restored. Each
+    /// such record is named in a warning and in the report.
+    #[arg(long)]
+    trust_unverified: bool,
 }
 
 #[derive(Args)]
@@ -232,7 +246,7 @@ async fn run(cli: Cli) -> Result<u8, CordonError> {
     match cli.command {
         Command::Triage { policy, files } => triage(&policy, &files),
         Command::Isolate(args) => isolate_command(&target, &args).await,
-        Command::Restore { instance } => restore_command(&target, &instance).await,
+        Command::Restore(args) => restore_command(&target, &args).await,
         Command::ConfirmSubscription { link, topic } => {
             confirm_subscription_command(&target, &link, topic.as_deref()).await
         }
@@ -541,6 +555,9 @@ async fn contain(
         &now_rfc3339(),
         Pace::AtOnce,
         &acting,
+        // A person's credentials may not make seals: a record a person could seal would be
+        // trusted wherever Cordon restores. `cordon restore` says this record is unsealed.
+        &cordon_core::seal::Unsealed,
     )
     .await?;
     let mut output = IsolateOutput {
@@ -807,9 +824,46 @@ async fn run_command(
     Ok(run_exit_code(&report.outcome))
 }
 
-async fn restore_command(target: &AwsTarget, instance_id: &str) -> Result<u8, CordonError> {
+/// The region a KMS key ARN names (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`); None for an
+/// alias name or a bare key id, which are the caller's region's.
+fn key_region(key_id: &str) -> Option<String> {
+    let mut parts = key_id.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some("kms"), Some(region)) if !region.is_empty() => {
+            Some(region.to_string())
+        }
+        _ => None,
+    }
+}
+
+async fn restore_command(target: &AwsTarget, args: &RestoreArgs) -> Result<u8, CordonError> {
+    let instance_id = args.instance.as_str();
     check_instance_id(instance_id)?;
     let aws = AwsContext::load(target).await;
+    // KMS with the caller's own credentials, in the key's region when its ARN names one.
+    let records = match args.record_key.as_deref().map(str::trim) {
+        Some(key_id) if !key_id.is_empty() => {
+            cordon_core::kms::check_key_id("--record-key", key_id)?;
+            let kms = match key_region(key_id) {
+                Some(region) => {
+                    let target = AwsTarget {
+                        region: Some(region),
+                        ..target.clone()
+                    };
+                    AwsKms::new(AwsContext::load(&target).await.sdk_config())
+                }
+                None => AwsKms::new(aws.sdk_config()),
+            };
+            Some(RecordKey {
+                kms,
+                key_id: key_id.to_string(),
+            })
+        }
+        _ => None,
+    };
+    if records.is_none() && !args.trust_unverified {
+        eprintln!("cordon: no --record-key given: records kept in tags cannot be checked, and none will be used (give the stack's RecordKeyArn, or --trust-unverified)");
+    }
     eprintln!("cordon: restoring {instance_id}");
     // The records on the instance's tags say what to give back: network, then the role's
     // credentials, then Auto Scaling.
@@ -826,11 +880,24 @@ async fn restore_command(target: &AwsTarget, instance_id: &str) -> Result<u8, Co
         credentials: None,
         evidence: None,
         load_balancers: None,
+        trust_unverified_records: args.trust_unverified,
     };
     let report = Box::pin(cordon_core::steps::restore_step(
-        &aws, &aws, &aws, &aws, &input,
+        &aws, &aws, &aws, &aws, &records, &input,
     ))
     .await?;
+    for used in &report.records_used_unverified {
+        eprintln!(
+            "cordon: WARNING: used the UNVERIFIED record {} on {}: {}. Whoever could write those tags chose what was restored",
+            used.record, used.resource, used.reason
+        );
+    }
+    for refused in &report.records_refused {
+        eprintln!(
+            "cordon: refused the record {} on {}: {}",
+            refused.record, refused.resource, refused.reason
+        );
+    }
     print_pretty(&report);
     Ok(match report.status {
         RestoreStatus::Restored | RestoreStatus::NotIsolated => 0,

@@ -14,6 +14,7 @@ use cordon_core::decision::{DecisionKey, RestoreGate};
 use cordon_core::kms::AwsKms;
 use cordon_core::measures::{auto_scaling, credentials, evidence, load_balancers};
 use cordon_core::notify::{notify_step, ApprovalSettings, FindingFollow, NotifyInput};
+use cordon_core::seal::RecordKey;
 use cordon_core::steps::{
     approved_restore_step, block_step, isolate_attempt_step, unix_now, RestoreInput,
 };
@@ -204,6 +205,9 @@ pub struct Runner {
     /// What the restore step accepts: the page's decision key, the break-glass key and the
     /// number of approvers, as the deployed restore function has them.
     gate: RestoreGate<AwsKms>,
+    /// The records' key, as the stack's `RecordKey`: capture seals with it and restore
+    /// checks with it (`cordon restore --record-key` takes its id).
+    pub record_key: RecordKey<AwsKms>,
     pub approval_url: String,
     /// The issuer the page signs analysts in at, if any.
     sign_in_at: Option<String>,
@@ -344,6 +348,10 @@ impl Runner {
             key_id: crate::local::create_hmac_key(&sdk, "Cordon break-glass decisions (local run)")
                 .await?,
         };
+        let record_key = RecordKey {
+            kms: AwsKms::new(&sdk),
+            key_id: crate::local::create_hmac_key(&sdk, "Cordon records (local run)").await?,
+        };
         let sign_in_at = sign_in.as_ref().map(|s| s.issuer.clone());
         let approval_url = serve_approval(
             sfn.clone(),
@@ -370,6 +378,7 @@ impl Runner {
                 break_glass: Some(break_glass_key),
                 approvals_required: 1,
             },
+            record_key,
             approval_url,
             sign_in_at,
             topic_arn,
@@ -723,6 +732,7 @@ impl Runner {
                     &paced,
                     Some(&self.ledger),
                     &self.config,
+                    &self.record_key,
                     input,
                 ))
                 .await?
@@ -776,6 +786,7 @@ impl Runner {
                         ec2,
                         Some(&self.ledger),
                         &self.gate,
+                        &self.record_key,
                         &input,
                     ))
                     .await?,

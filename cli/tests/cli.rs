@@ -275,7 +275,10 @@ async fn break_glass_isolate_status_and_restore() {
         "{measures}"
     );
 
-    let output = cordon(Some(&moto), &["restore", "--instance", &instance]);
+    let output = cordon(
+        Some(&moto),
+        &["restore", "--instance", &instance, "--trust-unverified"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let restored = json(&output);
     assert_eq!(restored["status"], "restored");
@@ -286,7 +289,10 @@ async fn break_glass_isolate_status_and_restore() {
     assert_eq!(world.eni_groups(&eni).await, [web, ssh]);
     assert_eq!(world.acls(&vpc).await, acls_before);
 
-    let output = cordon(Some(&moto), &["restore", "--instance", &instance]);
+    let output = cordon(
+        Some(&moto),
+        &["restore", "--instance", &instance, "--trust-unverified"],
+    );
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(json(&output)["status"], "not_isolated");
     let output = cordon(Some(&moto), &["status"]);
@@ -349,7 +355,10 @@ async fn isolate_from_a_finding_file_and_partial_and_drift_exit_3() {
     );
 
     world.set_eni_groups(&eni, &[&isolation, &web]).await;
-    let output = cordon(Some(&moto), &["restore", "--instance", &instance]);
+    let output = cordon(
+        Some(&moto),
+        &["restore", "--instance", &instance, "--trust-unverified"],
+    );
     assert_eq!(output.status.code(), Some(3));
     let drift = json(&output);
     assert_eq!(drift["status"], "drift");

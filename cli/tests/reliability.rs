@@ -629,7 +629,16 @@ async fn a_worker_killed_at_any_ec2_call_is_rerun_and_converges() {
             && denies.len() == expected_entries
             && keeps;
         converged += usize::from(ok);
-        let back = cordon(&moto.endpoint, &["restore", "--instance", &member.instance]).await;
+        let back = cordon(
+            &moto.endpoint,
+            &[
+                "restore",
+                "--instance",
+                &member.instance,
+                "--trust-unverified",
+            ],
+        )
+        .await;
         panics += usize::from(panicked(&back));
         let after = snapshot(&world, member).await;
         if back.status.code() == Some(0) && after == before {
@@ -704,7 +713,18 @@ async fn a_lost_execution_leaves_enough_on_the_instance_for_cordon_restore() {
     let isolated = snapshot(&world, &member).await;
     assert_ne!(isolated.groups, before.groups, "still isolated");
 
-    let output = cordon(&moto.endpoint, &["restore", "--instance", &member.instance]).await;
+    // The claim's record, sealed by the execution's capture, checked with the stack's key.
+    let output = cordon(
+        &moto.endpoint,
+        &[
+            "restore",
+            "--instance",
+            &member.instance,
+            "--record-key",
+            &runner.record_key.key_id,
+        ],
+    )
+    .await;
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -727,6 +747,94 @@ async fn a_lost_execution_leaves_enough_on_the_instance_for_cordon_restore() {
         },
     );
     assert_eq!(after, before);
+}
+
+/// An execution waiting for approval is lost (stopped), so break glass is the way back, and
+/// meanwhile whoever may tag the claim group rewrites the record it keeps to name a group of
+/// their choosing. `cordon restore` with the stack's record key refuses that record and
+/// changes nothing; only `--trust-unverified` uses it, with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rewritten_record_is_refused_by_cordon_restore() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let member = fleet(&world, 1, 0).await.remove(0);
+    let runner = Arc::new(
+        Runner::start(&moto.endpoint, Config::default())
+            .await
+            .unwrap(),
+    );
+    let arn = runner
+        .start_execution(
+            &event(finding_for(&member.instance, 8.0, "198.51.100.7")),
+            600,
+        )
+        .await
+        .unwrap();
+    let follower = {
+        let (runner, arn) = (runner.clone(), arn.clone());
+        tokio::spawn(async move { runner.follow(&arn, DecisionMode::Wait).await })
+    };
+    while runner.approval_links(&arn).await.unwrap().is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config());
+    sfn.stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    follower.abort();
+    let isolated = snapshot(&world, &member).await;
+
+    // The attacker's choice: a group that lets everything in.
+    let open = world.security_group(&member.vpc, "wide-open", 0).await;
+    let claim = world.cordon_group_ids(&member.vpc).await["claim"].clone();
+    let mut forged = world.kept_record(&member.instance).await.unwrap().unwrap();
+    assert_eq!(forged.interfaces[0].groups, member.groups);
+    // As long as the original (two group ids), so that it spans the same chunks.
+    let chosen = vec![open.clone(), member.groups[1].clone()];
+    forged.interfaces[0].groups = chosen.clone();
+    for (key, value) in cordon_core::record::state_tags(&forged) {
+        world.tag(&claim, &key, &value).await;
+    }
+    let key = runner.record_key.key_id.clone();
+    let restore = |extra: &'static [&'static str]| {
+        let (endpoint, instance, key) =
+            (moto.endpoint.clone(), member.instance.clone(), key.clone());
+        async move {
+            let mut args = vec!["restore", "--instance", &instance, "--record-key", &key];
+            args.extend(extra);
+            cordon(&endpoint, &args).await
+        }
+    };
+
+    let refused = restore(&[]).await;
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let report: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(report["records_refused"][0]["resource"], claim.as_str());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the record"));
+    assert_eq!(
+        snapshot(&world, &member).await,
+        isolated,
+        "nothing changed: still isolated, the denies and the claim in place"
+    );
+
+    let trusted = restore(&["--trust-unverified"]).await;
+    assert_eq!(
+        trusted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&trusted.stderr).contains("WARNING: used the UNVERIFIED record")
+    );
+    assert_eq!(world.eni_groups(&member.eni).await, chosen);
 }
 
 /// Five `cordon isolate` of one instance at the same moment (break glass beside break glass),
@@ -768,7 +876,16 @@ async fn concurrent_break_glass_isolations_leave_no_deny_that_no_record_names() 
         panics += outputs.iter().filter(|o| panicked(o)).count();
         let isolated = world.eni_groups(&member.eni).await;
         contained += usize::from(isolated != groups_before && isolated.len() == 1);
-        let output = cordon(&moto.endpoint, &["restore", "--instance", &member.instance]).await;
+        let output = cordon(
+            &moto.endpoint,
+            &[
+                "restore",
+                "--instance",
+                &member.instance,
+                "--trust-unverified",
+            ],
+        )
+        .await;
         panics += usize::from(panicked(&output));
         let acls_after = world.acls(&member.vpc).await;
         let groups_after = world.eni_groups(&member.eni).await;

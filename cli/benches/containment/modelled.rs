@@ -18,6 +18,7 @@ use cordon_core::capture::{CaptureOutput, CaptureStatus, Pace};
 use cordon_core::config::Config;
 use cordon_core::error::CordonError;
 use cordon_core::isolate::IsolationReport;
+use cordon_core::seal::Unsealed;
 use cordon_core::steps::{block_step, capture_step, isolate_attempt_step, StepAttempt};
 use cordon_tests::aws_model::{self, Bucket};
 use cordon_tests::faults::{BucketCount, FaultPlan, FaultProxy, ProxiedCall};
@@ -241,7 +242,9 @@ pub async fn execution(
         // As capture-state's binary builds its clients: a retried capture makes each call once.
         let aws = invocation(&aws).paced(Pace::of_input(&input));
         let config = &config;
-        async move { capture_step(&aws, &aws, config, &input).await }
+        // Unsealed: the model has no KMS, so the record's seal (one GenerateMac between the
+        // first reads and the claim) is not in these figures.
+        async move { capture_step(&aws, &aws, config, &Unsealed, &input).await }
     })
     .await;
     let captured = match captured {

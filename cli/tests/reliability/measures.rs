@@ -310,7 +310,16 @@ async fn isolate_killed_at_any_call_of_the_measures_is_rerun_and_converges() {
         let force = in_force(&world, &member).await;
         let ok = rerun.status.code() == Some(0) && force.is_ok();
         converged += usize::from(ok);
-        let back = cordon(&moto.endpoint, &["restore", "--instance", &member.instance]).await;
+        let back = cordon(
+            &moto.endpoint,
+            &[
+                "restore",
+                "--instance",
+                &member.instance,
+                "--trust-unverified",
+            ],
+        )
+        .await;
         panics += usize::from(panicked(&back));
         let after = given(&world, &member).await;
         let evidence = world.evidence_of(&member.instance).await.len();

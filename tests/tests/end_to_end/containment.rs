@@ -17,7 +17,9 @@ struct Contained {
 
 async fn contain_with(moto: &Moto, config: &Config, event: &serde_json::Value) -> Contained {
     let aws = moto.cordon_aws();
-    let capture = capture_step(&aws, &aws, config, event).await.unwrap();
+    let capture = capture_step(&aws, &aws, config, &cordon_core::seal::Unsealed, event)
+        .await
+        .unwrap();
     if capture.status != CaptureStatus::Captured {
         return Contained {
             capture,
@@ -61,9 +63,12 @@ async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
         credentials: None,
         evidence: None,
         load_balancers: None,
+        trust_unverified_records: false,
     };
     let aws = moto.cordon_aws();
-    restore_step(&aws, &aws, &aws, &aws, &input).await.unwrap()
+    restore_step(&aws, &aws, &aws, &aws, &cordon_core::seal::Unsealed, &input)
+        .await
+        .unwrap()
 }
 
 /// VPC 10.0.0.0/16 with subnets a (10.0.1.0/24) and b (10.0.2.0/24), each with its own
@@ -697,6 +702,7 @@ async fn a_missing_instance_is_a_typed_error_and_touches_nothing() {
         &moto.cordon_aws(),
         &moto.cordon_aws(),
         &Config::default(),
+        &cordon_core::seal::Unsealed,
         &event,
     )
     .await
@@ -772,6 +778,7 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
         &aws,
         &aws,
         &config,
+        &cordon_core::seal::Unsealed,
         &finding_for(&first, 8.0, "198.51.100.7"),
     )
     .await
@@ -806,6 +813,7 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
         &aws,
         &aws,
         &config,
+        &cordon_core::seal::Unsealed,
         &finding_for(&second, 8.0, "198.51.100.7"),
     )
     .await
@@ -831,6 +839,7 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
         &aws,
         &aws,
         &config,
+        &cordon_core::seal::Unsealed,
         &finding_for(&first, 8.0, "198.51.100.7"),
     )
     .await
@@ -879,6 +888,7 @@ async fn the_acl_measure_makes_a_throttled_call_once_and_retries_other_faults() 
         &urgent,
         &urgent,
         &config,
+        &cordon_core::seal::Unsealed,
         &finding_for(&instance, 8.0, "198.51.100.7"),
     )
     .await
@@ -962,6 +972,7 @@ async fn isolation_yields_its_conversion_swap_and_presses_its_isolation_swap() {
         &urgent,
         &urgent,
         &config,
+        &cordon_core::seal::Unsealed,
         &finding_for(&instance, 8.0, "198.51.100.7"),
     )
     .await

@@ -58,9 +58,15 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
     // Without a member role the workers refuse, loudly, naming what to configure; an
     // account outside Cordon's scope is skipped before any role is asked for.
     let alone = moto.cordon_aws();
-    let error = capture_step(&alone, &alone, &config, &finding)
-        .await
-        .unwrap_err();
+    let error = capture_step(
+        &alone,
+        &alone,
+        &config,
+        &cordon_core::seal::Unsealed,
+        &finding,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.error_name(), "Cordon.NotEnrolled");
     assert!(
         error
@@ -71,9 +77,15 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
     );
     let mut scoped = config.clone();
     scoped.policy.scope.accounts = vec!["111111111111".into()];
-    let skipped = capture_step(&alone, &alone, &scoped, &finding)
-        .await
-        .unwrap();
+    let skipped = capture_step(
+        &alone,
+        &alone,
+        &scoped,
+        &cordon_core::seal::Unsealed,
+        &finding,
+    )
+    .await
+    .unwrap();
     assert_eq!(skipped.status, CaptureStatus::Skipped);
     assert!(
         skipped.reason.contains("outside Cordon's scope"),
@@ -86,7 +98,9 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         external_id: Some("cordon-ext".into()),
         session_policy: None,
     }));
-    let captured = capture_step(&aws, &aws, &config, &finding).await.unwrap();
+    let captured = capture_step(&aws, &aws, &config, &cordon_core::seal::Unsealed, &finding)
+        .await
+        .unwrap();
     isolate_step(&aws, &config, &captured).await.unwrap();
     let nacl = block_step(&aws, &config, &captured).await.unwrap();
     let isolation = member.cordon_group_ids(&member_vpc).await["isolation"].clone();
@@ -111,8 +125,11 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         credentials: None,
         evidence: None,
         load_balancers: None,
+        trust_unverified_records: false,
     };
-    let restored = restore_step(&aws, &aws, &aws, &aws, &input).await.unwrap();
+    let restored = restore_step(&aws, &aws, &aws, &aws, &cordon_core::seal::Unsealed, &input)
+        .await
+        .unwrap();
     assert_eq!(restored.status, RestoreStatus::Restored);
     assert_eq!(member.eni_groups(&member_eni).await, vec![member_web]);
     assert_eq!(member.acls(&member_vpc).await, member_before);

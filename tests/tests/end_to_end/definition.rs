@@ -492,7 +492,7 @@ fn key_grants(
 fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
     let template = template();
     let resources = template["Resources"].as_object().unwrap();
-    for key in ["LinkKey", "DecisionKey", "BreakGlassKey"] {
+    for key in ["LinkKey", "DecisionKey", "BreakGlassKey", "RecordKey"] {
         assert_eq!(resources[key]["Type"], "AWS::KMS::Key", "{key}");
         assert_eq!(resources[key]["Properties"]["KeySpec"], "HMAC_256", "{key}");
         assert_eq!(
@@ -519,6 +519,8 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
         ("ApprovalFunction", "CORDON_APPROVAL_KEY_ID", "LinkKey"),
         ("ApprovalFunction", "CORDON_DECISION_KEY_ID", "DecisionKey"),
         ("RestoreFunction", "CORDON_DECISION_KEY_ID", "DecisionKey"),
+        ("CaptureStateFunction", "CORDON_RECORD_KEY_ID", "RecordKey"),
+        ("RestoreFunction", "CORDON_RECORD_KEY_ID", "RecordKey"),
     ] {
         assert_eq!(
             resources[function]["Properties"]["Environment"]["Variables"][variable],
@@ -558,6 +560,9 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
             &["BreakGlassPrincipals"],
         ),
         ("BreakGlassKey", "kms:VerifyMac", &["RestoreRole"]),
+        // Only capture seals the records kept in tags (no person: `cordon isolate` writes
+        // its record unsealed).
+        ("RecordKey", "kms:GenerateMac", &["CaptureStateRole"]),
     ] {
         let only: std::collections::BTreeSet<String> =
             only.iter().map(|who| who.to_string()).collect();
@@ -581,7 +586,28 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
     );
     // Whatever the roles above admit (a wildcard in BreakGlassPrincipals), an EC2 instance's
     // role credentials make and check no MAC: the compromised instance never signs its release.
-    for key in ["LinkKey", "DecisionKey", "BreakGlassKey"] {
+    // Checking a record's seal makes none: the key policy leaves VerifyMac to IAM in the
+    // account (operators who run `cordon restore --record-key`), and of the stack's roles
+    // only capture (a resumed capture) and restore are given it.
+    let checkers: std::collections::BTreeSet<String> = allows
+        .iter()
+        .filter(|g| {
+            resources.contains_key(&g.who)
+                && (g.key == "RecordKey" || g.key == "*")
+                && covers(&g.action, "kms:VerifyMac")
+        })
+        .map(|g| g.who.clone())
+        .collect();
+    assert_eq!(
+        checkers,
+        ["CaptureStateRole".to_string(), "RestoreRole".to_string()]
+            .into_iter()
+            .collect()
+    );
+    // Losing the key would strand the record of every instance still isolated.
+    assert_eq!(resources["RecordKey"]["DeletionPolicy"], "Retain");
+    assert_eq!(resources["RecordKey"]["UpdateReplacePolicy"], "Retain");
+    for key in ["LinkKey", "DecisionKey", "BreakGlassKey", "RecordKey"] {
         let denies_instances = key_statements(&resources[key]["Properties"]["KeyPolicy"])
             .iter()
             .any(|statement| {

@@ -10,6 +10,14 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
     let (config, aws) = cordon_core::aws::worker_context().await?;
+    // The key that seals the record kept in tags, in the stack's own account and region.
+    let seal = cordon_core::seal::record_key_from(
+        |name| std::env::var(name).ok(),
+        cordon_core::kms::AwsKms::new(aws.sdk_config()),
+    )?;
+    if seal.is_none() {
+        tracing::warn!("CORDON_RECORD_KEY_ID is not set: records are kept unsealed, and `cordon restore` will refuse them unless told --trust-unverified");
+    }
     // The ledger is in the stack's own account and region, whatever account the instance is in.
     let ledger = config
         .release_table
@@ -21,13 +29,14 @@ async fn main() -> Result<(), Error> {
         // A retried capture makes each EC2 call once: the definition's backoff paces it.
         let pace = cordon_core::capture::Pace::of_input(&event.payload);
         let aws = aws.until(event.context.deadline).paced(pace);
-        let (config, ledger) = (&config, &ledger);
+        let (config, ledger, seal) = (&config, &ledger, &seal);
         async move {
             let output = cordon_core::metrics::measured("capture-state", &event.payload, Box::pin(lifecycle::capture_step(
                 &aws,
                 &aws,
                 ledger.as_ref(),
                 config,
+                seal,
                 &event.payload,
             )))
             .await?;

@@ -10,9 +10,9 @@ use crate::ec2::{Ec2, GroupRole, Instance, SecurityGroup};
 use crate::error::{CordonError, Result, StepError};
 use crate::finding::Finding;
 use crate::record::{
-    check_tag_room, chunk_keys, kept_record, state_tags, CapturedState, RECORD_VERSION,
-    STATE_TAG_PREFIX,
+    check_tag_room, state_record_keys, state_tags, state_text, CapturedState, RECORD_VERSION,
 };
+use crate::seal::{state_message, vetted_record, Place, Seal, Unsealed, STATE_SEAL_TAG};
 
 /// What the later steps need to know of the finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -364,6 +364,9 @@ pub async fn capture(
         now,
         Pace::AtOnce,
         &Config::default(),
+        // `cordon isolate` runs on a person's credentials, which may not make seals: a
+        // record a person could seal would be trusted everywhere Cordon restores.
+        &Unsealed,
     )
     .await?
     .0)
@@ -432,20 +435,45 @@ async fn read_one_after_another(
 }
 
 /// The record kept of `instance_id`, on its claim among `cordon_groups` or on the instance;
-/// a record that cannot be read is a warning, and none.
-fn kept_record_of(
+/// a record that cannot be read is a warning, and none. With the stack's record key, only a
+/// record whose seal verifies is used: a resumed capture copies it into the execution's own
+/// record, which the approved restore trusts, so a forged one would choose the groups the
+/// instance is given back. Without a key (`cordon isolate`) nothing can be checked, and the
+/// tags are taken as they are, as the caller's own `cordon restore` would. KMS not answering
+/// fails the step, for its retry.
+async fn kept_record_of(
     instance: &Instance,
     cordon_groups: &[SecurityGroup],
+    seal: &impl Seal,
     now: chrono::DateTime<chrono::Utc>,
     warnings: &mut Vec<StepError>,
-) -> Option<CapturedState> {
+) -> Result<Option<CapturedState>> {
     let claim = claim::claim_in(cordon_groups, &instance.id);
-    let claim_record = claim.as_ref().map(|claim| claim.record_tags.as_slice());
-    match kept_record(&instance.id, claim_record, &instance.tags, now) {
-        Ok(record) => record,
+    let trust_unverified = !seal.has_key();
+    match vetted_record(
+        seal,
+        trust_unverified,
+        &instance.id,
+        claim.as_ref(),
+        &instance.tags,
+        now,
+    )
+    .await
+    {
+        Ok(vetted) => {
+            warnings.extend(vetted.refused.iter().map(|refused| StepError {
+                error: "Cordon.RecordRefused".into(),
+                cause: format!(
+                    "the record on {} ({}) was not used: {}",
+                    refused.resource, refused.record, refused.reason
+                ),
+            }));
+            Ok(vetted.record)
+        }
+        Err(error) if error.is_transient() => Err(error),
         Err(error) => {
             warnings.push(error.to_report());
-            None
+            Ok(None)
         }
     }
 }
@@ -458,16 +486,41 @@ fn no_room(error: CordonError) -> StepError {
     }
 }
 
-/// Writes `record` as the instance's own `cordon:state:*` tags, dropping an older record's
-/// chunks past its end. Returns whether it is there; no room is a warning.
+/// The record's seal at `place`, as a tag to write beside its chunks: none when `seal` writes
+/// unsealed, or, with a warning, when KMS could not make it. Containment does not wait for
+/// KMS: an unsealed record is still the record, and a break-glass restore says it is one.
+async fn seal_tag(
+    seal: &impl Seal,
+    place: Place<'_>,
+    record: &CapturedState,
+    warnings: &mut Vec<StepError>,
+) -> Option<(String, String)> {
+    let message = state_message(place, &record.instance_id, &state_text(record));
+    match seal.seal(&message).await {
+        Ok(sealed) => sealed.map(|value| (STATE_SEAL_TAG.to_string(), value)),
+        Err(error) => {
+            warnings.push(StepError {
+                error: "Cordon.RecordUnsealed".into(),
+                cause: format!("the record of {} was written without its seal ({error}): `cordon restore` will refuse it unless told --trust-unverified; the execution's own record is whole", record.instance_id),
+            });
+            None
+        }
+    }
+}
+
+/// Writes `record` as the instance's own `cordon:state:*` tags (sealed when `seal` has a key),
+/// dropping an older record's chunks and seal. Returns whether it is there; no room is a
+/// warning.
 async fn record_on_instance(
     ec2: &impl Ec2,
     instance: &Instance,
     record: &CapturedState,
+    seal: &impl Seal,
     warnings: &mut Vec<StepError>,
 ) -> Result<bool> {
-    let tags = state_tags(record);
-    let old_keys = chunk_keys(STATE_TAG_PREFIX, &instance.tags);
+    let mut tags = state_tags(record);
+    tags.extend(seal_tag(seal, Place::Instance, record, warnings).await);
+    let old_keys = state_record_keys(&instance.tags);
     match check_tag_room(&instance.id, &instance.tags, &tags, &old_keys) {
         Ok(()) => {
             ec2.create_tags(&instance.id, &tags).await?;
@@ -490,6 +543,8 @@ async fn record_on_instance(
 
 /// [`capture`], also giving what it read (Cordon's groups in the instance's VPCs and the
 /// instance), so that isolating in the same process need not read them again.
+// Each argument is a port, a key or a fact of this attempt: bundling them would hide which.
+#[allow(clippy::too_many_arguments)]
 pub async fn capture_seeing(
     ec2: &impl Ec2,
     instance_id: &str,
@@ -498,6 +553,7 @@ pub async fn capture_seeing(
     now: &str,
     pace: Pace,
     config: &Config,
+    seal: &impl Seal,
 ) -> Result<(CaptureOutput, Seen)> {
     let policy = &config.policy;
     // Report-only: no claim (which carries the record) and no record tags.
@@ -566,7 +622,8 @@ pub async fn capture_seeing(
         .collect();
     if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups) {
         let mut warnings = Vec::new();
-        let record = kept_record_of(&instance, &cordon_groups, now_utc, &mut warnings);
+        let record =
+            kept_record_of(&instance, &cordon_groups, seal, now_utc, &mut warnings).await?;
         let output =
             CaptureOutput::already_quarantined(instance_id, finding, evidence, record, warnings);
         return Ok((
@@ -586,7 +643,7 @@ pub async fn capture_seeing(
         .iter()
         .any(|i| standing(i, &cordon_groups) != Standing::Original);
     let tagged = if cut_short {
-        kept_record_of(&instance, &cordon_groups, now_utc, &mut warnings)
+        kept_record_of(&instance, &cordon_groups, seal, now_utc, &mut warnings).await?
     } else {
         None
     };
@@ -628,7 +685,16 @@ pub async fn capture_seeing(
     let tags_written = match owner {
         // The claim carries the record, in the call that makes it.
         Some(owner) => {
-            let record_tags = match claim::record_room(instance_id, state_tags(&record)) {
+            let seen = claim::claim_in(&cordon_groups, instance_id);
+            // The claim seen is where the record goes; a new one is made in the first VPC.
+            let vpc_id = seen
+                .as_ref()
+                .map_or(vpc_ids[0].clone(), |claim| claim.vpc_id.clone());
+            let vpc_id = vpc_id.as_str();
+            let place = Place::Claim { vpc_id, owner };
+            let mut sealed = state_tags(&record);
+            sealed.extend(seal_tag(seal, place, &record, &mut warnings).await);
+            let record_tags = match claim::record_room(instance_id, sealed) {
                 Ok(tags) => tags,
                 Err(error @ CordonError::TagQuotaExceeded { .. }) => {
                     warnings.push(no_room(error));
@@ -636,8 +702,6 @@ pub async fn capture_seeing(
                 }
                 Err(other) => return Err(other),
             };
-            let seen = claim::claim_in(&cordon_groups, instance_id);
-            let vpc_id = &vpc_ids[0];
             let taken = claim::take(
                 ec2,
                 vpc_id,
@@ -683,13 +747,13 @@ pub async fn capture_seeing(
             }
             match on_claim {
                 true => !record_tags.is_empty(),
-                false => record_on_instance(ec2, &instance, &record, &mut warnings).await?,
+                false => record_on_instance(ec2, &instance, &record, seal, &mut warnings).await?,
             }
         }
         None if report_only => false,
         // No claim (`cordon isolate`, or a definition that names no execution): the record
         // goes on the instance, as it did before claims kept it.
-        None => record_on_instance(ec2, &instance, &record, &mut warnings).await?,
+        None => record_on_instance(ec2, &instance, &record, seal, &mut warnings).await?,
     };
     let output = CaptureOutput {
         status: if report_only {
@@ -862,6 +926,7 @@ mod tests {
             NOW,
             pace,
             &tag_exempting(),
+            &crate::seal::Unsealed,
         ))
         .map(|(output, _)| output)
     }
@@ -990,6 +1055,7 @@ mod tests {
             "2026-11-29T14:00:05.000Z",
             Pace::OneAfterAnother,
             &tag_exempting(),
+            &crate::seal::Unsealed,
         ))
         .unwrap()
         .0;
@@ -1051,6 +1117,7 @@ mod tests {
             "2026-11-29T15:00:00.000Z",
             Pace::AtOnce,
             &tag_exempting(),
+            &crate::seal::Unsealed,
         ))
         .unwrap()
         .0;
@@ -1077,6 +1144,7 @@ mod tests {
             "2026-11-29T15:00:00.000Z",
             Pace::AtOnce,
             &tag_exempting(),
+            &crate::seal::Unsealed,
         ))
         .unwrap();
         assert!(resumed.reason.contains("cut short"), "{}", resumed.reason);
@@ -1145,6 +1213,7 @@ mod tests {
             NOW,
             Pace::AtOnce,
             &tag_exempting(),
+            &crate::seal::Unsealed,
         ))
         .unwrap();
         assert_eq!(exempt.status, CaptureStatus::Skipped);
@@ -1270,6 +1339,7 @@ mod tests {
                 NOW,
                 pace,
                 &Config::default(),
+                &crate::seal::Unsealed,
             ))
             .unwrap();
             assert_eq!(output.status, CaptureStatus::Captured);

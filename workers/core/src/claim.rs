@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ec2::{Ec2, SecurityGroup};
 use crate::error::{CordonError, Result};
-use crate::record::{check_tag_room, chunk_keys, STATE_TAG_PREFIX};
+use crate::record::{check_tag_room, state_record_keys};
 
 /// `cordon:role` of a claim group.
 pub const CLAIM_ROLE: &str = "claim";
@@ -43,11 +43,13 @@ pub const CLOCK_SKEW_SECONDS: i64 = 60;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub group_id: String,
+    /// The VPC of the claim group (the record's seal binds it).
+    pub vpc_id: String,
     pub instance_id: String,
     pub owner: String,
     pub claimed_at: String,
-    /// The record it keeps (its `cordon:state:*` tags; none on a claim of an older release,
-    /// or when the record did not fit).
+    /// The record it keeps (its `cordon:state:*` tags and their seal; none on a claim of an
+    /// older release, or when the record did not fit).
     pub record_tags: Vec<(String, String)>,
 }
 
@@ -85,11 +87,12 @@ pub fn claim_in(groups: &[SecurityGroup], instance_id: &str) -> Option<Claim> {
             && tag(group, INSTANCE_TAG) == Some(instance_id))
         .then(|| Claim {
             group_id: group.id.clone(),
+            vpc_id: group.vpc_id.clone(),
             instance_id: instance_id.into(),
             owner: tag(group, OWNER_TAG).unwrap_or_default().into(),
             claimed_at: tag(group, CLAIMED_AT_TAG).unwrap_or_default().into(),
             record_tags: {
-                let keys = chunk_keys(STATE_TAG_PREFIX, &group.tags);
+                let keys = state_record_keys(&group.tags);
                 group
                     .tags
                     .iter()
@@ -301,6 +304,7 @@ mod tests {
     fn claim(owner: &str, claimed_at: &str) -> Claim {
         Claim {
             group_id: "sg-claim".into(),
+            vpc_id: "vpc-00000001".into(),
             instance_id: "i-00000001".into(),
             owner: owner.into(),
             claimed_at: claimed_at.into(),

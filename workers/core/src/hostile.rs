@@ -177,6 +177,7 @@ fn run_capture(ec2: &FakeEc2, input: &Value) -> Outcome<CaptureOutput> {
         &provider,
         &|_: &Target| crate::measures::credentials::port::fake::FakeIam::default(),
         &Config::default(),
+        &crate::seal::Unsealed,
         input,
     ));
     Outcome {
@@ -246,6 +247,7 @@ fn run_restore(input: &RestoreInput) -> Outcome<String> {
         &|_: &crate::ec2::Target| {
             crate::measures::load_balancers::port::fake::FakeLoadBalancing::default()
         },
+        &crate::seal::Unsealed,
         input,
     ))
     .map(|r| format!("{r:?}"));
@@ -814,6 +816,7 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         credentials: None,
         evidence: None,
         load_balancers: None,
+        trust_unverified_records: false,
     });
     if let Some(why) = outcome.not_rejected("not of i-0123456789abcdef0") {
         panic!("{why}");
@@ -832,6 +835,7 @@ fn restore_step_rejects_a_record_of_another_instance_before_any_aws_call() {
         credentials: None,
         evidence: None,
         load_balancers: None,
+        trust_unverified_records: false,
     });
     assert!(outcome.result.is_ok() && !outcome.calls.is_empty());
 }
@@ -858,6 +862,7 @@ fn restore_step_rejects_ids_that_are_not_instance_ids_before_any_aws_call() {
                 credentials: None,
                 evidence: None,
                 load_balancers: None,
+                trust_unverified_records: false,
             });
             if let Some(why) = outcome.not_rejected("instance") {
                 failures.push(format!(

@@ -1527,6 +1527,7 @@ mod tests {
             "2026-11-29T14:00:00.000Z",
             crate::capture::Pace::AtOnce,
             &crate::config::Config::default(),
+            &crate::seal::Unsealed,
         ))
         .unwrap();
         let record = captured.record.unwrap();

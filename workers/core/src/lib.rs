@@ -23,6 +23,7 @@ pub mod policy;
 pub mod record;
 pub mod report_only;
 pub mod restore;
+pub mod seal;
 pub mod steps;
 pub mod subscription;
 pub mod workflow;

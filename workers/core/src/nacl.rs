@@ -1651,7 +1651,7 @@ mod tests {
         let restored = block_on(crate::restore::restore(
             &ec2,
             "i-00000001",
-            None,
+            crate::restore::RecordSource::unverified_tags(),
             &report.nacl_entries,
         ))
         .unwrap();
@@ -1704,7 +1704,13 @@ mod tests {
         // The state machine runs the step again, then an analyst approves.
         let again = run();
         assert_eq!(again.status, StepStatus::Done, "{:?}", again.errors);
-        let restored = block_on(crate::restore::restore(&ec2, "i-00000001", None, &[])).unwrap();
+        let restored = block_on(crate::restore::restore(
+            &ec2,
+            "i-00000001",
+            crate::restore::RecordSource::unverified_tags(),
+            &[],
+        ))
+        .unwrap();
         assert!(restored.errors.is_empty(), "{:?}", restored.errors);
         assert_eq!((ec2.acl_entries("acl-a"), ec2.acl_entries("acl-b")), before);
         first
@@ -1803,8 +1809,13 @@ mod tests {
                     "died after call {dies_after} in {acl_id}: {orphans:?}"
                 );
             }
-            let restored =
-                block_on(crate::restore::restore(&ec2, "i-00000001", None, &[])).unwrap();
+            let restored = block_on(crate::restore::restore(
+                &ec2,
+                "i-00000001",
+                crate::restore::RecordSource::unverified_tags(),
+                &[],
+            ))
+            .unwrap();
             assert!(restored.errors.is_empty(), "{:?}", restored.errors);
             let (a, b) = before(&ec2);
             let mut expected_a = untouched.0.clone();
@@ -1883,7 +1894,13 @@ mod tests {
         });
         assert_eq!(made.count(), 2, "{recorded:?}");
         // Restore takes the lost number for what it is, not for drift, and leaves their rule.
-        let restored = block_on(crate::restore::restore(&ec2, "i-00000001", None, &[])).unwrap();
+        let restored = block_on(crate::restore::restore(
+            &ec2,
+            "i-00000001",
+            crate::restore::RecordSource::unverified_tags(),
+            &[],
+        ))
+        .unwrap();
         assert_ne!(
             restored.status,
             crate::restore::RestoreStatus::Drift,
@@ -2474,7 +2491,13 @@ mod tests {
         let acl = block_on(ec2.network_acl("acl-a")).unwrap();
         assert_eq!(acl_record_prefixes("i-00000001", &acl.tags).len(), 2);
         assert_eq!(recorded_entries(&acl, "i-00000001").unwrap().len(), 4);
-        block_on(crate::restore::restore(&ec2, "i-00000001", None, &[])).unwrap();
+        block_on(crate::restore::restore(
+            &ec2,
+            "i-00000001",
+            crate::restore::RecordSource::unverified_tags(),
+            &[],
+        ))
+        .unwrap();
         assert_eq!(ec2.acl_entries("acl-a"), untouched);
         let acl = block_on(ec2.network_acl("acl-a")).unwrap();
         assert!(acl.tags.is_empty(), "{:?}", acl.tags);

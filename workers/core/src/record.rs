@@ -129,12 +129,36 @@ pub fn check_tag_room(
 /// The record as tags. Group names stay out: they are for the page, and every character
 /// counts against the instance's 50 tags.
 pub fn state_tags(record: &CapturedState) -> Vec<(String, String)> {
+    chunk_tags(STATE_TAG_PREFIX, &state_text(record))
+}
+
+/// The record's text as its chunks hold it (joined again): what its seal covers.
+pub fn state_text(record: &CapturedState) -> String {
     let mut record = record.clone();
     for interface in &mut record.interfaces {
         interface.group_names.clear();
     }
-    let json = serde_json::to_string(&record).expect("a record always serialises");
-    chunk_tags(STATE_TAG_PREFIX, &json)
+    serde_json::to_string(&record).expect("a record always serialises")
+}
+
+/// The keys of a kept state record on a resource: its chunks and its seal. A new record
+/// replaces all of them, so that no chunk or seal of the old one is read with it.
+pub fn state_record_keys(tags: &[(String, String)]) -> Vec<String> {
+    let mut keys = chunk_keys(STATE_TAG_PREFIX, tags);
+    if tags
+        .iter()
+        .any(|(key, _)| key == crate::seal::STATE_SEAL_TAG)
+    {
+        keys.push(crate::seal::STATE_SEAL_TAG.to_string());
+    }
+    keys
+}
+
+/// The seal kept beside a state record, if any.
+pub fn state_seal(tags: &[(String, String)]) -> Option<&str> {
+    tags.iter()
+        .find(|(key, _)| key == crate::seal::STATE_SEAL_TAG)
+        .map(|(_, value)| value.as_str())
 }
 
 pub fn state_from_tags(

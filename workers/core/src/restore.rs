@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::ec2::{AclEntry, ConnTrack, DenyEntry, Ec2, NetworkAcl, NetworkInterface, RuleAction};
 use crate::error::{CordonError, Result, StepError};
 use crate::nacl::{recorded_entries, recorded_for_another};
-use crate::record::{acl_record_keys, chunk_keys, kept_record, CapturedState, STATE_TAG_PREFIX};
+use crate::record::{acl_record_keys, state_record_keys, CapturedState};
+use crate::seal::{vetted_record, RecordTrouble, Seal, Unsealed, Vetted};
 
 /// What to do with one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +174,14 @@ pub struct RestoreReport {
     /// present (null when not), as `auto_scaling`.
     #[serde(default)]
     pub load_balancers: Option<crate::measures::load_balancers::RestoreReport>,
+    /// Records kept in tags that were not used, and why (a seal that does not verify, or
+    /// none): break-glass restore only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records_refused: Vec<RecordTrouble>,
+    /// Records used although their seal did not verify (`--trust-unverified`): whoever could
+    /// write those tags chose what was restored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records_used_unverified: Vec<RecordTrouble>,
     pub errors: Vec<StepError>,
 }
 
@@ -191,6 +200,8 @@ impl RestoreReport {
             credentials: None,
             evidence: None,
             load_balancers: None,
+            records_refused: Vec::new(),
+            records_used_unverified: Vec::new(),
             errors: vec![StepError {
                 error: "Cordon.DecisionRefused".into(),
                 cause: reason,
@@ -199,13 +210,38 @@ impl RestoreReport {
     }
 }
 
-/// Restores `instance_id`. `record` is the execution's copy when there is one; otherwise the
-/// record is read from the instance's tags. `known_entries` are ACL entries the caller knows
-/// were added (the NACL step's output) in addition to those recorded on the ACLs.
+/// Whose word a restore takes for the record of the original groups.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordSource<'a, S> {
+    /// The execution's own record, which no one but Step Functions wrote: the tags' copy is
+    /// not read.
+    Execution(&'a CapturedState),
+    /// The record kept in tags (break-glass `cordon restore`), used only where its seal
+    /// verifies under `key`, or, with `trust_unverified`, whatever it says (each such record
+    /// reported).
+    Tags { key: &'a S, trust_unverified: bool },
+}
+
+impl<'a> RecordSource<'a, Unsealed> {
+    pub fn execution(record: &'a CapturedState) -> Self {
+        RecordSource::Execution(record)
+    }
+
+    /// The tags' records, whatever their seals say (`--trust-unverified`).
+    pub fn unverified_tags() -> Self {
+        RecordSource::Tags {
+            key: &Unsealed,
+            trust_unverified: true,
+        }
+    }
+}
+
+/// Restores `instance_id` from the record `source` gives. `known_entries` are ACL entries the
+/// caller knows were added (the NACL step's output) in addition to those recorded on the ACLs.
 pub async fn restore(
     ec2: &impl Ec2,
     instance_id: &str,
-    record: Option<CapturedState>,
+    source: RecordSource<'_, impl Seal>,
     known_entries: &[DenyEntry],
 ) -> Result<RestoreReport> {
     let instance = ec2.describe_instance(instance_id).await?;
@@ -214,21 +250,24 @@ pub async fn restore(
     let mut vpc_ids = instance.vpc_ids();
     let mut cordon_groups = ec2.cordon_groups(&vpc_ids).await?;
     let claim = crate::claim::claim_in(&cordon_groups, instance_id);
-    let claim_record = claim.as_ref().map(|claim| claim.record_tags.as_slice());
-    let tagged = match kept_record(
-        instance_id,
-        claim_record,
-        &instance.tags,
-        chrono::Utc::now(),
-    ) {
-        Ok(tagged) => tagged,
-        Err(error) if record.is_some() => {
-            errors.push(error);
-            None
+    let (record, vetted) = match source {
+        RecordSource::Execution(record) => (Some(record.clone()), Vetted::default()),
+        RecordSource::Tags {
+            key,
+            trust_unverified,
+        } => {
+            let vetted = vetted_record(
+                key,
+                trust_unverified,
+                instance_id,
+                claim.as_ref(),
+                &instance.tags,
+                chrono::Utc::now(),
+            )
+            .await?;
+            (vetted.record.clone(), vetted)
         }
-        Err(error) => return Err(error),
     };
-    let record = record.or(tagged);
 
     if let Some(record) = &record {
         // An interface detached since: its VPC's ACLs and groups are read too.
@@ -274,6 +313,8 @@ pub async fn restore(
         credentials: None,
         evidence: None,
         load_balancers: None,
+        records_refused: vetted.refused.clone(),
+        records_used_unverified: vetted.unverified.clone(),
         errors: Vec::new(),
     };
     let mut drift = false;
@@ -285,12 +326,26 @@ pub async fn restore(
                 .iter()
                 .find(|i| i.groups.iter().any(|g| cordon_ids.contains(g)))
             {
-                errors.push(CordonError::CorruptRecord {
-                    resource: instance_id.into(),
-                    message: format!(
+                let message = if vetted.refused.is_empty() {
+                    format!(
                         "{} carries Cordon's groups but no record of its original groups was found; set them by hand",
                         eni.id
-                    ),
+                    )
+                } else {
+                    format!(
+                        "{} carries Cordon's groups, and the record of its original groups was refused ({}); it stays as it is. Check those tags: if you trust whoever could write them, run again with --trust-unverified, or set the groups by hand",
+                        eni.id,
+                        vetted
+                            .refused
+                            .iter()
+                            .map(|r| format!("{} on {}: {}", r.record, r.resource, r.reason))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                };
+                errors.push(CordonError::CorruptRecord {
+                    resource: instance_id.into(),
+                    message,
                 });
             } else if entries.is_empty() {
                 report.status = RestoreStatus::NotIsolated;
@@ -474,7 +529,7 @@ pub async fn restore(
         }
     }
     // A record of an older release, or of `cordon isolate`, on the instance itself.
-    let instance_record = chunk_keys(STATE_TAG_PREFIX, &instance.tags);
+    let instance_record = state_record_keys(&instance.tags);
     if !instance_record.is_empty() {
         ec2.delete_tags(instance_id, &instance_record).await?;
     }
@@ -560,7 +615,13 @@ mod tests {
         );
         ec2.with(|s| s.acls.get_mut("acl-a").unwrap().tags.extend(theirs));
 
-        let report = block_on(restore(&ec2, "i-00000001", Some(record), &entries)).unwrap();
+        let report = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::execution(&record),
+            &entries,
+        ))
+        .unwrap();
         assert_eq!(
             report.status,
             RestoreStatus::Restored,
@@ -602,7 +663,13 @@ mod tests {
             crate::claim::claim_in(&groups, "i-00000001")
         };
         assert_eq!(claims(&ec2).unwrap().owner, "exec-a");
-        let report = block_on(restore(&ec2, "i-00000001", Some(record), &[])).unwrap();
+        let report = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::execution(&record),
+            &[],
+        ))
+        .unwrap();
         assert_eq!(report.status, RestoreStatus::Restored);
         assert_eq!(claims(&ec2), None);
         let again = block_on(capture(
@@ -622,7 +689,13 @@ mod tests {
         let before = ec2.acl_entries("acl-a");
         let (record, entries) = quarantined(&ec2);
         ec2.with(|s| s.lost_delete_answer = true);
-        let report = block_on(restore(&ec2, "i-00000001", Some(record.clone()), &entries)).unwrap();
+        let report = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::execution(&record),
+            &entries,
+        ))
+        .unwrap();
         assert_eq!(
             report.status,
             RestoreStatus::Restored,
@@ -659,6 +732,7 @@ mod tests {
             credentials: None,
             evidence: None,
             load_balancers: None,
+            trust_unverified_records: false,
         };
         let provider = |_: &crate::ec2::Target| ec2.clone();
         let no_group = |_: &crate::ec2::Target| {
@@ -670,12 +744,22 @@ mod tests {
             crate::measures::load_balancers::port::fake::FakeLoadBalancing::default()
         };
         let error = block_on(crate::steps::restore_step(
-            &provider, &no_group, &no_role, &no_lb, &input,
+            &provider,
+            &no_group,
+            &no_role,
+            &no_lb,
+            &crate::seal::Unsealed,
+            &input,
         ))
         .unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Throttled");
         let again = block_on(crate::steps::restore_step(
-            &provider, &no_group, &no_role, &no_lb, &input,
+            &provider,
+            &no_group,
+            &no_role,
+            &no_lb,
+            &crate::seal::Unsealed,
+            &input,
         ))
         .unwrap();
         assert_eq!(again.status, RestoreStatus::Restored, "{:?}", again.errors);
@@ -709,7 +793,13 @@ mod tests {
                 );
                 block_on(ec2.create_tags("acl-a", &[tag])).unwrap();
             }
-            let report = block_on(restore(&ec2, "i-00000001", Some(record), &entries)).unwrap();
+            let report = block_on(restore(
+                &ec2,
+                "i-00000001",
+                RecordSource::execution(&record),
+                &entries,
+            ))
+            .unwrap();
             let still_theirs = ec2
                 .acl_entries("acl-a")
                 .iter()
@@ -823,7 +913,13 @@ mod tests {
         let (record, entries) = quarantined(&ec2);
         assert_ne!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
 
-        let report = block_on(restore(&ec2, "i-00000001", Some(record.clone()), &entries)).unwrap();
+        let report = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::execution(&record),
+            &entries,
+        ))
+        .unwrap();
         assert_eq!(
             report.status,
             RestoreStatus::Restored,
@@ -847,11 +943,23 @@ mod tests {
         );
         assert!(!ec2.with(|s| s.protection["i-00000001"]));
 
-        let again = block_on(restore(&ec2, "i-00000001", Some(record), &entries)).unwrap();
+        let again = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::execution(&record),
+            &entries,
+        ))
+        .unwrap();
         assert_eq!(again.status, RestoreStatus::Restored);
         assert_eq!(again.enis[0].outcome, InterfaceOutcome::AlreadyOriginal);
         assert!(again.nacl_entries_removed.is_empty());
-        let from_tags = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
+        let from_tags = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::unverified_tags(),
+            &[],
+        ))
+        .unwrap();
         assert_eq!(from_tags.status, RestoreStatus::NotIsolated);
     }
 
@@ -871,7 +979,13 @@ mod tests {
         block_on(isolate(&ec2, &record, None)).unwrap();
         assert_ne!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
         // No record of the execution's at hand, and none on the instance.
-        let report = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
+        let report = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::unverified_tags(),
+            &[],
+        ))
+        .unwrap();
         assert_eq!(report.status, RestoreStatus::Restored, "{report:?}");
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
         // The record went with the claim.
@@ -883,7 +997,13 @@ mod tests {
     fn break_glass_restore_reads_the_record_an_older_release_kept_on_the_instance() {
         let ec2 = FakeEc2::standard();
         quarantined(&ec2);
-        let report = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
+        let report = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::unverified_tags(),
+            &[],
+        ))
+        .unwrap();
         assert_eq!(report.status, RestoreStatus::Restored);
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
         assert_eq!(
@@ -913,7 +1033,13 @@ mod tests {
                 .unwrap();
             entry.cidr = "203.0.113.99/32".into();
         });
-        let report = block_on(restore(&ec2, "i-00000001", Some(record), &[])).unwrap();
+        let report = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::execution(&record),
+            &[],
+        ))
+        .unwrap();
         assert_eq!(report.status, RestoreStatus::Drift);
         assert_eq!(
             ec2.interface_groups("eni-1"),
@@ -945,7 +1071,13 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let (record, entries) = quarantined(&ec2);
         ec2.with(|s| s.groups.remove("sg-ssh"));
-        let report = block_on(restore(&ec2, "i-00000001", Some(record), &entries)).unwrap();
+        let report = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::execution(&record),
+            &entries,
+        ))
+        .unwrap();
         assert_eq!(report.status, RestoreStatus::Drift);
         assert!(report.errors[0].cause.contains("sg-ssh"));
         assert_eq!(ec2.interface_groups("eni-1").len(), 1, "still isolated");
@@ -962,7 +1094,13 @@ mod tests {
                 .tags
                 .retain(|(k, _)| !k.starts_with("cordon:state"))
         });
-        let report = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
+        let report = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::unverified_tags(),
+            &[],
+        ))
+        .unwrap();
         assert_eq!(report.status, RestoreStatus::Failed);
         assert!(report
             .errors
@@ -973,7 +1111,13 @@ mod tests {
     #[test]
     fn a_missing_instance_is_a_typed_error() {
         let ec2 = FakeEc2::standard();
-        let error = block_on(restore(&ec2, "i-00000404", None, &[])).unwrap_err();
+        let error = block_on(restore(
+            &ec2,
+            "i-00000404",
+            RecordSource::unverified_tags(),
+            &[],
+        ))
+        .unwrap_err();
         assert_eq!(error.error_name(), "Cordon.InstanceNotFound");
     }
 
@@ -1002,7 +1146,13 @@ mod tests {
         block_on(isolate(&ec2, &record, None)).unwrap();
         assert_eq!(ec2.shutdown_of("i-00000001"), "stop");
         assert_eq!(ec2.conntrack("eni-1"), Some(ConnTrack::ISOLATED));
-        let report = block_on(restore(&ec2, "i-00000001", None, &[])).unwrap();
+        let report = block_on(restore(
+            &ec2,
+            "i-00000001",
+            RecordSource::unverified_tags(),
+            &[],
+        ))
+        .unwrap();
         assert_eq!(
             report.status,
             RestoreStatus::Restored,

@@ -19,7 +19,8 @@ use crate::nacl::{block, plan_block, NaclReport};
 use crate::policy::Verdict;
 use crate::record::CapturedState;
 use crate::report_only::ReadOnly;
-use crate::restore::{restore, RestoreReport};
+use crate::restore::{restore, RecordSource, RestoreReport};
+use crate::seal::Seal;
 
 /// Now, as the record writes it.
 pub fn now_rfc3339() -> String {
@@ -142,6 +143,7 @@ pub async fn capture_step(
     ec2_in: &impl Ec2Provider,
     iam_in: &impl IamProvider,
     config: &Config,
+    seal: &impl Seal,
     input: &Value,
 ) -> Result<CaptureOutput> {
     let CaptureInput {
@@ -162,6 +164,7 @@ pub async fn capture_step(
             ec2_in,
             iam_in,
             config,
+            seal,
             &finding,
             summary,
             execution,
@@ -176,10 +179,13 @@ pub async fn capture_step(
 }
 
 /// The capture of the instance of a finding the policy quarantines.
+// Each argument is a port, a key or a fact of this attempt: bundling them would hide which.
+#[allow(clippy::too_many_arguments)]
 async fn capture_instance(
     ec2_in: &impl Ec2Provider,
     iam_in: &impl IamProvider,
     config: &Config,
+    seal: &impl Seal,
     finding: &Finding,
     summary: FindingSummary,
     execution: Option<&str>,
@@ -221,6 +227,7 @@ async fn capture_instance(
                 &now_rfc3339(),
                 Pace::of_attempt(retry_count),
                 config,
+                seal,
             )
             .await?
         }
@@ -234,6 +241,8 @@ async fn capture_instance(
                 &now_rfc3339(),
                 Pace::of_attempt(retry_count),
                 config,
+                // Report-only writes no record, and reads one only to report.
+                &crate::seal::Unsealed,
             )
             .await?
         }
@@ -475,6 +484,11 @@ pub struct RestoreInput {
     /// target groups' records say what to give back.
     #[serde(default)]
     pub load_balancers: Option<Value>,
+    /// Break glass only (`cordon restore --trust-unverified`): use records kept in tags whose
+    /// seal does not verify. Never read from the input: whoever could write the workflow's
+    /// input must not be able to turn the check off.
+    #[serde(skip)]
+    pub trust_unverified_records: bool,
 }
 
 impl RestoreInput {
@@ -528,6 +542,8 @@ impl RestoreInput {
 /// workflow by anyone else, or altered, or short of the two-person rule, changes nothing: the
 /// report says the decision was refused and why, and the workflow keeps the instance
 /// isolated. `cordon restore` (the caller's own EC2 credentials) does not come this way.
+// Each argument is a port, a key or a fact of this attempt: bundling them would hide which.
+#[allow(clippy::too_many_arguments)]
 pub async fn approved_restore_step(
     ec2_in: &impl Ec2Provider,
     autoscaling_in: &impl AutoScalingProvider,
@@ -535,6 +551,7 @@ pub async fn approved_restore_step(
     elb_in: &impl LoadBalancingProvider,
     ledger: Option<&impl crate::lifecycle::Ledger>,
     gate: &RestoreGate<impl Kms>,
+    records: &impl Seal,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
     crate::ec2::check_target_ids(
@@ -551,7 +568,8 @@ pub async fn approved_restore_step(
     let at_least = input.approvals_required.unwrap_or(1);
     match gate.approves(execution_arn, &answer, at_least).await? {
         Ok(decision) => {
-            let mut report = restore_step(ec2_in, autoscaling_in, iam_in, elb_in, input).await?;
+            let mut report =
+                restore_step(ec2_in, autoscaling_in, iam_in, elb_in, records, input).await?;
             if let Some(ledger) = ledger {
                 record_release(
                     ledger,
@@ -606,12 +624,15 @@ async fn record_release(
 }
 
 /// restore, as the record and the NACL step's entries say (the caller has checked the
-/// decision: [`approved_restore_step`]).
+/// decision: [`approved_restore_step`]). Without the execution's record (break glass), the
+/// record kept in tags is used where its seal verifies under `records`, or whatever it says
+/// when the caller said so (`input.trust_unverified_records`).
 pub async fn restore_step(
     ec2_in: &impl Ec2Provider,
     autoscaling_in: &impl AutoScalingProvider,
     iam_in: &impl IamProvider,
     elb_in: &impl LoadBalancingProvider,
+    records: &impl Seal,
     input: &RestoreInput,
 ) -> Result<RestoreReport> {
     crate::ec2::check_target_ids(
@@ -632,13 +653,14 @@ pub async fn restore_step(
         region: input.region.clone(),
     };
     let ec2 = ec2_in.ec2_for(&target).await?;
-    let mut report = restore(
-        &ec2,
-        &input.instance_id,
-        input.record.clone(),
-        &input.nacl_entries,
-    )
-    .await?;
+    let source = match &input.record {
+        Some(record) => RecordSource::Execution(record),
+        None => RecordSource::Tags {
+            key: records,
+            trust_unverified: input.trust_unverified_records,
+        },
+    };
+    let mut report = restore(&ec2, &input.instance_id, source, &input.nacl_entries).await?;
     // Throttling or no answer left it unfinished: fail the step so that Step Functions runs
     // the (idempotent) restore again, instead of reporting a restore that stopped half-way.
     fail_if_retryable(&report.errors)?;
@@ -762,9 +784,15 @@ mod tests {
                 .unwrap();
             runtime.block_on(async {
                 let start = tokio::time::Instant::now();
-                let output = capture_step(&|_: &Target| ec2.clone(), &no_role(), &config, &input)
-                    .await
-                    .unwrap();
+                let output = capture_step(
+                    &|_: &Target| ec2.clone(),
+                    &no_role(),
+                    &config,
+                    &crate::seal::Unsealed,
+                    &input,
+                )
+                .await
+                .unwrap();
                 assert_eq!(output.status, crate::capture::CaptureStatus::Captured);
                 (start.elapsed().as_millis() / round_trip.as_millis()) as u32
             })
@@ -808,6 +836,7 @@ mod tests {
             &NotEnrolledAccount,
             &no_role(),
             &Config::default(),
+            &crate::seal::Unsealed,
             &input,
         ))
         .unwrap_err();
@@ -823,6 +852,7 @@ mod tests {
             &NotEnrolledAccount,
             &no_role(),
             &elsewhere,
+            &crate::seal::Unsealed,
             &input,
         ))
         .unwrap();
@@ -842,6 +872,7 @@ mod tests {
             &|_: &Target| ec2.clone(),
             &no_role(),
             &config,
+            &crate::seal::Unsealed,
             &input,
         ))
         .unwrap_err();
@@ -874,7 +905,14 @@ mod tests {
             mode: Mode::ReportOnly,
             ..Config::default()
         };
-        let captured = block_on(capture_step(&ec2_in, &no_role(), &config, &input)).unwrap();
+        let captured = block_on(capture_step(
+            &ec2_in,
+            &no_role(),
+            &config,
+            &crate::seal::Unsealed,
+            &input,
+        ))
+        .unwrap();
         assert_eq!(captured.status, CaptureStatus::ReportOnly);
         assert!(!captured.tags_written && captured.record.is_some());
         let captured: CaptureOutput =
@@ -947,7 +985,14 @@ mod tests {
         let contained = FakeEc2::standard();
         let contained_in = |_: &Target| contained.clone();
         let acting = Config::default();
-        let real = block_on(capture_step(&contained_in, &no_role(), &acting, &input)).unwrap();
+        let real = block_on(capture_step(
+            &contained_in,
+            &no_role(),
+            &acting,
+            &crate::seal::Unsealed,
+            &input,
+        ))
+        .unwrap();
         let done = block_on(block_step(&contained_in, &acting, &real)).unwrap();
         let denies = |entries: &[DenyEntry]| {
             let mut denies: Vec<(String, bool, String)> = entries
@@ -1001,6 +1046,7 @@ mod tests {
                 &|_: &Target| ec2.clone(),
                 &iam_in,
                 &config,
+                &crate::seal::Unsealed,
                 event,
             ))
             .unwrap()
@@ -1055,8 +1101,14 @@ mod tests {
             targets.lock().unwrap().push(target.clone());
             ec2.clone()
         };
-        let captured =
-            block_on(capture_step(&recording, &no_role(), &config, &event(8.0))).unwrap();
+        let captured = block_on(capture_step(
+            &recording,
+            &no_role(),
+            &config,
+            &crate::seal::Unsealed,
+            &event(8.0),
+        ))
+        .unwrap();
         assert_eq!(captured.status, CaptureStatus::Captured);
         // The step output goes through JSON between states.
         let captured: CaptureOutput =
@@ -1078,12 +1130,14 @@ mod tests {
             credentials: None,
             evidence: None,
             load_balancers: None,
+            trust_unverified_records: false,
         };
         let restored = block_on(restore_step(
             &recording,
             &no_group(),
             &no_role(),
             &no_lb(),
+            &crate::seal::Unsealed,
             &input,
         ))
         .unwrap();
@@ -1106,7 +1160,14 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let config = Config::default();
         let provider = |_: &Target| ec2.clone();
-        let captured = block_on(capture_step(&provider, &no_role(), &config, &event(8.0))).unwrap();
+        let captured = block_on(capture_step(
+            &provider,
+            &no_role(),
+            &config,
+            &crate::seal::Unsealed,
+            &event(8.0),
+        ))
+        .unwrap();
         block_on(isolate_step(&provider, &config, &captured)).unwrap();
         let isolated = ec2.interface_groups("eni-1");
         let gate = RestoreGate {
@@ -1131,6 +1192,7 @@ mod tests {
             credentials: None,
             evidence: None,
             load_balancers: None,
+            trust_unverified_records: false,
         };
         // What anyone allowed states:SendTaskSuccess can send: nothing changes.
         ec2.clear_calls();
@@ -1142,6 +1204,7 @@ mod tests {
             &no_lb(),
             None::<&crate::lifecycle::port::fake::FakeLedger>,
             &gate,
+            &crate::seal::Unsealed,
             &input(forged),
         ))
         .unwrap();
@@ -1164,6 +1227,7 @@ mod tests {
             &no_lb(),
             None::<&crate::lifecycle::port::fake::FakeLedger>,
             &gate,
+            &crate::seal::Unsealed,
             &no_execution
         ))
         .is_err());
@@ -1187,6 +1251,7 @@ mod tests {
             &no_lb(),
             None::<&crate::lifecycle::port::fake::FakeLedger>,
             &gate,
+            &crate::seal::Unsealed,
             &input(approval),
         ))
         .unwrap();
@@ -1202,6 +1267,7 @@ mod tests {
             &|_: &Target| ec2.clone(),
             &no_role(),
             &Config::default(),
+            &crate::seal::Unsealed,
             &wrapped,
         ))
         .unwrap();
@@ -1211,6 +1277,7 @@ mod tests {
             &|_: &Target| ec2.clone(),
             &no_role(),
             &Config::default(),
+            &crate::seal::Unsealed,
             &event(5.0),
         ))
         .unwrap();
@@ -1225,6 +1292,7 @@ mod tests {
             &|_: &Target| ec2.clone(),
             &no_role(),
             &Config::default(),
+            &crate::seal::Unsealed,
             &two,
         ))
         .unwrap();
@@ -1241,6 +1309,7 @@ mod tests {
                 &|_: &Target| ec2.clone(),
                 &no_role(),
                 &Config::default(),
+                &crate::seal::Unsealed,
                 &input,
             ))
             .unwrap_err();
@@ -1253,6 +1322,7 @@ mod tests {
             &|_: &Target| ec2.clone(),
             &no_role(),
             &Config::default(),
+            &crate::seal::Unsealed,
             &bad,
         ))
         .unwrap_err();
@@ -1266,6 +1336,7 @@ mod tests {
             &|_: &Target| -> FakeEc2 { panic!("no EC2 for a skipped finding") },
             &no_role(),
             &config,
+            &crate::seal::Unsealed,
             &event(5.0),
         ))
         .unwrap();
@@ -1281,6 +1352,7 @@ mod tests {
             none,
             &no_role(),
             &config,
+            &crate::seal::Unsealed,
             &json!({"Findings": [{}, {}]}),
         ))
         .unwrap_err();
@@ -1290,6 +1362,7 @@ mod tests {
             none,
             &no_role(),
             &config,
+            &crate::seal::Unsealed,
             &json!({"detail": {"id": "x"}}),
         ))
         .unwrap_err();
@@ -1307,6 +1380,7 @@ mod tests {
             &|_: &Target| ec2.clone(),
             &no_role(),
             &config,
+            &crate::seal::Unsealed,
             &event(8.0),
         ))
         .unwrap();
@@ -1336,6 +1410,7 @@ mod tests {
             &|_: &Target| ec2.clone(),
             &no_role(),
             &config,
+            &crate::seal::Unsealed,
             &event(8.0),
         ))
         .unwrap();
@@ -1361,6 +1436,7 @@ mod tests {
             &|_: &Target| ec2.clone(),
             &no_role(),
             &config,
+            &crate::seal::Unsealed,
             &second,
         ))
         .unwrap();

@@ -26,10 +26,15 @@ async fn main() -> Result<(), Error> {
         |name| std::env::var(name).ok(),
         AwsKms::new(aws.sdk_config()),
     )?;
+    // The records' key: a restore without the execution's record uses only sealed records.
+    let records = cordon_core::seal::record_key_from(
+        |name| std::env::var(name).ok(),
+        AwsKms::new(aws.sdk_config()),
+    )?;
     run(service_fn(|event: LambdaEvent<RestoreInput>| {
         // Its clients know when this invocation ends (see capture-state).
         let aws = aws.until(event.context.deadline);
-        let (gate, ledger) = (&gate, &ledger);
+        let (gate, ledger, records) = (&gate, &ledger, &records);
         async move {
             // Boxed: inline, the step's future nests past the compiler's query depth limit
             // when it lays out main's future.
@@ -43,6 +48,7 @@ async fn main() -> Result<(), Error> {
                     &aws,
                     ledger.as_ref(),
                     gate,
+                    records,
                     &event.payload,
                 )),
             )

@@ -72,6 +72,7 @@ pub async fn capture_step(
     iam_in: &impl crate::measures::credentials::IamProvider,
     ledger: Option<&impl Ledger>,
     config: &Config,
+    seal: &impl crate::seal::Seal,
     input: &Value,
 ) -> Result<CaptureOutput> {
     if let Some(ledger) = ledger {
@@ -114,12 +115,12 @@ pub async fn capture_step(
                     );
                     let mut config = config.clone();
                     config.policy.include_archived = true;
-                    return crate::steps::capture_step(ec2_in, iam_in, &config, input).await;
+                    return crate::steps::capture_step(ec2_in, iam_in, &config, seal, input).await;
                 }
             }
         }
     }
-    crate::steps::capture_step(ec2_in, iam_in, config, input).await
+    crate::steps::capture_step(ec2_in, iam_in, config, seal, input).await
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ fn an_update_with_no_activity_since_the_release_reads_and_changes_nothing() {
             &iam,
             Some(&ledger),
             &config,
+            &crate::seal::Unsealed,
             input,
         ))
         .unwrap()
@@ -93,6 +94,7 @@ fn an_update_of_a_finding_cordon_archived_is_contained_only_for_activity_after_t
             &|_: &crate::ec2::Target| FakeIam::default(),
             Some(&ledger),
             &config,
+            &crate::seal::Unsealed,
             input,
         ))
         .unwrap()
@@ -162,6 +164,7 @@ fn a_ledger_that_cannot_be_read_never_stops_containment() {
         &|_: &crate::ec2::Target| FakeIam::default(),
         Some(&Unreadable),
         &Config::default(),
+        &crate::seal::Unsealed,
         &event("2026-12-05T09:30:00Z"),
     ))
     .unwrap();

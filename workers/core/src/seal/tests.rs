@@ -1,0 +1,493 @@
+//! The seal's own rules, then what it changes for a containment and a break-glass restore:
+//! the tampering an attacker with `ec2:CreateTags` can do, each refused with nothing changed.
+
+use super::*;
+use crate::capture::{capture_seeing, CaptureOutput, CaptureStatus, Pace};
+use crate::config::Config;
+use crate::fake::{block_on, FakeEc2};
+use crate::isolate::isolate;
+use crate::kms::fake::FakeKms;
+use crate::record::{chunk_keys, state_tags};
+use crate::restore::{restore, RecordSource, RestoreReport, RestoreStatus};
+
+fn key() -> RecordKey<FakeKms> {
+    RecordKey {
+        kms: FakeKms::with_key("k", b"record key material"),
+        key_id: "k".into(),
+    }
+}
+
+#[test]
+fn a_sealed_record_verifies_only_as_written_and_where_written() {
+    let key = key();
+    let claim = Place::Claim {
+        vpc_id: "vpc-1",
+        owner: "exec-a",
+    };
+    let message = state_message(claim, "i-1", "{\"groups\":[\"sg-a\"]}");
+    let seal = block_on(key.seal(&message)).unwrap().unwrap();
+    assert!(seal.starts_with("m1:") && seal.len() == 3 + 64, "{seal}");
+    assert_eq!(
+        block_on(check(&key, &message, Some(&seal))),
+        Verdict::Verified
+    );
+    // Another text, instance, VPC, owner or place: each its own message.
+    for other in [
+        state_message(claim, "i-1", "{\"groups\":[\"sg-evil\"]}"),
+        state_message(claim, "i-2", "{\"groups\":[\"sg-a\"]}"),
+        state_message(
+            Place::Claim {
+                vpc_id: "vpc-2",
+                owner: "exec-a",
+            },
+            "i-1",
+            "{\"groups\":[\"sg-a\"]}",
+        ),
+        state_message(
+            Place::Claim {
+                vpc_id: "vpc-1",
+                owner: "exec-b",
+            },
+            "i-1",
+            "{\"groups\":[\"sg-a\"]}",
+        ),
+        state_message(Place::Instance, "i-1", "{\"groups\":[\"sg-a\"]}"),
+    ] {
+        assert_eq!(block_on(check(&key, &other, Some(&seal))), Verdict::Forged);
+    }
+    assert_eq!(block_on(check(&key, &message, None)), Verdict::Unsealed);
+    // Not a seal at all costs no KMS call.
+    let calls = key.kms.calls.lock().unwrap().len();
+    assert_eq!(
+        block_on(check(&key, &message, Some("m1:nothex"))),
+        Verdict::Forged
+    );
+    assert_eq!(key.kms.calls.lock().unwrap().len(), calls);
+    // A key made elsewhere does not verify it.
+    let stranger = RecordKey {
+        kms: FakeKms::with_key("k", b"another key"),
+        key_id: "k".into(),
+    };
+    assert_eq!(
+        block_on(check(&stranger, &message, Some(&seal))),
+        Verdict::Forged
+    );
+}
+
+#[test]
+fn without_a_key_nothing_is_sealed_and_nothing_verifies() {
+    assert_eq!(block_on(Unsealed.seal(b"m")).unwrap(), None);
+    let verdict = block_on(check(&Unsealed, b"m", Some(&encode_seal(&[0; 32]))));
+    let Verdict::Unverifiable { why, transient } = &verdict else {
+        panic!("{verdict:?}");
+    };
+    assert!(why.contains("CORDON_RECORD_KEY_ID"), "{why}");
+    assert!(!transient);
+    let none: Option<RecordKey<FakeKms>> = None;
+    assert_eq!(block_on(none.seal(b"m")).unwrap(), None);
+}
+
+#[test]
+fn acl_records_split_at_their_seal_and_bind_acl_instance_and_run() {
+    assert_eq!(
+        split_acl_seal("in:5:10.0.0.1/32,out:5:2001:db8::1/128;m1:ab"),
+        ("in:5:10.0.0.1/32,out:5:2001:db8::1/128", Some("m1:ab"))
+    );
+    assert_eq!(
+        split_acl_seal("in:5:10.0.0.1/32"),
+        ("in:5:10.0.0.1/32", None)
+    );
+    let message = acl_message("acl-1", "i-1", Some("0a1b2c3d"), "in:5:10.0.0.1/32");
+    assert_ne!(
+        message,
+        acl_message("acl-2", "i-1", Some("0a1b2c3d"), "in:5:10.0.0.1/32")
+    );
+    assert_ne!(
+        message,
+        acl_message("acl-1", "i-1", None, "in:5:10.0.0.1/32")
+    );
+    assert_eq!(decode_seal(&encode_seal(&[7; 32])), Some(vec![7; 32]));
+    assert_eq!(decode_seal(&encode_seal(&[7; 31])), None);
+    assert_eq!(decode_seal("m2:00"), None);
+}
+
+#[test]
+fn the_record_key_is_optional_but_never_a_malformed_id() {
+    let none = record_key_from(|_| None, ()).unwrap();
+    assert!(none.is_none());
+    let set = record_key_from(|_| Some("alias/cordon-records".into()), ()).unwrap();
+    assert_eq!(set.unwrap().key_id, "alias/cordon-records");
+    let error = record_key_from(|_| Some("not a key".into()), ()).unwrap_err();
+    assert!(error.to_string().contains(RECORD_KEY_ENV), "{error}");
+}
+
+/// `i-00000001` captured by the execution `owner` with `seal`, at `at`.
+fn capture_with(ec2: &FakeEc2, seal: &impl Seal, owner: &str, at: &str) -> CaptureOutput {
+    let (output, _) = block_on(capture_seeing(
+        ec2,
+        "i-00000001",
+        None,
+        Some(owner),
+        at,
+        Pace::AtOnce,
+        &Config::default(),
+        seal,
+    ))
+    .unwrap();
+    output
+}
+
+/// `i-00000001` captured by `exec-a` with the record key, and isolated: its record.
+fn contained(ec2: &FakeEc2, key: &RecordKey<FakeKms>) -> CapturedState {
+    let output = capture_with(ec2, key, "exec-a", "2026-12-07T03:00:00.000Z");
+    assert_eq!(output.status, CaptureStatus::Captured, "{}", output.reason);
+    let record = output.record.unwrap();
+    block_on(isolate(ec2, &record, None)).unwrap();
+    assert_ne!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    record
+}
+
+fn claim_id(ec2: &FakeEc2) -> String {
+    ec2.with(|s| {
+        s.groups
+            .values()
+            .find(|g| {
+                g.tags
+                    .iter()
+                    .any(|(k, v)| k == crate::ec2::GroupRole::TAG_KEY && v == "claim")
+            })
+            .map(|g| g.id.clone())
+            .expect("a claim group")
+    })
+}
+
+fn tags_of(ec2: &FakeEc2, resource: &str) -> Vec<(String, String)> {
+    ec2.with(|s| match s.groups.get(resource) {
+        Some(group) => group.tags.clone(),
+        None => s.instances[resource].tags.clone(),
+    })
+}
+
+/// Replaces `resource`'s tags with `f` of them, as anyone allowed to tag it could.
+fn retag(
+    ec2: &FakeEc2,
+    resource: &str,
+    f: impl FnOnce(Vec<(String, String)>) -> Vec<(String, String)>,
+) {
+    ec2.with(|s| {
+        let tags = match s.groups.get_mut(resource) {
+            Some(group) => &mut group.tags,
+            None => &mut s.instances.get_mut(resource).unwrap().tags,
+        };
+        *tags = f(std::mem::take(tags));
+    });
+}
+
+/// The record's chunks swapped for `forged`'s, every other tag (the seal too) kept.
+fn rewrite_record(tags: Vec<(String, String)>, forged: &CapturedState) -> Vec<(String, String)> {
+    let old = chunk_keys(STATE_TAG_PREFIX, &tags);
+    let mut tags: Vec<_> = tags.into_iter().filter(|(k, _)| !old.contains(k)).collect();
+    tags.extend(state_tags(forged));
+    tags
+}
+
+fn break_glass(ec2: &FakeEc2, key: &RecordKey<FakeKms>, trust_unverified: bool) -> RestoreReport {
+    block_on(restore(
+        ec2,
+        "i-00000001",
+        RecordSource::Tags {
+            key,
+            trust_unverified,
+        },
+        &[],
+    ))
+    .unwrap()
+}
+
+/// Any call that changes EC2.
+fn writes(ec2: &FakeEc2) -> Vec<String> {
+    ec2.calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("Describe") && !c.starts_with("describe"))
+        .collect()
+}
+
+#[test]
+fn capture_seals_the_claims_record_with_one_kms_call() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    let record = contained(&ec2, &key);
+    let tags = tags_of(&ec2, &claim_id(&ec2));
+    let seal = state_seal(&tags).expect("the claim carries the seal");
+    let message = state_message(
+        Place::Claim {
+            vpc_id: "vpc-1",
+            owner: "exec-a",
+        },
+        "i-00000001",
+        &crate::record::state_text(&record),
+    );
+    assert_eq!(
+        block_on(check(&key, &message, Some(seal))),
+        Verdict::Verified
+    );
+    assert_eq!(
+        key.kms.calls.lock().unwrap().as_slice(),
+        ["GenerateMac", "VerifyMac"],
+        "one MAC per capture (and the check above)"
+    );
+}
+
+#[test]
+fn kms_failing_never_stops_a_capture_which_keeps_its_record_unsealed_and_says_so() {
+    let ec2 = FakeEc2::standard();
+    // A key KMS does not know: GenerateMac is refused.
+    let unknown = RecordKey {
+        kms: FakeKms::with_key("k", b"material"),
+        key_id: "missing".into(),
+    };
+    let output = capture_with(&ec2, &unknown, "exec-a", "2026-12-07T03:00:00.000Z");
+    assert_eq!(output.status, CaptureStatus::Captured);
+    assert!(output.tags_written);
+    assert!(
+        output
+            .warnings
+            .iter()
+            .any(|w| w.error == "Cordon.RecordUnsealed" && w.cause.contains("--trust-unverified")),
+        "{:?}",
+        output.warnings
+    );
+    let tags = tags_of(&ec2, &claim_id(&ec2));
+    assert_eq!(state_seal(&tags), None);
+    assert!(!chunk_keys(STATE_TAG_PREFIX, &tags).is_empty());
+}
+
+#[test]
+fn break_glass_restore_gives_back_a_sealed_record() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    contained(&ec2, &key);
+    let report = break_glass(&ec2, &key, false);
+    assert_eq!(
+        report.status,
+        RestoreStatus::Restored,
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    assert!(report.records_refused.is_empty() && report.records_used_unverified.is_empty());
+    assert!(key.kms.calls.lock().unwrap().contains(&"VerifyMac"));
+}
+
+/// The attack: the claim's record rewritten to name a group of the attacker's choosing.
+#[test]
+fn a_rewritten_record_is_refused_and_the_interface_stays_isolated() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    let record = contained(&ec2, &key);
+    let isolated = ec2.interface_groups("eni-1");
+    let claim = claim_id(&ec2);
+    let mut forged = record.clone();
+    forged.interfaces[0].groups = vec!["sg-ssh".into()];
+    retag(&ec2, &claim, |tags| rewrite_record(tags, &forged));
+
+    ec2.clear_calls();
+    let report = break_glass(&ec2, &key, false);
+    assert_eq!(report.status, RestoreStatus::Failed);
+    assert_eq!(ec2.interface_groups("eni-1"), isolated, "still isolated");
+    assert_eq!(writes(&ec2), Vec::<String>::new(), "nothing changed");
+    let [refused] = report.records_refused.as_slice() else {
+        panic!("{:?}", report.records_refused);
+    };
+    assert_eq!(refused.resource, claim);
+    assert!(
+        refused.reason.contains("does not verify"),
+        "{}",
+        refused.reason
+    );
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.cause.contains("--trust-unverified")),
+        "the report says what to do: {:?}",
+        report.errors
+    );
+
+    // The operator who trusts whoever wrote the tags says so, and is told whose word it was.
+    let trusted = break_glass(&ec2, &key, true);
+    assert_eq!(
+        trusted.status,
+        RestoreStatus::Restored,
+        "{:?}",
+        trusted.errors
+    );
+    assert_eq!(ec2.interface_groups("eni-1"), ["sg-ssh"]);
+    assert_eq!(trusted.records_used_unverified[0].resource, claim);
+}
+
+#[test]
+fn a_deleted_seal_a_changed_owner_or_a_record_moved_to_the_instance_is_refused() {
+    type Tamper = fn(&FakeEc2, &str);
+    let tampering: [(&str, Tamper, &str); 3] = [
+        (
+            "the seal deleted",
+            |ec2, claim| {
+                retag(ec2, claim, |tags| {
+                    tags.into_iter()
+                        .filter(|(k, _)| k != STATE_SEAL_TAG)
+                        .collect()
+                })
+            },
+            "no seal",
+        ),
+        (
+            "the claim's owner changed",
+            |ec2, claim| {
+                retag(ec2, claim, |tags| {
+                    tags.into_iter()
+                        .map(|(k, v)| match k.as_str() {
+                            crate::claim::OWNER_TAG => (k, "exec-evil".to_string()),
+                            _ => (k, v),
+                        })
+                        .collect()
+                })
+            },
+            "does not verify",
+        ),
+        (
+            "the sealed record moved from the claim to the instance",
+            |ec2, claim| {
+                let record: Vec<_> = tags_of(ec2, claim)
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with(STATE_TAG_PREFIX))
+                    .collect();
+                retag(ec2, claim, |tags| {
+                    tags.into_iter()
+                        .filter(|(k, _)| !k.starts_with(STATE_TAG_PREFIX))
+                        .collect()
+                });
+                retag(ec2, "i-00000001", |mut tags| {
+                    tags.extend(record);
+                    tags
+                });
+            },
+            "does not verify",
+        ),
+    ];
+    for (what, tamper, reason) in tampering {
+        let ec2 = FakeEc2::standard();
+        let key = key();
+        contained(&ec2, &key);
+        let isolated = ec2.interface_groups("eni-1");
+        tamper(&ec2, &claim_id(&ec2));
+        ec2.clear_calls();
+        let report = break_glass(&ec2, &key, false);
+        assert_eq!(report.status, RestoreStatus::Failed, "{what}");
+        assert_eq!(ec2.interface_groups("eni-1"), isolated, "{what}");
+        assert_eq!(writes(&ec2), Vec::<String>::new(), "{what}");
+        assert!(
+            report
+                .records_refused
+                .iter()
+                .any(|r| r.reason.contains(reason)),
+            "{what}: {:?}",
+            report.records_refused
+        );
+    }
+}
+
+/// Without the stack's key nothing can be checked, so nothing kept in tags is used, unless
+/// the operator says to.
+#[test]
+fn without_the_record_key_break_glass_uses_no_record_unless_told_to() {
+    let ec2 = FakeEc2::standard();
+    contained(&ec2, &key());
+    let isolated = ec2.interface_groups("eni-1");
+    let report = block_on(restore(
+        &ec2,
+        "i-00000001",
+        RecordSource::Tags {
+            key: &Unsealed,
+            trust_unverified: false,
+        },
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(report.status, RestoreStatus::Failed);
+    assert_eq!(ec2.interface_groups("eni-1"), isolated);
+    assert!(report.records_refused[0].reason.contains("--record-key"));
+    let trusted = block_on(restore(
+        &ec2,
+        "i-00000001",
+        RecordSource::unverified_tags(),
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(trusted.status, RestoreStatus::Restored);
+    assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+}
+
+/// The workflow's restore has the execution's own record: a tag record someone spoiled on
+/// the instance is not read, so it neither fails the restore nor costs a KMS call.
+#[test]
+fn the_approved_restore_reads_no_tag_record() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    let record = contained(&ec2, &key);
+    retag(&ec2, "i-00000001", |mut tags| {
+        tags.push(("cordon:state:0".into(), "not a record".into()));
+        tags
+    });
+    let calls = key.kms.calls.lock().unwrap().len();
+    let report = block_on(restore(
+        &ec2,
+        "i-00000001",
+        RecordSource::execution(&record),
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(
+        report.status,
+        RestoreStatus::Restored,
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    assert_eq!(key.kms.calls.lock().unwrap().len(), calls);
+    assert!(
+        !tags_of(&ec2, "i-00000001")
+            .iter()
+            .any(|(k, _)| k.starts_with(STATE_TAG_PREFIX)),
+        "the spoiled tag is cleaned up with the rest"
+    );
+}
+
+/// A second finding for an instance already quarantined reports the kept record as its own:
+/// that output is the record an approval would restore. A forged one is not taken up.
+#[test]
+fn a_forged_record_does_not_become_a_later_executions_record() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    let record = contained(&ec2, &key);
+    let mut forged = record.clone();
+    forged.interfaces[0].groups = vec!["sg-ssh".into()];
+    retag(&ec2, &claim_id(&ec2), |tags| rewrite_record(tags, &forged));
+
+    let later = capture_with(&ec2, &key, "exec-b", "2026-12-07T04:00:00.000Z");
+    assert_eq!(later.status, CaptureStatus::AlreadyQuarantined);
+    assert_eq!(later.record, None);
+    assert!(
+        later
+            .warnings
+            .iter()
+            .any(|w| w.error == "Cordon.RecordRefused"),
+        "{:?}",
+        later.warnings
+    );
+    // Untouched, it is taken up as before.
+    let ec2 = FakeEc2::standard();
+    let record = contained(&ec2, &key);
+    let later = capture_with(&ec2, &key, "exec-b", "2026-12-07T04:00:00.000Z");
+    assert_eq!(later.record, Some(record));
+}
