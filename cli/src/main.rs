@@ -133,11 +133,15 @@ struct DecideArgs {
 struct RestoreArgs {
     #[arg(long)]
     instance: String,
-    /// The stack's record key (its RecordKeyArn output): a record kept in tags is used only
-    /// when its seal verifies under it, since whoever may tag the instance or a security
-    /// group could otherwise choose the groups it is given back.
+    /// The stack's record key, its full ARN (the RecordKeyArn output): a record kept in tags
+    /// is used only when its seal verifies under it, since whoever may tag the instance or a
+    /// security group could otherwise choose the groups it is given back.
     #[arg(long, env = "CORDON_RECORD_KEY_ID")]
     record_key: Option<String>,
+    /// The profile that may kms:VerifyMac with the record key, in the stack's account, when
+    /// the instance is in another account (its EC2 calls use --profile).
+    #[arg(long)]
+    record_key_profile: Option<String>,
     /// Use records whose seal does not verify, or that have none (`cordon isolate`'s, a
     /// release's before seals): whoever could write those tags chose what is restored. Each
     /// such record is named in a warning and in the report.
@@ -619,7 +623,14 @@ async fn contain(
         .unwrap_or_else(|| "none (cordon isolate --instance)".into());
     let (isolation, nacl, held, cut, preserved, unregistered) = tokio::join!(
         isolate_seen(ec2, &record, forensic, Some(seen)),
-        block(ec2, &record, remote, &nacl_settings),
+        // Unsealed, as its state record: a person's credentials may not seal.
+        block(
+            ec2,
+            &record,
+            remote,
+            &nacl_settings,
+            &cordon_core::seal::Unsealed
+        ),
         cordon_core::measures::auto_scaling::hold(
             ec2,
             measures.autoscaling,
@@ -824,15 +835,22 @@ async fn run_command(
     Ok(run_exit_code(&report.outcome))
 }
 
-/// The region a KMS key ARN names (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`); None for an
-/// alias name or a bare key id, which are the caller's region's.
-fn key_region(key_id: &str) -> Option<String> {
-    let mut parts = key_id.split(':');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("arn"), Some(_), Some("kms"), Some(region)) if !region.is_empty() => {
-            Some(region.to_string())
+/// The region of the record key, which must be named by its full key ARN
+/// (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`): an alias or a bare key id is looked up in
+/// the caller's own account, where whoever administers that account could create a key of
+/// the same name and seal what they like.
+fn record_key_region(key_id: &str) -> Result<String, CordonError> {
+    cordon_core::kms::check_key_id("--record-key", key_id)?;
+    let parts: Vec<&str> = key_id.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", _, "kms", region, account, resource]
+            if !region.is_empty() && !account.is_empty() && resource.starts_with("key/") =>
+        {
+            Ok(region.to_string())
         }
-        _ => None,
+        _ => Err(CordonError::InvalidInput(
+            "--record-key must be the record key's full ARN (the stack's RecordKeyArn output, arn:...:kms:REGION:ACCOUNT:key/ID), not an alias or a key id".into(),
+        )),
     }
 }
 
@@ -840,22 +858,17 @@ async fn restore_command(target: &AwsTarget, args: &RestoreArgs) -> Result<u8, C
     let instance_id = args.instance.as_str();
     check_instance_id(instance_id)?;
     let aws = AwsContext::load(target).await;
-    // KMS with the caller's own credentials, in the key's region when its ARN names one.
+    // KMS in the key's own account and region, with the caller's credentials there.
     let records = match args.record_key.as_deref().map(str::trim) {
         Some(key_id) if !key_id.is_empty() => {
-            cordon_core::kms::check_key_id("--record-key", key_id)?;
-            let kms = match key_region(key_id) {
-                Some(region) => {
-                    let target = AwsTarget {
-                        region: Some(region),
-                        ..target.clone()
-                    };
-                    AwsKms::new(AwsContext::load(&target).await.sdk_config())
-                }
-                None => AwsKms::new(aws.sdk_config()),
+            let region = record_key_region(key_id)?;
+            let target = AwsTarget {
+                region: Some(region),
+                profile: args.record_key_profile.clone().or(target.profile.clone()),
+                ..target.clone()
             };
             Some(RecordKey {
-                kms,
+                kms: AwsKms::new(AwsContext::load(&target).await.sdk_config()),
                 key_id: key_id.to_string(),
             })
         }

@@ -751,7 +751,9 @@ impl Runner {
                     true => ec2.clone().deferring(),
                     false => ec2.clone(),
                 };
-                serde_json::to_value(block_step(&ec2, &self.config, &attempt.capture).await?)
+                serde_json::to_value(
+                    block_step(&ec2, &self.config, &self.record_key, &attempt.capture).await?,
+                )
             }
             Worker::HoldAsg => serde_json::to_value(
                 auto_scaling::hold_step(ec2, ec2, self.config.auto_scaling, &typed(input)?).await?,

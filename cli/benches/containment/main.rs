@@ -334,6 +334,11 @@ fn worker_env() -> Vec<(&'static str, String)> {
             "CORDON_DECISION_KEY_ID",
             LINK_KEY.get().expect("the link key is made first").clone(),
         ),
+        // And the records kept in tags with another (capture, block-nacl and restore).
+        (
+            "CORDON_RECORD_KEY_ID",
+            LINK_KEY.get().expect("the link key is made first").clone(),
+        ),
     ]
 }
 

@@ -242,8 +242,8 @@ pub async fn execution(
         // As capture-state's binary builds its clients: a retried capture makes each call once.
         let aws = invocation(&aws).paced(Pace::of_input(&input));
         let config = &config;
-        // Unsealed: the model has no KMS, so the record's seal (one GenerateMac between the
-        // first reads and the claim) is not in these figures.
+        // Unsealed: the model has no KMS, so the records' seals (one GenerateMac between the
+        // first reads and the claim, one per ACL record written) are not in these figures.
         async move { capture_step(&aws, &aws, config, &Unsealed, &input).await }
     })
     .await;
@@ -293,7 +293,7 @@ pub async fn execution(
                     true => invocation(aws).deferring(),
                     false => invocation(aws),
                 };
-                async move { block_step(&aws, config, &attempt.capture).await }
+                async move { block_step(&aws, config, &Unsealed, &attempt.capture).await }
             })
             .await;
             (blocked, Instant::now())

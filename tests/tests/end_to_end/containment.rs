@@ -28,7 +28,9 @@ async fn contain_with(moto: &Moto, config: &Config, event: &serde_json::Value) -
         };
     }
     let isolation = isolate_step(&aws, config, &capture).await.unwrap();
-    let nacl = block_step(&aws, config, &capture).await.unwrap();
+    let nacl = block_step(&aws, config, &cordon_core::seal::Unsealed, &capture)
+        .await
+        .unwrap();
     Contained {
         capture,
         isolation: Some(isolation),
@@ -559,9 +561,14 @@ async fn isolating_twice_changes_nothing_and_keeps_the_true_originals() {
         .await
         .unwrap();
     assert_eq!(again.status, StepStatus::Done);
-    let nacl = block_step(&moto.cordon_aws(), &config, &first.capture)
-        .await
-        .unwrap();
+    let nacl = block_step(
+        &moto.cordon_aws(),
+        &config,
+        &cordon_core::seal::Unsealed,
+        &first.capture,
+    )
+    .await
+    .unwrap();
     assert_eq!(nacl.nacl_entries, first.nacl.as_ref().unwrap().nacl_entries);
     assert_eq!(world.acls(&vpc).await, acls);
     assert_eq!(restore(&moto, &first).await.status, RestoreStatus::Restored);
@@ -904,7 +911,7 @@ async fn the_acl_measure_makes_a_throttled_call_once_and_retries_other_faults() 
     };
 
     proxy.refuse(Refusal::throttled("CreateNetworkAclEntry", &acl_a, 1));
-    let error = block_step(&deferring, &config, &captured)
+    let error = block_step(&deferring, &config, &cordon_core::seal::Unsealed, &captured)
         .await
         .unwrap_err();
     assert_eq!(error.error_name(), "Cordon.Throttled", "{error}");
@@ -925,7 +932,9 @@ async fn the_acl_measure_makes_a_throttled_call_once_and_retries_other_faults() 
         times: Some(1),
     });
     proxy.clear_calls();
-    let report = block_step(&deferring, &config, &captured).await.unwrap();
+    let report = block_step(&deferring, &config, &cordon_core::seal::Unsealed, &captured)
+        .await
+        .unwrap();
     assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
     assert_eq!(world.denies(&acl_a).await.len(), 2);
     assert_eq!(

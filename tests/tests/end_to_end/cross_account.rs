@@ -102,7 +102,9 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         .await
         .unwrap();
     isolate_step(&aws, &config, &captured).await.unwrap();
-    let nacl = block_step(&aws, &config, &captured).await.unwrap();
+    let nacl = block_step(&aws, &config, &cordon_core::seal::Unsealed, &captured)
+        .await
+        .unwrap();
     let isolation = member.cordon_group_ids(&member_vpc).await["isolation"].clone();
     assert_eq!(member.eni_groups(&member_eni).await, vec![isolation]);
     assert_eq!(nacl.nacl_entries.len(), 4);

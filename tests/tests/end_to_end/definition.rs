@@ -520,6 +520,11 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
         ("ApprovalFunction", "CORDON_DECISION_KEY_ID", "DecisionKey"),
         ("RestoreFunction", "CORDON_DECISION_KEY_ID", "DecisionKey"),
         ("CaptureStateFunction", "CORDON_RECORD_KEY_ID", "RecordKey"),
+        (
+            "BlockNetworkAclFunction",
+            "CORDON_RECORD_KEY_ID",
+            "RecordKey",
+        ),
         ("RestoreFunction", "CORDON_RECORD_KEY_ID", "RecordKey"),
     ] {
         assert_eq!(
@@ -560,9 +565,13 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
             &["BreakGlassPrincipals"],
         ),
         ("BreakGlassKey", "kms:VerifyMac", &["RestoreRole"]),
-        // Only capture seals the records kept in tags (no person: `cordon isolate` writes
-        // its record unsealed).
-        ("RecordKey", "kms:GenerateMac", &["CaptureStateRole"]),
+        // Only capture and the ACL step seal the records kept in tags (no person: `cordon
+        // isolate` writes its records unsealed).
+        (
+            "RecordKey",
+            "kms:GenerateMac",
+            &["BlockNetworkAclRole", "CaptureStateRole"],
+        ),
     ] {
         let only: std::collections::BTreeSet<String> =
             only.iter().map(|who| who.to_string()).collect();
@@ -588,7 +597,7 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
     // role credentials make and check no MAC: the compromised instance never signs its release.
     // Checking a record's seal makes none: the key policy leaves VerifyMac to IAM in the
     // account (operators who run `cordon restore --record-key`), and of the stack's roles
-    // only capture (a resumed capture) and restore are given it.
+    // only those that read records are given it: capture, the ACL step and restore.
     let checkers: std::collections::BTreeSet<String> = allows
         .iter()
         .filter(|g| {
@@ -600,8 +609,9 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
         .collect();
     assert_eq!(
         checkers,
-        ["CaptureStateRole".to_string(), "RestoreRole".to_string()]
+        ["BlockNetworkAclRole", "CaptureStateRole", "RestoreRole"]
             .into_iter()
+            .map(String::from)
             .collect()
     );
     // Losing the key would strand the record of every instance still isolated.

@@ -15,9 +15,6 @@ async fn main() -> Result<(), Error> {
         |name| std::env::var(name).ok(),
         cordon_core::kms::AwsKms::new(aws.sdk_config()),
     )?;
-    if seal.is_none() {
-        tracing::warn!("CORDON_RECORD_KEY_ID is not set: records are kept unsealed, and `cordon restore` will refuse them unless told --trust-unverified");
-    }
     // The ledger is in the stack's own account and region, whatever account the instance is in.
     let ledger = config
         .release_table

@@ -439,15 +439,14 @@ async fn read_one_after_another(
 /// record whose seal verifies is used: a resumed capture copies it into the execution's own
 /// record, which the approved restore trusts, so a forged one would choose the groups the
 /// instance is given back. Without a key (`cordon isolate`) nothing can be checked, and the
-/// tags are taken as they are, as the caller's own `cordon restore` would. KMS not answering
-/// fails the step, for its retry.
+/// tags are taken as they are, as the caller's own `cordon restore` would.
 async fn kept_record_of(
     instance: &Instance,
     cordon_groups: &[SecurityGroup],
     seal: &impl Seal,
     now: chrono::DateTime<chrono::Utc>,
     warnings: &mut Vec<StepError>,
-) -> Result<Option<CapturedState>> {
+) -> Option<CapturedState> {
     let claim = claim::claim_in(cordon_groups, &instance.id);
     let trust_unverified = !seal.has_key();
     match vetted_record(
@@ -468,12 +467,13 @@ async fn kept_record_of(
                     refused.resource, refused.record, refused.reason
                 ),
             }));
-            Ok(vetted.record)
+            vetted.record
         }
-        Err(error) if error.is_transient() => Err(error),
+        // KMS (or EC2) not answering must not hold back finishing an isolation: the record
+        // is taken as missing, and restore leaves those interfaces isolated rather than guess.
         Err(error) => {
             warnings.push(error.to_report());
-            Ok(None)
+            None
         }
     }
 }
@@ -622,8 +622,7 @@ pub async fn capture_seeing(
         .collect();
     if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups) {
         let mut warnings = Vec::new();
-        let record =
-            kept_record_of(&instance, &cordon_groups, seal, now_utc, &mut warnings).await?;
+        let record = kept_record_of(&instance, &cordon_groups, seal, now_utc, &mut warnings).await;
         let output =
             CaptureOutput::already_quarantined(instance_id, finding, evidence, record, warnings);
         return Ok((
@@ -643,7 +642,7 @@ pub async fn capture_seeing(
         .iter()
         .any(|i| standing(i, &cordon_groups) != Standing::Original);
     let tagged = if cut_short {
-        kept_record_of(&instance, &cordon_groups, seal, now_utc, &mut warnings).await?
+        kept_record_of(&instance, &cordon_groups, seal, now_utc, &mut warnings).await
     } else {
         None
     };

@@ -220,7 +220,13 @@ fn run_isolate_and_block(input: &Value) -> Option<[Outcome<String>; 2]> {
         let result = if which == 0 {
             block_on(isolate_step(&provider, &config, &input)).map(|r| format!("{r:?}"))
         } else {
-            block_on(block_step(&provider, &config, &input)).map(|r| format!("{r:?}"))
+            block_on(block_step(
+                &provider,
+                &config,
+                &crate::seal::Unsealed,
+                &input,
+            ))
+            .map(|r| format!("{r:?}"))
         };
         Outcome {
             result,
@@ -1572,6 +1578,7 @@ fn block_step_calls_on_thousands_of_remote_addresses_are_bounded_by_the_quota() 
         let report = block_on(block_step(
             &|_: &Target| ec2.clone(),
             &Config::default(),
+            &crate::seal::Unsealed,
             &output,
         ))
         .expect("a partial block is a report, not an error");

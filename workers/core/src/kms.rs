@@ -111,10 +111,23 @@ pub struct AwsKms {
     client: aws_sdk_kms::Client,
 }
 
+/// How long one KMS call may take: a MAC is one short request, and capture makes one before
+/// the claim that isolation waits for. A KMS that does not answer in time costs a seal (the
+/// record is written unsealed, and says so), not the containment.
+const KMS_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const KMS_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl AwsKms {
     pub fn new(config: &SdkConfig) -> Self {
+        let timeouts = aws_sdk_kms::config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(KMS_ATTEMPT_TIMEOUT)
+            .operation_timeout(KMS_CALL_TIMEOUT)
+            .build();
+        let config = aws_sdk_kms::config::Builder::from(config)
+            .timeout_config(timeouts)
+            .build();
         AwsKms {
-            client: aws_sdk_kms::Client::new(config),
+            client: aws_sdk_kms::Client::from_conf(config),
         }
     }
 }

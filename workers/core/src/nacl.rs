@@ -19,9 +19,10 @@ use crate::net::{
     private_range, unmapped,
 };
 use crate::record::{
-    acl_record_prefixes, acl_recorded_instances, acl_tag_prefix, check_tag_room, chunk_keys,
-    chunk_tags, decode_acl_entries, encode_acl_entries, join_chunks, new_run_id, CapturedState,
+    acl_recorded_instances, acl_records, acl_tag_prefix, check_tag_room, chunk_keys, chunk_tags,
+    encode_acl_entries, new_run_id, CapturedState,
 };
+use crate::seal::{acl_message, Seal, ACL_SEAL_SEPARATOR};
 
 /// A deny Cordon wants in one ACL and direction, before it has a rule number.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -413,15 +414,14 @@ pub struct NaclReport {
     pub errors: Vec<StepError>,
 }
 
-/// Entries recorded on an ACL's tags for one instance, by every run that contained it.
+/// Entries recorded on an ACL's tags for one instance, by every run that contained it, as
+/// written (seals unchecked: [`crate::seal::vetted_entries`] checks them).
 pub fn recorded_entries(acl: &NetworkAcl, instance_id: &str) -> Result<Vec<DenyEntry>> {
     let mut entries: Vec<DenyEntry> = Vec::new();
-    for prefix in acl_record_prefixes(instance_id, &acl.tags) {
-        if let Some(text) = join_chunks(&prefix, &acl.tags, &acl.id)? {
-            for entry in decode_acl_entries(&acl.id, &text)? {
-                if !entries.contains(&entry) {
-                    entries.push(entry);
-                }
+    for record in acl_records(&acl.id, instance_id, &acl.tags)? {
+        for entry in record.entries {
+            if !entries.contains(&entry) {
+                entries.push(entry);
             }
         }
     }
@@ -457,21 +457,43 @@ pub fn recorded_for_another(acl: &NetworkAcl, instance_id: &str, found: &AclEntr
             })
 }
 
+/// Where a run writes its record on an ACL: the instance, this run's tag prefix, and the key
+/// that seals it.
+struct RecordPlace<'a, S> {
+    instance_id: &'a str,
+    prefix: &'a str,
+    run: Option<&'a str>,
+    seal: &'a S,
+}
+
 /// Writes `entries` as this run's record on the ACL for the instance (dropping its stale
-/// chunks), keeping `tags` — our view of the ACL's tags — in step with what was written.
+/// chunks), sealed when the run has a key, keeping `tags` — our view of the ACL's tags — in
+/// step with what was written. KMS failing does not stop the denies: the record is written
+/// unsealed, and `notes` says so.
 async fn write_record(
     ec2: &impl Ec2,
     acl_id: &str,
     tags: &mut Vec<(String, String)>,
-    record_prefix: &str,
+    place: &RecordPlace<'_, impl Seal>,
     entries: &[DenyEntry],
+    notes: &mut Vec<String>,
 ) -> Result<()> {
-    let prefix = record_prefix;
+    let prefix = place.prefix;
     let old_keys = chunk_keys(prefix, tags);
     let new_tags = if entries.is_empty() {
         Vec::new()
     } else {
-        chunk_tags(prefix, &encode_acl_entries(entries))
+        let text = encode_acl_entries(entries);
+        let message = acl_message(acl_id, place.instance_id, place.run, &text);
+        let written = match place.seal.seal(&message).await {
+            Ok(Some(seal)) => format!("{text}{ACL_SEAL_SEPARATOR}{seal}"),
+            Ok(None) => text,
+            Err(error) => {
+                notes.push(format!("the record of {}'s denies on {acl_id} was written without its seal ({error}): `cordon restore` keeps those denies unless told --trust-unverified", place.instance_id));
+                text
+            }
+        };
+        chunk_tags(prefix, &written)
     };
     check_tag_room(acl_id, tags, &new_tags, &old_keys)?;
     ec2.create_tags(acl_id, &new_tags).await?;
@@ -507,6 +529,7 @@ struct BlockReading {
     /// earlier attempt still running, or `cordon isolate` beside the execution) keeps its own,
     /// so neither overwrites the other's.
     record_prefix: String,
+    run: String,
     remote_not_denied: Vec<RemoteNotDenied>,
     not_possible: Vec<String>,
     left_open: Vec<OpenForForensics>,
@@ -514,12 +537,16 @@ struct BlockReading {
     errors: Vec<CordonError>,
 }
 
-/// The ACLs of the record's VPCs and the denies wanted in each (reads only).
+/// The ACLs of the record's VPCs and the denies wanted in each (reads only). The instance's
+/// earlier records on each ACL count only where their seal verifies under `seal`'s key (any,
+/// without a key): their entries go into the step's output, which the approved restore
+/// removes without asking.
 async fn read_and_plan(
     ec2: &impl Ec2,
     record: &CapturedState,
     remote_addresses: &[IpAddr],
     settings: &NaclSettings,
+    seal: &impl Seal,
 ) -> BlockReading {
     let mut errors: Vec<CordonError> = Vec::new();
     let mut acls = Vec::new();
@@ -604,21 +631,37 @@ async fn read_and_plan(
     for deny in wanted {
         by_acl.entry(deny.acl_id.clone()).or_default().push(deny);
     }
-    let record_prefix = acl_tag_prefix(&record.instance_id, Some(&new_run_id(&record.instance_id)));
+    let run = new_run_id(&record.instance_id);
+    let record_prefix = acl_tag_prefix(&record.instance_id, Some(&run));
     let mut work = Vec::new();
     for acl in acls {
-        match recorded_entries(&acl, &record.instance_id) {
-            Ok(previous) => work.push(AclWork {
-                wants: by_acl.remove(&acl.id).unwrap_or_default(),
-                acl,
-                previous,
-            }),
+        let previous =
+            crate::seal::vetted_entries(seal, !seal.has_key(), &acl, &record.instance_id, &[])
+                .await;
+        match previous {
+            Ok(previous) => {
+                notes.extend(previous.refused.iter().map(|(refused, entries)| {
+                    format!(
+                        "the record {} on {} was not taken as this instance's ({}): the {} entries only it names are not Cordon's to remove",
+                        refused.record,
+                        refused.resource,
+                        refused.reason,
+                        entries.len()
+                    )
+                }));
+                work.push(AclWork {
+                    wants: by_acl.remove(&acl.id).unwrap_or_default(),
+                    acl,
+                    previous: previous.entries,
+                })
+            }
             Err(error) => errors.push(error),
         }
     }
     BlockReading {
         acls: work,
         record_prefix,
+        run,
         remote_not_denied,
         not_possible,
         left_open,
@@ -634,16 +677,24 @@ pub async fn block(
     record: &CapturedState,
     remote_addresses: &[IpAddr],
     settings: &NaclSettings,
+    seal: &impl Seal,
 ) -> NaclReport {
     let BlockReading {
         acls,
         record_prefix,
+        run,
         remote_not_denied,
         not_possible,
         left_open,
-        notes,
+        mut notes,
         mut errors,
-    } = read_and_plan(ec2, record, remote_addresses, settings).await;
+    } = read_and_plan(ec2, record, remote_addresses, settings, seal).await;
+    let place = RecordPlace {
+        instance_id: &record.instance_id,
+        prefix: &record_prefix,
+        run: Some(&run),
+        seal,
+    };
     let no_acl = acls.is_empty();
     let mut all_entries = Vec::new();
     let mut already = Vec::new();
@@ -655,10 +706,11 @@ pub async fn block(
             wants: if throttled { Vec::new() } else { work.wants },
             ..work
         };
-        let outcome = block_in_acl(ec2, work, &record_prefix, settings).await;
+        let outcome = block_in_acl(ec2, work, &place, settings).await;
         all_entries.extend(outcome.entries);
         already.extend(outcome.already_denied);
         errors.extend(outcome.errors);
+        notes.extend(outcome.notes);
     }
     NaclReport {
         instance_id: record.instance_id.clone(),
@@ -698,7 +750,16 @@ pub async fn plan_block(
         left_open,
         notes,
         mut errors,
-    } = read_and_plan(ec2, record, remote_addresses, settings).await;
+        ..
+    } = read_and_plan(
+        ec2,
+        record,
+        remote_addresses,
+        settings,
+        // It writes no record, and reads the earlier ones only to report them.
+        &crate::seal::Unsealed,
+    )
+    .await;
     let (mut would_deny, mut already) = (Vec::new(), Vec::new());
     for work in acls {
         let plan = plan_acl(&work, &record_prefix, settings);
@@ -763,6 +824,7 @@ struct AclOutcome {
     entries: Vec<DenyEntry>,
     already_denied: Vec<String>,
     errors: Vec<CordonError>,
+    notes: Vec<String>,
 }
 
 /// What one ACL needs for one instance: the entries of earlier runs that still hold, the new
@@ -909,9 +971,11 @@ fn recorded_on(acl: &NetworkAcl) -> Vec<AclEntry> {
 async fn block_in_acl(
     ec2: &impl Ec2,
     work: AclWork,
-    record_prefix: &str,
+    place: &RecordPlace<'_, impl Seal>,
     settings: &NaclSettings,
 ) -> AclOutcome {
+    let record_prefix = place.prefix;
+    let mut notes = Vec::new();
     let AclPlan {
         kept: mut entries,
         planned,
@@ -925,6 +989,7 @@ async fn block_in_acl(
             entries,
             already_denied: already_denied_notes,
             errors,
+            notes,
         };
     }
 
@@ -937,6 +1002,7 @@ async fn block_in_acl(
             entries,
             already_denied: already_denied_notes,
             errors,
+            notes,
         };
     }
     // Record before change: the entries no record names yet go into this run's own record
@@ -951,12 +1017,15 @@ async fn block_in_acl(
         .collect();
     let mut tags = acl.tags.clone();
     if !to_record.is_empty() {
-        if let Err(error) = write_record(ec2, &acl.id, &mut tags, record_prefix, &to_record).await {
+        if let Err(error) =
+            write_record(ec2, &acl.id, &mut tags, place, &to_record, &mut notes).await
+        {
             errors.push(error);
             return AclOutcome {
                 entries,
                 already_denied: already_denied_notes,
                 errors,
+                notes,
             };
         }
     }
@@ -1041,7 +1110,7 @@ async fn block_in_acl(
                     entry.rule_number = number;
                     to_record.push(entry.clone());
                     if let Err(error) =
-                        write_record(ec2, &acl.id, &mut tags, record_prefix, &to_record).await
+                        write_record(ec2, &acl.id, &mut tags, place, &to_record, &mut notes).await
                     {
                         errors.push(error);
                         break;
@@ -1069,6 +1138,7 @@ async fn block_in_acl(
         entries,
         already_denied: already_denied_notes,
         errors,
+        notes,
     }
 }
 
@@ -1377,7 +1447,13 @@ mod tests {
         );
 
         // Contained since: the plan makes nothing new and hands restore nothing.
-        let contained = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        let contained = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &settings,
+            &crate::seal::Unsealed,
+        ));
         let again = block_on(plan_block(
             &guarded,
             &record,
@@ -1400,7 +1476,13 @@ mod tests {
             None,
         )]);
         let settings = NaclSettings::default();
-        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        let report = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &settings,
+            &crate::seal::Unsealed,
+        ));
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         assert_eq!(report.nacl_entries.len(), 4);
         // Denies of the band (1-99), below the default ACL's allow rule 100.
@@ -1429,7 +1511,13 @@ mod tests {
         assert_eq!(recorded_entries(&acl_a, "i-00000001").unwrap().len(), 2);
 
         ec2.clear_calls();
-        let again = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        let again = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &settings,
+            &crate::seal::Unsealed,
+        ));
         assert_eq!(again.nacl_entries.len(), 4);
         assert_eq!(denies_in("acl-a").len(), 2);
         assert!(!ec2
@@ -1517,7 +1605,13 @@ mod tests {
             protected_cidrs: vec!["10.0.2.16/28".into()],
             ..NaclSettings::default()
         };
-        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        let report = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &settings,
+            &crate::seal::Unsealed,
+        ));
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         let denies_of_b: Vec<AclEntry> = ec2
             .acl_entries("acl-b")
@@ -1547,7 +1641,13 @@ mod tests {
             forensic_cidr: Some(forensic_cidr.into()),
             ..NaclSettings::default()
         };
-        block_on(block(ec2, &record, &remote("198.51.100.7"), &settings))
+        block_on(block(
+            ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &settings,
+            &crate::seal::Unsealed,
+        ))
     }
 
     #[test]
@@ -1623,6 +1723,7 @@ mod tests {
             &record,
             &remote("198.51.100.7"),
             &NaclSettings::default(),
+            &crate::seal::Unsealed,
         ));
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         // One entry per wanted deny: the lost answer did not make a second copy elsewhere.
@@ -1681,6 +1782,7 @@ mod tests {
                 &record,
                 &remote("198.51.100.7"),
                 &NaclSettings::default(),
+                &crate::seal::Unsealed,
             ))
         };
         let first = run();
@@ -1763,6 +1865,7 @@ mod tests {
                 &record,
                 &remote("198.51.100.7"),
                 &NaclSettings::default(),
+                &crate::seal::Unsealed,
             ))
         };
         let clean = setup(None);
@@ -1860,6 +1963,7 @@ mod tests {
             &record,
             &remote("198.51.100.7"),
             &NaclSettings::default(),
+            &crate::seal::Unsealed,
         ));
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
@@ -1993,7 +2097,13 @@ mod tests {
                 },
             ))
         });
-        block_on(block(&ec2, &first, &remote("198.51.100.7"), &settings));
+        block_on(block(
+            &ec2,
+            &first,
+            &remote("198.51.100.7"),
+            &settings,
+            &crate::seal::Unsealed,
+        ));
         let acl_a = block_on(ec2.network_acl("acl-a")).unwrap();
         let theirs = recorded_entries(&acl_a, "i-00000001").unwrap();
         assert_eq!(theirs.len(), 2, "recorded, not made");
@@ -2037,7 +2147,13 @@ mod tests {
                 .push(("CreateNetworkAclEntry".into(), throttled.clone()))
         });
         let settings = NaclSettings::default();
-        let first = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        let first = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &settings,
+            &crate::seal::Unsealed,
+        ));
         assert_eq!(first.status, StepStatus::Partial);
         assert!(crate::isolate::retryable(&first.errors).is_some());
         let creates = |ec2: &FakeEc2| {
@@ -2066,7 +2182,13 @@ mod tests {
             vec![]
         );
         ec2.clear_calls();
-        let again = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+        let again = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &settings,
+            &crate::seal::Unsealed,
+        ));
         assert_eq!(again.status, StepStatus::Done, "{:?}", again.errors);
         assert_eq!(again.nacl_entries.len(), 4);
         assert_eq!(creates(&ec2), 4);
@@ -2090,7 +2212,7 @@ mod tests {
             2
         );
         assert_eq!(
-            acl_record_prefixes("i-00000001", &acl("acl-a").tags).len(),
+            crate::record::acl_record_prefixes("i-00000001", &acl("acl-a").tags).len(),
             1,
             "one record per run"
         );
@@ -2121,7 +2243,13 @@ mod tests {
             ec2
         };
         let clean = setup();
-        block_on(block(&clean, &record, &remote("198.51.100.7"), &settings));
+        block_on(block(
+            &clean,
+            &record,
+            &remote("198.51.100.7"),
+            &settings,
+            &crate::seal::Unsealed,
+        ));
         let total = clean.calls().len() as u32;
         let reads = clean
             .calls()
@@ -2134,12 +2262,24 @@ mod tests {
         for budget in 2..total {
             let ec2 = setup();
             ec2.with(|s| s.calls_before_deadline = Some(budget));
-            let first = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+            let first = block_on(block(
+                &ec2,
+                &record,
+                &remote("198.51.100.7"),
+                &settings,
+                &crate::seal::Unsealed,
+            ));
             let error = crate::isolate::retryable(&first.errors);
             let error = error.unwrap_or_else(|| panic!("budget {budget}: {:?}", first.errors));
             assert!(error.cause.contains("deadline"), "{error:?}");
             ec2.with(|s| s.calls_before_deadline = None);
-            let again = block_on(block(&ec2, &record, &remote("198.51.100.7"), &settings));
+            let again = block_on(block(
+                &ec2,
+                &record,
+                &remote("198.51.100.7"),
+                &settings,
+                &crate::seal::Unsealed,
+            ));
             assert_eq!(again.status, StepStatus::Done, "budget {budget}");
             assert_eq!(again.nacl_entries.len(), 4, "budget {budget}");
             for acl_id in ["acl-a", "acl-b"] {
@@ -2237,6 +2377,7 @@ mod tests {
             &record,
             &remote("198.51.100.7"),
             &NaclSettings::default(),
+            &crate::seal::Unsealed,
         ));
         assert_eq!(report.status, StepStatus::Partial);
         assert_eq!(report.errors.len(), 1);
@@ -2315,6 +2456,7 @@ mod tests {
             &record,
             &remote("10.0.2.53 ::ffff:10.0.0.2"),
             &NaclSettings::default(),
+            &crate::seal::Unsealed,
         ));
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         assert_eq!(ec2.acl_entries("acl-a"), before);
@@ -2352,7 +2494,13 @@ mod tests {
             rule_quota: 3,
             ..NaclSettings::default()
         };
-        let report = block_on(block(&ec2, &record, &remote("198.51.100.7"), &tight));
+        let report = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &tight,
+            &crate::seal::Unsealed,
+        ));
         let in_acl_a: Vec<&str> = report
             .nacl_entries
             .iter()
@@ -2392,6 +2540,7 @@ mod tests {
             &record,
             &remote("198.51.100.7"),
             &NaclSettings::default(),
+            &crate::seal::Unsealed,
         ));
         assert_eq!(report.status, StepStatus::NotPossible);
         assert!(report.errors.is_empty());
@@ -2428,6 +2577,7 @@ mod tests {
             &record,
             &remote("198.51.100.7"),
             &NaclSettings::default(),
+            &crate::seal::Unsealed,
         ));
         assert!(
             report
@@ -2475,6 +2625,7 @@ mod tests {
             &record,
             &remote("198.51.100.7"),
             &NaclSettings::default(),
+            &crate::seal::Unsealed,
         ));
         // A second containment (another capture) with another remote address: its own record
         // beside the first.
@@ -2487,9 +2638,13 @@ mod tests {
             &later,
             &remote("198.51.100.9"),
             &NaclSettings::default(),
+            &crate::seal::Unsealed,
         ));
         let acl = block_on(ec2.network_acl("acl-a")).unwrap();
-        assert_eq!(acl_record_prefixes("i-00000001", &acl.tags).len(), 2);
+        assert_eq!(
+            crate::record::acl_record_prefixes("i-00000001", &acl.tags).len(),
+            2
+        );
         assert_eq!(recorded_entries(&acl, "i-00000001").unwrap().len(), 4);
         block_on(crate::restore::restore(
             &ec2,

@@ -309,6 +309,47 @@ pub fn acl_recorded_instances(tags: &[(String, String)]) -> Vec<&str> {
     instances
 }
 
+/// One run's record of an instance's entries on an ACL, as the ACL's tags hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclRecord {
+    /// Its tags' prefix: `cordon:<instance>:<run>`, or the older `cordon:<instance>`.
+    pub prefix: String,
+    pub run: Option<String>,
+    /// The entries as written: what the record's seal covers.
+    pub text: String,
+    /// Its seal (`crate::seal`), None when written unsealed.
+    pub seal: Option<String>,
+    pub entries: Vec<DenyEntry>,
+}
+
+/// Every record of `instance_id` on the ACL `acl_id` (tags `tags`), run by run.
+pub fn acl_records(
+    acl_id: &str,
+    instance_id: &str,
+    tags: &[(String, String)],
+) -> Result<Vec<AclRecord>> {
+    let shared = acl_tag_prefix(instance_id, None);
+    let mut records = Vec::new();
+    for prefix in acl_record_prefixes(instance_id, tags) {
+        let Some(written) = join_chunks(&prefix, tags, acl_id)? else {
+            continue;
+        };
+        let (text, seal) = crate::seal::split_acl_seal(&written);
+        let run = prefix
+            .strip_prefix(&shared)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::to_string);
+        records.push(AclRecord {
+            entries: decode_acl_entries(acl_id, text)?,
+            text: text.to_string(),
+            seal: seal.map(str::to_string),
+            run,
+            prefix,
+        });
+    }
+    Ok(records)
+}
+
 /// Entries as `in:5:203.0.113.9/32,out:5:203.0.113.9/32` (the CIDR last: IPv6 has colons).
 pub fn encode_acl_entries(entries: &[DenyEntry]) -> String {
     entries

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ec2::{AclEntry, ConnTrack, DenyEntry, Ec2, NetworkAcl, NetworkInterface, RuleAction};
 use crate::error::{CordonError, Result, StepError};
-use crate::nacl::{recorded_entries, recorded_for_another};
+use crate::nacl::recorded_for_another;
 use crate::record::{acl_record_keys, state_record_keys, CapturedState};
-use crate::seal::{vetted_record, RecordTrouble, Seal, Unsealed, Vetted};
+use crate::seal::{vetted_entries, vetted_record, RecordTrouble, Seal, Vetted};
 
 /// What to do with one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,23 +214,32 @@ impl RestoreReport {
 #[derive(Debug, Clone, Copy)]
 pub enum RecordSource<'a, S> {
     /// The execution's own record, which no one but Step Functions wrote: the tags' copy is
-    /// not read.
-    Execution(&'a CapturedState),
-    /// The record kept in tags (break-glass `cordon restore`), used only where its seal
-    /// verifies under `key`, or, with `trust_unverified`, whatever it says (each such record
-    /// reported).
+    /// not read. ACL entries that only the ACLs' records name (not the NACL step's output)
+    /// are removed only where their record's seal verifies under `key` (any, without a key).
+    Execution {
+        record: &'a CapturedState,
+        key: &'a S,
+    },
+    /// The records kept in tags (break-glass `cordon restore`), the state record and the ACL
+    /// records alike, used only where their seal verifies under `key`, or, with
+    /// `trust_unverified`, whatever they say (each such record reported).
     Tags { key: &'a S, trust_unverified: bool },
 }
 
-impl<'a> RecordSource<'a, Unsealed> {
+#[cfg(test)]
+impl<'a> RecordSource<'a, crate::seal::Unsealed> {
+    /// The execution's record, and the ACLs' records as written (no key to check them).
     pub fn execution(record: &'a CapturedState) -> Self {
-        RecordSource::Execution(record)
+        RecordSource::Execution {
+            record,
+            key: &crate::seal::Unsealed,
+        }
     }
 
     /// The tags' records, whatever their seals say (`--trust-unverified`).
     pub fn unverified_tags() -> Self {
         RecordSource::Tags {
-            key: &Unsealed,
+            key: &crate::seal::Unsealed,
             trust_unverified: true,
         }
     }
@@ -250,8 +259,15 @@ pub async fn restore(
     let mut vpc_ids = instance.vpc_ids();
     let mut cordon_groups = ec2.cordon_groups(&vpc_ids).await?;
     let claim = crate::claim::claim_in(&cordon_groups, instance_id);
+    let (tag_key, trust_tags) = match source {
+        RecordSource::Execution { key, .. } => (key, !key.has_key()),
+        RecordSource::Tags {
+            key,
+            trust_unverified,
+        } => (key, trust_unverified),
+    };
     let (record, vetted) = match source {
-        RecordSource::Execution(record) => (Some(record.clone()), Vetted::default()),
+        RecordSource::Execution { record, .. } => (Some(record.clone()), Vetted::default()),
         RecordSource::Tags {
             key,
             trust_unverified,
@@ -288,9 +304,25 @@ pub async fn restore(
         acls.extend(ec2.network_acls(vpc_id).await?);
     }
     let mut entries: Vec<DenyEntry> = Vec::new();
+    let mut refused_entries: Vec<KeptEntry> = Vec::new();
+    let mut records_refused = vetted.refused.clone();
+    let mut records_used_unverified = vetted.unverified.clone();
     for acl in &acls {
-        match recorded_entries(acl, instance_id) {
-            Ok(found) => entries.extend(found),
+        match vetted_entries(tag_key, trust_tags, acl, instance_id, known_entries).await {
+            Ok(found) => {
+                entries.extend(found.entries);
+                records_used_unverified.extend(found.unverified);
+                for (refused, named) in found.refused {
+                    refused_entries.extend(named.into_iter().map(|entry| KeptEntry {
+                        reason: format!(
+                            "rule {} is named only by the record {}, which was refused ({}): left in place",
+                            entry.rule_number, refused.record, refused.reason
+                        ),
+                        entry,
+                    }));
+                    records_refused.push(refused);
+                }
+            }
             Err(error) => errors.push(error),
         }
     }
@@ -306,18 +338,19 @@ pub async fn restore(
         status: RestoreStatus::Restored,
         enis: Vec::new(),
         nacl_entries_removed: Vec::new(),
-        nacl_entries_kept: Vec::new(),
+        nacl_entries_kept: refused_entries,
         termination_protection: None,
         shutdown_behavior: None,
         auto_scaling: None,
         credentials: None,
         evidence: None,
         load_balancers: None,
-        records_refused: vetted.refused.clone(),
-        records_used_unverified: vetted.unverified.clone(),
+        records_refused,
+        records_used_unverified,
         errors: Vec::new(),
     };
-    let mut drift = false;
+    // A deny left for a refused record: a person looks before anything else is dropped.
+    let mut drift = !report.nacl_entries_kept.is_empty();
 
     match &record {
         None => {
@@ -574,7 +607,7 @@ mod tests {
     use crate::config::NaclSettings;
     use crate::fake::{block_on, interface, FakeEc2};
     use crate::isolate::isolate;
-    use crate::nacl::block;
+    use crate::nacl::{block, recorded_entries};
 
     fn quarantined(ec2: &FakeEc2) -> (CapturedState, Vec<DenyEntry>) {
         let record = block_on(capture(
@@ -593,6 +626,7 @@ mod tests {
             &record,
             &["198.51.100.7".parse().unwrap()],
             &NaclSettings::default(),
+            &crate::seal::Unsealed,
         ));
         (record, report.nacl_entries)
     }

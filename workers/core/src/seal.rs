@@ -17,9 +17,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::approval::{from_hex, to_hex, MAC_BYTES};
 use crate::claim::Claim;
+use crate::ec2::{DenyEntry, NetworkAcl};
 use crate::error::{CordonError, Result};
 use crate::kms::{digest, Kms};
-use crate::record::{join_chunks, kept_record, state_seal, CapturedState, STATE_TAG_PREFIX};
+use crate::record::{
+    acl_records, join_chunks, kept_record, state_seal, CapturedState, STATE_TAG_PREFIX,
+};
 
 /// The tag that holds the seal of a `cordon:state:*` record, beside its chunks.
 pub const STATE_SEAL_TAG: &str = "cordon:state:mac";
@@ -172,21 +175,15 @@ impl<S: Seal> Seal for Option<S> {
     }
 }
 
-/// The record key named by `CORDON_RECORD_KEY_ID`, when set (checked as every key id is).
-pub fn record_key_from<K>(
-    lookup: impl Fn(&str) -> Option<String>,
-    kms: K,
-) -> Result<Option<RecordKey<K>>> {
-    match lookup(RECORD_KEY_ENV).filter(|id| !id.trim().is_empty()) {
-        None => Ok(None),
-        Some(key_id) => {
-            crate::kms::check_key_id(RECORD_KEY_ENV, key_id.trim())?;
-            Ok(Some(RecordKey {
-                kms,
-                key_id: key_id.trim().to_string(),
-            }))
-        }
-    }
+/// The record key named by `CORDON_RECORD_KEY_ID`, checked as every key id is. Required: a
+/// worker without it could neither seal its records nor tell a forged one from its own.
+pub fn record_key_from<K>(lookup: impl Fn(&str) -> Option<String>, kms: K) -> Result<RecordKey<K>> {
+    let key_id = crate::kms::key_id_from(
+        lookup,
+        RECORD_KEY_ENV,
+        "seals the records Cordon keeps in tags (the stack's RecordKey)",
+    )?;
+    Ok(RecordKey { kms, key_id })
 }
 
 /// The environment variable that names the record key.
@@ -204,6 +201,8 @@ pub enum Verdict {
     /// KMS could not be asked: no key was given, or (`transient`) KMS did not answer and a
     /// later attempt may.
     Unverifiable { why: String, transient: bool },
+    /// Its tags do not make a record (a chunk missing or one too many).
+    Unreadable(String),
 }
 
 impl Verdict {
@@ -214,6 +213,7 @@ impl Verdict {
             Verdict::Unsealed => "it has no seal (written by a release before seals or by `cordon isolate`, or its seal was deleted)".into(),
             Verdict::Forged => "its seal does not verify under the record key (the record was changed, or copied from elsewhere)".into(),
             Verdict::Unverifiable { why, .. } => format!("its seal could not be checked: {why}"),
+            Verdict::Unreadable(why) => format!("its tags do not make a record: {why}"),
         }
     }
 }
@@ -254,11 +254,11 @@ pub struct Vetted {
 }
 
 /// The record kept of `instance_id` (as [`crate::record::kept_record`] chooses between the
-/// claim's and the instance's), from those records whose seal verifies under `key`; the
-/// others are refused (or, with `trust_unverified`, used and listed). A verified record is a
-/// capture Cordon made of this instance, so refusing a forged one beside it never gives the
-/// interfaces groups they did not have. KMS not answering is an error (the caller's retry):
-/// it says nothing about the record.
+/// claim's and the instance's), when every record kept verifies under `key`: if any is
+/// refused (forged, unsealed, or unreadable), none is used, since a record refused beside a
+/// verified one may be the later capture, and using the other would give back an older state
+/// (or, with `trust_unverified`, each is used and listed). KMS not answering is an error (the
+/// caller's retry): it says nothing about the record.
 pub async fn vetted_record(
     key: &impl Seal,
     trust_unverified: bool,
@@ -299,6 +299,9 @@ pub async fn vetted_record(
         &mut vetted,
     )
     .await?;
+    if !vetted.refused.is_empty() {
+        return Ok(vetted);
+    }
     let instance_tags = if on_instance { instance_tags } else { &[] };
     vetted.record = kept_record(instance_id, claim_tags, instance_tags, now)?;
     Ok(vetted)
@@ -314,15 +317,21 @@ async fn accept(
     tags: &[(String, String)],
     vetted: &mut Vetted,
 ) -> Result<bool> {
-    let Some(text) = join_chunks(STATE_TAG_PREFIX, tags, resource)? else {
-        return Ok(false);
+    let verdict = match join_chunks(STATE_TAG_PREFIX, tags, resource) {
+        Ok(None) => return Ok(false),
+        Ok(Some(text)) => {
+            check(
+                key,
+                &state_message(place, instance_id, &text),
+                state_seal(tags),
+            )
+            .await
+        }
+        // A chunk missing (anyone who may tag the resource can add `cordon:state:9`): no
+        // record to check, and refused like any other that does not verify.
+        Err(error) if !trust_unverified => Verdict::Unreadable(error.to_string()),
+        Err(error) => return Err(error),
     };
-    let verdict = check(
-        key,
-        &state_message(place, instance_id, &text),
-        state_seal(tags),
-    )
-    .await;
     let trouble = || RecordTrouble {
         resource: resource.to_string(),
         record: format!("{STATE_TAG_PREFIX}:*"),
@@ -348,6 +357,84 @@ async fn accept(
             Ok(false)
         }
     }
+}
+
+/// The entries recorded for an instance on one ACL that a reader may rely on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VettedEntries {
+    /// From records whose seal verifies, or that name only entries the caller knows.
+    pub entries: Vec<DenyEntry>,
+    /// Records refused, with the entries only they name.
+    pub refused: Vec<(RecordTrouble, Vec<DenyEntry>)>,
+    /// Records used although they did not verify (`trust_unverified`).
+    pub unverified: Vec<RecordTrouble>,
+}
+
+/// The entries recorded for `instance_id` on `acl`, run by run, from the runs whose seal
+/// verifies under `key`. A run that names only entries in `known` (the NACL step's own
+/// output, which no tag can change) costs no KMS call. The others are refused (or, with
+/// `trust_unverified`, used and listed): a forged record would otherwise make restore delete
+/// an administrator's deny that it names. KMS not answering is an error, for the caller's
+/// retry.
+pub async fn vetted_entries(
+    key: &impl Seal,
+    trust_unverified: bool,
+    acl: &NetworkAcl,
+    instance_id: &str,
+    known: &[DenyEntry],
+) -> Result<VettedEntries> {
+    let mut vetted = VettedEntries::default();
+    for record in acl_records(&acl.id, instance_id, &acl.tags)? {
+        let unknown: Vec<DenyEntry> = record
+            .entries
+            .iter()
+            .filter(|entry| !known.contains(entry))
+            .cloned()
+            .collect();
+        let verdict = if unknown.is_empty() {
+            Verdict::Verified
+        } else {
+            let message = acl_message(&acl.id, instance_id, record.run.as_deref(), &record.text);
+            check(key, &message, record.seal.as_deref()).await
+        };
+        let trouble = || RecordTrouble {
+            resource: acl.id.clone(),
+            record: format!("{}:*", record.prefix),
+            reason: verdict.reason(),
+        };
+        let usable = match &verdict {
+            Verdict::Verified => true,
+            Verdict::Unverifiable {
+                transient: true, ..
+            } => {
+                return Err(CordonError::Unavailable {
+                    operation: "kms:VerifyMac".into(),
+                    message: format!(
+                        "the record {} on {} could not be checked: {}",
+                        record.prefix,
+                        acl.id,
+                        verdict.reason()
+                    ),
+                })
+            }
+            _ if trust_unverified => {
+                vetted.unverified.push(trouble());
+                true
+            }
+            _ => {
+                vetted.refused.push((trouble(), unknown));
+                false
+            }
+        };
+        if usable {
+            for entry in record.entries {
+                if !vetted.entries.contains(&entry) {
+                    vetted.entries.push(entry);
+                }
+            }
+        }
+    }
+    Ok(vetted)
 }
 
 #[cfg(test)]

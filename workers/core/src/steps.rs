@@ -418,10 +418,11 @@ async fn isolate_seen_step(
     Ok(report)
 }
 
-/// block-nacl.
+/// block-nacl: its records on the ACLs are sealed with `seal`'s key (none: unsealed).
 pub async fn block_step(
     ec2_in: &impl Ec2Provider,
     config: &Config,
+    seal: &impl Seal,
     input: &CaptureOutput,
 ) -> Result<NaclReport> {
     let record = record_of(input)?;
@@ -436,7 +437,7 @@ pub async fn block_step(
         fail_if_retryable(&report.errors)?;
         return Ok(report);
     }
-    let report = block(&ec2, record, &remote, &config.nacl_settings()).await;
+    let report = block(&ec2, record, &remote, &config.nacl_settings(), seal).await;
     fail_if_retryable(&report.errors)?;
     Ok(report)
 }
@@ -654,7 +655,10 @@ pub async fn restore_step(
     };
     let ec2 = ec2_in.ec2_for(&target).await?;
     let source = match &input.record {
-        Some(record) => RecordSource::Execution(record),
+        Some(record) => RecordSource::Execution {
+            record,
+            key: records,
+        },
         None => RecordSource::Tags {
             key: records,
             trust_unverified: input.trust_unverified_records,
@@ -928,7 +932,13 @@ mod tests {
             "{:?}",
             isolation.notes
         );
-        let nacl = block_on(block_step(&ec2_in, &config, &captured)).unwrap();
+        let nacl = block_on(block_step(
+            &ec2_in,
+            &config,
+            &crate::seal::Unsealed,
+            &captured,
+        ))
+        .unwrap();
         assert_eq!(nacl.status, StepStatus::ReportOnly);
         let held = block_on(hold_step(
             &ec2_in,
@@ -993,7 +1003,13 @@ mod tests {
             &input,
         ))
         .unwrap();
-        let done = block_on(block_step(&contained_in, &acting, &real)).unwrap();
+        let done = block_on(block_step(
+            &contained_in,
+            &acting,
+            &crate::seal::Unsealed,
+            &real,
+        ))
+        .unwrap();
         let denies = |entries: &[DenyEntry]| {
             let mut denies: Vec<(String, bool, String)> = entries
                 .iter()
@@ -1115,7 +1131,13 @@ mod tests {
             serde_json::from_value(serde_json::to_value(&captured).unwrap()).unwrap();
         let isolation = block_on(isolate_step(&recording, &config, &captured)).unwrap();
         assert_eq!(isolation.status, StepStatus::Done);
-        let nacl = block_on(block_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();
+        let nacl = block_on(block_step(
+            &|_: &Target| ec2.clone(),
+            &config,
+            &crate::seal::Unsealed,
+            &captured,
+        ))
+        .unwrap();
         assert_eq!(nacl.nacl_entries.len(), 6);
         let input = RestoreInput {
             instance_id: "i-00000001".into(),
@@ -1441,7 +1463,13 @@ mod tests {
         ))
         .unwrap();
         block_on(isolate_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();
-        block_on(block_step(&|_: &Target| ec2.clone(), &config, &captured)).unwrap();
+        block_on(block_step(
+            &|_: &Target| ec2.clone(),
+            &config,
+            &crate::seal::Unsealed,
+            &captured,
+        ))
+        .unwrap();
         let calls = ec2.calls();
         let count = |name: &str| calls.iter().filter(|c| *c == name).count();
         assert_eq!(

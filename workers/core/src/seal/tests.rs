@@ -4,10 +4,11 @@
 use super::*;
 use crate::capture::{capture_seeing, CaptureOutput, CaptureStatus, Pace};
 use crate::config::Config;
+use crate::ec2::{DenyEntry, NetworkAcl};
 use crate::fake::{block_on, FakeEc2};
 use crate::isolate::isolate;
 use crate::kms::fake::FakeKms;
-use crate::record::{chunk_keys, state_tags};
+use crate::record::{chunk_keys, state_tags, state_text};
 use crate::restore::{restore, RecordSource, RestoreReport, RestoreStatus};
 
 fn key() -> RecordKey<FakeKms> {
@@ -83,8 +84,6 @@ fn without_a_key_nothing_is_sealed_and_nothing_verifies() {
     };
     assert!(why.contains("CORDON_RECORD_KEY_ID"), "{why}");
     assert!(!transient);
-    let none: Option<RecordKey<FakeKms>> = None;
-    assert_eq!(block_on(none.seal(b"m")).unwrap(), None);
 }
 
 #[test]
@@ -112,11 +111,11 @@ fn acl_records_split_at_their_seal_and_bind_acl_instance_and_run() {
 }
 
 #[test]
-fn the_record_key_is_optional_but_never_a_malformed_id() {
-    let none = record_key_from(|_| None, ()).unwrap();
-    assert!(none.is_none());
+fn a_worker_needs_the_record_key_and_never_a_malformed_id() {
+    let error = record_key_from(|_| None, ()).unwrap_err();
+    assert!(error.to_string().contains(RECORD_KEY_ENV), "{error}");
     let set = record_key_from(|_| Some("alias/cordon-records".into()), ()).unwrap();
-    assert_eq!(set.unwrap().key_id, "alias/cordon-records");
+    assert_eq!(set.key_id, "alias/cordon-records");
     let error = record_key_from(|_| Some("not a key".into()), ()).unwrap_err();
     assert!(error.to_string().contains(RECORD_KEY_ENV), "{error}");
 }
@@ -490,4 +489,169 @@ fn a_forged_record_does_not_become_a_later_executions_record() {
     let record = contained(&ec2, &key);
     let later = capture_with(&ec2, &key, "exec-b", "2026-12-07T04:00:00.000Z");
     assert_eq!(later.record, Some(record));
+}
+
+/// `contained`, and the ACL measure run with `key`: the denies it made.
+fn blocked(ec2: &FakeEc2, key: &RecordKey<FakeKms>) -> (CapturedState, Vec<DenyEntry>) {
+    let record = contained(ec2, key);
+    let report = block_on(crate::nacl::block(
+        ec2,
+        &record,
+        &["203.0.113.9".parse().unwrap()],
+        &crate::config::NaclSettings::default(),
+        key,
+    ));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    (record, report.nacl_entries)
+}
+
+fn acl(ec2: &FakeEc2, id: &str) -> NetworkAcl {
+    block_on(crate::ec2::Ec2::network_acl(ec2, id)).unwrap()
+}
+
+#[test]
+fn block_seals_each_acl_record_for_its_acl_instance_and_run() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    let (_, entries) = blocked(&ec2, &key);
+    assert!(!entries.is_empty());
+    for acl_id in ["acl-a", "acl-b"] {
+        let acl = acl(&ec2, acl_id);
+        let records = crate::record::acl_records(acl_id, "i-00000001", &acl.tags).unwrap();
+        assert_eq!(records.len(), 1, "{acl_id}: {:?}", acl.tags);
+        let record = &records[0];
+        let message = acl_message(acl_id, "i-00000001", record.run.as_deref(), &record.text);
+        assert_eq!(
+            block_on(check(&key, &message, record.seal.as_deref())),
+            Verdict::Verified,
+            "{acl_id}"
+        );
+        // Another ACL's record does not verify here.
+        let elsewhere = acl_message("acl-z", "i-00000001", record.run.as_deref(), &record.text);
+        assert_eq!(
+            block_on(check(&key, &elsewhere, record.seal.as_deref())),
+            Verdict::Forged
+        );
+    }
+    // And restore takes them: nothing is left of the containment.
+    let report = break_glass(&ec2, &key, false);
+    assert_eq!(report.status, RestoreStatus::Restored, "{:?}", report);
+    assert!(report.nacl_entries_kept.is_empty());
+    assert_eq!(report.nacl_entries_removed.len(), entries.len());
+}
+
+/// The attack on the ACLs: an administrator's own deny, and a record on the ACL, written by
+/// whoever may tag it, that names that deny as Cordon's for the instance. Restore, the
+/// workflow's or break glass, must not delete it.
+#[test]
+fn a_forged_acl_record_cannot_make_restore_delete_an_administrators_deny() {
+    let admins = crate::ec2::AclEntry {
+        rule_number: 10,
+        egress: false,
+        action: crate::ec2::RuleAction::Deny,
+        protocol: "-1".into(),
+        cidr: "198.51.100.0/24".into(),
+    };
+    let forged = (
+        "cordon:i-00000001:deadbeef:0".to_string(),
+        "in:10:198.51.100.0/24".to_string(),
+    );
+    for workflow in [true, false] {
+        let ec2 = FakeEc2::standard();
+        let key = key();
+        ec2.with(|s| {
+            let acl = s.acls.get_mut("acl-a").unwrap();
+            acl.entries.push(admins.clone());
+            acl.tags.push(forged.clone());
+        });
+        let (record, entries) = blocked(&ec2, &key);
+        assert!(
+            !entries.iter().any(|e| e.rule_number == 10 && !e.egress),
+            "the forged record is not taken into the step's output: {entries:?}"
+        );
+        let report = if workflow {
+            block_on(restore(
+                &ec2,
+                "i-00000001",
+                RecordSource::Execution {
+                    record: &record,
+                    key: &key,
+                },
+                &entries,
+            ))
+            .unwrap()
+        } else {
+            break_glass(&ec2, &key, false)
+        };
+        let what = if workflow { "workflow" } else { "break glass" };
+        assert!(
+            acl(&ec2, "acl-a").entries.contains(&admins),
+            "{what}: the administrator's deny stays"
+        );
+        assert_eq!(report.status, RestoreStatus::Drift, "{what}: {report:?}");
+        assert!(
+            report
+                .nacl_entries_kept
+                .iter()
+                .any(|k| k.entry.rule_number == 10 && k.reason.contains("refused")),
+            "{what}: {:?}",
+            report.nacl_entries_kept
+        );
+        assert!(
+            report
+                .records_refused
+                .iter()
+                .any(|r| r.record == "cordon:i-00000001:deadbeef:*"),
+            "{what}: {:?}",
+            report.records_refused
+        );
+        // Cordon's own denies are gone all the same: the instance is back on its groups.
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            ["sg-app", "sg-ssh"],
+            "{what}"
+        );
+    }
+}
+
+/// One record refused means none is used: the refused one may be the later capture, and the
+/// other, though sealed, an older state (an attacker who saved a sealed record breaks the
+/// current one and puts the old one back).
+#[test]
+fn a_refused_record_beside_a_sealed_one_means_no_record_is_used() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    let record = contained(&ec2, &key);
+    let isolated = ec2.interface_groups("eni-1");
+    // An older capture of the instance, sealed where it is kept, as capture seals one.
+    let older = CapturedState {
+        captured_at: "2026-12-07T02:00:00.000Z".into(),
+        interfaces: vec![crate::ec2::NetworkInterface {
+            groups: vec!["sg-ssh".into()],
+            ..record.interfaces[0].clone()
+        }],
+        ..record.clone()
+    };
+    let message = state_message(Place::Instance, "i-00000001", &state_text(&older));
+    let seal = block_on(key.seal(&message)).unwrap().unwrap();
+    retag(&ec2, "i-00000001", |mut tags| {
+        tags.extend(state_tags(&older));
+        tags.push((STATE_SEAL_TAG.into(), seal));
+        tags
+    });
+    // The claim's record made unreadable: a chunk past its end.
+    retag(&ec2, &claim_id(&ec2), |mut tags| {
+        tags.push(("cordon:state:9".into(), "x".into()));
+        tags
+    });
+    let report = break_glass(&ec2, &key, false);
+    assert_eq!(report.status, RestoreStatus::Failed);
+    assert_eq!(ec2.interface_groups("eni-1"), isolated);
+    assert!(
+        report.records_refused[0]
+            .reason
+            .contains("do not make a record"),
+        "{:?}",
+        report.records_refused
+    );
 }
