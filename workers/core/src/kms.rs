@@ -225,18 +225,26 @@ pub mod fake {
         keys: BTreeMap<String, Vec<u8>>,
         /// Every call made: `GenerateMac` or `VerifyMac`.
         pub calls: Mutex<Vec<&'static str>>,
+        /// While set, every call is throttled, as KMS answers past the account's quota.
+        pub throttled: std::sync::atomic::AtomicBool,
     }
 
     impl FakeKms {
         pub fn with_key(key_id: &str, material: &[u8]) -> Self {
             FakeKms {
                 keys: BTreeMap::from([(key_id.to_string(), material.to_vec())]),
-                calls: Mutex::default(),
+                ..Default::default()
             }
         }
 
         fn mac(&self, operation: &str, key_id: &str, message: &[u8]) -> Result<Hmac<Sha256>> {
             check_message(message)?;
+            if self.throttled.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(CordonError::Throttled {
+                    operation: operation.into(),
+                    message: "Rate exceeded".into(),
+                });
+            }
             let material = self.keys.get(key_id).ok_or_else(|| CordonError::Kms {
                 operation: operation.into(),
                 key_id: key_id.to_string(),

@@ -655,6 +655,20 @@ async fn read_and_plan(
                     previous: previous.entries,
                 })
             }
+            // KMS not answering must not hold the denies back: the earlier runs' denies are
+            // then taken for someone else's (kept, and not in this step's output), and restore
+            // finds them by their records, which it checks itself.
+            Err(error) if error.is_transient() => {
+                notes.push(format!(
+                    "the earlier records on {} could not be checked ({error}): their denies count as someone else's in this run",
+                    acl.id
+                ));
+                work.push(AclWork {
+                    wants: by_acl.remove(&acl.id).unwrap_or_default(),
+                    acl,
+                    previous: Vec::new(),
+                })
+            }
             Err(error) => errors.push(error),
         }
     }

@@ -655,3 +655,55 @@ fn a_refused_record_beside_a_sealed_one_means_no_record_is_used() {
         report.records_refused
     );
 }
+
+/// KMS throttled through a retried ACL step: the denies still go in, and the earlier run's
+/// denies, which it cannot check, are taken for someone else's (not in its output); restore
+/// finds them by their records once KMS answers.
+#[test]
+fn a_throttled_kms_holds_back_no_deny_and_loses_none() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    let (record, first) = blocked(&ec2, &key);
+    key.kms
+        .throttled
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let again = block_on(crate::nacl::block(
+        &ec2,
+        &record,
+        &["203.0.113.9".parse().unwrap()],
+        &crate::config::NaclSettings::default(),
+        &key,
+    ));
+    assert!(again.errors.is_empty(), "{:?}", again.errors);
+    assert!(
+        again
+            .notes
+            .iter()
+            .any(|n| n.contains("could not be checked")),
+        "{:?}",
+        again.notes
+    );
+    for entry in &first {
+        assert!(
+            acl(&ec2, &entry.acl_id)
+                .entries
+                .contains(&entry.as_acl_entry()),
+            "{entry:?} in place"
+        );
+    }
+    key.kms
+        .throttled
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let report = block_on(restore(
+        &ec2,
+        "i-00000001",
+        RecordSource::Execution {
+            record: &record,
+            key: &key,
+        },
+        &again.nacl_entries,
+    ))
+    .unwrap();
+    assert_eq!(report.status, RestoreStatus::Restored, "{report:?}");
+    assert_eq!(report.nacl_entries_removed.len(), first.len());
+}
