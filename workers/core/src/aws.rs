@@ -1322,6 +1322,36 @@ impl Ec2 for AwsEc2 {
         })
     }
 
+    async fn groups_in_use(&self, vpc_id: &str) -> Result<Vec<String>> {
+        let mut groups = Vec::new();
+        let mut token = None;
+        loop {
+            let output = self
+                .client
+                .describe_network_interfaces()
+                .filters(filter("vpc-id", &[vpc_id.to_string()]))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeNetworkInterfaces", vpc_id, e))?;
+            groups.extend(
+                output
+                    .network_interfaces()
+                    .iter()
+                    .flat_map(|eni| eni.groups())
+                    .filter_map(|group| group.group_id())
+                    .map(String::from),
+            );
+            token = output.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        groups.sort();
+        groups.dedup();
+        Ok(groups)
+    }
+
     async fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>> {
         let mut subnets = Vec::new();
         let mut token = None;

@@ -681,6 +681,9 @@ pub trait Ec2: Sync {
     fn vpc(&self, vpc_id: &str) -> impl Future<Output = Result<Vpc>> + Send;
     /// The VPC's subnets and their blocks (`DescribeSubnets`, every page).
     fn subnets(&self, vpc_id: &str) -> impl Future<Output = Result<Vec<Subnet>>> + Send;
+    /// The security groups that some network interface in the VPC carries, whatever it is
+    /// attached to (`DescribeNetworkInterfaces`, every page): a group in it is in use.
+    fn groups_in_use(&self, vpc_id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// This account's snapshots carrying every one of these tags (`DescribeSnapshots`, owner
     /// self, every page).
     fn snapshots_tagged(

@@ -786,6 +786,21 @@ impl Ec2 for FakeEc2 {
             })
     }
 
+    async fn groups_in_use(&self, vpc_id: &str) -> Result<Vec<String>> {
+        self.call("DescribeNetworkInterfaces").await?;
+        let mut groups: Vec<String> = self.with(|s| {
+            s.instances
+                .values()
+                .flat_map(|i| &i.interfaces)
+                .filter(|eni| eni.vpc_id == vpc_id)
+                .flat_map(|eni| eni.groups.clone())
+                .collect()
+        });
+        groups.sort();
+        groups.dedup();
+        Ok(groups)
+    }
+
     async fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>> {
         self.call("DescribeSubnets").await?;
         Ok(self.with(|s| {

@@ -5,6 +5,7 @@
 pub mod approval;
 pub mod aws;
 pub mod claim;
+pub mod cleanup;
 pub mod config;
 pub mod custom_action;
 pub mod decision;

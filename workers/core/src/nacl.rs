@@ -415,10 +415,14 @@ pub struct NaclReport {
 }
 
 /// Entries recorded on an ACL's tags for one instance, by every run that contained it, as
-/// written (seals unchecked: [`crate::seal::vetted_entries`] checks them).
+/// written (seals unchecked: [`crate::seal::vetted_entries`] checks them; records that do not
+/// read are passed over).
 pub fn recorded_entries(acl: &NetworkAcl, instance_id: &str) -> Result<Vec<DenyEntry>> {
     let mut entries: Vec<DenyEntry> = Vec::new();
-    for record in acl_records(&acl.id, instance_id, &acl.tags)? {
+    for record in acl_records(&acl.id, instance_id, &acl.tags)
+        .into_iter()
+        .flatten()
+    {
         for entry in record.entries {
             if !entries.contains(&entry) {
                 entries.push(entry);

@@ -322,32 +322,49 @@ pub struct AclRecord {
     pub entries: Vec<DenyEntry>,
 }
 
-/// Every record of `instance_id` on the ACL `acl_id` (tags `tags`), run by run.
+/// A record whose tags do not read (a chunk missing, an entry malformed): anyone who may tag
+/// the ACL can write one, so it stands for itself and never for the ACL's other records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRecord {
+    pub prefix: String,
+    pub why: String,
+}
+
+/// Every record of `instance_id` on the ACL `acl_id` (tags `tags`), run by run, each read or
+/// not on its own.
 pub fn acl_records(
     acl_id: &str,
     instance_id: &str,
     tags: &[(String, String)],
-) -> Result<Vec<AclRecord>> {
+) -> Vec<std::result::Result<AclRecord, UnreadableRecord>> {
     let shared = acl_tag_prefix(instance_id, None);
-    let mut records = Vec::new();
-    for prefix in acl_record_prefixes(instance_id, tags) {
-        let Some(written) = join_chunks(&prefix, tags, acl_id)? else {
-            continue;
-        };
-        let (text, seal) = crate::seal::split_acl_seal(&written);
-        let run = prefix
-            .strip_prefix(&shared)
-            .and_then(|rest| rest.strip_prefix(':'))
-            .map(str::to_string);
-        records.push(AclRecord {
-            entries: decode_acl_entries(acl_id, text)?,
-            text: text.to_string(),
-            seal: seal.map(str::to_string),
-            run,
-            prefix,
-        });
-    }
-    Ok(records)
+    acl_record_prefixes(instance_id, tags)
+        .into_iter()
+        .filter_map(|prefix| {
+            let read = |written: &str| -> Result<AclRecord> {
+                let (text, seal) = crate::seal::split_acl_seal(written);
+                Ok(AclRecord {
+                    entries: decode_acl_entries(acl_id, text)?,
+                    text: text.to_string(),
+                    seal: seal.map(str::to_string),
+                    run: prefix
+                        .strip_prefix(&shared)
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .map(str::to_string),
+                    prefix: prefix.clone(),
+                })
+            };
+            let record = match join_chunks(&prefix, tags, acl_id) {
+                Ok(None) => return None,
+                Ok(Some(written)) => read(&written),
+                Err(error) => Err(error),
+            };
+            Some(record.map_err(|error| UnreadableRecord {
+                why: error.to_string(),
+                prefix,
+            }))
+        })
+        .collect()
 }
 
 /// Entries as `in:5:203.0.113.9/32,out:5:203.0.113.9/32` (the CIDR last: IPv6 has colons).

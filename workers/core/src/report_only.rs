@@ -137,6 +137,10 @@ impl<E: Ec2> Ec2 for ReadOnly<'_, E> {
         self.0.subnets(vpc_id).await
     }
 
+    async fn groups_in_use(&self, vpc_id: &str) -> Result<Vec<String>> {
+        self.0.groups_in_use(vpc_id).await
+    }
+
     async fn snapshots_tagged(&self, tags: &[(String, String)]) -> Result<Vec<Snapshot>> {
         self.0.snapshots_tagged(tags).await
     }

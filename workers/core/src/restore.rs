@@ -74,9 +74,33 @@ pub enum EntryPlan {
     },
 }
 
-/// Whether a record of another instance on the ACL names `entry` too.
-fn held_by_another(acl: &NetworkAcl, instance_id: &str, entry: &DenyEntry) -> bool {
-    recorded_for_another(acl, instance_id, &entry.as_acl_entry())
+/// Whether a record of another instance on the ACL names `entry` too, and may be relied on
+/// (its seal verifies under `key`, or `trust_unverified`): a record anyone wrote for a made-up
+/// instance would otherwise keep Cordon's denies in place for ever, under a restore that says
+/// it is done. KMS not answering is an error, for the caller's retry.
+async fn held_by_another(
+    key: &impl Seal,
+    trust_unverified: bool,
+    acl: &NetworkAcl,
+    instance_id: &str,
+    entry: &DenyEntry,
+) -> Result<bool> {
+    // As written first: most denies are no one else's, and that costs no KMS call.
+    if !recorded_for_another(acl, instance_id, &entry.as_acl_entry()) {
+        return Ok(false);
+    }
+    for other in crate::record::acl_recorded_instances(&acl.tags) {
+        if other == instance_id {
+            continue;
+        }
+        let theirs = vetted_entries(key, trust_unverified, acl, other, &[]).await?;
+        if theirs.entries.iter().any(|e| {
+            e.egress == entry.egress && e.rule_number == entry.rule_number && e.cidr == entry.cidr
+        }) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether another entry the instance's records name denies the same address in the same
@@ -313,7 +337,12 @@ pub async fn restore(
                 entries.extend(found.entries);
                 records_used_unverified.extend(found.unverified);
                 for (refused, named) in found.refused {
-                    refused_entries.extend(named.into_iter().map(|entry| KeptEntry {
+                    // Only a deny that is there matters: one a refused record names and the
+                    // ACL does not hold is nothing to keep (and no reason for drift).
+                    let in_place = named
+                        .into_iter()
+                        .filter(|entry| plan_entry(entry, &acl.entries) == EntryPlan::Delete);
+                    refused_entries.extend(in_place.map(|entry| KeptEntry {
                         reason: format!(
                             "rule {} is named only by the record {}, which was refused ({}): left in place",
                             entry.rule_number, refused.record, refused.reason
@@ -475,12 +504,25 @@ pub async fn restore(
         let Some(acl) = acls.iter().find(|a| a.id == entry.acl_id) else {
             continue; // The ACL itself is gone, and its entries with it.
         };
-        match plan_entry(entry, &acl.entries) {
+        let plan = plan_entry(entry, &acl.entries);
+        let held = match plan {
+            EntryPlan::Delete => {
+                match held_by_another(tag_key, trust_tags, acl, instance_id, entry).await {
+                    Ok(held) => held,
+                    Err(error) => {
+                        errors.push(error);
+                        continue;
+                    }
+                }
+            }
+            _ => false,
+        };
+        match plan {
             // Another quarantined instance's record names this very deny (the same remote
             // address, given the number our run had planned and never made, or made by one and
             // found by the other after a clash): it stays until the last instance that holds
             // it is restored.
-            EntryPlan::Delete if held_by_another(acl, instance_id, entry) => {
+            EntryPlan::Delete if held => {
                 report.nacl_entries_kept.push(KeptEntry {
                     entry: entry.clone(),
                     reason: format!(

@@ -384,7 +384,21 @@ pub async fn vetted_entries(
     known: &[DenyEntry],
 ) -> Result<VettedEntries> {
     let mut vetted = VettedEntries::default();
-    for record in acl_records(&acl.id, instance_id, &acl.tags)? {
+    for record in acl_records(&acl.id, instance_id, &acl.tags) {
+        let record = match record {
+            Ok(record) => record,
+            Err(unreadable) => {
+                vetted.refused.push((
+                    RecordTrouble {
+                        resource: acl.id.clone(),
+                        record: format!("{}:*", unreadable.prefix),
+                        reason: Verdict::Unreadable(unreadable.why).reason(),
+                    },
+                    Vec::new(),
+                ));
+                continue;
+            }
+        };
         let unknown: Vec<DenyEntry> = record
             .entries
             .iter()

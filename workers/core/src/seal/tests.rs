@@ -517,7 +517,10 @@ fn block_seals_each_acl_record_for_its_acl_instance_and_run() {
     assert!(!entries.is_empty());
     for acl_id in ["acl-a", "acl-b"] {
         let acl = acl(&ec2, acl_id);
-        let records = crate::record::acl_records(acl_id, "i-00000001", &acl.tags).unwrap();
+        let records: Vec<_> = crate::record::acl_records(acl_id, "i-00000001", &acl.tags)
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
         assert_eq!(records.len(), 1, "{acl_id}: {:?}", acl.tags);
         let record = &records[0];
         let message = acl_message(acl_id, "i-00000001", record.run.as_deref(), &record.text);
@@ -706,4 +709,53 @@ fn a_throttled_kms_holds_back_no_deny_and_loses_none() {
     .unwrap();
     assert_eq!(report.status, RestoreStatus::Restored, "{report:?}");
     assert_eq!(report.nacl_entries_removed.len(), first.len());
+}
+
+/// Tags the instance itself may write on its ACL, each meant to stop the ACL measure or keep
+/// its denies: a record that does not read stands for itself, a record of a made-up instance
+/// holds no deny back, and a refused record naming no deny in place is no drift.
+#[test]
+fn forged_acl_records_neither_stop_the_denies_nor_keep_them_after_restore() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    ec2.with(|s| {
+        let tags = &mut s.acls.get_mut("acl-a").unwrap().tags;
+        // A chunk 1 with no chunk 0, and a record naming a deny that is not there.
+        tags.push(("cordon:i-00000001:1".into(), "x".into()));
+        tags.push((
+            "cordon:i-00000001:0badf00d:0".into(),
+            "in:77:192.0.2.1/32".into(),
+        ));
+    });
+    let (record, entries) = blocked(&ec2, &key);
+    assert!(
+        entries.iter().any(|e| e.acl_id == "acl-a"),
+        "acl-a still gets its denies: {entries:?}"
+    );
+    // A record for an instance that does not exist, naming one of Cordon's denies.
+    let ours = entries
+        .iter()
+        .find(|e| e.acl_id == "acl-a")
+        .unwrap()
+        .clone();
+    ec2.with(|s| {
+        s.acls.get_mut("acl-a").unwrap().tags.push((
+            "cordon:i-0000000a:0".into(),
+            crate::record::encode_acl_entries(std::slice::from_ref(&ours)),
+        ))
+    });
+    let report = block_on(restore(
+        &ec2,
+        "i-00000001",
+        RecordSource::Execution {
+            record: &record,
+            key: &key,
+        },
+        &entries,
+    ))
+    .unwrap();
+    assert_eq!(report.status, RestoreStatus::Restored, "{report:?}");
+    assert!(report.nacl_entries_kept.is_empty(), "{report:?}");
+    assert!(!acl(&ec2, "acl-a").entries.contains(&ours.as_acl_entry()));
+    assert_eq!(report.nacl_entries_removed.len(), entries.len());
 }

@@ -1,0 +1,166 @@
+use super::*;
+use crate::capture::{capture_seeing, Pace};
+use crate::config::{Config, NaclSettings};
+use crate::ec2::{AclEntry, RuleAction};
+use crate::fake::{block_on, FakeEc2};
+use crate::isolate::isolate;
+use crate::kms::fake::FakeKms;
+use crate::seal::RecordKey;
+
+fn key() -> RecordKey<FakeKms> {
+    RecordKey {
+        kms: FakeKms::with_key("k", b"record key material"),
+        key_id: "k".into(),
+    }
+}
+
+/// `i-00000001` contained by an execution: claimed, isolated, its denies in both ACLs.
+fn contained(ec2: &FakeEc2, key: &RecordKey<FakeKms>) -> Vec<DenyEntry> {
+    let (output, _) = block_on(capture_seeing(
+        ec2,
+        "i-00000001",
+        None,
+        Some("exec-a"),
+        "2026-12-07T03:00:00.000Z",
+        Pace::AtOnce,
+        &Config::default(),
+        key,
+    ))
+    .unwrap();
+    let record = output.record.unwrap();
+    block_on(isolate(ec2, &record, None)).unwrap();
+    let report = block_on(crate::nacl::block(
+        ec2,
+        &record,
+        &["203.0.113.9".parse().unwrap()],
+        &NaclSettings::default(),
+        key,
+    ));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    report.nacl_entries
+}
+
+fn terminate(ec2: &FakeEc2) {
+    ec2.with(|s| {
+        let instance = s.instances.get_mut("i-00000001").unwrap();
+        instance.state = "terminated".into();
+        // A terminated instance's interfaces are gone with it.
+        instance.interfaces.clear();
+    });
+}
+
+fn writes(ec2: &FakeEc2) -> Vec<String> {
+    ec2.calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("Describe"))
+        .collect()
+}
+
+fn acl_entries(ec2: &FakeEc2) -> Vec<AclEntry> {
+    let mut all = ec2.acl_entries("acl-a");
+    all.extend(ec2.acl_entries("acl-b"));
+    all
+}
+
+#[test]
+fn nothing_of_an_instance_still_isolated_is_touched() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    contained(&ec2, &key);
+    let groups_before = ec2.with(|s| s.groups.clone());
+    let entries_before = acl_entries(&ec2);
+    ec2.clear_calls();
+    let report = block_on(cleanup(&ec2, &key, false, false)).unwrap();
+    assert!(report.unused_groups.is_empty(), "{report:?}");
+    assert!(report.stale_claims.is_empty() && report.acl_entries.is_empty());
+    assert!(report.acl_tags.is_empty());
+    assert_eq!(writes(&ec2), Vec::<String>::new());
+    assert_eq!(ec2.with(|s| s.groups.clone()), groups_before);
+    assert_eq!(acl_entries(&ec2), entries_before);
+    assert!(
+        report
+            .kept
+            .iter()
+            .any(|k| k.reason.contains("claim of i-00000001")),
+        "{:?}",
+        report.kept
+    );
+}
+
+#[test]
+fn a_terminated_instances_claim_denies_and_groups_are_listed_then_removed() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    let acls_before = ec2.with(|s| s.acls.clone());
+    let entries = contained(&ec2, &key);
+    terminate(&ec2);
+
+    ec2.clear_calls();
+    let dry = block_on(cleanup(&ec2, &key, false, true)).unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(
+        writes(&ec2),
+        Vec::<String>::new(),
+        "a dry run changes nothing"
+    );
+    assert_eq!(dry.stale_claims.len(), 1);
+    let mut roles: Vec<&str> = dry.unused_groups.iter().map(|g| g.role.as_str()).collect();
+    roles.sort();
+    assert_eq!(roles, ["conversion", "isolation"]);
+    assert_eq!(dry.acl_entries.len(), entries.len());
+    assert_eq!(dry.acl_tags.len(), 2);
+
+    let applied = block_on(cleanup(&ec2, &key, false, false)).unwrap();
+    assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    assert!(
+        ec2.with(|s| s
+            .groups
+            .values()
+            .all(|g| g.role.is_none() && !g.tags.iter().any(|(k, _)| k.starts_with("cordon:")))),
+        "no Cordon group is left"
+    );
+    assert_eq!(
+        ec2.with(|s| s.acls.clone()),
+        acls_before,
+        "the ACLs as before the containment, entries and tags"
+    );
+    // And again: nothing left to do.
+    let again = block_on(cleanup(&ec2, &key, false, true)).unwrap();
+    assert!(again.unused_groups.is_empty() && again.acl_entries.is_empty());
+}
+
+/// Whoever may tag an ACL writes a record, for an instance that does not exist, naming an
+/// administrator's deny: the clean-up, like restore, removes no entry a record it cannot
+/// verify names.
+#[test]
+fn a_forged_acl_record_cannot_make_the_cleanup_delete_an_administrators_deny() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    contained(&ec2, &key);
+    let admins = AclEntry {
+        rule_number: 10,
+        egress: false,
+        action: RuleAction::Deny,
+        protocol: "-1".into(),
+        cidr: "198.51.100.0/24".into(),
+    };
+    ec2.with(|s| {
+        let acl = s.acls.get_mut("acl-a").unwrap();
+        acl.entries.push(admins.clone());
+        acl.tags.push((
+            "cordon:i-0000dead:deadbeef:0".into(),
+            "in:10:198.51.100.0/24".into(),
+        ));
+    });
+    let report = block_on(cleanup(&ec2, &key, false, false)).unwrap();
+    assert!(ec2.acl_entries("acl-a").contains(&admins));
+    assert!(report.acl_entries.is_empty(), "{:?}", report.acl_entries);
+    assert!(
+        report
+            .kept
+            .iter()
+            .any(|k| k.resource == "acl-a" && k.reason.contains("i-0000dead")),
+        "{:?}",
+        report.kept
+    );
+}
