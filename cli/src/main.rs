@@ -66,6 +66,9 @@ enum Command {
     Isolate(IsolateArgs),
     /// Give an isolated instance back its recorded network state.
     Restore(RestoreArgs),
+    /// List what Cordon left behind in this account and region (unused groups, claims and
+    /// ACL entries of instances that no longer exist); --apply removes it.
+    Cleanup(CleanupArgs),
     /// Break glass: approve the restore of a waiting quarantine as yourself (your AWS
     /// identity is the approver, and CloudTrail names you). Refused unless it waits for a decision.
     Approve(DecideArgs),
@@ -133,9 +136,16 @@ struct DecideArgs {
 struct RestoreArgs {
     #[arg(long)]
     instance: String,
+    #[command(flatten)]
+    records: RecordArgs,
+}
+
+/// How a command that reads Cordon's records kept in tags checks them.
+#[derive(Args)]
+struct RecordArgs {
     /// The stack's record key, its full ARN (the RecordKeyArn output): a record kept in tags
-    /// is used only when its seal verifies under it, since whoever may tag the instance or a
-    /// security group could otherwise choose the groups it is given back.
+    /// is used only when its seal verifies under it, since whoever may tag the instance, a
+    /// security group or an ACL could otherwise choose what is given back or removed.
     #[arg(long, env = "CORDON_RECORD_KEY_ID")]
     record_key: Option<String>,
     /// The profile that may kms:VerifyMac with the record key, in the stack's account, when
@@ -143,10 +153,19 @@ struct RestoreArgs {
     #[arg(long)]
     record_key_profile: Option<String>,
     /// Use records whose seal does not verify, or that have none (`cordon isolate`'s, a
-    /// release's before seals): whoever could write those tags chose what is restored. Each
-    /// such record is named in a warning and in the report.
+    /// release's before seals): whoever could write those tags chose what is restored or
+    /// removed. Each such record is named in a warning and in the report.
     #[arg(long)]
     trust_unverified: bool,
+}
+
+#[derive(Args)]
+struct CleanupArgs {
+    /// Remove what is listed (without it, a dry run: nothing changes).
+    #[arg(long)]
+    apply: bool,
+    #[command(flatten)]
+    records: RecordArgs,
 }
 
 #[derive(Args)]
@@ -251,6 +270,7 @@ async fn run(cli: Cli) -> Result<u8, CordonError> {
         Command::Triage { policy, files } => triage(&policy, &files),
         Command::Isolate(args) => isolate_command(&target, &args).await,
         Command::Restore(args) => restore_command(&target, &args).await,
+        Command::Cleanup(args) => cleanup_command(&target, &args).await,
         Command::ConfirmSubscription { link, topic } => {
             confirm_subscription_command(&target, &link, topic.as_deref()).await
         }
@@ -854,11 +874,12 @@ fn record_key_region(key_id: &str) -> Result<String, CordonError> {
     }
 }
 
-async fn restore_command(target: &AwsTarget, args: &RestoreArgs) -> Result<u8, CordonError> {
-    let instance_id = args.instance.as_str();
-    check_instance_id(instance_id)?;
-    let aws = AwsContext::load(target).await;
-    // KMS in the key's own account and region, with the caller's credentials there.
+/// The record key the arguments name, through KMS in the key's own account and region with
+/// the caller's credentials there; None (said on stderr) when none is given.
+async fn record_key(
+    target: &AwsTarget,
+    args: &RecordArgs,
+) -> Result<Option<RecordKey<AwsKms>>, CordonError> {
     let records = match args.record_key.as_deref().map(str::trim) {
         Some(key_id) if !key_id.is_empty() => {
             let region = record_key_region(key_id)?;
@@ -877,6 +898,37 @@ async fn restore_command(target: &AwsTarget, args: &RestoreArgs) -> Result<u8, C
     if records.is_none() && !args.trust_unverified {
         eprintln!("cordon: no --record-key given: records kept in tags cannot be checked, and none will be used (give the stack's RecordKeyArn, or --trust-unverified)");
     }
+    Ok(records)
+}
+
+async fn cleanup_command(target: &AwsTarget, args: &CleanupArgs) -> Result<u8, CordonError> {
+    let aws = AwsContext::load(target).await;
+    let records = record_key(target, &args.records).await?;
+    let ec2 = aws.ec2(None);
+    eprintln!(
+        "cordon: {} what Cordon left in this account and region",
+        if args.apply {
+            "removing"
+        } else {
+            "listing (dry run; --apply removes)"
+        }
+    );
+    let report =
+        cordon_core::cleanup::cleanup(&ec2, &records, args.records.trust_unverified, !args.apply)
+            .await?;
+    print_pretty(&report);
+    Ok(if report.errors.is_empty() {
+        0
+    } else {
+        EXIT_PARTIAL
+    })
+}
+
+async fn restore_command(target: &AwsTarget, args: &RestoreArgs) -> Result<u8, CordonError> {
+    let instance_id = args.instance.as_str();
+    check_instance_id(instance_id)?;
+    let aws = AwsContext::load(target).await;
+    let records = record_key(target, &args.records).await?;
     eprintln!("cordon: restoring {instance_id}");
     // The records on the instance's tags say what to give back: network, then the role's
     // credentials, then Auto Scaling.
@@ -893,7 +945,7 @@ async fn restore_command(target: &AwsTarget, args: &RestoreArgs) -> Result<u8, C
         credentials: None,
         evidence: None,
         load_balancers: None,
-        trust_unverified_records: args.trust_unverified,
+        trust_unverified_records: args.records.trust_unverified,
     };
     let report = Box::pin(cordon_core::steps::restore_step(
         &aws, &aws, &aws, &aws, &records, &input,

@@ -299,6 +299,81 @@ async fn break_glass_isolate_status_and_restore() {
     assert_eq!(json(&output)["quarantined"], serde_json::json!([]));
 }
 
+/// Two instances isolated by hand, each in a VPC of its own; one is then terminated. The
+/// clean-up lists what that one left (its VPC's groups, which allow all traffic or nothing
+/// and no interface carries, and its denies, named by `cordon isolate`'s unsealed records),
+/// changes nothing until told to, removes only that, and never what the other still needs.
+#[tokio::test]
+async fn cleanup_removes_only_what_an_instance_that_no_longer_exists_left() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let (kept_vpc, kept, kept_eni, _) = single_instance(&world).await;
+    let (gone_vpc, gone, _, _) = single_instance(&world).await;
+    let gone_acls_before = world.acls(&gone_vpc).await;
+    for instance in [&kept, &gone] {
+        let output = cordon(
+            Some(&moto),
+            &[
+                "isolate",
+                "--instance",
+                instance,
+                "--remote-ip",
+                "198.51.100.7",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    }
+    world
+        .ec2
+        .terminate_instances()
+        .instance_ids(&gone)
+        .send()
+        .await
+        .unwrap();
+    let kept_groups = world.cordon_group_ids(&kept_vpc).await;
+    let kept_acls = world.acls(&kept_vpc).await;
+    let gone_acls_isolated = world.acls(&gone_vpc).await;
+
+    let output = cordon(Some(&moto), &["cleanup"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let listed = json(&output);
+    assert_eq!(listed["dry_run"], true);
+    let unused: Vec<&str> = listed["unused_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["vpc_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(unused, [gone_vpc.as_str(), gone_vpc.as_str()], "{listed}");
+    // Unsealed records (`cordon isolate`'s) are not taken without being told to.
+    assert_eq!(listed["acl_entries"], serde_json::json!([]), "{listed}");
+    assert!(listed["kept"].to_string().contains(&gone), "{listed}");
+    assert_eq!(
+        world.acls(&gone_vpc).await,
+        gone_acls_isolated,
+        "a dry run changes nothing"
+    );
+    assert_eq!(world.cordon_group_ids(&gone_vpc).await.len(), 2);
+
+    let output = cordon(Some(&moto), &["cleanup", "--apply", "--trust-unverified"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let removed = json(&output);
+    assert_eq!(removed["errors"], serde_json::json!([]), "{removed}");
+    assert!(world.cordon_group_ids(&gone_vpc).await.is_empty());
+    assert_eq!(
+        world.acls(&gone_vpc).await,
+        gone_acls_before,
+        "the terminated instance's denies and records are gone"
+    );
+    // The instance still isolated keeps everything.
+    assert_eq!(world.cordon_group_ids(&kept_vpc).await, kept_groups);
+    assert_eq!(world.acls(&kept_vpc).await, kept_acls);
+    assert_eq!(
+        world.eni_groups(&kept_eni).await,
+        vec![kept_groups["isolation"].clone()]
+    );
+}
+
 #[tokio::test]
 async fn isolate_from_a_finding_file_and_partial_and_drift_exit_3() {
     let moto = Moto::start();
