@@ -925,17 +925,27 @@ fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> Acl
             if todo.is_empty() {
                 continue;
             }
-            // Numbers recorded for any instance and not made yet are left alone too.
-            view.extend(recorded_on(acl));
-            let (numbers, shortfall) = pick_rule_numbers(
-                &acl.id,
-                &view,
-                egress,
-                ipv6,
-                settings,
-                todo.len(),
-                record_prefix,
-            );
+            // Numbers recorded for any instance and not made yet are left alone too, while
+            // the band has room for them: records are tags anyone allowed to tag the ACL can
+            // write, and forged ones must not fill the band. Short of room, only the entries
+            // in place count (a number another run then makes first is re-picked).
+            let mut reserved = view.clone();
+            reserved.extend(recorded_on(acl));
+            let pick = |taken: &[AclEntry]| {
+                pick_rule_numbers(
+                    &acl.id,
+                    taken,
+                    egress,
+                    ipv6,
+                    settings,
+                    todo.len(),
+                    record_prefix,
+                )
+            };
+            let (numbers, shortfall) = match pick(&reserved) {
+                (_, Some(_)) => pick(&view),
+                enough => enough,
+            };
             errors.extend(shortfall);
             planned.extend(
                 numbers

@@ -759,3 +759,27 @@ fn forged_acl_records_neither_stop_the_denies_nor_keep_them_after_restore() {
     assert!(!acl(&ec2, "acl-a").entries.contains(&ours.as_acl_entry()));
     assert_eq!(report.nacl_entries_removed.len(), entries.len());
 }
+
+/// Records that reserve every number of the band (tags anyone allowed to tag the ACL can
+/// write) leave the denies room all the same.
+#[test]
+fn forged_records_that_reserve_the_whole_band_do_not_keep_the_denies_out() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    let band: Vec<String> = (1..=99)
+        .flat_map(|n| {
+            [
+                format!("in:{n}:192.0.2.{n}/32"),
+                format!("out:{n}:192.0.2.{n}/32"),
+            ]
+        })
+        .collect();
+    let forged = crate::record::chunk_tags("cordon:i-0000beef:00000000", &band.join(","));
+    assert!(forged.len() < 40, "fits the ACL's tags: {}", forged.len());
+    ec2.with(|s| s.acls.get_mut("acl-a").unwrap().tags.extend(forged));
+    let (_, entries) = blocked(&ec2, &key);
+    assert!(
+        entries.iter().any(|e| e.acl_id == "acl-a" && e.egress),
+        "acl-a gets its denies: {entries:?}"
+    );
+}
