@@ -252,6 +252,66 @@ pub async fn cleanup(
     Ok(report)
 }
 
+/// After a restore: the VPCs' conversion and isolation groups, deleted when no interface in
+/// the VPC carries them any more and no claim is left there (another containment in the VPC,
+/// which will want them). The conversion group allows all traffic both ways; neither is left
+/// behind once the last instance of a VPC is given back. A containment that starts in the VPC
+/// meanwhile makes them again (a retried step at worst). Off the containment's path; a group
+/// that cannot be deleted (another group's rule names it) is said, never an error of the
+/// restore. Returns what was done, one line per group.
+pub async fn release_unused_groups(ec2: &impl Ec2, vpc_ids: &[String]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for vpc_id in vpc_ids {
+        let groups = match ec2.cordon_groups(std::slice::from_ref(vpc_id)).await {
+            Ok(groups) => groups,
+            Err(error) => {
+                lines.push(format!("{vpc_id}'s groups were not read ({error}): kept"));
+                continue;
+            }
+        };
+        let claimed = groups.iter().any(|group| {
+            group
+                .tags
+                .iter()
+                .any(|(k, v)| k == GroupRole::TAG_KEY && v == crate::claim::CLAIM_ROLE)
+        });
+        let ours: Vec<&SecurityGroup> = groups
+            .iter()
+            .filter(|g| matches!(g.role, Some(GroupRole::Conversion | GroupRole::Isolation)))
+            .collect();
+        if claimed || ours.is_empty() {
+            continue;
+        }
+        let in_use = match ec2.groups_in_use(vpc_id).await {
+            Ok(in_use) => in_use,
+            Err(error) => {
+                lines.push(format!(
+                    "{vpc_id}'s interfaces were not read ({error}): its groups kept"
+                ));
+                continue;
+            }
+        };
+        if ours.iter().any(|g| in_use.contains(&g.id)) {
+            continue;
+        }
+        for group in ours {
+            let role = group.role.map(role_name).unwrap_or_default();
+            match ec2.delete_group(&group.id).await {
+                Ok(()) => lines.push(format!(
+                    "deleted {role} group {} of {vpc_id}: no interface carries it",
+                    group.id
+                )),
+                Err(CordonError::Ec2 { code, .. }) if code == "InvalidGroup.NotFound" => {}
+                Err(error) => lines.push(format!(
+                    "kept {role} group {} of {vpc_id}: {error}",
+                    group.id
+                )),
+            }
+        }
+    }
+    lines
+}
+
 /// Whether a record of another instance, one that still exists, names this very deny.
 fn held_by_an_instance_that_exists(
     acl: &NetworkAcl,

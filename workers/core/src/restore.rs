@@ -206,6 +206,9 @@ pub struct RestoreReport {
     /// write those tags chose what was restored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records_used_unverified: Vec<RecordTrouble>,
+    /// Cordon's groups deleted (or kept, and why) once no interface of their VPC needed them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     pub errors: Vec<StepError>,
 }
 
@@ -226,6 +229,7 @@ impl RestoreReport {
             load_balancers: None,
             records_refused: Vec::new(),
             records_used_unverified: Vec::new(),
+            groups: Vec::new(),
             errors: vec![StepError {
                 error: "Cordon.DecisionRefused".into(),
                 cause: reason,
@@ -376,6 +380,7 @@ pub async fn restore(
         load_balancers: None,
         records_refused,
         records_used_unverified,
+        groups: Vec::new(),
         errors: Vec::new(),
     };
     // A deny left for a refused record: a person looks before anything else is dropped.
@@ -624,6 +629,8 @@ pub async fn restore(
             Err(other) => return Err(other),
         }
     }
+    // No group that allows all traffic outlives the last containment of its VPC.
+    report.groups = crate::cleanup::release_unused_groups(ec2, &vpc_ids).await;
     Ok(report)
 }
 

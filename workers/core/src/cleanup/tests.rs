@@ -164,3 +164,74 @@ fn a_forged_acl_record_cannot_make_the_cleanup_delete_an_administrators_deny() {
         report.kept
     );
 }
+
+/// The cordon groups of `vpc-1`, by role.
+fn cordon_groups(ec2: &FakeEc2) -> Vec<String> {
+    let mut roles: Vec<String> = ec2.with(|s| {
+        s.groups
+            .values()
+            .filter_map(|g| g.role.map(|r| r.tag_value().to_string()))
+            .collect()
+    });
+    roles.sort();
+    roles
+}
+
+fn restore_with(ec2: &FakeEc2, key: &RecordKey<FakeKms>) -> crate::restore::RestoreReport {
+    block_on(crate::restore::restore(
+        ec2,
+        "i-00000001",
+        crate::restore::RecordSource::Tags {
+            key,
+            trust_unverified: false,
+        },
+        &[],
+    ))
+    .unwrap()
+}
+
+#[test]
+fn restoring_the_last_containment_of_a_vpc_leaves_no_group_that_allows_all_traffic() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    contained(&ec2, &key);
+    assert_eq!(cordon_groups(&ec2), ["conversion", "isolation"]);
+    let report = restore_with(&ec2, &key);
+    assert_eq!(
+        report.status,
+        crate::restore::RestoreStatus::Restored,
+        "{report:?}"
+    );
+    assert_eq!(
+        cordon_groups(&ec2),
+        Vec::<String>::new(),
+        "{:?}",
+        report.groups
+    );
+    assert_eq!(report.groups.len(), 2, "{:?}", report.groups);
+}
+
+#[test]
+fn a_vpc_where_another_interface_is_isolated_keeps_its_groups() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    contained(&ec2, &key);
+    let isolation = ec2.interface_groups("eni-1");
+    ec2.with(|s| {
+        let mut other = s.instances["i-00000001"].clone();
+        other.id = "i-00000002".into();
+        other.interfaces = vec![crate::fake::interface(
+            "eni-9",
+            "subnet-b",
+            &[isolation[0].as_str()],
+            "10.0.2.9",
+            None,
+        )];
+        other.tags.clear();
+        s.instances.insert("i-00000002".into(), other);
+    });
+    let report = restore_with(&ec2, &key);
+    assert_eq!(report.status, crate::restore::RestoreStatus::Restored);
+    assert_eq!(cordon_groups(&ec2), ["conversion", "isolation"]);
+    assert!(report.groups.is_empty(), "{:?}", report.groups);
+}
