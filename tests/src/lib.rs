@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod aws_model;
+pub mod cfn;
 pub mod faults;
 pub mod runtime_api;
 

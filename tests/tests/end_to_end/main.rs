@@ -16,6 +16,7 @@ mod definition;
 mod emulator;
 mod event_pattern;
 mod evidence;
+mod iam;
 mod lifecycle;
 mod load_balancers;
 mod metrics;
