@@ -789,6 +789,7 @@ fn security_group_of(group: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup
     SecurityGroup {
         id: group.group_id().unwrap_or_default().to_string(),
         vpc_id: group.vpc_id().unwrap_or_default().to_string(),
+        name: group.group_name().unwrap_or_default().to_string(),
         role: group
             .tags()
             .iter()

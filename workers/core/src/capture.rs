@@ -791,6 +791,7 @@ pub async fn capture_seeing(
                 .filter(|group| group.role.is_some())
                 .map(|group| SecurityGroup {
                     tags: Vec::new(),
+                    name: String::new(),
                     ..group.clone()
                 })
                 .collect(),
@@ -1298,6 +1299,7 @@ mod tests {
         let group = |id: &str, role| SecurityGroup {
             id: id.into(),
             vpc_id: "vpc-1".into(),
+            name: id.into(),
             role: Some(role),
             ingress: vec![],
             egress: vec![],

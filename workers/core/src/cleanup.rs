@@ -114,6 +114,20 @@ fn role_name(role: GroupRole) -> &'static str {
     role.tag_value()
 }
 
+/// Whether Cordon made `group` for what its tags say: its name is the one Cordon gives such a
+/// group. Tags alone are not enough to delete a group on: anyone who may tag a group of the
+/// account could tag an application's as a claim or as Cordon's isolation group.
+pub fn named_as_cordons(group: &SecurityGroup) -> bool {
+    match group.role {
+        Some(role) => group.name == role.group_name(&group.vpc_id),
+        None => group
+            .tags
+            .iter()
+            .find(|(k, _)| k == crate::claim::INSTANCE_TAG)
+            .is_some_and(|(_, instance)| group.name == crate::claim::group_name(instance)),
+    }
+}
+
 /// The groups to delete: claims of instances that no longer exist, and the VPC's conversion
 /// and isolation groups when no interface carries them and no instance that still exists
 /// holds a claim there (its containment may be about to use them).
@@ -131,6 +145,17 @@ pub fn plan_groups(survey: &Survey) -> (Vec<LeftGroup>, Vec<LeftGroup>, Vec<Kept
             continue;
         };
         if claim_in(std::slice::from_ref(group), instance).is_none() {
+            continue;
+        }
+        if !named_as_cordons(group) {
+            kept.push(Kept {
+                resource: group.id.clone(),
+                reason: format!(
+                    "tagged as the claim of {instance} but named {:?}, not {}: not a group Cordon made",
+                    group.name,
+                    crate::claim::group_name(instance)
+                ),
+            });
             continue;
         }
         if exists(instance) {
@@ -154,6 +179,18 @@ pub fn plan_groups(survey: &Survey) -> (Vec<LeftGroup>, Vec<LeftGroup>, Vec<Kept
         let Some(role @ (GroupRole::Conversion | GroupRole::Isolation)) = group.role else {
             continue;
         };
+        if !named_as_cordons(group) {
+            kept.push(Kept {
+                resource: group.id.clone(),
+                reason: format!(
+                    "tagged as Cordon's {} group but named {:?}, not {}: not a group Cordon made",
+                    role_name(role),
+                    group.name,
+                    role.group_name(&group.vpc_id)
+                ),
+            });
+            continue;
+        }
         let used = survey
             .in_use
             .get(&group.vpc_id)
@@ -278,6 +315,7 @@ pub async fn release_unused_groups(ec2: &impl Ec2, vpc_ids: &[String]) -> Vec<St
         let ours: Vec<&SecurityGroup> = groups
             .iter()
             .filter(|g| matches!(g.role, Some(GroupRole::Conversion | GroupRole::Isolation)))
+            .filter(|g| named_as_cordons(g))
             .collect();
         if claimed || ours.is_empty() {
             continue;

@@ -419,6 +419,10 @@ impl SgRule {
 pub struct SecurityGroup {
     pub id: String,
     pub vpc_id: String,
+    /// Its name, unique in its VPC and never changed: anyone who may tag a group can say it is
+    /// Cordon's, but only the group Cordon created carries Cordon's name for it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
     pub role: Option<GroupRole>,
     pub ingress: Vec<SgRule>,
     pub egress: Vec<SgRule>,

@@ -162,6 +162,7 @@ impl FakeEc2 {
                     SecurityGroup {
                         id: id.into(),
                         vpc_id: "vpc-1".into(),
+                        name: id.into(),
                         role: None,
                         ingress: vec![],
                         egress: vec![],
@@ -466,6 +467,7 @@ impl Ec2 for FakeEc2 {
             let group = SecurityGroup {
                 id: format!("sg-cordon{}", s.next_id),
                 vpc_id: vpc_id.into(),
+                name: role.group_name(vpc_id),
                 role: Some(role),
                 ingress: vec![],
                 // EC2 gives every new VPC group an allow-all egress rule.
@@ -510,6 +512,7 @@ impl Ec2 for FakeEc2 {
                 SecurityGroup {
                     id: id.clone(),
                     vpc_id: vpc_id.into(),
+                    name: name.clone(),
                     role: None,
                     ingress: vec![],
                     egress: vec![],

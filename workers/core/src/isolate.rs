@@ -1429,6 +1429,7 @@ mod tests {
             s.racing_group = Some(SecurityGroup {
                 id: "sg-theirs".into(),
                 vpc_id: "vpc-1".into(),
+                name: "sg-theirs".into(),
                 role: Some(GroupRole::Conversion),
                 ingress: vec![],
                 egress: vec![],
@@ -1498,6 +1499,7 @@ mod tests {
         let theirs = SecurityGroup {
             id: "sg-theirs".into(),
             vpc_id: "vpc-1".into(),
+            name: "sg-theirs".into(),
             role: Some(GroupRole::Conversion),
             ingress: vec![],
             egress: vec![],
@@ -1589,6 +1591,7 @@ mod tests {
                 SecurityGroup {
                     id: "sg-foreign".into(),
                     vpc_id: "vpc-1".into(),
+                    name: "sg-foreign".into(),
                     role: None,
                     ingress: vec![],
                     egress: vec![],

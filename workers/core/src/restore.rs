@@ -364,6 +364,12 @@ pub async fn restore(
             entries.push(entry.clone());
         }
     }
+    // The claim is deleted only if Cordon made it: its tags could be anyone's.
+    let claim = claim.filter(|claim| {
+        cordon_groups
+            .iter()
+            .any(|g| g.id == claim.group_id && crate::cleanup::named_as_cordons(g))
+    });
     let cordon_ids: Vec<String> = cordon_groups.into_iter().map(|g| g.id).collect();
 
     let mut report = RestoreReport {

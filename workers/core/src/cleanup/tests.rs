@@ -235,3 +235,48 @@ fn a_vpc_where_another_interface_is_isolated_keeps_its_groups() {
     assert_eq!(cordon_groups(&ec2), ["conversion", "isolation"]);
     assert!(report.groups.is_empty(), "{:?}", report.groups);
 }
+
+/// Whoever may tag a group tags an application's group as the claim of a made-up (gone)
+/// instance, and another as Cordon's conversion group: neither cleanup nor restore deletes a
+/// group on its tags alone.
+#[test]
+fn an_application_group_tagged_as_cordons_is_never_deleted() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    contained(&ec2, &key);
+    ec2.with(|s| {
+        let app = s.groups.get_mut("sg-app").unwrap();
+        app.tags.extend(crate::claim::claim_tags(
+            "i-0000dead",
+            "exec-x",
+            "2026-01-01T00:00:00.000Z",
+        ));
+        let ssh = s.groups.get_mut("sg-ssh").unwrap();
+        ssh.role = Some(GroupRole::Conversion);
+        ssh.tags
+            .push((GroupRole::TAG_KEY.into(), "conversion".into()));
+    });
+    let report = block_on(cleanup(&ec2, &key, false, false)).unwrap();
+    assert!(ec2.with(|s| s.groups.contains_key("sg-app") && s.groups.contains_key("sg-ssh")));
+    assert!(report.stale_claims.is_empty(), "{report:?}");
+    assert!(
+        report
+            .kept
+            .iter()
+            .any(|k| k.resource == "sg-app" && k.reason.contains("not a group Cordon made")),
+        "{:?}",
+        report.kept
+    );
+    // Restore, with the decoy tagged as this instance's claim too.
+    ec2.with(|s| {
+        let app = s.groups.get_mut("sg-app").unwrap();
+        app.tags.retain(|(k, _)| !k.starts_with("cordon:"));
+        app.tags.extend(crate::claim::claim_tags(
+            "i-00000001",
+            "exec-x",
+            "2026-01-01T00:00:00.000Z",
+        ));
+    });
+    restore_with(&ec2, &key);
+    assert!(ec2.with(|s| s.groups.contains_key("sg-app") && s.groups.contains_key("sg-ssh")));
+}
