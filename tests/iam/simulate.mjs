@@ -2,8 +2,8 @@
 // resource and organization policies and every condition operator), for the test suite.
 // Reads a JSON array of {name, simulation} on stdin; writes a JSON array of
 // {name, result, errors, ignoredContextKeys} on stdout, one per case, in order. Strict mode:
-// the request is evaluated exactly as given, and a context key a policy names that the
-// request lacks is reported, not guessed.
+// the request is evaluated exactly as given (a key it lacks makes a condition on it false);
+// ignoredContextKeys lists keys it carries that do not apply to the action.
 import { runSimulation } from '@cloud-copilot/iam-simulate'
 
 const input = await new Promise((resolve, reject) => {

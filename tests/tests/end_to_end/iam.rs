@@ -25,7 +25,9 @@ fn deployment(account: &str, parameters: &[(&str, Value)]) -> Deployment {
         account: account.into(),
         region: REGION.into(),
         partition: "aws".into(),
-        stack_name: "cordon".into(),
+        // Not "cordon": the workers' path is /cordon/<stack>/, and a path with the two swapped
+        // must not pass.
+        stack_name: "cordon-prod".into(),
         parameters: parameters
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -102,7 +104,8 @@ fn judge(cases: Vec<Case>) {
             ));
             continue;
         }
-        // A condition key a policy names that the request does not carry would be a guess.
+        // A key the request carries that does not apply to its action: not the request AWS
+        // would judge.
         if result["ignoredContextKeys"]
             .as_array()
             .is_some_and(|keys| !keys.is_empty())
@@ -132,7 +135,7 @@ fn member_role(template: &Value) -> (String, Vec<(String, Value)>, Value) {
             MEMBER,
             &[
                 ("AdministratorAccountId", json!(ADMIN)),
-                ("AdministratorStackName", json!("cordon")),
+                ("AdministratorStackName", json!("cordon-prod")),
                 ("ExternalId", json!(EXTERNAL_ID)),
             ],
         ),
@@ -323,7 +326,7 @@ fn only_cordons_workers_may_assume_the_member_role() {
         deployment(ADMIN, &[("MemberExternalId", json!(EXTERNAL_ID))]),
     );
     let worker = admin.arn_of("IsolateSecurityGroupsRole");
-    assert!(worker.contains(":role/cordon/cordon/"), "{worker}");
+    assert!(worker.contains(":role/cordon/cordon-prod/"), "{worker}");
     let worker_policies = admin.role_policies("IsolateSecurityGroupsRole");
     let anyone = vec![(
         "admin".to_string(),

@@ -218,18 +218,35 @@ pub fn standing(
 }
 
 /// Why the instance counts as quarantined already: every interface Cordon can contain is on
-/// the isolation group alone. An interface on the conversion group does not count: that is an
-/// isolation cut short, which leaves it open both ways, and which the workflow finishes.
-pub fn quarantine_evidence(instance: &Instance, cordon_groups: &[SecurityGroup]) -> Option<String> {
+/// the isolation group alone, and that group isolates (Cordon's name, no egress, ingress from
+/// the forensic source only). An interface on the conversion group does not count: that is an
+/// isolation cut short, which leaves it open both ways, and which the workflow finishes. Nor
+/// does a group that only says it is Cordon's: whoever could make a group named and tagged as
+/// Cordon's isolation group in a VPC Cordon has not used yet, with rules of their own, and put
+/// the instance on it, would otherwise keep every finding of the instance from containing it.
+pub fn quarantine_evidence(
+    instance: &Instance,
+    cordon_groups: &[SecurityGroup],
+    forensic: Option<&crate::config::ForensicSource>,
+) -> Option<String> {
+    let (ingress, egress) = crate::isolate::desired_rules(GroupRole::Isolation, forensic);
+    let isolates = |group_id: &String| {
+        cordon_groups.iter().any(|g| {
+            &g.id == group_id
+                && crate::cleanup::named_as_cordons(g)
+                && crate::isolate::rule_changes(&g.ingress, &ingress) == (vec![], vec![])
+                && crate::isolate::rule_changes(&g.egress, &egress) == (vec![], vec![])
+        })
+    };
     let containable: Vec<_> = instance
         .interfaces
         .iter()
         .filter(|i| i.not_containable().is_none())
         .collect();
     let all_isolated = !containable.is_empty()
-        && containable
-            .iter()
-            .all(|i| standing(i, cordon_groups) == Standing::Isolated);
+        && containable.iter().all(|i| {
+            standing(i, cordon_groups) == Standing::Isolated && i.groups.iter().all(isolates)
+        });
     all_isolated.then(|| {
         let first = containable[0];
         format!(
@@ -620,7 +637,9 @@ pub async fn capture_seeing(
         .into_iter()
         .filter(|group| vpc_ids.contains(&group.vpc_id))
         .collect();
-    if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups) {
+    if let Some(evidence) =
+        quarantine_evidence(&instance, &cordon_groups, config.forensic_access.as_ref())
+    {
         let mut warnings = Vec::new();
         let record = kept_record_of(&instance, &cordon_groups, seal, now_utc, &mut warnings).await;
         let output =
@@ -789,9 +808,9 @@ pub async fn capture_seeing(
             groups: cordon_groups
                 .iter()
                 .filter(|group| group.role.is_some())
+                // Their names stay: the isolation step knows Cordon's groups by them.
                 .map(|group| SecurityGroup {
                     tags: Vec::new(),
-                    name: String::new(),
                     ..group.clone()
                 })
                 .collect(),
@@ -849,6 +868,8 @@ mod tests {
         let first = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
         let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
         ec2.with(|s| {
+            // As isolation leaves it: EC2's default egress rule revoked.
+            s.groups.get_mut(&isolation.id).unwrap().egress.clear();
             s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
                 vec![isolation.id.clone()]
         });
@@ -1155,12 +1176,38 @@ mod tests {
         // And once isolated, a duplicate hands on the claim's record.
         let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
         ec2.with(|s| {
+            s.groups.get_mut(&isolation.id).unwrap().egress.clear();
             s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
                 vec![isolation.id.clone()];
         });
         let duplicate = capture_at(&ec2, "exec-c", Pace::AtOnce).unwrap();
         assert_eq!(duplicate.status, CaptureStatus::AlreadyQuarantined);
         assert_eq!(duplicate.record, claim_record(&ec2, "exec-b"));
+    }
+
+    /// Whoever may make groups in a VPC Cordon has not used yet makes one named and tagged as
+    /// Cordon's isolation group, with rules of their own (egress anywhere), and puts the
+    /// instance on it: a finding still contains it.
+    #[test]
+    fn a_look_alike_isolation_group_is_no_evidence_of_quarantine() {
+        let ec2 = FakeEc2::standard();
+        let look_alike = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+        assert!(!look_alike.egress.is_empty(), "EC2's default egress rule");
+        ec2.with(|s| {
+            s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
+                vec![look_alike.id.clone()];
+        });
+        let output = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap();
+        assert_ne!(
+            output.status,
+            CaptureStatus::AlreadyQuarantined,
+            "{}",
+            output.reason
+        );
+        // And once its rules are Cordon's (the isolation step sets them), it is evidence.
+        ec2.with(|s| s.groups.get_mut(&look_alike.id).unwrap().egress.clear());
+        let later = capture_at(&ec2, "exec-b", Pace::AtOnce).unwrap();
+        assert_eq!(later.status, CaptureStatus::AlreadyQuarantined);
     }
 
     /// The stack's `ExemptTagKey` set to `cordon:exempt`.

@@ -242,6 +242,9 @@ pub async fn cleanup(
         stale_claims,
         ..CleanupReport::default()
     };
+    // The VPCs whose ACLs keep records this run leaves (refused, for a later run with the
+    // key or --trust-unverified): their groups stay, so that the next survey finds the VPC.
+    let mut acl_work_left: BTreeSet<String> = BTreeSet::new();
     let gone = |instance: &str| survey.exists.get(instance) == Some(&false);
     for acl in &survey.acls {
         for instance in acl_recorded_instances(&acl.tags) {
@@ -268,6 +271,7 @@ pub async fn cleanup(
                     keys: acl_record_keys(instance, &acl.tags),
                 });
             } else {
+                acl_work_left.insert(acl.vpc_id.clone());
                 // Its tags stay too, for a run with --trust-unverified to find them.
                 kept.extend(vetted.refused.into_iter().map(|(refused, entries)| Kept {
                     resource: acl.id.clone(),
@@ -281,6 +285,19 @@ pub async fn cleanup(
             }
         }
     }
+    report.unused_groups.retain(|group| {
+        let stays = acl_work_left.contains(&group.vpc_id);
+        if stays {
+            kept.push(Kept {
+                resource: group.group_id.clone(),
+                reason: format!(
+                    "{} group of {}, kept while ACL records of the VPC are left for a later run",
+                    group.role, group.vpc_id
+                ),
+            });
+        }
+        !stays
+    });
     report.kept = kept;
     if dry_run {
         return Ok(report);
@@ -289,14 +306,19 @@ pub async fn cleanup(
     Ok(report)
 }
 
-/// After a restore: the VPCs' conversion and isolation groups, deleted when no interface in
-/// the VPC carries them any more and no claim is left there (another containment in the VPC,
-/// which will want them). The conversion group allows all traffic both ways; neither is left
-/// behind once the last instance of a VPC is given back. A containment that starts in the VPC
-/// meanwhile makes them again (a retried step at worst). Off the containment's path; a group
-/// that cannot be deleted (another group's rule names it) is said, never an error of the
-/// restore. Returns what was done, one line per group.
-pub async fn release_unused_groups(ec2: &impl Ec2, vpc_ids: &[String]) -> Vec<String> {
+/// After a restore: each VPC's conversion group, which allows all traffic both ways, deleted
+/// when no interface in the VPC carries it and no claim is left there but `released_claim`
+/// (the one this restore just deleted, which a read may still show): no other containment in
+/// the VPC is under way. The isolation group stays: it lets nothing out, and a containment
+/// racing this one may be about to swap onto it. One that swaps onto the conversion group
+/// just deleted is refused, undoes its swap and is retried, and its retry makes the group
+/// again. Off the containment's path; a group that cannot be deleted is said, never an error
+/// of the restore. Returns what was done, one line per group.
+pub async fn release_unused_groups(
+    ec2: &impl Ec2,
+    vpc_ids: &[String],
+    released_claim: Option<&str>,
+) -> Vec<String> {
     let mut lines = Vec::new();
     for vpc_id in vpc_ids {
         let groups = match ec2.cordon_groups(std::slice::from_ref(vpc_id)).await {
@@ -307,14 +329,15 @@ pub async fn release_unused_groups(ec2: &impl Ec2, vpc_ids: &[String]) -> Vec<St
             }
         };
         let claimed = groups.iter().any(|group| {
-            group
-                .tags
-                .iter()
-                .any(|(k, v)| k == GroupRole::TAG_KEY && v == crate::claim::CLAIM_ROLE)
+            Some(group.id.as_str()) != released_claim
+                && group
+                    .tags
+                    .iter()
+                    .any(|(k, v)| k == GroupRole::TAG_KEY && v == crate::claim::CLAIM_ROLE)
         });
         let ours: Vec<&SecurityGroup> = groups
             .iter()
-            .filter(|g| matches!(g.role, Some(GroupRole::Conversion | GroupRole::Isolation)))
+            .filter(|g| g.role == Some(GroupRole::Conversion))
             .filter(|g| named_as_cordons(g))
             .collect();
         if claimed || ours.is_empty() {

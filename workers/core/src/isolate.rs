@@ -216,7 +216,10 @@ async fn winning_group(
 fn find_group(groups: &[SecurityGroup], vpc_id: &str, role: GroupRole) -> Option<SecurityGroup> {
     groups
         .iter()
+        // By the name Cordon gives it too: anyone who may tag a group could tag an
+        // application's as Cordon's, and Cordon would set its rules.
         .filter(|g| g.vpc_id == vpc_id && g.role == Some(role))
+        .filter(|g| crate::cleanup::named_as_cordons(g))
         .min_by(|a, b| a.id.cmp(&b.id))
         .cloned()
 }
@@ -1429,7 +1432,7 @@ mod tests {
             s.racing_group = Some(SecurityGroup {
                 id: "sg-theirs".into(),
                 vpc_id: "vpc-1".into(),
-                name: "sg-theirs".into(),
+                name: GroupRole::Conversion.group_name("vpc-1"),
                 role: Some(GroupRole::Conversion),
                 ingress: vec![],
                 egress: vec![],
@@ -1499,7 +1502,7 @@ mod tests {
         let theirs = SecurityGroup {
             id: "sg-theirs".into(),
             vpc_id: "vpc-1".into(),
-            name: "sg-theirs".into(),
+            name: GroupRole::Conversion.group_name("vpc-1"),
             role: Some(GroupRole::Conversion),
             ingress: vec![],
             egress: vec![],
