@@ -1210,6 +1210,28 @@ mod tests {
         assert_eq!(later.status, CaptureStatus::AlreadyQuarantined);
     }
 
+    /// Whoever may tag a group of the VPC tags an application's group as the instance's
+    /// claim, held by an execution that does not exist, with a fresh time: the finding's
+    /// execution still claims and contains it.
+    #[test]
+    fn a_group_only_tagged_as_the_instances_claim_holds_nothing_back() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| {
+            s.groups
+                .get_mut("sg-app")
+                .unwrap()
+                .tags
+                .extend(claim::claim_tags(
+                    "i-00000001",
+                    "exec-x",
+                    "2026-11-29T13:59:00.000Z",
+                ))
+        });
+        let output = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap();
+        assert_eq!(output.status, CaptureStatus::Captured, "{}", output.reason);
+        assert_eq!(claims_of(&ec2, "exec-a"), 1);
+    }
+
     /// The stack's `ExemptTagKey` set to `cordon:exempt`.
     fn tag_exempting() -> Config {
         let mut config = Config::default();

@@ -80,11 +80,15 @@ fn tag<'a>(group: &'a SecurityGroup, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// The claim on `instance_id` among Cordon's groups, if there is one.
+/// The claim on `instance_id` among Cordon's groups, if there is one: a group tagged as its
+/// claim and named as Cordon names it. Tags alone would let whoever may tag any group of the
+/// VPC hold every finding of the instance back with a fresh `cordon:claimed-at`; the name is
+/// unique in the VPC and cannot be given to an existing group.
 pub fn claim_in(groups: &[SecurityGroup], instance_id: &str) -> Option<Claim> {
     groups.iter().find_map(|group| {
         (tag(group, crate::ec2::GroupRole::TAG_KEY) == Some(CLAIM_ROLE)
-            && tag(group, INSTANCE_TAG) == Some(instance_id))
+            && tag(group, INSTANCE_TAG) == Some(instance_id)
+            && group.name == group_name(instance_id))
         .then(|| Claim {
             group_id: group.id.clone(),
             vpc_id: group.vpc_id.clone(),

@@ -497,7 +497,8 @@ impl Ec2 for FakeEc2 {
             let mut tags = crate::claim::claim_tags(instance_id, owner, claimed_at);
             tags.extend(record.iter().cloned());
             let taken = s.groups.values().any(|g| {
-                g.vpc_id == vpc_id && g.tags.iter().any(|(k, v)| k == "Name" && *v == name)
+                // EC2 knows a group by its name, whatever its tags say.
+                g.vpc_id == vpc_id && g.name == name
             });
             if taken {
                 return Err(CordonError::GroupDuplicate {
@@ -907,9 +908,7 @@ impl Ec2 for FakeEc2 {
                 .groups
                 .values()
                 .find(|g| {
-                    g.vpc_id == vpc_id
-                        && (g.role.map(|r| r.group_name(vpc_id)).as_deref() == Some(name)
-                            || g.tags.iter().any(|(k, v)| k == "Name" && v == name))
+                    g.vpc_id == vpc_id && g.name == name
                 })
                 .cloned();
             found.filter(|g| !s.unseen(&g.id))

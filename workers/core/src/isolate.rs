@@ -1594,7 +1594,8 @@ mod tests {
                 SecurityGroup {
                     id: "sg-foreign".into(),
                     vpc_id: "vpc-1".into(),
-                    name: "sg-foreign".into(),
+                    // Someone's group under Cordon's name, without Cordon's tag.
+                    name: "cordon-conversion-vpc-1".into(),
                     role: None,
                     ingress: vec![],
                     egress: vec![],
