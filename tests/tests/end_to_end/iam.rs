@@ -466,3 +466,170 @@ fn only_capture_and_the_acl_step_seal_records() {
     );
     judge(cases);
 }
+
+/// The workers' own roles, as they act in the administrator account (its instances are
+/// contained without the member role): each may make the calls of its step, and none the
+/// calls of another's, so that one function's code or credentials going wrong cannot do the
+/// work of all.
+#[test]
+fn each_worker_role_may_make_its_own_steps_calls_and_not_anothers() {
+    let template = yaml("infra/template.yaml");
+    let admin = Resolved::new(
+        &template,
+        deployment(ADMIN, &[("MemberExternalId", json!(EXTERNAL_ID))]),
+    );
+    let ec2 = |kind: &str, id: &str| format!("arn:aws:ec2:{REGION}:{ADMIN}:{kind}/{id}");
+    let isolation_tag = json!({"aws:ResourceTag/cordon:role": "isolation"});
+    let claim_keys = json!([
+        "cordon:role",
+        "Name",
+        "cordon:instance",
+        "cordon:owner",
+        "cordon:claimed-at",
+        "cordon:state:0",
+        "cordon:state:mac"
+    ]);
+    let cases: Vec<(&str, &str, String, Value, bool)> = vec![
+        (
+            "CaptureStateRole",
+            "ec2:DescribeInstances",
+            "*".into(),
+            json!({}),
+            true,
+        ),
+        (
+            "CaptureStateRole",
+            "ec2:CreateSecurityGroup",
+            ec2("security-group", "*"),
+            json!({"aws:RequestTag/cordon:role": "claim", "aws:TagKeys": claim_keys}),
+            true,
+        ),
+        (
+            "CaptureStateRole",
+            "ec2:ModifyNetworkInterfaceAttribute",
+            ec2("network-interface", "eni-1"),
+            json!({}),
+            false,
+        ),
+        (
+            "IsolateSecurityGroupsRole",
+            "ec2:ModifyNetworkInterfaceAttribute",
+            ec2("network-interface", "eni-1"),
+            json!({}),
+            true,
+        ),
+        (
+            "IsolateSecurityGroupsRole",
+            "ec2:AuthorizeSecurityGroupIngress",
+            ec2("security-group", "sg-isolation"),
+            isolation_tag.clone(),
+            true,
+        ),
+        (
+            "IsolateSecurityGroupsRole",
+            "ec2:AuthorizeSecurityGroupIngress",
+            ec2("security-group", "sg-web"),
+            json!({}),
+            false,
+        ),
+        (
+            "IsolateSecurityGroupsRole",
+            "ec2:CreateNetworkAclEntry",
+            ec2("network-acl", "acl-1"),
+            json!({}),
+            false,
+        ),
+        (
+            "IsolateSecurityGroupsRole",
+            "ec2:DeleteSecurityGroup",
+            ec2("security-group", "sg-isolation"),
+            isolation_tag.clone(),
+            false,
+        ),
+        (
+            "BlockNetworkAclRole",
+            "ec2:CreateNetworkAclEntry",
+            ec2("network-acl", "acl-1"),
+            json!({}),
+            true,
+        ),
+        (
+            "BlockNetworkAclRole",
+            "ec2:ModifyNetworkInterfaceAttribute",
+            ec2("network-interface", "eni-1"),
+            json!({}),
+            false,
+        ),
+        (
+            "RestoreRole",
+            "ec2:ModifyNetworkInterfaceAttribute",
+            ec2("network-interface", "eni-1"),
+            json!({}),
+            true,
+        ),
+        (
+            "RestoreRole",
+            "ec2:DeleteNetworkAclEntry",
+            ec2("network-acl", "acl-1"),
+            json!({}),
+            true,
+        ),
+        (
+            "RestoreRole",
+            "ec2:DeleteSecurityGroup",
+            ec2("security-group", "sg-conversion"),
+            json!({"aws:ResourceTag/cordon:role": "conversion"}),
+            true,
+        ),
+        (
+            "RestoreRole",
+            "ec2:DeleteSecurityGroup",
+            ec2("security-group", "sg-web"),
+            json!({}),
+            false,
+        ),
+        (
+            "RestoreRole",
+            "ec2:CreateNetworkAclEntry",
+            ec2("network-acl", "acl-1"),
+            json!({}),
+            false,
+        ),
+        (
+            "NotifyRole",
+            "ec2:ModifyNetworkInterfaceAttribute",
+            ec2("network-interface", "eni-1"),
+            json!({}),
+            false,
+        ),
+        (
+            "NotifyRole",
+            "ec2:DeleteNetworkAclEntry",
+            ec2("network-acl", "acl-1"),
+            json!({}),
+            false,
+        ),
+        (
+            "ApprovalRole",
+            "ec2:ModifyNetworkInterfaceAttribute",
+            ec2("network-interface", "eni-1"),
+            json!({}),
+            false,
+        ),
+    ];
+    judge(
+        cases
+            .into_iter()
+            .map(|(role, action, resource, context, allowed)| Case {
+                name: format!("{role}: {action} on {resource}"),
+                simulation: json!({
+                    "request": request(&admin.arn_of(role), action, &resource, ADMIN, context),
+                    "identityPolicies": policies(&admin.role_policies(role)),
+                    "serviceControlPolicies": [],
+                    "resourceControlPolicies": [],
+                }),
+                allowed,
+            })
+            .collect(),
+    );
+}
