@@ -907,9 +907,7 @@ impl Ec2 for FakeEc2 {
             let found = s
                 .groups
                 .values()
-                .find(|g| {
-                    g.vpc_id == vpc_id && g.name == name
-                })
+                .find(|g| g.vpc_id == vpc_id && g.name == name)
                 .cloned();
             found.filter(|g| !s.unseen(&g.id))
         }))

@@ -227,6 +227,8 @@ pub mod fake {
         pub calls: Mutex<Vec<&'static str>>,
         /// While set, every call is throttled, as KMS answers past the account's quota.
         pub throttled: std::sync::atomic::AtomicBool,
+        /// Throttled from this many calls on (none: never).
+        pub throttled_after: Mutex<Option<usize>>,
     }
 
     impl FakeKms {
@@ -239,7 +241,14 @@ pub mod fake {
 
         fn mac(&self, operation: &str, key_id: &str, message: &[u8]) -> Result<Hmac<Sha256>> {
             check_message(message)?;
-            if self.throttled.load(std::sync::atomic::Ordering::SeqCst) {
+            let made = self.calls.lock().unwrap().len();
+            if self.throttled.load(std::sync::atomic::Ordering::SeqCst)
+                || self
+                    .throttled_after
+                    .lock()
+                    .unwrap()
+                    .is_some_and(|after| made > after)
+            {
                 return Err(CordonError::Throttled {
                     operation: operation.into(),
                     message: "Rate exceeded".into(),

@@ -492,6 +492,17 @@ async fn write_record(
         let written = match place.seal.seal(&message).await {
             Ok(Some(seal)) => format!("{text}{ACL_SEAL_SEPARATOR}{seal}"),
             Ok(None) => text,
+            // This run's record is sealed already (a re-pick rewrites it): an unsealed one in
+            // its place would make its denies unverifiable. The deny waits for the step's
+            // retry instead; the others of the record are in place.
+            Err(error)
+                if crate::record::join_chunks(prefix, tags, acl_id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|old| old.contains(ACL_SEAL_SEPARATOR)) =>
+            {
+                return Err(error)
+            }
             Err(error) => {
                 notes.push(format!("the record of {}'s denies on {acl_id} was written without its seal ({error}): `cordon restore` keeps those denies unless told --trust-unverified", place.instance_id));
                 text

@@ -569,7 +569,9 @@ fn a_forged_acl_record_cannot_make_restore_delete_an_administrators_deny() {
         });
         let (record, entries) = blocked(&ec2, &key);
         assert!(
-            !entries.iter().any(|e| e.rule_number == 10 && !e.egress),
+            !entries
+                .iter()
+                .any(|e| e.acl_id == "acl-a" && e.rule_number == 10 && !e.egress),
             "the forged record is not taken into the step's output: {entries:?}"
         );
         let report = if workflow {
@@ -782,4 +784,48 @@ fn forged_records_that_reserve_the_whole_band_do_not_keep_the_denies_out() {
         entries.iter().any(|e| e.acl_id == "acl-a" && e.egress),
         "acl-a gets its denies: {entries:?}"
     );
+}
+
+/// A re-pick rewrites this run's sealed record while KMS is throttled: the sealed record
+/// stays as it was (never replaced by an unsealed one, whose denies restore could not check),
+/// and the re-picked deny waits for the step's retry.
+#[test]
+fn a_sealed_record_is_never_rewritten_unsealed() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    let record = contained(&ec2, &key);
+    let kms_calls = key.kms.calls.lock().unwrap().len();
+    // The first record's seal goes through; the re-pick's does not.
+    *key.kms.throttled_after.lock().unwrap() = Some(kms_calls + 1);
+    let theirs = crate::ec2::AclEntry {
+        rule_number: 1,
+        egress: false,
+        action: crate::ec2::RuleAction::Deny,
+        protocol: "6".into(),
+        cidr: "10.9.9.9/32".into(),
+    };
+    ec2.with(|s| s.racing_entry = Some(("acl-a".into(), theirs)));
+    let report = block_on(crate::nacl::block(
+        &ec2,
+        &record,
+        &["203.0.113.9".parse().unwrap()],
+        &crate::config::NaclSettings::default(),
+        &key,
+    ));
+    assert!(
+        report.errors.iter().any(|e| e.error == "Cordon.Throttled"),
+        "the re-picked deny waits for the retry: {:?}",
+        report.errors
+    );
+    let acl = acl(&ec2, "acl-a");
+    for run in crate::record::acl_records("acl-a", "i-00000001", &acl.tags) {
+        let run = run.unwrap();
+        let message = acl_message("acl-a", "i-00000001", run.run.as_deref(), &run.text);
+        *key.kms.throttled_after.lock().unwrap() = None;
+        assert_eq!(
+            block_on(check(&key, &message, run.seal.as_deref())),
+            Verdict::Verified,
+            "{run:?}"
+        );
+    }
 }
