@@ -784,6 +784,20 @@ async fn a_rewritten_record_is_refused_by_cordon_restore() {
         .await
         .unwrap();
     follower.abort();
+    // An administrator's own deny, which a record anyone may write names as Cordon's.
+    world
+        .acl_entry(
+            &member.acl,
+            150,
+            false,
+            aws_sdk_ec2::types::RuleAction::Deny,
+            "192.0.2.0/24",
+        )
+        .await;
+    let forged_acl_record = format!("cordon:{}:deadbeef:0", member.instance);
+    world
+        .tag(&member.acl, &forged_acl_record, "in:150:192.0.2.0/24")
+        .await;
     let isolated = snapshot(&world, &member).await;
 
     // The attacker's choice: a group that lets everything in.
@@ -817,6 +831,10 @@ async fn a_rewritten_record_is_refused_by_cordon_restore() {
     );
     let report: Value = serde_json::from_slice(&refused.stdout).unwrap();
     assert_eq!(report["records_refused"][0]["resource"], claim.as_str());
+    assert!(
+        report["records_refused"].to_string().contains("cordon:i-"),
+        "the forged ACL record is refused too: {report}"
+    );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the record"));
     assert_eq!(
         snapshot(&world, &member).await,
