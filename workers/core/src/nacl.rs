@@ -863,6 +863,11 @@ struct AclPlan {
     kept: Vec<DenyEntry>,
     planned: Vec<DenyEntry>,
     already_denied: Vec<String>,
+    /// Denies wanted that another quarantined instance's record names (the same address, a
+    /// shared command-and-control host): this instance relies on them, so its record names
+    /// them too, once that other record verifies ([`adopt`]). Otherwise the other instance's
+    /// restore, or a clean-up after it is gone, would take this instance's deny away.
+    adoptable: Vec<DenyEntry>,
     errors: Vec<CordonError>,
 }
 
@@ -874,6 +879,7 @@ fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> Acl
     } = work;
     let mut errors = Vec::new();
     let mut already_denied_notes = Vec::new();
+    let mut adoptable = Vec::new();
     // Entries an earlier run recorded and that still exist stay ours; they need no new rule.
     let still_there = |entry: &DenyEntry| {
         acl.entries.iter().any(|e| {
@@ -900,6 +906,9 @@ fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> Acl
             })
             .filter(|w| {
                 let taken = already_denied(&acl.entries, egress, &w.cidr);
+                if let Some(theirs) = taken.then(|| recorded_deny(acl, egress, &w.cidr)).flatten() {
+                    adoptable.push(theirs);
+                }
                 if taken {
                     already_denied_notes.push(format!(
                         "{} {} {}: an existing deny rule already applies",
@@ -975,6 +984,7 @@ fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> Acl
         kept: entries,
         planned,
         already_denied: already_denied_notes,
+        adoptable,
         errors,
     }
 }
@@ -993,6 +1003,61 @@ fn recorded_free<'a>(
     recorded.iter().find(|entry| {
         entry.egress == egress && entry.cidr == cidr && free.contains(&entry.rule_number)
     })
+}
+
+/// The deny of `cidr` in place on the ACL that some instance's record names, if any.
+fn recorded_deny(acl: &NetworkAcl, egress: bool, cidr: &str) -> Option<DenyEntry> {
+    let recorded = recorded_on(acl);
+    acl.entries
+        .iter()
+        .find(|e| {
+            e.egress == egress
+                && e.action == RuleAction::Deny
+                && e.protocol == "-1"
+                && e.cidr == cidr
+                && recorded
+                    .iter()
+                    .any(|r| r.egress == egress && r.rule_number == e.rule_number && r.cidr == cidr)
+        })
+        .map(|e| DenyEntry {
+            acl_id: acl.id.clone(),
+            egress,
+            rule_number: e.rule_number,
+            cidr: cidr.to_string(),
+        })
+}
+
+/// Of `candidates`, the denies another instance's record names and that record verifies
+/// under `seal`'s key (any, without a key): a record anyone wrote must not make this
+/// instance's record, and so its restore, claim an administrator's deny. A record that
+/// cannot be checked now adopts nothing (said in `notes`): the deny is in place either way.
+async fn adopt(
+    seal: &impl Seal,
+    acl: &NetworkAcl,
+    instance_id: &str,
+    candidates: Vec<DenyEntry>,
+    notes: &mut Vec<String>,
+) -> Vec<DenyEntry> {
+    let mut adopted = Vec::new();
+    for entry in candidates {
+        for other in acl_recorded_instances(&acl.tags) {
+            if other == instance_id {
+                continue;
+            }
+            match crate::seal::vetted_entries(seal, !seal.has_key(), acl, other, &[]).await {
+                Ok(theirs) if theirs.entries.contains(&entry) => {
+                    adopted.push(entry);
+                    break;
+                }
+                Ok(_) => {}
+                Err(error) => notes.push(format!(
+                    "{}'s record on {} could not be checked ({error}): rule {} it names is not recorded as this instance's too",
+                    other, acl.id, entry.rule_number
+                )),
+            }
+        }
+    }
+    adopted
 }
 
 /// Every deny the ACL's records name, for any instance, as entries: numbers a containment has
@@ -1019,11 +1084,17 @@ async fn block_in_acl(
         kept: mut entries,
         planned,
         already_denied: already_denied_notes,
+        adoptable,
         mut errors,
     } = plan_acl(&work, record_prefix, settings);
     let AclWork { acl, previous, .. } = work;
     let acl = &acl;
-    if planned.is_empty() {
+    let adopted: Vec<DenyEntry> = adopt(place.seal, acl, place.instance_id, adoptable, &mut notes)
+        .await
+        .into_iter()
+        .filter(|entry| !previous.contains(entry))
+        .collect();
+    if planned.is_empty() && adopted.is_empty() {
         return AclOutcome {
             entries,
             already_denied: already_denied_notes,
@@ -1051,6 +1122,7 @@ async fn block_in_acl(
     // finds gone.
     let mut to_record: Vec<DenyEntry> = planned
         .iter()
+        .chain(&adopted)
         .filter(|entry| !previous.contains(entry))
         .cloned()
         .collect();
@@ -1068,6 +1140,8 @@ async fn block_in_acl(
             };
         }
     }
+    // In place already, and now in this instance's record: its own to remove on restore.
+    entries.extend(adopted);
     let mut view = acl.clone();
     for mut entry in planned {
         // EC2 throttled a call (or could not be reached) through all the SDK's attempts: the

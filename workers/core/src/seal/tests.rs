@@ -829,3 +829,81 @@ fn a_sealed_record_is_never_rewritten_unsealed() {
         );
     }
 }
+
+/// Two instances of one subnet call the same command-and-control host. The second finds the
+/// first's deny in place: its record names that deny too, so the first one's restore leaves
+/// it, and the second one's removes it.
+#[test]
+fn a_deny_two_instances_rely_on_stays_until_the_last_is_restored() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    ec2.with(|s| {
+        let mut other = s.instances["i-00000001"].clone();
+        other.id = "i-00000002".into();
+        other.interfaces = vec![crate::fake::interface(
+            "eni-9",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.9",
+            None,
+        )];
+        s.instances.insert("i-00000002".into(), other);
+    });
+    let contain = |instance: &str, owner: &str| {
+        let (output, _) = block_on(capture_seeing(
+            &ec2,
+            instance,
+            None,
+            Some(owner),
+            "2026-12-07T03:00:00.000Z",
+            Pace::AtOnce,
+            &Config::default(),
+            &key,
+        ))
+        .unwrap();
+        let record = output.record.unwrap();
+        block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(crate::nacl::block(
+            &ec2,
+            &record,
+            &["203.0.113.9".parse().unwrap()],
+            &crate::config::NaclSettings::default(),
+            &key,
+        ));
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        report.nacl_entries
+    };
+    let first = contain("i-00000002", "exec-b");
+    let shared = first
+        .iter()
+        .find(|e| e.acl_id == "acl-a" && e.cidr == "203.0.113.9/32" && !e.egress)
+        .unwrap()
+        .clone();
+    let second = contain("i-00000001", "exec-a");
+    assert!(
+        second.contains(&shared),
+        "relied on, and recorded: {second:?}"
+    );
+
+    let restore_of = |instance: &str| {
+        block_on(restore(
+            &ec2,
+            instance,
+            RecordSource::Tags {
+                key: &key,
+                trust_unverified: false,
+            },
+            &[],
+        ))
+        .unwrap()
+    };
+    let report = restore_of("i-00000002");
+    assert_eq!(report.status, RestoreStatus::Restored, "{report:?}");
+    assert!(
+        acl(&ec2, "acl-a").entries.contains(&shared.as_acl_entry()),
+        "i-00000001 still relies on it"
+    );
+    let report = restore_of("i-00000001");
+    assert_eq!(report.status, RestoreStatus::Restored, "{report:?}");
+    assert!(!acl(&ec2, "acl-a").entries.contains(&shared.as_acl_entry()));
+}
