@@ -323,6 +323,8 @@ async fn cleanup_removes_only_what_an_instance_that_no_longer_exists_left() {
         );
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     }
+    // Cordon turned termination protection on: the responder turns it off to terminate.
+    world.set_termination_protection(&gone, false).await;
     world
         .ec2
         .terminate_instances()
@@ -338,13 +340,15 @@ async fn cleanup_removes_only_what_an_instance_that_no_longer_exists_left() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let listed = json(&output);
     assert_eq!(listed["dry_run"], true);
-    let unused: Vec<&str> = listed["unused_groups"]
+    let unused: Vec<(&str, &str)> = listed["unused_groups"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| g["vpc_id"].as_str().unwrap())
+        .map(|g| (g["vpc_id"].as_str().unwrap(), g["role"].as_str().unwrap()))
         .collect();
-    assert_eq!(unused, [gone_vpc.as_str(), gone_vpc.as_str()], "{listed}");
+    // The conversion group where no interface is converting (an isolation by hand claims
+    // nothing); the terminated instance's VPC keeps its groups while its records wait.
+    assert_eq!(unused, [(kept_vpc.as_str(), "conversion")], "{listed}");
     // Unsealed records (`cordon isolate`'s) are not taken without being told to.
     assert_eq!(listed["acl_entries"], serde_json::json!([]), "{listed}");
     assert!(listed["kept"].to_string().contains(&gone), "{listed}");
@@ -354,19 +358,26 @@ async fn cleanup_removes_only_what_an_instance_that_no_longer_exists_left() {
         "a dry run changes nothing"
     );
     assert_eq!(world.cordon_group_ids(&gone_vpc).await.len(), 2);
+    assert_eq!(world.cordon_group_ids(&kept_vpc).await, kept_groups);
 
     let output = cordon(Some(&moto), &["cleanup", "--apply", "--trust-unverified"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let removed = json(&output);
     assert_eq!(removed["errors"], serde_json::json!([]), "{removed}");
-    assert!(world.cordon_group_ids(&gone_vpc).await.is_empty());
     assert_eq!(
         world.acls(&gone_vpc).await,
         gone_acls_before,
         "the terminated instance's denies and records are gone"
     );
-    // The instance still isolated keeps everything.
-    assert_eq!(world.cordon_group_ids(&kept_vpc).await, kept_groups);
+    // No group that allows all traffic is left. (moto keeps a terminated instance's
+    // interface, which AWS deletes with it: the isolation group it carries stays here.)
+    for vpc in [&gone_vpc, &kept_vpc] {
+        assert!(
+            !world.cordon_group_ids(vpc).await.contains_key("conversion"),
+            "{removed}"
+        );
+    }
+    // The instance still isolated keeps its isolation, its denies and its records.
     assert_eq!(world.acls(&kept_vpc).await, kept_acls);
     assert_eq!(
         world.eni_groups(&kept_eni).await,

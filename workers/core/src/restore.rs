@@ -511,6 +511,17 @@ pub async fn restore(
         }
     }
 
+    // An interface left on Cordon's groups for want of a record it may use: nothing else is
+    // undone either. Its denies are part of its containment, and a restore that gave them
+    // back and kept the groups would leave an instance contained by halves.
+    if record.is_none() && !errors.is_empty() {
+        report.status = RestoreStatus::Failed;
+        report
+            .errors
+            .extend(errors.iter().map(CordonError::to_report));
+        return Ok(report);
+    }
+
     for entry in &entries {
         let Some(acl) = acls.iter().find(|a| a.id == entry.acl_id) else {
             continue; // The ACL itself is gone, and its entries with it.
