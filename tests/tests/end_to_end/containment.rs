@@ -48,6 +48,15 @@ async fn contain(moto: &Moto, instance_id: &str, remote: &str) -> Contained {
 }
 
 async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
+    restore_with(moto, contained, &cordon_core::seal::Unsealed).await
+}
+
+/// Restores with `records` checking the records kept in tags.
+async fn restore_with(
+    moto: &Moto,
+    contained: &Contained,
+    records: &impl cordon_core::seal::Seal,
+) -> RestoreReport {
     let input = RestoreInput {
         instance_id: contained.capture.instance_id.clone().unwrap(),
         account_id: None,
@@ -68,7 +77,7 @@ async fn restore(moto: &Moto, contained: &Contained) -> RestoreReport {
         trust_unverified_records: false,
     };
     let aws = moto.cordon_aws();
-    restore_step(&aws, &aws, &aws, &aws, &cordon_core::seal::Unsealed, &input)
+    restore_step(&aws, &aws, &aws, &aws, records, &input)
         .await
         .unwrap()
 }
@@ -170,9 +179,28 @@ async fn an_executions_record_is_on_its_claim_and_break_glass_restores_from_it()
         "execution": "arn:aws:states:us-east-1:123456789012:execution:cordon-quarantine:one",
         "approval_timeout_seconds": "3600",
     });
-    let contained = contain_with(&moto, &Config::default(), &input).await;
-    assert_eq!(contained.capture.status, CaptureStatus::Captured);
-    assert!(contained.capture.tags_written);
+    // The stack's record key, on moto's KMS: capture seals the record it keeps on the claim,
+    // and break glass uses it only because the seal verifies.
+    let key = cordon_core::seal::RecordKey {
+        kms: cordon_core::kms::AwsKms::new(&moto.sdk_config()),
+        key_id: cordon::local::create_hmac_key(&moto.sdk_config(), "records")
+            .await
+            .unwrap(),
+    };
+    let aws = moto.cordon_aws();
+    let capture = capture_step(&aws, &aws, &Config::default(), &key, &input)
+        .await
+        .unwrap();
+    assert_eq!(capture.status, CaptureStatus::Captured);
+    assert!(capture.tags_written);
+    let isolation = isolate_step(&aws, &Config::default(), &capture)
+        .await
+        .unwrap();
+    let contained = Contained {
+        capture,
+        isolation: Some(isolation),
+        nacl: None,
+    };
     let isolation = world.cordon_group_ids(&vpc).await["isolation"].clone();
     assert_eq!(world.eni_groups(&enis[0]).await, [isolation]);
     assert_eq!(world.instance_tags(&instance).await, tags_before);
@@ -184,8 +212,11 @@ async fn an_executions_record_is_on_its_claim_and_break_glass_restores_from_it()
 
     let mut break_glass = contained;
     break_glass.capture.record = None;
-    break_glass.nacl = None;
-    let report = restore(&moto, &break_glass).await;
+    // Without the key nothing kept in tags is used, and nothing changes.
+    let refused = restore(&moto, &break_glass).await;
+    assert_eq!(refused.status, RestoreStatus::Failed);
+    assert_ne!(world.eni_groups(&enis[0]).await, [web.clone(), ssh.clone()]);
+    let report = restore_with(&moto, &break_glass, &key).await;
     assert_eq!(
         report.status,
         RestoreStatus::Restored,
