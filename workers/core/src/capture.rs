@@ -233,7 +233,7 @@ pub fn quarantine_evidence(
     let isolates = |group_id: &String| {
         cordon_groups.iter().any(|g| {
             &g.id == group_id
-                && crate::cleanup::named_as_cordons(g)
+                && g.named_as_cordons()
                 && crate::isolate::rule_changes(&g.ingress, &ingress) == (vec![], vec![])
                 && crate::isolate::rule_changes(&g.egress, &egress) == (vec![], vec![])
         })

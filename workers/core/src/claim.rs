@@ -88,7 +88,7 @@ pub fn claim_in(groups: &[SecurityGroup], instance_id: &str) -> Option<Claim> {
     groups.iter().find_map(|group| {
         (tag(group, crate::ec2::GroupRole::TAG_KEY) == Some(CLAIM_ROLE)
             && tag(group, INSTANCE_TAG) == Some(instance_id)
-            && group.name == group_name(instance_id))
+            && group.named_as_cordons())
         .then(|| Claim {
             group_id: group.id.clone(),
             vpc_id: group.vpc_id.clone(),

@@ -114,20 +114,6 @@ fn role_name(role: GroupRole) -> &'static str {
     role.tag_value()
 }
 
-/// Whether Cordon made `group` for what its tags say: its name is the one Cordon gives such a
-/// group. Tags alone are not enough to delete a group on: anyone who may tag a group of the
-/// account could tag an application's as a claim or as Cordon's isolation group.
-pub fn named_as_cordons(group: &SecurityGroup) -> bool {
-    match group.role {
-        Some(role) => group.name == role.group_name(&group.vpc_id),
-        None => group
-            .tags
-            .iter()
-            .find(|(k, _)| k == crate::claim::INSTANCE_TAG)
-            .is_some_and(|(_, instance)| group.name == crate::claim::group_name(instance)),
-    }
-}
-
 /// The groups to delete: claims of instances that no longer exist, and the VPC's conversion
 /// and isolation groups when no interface carries them and no instance that still exists
 /// holds a claim there (its containment may be about to use them).
@@ -147,7 +133,7 @@ pub fn plan_groups(survey: &Survey) -> (Vec<LeftGroup>, Vec<LeftGroup>, Vec<Kept
         if claim_in(std::slice::from_ref(group), instance).is_none() {
             continue;
         }
-        if !named_as_cordons(group) {
+        if !group.named_as_cordons() {
             kept.push(Kept {
                 resource: group.id.clone(),
                 reason: format!(
@@ -179,7 +165,7 @@ pub fn plan_groups(survey: &Survey) -> (Vec<LeftGroup>, Vec<LeftGroup>, Vec<Kept
         let Some(role @ (GroupRole::Conversion | GroupRole::Isolation)) = group.role else {
             continue;
         };
-        if !named_as_cordons(group) {
+        if !group.named_as_cordons() {
             kept.push(Kept {
                 resource: group.id.clone(),
                 reason: format!(
@@ -338,7 +324,7 @@ pub async fn release_unused_groups(
         let ours: Vec<&SecurityGroup> = groups
             .iter()
             .filter(|g| g.role == Some(GroupRole::Conversion))
-            .filter(|g| named_as_cordons(g))
+            .filter(|g| g.named_as_cordons())
             .collect();
         if claimed || ours.is_empty() {
             continue;

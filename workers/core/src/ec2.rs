@@ -431,6 +431,23 @@ pub struct SecurityGroup {
     pub tags: Vec<(String, String)>,
 }
 
+impl SecurityGroup {
+    /// Whether Cordon made this group for what its tags say: its name is the one Cordon gives
+    /// such a group. Tags alone are not enough to use or delete a group on: anyone who may tag
+    /// a group of the account could tag an application's as a claim or as Cordon's isolation
+    /// group.
+    pub fn named_as_cordons(&self) -> bool {
+        match self.role {
+            Some(role) => self.name == role.group_name(&self.vpc_id),
+            None => self
+                .tags
+                .iter()
+                .find(|(k, _)| k == crate::claim::INSTANCE_TAG)
+                .is_some_and(|(_, instance)| self.name == crate::claim::group_name(instance)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleAction {

@@ -219,7 +219,7 @@ fn find_group(groups: &[SecurityGroup], vpc_id: &str, role: GroupRole) -> Option
         // By the name Cordon gives it too: anyone who may tag a group could tag an
         // application's as Cordon's, and Cordon would set its rules.
         .filter(|g| g.vpc_id == vpc_id && g.role == Some(role))
-        .filter(|g| crate::cleanup::named_as_cordons(g))
+        .filter(|g| g.named_as_cordons())
         .min_by(|a, b| a.id.cmp(&b.id))
         .cloned()
 }

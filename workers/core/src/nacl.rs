@@ -880,6 +880,8 @@ fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> Acl
     let mut errors = Vec::new();
     let mut already_denied_notes = Vec::new();
     let mut adoptable = Vec::new();
+    // Every deny the ACL's records name, read once for the whole plan.
+    let recorded = recorded_on(acl);
     // Entries an earlier run recorded and that still exist stay ours; they need no new rule.
     let still_there = |entry: &DenyEntry| {
         acl.entries.iter().any(|e| {
@@ -906,7 +908,10 @@ fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> Acl
             })
             .filter(|w| {
                 let taken = already_denied(&acl.entries, egress, &w.cidr);
-                if let Some(theirs) = taken.then(|| recorded_deny(acl, egress, &w.cidr)).flatten() {
+                if let Some(theirs) = taken
+                    .then(|| recorded_deny(acl, &recorded, egress, &w.cidr))
+                    .flatten()
+                {
                     adoptable.push(theirs);
                 }
                 if taken {
@@ -950,7 +955,7 @@ fn plan_acl(work: &AclWork, record_prefix: &str, settings: &NaclSettings) -> Acl
             // write, and forged ones must not fill the band. Short of room, only the entries
             // in place count (a number another run then makes first is re-picked).
             let mut reserved = view.clone();
-            reserved.extend(recorded_on(acl));
+            reserved.extend(recorded.iter().cloned());
             let pick = |taken: &[AclEntry]| {
                 pick_rule_numbers(
                     &acl.id,
@@ -1005,9 +1010,14 @@ fn recorded_free<'a>(
     })
 }
 
-/// The deny of `cidr` in place on the ACL that some instance's record names, if any.
-fn recorded_deny(acl: &NetworkAcl, egress: bool, cidr: &str) -> Option<DenyEntry> {
-    let recorded = recorded_on(acl);
+/// The deny of `cidr` in place on the ACL that some instance's record names (`recorded`, as
+/// [`recorded_on`] reads them), if any.
+fn recorded_deny(
+    acl: &NetworkAcl,
+    recorded: &[AclEntry],
+    egress: bool,
+    cidr: &str,
+) -> Option<DenyEntry> {
     acl.entries
         .iter()
         .find(|e| {

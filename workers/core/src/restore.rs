@@ -368,7 +368,7 @@ pub async fn restore(
     let claim = claim.filter(|claim| {
         cordon_groups
             .iter()
-            .any(|g| g.id == claim.group_id && crate::cleanup::named_as_cordons(g))
+            .any(|g| g.id == claim.group_id && g.named_as_cordons())
     });
     let cordon_ids: Vec<String> = cordon_groups.into_iter().map(|g| g.id).collect();
 
