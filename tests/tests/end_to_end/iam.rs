@@ -35,6 +35,36 @@ fn deployment(account: &str, parameters: &[(&str, Value)]) -> Deployment {
     }
 }
 
+/// The tag keys of a claim group carrying its sealed record.
+fn claim_keys() -> Value {
+    json!([
+        "cordon:role",
+        "Name",
+        "cordon:instance",
+        "cordon:owner",
+        "cordon:claimed-at",
+        "cordon:state:0",
+        "cordon:state:mac"
+    ])
+}
+
+/// Cordon's stack in the administrator account.
+fn administrator_stack(template: &Value) -> Resolved<'_> {
+    Resolved::new(
+        template,
+        deployment(ADMIN, &[("MemberExternalId", json!(EXTERNAL_ID))]),
+    )
+}
+
+/// An identity policy that IAM lets do everything: what the key and trust policies must hold
+/// out on their own.
+fn allowed_everything() -> Vec<(String, Value)> {
+    vec![(
+        "admin".to_string(),
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+    )]
+}
+
 /// One request, and what IAM must answer.
 struct Case {
     name: String,
@@ -153,15 +183,7 @@ fn the_member_role_allows_containment_and_refuses_its_near_misses() {
     let template = yaml("infra/member-role.yaml");
     let (role, role_policies, _) = member_role(&template);
     let ec2 = |kind: &str, id: &str| format!("arn:aws:ec2:{REGION}:{MEMBER}:{kind}/{id}");
-    let claim_keys = json!([
-        "cordon:role",
-        "Name",
-        "cordon:instance",
-        "cordon:owner",
-        "cordon:claimed-at",
-        "cordon:state:0",
-        "cordon:state:mac"
-    ]);
+    let claim_keys = claim_keys();
     let cases: Vec<(&str, &str, String, Value, bool)> = vec![
         (
             "read instances",
@@ -321,17 +343,11 @@ fn only_cordons_workers_may_assume_the_member_role() {
     let member = yaml("infra/member-role.yaml");
     let (role, _, trust) = member_role(&member);
     let template = yaml("infra/template.yaml");
-    let admin = Resolved::new(
-        &template,
-        deployment(ADMIN, &[("MemberExternalId", json!(EXTERNAL_ID))]),
-    );
+    let admin = administrator_stack(&template);
     let worker = admin.arn_of("IsolateSecurityGroupsRole");
     assert!(worker.contains(":role/cordon/cordon-prod/"), "{worker}");
     let worker_policies = admin.role_policies("IsolateSecurityGroupsRole");
-    let anyone = vec![(
-        "admin".to_string(),
-        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
-    )];
+    let anyone = allowed_everything();
     let other = format!("arn:aws:iam::{ADMIN}:role/Admin");
     let cases = [
         (
@@ -386,16 +402,10 @@ fn only_cordons_workers_may_assume_the_member_role() {
 #[test]
 fn only_capture_and_the_acl_step_seal_records() {
     let template = yaml("infra/template.yaml");
-    let admin = Resolved::new(
-        &template,
-        deployment(ADMIN, &[("MemberExternalId", json!(EXTERNAL_ID))]),
-    );
+    let admin = administrator_stack(&template);
     let key = admin.arn_of("RecordKey");
     let key_policy = admin.resolve(&admin.resources()["RecordKey"]["Properties"]["KeyPolicy"]);
-    let everything = vec![(
-        "admin".to_string(),
-        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
-    )];
+    let everything = allowed_everything();
     let administrator = format!("arn:aws:iam::{ADMIN}:role/Admin");
     let mut cases = Vec::new();
     let mut case = |name: &str,
@@ -474,21 +484,10 @@ fn only_capture_and_the_acl_step_seal_records() {
 #[test]
 fn each_worker_role_may_make_its_own_steps_calls_and_not_anothers() {
     let template = yaml("infra/template.yaml");
-    let admin = Resolved::new(
-        &template,
-        deployment(ADMIN, &[("MemberExternalId", json!(EXTERNAL_ID))]),
-    );
+    let admin = administrator_stack(&template);
     let ec2 = |kind: &str, id: &str| format!("arn:aws:ec2:{REGION}:{ADMIN}:{kind}/{id}");
     let isolation_tag = json!({"aws:ResourceTag/cordon:role": "isolation"});
-    let claim_keys = json!([
-        "cordon:role",
-        "Name",
-        "cordon:instance",
-        "cordon:owner",
-        "cordon:claimed-at",
-        "cordon:state:0",
-        "cordon:state:mac"
-    ]);
+    let claim_keys = claim_keys();
     let cases: Vec<(&str, &str, String, Value, bool)> = vec![
         (
             "CaptureStateRole",
