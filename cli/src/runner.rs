@@ -29,6 +29,16 @@ const ACCOUNT: &str = "123456789012";
 const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
 const LAMBDA_INVOKE_WAIT: &str = "arn:aws:states:::lambda:invoke.waitForTaskToken";
 
+/// The clients one worker's invocation acts through.
+struct Acting {
+    aws: AwsContext,
+    record_key: RecordKey<AwsKms>,
+    ledger: cordon_core::lifecycle::aws::DynamoLedger,
+    gate: RestoreGate<AwsKms>,
+    approval_key: LinkKey<AwsKms>,
+    sns: aws_sdk_sns::Client,
+}
+
 /// The worker a function ARN stands for (deployed names end with the worker's name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Worker {
@@ -197,8 +207,9 @@ const POLL_PAUSE: Duration = Duration::from_millis(100);
 pub struct Runner {
     pub endpoint: String,
     aws: AwsContext,
+    /// The role the workers act through in member accounts, if any.
+    member_role: Option<MemberRole>,
     sfn: aws_sdk_sfn::Client,
-    sns: aws_sdk_sns::Client,
     http: reqwest::Client,
     config: Config,
     approval_key: LinkKey<AwsKms>,
@@ -213,8 +224,6 @@ pub struct Runner {
     sign_in_at: Option<String>,
     topic_arn: String,
     region: String,
-    /// The release ledger, as the stack's table.
-    ledger: cordon_core::lifecycle::aws::DynamoLedger,
     /// How notify follows the finding in Security Hub and GuardDuty (the stack's defaults;
     /// moto has neither API, so each attempt reports why it was not done).
     following: cordon_core::lifecycle::status::Settings,
@@ -332,7 +341,6 @@ impl Runner {
             .map_err(|e| sfn_error("Subscribe", aws_sdk_sns::error::DisplayErrorContext(&e)))?;
         create_release_table(&sdk).await?;
         config.release_table = Some(RELEASE_TABLE.into());
-        let ledger = cordon_core::lifecycle::aws::DynamoLedger::new(&sdk, RELEASE_TABLE);
         let sfn = aws_sdk_sfn::Client::new(&sdk);
         let approval_key = LinkKey {
             kms: AwsKms::new(&sdk),
@@ -353,10 +361,21 @@ impl Runner {
             key_id: crate::local::create_hmac_key(&sdk, "Cordon records (local run)").await?,
         };
         let sign_in_at = sign_in.as_ref().map(|s| s.issuer.clone());
+        // The approval page's calls as the approval function's.
+        let approval_sdk = AwsContext::from_sdk_config(sdk.clone())
+            .acting_as("approval")
+            .sdk_config()
+            .clone();
         let approval_url = serve_approval(
-            sfn.clone(),
-            approval_key.clone(),
-            decision_key.clone(),
+            aws_sdk_sfn::Client::new(&approval_sdk),
+            LinkKey {
+                kms: AwsKms::new(&approval_sdk),
+                key_id: approval_key.key_id.clone(),
+            },
+            DecisionKey {
+                kms: AwsKms::new(&approval_sdk),
+                key_id: decision_key.key_id.clone(),
+            },
             sign_in,
         )
         .await?;
@@ -367,9 +386,9 @@ impl Runner {
         };
         Ok(Runner {
             endpoint: endpoint.to_string(),
-            aws: AwsContext::from_sdk_config(sdk).with_member_role(MemberRole::from_env()),
+            aws: AwsContext::from_sdk_config(sdk),
+            member_role: MemberRole::from_env(),
             sfn,
-            sns,
             http,
             config,
             approval_key,
@@ -383,7 +402,6 @@ impl Runner {
             sign_in_at,
             topic_arn,
             region,
-            ledger,
             following,
             answers: Default::default(),
             metrics: Default::default(),
@@ -397,6 +415,13 @@ impl Runner {
         settings: cordon_core::lifecycle::status::Settings,
     ) -> Self {
         self.following = settings;
+        self
+    }
+
+    /// Acts in member accounts through `role`, as the stack's workers do with
+    /// `CORDON_MEMBER_ROLE_NAME` (which [`Runner::start`] reads).
+    pub fn with_member_role(mut self, role: MemberRole) -> Self {
+        self.member_role = Some(role);
         self
     }
 
@@ -715,8 +740,51 @@ impl Runner {
         Ok(())
     }
 
+    /// The runner's clients as `worker`'s own: each call names the worker in its user agent,
+    /// as the deployed function's do, so that the calls of a run can be told apart by the
+    /// step that made them (the IAM test judges each against that step's role).
+    fn acting_as(&self, worker: Worker) -> Acting {
+        // As notify's binary: in a member account its session may only update Security Hub.
+        let member_role = match worker {
+            Worker::Notify => self
+                .member_role
+                .clone()
+                .map(|role| role.limited_to(cordon_core::lifecycle::status::MEMBER_SESSION_POLICY)),
+            _ => self.member_role.clone(),
+        };
+        let aws = self
+            .aws
+            .clone()
+            .acting_as(worker.name())
+            .with_member_role(member_role);
+        let sdk = aws.sdk_config().clone();
+        let decision_key = |key: &DecisionKey<AwsKms>| DecisionKey {
+            kms: AwsKms::new(&sdk),
+            key_id: key.key_id.clone(),
+        };
+        Acting {
+            record_key: RecordKey {
+                kms: AwsKms::new(&sdk),
+                key_id: self.record_key.key_id.clone(),
+            },
+            ledger: cordon_core::lifecycle::aws::DynamoLedger::new(&sdk, RELEASE_TABLE),
+            gate: RestoreGate {
+                page: decision_key(&self.gate.page),
+                break_glass: self.gate.break_glass.as_ref().map(decision_key),
+                approvals_required: self.gate.approvals_required,
+            },
+            approval_key: LinkKey {
+                kms: AwsKms::new(&sdk),
+                key_id: self.approval_key.key_id.clone(),
+            },
+            sns: aws_sdk_sns::Client::new(&sdk),
+            aws,
+        }
+    }
+
     async fn invoke(&self, worker: Worker, input: &Value) -> Result<Value, CordonError> {
-        let ec2 = &self.aws;
+        let acting = self.acting_as(worker);
+        let ec2 = &acting.aws;
         fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, CordonError> {
             serde_json::from_value(value.clone())
                 .map_err(|e| CordonError::InvalidInput(e.to_string()))
@@ -730,9 +798,9 @@ impl Runner {
                 Box::pin(cordon_core::lifecycle::capture_step(
                     &paced,
                     &paced,
-                    Some(&self.ledger),
+                    Some(&acting.ledger),
                     &self.config,
-                    &self.record_key,
+                    &acting.record_key,
                     input,
                 ))
                 .await?
@@ -752,7 +820,7 @@ impl Runner {
                     false => ec2.clone(),
                 };
                 serde_json::to_value(
-                    block_step(&ec2, &self.config, &self.record_key, &attempt.capture).await?,
+                    block_step(&ec2, &self.config, &acting.record_key, &attempt.capture).await?,
                 )
             }
             Worker::HoldAsg => serde_json::to_value(
@@ -786,9 +854,9 @@ impl Runner {
                         ec2,
                         ec2,
                         ec2,
-                        Some(&self.ledger),
-                        &self.gate,
-                        &self.record_key,
+                        Some(&acting.ledger),
+                        &acting.gate,
+                        &acting.record_key,
                         &input,
                     ))
                     .await?,
@@ -803,19 +871,19 @@ impl Runner {
                     .unwrap_or(0);
                 let settings = ApprovalSettings {
                     base_url: self.approval_url.clone(),
-                    key: &self.approval_key,
+                    key: &acting.approval_key,
                     timeout_seconds: timeout,
                     sign_in_at: self.sign_in_at.clone(),
                 };
                 let follow = FindingFollow {
                     security_hub: ec2,
                     guard_duty: ec2,
-                    ledger: Some(&self.ledger),
+                    ledger: Some(&acting.ledger),
                     settings: self.following,
                 };
                 serde_json::to_value(
                     Box::pin(notify_step(
-                        &self.sns,
+                        &acting.sns,
                         &self.topic_arn,
                         &settings,
                         follow,
@@ -886,6 +954,11 @@ impl Runner {
     /// `DecisionKey`), for tests that call the page as that function does.
     pub fn decision_key(&self) -> &DecisionKey<AwsKms> {
         &self.gate.page
+    }
+
+    /// The key the approval links are signed with (the stack's `LinkKey`).
+    pub fn link_key(&self) -> &LinkKey<AwsKms> {
+        &self.approval_key
     }
 
     /// The key `cordon approve|reject` seals with here (the stack's `BreakGlassKey`).

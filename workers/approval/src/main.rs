@@ -37,7 +37,9 @@ fn page_url(request: &Request) -> String {
 async fn main() -> Result<(), Error> {
     let key_id = approval_key_id_from(|name| std::env::var(name).ok())?;
     let decision_key_id = decision_key_id_from(|name| std::env::var(name).ok())?;
-    let aws = AwsContext::load(&AwsTarget::default()).await;
+    let aws = AwsContext::load(&AwsTarget::default())
+        .await
+        .acting_as("approval");
     let sfn = aws_sdk_sfn::Client::new(aws.sdk_config());
     let key = LinkKey {
         kms: AwsKms::new(aws.sdk_config()),

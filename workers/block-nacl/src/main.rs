@@ -9,7 +9,7 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
-    let (config, aws) = cordon_core::aws::worker_context().await?;
+    let (config, aws) = cordon_core::aws::worker_context("block-nacl").await?;
     // The key that seals its records on the ACLs, in the stack's own account and region.
     let seal = cordon_core::seal::record_key_from(
         |name| std::env::var(name).ok(),

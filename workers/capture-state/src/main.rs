@@ -9,7 +9,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
-    let (config, aws) = cordon_core::aws::worker_context().await?;
+    let (config, aws) = cordon_core::aws::worker_context("capture-state").await?;
     // The key that seals the record kept in tags, in the stack's own account and region.
     let seal = cordon_core::seal::record_key_from(
         |name| std::env::var(name).ok(),

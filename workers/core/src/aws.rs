@@ -198,11 +198,13 @@ impl MemberRole {
 }
 
 /// What every EC2 worker builds once per cold start: its checked configuration, and its AWS
-/// context able to act in member accounts (`CORDON_MEMBER_ROLE_NAME`).
-pub async fn worker_context() -> Result<(crate::config::Config, AwsContext)> {
+/// context able to act in member accounts (`CORDON_MEMBER_ROLE_NAME`), naming the worker
+/// (`capture-state`, ...) in its calls' user agent.
+pub async fn worker_context(worker: &str) -> Result<(crate::config::Config, AwsContext)> {
     let config = crate::config::Config::from_env()?;
     let aws = AwsContext::load(&AwsTarget::default())
         .await
+        .acting_as(worker)
         .with_member_role(MemberRole::from_env());
     Ok((config, aws))
 }
@@ -323,6 +325,18 @@ impl AwsContext {
             deadline: Some(std::time::Instant::now() + left),
             ..self.clone()
         }
+    }
+
+    /// This context's calls name `worker` in their user agent (`app/cordon-<worker>`), which
+    /// CloudTrail keeps with each event: an auditor sees which of Cordon's steps made a call,
+    /// including the calls made through a member role, whose session name is the same for
+    /// every worker. A name that is not a valid app name (letters, digits and `!#$%&'*+-.^_`|~`)
+    /// leaves the user agent as it was.
+    pub fn acting_as(mut self, worker: &str) -> Self {
+        if let Ok(name) = aws_config::AppName::new(format!("cordon-{worker}")) {
+            self.config = self.config.into_builder().app_name(name).build();
+        }
+        self
     }
 
     /// Lets the context act in member accounts through `role`.
@@ -1626,6 +1640,22 @@ mod tests {
         assert!(worst(&urgent) <= EC2_CALL_BUDGET && worst(&deferred) <= EC2_CALL_BUDGET);
         // Deferred calls yield to throttling; the state machine's retrier paces the rest.
         assert!(deferred.yields_when_throttled() && !urgent.yields_when_throttled());
+    }
+
+    #[test]
+    fn each_workers_calls_name_it_in_their_user_agent() {
+        let context = AwsContext::from_sdk_config(SdkConfig::builder().build());
+        let acting = context.clone().acting_as("isolate-sg");
+        assert_eq!(
+            acting.sdk_config().app_name().map(|n| n.to_string()),
+            Some("cordon-isolate-sg".to_string())
+        );
+        // Not a valid app name: the user agent stays as it was, and the call is still made.
+        assert!(context
+            .acting_as("no spaces")
+            .sdk_config()
+            .app_name()
+            .is_none());
     }
 
     #[test]

@@ -12,7 +12,9 @@ async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
     let machine = std::env::var("CORDON_STATE_MACHINE_ARN").unwrap_or_default();
     let (account, region) = custom_action::stack_of(&machine)?;
-    let aws = AwsContext::load(&AwsTarget::default()).await;
+    let aws = AwsContext::load(&AwsTarget::default())
+        .await
+        .acting_as("custom-action");
     let executions = AwsExecutions::new(&aws, machine);
     run(service_fn(|event: LambdaEvent<Value>| {
         let (aws, executions, account, region) = (

@@ -8,7 +8,7 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
-    let (_config, aws) = cordon_core::aws::worker_context().await?;
+    let (_config, aws) = cordon_core::aws::worker_context("deregister-targets").await?;
     run(service_fn(|event: LambdaEvent<CaptureOutput>| {
         let aws = aws.until(event.context.deadline);
         async move {

@@ -7,7 +7,7 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
-    let (config, aws) = cordon_core::aws::worker_context().await?;
+    let (config, aws) = cordon_core::aws::worker_context("hold-asg").await?;
     run(service_fn(|event: LambdaEvent<auto_scaling::HoldInput>| {
         let (aws, settings) = (aws.until(event.context.deadline), config.auto_scaling);
         async move {

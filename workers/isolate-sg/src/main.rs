@@ -10,7 +10,7 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
-    let (config, aws) = cordon_core::aws::worker_context().await?;
+    let (config, aws) = cordon_core::aws::worker_context("isolate-sg").await?;
     run(service_fn(|event: LambdaEvent<StepAttempt>| {
         // Its clients know when this invocation ends: no EC2 work is started that the
         // function's timeout would cut in two. They yield to throttling (the state machine's

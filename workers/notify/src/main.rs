@@ -21,6 +21,7 @@ async fn main() -> Result<(), Error> {
     let following = status::Settings::from_env()?;
     let aws = AwsContext::load(&AwsTarget::default())
         .await
+        .acting_as("notify")
         .with_member_role(
             // Only Security Hub through the member role: its session may do nothing else.
             MemberRole::from_env().map(|role| role.limited_to(status::MEMBER_SESSION_POLICY)),

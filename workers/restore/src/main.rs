@@ -16,6 +16,7 @@ async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
     let aws = AwsContext::load(&AwsTarget::default())
         .await
+        .acting_as("restore")
         .with_member_role(MemberRole::from_env());
     // KMS in the stack's own account and region, whatever account the instance is in.
     // The release ledger, in the stack's own account and region.

@@ -8,7 +8,7 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     cordon_core::logging::init();
-    let (config, aws) = cordon_core::aws::worker_context().await?;
+    let (config, aws) = cordon_core::aws::worker_context("snapshot-volumes").await?;
     run(service_fn(|event: LambdaEvent<evidence::PreserveInput>| {
         let (aws, settings) = (aws.until(event.context.deadline), config.evidence);
         async move {
