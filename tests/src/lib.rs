@@ -7,6 +7,7 @@ pub mod aws_model;
 pub mod cfn;
 pub mod faults;
 pub mod runtime_api;
+pub mod witness;
 
 pub use cordon::local::{finding_for, finding_in_vpc, EntryView, World, REGION};
 

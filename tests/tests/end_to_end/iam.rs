@@ -16,11 +16,11 @@ const MEMBER: &str = "222222222222";
 const REGION: &str = "us-east-1";
 const EXTERNAL_ID: &str = "cordon-external-id";
 
-fn yaml(path: &str) -> Value {
+pub(super) fn yaml(path: &str) -> Value {
     serde_norway::from_str(&std::fs::read_to_string(repo_root().join(path)).unwrap()).unwrap()
 }
 
-fn deployment(account: &str, parameters: &[(&str, Value)]) -> Deployment {
+pub(super) fn deployment(account: &str, parameters: &[(&str, Value)]) -> Deployment {
     Deployment {
         account: account.into(),
         region: REGION.into(),
@@ -66,20 +66,26 @@ fn allowed_everything() -> Vec<(String, Value)> {
 }
 
 /// One request, and what IAM must answer.
-struct Case {
-    name: String,
-    simulation: Value,
-    allowed: bool,
+pub(super) struct Case {
+    pub(super) name: String,
+    pub(super) simulation: Value,
+    pub(super) allowed: bool,
 }
 
-fn policies(list: &[(String, Value)]) -> Value {
+pub(super) fn policies(list: &[(String, Value)]) -> Value {
     json!(list
         .iter()
         .map(|(name, policy)| json!({"name": name, "policy": policy}))
         .collect::<Vec<_>>())
 }
 
-fn request(principal: &str, action: &str, resource: &str, account: &str, context: Value) -> Value {
+pub(super) fn request(
+    principal: &str,
+    action: &str,
+    resource: &str,
+    account: &str,
+    context: Value,
+) -> Value {
     let mut context = context.as_object().cloned().unwrap_or_default();
     // What AWS sets on every request of a role session.
     let role_arn = principal.to_string();
@@ -99,7 +105,7 @@ fn request(principal: &str, action: &str, resource: &str, account: &str, context
 }
 
 /// Runs every case through the evaluator; each failure is listed, then the test fails.
-fn judge(cases: Vec<Case>) {
+pub(super) fn judge(cases: Vec<Case>) {
     let input: Vec<Value> = cases
         .iter()
         .map(|c| json!({"name": c.name, "simulation": c.simulation}))

@@ -17,6 +17,7 @@ mod emulator;
 mod event_pattern;
 mod evidence;
 mod iam;
+mod iam_calls;
 mod lifecycle;
 mod load_balancers;
 mod metrics;
