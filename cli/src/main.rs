@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod demo;
 mod regions;
+mod smoke;
 use cordon_core::approval::Action;
 use cordon_core::aws::{AwsContext, AwsEc2, AwsTarget};
 use cordon_core::capture::{capture_seeing, CaptureStatus, FindingSummary, Pace};
@@ -105,6 +106,12 @@ enum Command {
         #[command(flatten)]
         workflow: WorkflowArgs,
     },
+    /// Prove a deployment on this account: launch a small instance in --subnet (tagged
+    /// cordon-smoke-test), start the stack's state machine with a synthetic finding naming
+    /// it, check through EC2 that it is contained, approve as yourself with the break-glass
+    /// key, check that the restore is exact, and terminate the instance. Exits 0 when every
+    /// step passed.
+    SmokeTest(SmokeArgs),
     /// The state machine as a Mermaid diagram.
     Graph,
     /// Confirm an email subscription to the alert topic so that unsubscribing needs AWS
@@ -118,6 +125,28 @@ enum Command {
         #[arg(long)]
         topic: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct SmokeArgs {
+    /// The subnet to launch the test instance in (its VPC gets Cordon's groups if it has none).
+    #[arg(long)]
+    subnet: String,
+    /// The stack's state machine (its StateMachineArn output).
+    #[arg(long, env = "CORDON_STATE_MACHINE_ARN")]
+    state_machine: String,
+    /// The stack's break-glass key (its BreakGlassKeyArn output): the caller must be among the
+    /// stack's BreakGlassPrincipals, since the test approves the restore as the caller.
+    #[arg(long, env = "CORDON_BREAK_GLASS_KEY_ID")]
+    break_glass_key: String,
+    /// The image to launch; default: the newest Amazon Linux 2023 image for x86_64.
+    #[arg(long)]
+    image_id: Option<String>,
+    #[arg(long, default_value = "t3.micro")]
+    instance_type: String,
+    /// How long each wait may last (the instance to run, the containment, the restore).
+    #[arg(long, default_value_t = 900)]
+    wait_seconds: u64,
 }
 
 #[derive(Args)]
@@ -289,6 +318,21 @@ async fn run(cli: Cli) -> Result<u8, CordonError> {
                 target.endpoint_url.as_deref(),
                 workflow.decision.into(),
                 workflow.approval_timeout,
+            )
+            .await
+        }
+        Command::SmokeTest(args) => {
+            smoke::run(
+                &target,
+                &smoke::Plan {
+                    subnet: args.subnet,
+                    state_machine: args.state_machine,
+                    break_glass_key: args.break_glass_key,
+                    image_id: args.image_id,
+                    instance_type: args.instance_type,
+                    wait: std::time::Duration::from_secs(args.wait_seconds),
+                    poll: std::time::Duration::from_secs(1),
+                },
             )
             .await
         }

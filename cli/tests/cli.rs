@@ -1275,3 +1275,187 @@ async fn regions_names_each_region_where_guardduty_runs_without_cordon() {
         serde_json::json!(["eu-west-1", "us-east-1"])
     );
 }
+
+/// Every execution of `machine` that the runner has not yet followed, followed (its tasks
+/// answered, its decision awaited), until `stop` is set; their reports.
+async fn serve_executions(
+    runner: std::sync::Arc<cordon::runner::Runner>,
+    sfn: aws_sdk_sfn::Client,
+    machine: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<cordon::runner::RunReport> {
+    let mut following = std::collections::BTreeMap::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let listed = sfn
+            .list_executions()
+            .state_machine_arn(&machine)
+            .send()
+            .await
+            .unwrap();
+        for execution in listed.executions() {
+            let arn = execution.execution_arn().to_string();
+            following.entry(arn.clone()).or_insert_with(|| {
+                let runner = runner.clone();
+                tokio::spawn(async move {
+                    runner
+                        .follow(&arn, cordon::runner::DecisionMode::Wait)
+                        .await
+                })
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mut reports = Vec::new();
+    for (_, follow) in following {
+        reports.push(follow.await.unwrap().unwrap());
+    }
+    reports
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_test_proves_the_deployment_and_leaves_no_instance_behind() {
+    let moto = Moto::start();
+    let runner = std::sync::Arc::new(
+        cordon::runner::Runner::start(&moto.endpoint, cordon_core::config::Config::default())
+            .await
+            .unwrap(),
+    );
+    // The stack's state machine, whose tasks the runner answers as the deployed functions do.
+    let machine = runner.state_machine(600).await.unwrap();
+    let key = runner.break_glass_key().key_id.clone();
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
+    let instances = || async {
+        let described = ec2.describe_instances().send().await.unwrap();
+        described
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| {
+                (
+                    i.instance_id().unwrap().to_string(),
+                    i.state().unwrap().name().unwrap().as_str().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let smoke = |args: &[&str]| {
+        let mut all = vec!["smoke-test", "--image-id", "ami-760aaa0f"];
+        all.extend_from_slice(args);
+        tokio::task::block_in_place(|| cordon(Some(&moto), &all))
+    };
+
+    // What can be checked before launching is: a mistake launches nothing.
+    let refusals = [
+        (
+            vec![
+                "--subnet",
+                "subnet-0123456789abcdef0",
+                "--state-machine",
+                &machine,
+                "--break-glass-key",
+                &key,
+            ],
+            "was not found",
+        ),
+        (
+            vec![
+                "--subnet",
+                &subnet,
+                "--state-machine",
+                &machine,
+                "--break-glass-key",
+                "alias/not-the-break-glass-key",
+            ],
+            "BreakGlassPrincipals",
+        ),
+        (
+            vec![
+                "--subnet",
+                &subnet,
+                "--state-machine",
+                "cordon-quarantine",
+                "--break-glass-key",
+                &key,
+            ],
+            "not a state machine ARN",
+        ),
+    ];
+    for (args, message) in refusals {
+        let refused = smoke(&args);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&refused).contains(message) && stderr(&refused).contains("nothing was launched"),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+    }
+    assert!(
+        instances().await.is_empty(),
+        "a refusal launched an instance"
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = tokio::spawn(serve_executions(
+        runner.clone(),
+        aws_sdk_sfn::Client::new(&moto.sdk_config()),
+        machine.clone(),
+        stop.clone(),
+    ));
+    let output = smoke(&[
+        "--subnet",
+        &subnet,
+        "--state-machine",
+        &machine,
+        "--break-glass-key",
+        &key,
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reports = served.await.unwrap();
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["passed"], true, "{report}");
+    let steps: Vec<(&str, bool)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("launch", true),
+            ("running", true),
+            ("start", true),
+            ("contained", true),
+            ("approve", true),
+            ("restored", true),
+            ("exact", true),
+            ("terminate", true)
+        ]
+    );
+    // One execution, contained and restored through the whole definition.
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].outcome, "restored", "{:?}", reports[0].states);
+    assert_eq!(
+        report["execution_arn"].as_str(),
+        Some(reports[0].execution_arn.as_str())
+    );
+    let contained = report["steps"][3]["detail"].as_str().unwrap();
+    assert!(
+        contained.contains(&format!("cordon-isolation-{vpc}")),
+        "{contained}"
+    );
+    // The instance it launched is gone, and it launched no other.
+    let instance = report["instance_id"].as_str().unwrap();
+    assert_eq!(
+        instances().await,
+        [(instance.to_string(), "terminated".to_string())]
+    );
+    for step in ["launch", "contained", "exact", "terminate"] {
+        assert!(stderr(&output).contains(step), "progress names {step}");
+    }
+}
