@@ -534,6 +534,70 @@ impl World {
             .to_string()
     }
 
+    /// An interface endpoint of `service` (`ssm`, `ssmmessages`, ...) in `subnet`, private DNS
+    /// on; its id and its interfaces' IPv4 addresses.
+    pub async fn interface_endpoint(
+        &self,
+        vpc_id: &str,
+        service: &str,
+        subnet: &str,
+    ) -> (String, Vec<String>) {
+        let created = self
+            .ec2
+            .create_vpc_endpoint()
+            .vpc_id(vpc_id)
+            .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+            .service_name(format!("com.amazonaws.{REGION}.{service}"))
+            .subnet_ids(subnet)
+            .private_dns_enabled(true)
+            .send()
+            .await
+            .unwrap();
+        let endpoint = created.vpc_endpoint().unwrap();
+        let interfaces = self
+            .ec2
+            .describe_network_interfaces()
+            .set_network_interface_ids(Some(endpoint.network_interface_ids().to_vec()))
+            .send()
+            .await
+            .unwrap();
+        let addresses = interfaces
+            .network_interfaces()
+            .iter()
+            .filter_map(|i| i.private_ip_address())
+            .map(String::from)
+            .collect();
+        (endpoint.vpc_endpoint_id().unwrap().to_string(), addresses)
+    }
+
+    /// A security group's egress rules, each as `protocol from-to peer`.
+    pub async fn egress_rules(&self, group_id: &str) -> Vec<String> {
+        let groups = self
+            .ec2
+            .describe_security_groups()
+            .group_ids(group_id)
+            .send()
+            .await
+            .unwrap();
+        let mut rules = Vec::new();
+        for permission in groups.security_groups()[0].ip_permissions_egress() {
+            let ports = format!(
+                "{} {}-{}",
+                permission.ip_protocol().unwrap_or_default(),
+                permission.from_port().unwrap_or(-1),
+                permission.to_port().unwrap_or(-1)
+            );
+            for range in permission.ip_ranges() {
+                rules.push(format!("{ports} {}", range.cidr_ip().unwrap_or_default()));
+            }
+            for range in permission.ipv6_ranges() {
+                rules.push(format!("{ports} {}", range.cidr_ipv6().unwrap_or_default()));
+            }
+        }
+        rules.sort();
+        rules
+    }
+
     pub async fn subnet(&self, vpc_id: &str, cidr: &str, ipv6_cidr: Option<&str>) -> String {
         let out = self
             .ec2

@@ -678,7 +678,6 @@ async fn contain(
     );
     // Independent of each other, as in the state machine's Parallel state: the ACL entries
     // go in while the groups are swapped, and each is done even if the other fails.
-    let forensic = config.forensic_access.as_ref();
     let nacl_settings = config.nacl_settings();
     let finding_id = output
         .finding
@@ -686,7 +685,7 @@ async fn contain(
         .map(|f| f.id.clone())
         .unwrap_or_else(|| "none (cordon isolate --instance)".into());
     let (isolation, nacl, held, cut, preserved, unregistered) = tokio::join!(
-        isolate_seen(ec2, &record, forensic, Some(seen)),
+        isolate_seen(ec2, &record, config.access(), Some(seen)),
         // Unsealed, as its state record: a person's credentials may not seal.
         block(
             ec2,

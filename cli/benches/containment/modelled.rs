@@ -407,9 +407,14 @@ pub async fn single(moto: &Moto, scale: f64, first_use: bool, octet: usize) -> S
     if !first_use {
         let aws = AwsContext::from_sdk_config(moto.sdk_config());
         let ec2 = aws.ec2(Some(cordon_tests::REGION));
-        cordon_core::isolate::ensure_groups(&ec2, std::slice::from_ref(&member.vpc), None, None)
-            .await
-            .unwrap();
+        cordon_core::isolate::ensure_groups(
+            &ec2,
+            std::slice::from_ref(&member.vpc),
+            Default::default(),
+            None,
+        )
+        .await
+        .unwrap();
     }
     let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
     proxy.model_aws(scale);
@@ -518,10 +523,14 @@ pub async fn burst(count: usize, scale: f64, cutoff: Option<Duration>) -> Burst 
     let mut isolation_of = BTreeMap::new();
     let mut conversions = std::collections::BTreeSet::new();
     for vpc in &vpcs {
-        let groups =
-            cordon_core::isolate::ensure_groups(&ec2, std::slice::from_ref(vpc), None, None)
-                .await
-                .unwrap();
+        let groups = cordon_core::isolate::ensure_groups(
+            &ec2,
+            std::slice::from_ref(vpc),
+            Default::default(),
+            None,
+        )
+        .await
+        .unwrap();
         isolation_of.insert(vpc.clone(), groups[vpc].isolation.clone());
         conversions.insert(groups[vpc].conversion.clone());
     }

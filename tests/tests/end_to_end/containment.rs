@@ -801,9 +801,14 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
     let (second, second_enis) = world.instance(&[(&b, &[&web])], false).await;
     // Cordon's groups already exist in the VPC (an earlier quarantine), so the refusal can
     // name the isolation group.
-    let groups = ensure_groups(&moto.cordon_ec2(), std::slice::from_ref(&vpc), None, None)
-        .await
-        .unwrap();
+    let groups = ensure_groups(
+        &moto.cordon_ec2(),
+        std::slice::from_ref(&vpc),
+        Default::default(),
+        None,
+    )
+    .await
+    .unwrap();
     let isolation = groups[&vpc].isolation.clone();
     let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
     let aws = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint));
@@ -997,9 +1002,14 @@ async fn isolation_yields_its_conversion_swap_and_presses_its_isolation_swap() {
     let world = moto.world();
     let (vpc, [a, _], [web, _]) = two_subnet_vpc(&world).await;
     let (instance, enis) = world.instance(&[(&a, &[&web])], false).await;
-    let groups = ensure_groups(&moto.cordon_ec2(), std::slice::from_ref(&vpc), None, None)
-        .await
-        .unwrap();
+    let groups = ensure_groups(
+        &moto.cordon_ec2(),
+        std::slice::from_ref(&vpc),
+        Default::default(),
+        None,
+    )
+    .await
+    .unwrap();
     let (conversion, isolation) = (
         groups[&vpc].conversion.clone(),
         groups[&vpc].isolation.clone(),
@@ -1135,6 +1145,105 @@ async fn the_forensic_subnet_keeps_its_path_through_the_acls() {
     assert_eq!(
         restore(&moto, &contained).await.status,
         RestoreStatus::Restored
+    );
+}
+
+/// `SessionManagerWhileIsolated`: the isolated instance reaches its VPC's Session Manager
+/// endpoints on 443 and nothing else, and the ACL of the endpoints' subnet keeps its path;
+/// without it, neither. moto's endpoint interfaces get random 10.x addresses outside their
+/// subnet, which changes nothing here: the rules name the addresses EC2 gives.
+#[tokio::test]
+async fn session_manager_while_isolated_reaches_only_the_endpoints() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let (vpc, [a, b], [web, _]) = two_subnet_vpc(&world).await;
+    let (ssm, mut addresses) = world.interface_endpoint(&vpc, "ssm", &b).await;
+    let (messages, more) = world.interface_endpoint(&vpc, "ssmmessages", &b).await;
+    addresses.extend(more);
+    let (instance, enis) = world.instance(&[(&a, &[&web])], false).await;
+    let ip = world.eni_ipv4(&enis[0]).await;
+    let config = Config {
+        session_manager: true,
+        ..Config::default()
+    };
+    let contained =
+        contain_with(&moto, &config, &finding_for(&instance, 8.0, "203.0.113.50")).await;
+    let isolation = contained.isolation.as_ref().unwrap();
+    assert_eq!(isolation.status, StepStatus::Done, "{:?}", isolation.errors);
+    let group = isolation.groups[&vpc].isolation.clone();
+    assert_eq!(
+        world.eni_groups(&enis[0]).await,
+        std::slice::from_ref(&group)
+    );
+    let mut expected: Vec<String> = addresses
+        .iter()
+        .map(|address| format!("tcp 443-443 {address}/32"))
+        .collect();
+    expected.sort();
+    assert_eq!(world.egress_rules(&group).await, expected);
+    assert!(
+        isolation
+            .notes
+            .iter()
+            .any(|n| n.contains(&ssm) && n.contains(&messages)),
+        "{:?}",
+        isolation.notes
+    );
+    let nacl = contained.nacl.as_ref().unwrap();
+    assert_eq!(nacl.status, StepStatus::Done, "{:?}", nacl.errors);
+    let denies_b = world.denies(&world.acl_of(&b).await).await;
+    assert!(
+        !denies_b
+            .iter()
+            .any(|(_, _, cidr)| *cidr == format!("{ip}/32")),
+        "the endpoints' ACL must not deny the instance: {denies_b:?}"
+    );
+    assert_eq!(nacl.open_for_sessions.len(), 1);
+    assert_eq!(
+        nacl.open_for_sessions[0].endpoint_subnets,
+        std::slice::from_ref(&b)
+    );
+    assert_eq!(
+        restore(&moto, &contained).await.status,
+        RestoreStatus::Restored
+    );
+
+    // Off, in another VPC of the same shape: no egress at all, and the endpoints' ACL denies
+    // the instance like every other.
+    let other = world.vpc("10.1.0.0/16", false).await;
+    let c = world.subnet(&other, "10.1.1.0/24", None).await;
+    let d = world.subnet(&other, "10.1.2.0/24", None).await;
+    for subnet in [&c, &d] {
+        world
+            .custom_acl(
+                &other,
+                &[subnet],
+                &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")],
+            )
+            .await;
+    }
+    world.interface_endpoint(&other, "ssm", &d).await;
+    let app = world.security_group(&other, "app", 443).await;
+    let (closed, closed_enis) = world.instance(&[(&c, &[&app])], false).await;
+    let closed_ip = world.eni_ipv4(&closed_enis[0]).await;
+    let contained = contain_with(
+        &moto,
+        &Config::default(),
+        &finding_for(&closed, 8.0, "203.0.113.50"),
+    )
+    .await;
+    let group = contained.isolation.as_ref().unwrap().groups[&other]
+        .isolation
+        .clone();
+    assert!(world.egress_rules(&group).await.is_empty());
+    let denies_d = world.denies(&world.acl_of(&d).await).await;
+    assert_eq!(
+        denies_d
+            .iter()
+            .filter(|(_, _, cidr)| *cidr == format!("{closed_ip}/32"))
+            .count(),
+        2,
+        "{denies_d:?}"
     );
 }
 

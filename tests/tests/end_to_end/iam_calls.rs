@@ -1,9 +1,9 @@
 //! Every call Cordon's workers make, judged by the IAM evaluator against the role that makes
 //! it, as deployed. moto is run behind a witness (tests/src/witness.rs) that keeps each call
 //! with the worker that made it, the credentials it is signed with and the tags of the
-//! resources it names; two runs exercise every step: the workflow with every measure on one
-//! instance of the stack's own account, contained and given back on approval, and the network
-//! measures in a member account through the member role.
+//! resources it names. Two runs exercise every step: the workflow with every measure (and
+//! Session Manager while isolated) on one instance of the stack's own account, and on one of a
+//! member account through the member role, each contained and given back on approval.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,6 +56,12 @@ async fn every_measure_contained_and_given_back(
             &[&subnet],
             &[(100, false, "0.0.0.0/0"), (100, true, "0.0.0.0/0")],
         )
+        .await;
+    // Session Manager's endpoints, which the stack below lets an isolated instance reach.
+    let endpoints = world.subnet(&vpc, "10.0.2.0/24", None).await;
+    world.interface_endpoint(&vpc, "ssm", &endpoints).await;
+    world
+        .interface_endpoint(&vpc, "ssmmessages", &endpoints)
         .await;
     let web = world.security_group(&vpc, "web", 443).await;
     let (instance, enis) = world.instance(&[(&subnet, &[&web])], false).await;
@@ -504,8 +510,13 @@ fn tag_guard() -> Value {
 async fn every_call_the_workers_make_is_allowed_to_the_role_that_makes_it() {
     let moto = Moto::start();
     let witness = Witness::start(&moto.endpoint).await;
+    // Every optional call on: Session Manager while isolated.
+    let config = Config {
+        session_manager: true,
+        ..Config::default()
+    };
     let runner = Arc::new(
-        Runner::start(&witness.endpoint, Config::default())
+        Runner::start(&witness.endpoint, config)
             .await
             .unwrap()
             .with_member_role(MemberRole {

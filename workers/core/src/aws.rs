@@ -11,7 +11,8 @@ use aws_sdk_ec2::Client;
 
 use crate::ec2::{
     AclEntry, ConnTrack, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl,
-    NetworkInterface, Peer, RuleAction, SecurityGroup, SgRule, Snapshot, Subnet, Volume, Vpc,
+    NetworkInterface, Peer, RuleAction, SecurityGroup, SessionEndpoint, SgRule, Snapshot, Subnet,
+    Volume, Vpc,
 };
 use crate::error::{CordonError, Result};
 
@@ -1365,6 +1366,98 @@ impl Ec2 for AwsEc2 {
         groups.sort();
         groups.dedup();
         Ok(groups)
+    }
+
+    async fn session_endpoints(&self, vpc_id: &str) -> Result<Vec<SessionEndpoint>> {
+        let region = self
+            .client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        let mut endpoints = Vec::new();
+        let mut interfaces: Vec<String> = Vec::new();
+        let mut token = None;
+        loop {
+            // The state on the server's side: the SDK reads EC2's lower-case `available`
+            // as an unknown state.
+            let output = self
+                .client
+                .describe_vpc_endpoints()
+                .filters(filter("vpc-id", &[vpc_id.to_string()]))
+                .filters(filter("vpc-endpoint-type", &["Interface".to_string()]))
+                .filters(filter("vpc-endpoint-state", &["available".to_string()]))
+                .filters(filter(
+                    "service-name",
+                    &crate::session::service_names(&region),
+                ))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeVpcEndpoints", vpc_id, e))?;
+            for endpoint in output.vpc_endpoints() {
+                let Some(service) = endpoint.service_name().and_then(crate::session::service_of)
+                else {
+                    continue;
+                };
+                // Without private DNS the services' names do not resolve to it.
+                if endpoint.private_dns_enabled() != Some(true) {
+                    continue;
+                }
+                interfaces.extend(endpoint.network_interface_ids().iter().cloned());
+                endpoints.push((
+                    SessionEndpoint {
+                        id: endpoint.vpc_endpoint_id().unwrap_or_default().to_string(),
+                        service: service.to_string(),
+                        subnet_ids: endpoint.subnet_ids().to_vec(),
+                        addresses: Vec::new(),
+                    },
+                    endpoint.network_interface_ids().to_vec(),
+                ));
+            }
+            token = output.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut addresses: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        // At most 1,000 ids a call; a VPC's three endpoints have a few interfaces each.
+        for ids in interfaces.chunks(1000) {
+            let output = self
+                .client
+                .describe_network_interfaces()
+                .set_network_interface_ids(Some(ids.to_vec()))
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeNetworkInterfaces", vpc_id, e))?;
+            for interface in output.network_interfaces() {
+                let ipv4 = interface
+                    .private_ip_addresses()
+                    .iter()
+                    .filter_map(|a| a.private_ip_address());
+                let ipv6 = interface
+                    .ipv6_addresses()
+                    .iter()
+                    .filter_map(|a| a.ipv6_address());
+                addresses.insert(
+                    interface
+                        .network_interface_id()
+                        .unwrap_or_default()
+                        .to_string(),
+                    ipv4.chain(ipv6).map(String::from).collect(),
+                );
+            }
+        }
+        Ok(endpoints
+            .into_iter()
+            .map(|(mut endpoint, interfaces)| {
+                endpoint.addresses = interfaces
+                    .iter()
+                    .flat_map(|id| addresses.get(id).cloned().unwrap_or_default())
+                    .collect();
+                endpoint
+            })
+            .collect())
     }
 
     async fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>> {

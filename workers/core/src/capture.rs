@@ -227,15 +227,23 @@ pub fn standing(
 pub fn quarantine_evidence(
     instance: &Instance,
     cordon_groups: &[SecurityGroup],
-    forensic: Option<&crate::config::ForensicSource>,
+    access: crate::isolate::Access<'_>,
 ) -> Option<String> {
-    let (ingress, egress) = crate::isolate::desired_rules(GroupRole::Isolation, forensic);
+    let (ingress, egress) = crate::isolate::desired_rules(GroupRole::Isolation, access.forensic);
+    // With Session Manager on, its rules are the step after the swaps' to check.
+    let egress_as_wanted = |g: &SecurityGroup| {
+        let (revoke, authorize) = crate::isolate::rule_changes(&g.egress, &egress);
+        authorize.is_empty()
+            && revoke
+                .iter()
+                .all(|rule| access.leaves_to_sessions(GroupRole::Isolation, rule))
+    };
     let isolates = |group_id: &String| {
         cordon_groups.iter().any(|g| {
             &g.id == group_id
                 && g.named_as_cordons()
                 && crate::isolate::rule_changes(&g.ingress, &ingress) == (vec![], vec![])
-                && crate::isolate::rule_changes(&g.egress, &egress) == (vec![], vec![])
+                && egress_as_wanted(g)
         })
     };
     let containable: Vec<_> = instance
@@ -637,9 +645,7 @@ pub async fn capture_seeing(
         .into_iter()
         .filter(|group| vpc_ids.contains(&group.vpc_id))
         .collect();
-    if let Some(evidence) =
-        quarantine_evidence(&instance, &cordon_groups, config.forensic_access.as_ref())
-    {
+    if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups, config.access()) {
         let mut warnings = Vec::new();
         let record = kept_record_of(&instance, &cordon_groups, seal, now_utc, &mut warnings).await;
         let output =
@@ -1208,6 +1214,37 @@ mod tests {
         ec2.with(|s| s.groups.get_mut(&look_alike.id).unwrap().egress.clear());
         let later = capture_at(&ec2, "exec-b", Pace::AtOnce).unwrap();
         assert_eq!(later.status, CaptureStatus::AlreadyQuarantined);
+    }
+
+    /// With Session Manager on, the isolation group's HTTPS rules to single addresses are the
+    /// isolation step's to check against the endpoints: the instance on it is quarantined. With
+    /// it off, such a rule is an opening, and the instance is contained again.
+    #[test]
+    fn a_session_rule_counts_as_isolating_only_with_session_manager_on() {
+        let ec2 = FakeEc2::standard();
+        let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+        let mut group = isolation.clone();
+        group.egress = vec![crate::ec2::SgRule::https(crate::ec2::Peer::Ipv4(
+            "10.0.2.10/32".into(),
+        ))];
+        let mut instance = ec2.with(|s| s.instances["i-00000001"].clone());
+        instance.interfaces[0].groups = vec![isolation.id.clone()];
+        let on = crate::isolate::Access {
+            forensic: None,
+            session_manager: true,
+        };
+        assert!(quarantine_evidence(&instance, std::slice::from_ref(&group), on).is_some());
+        assert!(quarantine_evidence(
+            &instance,
+            std::slice::from_ref(&group),
+            crate::isolate::Access::default()
+        )
+        .is_none());
+        // Any other egress is an opening whatever the setting.
+        group.egress = vec![crate::ec2::SgRule::https(crate::ec2::Peer::Ipv4(
+            "0.0.0.0/0".into(),
+        ))];
+        assert!(quarantine_evidence(&instance, std::slice::from_ref(&group), on).is_none());
     }
 
     /// Whoever may tag a group of the VPC tags an application's group as the instance's

@@ -81,6 +81,10 @@ pub struct NaclSettings {
     /// of the instance's own addresses, or they would cut the forensic host off.
     #[serde(default)]
     pub forensic_cidr: Option<String>,
+    /// `SessionManagerWhileIsolated`: the ACLs of the Session Manager endpoints' subnets get
+    /// no deny of the instance's own addresses.
+    #[serde(default)]
+    pub session_manager: bool,
 }
 
 /// Ten: with AWS's default quota of 20 rules per direction, of which a new ACL uses two, ten
@@ -100,6 +104,7 @@ impl Default for NaclSettings {
             deny_private_remotes: false,
             max_remote_denies: DEFAULT_MAX_REMOTE_DENIES,
             forensic_cidr: None,
+            session_manager: false,
         }
     }
 }
@@ -115,7 +120,16 @@ impl Config {
             }
             settings.forensic_cidr = Some(cidr.clone());
         }
+        settings.session_manager = self.session_manager;
         settings
+    }
+
+    /// Who may reach an isolated instance, and what it may reach.
+    pub fn access(&self) -> crate::isolate::Access<'_> {
+        crate::isolate::Access {
+            forensic: self.forensic_access.as_ref(),
+            session_manager: self.session_manager,
+        }
     }
 }
 
@@ -151,6 +165,10 @@ pub struct Config {
     pub mode: Mode,
     pub policy: Policy,
     pub forensic_access: Option<ForensicSource>,
+    /// Whether an isolated instance may reach its VPC's Session Manager endpoints
+    /// (`CORDON_SESSION_MANAGER_WHILE_ISOLATED`, off unless `true`; [`crate::session`]).
+    #[serde(default)]
+    pub session_manager: bool,
     pub nacl: NaclSettings,
     #[serde(default)]
     pub auto_scaling: crate::measures::auto_scaling::Settings,
@@ -216,6 +234,10 @@ impl Config {
                 &mut config.auto_scaling.decrement_desired,
             ),
             ("CORDON_EVIDENCE_SNAPSHOTS", &mut config.evidence.snapshots),
+            (
+                "CORDON_SESSION_MANAGER_WHILE_ISOLATED",
+                &mut config.session_manager,
+            ),
         ] {
             if let Some(text) = get(name) {
                 *flag = match text.to_ascii_lowercase().as_str() {
@@ -485,9 +507,13 @@ mod tests {
             ("CORDON_NACL_BAND", "10-49"),
             ("CORDON_NACL_RULE_QUOTA", "40"),
             ("CORDON_MODE", "report-only"),
+            ("CORDON_SESSION_MANAGER_WHILE_ISOLATED", "true"),
         ])
         .unwrap();
         assert_eq!(config.mode, Mode::ReportOnly);
+        assert!(config.session_manager && config.access().session_manager);
+        assert!(config.nacl_settings().session_manager);
+        assert!(!self::config(&[]).unwrap().session_manager);
         assert_eq!(self::config(&[]).unwrap().mode, Mode::Contain);
         assert_eq!(config.policy.min_severity, 8.5);
         assert!(config.policy.include_samples);
@@ -534,6 +560,11 @@ mod tests {
             ("CORDON_NACL_BAND", "ten", "FIRST-LAST"),
             ("CORDON_NACL_RULE_QUOTA", "41", "CORDON_NACL_RULE_QUOTA"),
             ("CORDON_MODE", "dry-run", "contain or report-only"),
+            (
+                "CORDON_SESSION_MANAGER_WHILE_ISOLATED",
+                "on",
+                "CORDON_SESSION_MANAGER_WHILE_ISOLATED=\"on\" must be true or false",
+            ),
         ] {
             let error = config(&[(name, value)]).unwrap_err();
             assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");

@@ -58,9 +58,14 @@ async fn capture_by(ec2: &FakeEc2, owner: &str) -> CaptureOutput {
 /// The standard world in steady state: Cordon's groups already exist in its VPC.
 async fn steady_world() -> FakeEc2 {
     let ec2 = FakeEc2::standard();
-    ensure_groups(&ec2, &["vpc-1".to_string()], None, None)
-        .await
-        .unwrap();
+    ensure_groups(
+        &ec2,
+        &["vpc-1".to_string()],
+        crate::isolate::Access::default(),
+        None,
+    )
+    .await
+    .unwrap();
     ec2.clear_calls();
     ec2
 }
@@ -75,9 +80,14 @@ async fn contain(ec2: &FakeEc2, finding: FindingSummary, retry_count: u32) -> (C
         .unwrap();
     assert_eq!(captured.status, CaptureStatus::Captured, "{captured:?}");
     let seen = captured.fresh_view(Some(retry_count), at(NOW));
-    let report = isolate_seen(ec2, captured.record.as_ref().unwrap(), None, seen)
-        .await
-        .unwrap();
+    let report = isolate_seen(
+        ec2,
+        captured.record.as_ref().unwrap(),
+        crate::isolate::Access::default(),
+        seen,
+    )
+    .await
+    .unwrap();
     assert!(
         report
             .enis

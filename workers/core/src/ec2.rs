@@ -318,6 +318,18 @@ pub struct Subnet {
     pub cidrs: Vec<String>,
 }
 
+/// A Session Manager interface endpoint of a VPC (`ssm`, `ssmmessages` or `ec2messages`) that
+/// the SSM Agent of an isolated instance may be let reach (`SessionManagerWhileIsolated`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEndpoint {
+    pub id: String,
+    /// `ssm`, `ssmmessages` or `ec2messages`.
+    pub service: String,
+    pub subnet_ids: Vec<String>,
+    /// Its network interfaces' IPv4 and IPv6 addresses.
+    pub addresses: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupRole {
@@ -410,6 +422,16 @@ impl SgRule {
             protocol: "-1".into(),
             from_port: None,
             to_port: None,
+            peer,
+        }
+    }
+
+    /// TCP 443 to `peer`.
+    pub fn https(peer: Peer) -> Self {
+        SgRule {
+            protocol: "tcp".into(),
+            from_port: Some(443),
+            to_port: Some(443),
             peer,
         }
     }
@@ -702,6 +724,13 @@ pub trait Ec2: Sync {
     fn vpc(&self, vpc_id: &str) -> impl Future<Output = Result<Vpc>> + Send;
     /// The VPC's subnets and their blocks (`DescribeSubnets`, every page).
     fn subnets(&self, vpc_id: &str) -> impl Future<Output = Result<Vec<Subnet>>> + Send;
+    /// The VPC's Session Manager interface endpoints that are available and have private DNS
+    /// on (the agent resolves the services' names to those only), with their interfaces'
+    /// addresses (`DescribeVpcEndpoints` and `DescribeNetworkInterfaces`, every page).
+    fn session_endpoints(
+        &self,
+        vpc_id: &str,
+    ) -> impl Future<Output = Result<Vec<SessionEndpoint>>> + Send;
     /// The security groups that some network interface in the VPC carries, whatever it is
     /// attached to (`DescribeNetworkInterfaces`, every page): a group in it is in use.
     fn groups_in_use(&self, vpc_id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::ec2::{
     AclEntry, ConnTrack, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl,
-    NetworkInterface, RuleAction, SecurityGroup, SgRule, Snapshot, Subnet, Volume, Vpc,
+    NetworkInterface, RuleAction, SecurityGroup, SessionEndpoint, SgRule, Snapshot, Subnet, Volume,
+    Vpc,
 };
 use crate::error::{CordonError, Result};
 
@@ -45,6 +46,8 @@ pub struct FakeState {
     pub shutdown: BTreeMap<String, String>,
     pub vpcs: BTreeMap<String, Vpc>,
     pub subnets: BTreeMap<String, Subnet>,
+    /// Session Manager endpoints, by VPC.
+    pub session_endpoints: BTreeMap<String, Vec<SessionEndpoint>>,
     /// Each read of Cordon's groups: the VPCs it was limited to (None: every VPC).
     pub group_reads: Vec<Option<Vec<String>>>,
     /// The account's EBS snapshots.
@@ -814,6 +817,11 @@ impl Ec2 for FakeEc2 {
                 .cloned()
                 .collect()
         }))
+    }
+
+    async fn session_endpoints(&self, vpc_id: &str) -> Result<Vec<SessionEndpoint>> {
+        self.call("DescribeVpcEndpoints").await?;
+        Ok(self.with(|s| s.session_endpoints.get(vpc_id).cloned().unwrap_or_default()))
     }
 
     async fn snapshots_tagged(&self, tags: &[(String, String)]) -> Result<Vec<Snapshot>> {

@@ -23,6 +23,26 @@ pub struct CordonGroups {
     pub isolation: String,
 }
 
+/// Who may still reach an isolated instance, and what it may still reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Access<'a> {
+    /// Who may reach it: the isolation group's only ingress.
+    pub forensic: Option<&'a ForensicSource>,
+    /// Whether it may reach its VPC's Session Manager endpoints ([`crate::session`]).
+    pub session_manager: bool,
+}
+
+impl Access<'_> {
+    /// Whether `rule`, on a group of `role`, is left to the Session Manager step that follows
+    /// the swaps: with the feature on, an isolation group's HTTPS rules to single addresses
+    /// are that step's to check against the endpoints, not the first move's to revoke.
+    pub fn leaves_to_sessions(&self, role: GroupRole, rule: &SgRule) -> bool {
+        self.session_manager
+            && role == GroupRole::Isolation
+            && crate::session::is_session_rule(rule)
+    }
+}
+
 /// The rules a Cordon group must hold, (ingress, egress).
 pub fn desired_rules(
     role: GroupRole,
@@ -76,7 +96,7 @@ pub fn rule_changes(actual: &[SgRule], desired: &[SgRule]) -> (Vec<SgRule>, Vec<
 pub async fn ensure_groups(
     ec2: &impl Ec2,
     vpc_ids: &[String],
-    forensic: Option<&ForensicSource>,
+    access: Access<'_>,
     seen: Option<Vec<SecurityGroup>>,
 ) -> Result<BTreeMap<String, CordonGroups>> {
     let known = match seen {
@@ -88,8 +108,8 @@ pub async fn ensure_groups(
         // The two groups do not depend on each other: on first use in a VPC, both are made
         // (and given their rules) at the same time.
         let (conversion, isolation) = tokio::join!(
-            ensure_group(ec2, &known, vpc_id, GroupRole::Conversion, forensic),
-            ensure_group(ec2, &known, vpc_id, GroupRole::Isolation, forensic)
+            ensure_group(ec2, &known, vpc_id, GroupRole::Conversion, access),
+            ensure_group(ec2, &known, vpc_id, GroupRole::Isolation, access)
         );
         result.insert(
             vpc_id.clone(),
@@ -108,7 +128,7 @@ async fn ensure_group(
     known: &[SecurityGroup],
     vpc_id: &str,
     role: GroupRole,
-    forensic: Option<&ForensicSource>,
+    access: Access<'_>,
 ) -> Result<String> {
     let group = match find_group(known, vpc_id, role) {
         Some(group) => group,
@@ -121,7 +141,7 @@ async fn ensure_group(
             Err(other) => return Err(other),
         },
     };
-    reconcile_rules(ec2, &group, role, forensic).await?;
+    reconcile_rules(ec2, &group, role, access).await?;
     Ok(group.id)
 }
 
@@ -236,13 +256,14 @@ async fn reconcile_rules(
     ec2: &impl Ec2,
     group: &SecurityGroup,
     role: GroupRole,
-    forensic: Option<&ForensicSource>,
+    access: Access<'_>,
 ) -> Result<()> {
-    let (ingress, egress) = desired_rules(role, forensic);
+    let (ingress, egress) = desired_rules(role, access.forensic);
+    let kept = |rule: &SgRule| access.leaves_to_sessions(role, rule);
     let mut group = group.clone();
     let mut round = 1;
     loop {
-        match change_rules(ec2, &group, &ingress, &egress).await {
+        match change_rules(ec2, &group, &ingress, &egress, kept).await {
             Err(CordonError::Ec2 { code, .. })
                 if round < RECONCILE_ROUNDS
                     && matches!(
@@ -267,17 +288,22 @@ async fn reconcile_rules(
     }
 }
 
+/// Makes the group's rules `ingress` and `egress`, leaving alone the egress rules `kept` keeps.
 async fn change_rules(
     ec2: &impl Ec2,
     group: &SecurityGroup,
     ingress: &[SgRule],
     egress: &[SgRule],
+    kept: impl Fn(&SgRule) -> bool,
 ) -> Result<()> {
     for (direction, actual, desired) in [
         (Direction::Ingress, &group.ingress, ingress),
         (Direction::Egress, &group.egress, egress),
     ] {
-        let (revoke, authorize) = rule_changes(actual, desired);
+        let (mut revoke, authorize) = rule_changes(actual, desired);
+        if direction == Direction::Egress {
+            revoke.retain(|rule| !kept(rule));
+        }
         if !revoke.is_empty() {
             while_group_unseen(ec2, "RevokeSecurityGroup", &group.id, || {
                 ec2.revoke(&group.id, direction, &revoke)
@@ -429,9 +455,9 @@ impl InterfaceIsolation {
 pub async fn isolate(
     ec2: &impl Ec2,
     record: &CapturedState,
-    forensic: Option<&ForensicSource>,
+    access: Access<'_>,
 ) -> Result<IsolationReport> {
-    isolate_seen(ec2, record, forensic, None).await
+    isolate_seen(ec2, record, access, None).await
 }
 
 /// How many calls one interface's isolation may need, at worst: conversion, isolation, the
@@ -493,7 +519,7 @@ pub fn rollback_groups(recorded: &[String], groups: &CordonGroups) -> Option<Vec
 pub async fn plan_isolation(
     ec2: &impl Ec2,
     record: &CapturedState,
-    forensic: Option<&ForensicSource>,
+    access: Access<'_>,
 ) -> Result<IsolationReport> {
     let vpc_ids = record.vpc_ids();
     let (known, instance) = tokio::join!(
@@ -509,9 +535,10 @@ pub async fn plan_isolation(
             Some(group) => {
                 // Someone changed Cordon's group since it was made: a containment puts its
                 // rules right first, and a first rollout is where that should come to light.
-                let (ingress, egress) = desired_rules(role, forensic);
+                let (ingress, egress) = desired_rules(role, access.forensic);
                 let (revoke_in, add_in) = rule_changes(&group.ingress, &ingress);
-                let (revoke_out, add_out) = rule_changes(&group.egress, &egress);
+                let (mut revoke_out, add_out) = rule_changes(&group.egress, &egress);
+                revoke_out.retain(|rule| !access.leaves_to_sessions(role, rule));
                 let (revoke, add) = (
                     revoke_in.len() + revoke_out.len(),
                     add_in.len() + add_out.len(),
@@ -543,7 +570,7 @@ pub async fn plan_isolation(
             },
         );
     }
-    if let Some(forensic) = forensic {
+    if let Some(forensic) = access.forensic {
         notes.push(format!(
             "the isolation group would admit the forensic source {} (all protocols)",
             match forensic {
@@ -604,6 +631,19 @@ pub async fn plan_isolation(
     if record.shutdown_behavior.as_deref() == Some("terminate") {
         notes.push("would set the shutdown behaviour from terminate to stop".into());
     }
+    if access.session_manager {
+        for vpc_id in &vpc_ids {
+            notes.push(match ec2.session_endpoints(vpc_id).await {
+                Ok(endpoints) => format!(
+                    "after the swaps, would give the isolation group these rules: {}",
+                    crate::session::note(vpc_id, &endpoints)
+                ),
+                Err(error) => format!(
+                    "Session Manager: {vpc_id}'s endpoints could not be read ({error}); a containment would leave the isolation group without their rules"
+                ),
+            });
+        }
+    }
     Ok(IsolationReport {
         instance_id: record.instance_id.clone(),
         status: StepStatus::ReportOnly,
@@ -620,7 +660,7 @@ pub async fn plan_isolation(
 pub async fn isolate_seen(
     ec2: &impl Ec2,
     record: &CapturedState,
-    forensic: Option<&ForensicSource>,
+    access: Access<'_>,
     seen: Option<Seen>,
 ) -> Result<IsolationReport> {
     // Where each interface is now, read while the groups are made sure of: a retried step
@@ -631,12 +671,12 @@ pub async fn isolate_seen(
             groups,
             instance: Some(instance),
         }) => (
-            ensure_groups(ec2, &vpc_ids, forensic, Some(groups)).await,
+            ensure_groups(ec2, &vpc_ids, access, Some(groups)).await,
             Ok(instance),
         ),
         seen => {
             tokio::join!(
-                ensure_groups(ec2, &vpc_ids, forensic, seen.map(|s| s.groups)),
+                ensure_groups(ec2, &vpc_ids, access, seen.map(|s| s.groups)),
                 ec2.describe_instance(&record.instance_id)
             )
         }
@@ -705,6 +745,19 @@ pub async fn isolate_seen(
                 .await
             {
                 errors.push(error.to_report());
+            }
+        }
+    }
+    if access.session_manager {
+        // After the swaps and the hardening: the instance is isolated already, and a session
+        // can wait for it.
+        for (vpc_id, cordon) in &groups {
+            in_time(ec2, "let Session Manager reach the instance", &enis)?;
+            match crate::session::allow_sessions(ec2, vpc_id, &cordon.isolation).await {
+                Ok(note) => notes.push(note),
+                Err(error) => notes.push(format!(
+                    "Session Manager: the isolation group of {vpc_id} could not be given its endpoints' rules ({error}): no session can reach the instance until the next isolation in {vpc_id}"
+                )),
             }
         }
     }
@@ -898,7 +951,7 @@ mod tests {
         let plan = block_on(plan_isolation(
             &crate::report_only::ReadOnly(&ec2),
             &record,
-            None,
+            Access::default(),
         ))
         .unwrap();
         assert_eq!(plan.status, StepStatus::ReportOnly);
@@ -915,7 +968,13 @@ mod tests {
         assert_eq!(ec2.calls(), ["DescribeSecurityGroups", "DescribeInstances"]);
 
         // Once the groups exist, and someone has opened the isolation group's egress.
-        let groups = block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
+        let groups = block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            None,
+        ))
+        .unwrap();
         let isolation = groups["vpc-1"].isolation.clone();
         block_on(ec2.authorize(
             &isolation,
@@ -929,7 +988,7 @@ mod tests {
         let plan = block_on(plan_isolation(
             &crate::report_only::ReadOnly(&ec2),
             &record,
-            None,
+            Access::default(),
         ))
         .unwrap();
         let says = |text: &str| plan.notes.iter().any(|n| n.contains(text));
@@ -1004,7 +1063,7 @@ mod tests {
         ec2.add_second_interface();
         let record = captured(&ec2);
         ec2.clear_calls();
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.status, StepStatus::Done);
         let groups = &report.groups["vpc-1"];
         for (eni, original) in [
@@ -1037,7 +1096,7 @@ mod tests {
     fn steady_state_isolation_reuses_groups_and_makes_six_calls() {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
-        let first = block_on(isolate(&ec2, &record, None)).unwrap();
+        let first = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         // The same instance back as it was (restored by hand), isolated again.
         ec2.with(|s| {
             s.protection.insert("i-00000001".into(), false);
@@ -1046,7 +1105,7 @@ mod tests {
             eni.conntrack = None;
         });
         ec2.clear_calls();
-        let second = block_on(isolate(&ec2, &record, None)).unwrap();
+        let second = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(first.groups, second.groups);
         assert_eq!(
             ec2.calls(),
@@ -1067,9 +1126,9 @@ mod tests {
     fn a_retried_isolation_leaves_an_isolated_interface_alone() {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
-        block_on(isolate(&ec2, &record, None)).unwrap();
+        block_on(isolate(&ec2, &record, Access::default())).unwrap();
         ec2.clear_calls();
-        let again = block_on(isolate(&ec2, &record, None)).unwrap();
+        let again = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(again.status, StepStatus::Done);
         assert_eq!(again.enis[0].outcome, InterfaceOutcome::AlreadyIsolated);
         // No swap back through conversion, which would reopen it for a moment.
@@ -1084,14 +1143,20 @@ mod tests {
     fn an_interface_found_on_the_conversion_group_only_takes_the_isolation_swap() {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
-        let groups = block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
+        let groups = block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            None,
+        ))
+        .unwrap();
         let conversion = groups["vpc-1"].conversion.clone();
         ec2.with(|s| {
             s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
                 vec![conversion.clone()]
         });
         ec2.clear_calls();
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.enis[0].outcome, InterfaceOutcome::Isolated);
         assert_eq!(
             ec2.interface_groups("eni-1"),
@@ -1125,7 +1190,7 @@ mod tests {
             Some(ISOLATION_SWAP_TRIES - 1),
         );
         ec2.clear_calls();
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         assert_eq!(report.enis[0].outcome, InterfaceOutcome::Isolated);
         let isolation = report.groups["vpc-1"].isolation.clone();
@@ -1135,7 +1200,7 @@ mod tests {
         let unrefused = FakeEc2::standard();
         let record = captured(&unrefused);
         unrefused.clear_calls();
-        block_on(isolate(&unrefused, &record, None)).unwrap();
+        block_on(isolate(&unrefused, &record, Access::default())).unwrap();
         let extra = swaps(&ec2).len() - swaps(&unrefused).len();
         assert_eq!(
             extra,
@@ -1152,7 +1217,7 @@ mod tests {
         let record = captured(&ec2);
         ec2.refuse_swaps_to(Some(GroupRole::Conversion), throttled(), Some(1));
         ec2.clear_calls();
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.status, StepStatus::Partial);
         let first = &report.enis[0];
         assert_eq!(first.outcome, InterfaceOutcome::NotBegun, "{report:?}");
@@ -1170,7 +1235,7 @@ mod tests {
         assert_eq!(report.enis[1].outcome, InterfaceOutcome::Isolated);
         // The step is retried, and its retry begins the interface.
         assert_eq!(retryable(&report.errors).unwrap().error, "Cordon.Throttled");
-        let again = block_on(isolate(&ec2, &record, None)).unwrap();
+        let again = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(again.status, StepStatus::Done, "{:?}", again.errors);
         assert_eq!(
             ec2.interface_groups("eni-1"),
@@ -1183,7 +1248,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
         ec2.clear_calls();
-        block_on(isolate(&ec2, &record, None)).unwrap();
+        block_on(isolate(&ec2, &record, Access::default())).unwrap();
         // Conversion, isolation, and the connection tracking: only the first is made once.
         assert_eq!(swaps(&ec2).len(), 3);
         assert_eq!(ec2.with(|s| s.tried_once.clone()), ["eni-1"]);
@@ -1191,7 +1256,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
         ec2.refuse_swaps_to(Some(GroupRole::Isolation), scp_denied(), None);
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.enis[0].outcome, InterfaceOutcome::RolledBack);
         assert_eq!(ec2.with(|s| s.tried_once.clone()), ["eni-1"]);
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
@@ -1207,7 +1272,7 @@ mod tests {
         };
         ec2.refuse_swaps_to(Some(GroupRole::Conversion), lost, Some(1));
         ec2.clear_calls();
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.enis[0].outcome, InterfaceOutcome::RolledBack);
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
         assert_eq!(swaps(&ec2).len(), 2, "{:?}", ec2.calls());
@@ -1223,7 +1288,7 @@ mod tests {
             throttled(),
             Some(ISOLATION_SWAP_TRIES),
         );
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.status, StepStatus::Partial);
         let line = &report.enis[0];
         assert_eq!(line.outcome, InterfaceOutcome::RolledBack);
@@ -1233,7 +1298,7 @@ mod tests {
         assert!(line.line().contains("NOT isolated"), "{}", line.line());
         // Worth retrying: the state machine runs the step again, and it converges.
         assert_eq!(retryable(&report.errors).unwrap().error, "Cordon.Throttled");
-        let again = block_on(isolate(&ec2, &record, None)).unwrap();
+        let again = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(again.status, StepStatus::Done);
         assert_eq!(
             ec2.interface_groups("eni-1"),
@@ -1246,14 +1311,14 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
         ec2.refuse_swaps_to(Some(GroupRole::Isolation), scp_denied(), None);
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.status, StepStatus::Partial);
         assert_eq!(report.enis[0].outcome, InterfaceOutcome::RolledBack);
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
         assert_eq!(report.errors[0].error, "Cordon.AccessDenied");
         assert_eq!(retryable(&report.errors), None);
         // A second run changes nothing for the worse either.
-        let again = block_on(isolate(&ec2, &record, None)).unwrap();
+        let again = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(again.enis[0].outcome, InterfaceOutcome::RolledBack);
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
     }
@@ -1264,7 +1329,7 @@ mod tests {
         let record = captured(&ec2);
         ec2.refuse_swaps_to(Some(GroupRole::Isolation), scp_denied(), None);
         ec2.refuse_swaps_to(None, scp_denied(), None);
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         let line = &report.enis[0];
         let conversion = report.groups["vpc-1"].conversion.clone();
         assert_eq!(line.outcome, InterfaceOutcome::LeftOn);
@@ -1309,18 +1374,24 @@ mod tests {
         let ec2 = FakeEc2::standard();
         ec2.add_second_interface();
         let record = captured(&ec2);
-        block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
+        block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            None,
+        ))
+        .unwrap();
         // Reads (2), room for the first interface at its worst (4) and one call more: the
         // fake fails the test if a call is started past the deadline.
         ec2.with(|s| s.calls_before_deadline = Some(2 + CALLS_PER_INTERFACE + 1));
-        let error = block_on(isolate(&ec2, &record, None)).unwrap_err();
+        let error = block_on(isolate(&ec2, &record, Access::default())).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Unavailable");
         assert!(error.to_string().contains("deadline"), "{error}");
         assert!(error.to_string().contains("eni-1: isolated"), "{error}");
         assert_eq!(ec2.interface_groups("eni-2"), ["sg-ssh"]);
         // The retry, with time, finishes it.
         ec2.with(|s| s.calls_before_deadline = None);
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.enis[0].outcome, InterfaceOutcome::AlreadyIsolated);
         assert_eq!(report.enis[1].outcome, InterfaceOutcome::Isolated);
     }
@@ -1330,12 +1401,18 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let mut record = captured(&ec2);
         record.shutdown_behavior = Some("terminate".into());
-        let groups = block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
+        let groups = block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            None,
+        ))
+        .unwrap();
         // Reads (2), the room asked for the interface (its two swaps and room for a rollback),
         // then termination protection and shutdown behaviour use that room: connection
         // tracking must not be started (the fake fails the test if it is).
         ec2.with(|s| s.calls_before_deadline = Some(2 + CALLS_PER_INTERFACE));
-        let error = block_on(isolate(&ec2, &record, None)).unwrap_err();
+        let error = block_on(isolate(&ec2, &record, Access::default())).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Unavailable");
         assert!(error.to_string().contains("connection tracking"), "{error}");
         assert!(error.to_string().contains("eni-1: isolated"), "{error}");
@@ -1344,7 +1421,7 @@ mod tests {
             [groups["vpc-1"].isolation.clone()]
         );
         ec2.with(|s| s.calls_before_deadline = None);
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.status, StepStatus::Done, "{report:?}");
         assert_eq!(report.enis[0].outcome, InterfaceOutcome::AlreadyIsolated);
         let conntrack = ec2.with(|s| s.instances["i-00000001"].interfaces[0].conntrack);
@@ -1364,7 +1441,7 @@ mod tests {
             interfaces.push(trunk);
         });
         let record = captured(&ec2);
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.enis[0].outcome, InterfaceOutcome::Isolated);
         assert_eq!(report.enis[1].outcome, InterfaceOutcome::NotContainable);
         assert_eq!(ec2.interface_groups("eni-2"), ["sg-ssh"]);
@@ -1390,7 +1467,7 @@ mod tests {
         ec2.with(|s| s.instances.get_mut("i-00000001").unwrap().lifecycle = Some("spot".into()));
         let record = captured(&ec2);
         ec2.clear_calls();
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         assert!(!report.termination_protection);
         assert!(report.notes[0].contains("Spot"), "{:?}", report.notes);
@@ -1403,7 +1480,7 @@ mod tests {
         ec2.with(|s| s.shutdown.insert("i-00000001".into(), "terminate".into()));
         let record = captured(&ec2);
         assert_eq!(record.shutdown_behavior.as_deref(), Some("terminate"));
-        block_on(isolate(&ec2, &record, None)).unwrap();
+        block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(ec2.shutdown_of("i-00000001"), "stop");
     }
 
@@ -1413,7 +1490,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
         ec2.with(|s| s.new_groups_unseen_for = 2);
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
         let isolation = report.groups["vpc-1"].isolation.clone();
         assert_eq!(
@@ -1439,7 +1516,7 @@ mod tests {
                 tags: vec![(GroupRole::TAG_KEY.into(), "conversion".into())],
             })
         });
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.groups["vpc-1"].conversion, "sg-theirs");
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
     }
@@ -1449,7 +1526,7 @@ mod tests {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
         ec2.with(|s| s.new_groups_unseen_for = 100);
-        let error = block_on(isolate(&ec2, &record, None)).unwrap_err();
+        let error = block_on(isolate(&ec2, &record, Access::default())).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.Unavailable", "{error}");
         assert!(
             error.to_string().contains("eventually consistent"),
@@ -1462,7 +1539,7 @@ mod tests {
     fn a_tampered_isolation_group_is_put_right() {
         let ec2 = FakeEc2::standard();
         let record = captured(&ec2);
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         let isolation = report.groups["vpc-1"].isolation.clone();
         ec2.with(|s| {
             s.groups
@@ -1471,8 +1548,125 @@ mod tests {
                 .egress
                 .push(SgRule::all_traffic(Peer::Ipv4("0.0.0.0/0".into())))
         });
-        block_on(isolate(&ec2, &record, None)).unwrap();
+        block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert!(ec2.with(|s| s.groups[&isolation].egress.is_empty()));
+    }
+
+    fn with_session_endpoints(ec2: &FakeEc2) {
+        ec2.with(|s| {
+            s.session_endpoints.insert(
+                "vpc-1".into(),
+                vec![
+                    crate::ec2::SessionEndpoint {
+                        id: "vpce-ssm".into(),
+                        service: "ssm".into(),
+                        subnet_ids: vec!["subnet-b".into()],
+                        addresses: vec!["10.0.2.10".into()],
+                    },
+                    crate::ec2::SessionEndpoint {
+                        id: "vpce-messages".into(),
+                        service: "ssmmessages".into(),
+                        subnet_ids: vec!["subnet-b".into()],
+                        addresses: vec!["10.0.2.11".into()],
+                    },
+                ],
+            )
+        });
+    }
+
+    const SESSIONS: Access<'static> = Access {
+        forensic: None,
+        session_manager: true,
+    };
+
+    #[test]
+    fn with_session_manager_the_isolation_group_reaches_only_the_endpoints_after_the_swaps() {
+        let ec2 = FakeEc2::standard();
+        with_session_endpoints(&ec2);
+        let record = captured(&ec2);
+        ec2.clear_calls();
+        let report = block_on(isolate(&ec2, &record, SESSIONS)).unwrap();
+        assert_eq!(report.status, StepStatus::Done);
+        let isolation = report.groups["vpc-1"].isolation.clone();
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            std::slice::from_ref(&isolation)
+        );
+        assert_eq!(
+            ec2.with(|s| s.groups[&isolation].egress.clone()),
+            [
+                SgRule::https(Peer::Ipv4("10.0.2.10/32".into())),
+                SgRule::https(Peer::Ipv4("10.0.2.11/32".into())),
+            ]
+        );
+        assert!(ec2.with(|s| s.groups[&isolation].ingress.is_empty()));
+        // The endpoints are read after the isolation swap, off the isolation's path.
+        let calls = ec2.calls();
+        let swapped = calls
+            .iter()
+            .rposition(|c| c == "ModifyNetworkInterfaceAttribute")
+            .unwrap();
+        let read = calls
+            .iter()
+            .position(|c| c == "DescribeVpcEndpoints")
+            .unwrap();
+        assert!(swapped < read, "{calls:?}");
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("vpce-ssm (ssm: 10.0.2.10)")),
+            "{:?}",
+            report.notes
+        );
+
+        // A rule of the same shape to another address is revoked; the endpoints' stay.
+        ec2.with(|s| {
+            s.groups
+                .get_mut(&isolation)
+                .unwrap()
+                .egress
+                .push(SgRule::https(Peer::Ipv4("203.0.113.9/32".into())))
+        });
+        block_on(isolate(&ec2, &record, SESSIONS)).unwrap();
+        assert_eq!(ec2.with(|s| s.groups[&isolation].egress.len()), 2);
+        assert!(!ec2.with(|s| s.groups[&isolation]
+            .egress
+            .contains(&SgRule::https(Peer::Ipv4("203.0.113.9/32".into())))));
+
+        // Turned off: the endpoints' rules go too.
+        block_on(isolate(&ec2, &record, Access::default())).unwrap();
+        assert!(ec2.with(|s| s.groups[&isolation].egress.is_empty()));
+    }
+
+    #[test]
+    fn endpoints_that_cannot_be_read_leave_the_isolation_group_closed_and_say_so() {
+        let ec2 = FakeEc2::standard();
+        with_session_endpoints(&ec2);
+        let record = captured(&ec2);
+        let report = block_on(isolate(&ec2, &record, SESSIONS)).unwrap();
+        let isolation = report.groups["vpc-1"].isolation.clone();
+        ec2.with(|s| {
+            s.failures.push((
+                "DescribeVpcEndpoints".into(),
+                CordonError::Unavailable {
+                    operation: "DescribeVpcEndpoints".into(),
+                    message: "throttled".into(),
+                },
+            ))
+        });
+        let again = block_on(isolate(&ec2, &record, SESSIONS)).unwrap();
+        assert!(ec2.with(|s| s.groups[&isolation].egress.is_empty()));
+        // Still isolated: more closed than asked is not a partial containment.
+        assert_eq!(again.status, StepStatus::Done);
+        assert!(
+            again
+                .notes
+                .iter()
+                .any(|n| n.contains("could not be given its endpoints' rules")),
+            "{:?}",
+            again.notes
+        );
     }
 
     #[test]
@@ -1486,7 +1680,7 @@ mod tests {
                 eni_id: "eni-1".into(),
             },
         );
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.status, StepStatus::Partial);
         assert_eq!(report.errors[0].error, "Cordon.InterfaceNotFound");
         assert_eq!(report.enis[0].outcome, InterfaceOutcome::Gone);
@@ -1509,7 +1703,7 @@ mod tests {
             tags: vec![(GroupRole::TAG_KEY.into(), "conversion".into())],
         };
         ec2.with(|s| s.racing_group = Some(theirs));
-        let report = block_on(isolate(&ec2, &record, None)).unwrap();
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.groups["vpc-1"].conversion, "sg-theirs");
         assert_eq!(
             ec2.interface_groups("eni-1"),
@@ -1522,7 +1716,13 @@ mod tests {
     #[test]
     fn in_steady_state_capture_and_isolate_read_the_groups_once() {
         let ec2 = FakeEc2::standard();
-        block_on(ensure_groups(&ec2, &["vpc-1".into()], None, None)).unwrap();
+        block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            None,
+        ))
+        .unwrap();
         ec2.clear_calls();
         let (captured, seen) = block_on(crate::capture::capture_seeing(
             &ec2,
@@ -1536,7 +1736,7 @@ mod tests {
         ))
         .unwrap();
         let record = captured.record.unwrap();
-        let report = block_on(isolate_seen(&ec2, &record, None, Some(seen))).unwrap();
+        let report = block_on(isolate_seen(&ec2, &record, Access::default(), Some(seen))).unwrap();
         assert_eq!(report.status, StepStatus::Done);
         let isolation = report.groups["vpc-1"].isolation.clone();
         assert_eq!(ec2.interface_groups("eni-1"), [isolation]);
@@ -1566,7 +1766,7 @@ mod tests {
             let ec2 = FakeEc2::standard();
             let record = captured(&ec2);
             ec2.with(|s| s.racing_rule_change = Some(operation.into()));
-            let report = block_on(isolate(&ec2, &record, None)).unwrap();
+            let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
             assert_eq!(report.status, StepStatus::Done, "{operation}");
             let isolation = &report.groups["vpc-1"].isolation;
             assert_eq!(
@@ -1610,7 +1810,7 @@ mod tests {
                 group_name: "cordon-conversion-vpc-1".into(),
             },
         );
-        let error = block_on(isolate(&ec2, &record, None)).unwrap_err();
+        let error = block_on(isolate(&ec2, &record, Access::default())).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");
         assert!(
             error.to_string().contains("sg-foreign")

@@ -25,6 +25,7 @@ pub mod record;
 pub mod report_only;
 pub mod restore;
 pub mod seal;
+pub mod session;
 pub mod steps;
 pub mod subscription;
 pub mod workflow;

@@ -136,6 +136,82 @@ impl OpenForForensics {
     }
 }
 
+/// An ACL that gets no deny of the instance's own addresses, so that the instance's SSM Agent
+/// keeps its path to the VPC's Session Manager endpoints (`SessionManagerWhileIsolated`): the
+/// isolation group lets it reach them on 443, and a deny on the ACL of their subnet would drop
+/// the request one way and the answer the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenForSessions {
+    pub acl_id: String,
+    /// The endpoints its subnets hold.
+    pub endpoints: Vec<String>,
+    /// Its subnets that hold an endpoint's interface.
+    pub endpoint_subnets: Vec<String>,
+    /// Its other subnets (not the instance's): they keep their path to the instance too, and
+    /// only the security groups stand between them and it.
+    pub other_subnets: Vec<String>,
+}
+
+impl OpenForSessions {
+    pub fn note(&self) -> String {
+        let also = if self.other_subnets.is_empty() {
+            "it serves no other subnet".to_string()
+        } else {
+            format!(
+                "it also serves {}, which can still reach the instance through it (the isolation group still refuses them)",
+                self.other_subnets.join(", ")
+            )
+        };
+        format!(
+            "{} was left without denies of the instance's own addresses so that Session Manager's endpoints {} in {} keep their path to it; {also}",
+            self.acl_id,
+            self.endpoints.join(", "),
+            self.endpoint_subnets.join(", ")
+        )
+    }
+}
+
+/// The ACLs of other subnets that must stay open to the instance for Session Manager: those
+/// with a subnet that holds an endpoint's interface. The instance's own subnets are left out.
+pub fn open_for_sessions(
+    acls: &[NetworkAcl],
+    endpoints: &[crate::ec2::SessionEndpoint],
+    own_subnets: &[&str],
+) -> Vec<OpenForSessions> {
+    let holds = |subnet: &str| {
+        endpoints
+            .iter()
+            .any(|e| e.subnet_ids.iter().any(|s| s == subnet))
+    };
+    acls.iter()
+        .filter_map(|acl| {
+            let (endpoint_subnets, other): (Vec<String>, Vec<String>) = acl
+                .subnet_ids
+                .iter()
+                .filter(|s| !own_subnets.contains(&s.as_str()))
+                .cloned()
+                .partition(|s| holds(s));
+            (!endpoint_subnets.is_empty()).then(|| OpenForSessions {
+                acl_id: acl.id.clone(),
+                endpoints: endpoints
+                    .iter()
+                    .filter(|e| e.subnet_ids.iter().any(|s| endpoint_subnets.contains(s)))
+                    .map(|e| e.id.clone())
+                    .collect(),
+                endpoint_subnets,
+                other_subnets: other,
+            })
+        })
+        .collect()
+}
+
+/// The ACLs left without denies of the instance's own addresses, and for whom.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeftOpen<'a> {
+    pub forensics: &'a [OpenForForensics],
+    pub sessions: &'a [OpenForSessions],
+}
+
 /// The ACLs of other subnets that must stay open to the instance for the forensic CIDR: those
 /// with a subnet whose block overlaps it. The instance's own subnets are left out, since
 /// traffic inside a subnet never crosses its ACL.
@@ -179,14 +255,14 @@ pub struct DenyPlan {
     pub notes: Vec<String>,
 }
 
-/// `left_open`: ACLs that get no own-address deny, for the forensic host.
+/// `left_open`: ACLs that get no own-address deny, for the forensic host or Session Manager.
 pub fn plan_denies(
     record: &CapturedState,
     remote_addresses: &[IpAddr],
     acls: &[NetworkAcl],
     vpc_cidrs: &[String],
     settings: &NaclSettings,
-    left_open: &[OpenForForensics],
+    left_open: LeftOpen<'_>,
 ) -> DenyPlan {
     let mut notes = Vec::new();
     let own_subnets = record.subnet_ids();
@@ -228,7 +304,9 @@ pub fn plan_denies(
             }
         };
         if guards_other {
-            if left_open.iter().any(|open| open.acl_id == acl.id) {
+            if left_open.sessions.iter().any(|open| open.acl_id == acl.id) {
+                // The endpoints may answer on IPv6 too: no own-address deny at all.
+            } else if left_open.forensics.iter().any(|open| open.acl_id == acl.id) {
                 // The forensic CIDR is IPv4: the instance's IPv6 addresses stay denied.
                 let ipv6: Vec<String> = own_cidrs
                     .iter()
@@ -407,6 +485,10 @@ pub struct NaclReport {
     /// ACLs left without denies of the instance's own addresses for the forensic host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_for_forensics: Vec<OpenForForensics>,
+    /// ACLs left without denies of the instance's own addresses for Session Manager's
+    /// endpoints (`SessionManagerWhileIsolated`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_for_sessions: Vec<OpenForSessions>,
     /// Report-only: the denies this containment would add, with their rule numbers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub would_deny: Vec<DenyEntry>,
@@ -548,6 +630,7 @@ struct BlockReading {
     remote_not_denied: Vec<RemoteNotDenied>,
     not_possible: Vec<String>,
     left_open: Vec<OpenForForensics>,
+    open_sessions: Vec<OpenForSessions>,
     notes: Vec<String>,
     errors: Vec<CordonError>,
 }
@@ -568,6 +651,7 @@ async fn read_and_plan(
     let mut vpc_cidrs = Vec::new();
     let mut not_possible = Vec::new();
     let mut left_open = Vec::new();
+    let mut open_sessions = Vec::new();
     let mut notes = Vec::new();
     let own_subnets = record.subnet_ids();
     for vpc_id in record.vpc_ids() {
@@ -626,6 +710,18 @@ async fn read_and_plan(
                 }
             }
         }
+        if settings.session_manager {
+            // Which subnets hold the endpoints decides which ACLs stay open to the instance.
+            // Unread, every ACL gets its denies: more closed than asked, never more open.
+            match ec2.session_endpoints(&vpc_id).await {
+                Ok(endpoints) => {
+                    open_sessions.extend(open_for_sessions(&found, &endpoints, &own_subnets))
+                }
+                Err(error) => notes.push(format!(
+                    "{vpc_id}'s Session Manager endpoints could not be read ({error}): its ACLs deny the instance as everywhere, the endpoints' subnets too"
+                )),
+            }
+        }
         acls.extend(found);
     }
     let DenyPlan {
@@ -638,10 +734,14 @@ async fn read_and_plan(
         &acls,
         &vpc_cidrs,
         settings,
-        &left_open,
+        LeftOpen {
+            forensics: &left_open,
+            sessions: &open_sessions,
+        },
     );
     notes.extend(plan_notes);
     notes.extend(left_open.iter().map(OpenForForensics::note));
+    notes.extend(open_sessions.iter().map(OpenForSessions::note));
     let mut by_acl: BTreeMap<String, Vec<WantedDeny>> = BTreeMap::new();
     for deny in wanted {
         by_acl.entry(deny.acl_id.clone()).or_default().push(deny);
@@ -694,6 +794,7 @@ async fn read_and_plan(
         remote_not_denied,
         not_possible,
         left_open,
+        open_sessions,
         notes,
         errors,
     }
@@ -715,6 +816,7 @@ pub async fn block(
         remote_not_denied,
         not_possible,
         left_open,
+        open_sessions,
         mut notes,
         mut errors,
     } = read_and_plan(ec2, record, remote_addresses, settings, seal).await;
@@ -756,6 +858,7 @@ pub async fn block(
         remote_not_denied,
         not_possible,
         open_for_forensics: left_open,
+        open_for_sessions: open_sessions,
         notes,
         errors: errors.iter().map(CordonError::to_report).collect(),
     }
@@ -777,6 +880,7 @@ pub async fn plan_block(
         remote_not_denied,
         not_possible,
         left_open,
+        open_sessions,
         notes,
         mut errors,
         ..
@@ -814,6 +918,7 @@ pub async fn plan_block(
         remote_not_denied,
         not_possible,
         open_for_forensics: left_open,
+        open_for_sessions: open_sessions,
         notes,
         errors: errors.iter().map(CordonError::to_report).collect(),
     }
@@ -1330,7 +1435,7 @@ mod tests {
             &acls,
             &[],
             &NaclSettings::default(),
-            &[],
+            LeftOpen::default(),
         );
         assert_eq!(
             wanted,
@@ -1362,7 +1467,7 @@ mod tests {
             &shared,
             &[],
             &NaclSettings::default(),
-            &[],
+            LeftOpen::default(),
         );
         assert_eq!(wanted.len(), 4);
         assert!(wanted.contains(&deny("acl-default", false, "10.0.1.5/32")));
@@ -1377,7 +1482,7 @@ mod tests {
             &alone,
             &[],
             &NaclSettings::default(),
-            &[],
+            LeftOpen::default(),
         );
         assert!(wanted.iter().all(|w| w.cidr == "198.51.100.7/32"));
     }
@@ -1398,7 +1503,7 @@ mod tests {
             &acls,
             &[],
             &NaclSettings::default(),
-            &[],
+            LeftOpen::default(),
         );
         assert!(plan.wanted.is_empty());
         let not_denied = &plan.remote_not_denied;
@@ -1697,7 +1802,10 @@ mod tests {
             &acls,
             &[],
             &NaclSettings::default(),
-            &open,
+            LeftOpen {
+                forensics: &open,
+                sessions: &[],
+            },
         );
         let on = |acl: &str| -> Vec<&str> {
             wanted
@@ -1748,6 +1856,92 @@ mod tests {
         assert!(report.notes.iter().any(|n| n.contains("acl-b")
             && n.contains("10.0.2.16/28")
             && n.contains("serves no other subnet")));
+    }
+
+    #[test]
+    fn with_session_manager_the_endpoints_acl_keeps_its_path_to_the_instance() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| {
+            s.session_endpoints.insert(
+                "vpc-1".into(),
+                vec![crate::ec2::SessionEndpoint {
+                    id: "vpce-ssm".into(),
+                    service: "ssm".into(),
+                    subnet_ids: vec!["subnet-b".into()],
+                    addresses: vec!["10.0.2.10".into()],
+                }],
+            )
+        });
+        let record = record(vec![interface(
+            "eni-1",
+            "subnet-a",
+            &["sg-app"],
+            "10.0.1.5",
+            Some("2001:db8:1::5"),
+        )]);
+        let denies_of = |acl: &str| -> Vec<AclEntry> {
+            ec2.acl_entries(acl)
+                .into_iter()
+                .filter(|e| e.action == RuleAction::Deny && e.rule_number < 100)
+                .collect()
+        };
+        let on = NaclSettings {
+            session_manager: true,
+            ..NaclSettings::default()
+        };
+        let report = block_on(block(
+            &ec2,
+            &record,
+            &remote("198.51.100.7"),
+            &on,
+            &crate::seal::Unsealed,
+        ));
+        assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
+        // Neither family: the endpoints may answer on either.
+        assert!(denies_of("acl-b").is_empty(), "{:?}", denies_of("acl-b"));
+        assert_eq!(denies_of("acl-a").len(), 2, "the remote, both ways");
+        assert_eq!(report.open_for_sessions.len(), 1);
+        assert_eq!(report.open_for_sessions[0].endpoints, ["vpce-ssm"]);
+        assert!(report
+            .notes
+            .iter()
+            .any(|n| n.contains("acl-b") && n.contains("vpce-ssm")));
+
+        // Off, or with the endpoints unread, the endpoints' ACL denies the instance.
+        for (settings, fail) in [(NaclSettings::default(), false), (on, true)] {
+            let ec2 = FakeEc2::standard();
+            if fail {
+                ec2.with(|s| {
+                    s.failures.push((
+                        "DescribeVpcEndpoints".into(),
+                        CordonError::Unavailable {
+                            operation: "DescribeVpcEndpoints".into(),
+                            message: "throttled".into(),
+                        },
+                    ))
+                });
+            }
+            let report = block_on(block(
+                &ec2,
+                &record,
+                &remote("198.51.100.7"),
+                &settings,
+                &crate::seal::Unsealed,
+            ));
+            let denies: Vec<AclEntry> = ec2
+                .acl_entries("acl-b")
+                .into_iter()
+                .filter(|e| e.action == RuleAction::Deny && e.rule_number < 100)
+                .collect();
+            assert_eq!(denies.len(), 4, "both addresses, both ways");
+            assert!(report.open_for_sessions.is_empty());
+            assert_eq!(
+                fail,
+                report.notes.iter().any(|n| n.contains("could not be read")),
+                "{:?}",
+                report.notes
+            );
+        }
     }
 
     /// The standard world's instance (eni-1 in subnet-a, 10.0.1.5) blocked against
@@ -2603,7 +2797,7 @@ mod tests {
             &shared,
             &[],
             &NaclSettings::default(),
-            &[],
+            LeftOpen::default(),
         );
         assert_eq!(plan.wanted[0].cidr, "10.0.1.5/32");
         assert_eq!(plan.wanted[1].cidr, "10.0.1.5/32");
@@ -2724,7 +2918,14 @@ mod tests {
         eni.ipv6_prefixes = vec!["2001:db8:1:0:1::/80".into()];
         let record = record(vec![eni]);
         let acls = [default_acl("acl-b", &["subnet-b"])];
-        let plan = plan_denies(&record, &[], &acls, &[], &NaclSettings::default(), &[]);
+        let plan = plan_denies(
+            &record,
+            &[],
+            &acls,
+            &[],
+            &NaclSettings::default(),
+            LeftOpen::default(),
+        );
         let cidrs: BTreeSet<&str> = plan.wanted.iter().map(|w| w.cidr.as_str()).collect();
         assert_eq!(
             cidrs,

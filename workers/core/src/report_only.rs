@@ -9,8 +9,8 @@
 //! nothing to change.
 
 use crate::ec2::{
-    ConnTrack, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl, SecurityGroup, SgRule,
-    Snapshot, Subnet, Vpc,
+    ConnTrack, DenyEntry, Direction, Ec2, GroupRole, Instance, NetworkAcl, SecurityGroup,
+    SessionEndpoint, SgRule, Snapshot, Subnet, Vpc,
 };
 use crate::error::{CordonError, Result};
 use crate::measures::auto_scaling::{AutoScaling, Group, Membership, Refresh};
@@ -139,6 +139,10 @@ impl<E: Ec2> Ec2 for ReadOnly<'_, E> {
 
     async fn groups_in_use(&self, vpc_id: &str) -> Result<Vec<String>> {
         self.0.groups_in_use(vpc_id).await
+    }
+
+    async fn session_endpoints(&self, vpc_id: &str) -> Result<Vec<SessionEndpoint>> {
+        self.0.session_endpoints(vpc_id).await
     }
 
     async fn snapshots_tagged(&self, tags: &[(String, String)]) -> Result<Vec<Snapshot>> {

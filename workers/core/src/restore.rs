@@ -688,7 +688,7 @@ mod tests {
         .unwrap()
         .record
         .unwrap();
-        block_on(isolate(ec2, &record, None)).unwrap();
+        block_on(isolate(ec2, &record, crate::isolate::Access::default())).unwrap();
         let report = block_on(block(
             ec2,
             &record,
@@ -759,7 +759,7 @@ mod tests {
         .unwrap()
         .record
         .unwrap();
-        block_on(isolate(&ec2, &record, None)).unwrap();
+        block_on(isolate(&ec2, &record, crate::isolate::Access::default())).unwrap();
         let claims = |ec2: &FakeEc2| {
             let groups: Vec<_> = ec2.with(|s| s.groups.values().cloned().collect());
             crate::claim::claim_in(&groups, "i-00000001")
@@ -1078,7 +1078,7 @@ mod tests {
         .unwrap()
         .record
         .unwrap();
-        block_on(isolate(&ec2, &record, None)).unwrap();
+        block_on(isolate(&ec2, &record, crate::isolate::Access::default())).unwrap();
         assert_ne!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
         // No record of the execution's at hand, and none on the instance.
         let report = block_on(restore(
@@ -1245,7 +1245,7 @@ mod tests {
         .unwrap()
         .record
         .unwrap();
-        block_on(isolate(&ec2, &record, None)).unwrap();
+        block_on(isolate(&ec2, &record, crate::isolate::Access::default())).unwrap();
         assert_eq!(ec2.shutdown_of("i-00000001"), "stop");
         assert_eq!(ec2.conntrack("eni-1"), Some(ConnTrack::ISOLATED));
         let report = block_on(restore(

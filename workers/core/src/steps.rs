@@ -393,9 +393,9 @@ async fn isolate_seen_step(
     // Report-only is the capture's to say: a stack switched while an execution runs does not
     // turn a containment half-way into a report, nor a report into a containment.
     if input.status == CaptureStatus::ReportOnly {
-        return plan_isolation(&ReadOnly(&ec2), record, config.forensic_access.as_ref()).await;
+        return plan_isolation(&ReadOnly(&ec2), record, config.access()).await;
     }
-    let report = isolate_seen(&ec2, record, config.forensic_access.as_ref(), seen).await?;
+    let report = isolate_seen(&ec2, record, config.access(), seen).await?;
     // A transient refusal leaves the interface back on its original groups (or says where):
     // the step fails so that Step Functions runs it again, and its error says what is true.
     fail_if_retryable(&report.errors).map_err(|error| match error {

@@ -28,7 +28,7 @@ fn contained(ec2: &FakeEc2, key: &RecordKey<FakeKms>) -> Vec<DenyEntry> {
     ))
     .unwrap();
     let record = output.record.unwrap();
-    block_on(isolate(ec2, &record, None)).unwrap();
+    block_on(isolate(ec2, &record, crate::isolate::Access::default())).unwrap();
     let report = block_on(crate::nacl::block(
         ec2,
         &record,

@@ -141,7 +141,7 @@ fn contained(ec2: &FakeEc2, key: &RecordKey<FakeKms>) -> CapturedState {
     let output = capture_with(ec2, key, "exec-a", "2026-12-07T03:00:00.000Z");
     assert_eq!(output.status, CaptureStatus::Captured, "{}", output.reason);
     let record = output.record.unwrap();
-    block_on(isolate(ec2, &record, None)).unwrap();
+    block_on(isolate(ec2, &record, crate::isolate::Access::default())).unwrap();
     assert_ne!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
     record
 }
@@ -863,7 +863,7 @@ fn a_deny_two_instances_rely_on_stays_until_the_last_is_restored() {
         ))
         .unwrap();
         let record = output.record.unwrap();
-        block_on(isolate(&ec2, &record, None)).unwrap();
+        block_on(isolate(&ec2, &record, crate::isolate::Access::default())).unwrap();
         let report = block_on(crate::nacl::block(
             &ec2,
             &record,
