@@ -128,6 +128,43 @@ async fn approve_restores_exactly_what_was_there() {
     );
 }
 
+/// Whoever may create security groups in the instance's VPC makes one named as its claim
+/// before the finding (no Cordon tag: the tag guard SCP keeps those to Cordon's roles). The
+/// execution contains the instance all the same, without a claim, says so, and gives it back
+/// on approval; the squatting group is left as it was.
+#[tokio::test]
+async fn a_group_squatting_the_claims_name_holds_no_finding_back() {
+    let (_moto, runner, world) = started().await;
+    let (vpc, instance, enis, groups) = topology(&world).await;
+    let squatter = world
+        .security_group(&vpc, &format!("cordon-claim-{instance}"), 443)
+        .await;
+    let report = runner
+        .run(
+            &event(finding_for(&instance, 8.0, "198.51.100.7")),
+            DecisionMode::Approve,
+            300,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, "restored", "{:?}", report.states);
+    assert_eq!(report.containment["isolation"]["status"], "done");
+    assert!(
+        report.output.to_string().contains("Cordon.ClaimNameTaken"),
+        "the execution says it holds no claim: {}",
+        report.output
+    );
+    for (eni, original) in enis.iter().zip(&groups) {
+        assert_eq!(&world.eni_groups(eni).await, original);
+    }
+    let names = world.group_names(&vpc).await;
+    assert_eq!(
+        names.get(&squatter).map(String::as_str),
+        Some(format!("cordon-claim-{instance}").as_str()),
+        "{names:?}"
+    );
+}
+
 /// Report-only (the stack's `Mode`): the execution reads and plans every measure, changes
 /// nothing in EC2 (no group, no claim, no tag, no ACL entry, no attribute, no snapshot),
 /// emails what it would have done per interface and per ACL entry, and asks for no decision.

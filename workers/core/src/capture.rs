@@ -264,6 +264,15 @@ pub fn quarantine_evidence(
     })
 }
 
+/// Where the record's tags go.
+enum Kept {
+    OnClaim,
+    OnInstance,
+    /// No claim to carry them (its name is taken by a group that is not one), and the roles
+    /// may not write them on the instance: the execution alone keeps the record.
+    Nowhere,
+}
+
 /// The record of an instance whose isolation was cut short: the recorded originals (from the
 /// `cordon:state:*` tags) for every interface Cordon had already moved, the current groups
 /// for those it had not. An interface on a Cordon group with no recorded originals keeps
@@ -736,7 +745,7 @@ pub async fn capture_seeing(
                 now_utc,
             )
             .await;
-            let (holder, on_claim) = match taken {
+            let (taken, kept) = match taken {
                 // A member role of a release before the claim kept the record refuses the
                 // record's keys on a group (its StackSet not updated yet): claim without them
                 // and keep the record on the instance, as that release did.
@@ -746,9 +755,26 @@ pub async fn capture_seeing(
                         cause: format!("the role Cordon acts through refused the record's tags on the claim of {instance_id}; the record went on the instance instead. Update the member-role StackSet to this release"),
                     });
                     let without = claim::take(ec2, vpc_id, instance_id, owner, seen, &[], now_utc);
-                    (without.await?, false)
+                    (without.await?, Kept::OnInstance)
                 }
-                taken => (taken?, true),
+                taken => (taken?, Kept::OnClaim),
+            };
+            let (holder, kept) = match taken {
+                claim::Taken::Ours => (None, kept),
+                claim::Taken::HeldBy(holder) => (Some(holder), kept),
+                // Containing without a claim is what is left: the claim only keeps two
+                // executions of one instance apart, and holding the instance back for a group
+                // anyone could make would be failing open.
+                claim::Taken::NameTaken { group_id } => {
+                    warnings.push(StepError {
+                        error: "Cordon.ClaimNameTaken".into(),
+                        cause: format!(
+                            "{group_id} in {vpc_id} is named {} but is not Cordon's claim (someone who may create security groups there made it): {instance_id} is contained without a claim, and its record is kept in this execution only, so break-glass `cordon restore` finds none in tags. Find out who created {group_id}",
+                            claim::group_name(instance_id)
+                        ),
+                    });
+                    (None, Kept::Nowhere)
+                }
             };
             if let Some(holder) = holder {
                 let output = CaptureOutput::already_quarantined(
@@ -769,9 +795,12 @@ pub async fn capture_seeing(
                     },
                 ));
             }
-            match on_claim {
-                true => !record_tags.is_empty(),
-                false => record_on_instance(ec2, &instance, &record, seal, &mut warnings).await?,
+            match kept {
+                Kept::Nowhere => false,
+                Kept::OnClaim => !record_tags.is_empty(),
+                Kept::OnInstance => {
+                    record_on_instance(ec2, &instance, &record, seal, &mut warnings).await?
+                }
             }
         }
         None if report_only => false,
@@ -1245,6 +1274,45 @@ mod tests {
             "0.0.0.0/0".into(),
         ))];
         assert!(quarantine_evidence(&instance, std::slice::from_ref(&group), on).is_none());
+    }
+
+    /// Whoever may create security groups in the VPC (the instance's own role, perhaps) makes
+    /// a group named as the instance's claim before any finding, without Cordon's tags, which
+    /// the tag guard SCP keeps to Cordon's roles: the finding's execution still contains it,
+    /// without a claim, and says so. Before, it could not take the claim and failed.
+    #[test]
+    fn a_group_that_takes_the_claims_name_holds_nothing_back() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| {
+            s.groups.insert(
+                "sg-squatter".into(),
+                SecurityGroup {
+                    id: "sg-squatter".into(),
+                    vpc_id: "vpc-1".into(),
+                    name: claim::group_name("i-00000001"),
+                    role: None,
+                    ingress: vec![],
+                    egress: vec![],
+                    tags: vec![],
+                },
+            )
+        });
+        let output = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap();
+        assert_eq!(output.status, CaptureStatus::Captured, "{}", output.reason);
+        assert!(output.record.is_some());
+        assert!(!output.tags_written);
+        let warning = output
+            .warnings
+            .iter()
+            .find(|w| w.error == "Cordon.ClaimNameTaken")
+            .expect("the execution says it has no claim");
+        assert!(warning.cause.contains("sg-squatter"), "{}", warning.cause);
+        // The squatter's group is left as it was, and nothing went on the instance.
+        assert!(ec2.with(|s| s.groups["sg-squatter"].tags.is_empty()));
+        assert!(!ec2.with(|s| s.instances["i-00000001"]
+            .tags
+            .iter()
+            .any(|(k, _)| k.starts_with("cordon:"))));
     }
 
     /// Whoever may tag a group of the VPC tags an application's group as the instance's

@@ -154,10 +154,23 @@ fn claim_time(now: DateTime<Utc>) -> String {
     now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// What taking the claim came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// `owner` holds it now, with the record on it.
+    Ours,
+    /// Another execution holds it: the instance is left to it.
+    HeldBy(Claim),
+    /// A group that is not Cordon's claim holds the claim's name in the VPC: someone who may
+    /// create security groups there made it first, perhaps from the instance itself. It
+    /// arbitrates nothing, and holds nothing back: the execution contains the instance
+    /// without a claim.
+    NameTaken { group_id: String },
+}
+
 /// Takes the claim on `instance_id` for `owner` in `vpc_id` (the instance's), with the
 /// record's tags (`record_tags`, none when they do not fit), given the claim already seen
-/// among Cordon's groups of the VPC (`seen`). Returns `None` when `owner` holds it now, with
-/// the record on it, or the claim of the execution that holds it.
+/// among Cordon's groups of the VPC (`seen`).
 pub async fn take(
     ec2: &impl Ec2,
     vpc_id: &str,
@@ -166,7 +179,7 @@ pub async fn take(
     seen: Option<Claim>,
     record_tags: &[(String, String)],
     now: DateTime<Utc>,
-) -> Result<Option<Claim>> {
+) -> Result<Taken> {
     let claimed_at = claim_time(now);
     let existing = match seen {
         Some(claim) => claim,
@@ -174,32 +187,32 @@ pub async fn take(
             .create_claim_group(vpc_id, instance_id, owner, &claimed_at, record_tags)
             .await
         {
-            Ok(_) => return Ok(None),
+            Ok(_) => return Ok(Taken::Ours),
             // Someone was first, or our own create went through and only its answer was lost:
             // read who holds it.
             Err(CordonError::GroupDuplicate { .. }) => {
                 let groups = ec2.cordon_groups(&[vpc_id.to_string()]).await?;
-                claim_in(&groups, instance_id).ok_or_else(|| CordonError::Unavailable {
-                    operation: "CreateSecurityGroup".into(),
-                    message: format!(
-                        "{} exists in {vpc_id} but cannot be read yet",
-                        group_name(instance_id)
-                    ),
-                })?
+                match claim_in(&groups, instance_id) {
+                    Some(claim) => claim,
+                    None => match name_holder(ec2, vpc_id, instance_id).await? {
+                        NameHolder::Claim(claim) => claim,
+                        NameHolder::Other(group_id) => return Ok(Taken::NameTaken { group_id }),
+                    },
+                }
             }
             Err(other) => return Err(other),
         },
     };
     match judge(&existing, owner, now) {
-        Standing::HeldBy(holder) => Ok(Some(holder)),
+        Standing::HeldBy(holder) => Ok(Taken::HeldBy(holder)),
         // Ours, made by an earlier attempt with its record (an attempt of this execution reads
         // the same instance, as nothing has changed it yet): kept as it is, unless it lacks
         // the record (a claim of a release before the claim kept it) or its record cannot be
         // read (a takeover's two calls cut in two).
-        Standing::Ours if record_tags.is_empty() || holds_a_record(&existing) => Ok(None),
+        Standing::Ours if record_tags.is_empty() || holds_a_record(&existing) => Ok(Taken::Ours),
         Standing::Ours => {
             put_record(ec2, &existing, record_tags, Vec::new()).await?;
-            Ok(None)
+            Ok(Taken::Ours)
         }
         Standing::Lapsed(old) => {
             let ours = vec![
@@ -219,16 +232,43 @@ pub async fn take(
                         && now_held.owner != old.owner
                         && matches!(judge(&now_held, owner, now), Standing::HeldBy(_)) =>
                 {
-                    Ok(Some(now_held))
+                    Ok(Taken::HeldBy(now_held))
                 }
                 Some(now_held) if !record_tags.is_empty() && !holds_a_record(&now_held) => {
                     put_record(ec2, &now_held, record_tags, Vec::new()).await?;
-                    Ok(None)
+                    Ok(Taken::Ours)
                 }
-                _ => Ok(None),
+                _ => Ok(Taken::Ours),
             }
         }
     }
+}
+
+enum NameHolder {
+    Claim(Claim),
+    Other(String),
+}
+
+/// Who holds the claim's name, when Cordon's groups of the VPC show no claim: a claim that
+/// read did not show yet (EC2 is eventually consistent), or a group that is no claim. Cordon
+/// tags a claim in the call that creates it, so a group of the name without those tags was
+/// never one.
+async fn name_holder(ec2: &impl Ec2, vpc_id: &str, instance_id: &str) -> Result<NameHolder> {
+    let not_yet = || CordonError::Unavailable {
+        operation: "CreateSecurityGroup".into(),
+        message: format!(
+            "{} exists in {vpc_id} but cannot be read yet",
+            group_name(instance_id)
+        ),
+    };
+    let group = ec2
+        .group_named(vpc_id, &group_name(instance_id))
+        .await?
+        .ok_or_else(not_yet)?;
+    Ok(match claim_in(std::slice::from_ref(&group), instance_id) {
+        Some(claim) => NameHolder::Claim(claim),
+        None => NameHolder::Other(group.id),
+    })
 }
 
 /// Whether the claim's record tags join into a record.
@@ -345,16 +385,18 @@ mod tests {
         let now = at("2026-11-30T10:00:00Z");
         assert_eq!(
             block_on(take(&ec2, "vpc-1", "i-00000001", "exec-a", None, &[], now)).unwrap(),
-            None
+            Taken::Ours
         );
-        let holder = block_on(take(&ec2, "vpc-1", "i-00000001", "exec-b", None, &[], now))
-            .unwrap()
-            .expect("exec-a holds it");
+        let Taken::HeldBy(holder) =
+            block_on(take(&ec2, "vpc-1", "i-00000001", "exec-b", None, &[], now)).unwrap()
+        else {
+            panic!("exec-a holds it")
+        };
         assert_eq!(holder.owner, "exec-a");
         // exec-a's own retry, after its create went through unanswered, goes on.
         assert_eq!(
             block_on(take(&ec2, "vpc-1", "i-00000001", "exec-a", None, &[], now)).unwrap(),
-            None
+            Taken::Ours
         );
         let groups = ec2.with(|s| s.groups.values().cloned().collect::<Vec<_>>());
         assert_eq!(claim_in(&groups, "i-00000001").unwrap().owner, "exec-a");
@@ -475,7 +517,7 @@ mod tests {
                 later
             ))
             .unwrap(),
-            None
+            Taken::Ours
         );
         let groups = ec2.with(|s| s.groups.values().cloned().collect::<Vec<_>>());
         let now_held = claim_in(&groups, "i-00000001").unwrap();
