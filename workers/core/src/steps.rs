@@ -503,6 +503,15 @@ impl RestoreInput {
         Some(report.record)
     }
 
+    /// Where the load-balancer branch took the instance out, when its report reads: the only
+    /// groups the approved restore puts it back in.
+    fn load_balancers_record(&self) -> Option<Vec<crate::measures::load_balancers::Registration>> {
+        let branch = self.load_balancers.as_ref()?;
+        serde_json::from_value::<crate::measures::load_balancers::Report>(branch.clone())
+            .ok()
+            .map(|report| report.deregistered)
+    }
+
     /// Whether the load-balancer branch found the instance in no target group of its own.
     fn load_balancers_not_applicable(&self) -> bool {
         self.load_balancers
@@ -714,7 +723,15 @@ pub async fn restore_step(
     // Back in its own target groups last, once the group has it in service again.
     if !input.load_balancers_not_applicable() {
         let elb = elb_in.load_balancing_for(&target).await?;
-        match crate::measures::load_balancers::restore(&ec2, &elb, &input.instance_id).await {
+        let known = input.load_balancers_record();
+        match crate::measures::load_balancers::restore(
+            &ec2,
+            &elb,
+            &input.instance_id,
+            known.as_deref(),
+        )
+        .await
+        {
             Ok(registered) => report.load_balancers = registered,
             Err(error) if error.is_transient() => return Err(error),
             Err(error) => report.errors.push(StepError {
@@ -1027,6 +1044,94 @@ mod tests {
             .all(|e| (band.first..=band.last).contains(&e.rule_number)));
         // Nothing a restore would remove.
         assert!(nacl.nacl_entries.is_empty());
+    }
+
+    /// Whoever may tag a target group of the instance's VPC names the instance in another
+    /// group's tag, as if Cordon had taken it out of there: the approved restore puts it back
+    /// only where the execution's own branch took it out, on the ports that branch recorded.
+    #[test]
+    fn restore_registers_the_instance_only_where_its_execution_took_it_out() {
+        use crate::measures::load_balancers::deregister_step;
+        use crate::measures::load_balancers::port::fake::{FakeGroup, FakeLoadBalancing, WEB};
+        const PAYMENTS: &str =
+            "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/payments/0123456789abcdec";
+        let input = json!({"event": event(8.0), "execution": "exec-a",
+            "approval_timeout_seconds": "3600"});
+        let ec2 = FakeEc2::standard();
+        let ec2_in = |_: &Target| ec2.clone();
+        let elb = FakeLoadBalancing::with_instance("i-00000001");
+        let config = Config::default();
+        let captured = block_on(capture_step(
+            &ec2_in,
+            &no_role(),
+            &config,
+            &crate::seal::Unsealed,
+            &input,
+        ))
+        .unwrap();
+        let captured: CaptureOutput =
+            serde_json::from_value(serde_json::to_value(&captured).unwrap()).unwrap();
+        let unregistered = block_on(deregister_step(
+            &ec2_in,
+            &no_group(),
+            &|_: &Target| elb.clone(),
+            &captured,
+        ))
+        .unwrap();
+        assert!(elb.targets(WEB).is_empty());
+        // The forged record, on a group the instance was never in.
+        elb.with(|s| {
+            s.groups.insert(
+                PAYMENTS.into(),
+                FakeGroup {
+                    vpc_id: "vpc-1".into(),
+                    target_type: "instance".into(),
+                    targets: vec![],
+                    tags: vec![("cordon:i-00000001".into(), "443".into())],
+                },
+            )
+        });
+        let restore = RestoreInput {
+            instance_id: "i-00000001".into(),
+            account_id: Some("111122223333".into()),
+            region: Some("eu-west-1".into()),
+            record: captured.record.clone(),
+            nacl_entries: vec![],
+            execution_arn: Some("exec-a".into()),
+            approval: None,
+            approvals_required: None,
+            auto_scaling: None,
+            credentials: None,
+            evidence: None,
+            load_balancers: Some(serde_json::to_value(&unregistered).unwrap()),
+            trust_unverified_records: false,
+        };
+        let restored = block_on(restore_step(
+            &ec2_in,
+            &no_group(),
+            &no_role(),
+            &|_: &Target| elb.clone(),
+            &crate::seal::Unsealed,
+            &restore,
+        ))
+        .unwrap();
+        assert_eq!(
+            elb.targets(WEB),
+            [
+                ("i-00000001".to_string(), 80),
+                ("i-00000001".to_string(), 8080)
+            ]
+        );
+        assert!(
+            elb.targets(PAYMENTS).is_empty(),
+            "put in a group it was never in"
+        );
+        let report = restored.load_balancers.unwrap();
+        assert!(
+            report.notes.iter().any(|n| n.contains("payments")),
+            "{:?}",
+            report.notes
+        );
     }
 
     fn event(severity: f64) -> Value {

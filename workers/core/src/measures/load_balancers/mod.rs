@@ -340,30 +340,60 @@ pub async fn recorded(
     records_on(elb, &candidates, instance_id).await
 }
 
-/// Registers `instance_id` again in every target group of its VPCs that records it, on the
-/// recorded ports, then drops the record. None when no group records it. Call it after the
+/// What a restore registers the instance in again: with the execution's own record of where
+/// its branch took it out (`known`), exactly that, on those ports; a group whose tag names the
+/// instance but which that record does not is left alone and named. Whoever may tag a target
+/// group could otherwise have an approved restore put the instance in any instance group of its
+/// VPCs. Without it (the branch failed, or break glass), the groups' records as they are, with
+/// their notes.
+pub fn registrations_to_restore(
+    instance_id: &str,
+    known: Option<&[Registration]>,
+    tagged: Vec<Registration>,
+    notes: &mut Vec<String>,
+) -> Vec<Registration> {
+    let Some(known) = known else {
+        return tagged;
+    };
+    for record in &tagged {
+        if !known.iter().any(|k| k.target_group == record.target_group) {
+            notes.push(format!(
+                "{}'s {} tag names the instance, but this execution did not take it out of that group: not registered there, the tag left as it is",
+                short(&record.target_group),
+                record_key(instance_id)
+            ));
+        }
+    }
+    known.to_vec()
+}
+
+/// Registers `instance_id` again where it was taken out (see [`registrations_to_restore`]),
+/// then drops each group's record. None when there is nothing to register. Call it after the
 /// network and the Auto Scaling group are given back.
 pub async fn restore(
     ec2: &impl Ec2,
     elb: &impl LoadBalancing,
     instance_id: &str,
+    known: Option<&[Registration]>,
 ) -> Result<Option<RestoreReport>> {
-    let (records, unreadable) = recorded(ec2, elb, instance_id).await?;
-    if records.is_empty() && unreadable.is_empty() {
+    let (tagged, unreadable) = recorded(ec2, elb, instance_id).await?;
+    let mut notes: Vec<String> = unreadable
+        .iter()
+        .map(|g| {
+            format!(
+                "{}'s {} tag is not a list of ports: left as it is",
+                short(g),
+                record_key(instance_id)
+            )
+        })
+        .collect();
+    let records = registrations_to_restore(instance_id, known, tagged, &mut notes);
+    if records.is_empty() && notes.is_empty() {
         return Ok(None);
     }
     let mut report = RestoreReport {
         registered: Vec::new(),
-        notes: unreadable
-            .iter()
-            .map(|g| {
-                format!(
-                    "{}'s {} tag is not a list of ports: left as it is",
-                    short(g),
-                    record_key(instance_id)
-                )
-            })
-            .collect(),
+        notes,
     };
     for record in records {
         match elb

@@ -57,14 +57,16 @@ fn its_own_target_groups_are_left_recorded_and_given_back_exactly() {
         .line()
         .contains("out of target group web (ports 80,8080)"));
 
-    let restored = block_on(restore(&ec2, &elb, INSTANCE)).unwrap().unwrap();
+    let restored = block_on(restore(&ec2, &elb, INSTANCE, None))
+        .unwrap()
+        .unwrap();
     assert_eq!(restored.registered.len(), 2);
     let after: Vec<_> = [WEB, ADMIN, ASG_GROUP]
         .iter()
         .map(|g| (elb.targets(g), elb.group_tags(g)))
         .collect();
     assert_eq!(after, before);
-    assert_eq!(block_on(restore(&ec2, &elb, INSTANCE)).unwrap(), None);
+    assert_eq!(block_on(restore(&ec2, &elb, INSTANCE, None)).unwrap(), None);
 }
 
 #[test]
@@ -113,7 +115,9 @@ fn a_deregistration_refused_on_a_retry_after_a_lost_answer_is_done() {
     assert_eq!(report.status, MeasureStatus::Done, "{report:?}");
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(report.deregistered.len(), 2, "{report:?}");
-    block_on(restore(&ec2, &elb, INSTANCE)).unwrap().unwrap();
+    block_on(restore(&ec2, &elb, INSTANCE, None))
+        .unwrap()
+        .unwrap();
     assert_eq!(
         elb.targets(WEB),
         vec![(INSTANCE.to_string(), 80), (INSTANCE.to_string(), 8080)]
@@ -166,7 +170,9 @@ fn a_record_that_is_not_a_port_list_is_left_and_said() {
             .tags
             .push((record_key(INSTANCE), "everything".into()))
     });
-    let restored = block_on(restore(&ec2, &elb, INSTANCE)).unwrap().unwrap();
+    let restored = block_on(restore(&ec2, &elb, INSTANCE, None))
+        .unwrap()
+        .unwrap();
     assert!(restored.registered.is_empty());
     assert!(restored.notes[0].contains("is not a list of ports"));
 }
