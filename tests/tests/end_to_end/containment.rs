@@ -1148,6 +1148,87 @@ async fn the_forensic_subnet_keeps_its_path_through_the_acls() {
     );
 }
 
+/// Someone who may change Cordon's groups adds an egress rule to a managed prefix list (a
+/// list of CIDRs anyone with the right can fill) to the isolation group. The next containment
+/// in the VPC revokes it, and until then the instance on it is no evidence of a quarantine.
+/// Before, Cordon read no prefix-list rule at all, so this one was never revoked.
+#[tokio::test]
+async fn an_egress_rule_to_a_prefix_list_on_the_isolation_group_is_revoked() {
+    let moto = Moto::start();
+    let world = moto.world();
+    let (vpc, [a, _], [web, _]) = two_subnet_vpc(&world).await;
+    let (instance, _) = world.instance(&[(&a, &[&web])], false).await;
+    let contained = contain(&moto, &instance, "203.0.113.50").await;
+    let group = contained.isolation.as_ref().unwrap().groups[&vpc]
+        .isolation
+        .clone();
+    let list = world
+        .ec2
+        .create_managed_prefix_list()
+        .prefix_list_name("anywhere")
+        .max_entries(5)
+        .address_family("IPv4")
+        .entries(
+            aws_sdk_ec2::types::AddPrefixListEntry::builder()
+                .cidr("0.0.0.0/0")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .prefix_list()
+        .unwrap()
+        .prefix_list_id()
+        .unwrap()
+        .to_string();
+    world
+        .ec2
+        .authorize_security_group_egress()
+        .group_id(&group)
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("-1")
+                .prefix_list_ids(
+                    aws_sdk_ec2::types::PrefixListId::builder()
+                        .prefix_list_id(&list)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let lists = |ec2: aws_sdk_ec2::Client, group: String| async move {
+        let described = ec2
+            .describe_security_groups()
+            .group_ids(group)
+            .send()
+            .await
+            .unwrap();
+        described.security_groups()[0]
+            .ip_permissions_egress()
+            .iter()
+            .flat_map(|p| p.prefix_list_ids())
+            .filter_map(|l| l.prefix_list_id())
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        lists(world.ec2.clone(), group.clone()).await,
+        std::slice::from_ref(&list)
+    );
+
+    // Another finding of the same instance: not taken for a quarantine, contained again.
+    let again = contain(&moto, &instance, "203.0.113.51").await;
+    assert_eq!(
+        again.capture.status,
+        CaptureStatus::Captured,
+        "{}",
+        again.capture.reason
+    );
+    assert!(lists(world.ec2.clone(), group).await.is_empty());
+}
+
 /// `SessionManagerWhileIsolated`: the isolated instance reaches its VPC's Session Manager
 /// endpoints on 443 and nothing else, and the ACL of the endpoints' subnet keeps its path;
 /// without it, neither. moto's endpoint interfaces get random 10.x addresses outside their

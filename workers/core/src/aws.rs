@@ -773,6 +773,13 @@ fn rules_of(permissions: &[IpPermission]) -> Vec<SgRule> {
                 push(Peer::Group(group.to_string()));
             }
         }
+        // A rule to a prefix list (a managed list of CIDRs, anyone's to fill) opens as much as
+        // a CIDR: read, it is revoked from Cordon's groups like any rule they should not hold.
+        for list in permission.prefix_list_ids() {
+            if let Some(id) = list.prefix_list_id() {
+                push(Peer::PrefixList(id.to_string()));
+            }
+        }
     }
     rules
 }
@@ -794,6 +801,11 @@ fn permissions_of(rules: &[SgRule]) -> Vec<IpPermission> {
                 Peer::Group(group) => {
                     builder.user_id_group_pairs(UserIdGroupPair::builder().group_id(group).build())
                 }
+                Peer::PrefixList(id) => builder.prefix_list_ids(
+                    aws_sdk_ec2::types::PrefixListId::builder()
+                        .prefix_list_id(id)
+                        .build(),
+                ),
             }
             .build()
         })

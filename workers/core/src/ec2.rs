@@ -404,6 +404,9 @@ pub enum Peer {
     Ipv4(String),
     Ipv6(String),
     Group(String),
+    /// A managed prefix list (`pl-...`): Cordon never grants one, but a rule naming one must
+    /// be seen to be revoked.
+    PrefixList(String),
 }
 
 /// One security group rule, flattened (EC2 groups several ranges into one permission).

@@ -46,7 +46,7 @@ pub fn is_session_rule(rule: &SgRule) -> bool {
     let single_address = match &rule.peer {
         Peer::Ipv4(cidr) => cidr.ends_with("/32"),
         Peer::Ipv6(cidr) => cidr.ends_with("/128"),
-        Peer::Group(_) => false,
+        Peer::Group(_) | Peer::PrefixList(_) => false,
     };
     rule.protocol == "tcp"
         && rule.from_port == Some(443)
