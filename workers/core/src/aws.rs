@@ -1387,6 +1387,7 @@ impl Ec2 for AwsEc2 {
             .region()
             .map(|r| r.to_string())
             .unwrap_or_default();
+        let names = crate::session::service_names(&region);
         let mut endpoints = Vec::new();
         let mut interfaces: Vec<String> = Vec::new();
         let mut token = None;
@@ -1399,16 +1400,18 @@ impl Ec2 for AwsEc2 {
                 .filters(filter("vpc-id", &[vpc_id.to_string()]))
                 .filters(filter("vpc-endpoint-type", &["Interface".to_string()]))
                 .filters(filter("vpc-endpoint-state", &["available".to_string()]))
-                .filters(filter(
-                    "service-name",
-                    &crate::session::service_names(&region),
-                ))
+                .filters(filter("service-name", &names))
                 .set_next_token(token)
                 .send()
                 .await
                 .map_err(|e| sdk_error("DescribeVpcEndpoints", vpc_id, e))?;
             for endpoint in output.vpc_endpoints() {
-                let Some(service) = endpoint.service_name().and_then(crate::session::service_of)
+                // The whole name, not only its last word: an endpoint service of anyone's
+                // (com.amazonaws.vpce.<region>.vpce-svc-...) never passes.
+                let Some(service) = endpoint
+                    .service_name()
+                    .filter(|name| names.iter().any(|n| n == name))
+                    .and_then(crate::session::service_of)
                 else {
                     continue;
                 };

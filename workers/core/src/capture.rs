@@ -1,12 +1,13 @@
 //! Capture: record an instance's original network state before anything changes it.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::claim;
 use crate::config::{Config, Mode};
-use crate::ec2::{Ec2, GroupRole, Instance, SecurityGroup};
+use crate::ec2::{Ec2, GroupRole, Instance, SecurityGroup, SgRule};
 use crate::error::{CordonError, Result, StepError};
 use crate::finding::Finding;
 use crate::record::{
@@ -224,19 +225,26 @@ pub fn standing(
 /// does a group that only says it is Cordon's: whoever could make a group named and tagged as
 /// Cordon's isolation group in a VPC Cordon has not used yet, with rules of their own, and put
 /// the instance on it, would otherwise keep every finding of the instance from containing it.
+///
+/// With Session Manager on, an isolation group's HTTPS rules to single addresses count only
+/// when they are those `session_rules` (by VPC) allow: the rules for the VPC's endpoints as
+/// read now. A rule of that shape to any other address (someone's way out on 443) is an
+/// opening, and the instance is contained again, which revokes it.
 pub fn quarantine_evidence(
     instance: &Instance,
     cordon_groups: &[SecurityGroup],
     access: crate::isolate::Access<'_>,
+    session_rules: &BTreeMap<String, Vec<SgRule>>,
 ) -> Option<String> {
     let (ingress, egress) = crate::isolate::desired_rules(GroupRole::Isolation, access.forensic);
-    // With Session Manager on, its rules are the step after the swaps' to check.
     let egress_as_wanted = |g: &SecurityGroup| {
         let (revoke, authorize) = crate::isolate::rule_changes(&g.egress, &egress);
+        let endpoints = session_rules.get(&g.vpc_id);
         authorize.is_empty()
-            && revoke
-                .iter()
-                .all(|rule| access.leaves_to_sessions(GroupRole::Isolation, rule))
+            && revoke.iter().all(|rule| {
+                access.leaves_to_sessions(GroupRole::Isolation, rule)
+                    && endpoints.is_some_and(|allowed| allowed.contains(rule))
+            })
     };
     let isolates = |group_id: &String| {
         cordon_groups.iter().any(|g| {
@@ -262,6 +270,35 @@ pub fn quarantine_evidence(
             first.id, first.groups[0]
         )
     })
+}
+
+/// With Session Manager on, the rules its endpoints need in each VPC whose isolation group
+/// holds rules of their shape: read only then, so a capture pays for it only where there is
+/// something to check. A VPC whose endpoints cannot be read gets none: its rules of that
+/// shape count as openings, and the instance is contained again.
+async fn session_rules_for(
+    ec2: &impl Ec2,
+    cordon_groups: &[SecurityGroup],
+    access: crate::isolate::Access<'_>,
+) -> BTreeMap<String, Vec<SgRule>> {
+    let mut rules = BTreeMap::new();
+    if !access.session_manager {
+        return rules;
+    }
+    for group in cordon_groups {
+        let shaped = group.role == Some(GroupRole::Isolation)
+            && group.egress.iter().any(crate::session::is_session_rule);
+        if !shaped || rules.contains_key(&group.vpc_id) {
+            continue;
+        }
+        if let Ok(endpoints) = ec2.session_endpoints(&group.vpc_id).await {
+            rules.insert(
+                group.vpc_id.clone(),
+                crate::session::rules_for(crate::session::usable(&endpoints)),
+            );
+        }
+    }
+    rules
 }
 
 /// Where the record's tags go.
@@ -654,7 +691,10 @@ pub async fn capture_seeing(
         .into_iter()
         .filter(|group| vpc_ids.contains(&group.vpc_id))
         .collect();
-    if let Some(evidence) = quarantine_evidence(&instance, &cordon_groups, config.access()) {
+    let session_rules = session_rules_for(ec2, &cordon_groups, config.access()).await;
+    if let Some(evidence) =
+        quarantine_evidence(&instance, &cordon_groups, config.access(), &session_rules)
+    {
         let mut warnings = Vec::new();
         let record = kept_record_of(&instance, &cordon_groups, seal, now_utc, &mut warnings).await;
         let output =
@@ -1245,6 +1285,64 @@ mod tests {
         assert_eq!(later.status, CaptureStatus::AlreadyQuarantined);
     }
 
+    /// With Session Manager on, a look-alike isolation group (Cordon's name and tag, made by
+    /// someone else) holding HTTPS to the attacker's address is no evidence of a quarantine;
+    /// Cordon's own group with the endpoints' rules is. Capture reads the endpoints for that.
+    #[test]
+    fn with_session_manager_only_the_endpoints_rules_count_as_isolating() {
+        let ec2 = FakeEc2::standard();
+        ec2.with(|s| {
+            s.session_endpoints.insert(
+                "vpc-1".into(),
+                vec![crate::ec2::SessionEndpoint {
+                    id: "vpce-ssm".into(),
+                    service: "ssm".into(),
+                    subnet_ids: vec!["subnet-b".into()],
+                    addresses: vec!["10.0.2.10".into()],
+                }],
+            )
+        });
+        let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+        ec2.with(|s| {
+            s.groups.get_mut(&isolation.id).unwrap().egress = vec![crate::ec2::SgRule::https(
+                crate::ec2::Peer::Ipv4("203.0.113.9/32".into()),
+            )];
+            s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
+                vec![isolation.id.clone()];
+        });
+        let config = Config {
+            session_manager: true,
+            ..Config::default()
+        };
+        let capture = |owner: &str| {
+            block_on(capture_seeing(
+                &ec2,
+                "i-00000001",
+                Some(finding_in("vpc-1")),
+                Some(owner),
+                NOW,
+                Pace::AtOnce,
+                &config,
+                &crate::seal::Unsealed,
+            ))
+            .map(|(output, _)| output)
+            .unwrap()
+        };
+        let output = capture("exec-a");
+        assert_ne!(
+            output.status,
+            CaptureStatus::AlreadyQuarantined,
+            "{}",
+            output.reason
+        );
+        ec2.with(|s| {
+            s.groups.get_mut(&isolation.id).unwrap().egress = vec![crate::ec2::SgRule::https(
+                crate::ec2::Peer::Ipv4("10.0.2.10/32".into()),
+            )]
+        });
+        assert_eq!(capture("exec-b").status, CaptureStatus::AlreadyQuarantined);
+    }
+
     /// With Session Manager on, the isolation group's HTTPS rules to single addresses are the
     /// isolation step's to check against the endpoints: the instance on it is quarantined. With
     /// it off, such a rule is an opening, and the instance is contained again.
@@ -1262,18 +1360,25 @@ mod tests {
             forensic: None,
             session_manager: true,
         };
-        assert!(quarantine_evidence(&instance, std::slice::from_ref(&group), on).is_some());
-        assert!(quarantine_evidence(
-            &instance,
-            std::slice::from_ref(&group),
-            crate::isolate::Access::default()
-        )
-        .is_none());
+        let endpoints = BTreeMap::from([("vpc-1".to_string(), group.egress.clone())]);
+        let groups = std::slice::from_ref(&group);
+        assert!(quarantine_evidence(&instance, groups, on, &endpoints).is_some());
+        let off = crate::isolate::Access::default();
+        assert!(quarantine_evidence(&instance, groups, off, &endpoints).is_none());
+        // The same shape to an address that is no endpoint (or with the endpoints unread) is
+        // someone's way out, and the instance is contained again.
+        assert!(quarantine_evidence(&instance, groups, on, &BTreeMap::new()).is_none());
+        group.egress = vec![crate::ec2::SgRule::https(crate::ec2::Peer::Ipv4(
+            "203.0.113.9/32".into(),
+        ))];
+        let groups = std::slice::from_ref(&group);
+        assert!(quarantine_evidence(&instance, groups, on, &endpoints).is_none());
         // Any other egress is an opening whatever the setting.
         group.egress = vec![crate::ec2::SgRule::https(crate::ec2::Peer::Ipv4(
             "0.0.0.0/0".into(),
         ))];
-        assert!(quarantine_evidence(&instance, std::slice::from_ref(&group), on).is_none());
+        let groups = std::slice::from_ref(&group);
+        assert!(quarantine_evidence(&instance, groups, on, &endpoints).is_none());
     }
 
     /// Whoever may create security groups in the VPC (the instance's own role, perhaps) makes

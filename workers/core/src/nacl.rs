@@ -150,6 +150,10 @@ pub struct OpenForSessions {
     /// Its other subnets (not the instance's): they keep their path to the instance too, and
     /// only the security groups stand between them and it.
     pub other_subnets: Vec<String>,
+    /// Whether those endpoints have IPv6 addresses: without, the instance's IPv6 addresses
+    /// stay denied there.
+    #[serde(default)]
+    pub ipv6: bool,
 }
 
 impl OpenForSessions {
@@ -178,6 +182,8 @@ pub fn open_for_sessions(
     endpoints: &[crate::ec2::SessionEndpoint],
     own_subnets: &[&str],
 ) -> Vec<OpenForSessions> {
+    // An endpoint alone, with no session possible, opens nothing.
+    let endpoints = crate::session::usable(endpoints);
     let holds = |subnet: &str| {
         endpoints
             .iter()
@@ -191,13 +197,17 @@ pub fn open_for_sessions(
                 .filter(|s| !own_subnets.contains(&s.as_str()))
                 .cloned()
                 .partition(|s| holds(s));
+            let here: Vec<&crate::ec2::SessionEndpoint> = endpoints
+                .iter()
+                .filter(|e| e.subnet_ids.iter().any(|s| endpoint_subnets.contains(s)))
+                .collect();
             (!endpoint_subnets.is_empty()).then(|| OpenForSessions {
                 acl_id: acl.id.clone(),
-                endpoints: endpoints
+                endpoints: here.iter().map(|e| e.id.clone()).collect(),
+                ipv6: here
                     .iter()
-                    .filter(|e| e.subnet_ids.iter().any(|s| endpoint_subnets.contains(s)))
-                    .map(|e| e.id.clone())
-                    .collect(),
+                    .flat_map(|e| &e.addresses)
+                    .any(|a| a.contains(':')),
                 endpoint_subnets,
                 other_subnets: other,
             })
@@ -304,8 +314,17 @@ pub fn plan_denies(
             }
         };
         if guards_other {
-            if left_open.sessions.iter().any(|open| open.acl_id == acl.id) {
-                // The endpoints may answer on IPv6 too: no own-address deny at all.
+            if let Some(open) = left_open.sessions.iter().find(|open| open.acl_id == acl.id) {
+                // The endpoints answer on the families they have addresses in: the others
+                // stay denied.
+                if !open.ipv6 {
+                    let ipv6: Vec<String> = own_cidrs
+                        .iter()
+                        .filter(|c| is_ipv6_cidr(c))
+                        .cloned()
+                        .collect();
+                    add(&ipv6);
+                }
             } else if left_open.forensics.iter().any(|open| open.acl_id == acl.id) {
                 // The forensic CIDR is IPv4: the instance's IPv6 addresses stay denied.
                 let ipv6: Vec<String> = own_cidrs
@@ -1864,12 +1883,20 @@ mod tests {
         ec2.with(|s| {
             s.session_endpoints.insert(
                 "vpc-1".into(),
-                vec![crate::ec2::SessionEndpoint {
-                    id: "vpce-ssm".into(),
-                    service: "ssm".into(),
-                    subnet_ids: vec!["subnet-b".into()],
-                    addresses: vec!["10.0.2.10".into()],
-                }],
+                vec![
+                    crate::ec2::SessionEndpoint {
+                        id: "vpce-ssm".into(),
+                        service: "ssm".into(),
+                        subnet_ids: vec!["subnet-b".into()],
+                        addresses: vec!["10.0.2.10".into()],
+                    },
+                    crate::ec2::SessionEndpoint {
+                        id: "vpce-messages".into(),
+                        service: "ssmmessages".into(),
+                        subnet_ids: vec!["subnet-b".into()],
+                        addresses: vec!["10.0.2.11".into()],
+                    },
+                ],
             )
         });
         let record = record(vec![interface(
@@ -1897,19 +1924,33 @@ mod tests {
             &crate::seal::Unsealed,
         ));
         assert_eq!(report.status, StepStatus::Done, "{:?}", report.errors);
-        // Neither family: the endpoints may answer on either.
-        assert!(denies_of("acl-b").is_empty(), "{:?}", denies_of("acl-b"));
+        // The endpoints have IPv4 addresses only: the instance's IPv6 address stays denied.
+        let denied: Vec<String> = denies_of("acl-b").into_iter().map(|e| e.cidr).collect();
+        assert_eq!(denied, ["2001:db8:1::5/128", "2001:db8:1::5/128"]);
         assert_eq!(denies_of("acl-a").len(), 2, "the remote, both ways");
         assert_eq!(report.open_for_sessions.len(), 1);
-        assert_eq!(report.open_for_sessions[0].endpoints, ["vpce-ssm"]);
+        assert_eq!(
+            report.open_for_sessions[0].endpoints,
+            ["vpce-ssm", "vpce-messages"]
+        );
         assert!(report
             .notes
             .iter()
             .any(|n| n.contains("acl-b") && n.contains("vpce-ssm")));
 
-        // Off, or with the endpoints unread, the endpoints' ACL denies the instance.
-        for (settings, fail) in [(NaclSettings::default(), false), (on, true)] {
-            let ec2 = FakeEc2::standard();
+        // Off, with the endpoints unread, or with an endpoint alone (no session possible),
+        // the endpoints' ACL denies the instance.
+        let alone = FakeEc2::standard();
+        alone.with(|s| {
+            let endpoints = ec2.with(|e| e.session_endpoints["vpc-1"][..1].to_vec());
+            s.session_endpoints.insert("vpc-1".into(), endpoints)
+        });
+        for (settings, fail, world) in [
+            (NaclSettings::default(), false, FakeEc2::standard()),
+            (on.clone(), true, FakeEc2::standard()),
+            (on, false, alone),
+        ] {
+            let ec2 = world;
             if fail {
                 ec2.with(|s| {
                     s.failures.push((

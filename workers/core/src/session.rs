@@ -14,6 +14,10 @@ use crate::ec2::{Direction, Ec2, Peer, SecurityGroup, SessionEndpoint, SgRule};
 use crate::error::{CordonError, Result};
 use crate::net::is_ipv6_cidr;
 
+/// The calls [`allow_sessions`] makes at most: the group, the endpoints and their interfaces,
+/// a revoke and an authorize.
+pub const CALLS: u32 = 5;
+
 /// The services the agent needs: `ssm` (registration, heartbeat), `ssmmessages` (the session
 /// channels) and `ec2messages` (older agents' commands).
 pub const SERVICES: [&str; 3] = ["ssm", "ssmmessages", "ec2messages"];
@@ -37,6 +41,17 @@ pub fn service_names(region: &str) -> Vec<String> {
 pub fn service_of(service_name: &str) -> Option<&'static str> {
     let last = service_name.rsplit('.').next()?;
     SERVICES.iter().copied().find(|service| *service == last)
+}
+
+/// The endpoints a session can use: all of them when the VPC has both `ssm` and
+/// `ssmmessages` (a session needs both), none otherwise. An endpoint alone (one anyone who may
+/// create endpoints could add) opens nothing.
+pub fn usable(endpoints: &[SessionEndpoint]) -> &[SessionEndpoint] {
+    let has = |service: &str| endpoints.iter().any(|e| e.service == service);
+    match has("ssm") && has("ssmmessages") {
+        true => endpoints,
+        false => &[],
+    }
 }
 
 /// An egress rule of the shape Session Manager's rules have: TCP 443 to one address. With the
@@ -123,8 +138,12 @@ pub fn note(vpc_id: &str, endpoints: &[SessionEndpoint]) -> String {
 
 /// Gives the VPC's isolation group `isolation` exactly the rules that let the agent reach the
 /// VPC's endpoints, and returns what the report says. Made after the swaps: the instance is
-/// isolated already. When the endpoints cannot be read, every rule of their shape is revoked
+/// isolated already. When the endpoints cannot be read, every rule of that shape is revoked
 /// instead: one that cannot be checked against an endpoint may be anyone's way out on 443.
+///
+/// An error means a rule that should go may still be there (the group could not be read, or a
+/// revoke was refused): the isolation is then partial. An authorize that fails only leaves
+/// the group more closed than asked, and the note says sessions cannot reach the instance.
 pub async fn allow_sessions(ec2: &impl Ec2, vpc_id: &str, isolation: &str) -> Result<String> {
     let group = ec2
         .cordon_groups(&[vpc_id.to_string()])
@@ -136,35 +155,59 @@ pub async fn allow_sessions(ec2: &impl Ec2, vpc_id: &str, isolation: &str) -> Re
             code: "InvalidGroup.NotFound".into(),
             message: format!("the isolation group {isolation} of {vpc_id} was not found"),
         })?;
-    let (endpoints, read) = match ec2.session_endpoints(vpc_id).await {
-        Ok(endpoints) => (endpoints, Ok(())),
-        Err(error) => (Vec::new(), Err(error)),
+    let (endpoints, unread) = match ec2.session_endpoints(vpc_id).await {
+        Ok(endpoints) => (endpoints, None),
+        Err(error) => (Vec::new(), Some(error)),
     };
-    let (revoke, authorize) = session_changes(&group, &rules_for(&endpoints));
-    for (direction_rules, revoking) in [(revoke, true), (authorize, false)] {
-        if direction_rules.is_empty() {
-            continue;
-        }
-        let changed = match revoking {
-            true => {
-                ec2.revoke(&group.id, Direction::Egress, &direction_rules)
-                    .await
-            }
-            false => {
-                ec2.authorize(&group.id, Direction::Egress, &direction_rules)
-                    .await
-            }
-        };
-        match changed {
-            // Another execution in the VPC made the same change first.
-            Err(CordonError::Ec2 { code, .. })
-                if code == "InvalidPermission.Duplicate"
-                    || code == "InvalidPermission.NotFound" => {}
-            other => other?,
-        }
+    let (revoke, authorize) = session_changes(&group, &rules_for(usable(&endpoints)));
+    change_each(ec2, &group.id, &revoke, true).await?;
+    if let Some(error) = unread {
+        return Ok(format!(
+            "Session Manager: {vpc_id}'s endpoints could not be read ({error}): the isolation group lets nothing out, and no session can reach the instance until the next isolation in {vpc_id}"
+        ));
     }
-    read?;
+    if let Err(error) = change_each(ec2, &group.id, &authorize, false).await {
+        return Ok(format!(
+            "Session Manager: the isolation group of {vpc_id} could not be given its endpoints' rules ({error}): no session can reach the instance until the next isolation in {vpc_id}"
+        ));
+    }
     Ok(note(vpc_id, &endpoints))
+}
+
+/// Revokes (or authorizes) `rules` on the group's egress. EC2 refuses a whole call when one of
+/// its rules is already gone (or already there), as when another execution in the VPC made
+/// the same change first: then each rule is changed alone, and such refusals are passed over.
+async fn change_each(
+    ec2: &impl Ec2,
+    group_id: &str,
+    rules: &[SgRule],
+    revoking: bool,
+) -> Result<()> {
+    let raced = |error: &CordonError| {
+        matches!(error, CordonError::Ec2 { code, .. }
+            if code == "InvalidPermission.Duplicate" || code == "InvalidPermission.NotFound")
+    };
+    let change = |rules: Vec<SgRule>| async move {
+        match revoking {
+            true => ec2.revoke(group_id, Direction::Egress, &rules).await,
+            false => ec2.authorize(group_id, Direction::Egress, &rules).await,
+        }
+    };
+    if rules.is_empty() {
+        return Ok(());
+    }
+    match change(rules.to_vec()).await {
+        Err(error) if raced(&error) => {
+            for rule in rules {
+                match change(vec![rule.clone()]).await {
+                    Err(error) if raced(&error) => {}
+                    other => other?,
+                }
+            }
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +304,60 @@ mod tests {
             authorize,
             [SgRule::https(Peer::Ipv4("10.0.9.12/32".into()))]
         );
+    }
+
+    #[test]
+    fn an_endpoint_alone_opens_nothing() {
+        let ssm = endpoint("vpce-1", "ssm", "subnet-e", &["10.0.9.10"]);
+        let messages = endpoint("vpce-2", "ssmmessages", "subnet-e", &["10.0.9.11"]);
+        let only = endpoint("vpce-3", "ec2messages", "subnet-f", &["10.0.9.12"]);
+        assert!(usable(std::slice::from_ref(&ssm)).is_empty());
+        assert!(usable(&[only.clone(), messages.clone()]).is_empty());
+        assert_eq!(usable(&[ssm.clone(), messages.clone()]).len(), 2);
+        assert_eq!(usable(&[ssm, messages, only]).len(), 3);
+    }
+
+    fn isolation_group(ec2: &crate::fake::FakeEc2, egress: Vec<SgRule>) -> String {
+        let group = crate::fake::block_on(
+            ec2.create_cordon_group("vpc-1", crate::ec2::GroupRole::Isolation),
+        )
+        .unwrap();
+        ec2.with(|s| s.groups.get_mut(&group.id).unwrap().egress = egress);
+        group.id
+    }
+
+    /// What may leave a rule that should go is an error (the isolation is partial); what only
+    /// leaves the group closed is a note.
+    #[test]
+    fn a_rule_that_may_remain_is_an_error_and_a_closed_group_a_note() {
+        use crate::fake::block_on;
+        use crate::fake::FakeEc2;
+        let stray = SgRule::https(Peer::Ipv4("203.0.113.9/32".into()));
+        let refused = |operation: &str| {
+            (
+                operation.to_string(),
+                CordonError::Ec2 {
+                    operation: operation.into(),
+                    code: "UnauthorizedOperation".into(),
+                    message: "refused".into(),
+                },
+            )
+        };
+        for (failing, error_expected) in [
+            ("DescribeSecurityGroups", true),
+            ("RevokeSecurityGroup", true),
+            ("DescribeVpcEndpoints", false),
+        ] {
+            let ec2 = FakeEc2::standard();
+            let group = isolation_group(&ec2, vec![stray.clone()]);
+            ec2.with(|s| s.failures.push(refused(failing)));
+            let outcome = block_on(allow_sessions(&ec2, "vpc-1", &group));
+            assert_eq!(outcome.is_err(), error_expected, "{failing}: {outcome:?}");
+            if failing == "DescribeVpcEndpoints" {
+                // Unread endpoints: every rule of their shape goes.
+                assert!(ec2.with(|s| s.groups[&group].egress.is_empty()));
+            }
+        }
     }
 
     #[test]
