@@ -309,8 +309,16 @@ fn asked_for(call: &Witnessed, account: &str, stack: &Stack) -> Result<Vec<Asked
     };
     let role = |name: &str| format!("arn:aws:iam::{account}:role/{name}");
     Ok(match (service, call.action.as_str()) {
-        ("ec2", "DescribeInstanceAttribute" | "ModifyInstanceAttribute") => {
-            vec![ec2(&field("InstanceId")?)]
+        ("ec2", "DescribeInstanceAttribute") => vec![ec2(&field("InstanceId")?)],
+        ("ec2", "ModifyInstanceAttribute") => {
+            let mut asked = vec![ec2(&field("InstanceId")?)];
+            // A volume's DeleteOnTermination, set through the instance's block device mapping:
+            // the volume, which the request names only by its device, is a resource of the
+            // action too.
+            if call.field("BlockDeviceMapping.1.DeviceName").is_some() {
+                asked.push(Asked::on(&action, new_ec2("volume")));
+            }
+            asked
         }
         // EC2's Describe* calls support no resource-level permissions.
         ("ec2", name) if name.starts_with("Describe") => vec![Asked::on(&action, "*")],
