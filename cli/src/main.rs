@@ -147,6 +147,9 @@ struct SmokeArgs {
     /// How long each wait may last (the instance to run, the containment, the restore).
     #[arg(long, default_value_t = 900)]
     wait_seconds: u64,
+    /// Seconds between two reads of the execution and of EC2.
+    #[arg(long, default_value_t = 5, hide = true)]
+    poll_seconds: u64,
 }
 
 #[derive(Args)]
@@ -331,7 +334,7 @@ async fn run(cli: Cli) -> Result<u8, CordonError> {
                     image_id: args.image_id,
                     instance_type: args.instance_type,
                     wait: std::time::Duration::from_secs(args.wait_seconds),
-                    poll: std::time::Duration::from_secs(1),
+                    poll: std::time::Duration::from_secs(args.poll_seconds.max(1)),
                 },
             )
             .await

@@ -1342,7 +1342,13 @@ async fn smoke_test_proves_the_deployment_and_leaves_no_instance_behind() {
             .collect::<Vec<_>>()
     };
     let smoke = |args: &[&str]| {
-        let mut all = vec!["smoke-test", "--image-id", "ami-760aaa0f"];
+        let mut all = vec![
+            "smoke-test",
+            "--image-id",
+            "ami-760aaa0f",
+            "--poll-seconds",
+            "1",
+        ];
         all.extend_from_slice(args);
         tokio::task::block_in_place(|| cordon(Some(&moto), &all))
     };
