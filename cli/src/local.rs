@@ -147,10 +147,14 @@ impl Moto {
 }
 
 /// SDK configuration for an emulator at `endpoint`: dummy credentials, the local region.
+///
+/// Its calls name `cordon-local` in their user agent; a worker's clients name the worker
+/// instead (`AwsContext::acting_as`), so that a call naming neither was made some other way.
 pub fn emulator_config(endpoint: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
+        .app_name(aws_config::AppName::new("cordon-local").expect("a valid app name"))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
             Credentials::new("testing", "testing", None, None, "cordon-local"),

@@ -18,8 +18,8 @@ use axum::Router;
 /// One call, as the witness saw it.
 #[derive(Debug, Clone)]
 pub struct Witnessed {
-    /// The worker named in the user agent (`capture-state`, ...); None for the test's own
-    /// calls and the runner's.
+    /// The worker named in the user agent (`capture-state`, ...), or `local` for the test's
+    /// own calls and the runner's; None when it names no `cordon-` app.
     pub worker: Option<String>,
     /// The access key id the call is signed with.
     pub access_key: String,
