@@ -861,35 +861,39 @@ fn network_acl_of(acl: &aws_sdk_ec2::types::NetworkAcl) -> NetworkAcl {
 }
 
 impl AwsEc2 {
-    /// Creates a security group named and tagged at creation (the IAM conditions require the
-    /// tags in the same call); `GroupDuplicate` names the group when the name is taken.
-    /// Cordon's groups (tagged with their role) in `vpc_ids`, or in the whole region.
+    /// Cordon's groups (tagged with their role) in `vpc_ids`, or in the whole region. Without
+    /// MaxResults, DescribeSecurityGroups returns every item in one answer (its API reference
+    /// says so): the loop on NextToken costs no call then, and holds if that ever changes.
     async fn groups_tagged_by_cordon(
         &self,
         vpc_ids: Option<&[String]>,
     ) -> Result<Vec<SecurityGroup>> {
-        let request = self
-            .client
-            .describe_security_groups()
-            .filters(filter("tag-key", &[GroupRole::TAG_KEY.to_string()]));
-        let (request, scope) = match vpc_ids {
-            Some(vpc_ids) => (
-                request.filters(filter("vpc-id", vpc_ids)),
-                vpc_ids.join(","),
-            ),
-            None => (request, "the region".to_string()),
-        };
-        let output = request
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeSecurityGroups", &scope, e))?;
-        Ok(output
-            .security_groups()
-            .iter()
-            .map(security_group_of)
-            .collect())
+        let scope = vpc_ids.map_or("the region".to_string(), |ids| ids.join(","));
+        let mut groups = Vec::new();
+        let mut token = None;
+        loop {
+            let mut request = self
+                .client
+                .describe_security_groups()
+                .filters(filter("tag-key", &[GroupRole::TAG_KEY.to_string()]))
+                .set_next_token(token);
+            if let Some(vpc_ids) = vpc_ids {
+                request = request.filters(filter("vpc-id", vpc_ids));
+            }
+            let output = request
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeSecurityGroups", &scope, e))?;
+            groups.extend(output.security_groups().iter().map(security_group_of));
+            token = output.next_token().map(String::from);
+            if token.is_none() {
+                return Ok(groups);
+            }
+        }
     }
 
+    /// Creates a security group named and tagged at creation (the IAM conditions require the
+    /// tags in the same call); `GroupDuplicate` names the group when the name is taken.
     async fn create_named_group(
         &self,
         vpc_id: &str,

@@ -366,18 +366,9 @@ fn held_by_an_instance_that_exists(
     entry: &DenyEntry,
     gone: &impl Fn(&str) -> bool,
 ) -> bool {
-    acl_recorded_instances(&acl.tags)
-        .into_iter()
-        .filter(|other| *other != instance && !gone(other))
-        .any(|other| {
-            crate::nacl::recorded_entries(acl, other).is_ok_and(|entries| {
-                entries.iter().any(|e| {
-                    e.egress == entry.egress
-                        && e.rule_number == entry.rule_number
-                        && e.cidr == entry.cidr
-                })
-            })
-        })
+    crate::nacl::recorded_for_another_that(acl, instance, &entry.as_acl_entry(), |other| {
+        !gone(other)
+    })
 }
 
 /// Removes what the report lists: the entries before the tags that name them, the claims,

@@ -520,6 +520,14 @@ impl DenyEntry {
             cidr: self.cidr.clone(),
         }
     }
+
+    /// Whether `entry` is the rule this deny names: the same direction, number and CIDR (in
+    /// an ACL the caller has already matched).
+    pub fn names(&self, entry: &AclEntry) -> bool {
+        self.egress == entry.egress
+            && self.rule_number == entry.rule_number
+            && self.cidr == entry.cidr
+    }
 }
 
 /// Whether `id` is `prefix` and 8 or 17 lowercase hex digits, the shape of EC2's ids.

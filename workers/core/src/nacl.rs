@@ -547,18 +547,24 @@ fn holds(entries: &[AclEntry], entry: &DenyEntry) -> bool {
 /// Whether `found` is a deny that the ACL's tags record for another quarantined instance:
 /// Cordon's own rule, not someone's change.
 pub fn recorded_for_another(acl: &NetworkAcl, instance_id: &str, found: &AclEntry) -> bool {
+    recorded_for_another_that(acl, instance_id, found, |_| true)
+}
+
+/// [`recorded_for_another`], counting only the other instances `counts` keeps (cleanup: those
+/// that still exist).
+pub fn recorded_for_another_that(
+    acl: &NetworkAcl,
+    instance_id: &str,
+    found: &AclEntry,
+    counts: impl Fn(&str) -> bool,
+) -> bool {
     found.action == RuleAction::Deny
         && acl_recorded_instances(&acl.tags)
             .into_iter()
-            .filter(|other| *other != instance_id)
+            .filter(|other| *other != instance_id && counts(other))
             .any(|other| {
-                recorded_entries(acl, other).is_ok_and(|entries| {
-                    entries.iter().any(|e| {
-                        e.egress == found.egress
-                            && e.rule_number == found.rule_number
-                            && e.cidr == found.cidr
-                    })
-                })
+                recorded_entries(acl, other)
+                    .is_ok_and(|entries| entries.iter().any(|e| e.names(found)))
             })
 }
 

@@ -94,9 +94,11 @@ async fn held_by_another(
             continue;
         }
         let theirs = vetted_entries(key, trust_unverified, acl, other, &[]).await?;
-        if theirs.entries.iter().any(|e| {
-            e.egress == entry.egress && e.rule_number == entry.rule_number && e.cidr == entry.cidr
-        }) {
+        if theirs
+            .entries
+            .iter()
+            .any(|e| e.names(&entry.as_acl_entry()))
+        {
             return Ok(true);
         }
     }
