@@ -805,6 +805,20 @@ pub async fn capture_seeing(
                 // Containing without a claim is what is left: the claim only keeps two
                 // executions of one instance apart, and holding the instance back for a group
                 // anyone could make would be failing open.
+                //
+                // Only on a retried attempt: the group may be another execution's claim whose
+                // tags, given in the call that made it, EC2 does not show yet. Containing beside
+                // that execution would make two approval requests and a restore that deletes
+                // the other's claim. The retry, after the definition's backoff, reads it again.
+                claim::Taken::NameTaken { group_id } if pace == Pace::AtOnce => {
+                    return Err(CordonError::Unavailable {
+                        operation: "CreateSecurityGroup".into(),
+                        message: format!(
+                            "{group_id} holds the name {} in {vpc_id} and shows no Cordon tags yet; read again",
+                            claim::group_name(instance_id)
+                        ),
+                    });
+                }
                 claim::Taken::NameTaken { group_id } => {
                     warnings.push(StepError {
                         error: "Cordon.ClaimNameTaken".into(),
@@ -813,7 +827,12 @@ pub async fn capture_seeing(
                             claim::group_name(instance_id)
                         ),
                     });
-                    (None, Kept::Nowhere)
+                    // A record the role may write on the instance goes there still.
+                    let kept = match kept {
+                        Kept::OnInstance => Kept::OnInstance,
+                        _ => Kept::Nowhere,
+                    };
+                    (None, kept)
                 }
             };
             if let Some(holder) = holder {
@@ -1402,7 +1421,11 @@ mod tests {
                 },
             )
         });
-        let output = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap();
+        // A first attempt cannot tell it from a claim whose tags EC2 does not show yet: it
+        // reads again on its retry.
+        let first = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap_err();
+        assert_eq!(first.error_name(), "Cordon.Unavailable", "{first}");
+        let output = capture_at(&ec2, "exec-a", Pace::OneAfterAnother).unwrap();
         assert_eq!(output.status, CaptureStatus::Captured, "{}", output.reason);
         assert!(output.record.is_some());
         assert!(!output.tags_written);

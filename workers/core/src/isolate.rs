@@ -760,6 +760,9 @@ pub async fn isolate_seen(
             }
             match crate::session::allow_sessions(ec2, vpc_id, &cordon.isolation).await {
                 Ok(note) => notes.push(note),
+                // Throttled, or a group EC2 does not show yet: the retried step, which leaves
+                // the isolated interfaces alone, does this again.
+                Err(error) if error.is_transient() => return Err(error),
                 // A rule of their shape that should go may still be there.
                 Err(error) => {
                     notes.push(format!(

@@ -150,10 +150,10 @@ pub async fn allow_sessions(ec2: &impl Ec2, vpc_id: &str, isolation: &str) -> Re
         .await?
         .into_iter()
         .find(|g| g.id == isolation)
-        .ok_or_else(|| CordonError::Ec2 {
+        // Made moments ago, perhaps: EC2 may not list it yet, and the step's retry reads again.
+        .ok_or_else(|| CordonError::Unavailable {
             operation: "DescribeSecurityGroups".into(),
-            code: "InvalidGroup.NotFound".into(),
-            message: format!("the isolation group {isolation} of {vpc_id} was not found"),
+            message: format!("the isolation group {isolation} of {vpc_id} is not listed yet"),
         })?;
     let (endpoints, unread) = match ec2.session_endpoints(vpc_id).await {
         Ok(endpoints) => (endpoints, None),
