@@ -1309,36 +1309,32 @@ mod tests {
     /// Cordon's own group with the endpoints' rules is. Capture reads the endpoints for that.
     #[test]
     fn with_session_manager_only_the_endpoints_rules_count_as_isolating() {
-        let ec2 = FakeEc2::standard();
-        ec2.with(|s| {
-            s.session_endpoints.insert(
-                "vpc-1".into(),
-                vec![crate::ec2::SessionEndpoint {
-                    id: "vpce-ssm".into(),
-                    service: "ssm".into(),
-                    subnet_ids: vec!["subnet-b".into()],
-                    addresses: vec!["10.0.2.10".into()],
-                }],
-            )
-        });
-        let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
-        ec2.with(|s| {
-            s.groups.get_mut(&isolation.id).unwrap().egress = vec![crate::ec2::SgRule::https(
-                crate::ec2::Peer::Ipv4("203.0.113.9/32".into()),
-            )];
-            s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
-                vec![isolation.id.clone()];
-        });
-        let config = Config {
-            session_manager: true,
-            ..Config::default()
-        };
-        let capture = |owner: &str| {
+        // A world of its own for each case: a capture that contains claims the instance, and
+        // the next would end held by that claim whatever the group holds.
+        let capture = |egress: &str, both_endpoints: bool| {
+            let ec2 = FakeEc2::standard();
+            ec2.with_session_endpoints();
+            if !both_endpoints {
+                ec2.with(|s| s.session_endpoints.get_mut("vpc-1").unwrap().truncate(1));
+            }
+            let isolation =
+                block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+            ec2.with(|s| {
+                s.groups.get_mut(&isolation.id).unwrap().egress = vec![crate::ec2::SgRule::https(
+                    crate::ec2::Peer::Ipv4(egress.into()),
+                )];
+                s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
+                    vec![isolation.id.clone()];
+            });
+            let config = Config {
+                session_manager: true,
+                ..Config::default()
+            };
             block_on(capture_seeing(
                 &ec2,
                 "i-00000001",
                 Some(finding_in("vpc-1")),
-                Some(owner),
+                Some("exec-a"),
                 NOW,
                 Pace::AtOnce,
                 &config,
@@ -1347,19 +1343,20 @@ mod tests {
             .map(|(output, _)| output)
             .unwrap()
         };
-        let output = capture("exec-a");
-        assert_ne!(
-            output.status,
-            CaptureStatus::AlreadyQuarantined,
-            "{}",
-            output.reason
-        );
-        ec2.with(|s| {
-            s.groups.get_mut(&isolation.id).unwrap().egress = vec![crate::ec2::SgRule::https(
-                crate::ec2::Peer::Ipv4("10.0.2.10/32".into()),
-            )]
-        });
-        assert_eq!(capture("exec-b").status, CaptureStatus::AlreadyQuarantined);
+        let quarantined = |output: &CaptureOutput| {
+            output.status == CaptureStatus::AlreadyQuarantined
+                && output
+                    .reason
+                    .contains("already carries Cordon's isolation group")
+        };
+        // The endpoints' own rule: quarantined.
+        assert!(quarantined(&capture("10.0.2.10/32", true)));
+        // The attacker's address: contained again.
+        let output = capture("203.0.113.9/32", true);
+        assert_eq!(output.status, CaptureStatus::Captured, "{}", output.reason);
+        // An endpoint alone opens nothing, so its address counts for nothing either.
+        let output = capture("10.0.2.10/32", false);
+        assert_eq!(output.status, CaptureStatus::Captured, "{}", output.reason);
     }
 
     /// With Session Manager on, the isolation group's HTTPS rules to single addresses are the

@@ -134,6 +134,26 @@ impl FakeEc2 {
         });
     }
 
+    /// Session Manager's `ssm` (10.0.2.10) and `ssmmessages` (10.0.2.11) endpoints in
+    /// `subnet-b` of `vpc-1`, both a session needs.
+    pub fn with_session_endpoints(&self) {
+        let endpoint = |id: &str, service: &str, address: &str| SessionEndpoint {
+            id: id.into(),
+            service: service.into(),
+            subnet_ids: vec!["subnet-b".into()],
+            addresses: vec![address.into()],
+        };
+        self.with(|s| {
+            s.session_endpoints.insert(
+                "vpc-1".into(),
+                vec![
+                    endpoint("vpce-ssm", "ssm", "10.0.2.10"),
+                    endpoint("vpce-messages", "ssmmessages", "10.0.2.11"),
+                ],
+            )
+        });
+    }
+
     pub fn acl_entries(&self, acl_id: &str) -> Vec<AclEntry> {
         self.with(|s| s.acls[acl_id].entries.clone())
     }

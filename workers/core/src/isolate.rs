@@ -1564,28 +1564,6 @@ mod tests {
         assert!(ec2.with(|s| s.groups[&isolation].egress.is_empty()));
     }
 
-    fn with_session_endpoints(ec2: &FakeEc2) {
-        ec2.with(|s| {
-            s.session_endpoints.insert(
-                "vpc-1".into(),
-                vec![
-                    crate::ec2::SessionEndpoint {
-                        id: "vpce-ssm".into(),
-                        service: "ssm".into(),
-                        subnet_ids: vec!["subnet-b".into()],
-                        addresses: vec!["10.0.2.10".into()],
-                    },
-                    crate::ec2::SessionEndpoint {
-                        id: "vpce-messages".into(),
-                        service: "ssmmessages".into(),
-                        subnet_ids: vec!["subnet-b".into()],
-                        addresses: vec!["10.0.2.11".into()],
-                    },
-                ],
-            )
-        });
-    }
-
     const SESSIONS: Access<'static> = Access {
         forensic: None,
         session_manager: true,
@@ -1594,7 +1572,7 @@ mod tests {
     #[test]
     fn with_session_manager_the_isolation_group_reaches_only_the_endpoints_after_the_swaps() {
         let ec2 = FakeEc2::standard();
-        with_session_endpoints(&ec2);
+        ec2.with_session_endpoints();
         let record = captured(&ec2);
         ec2.clear_calls();
         let report = block_on(isolate(&ec2, &record, SESSIONS)).unwrap();
@@ -1654,7 +1632,7 @@ mod tests {
     #[test]
     fn endpoints_that_cannot_be_read_leave_the_isolation_group_closed_and_say_so() {
         let ec2 = FakeEc2::standard();
-        with_session_endpoints(&ec2);
+        ec2.with_session_endpoints();
         let record = captured(&ec2);
         let report = block_on(isolate(&ec2, &record, SESSIONS)).unwrap();
         let isolation = report.groups["vpc-1"].isolation.clone();

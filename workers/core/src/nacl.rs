@@ -103,6 +103,33 @@ pub fn screen_remotes(
     (denied, not_denied)
 }
 
+/// What else an ACL left open serves, for its note: those subnets keep their path to the
+/// instance through it too.
+fn also_serves(other_subnets: &[String]) -> String {
+    if other_subnets.is_empty() {
+        "it serves no other subnet".to_string()
+    } else {
+        format!(
+            "it also serves {}, which can still reach the instance through it (the isolation group still refuses them)",
+            other_subnets.join(", ")
+        )
+    }
+}
+
+/// The ACL's subnets other than the instance's own (traffic inside a subnet never crosses its
+/// ACL), split into those `wanted` keeps and the rest.
+fn split_subnets(
+    acl: &NetworkAcl,
+    own_subnets: &[&str],
+    wanted: impl Fn(&str) -> bool,
+) -> (Vec<String>, Vec<String>) {
+    acl.subnet_ids
+        .iter()
+        .filter(|s| !own_subnets.contains(&s.as_str()))
+        .cloned()
+        .partition(|s| wanted(s))
+}
+
 /// An ACL that gets no deny of the instance's own addresses, so that the forensic host keeps
 /// the path to the instance that the isolation group admits it on. NACLs match the remote
 /// side, so a deny of the instance on the ACL of the forensic host's subnet would cut it off.
@@ -119,14 +146,7 @@ pub struct OpenForForensics {
 
 impl OpenForForensics {
     pub fn note(&self) -> String {
-        let also = if self.other_subnets.is_empty() {
-            "it serves no other subnet".to_string()
-        } else {
-            format!(
-                "it also serves {}, which can still reach the instance through it (the isolation group still refuses them)",
-                self.other_subnets.join(", ")
-            )
-        };
+        let also = also_serves(&self.other_subnets);
         format!(
             "{} was left without denies of the instance's own addresses so that the forensic CIDR {} keeps its path from {}; {also}",
             self.acl_id,
@@ -158,14 +178,7 @@ pub struct OpenForSessions {
 
 impl OpenForSessions {
     pub fn note(&self) -> String {
-        let also = if self.other_subnets.is_empty() {
-            "it serves no other subnet".to_string()
-        } else {
-            format!(
-                "it also serves {}, which can still reach the instance through it (the isolation group still refuses them)",
-                self.other_subnets.join(", ")
-            )
-        };
+        let also = also_serves(&self.other_subnets);
         format!(
             "{} was left without denies of the instance's own addresses so that Session Manager's endpoints {} in {} keep their path to it; {also}",
             self.acl_id,
@@ -191,12 +204,7 @@ pub fn open_for_sessions(
     };
     acls.iter()
         .filter_map(|acl| {
-            let (endpoint_subnets, other): (Vec<String>, Vec<String>) = acl
-                .subnet_ids
-                .iter()
-                .filter(|s| !own_subnets.contains(&s.as_str()))
-                .cloned()
-                .partition(|s| holds(s));
+            let (endpoint_subnets, other) = split_subnets(acl, own_subnets, holds);
             let here: Vec<&crate::ec2::SessionEndpoint> = endpoints
                 .iter()
                 .filter(|e| e.subnet_ids.iter().any(|s| endpoint_subnets.contains(s)))
@@ -239,12 +247,7 @@ pub fn open_for_forensics(
     };
     acls.iter()
         .filter_map(|acl| {
-            let (forensic, other): (Vec<String>, Vec<String>) = acl
-                .subnet_ids
-                .iter()
-                .filter(|s| !own_subnets.contains(&s.as_str()))
-                .cloned()
-                .partition(|s| overlaps(s));
+            let (forensic, other) = split_subnets(acl, own_subnets, overlaps);
             (!forensic.is_empty()).then(|| OpenForForensics {
                 acl_id: acl.id.clone(),
                 forensic_cidr: forensic_cidr.to_string(),
@@ -1886,25 +1889,7 @@ mod tests {
     #[test]
     fn with_session_manager_the_endpoints_acl_keeps_its_path_to_the_instance() {
         let ec2 = FakeEc2::standard();
-        ec2.with(|s| {
-            s.session_endpoints.insert(
-                "vpc-1".into(),
-                vec![
-                    crate::ec2::SessionEndpoint {
-                        id: "vpce-ssm".into(),
-                        service: "ssm".into(),
-                        subnet_ids: vec!["subnet-b".into()],
-                        addresses: vec!["10.0.2.10".into()],
-                    },
-                    crate::ec2::SessionEndpoint {
-                        id: "vpce-messages".into(),
-                        service: "ssmmessages".into(),
-                        subnet_ids: vec!["subnet-b".into()],
-                        addresses: vec!["10.0.2.11".into()],
-                    },
-                ],
-            )
-        });
+        ec2.with_session_endpoints();
         let record = record(vec![interface(
             "eni-1",
             "subnet-a",
