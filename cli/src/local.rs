@@ -99,6 +99,13 @@ impl Moto {
         AwsContext::from_sdk_config(self.sdk_config())
     }
 
+    /// Cordon's AWS context as the worker `worker` builds it: its calls name the worker, as
+    /// the deployed function's do, so that a test calling a step directly has its calls
+    /// judged against that worker's role.
+    pub fn worker_aws(&self, worker: &str) -> AwsContext {
+        self.cordon_aws().acting_as(worker)
+    }
+
     /// Cordon's own adapter, as the workers and the CLI build it.
     pub fn cordon_ec2(&self) -> AwsEc2 {
         AwsContext::from_sdk_config(self.sdk_config()).ec2(Some(REGION))
@@ -161,6 +168,20 @@ pub fn emulator_config(endpoint: &str) -> SdkConfig {
         ))
         .build()
 }
+
+/// A new KMS HMAC key on the emulator standing in for the stack's key `logical` (`LinkKey`,
+/// `DecisionKey`, `BreakGlassKey`, `RecordKey`), which its description names, so that what
+/// reads the emulator's calls can tell which key a call used ([`stack_key_of`]).
+pub async fn create_stack_key(sdk: &SdkConfig, logical: &str) -> Result<String, CordonError> {
+    create_hmac_key(sdk, &format!("{STACK_KEY_DESCRIPTION}{logical}")).await
+}
+
+/// The stack key a local key stands in for, from its description.
+pub fn stack_key_of(description: &str) -> Option<&str> {
+    description.strip_prefix(STACK_KEY_DESCRIPTION)
+}
+
+const STACK_KEY_DESCRIPTION: &str = "Cordon (local run): ";
 
 /// A new KMS HMAC key on the emulator, made as the stack makes its `LinkKey` (`HMAC_256`,
 /// `GENERATE_VERIFY_MAC`): the local links are signed and checked by KMS as in production,

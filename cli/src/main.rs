@@ -555,7 +555,7 @@ async fn isolate_command(target: &AwsTarget, args: &IsolateArgs) -> Result<u8, C
             );
         }
     }
-    let aws = AwsContext::load(target).await;
+    let aws = operator_context(target).await;
     let ec2 = aws.ec2(region.as_deref());
     let here = cordon_core::ec2::Target {
         account_id: None,
@@ -935,7 +935,7 @@ async fn record_key(
                 ..target.clone()
             };
             Some(RecordKey {
-                kms: AwsKms::new(AwsContext::load(&target).await.sdk_config()),
+                kms: AwsKms::new(operator_context(&target).await.sdk_config()),
                 key_id: key_id.to_string(),
             })
         }
@@ -947,8 +947,14 @@ async fn record_key(
     Ok(records)
 }
 
+/// The operator's own AWS context: its calls name `cordon-cli` in their user agent, so that
+/// CloudTrail tells an operator's command from the workers' calls (`cordon-<worker>`).
+async fn operator_context(target: &AwsTarget) -> AwsContext {
+    AwsContext::load(target).await.acting_as("cli")
+}
+
 async fn cleanup_command(target: &AwsTarget, args: &CleanupArgs) -> Result<u8, CordonError> {
-    let aws = AwsContext::load(target).await;
+    let aws = operator_context(target).await;
     let records = record_key(target, &args.records).await?;
     let ec2 = aws.ec2(None);
     eprintln!(
@@ -973,7 +979,7 @@ async fn cleanup_command(target: &AwsTarget, args: &CleanupArgs) -> Result<u8, C
 async fn restore_command(target: &AwsTarget, args: &RestoreArgs) -> Result<u8, CordonError> {
     let instance_id = args.instance.as_str();
     check_instance_id(instance_id)?;
-    let aws = AwsContext::load(target).await;
+    let aws = operator_context(target).await;
     let records = record_key(target, &args.records).await?;
     eprintln!("cordon: restoring {instance_id}");
     // The records on the instance's tags say what to give back: network, then the role's
@@ -1032,7 +1038,7 @@ async fn confirm_subscription_command(
         region: Some(link.region.clone()),
         ..target.clone()
     };
-    let sns = aws_sdk_sns::Client::new(AwsContext::load(&target).await.sdk_config());
+    let sns = aws_sdk_sns::Client::new(operator_context(&target).await.sdk_config());
     let subscription_arn = confirm_with_authenticated_unsubscribe(&sns, &link).await?;
     eprintln!("cordon: confirmed; unsubscribing now needs AWS credentials of the topic's or the subscription's owner");
     print_pretty(&json!({
@@ -1054,7 +1060,7 @@ async fn decide_command(
         region: Some(region),
         ..target.clone()
     };
-    let context = AwsContext::load(&target).await;
+    let context = operator_context(&target).await;
     let sdk = context.sdk_config();
     let caller = aws_sdk_sts::Client::new(sdk)
         .get_caller_identity()
@@ -1138,7 +1144,7 @@ async fn measures_of(
 }
 
 async fn regions_command(target: &AwsTarget, stack_name: &str) -> Result<u8, CordonError> {
-    let aws = AwsContext::load(target).await;
+    let aws = operator_context(target).await;
     let standings = regions::standings(aws.sdk_config(), stack_name)
         .await
         .map_err(|cause| {
@@ -1214,7 +1220,7 @@ async fn status_command(
     if let Some(id) = instance {
         check_instance_id(id)?;
     }
-    let aws = AwsContext::load(target)
+    let aws = operator_context(target)
         .await
         .with_member_role(cordon_core::aws::MemberRole::from_env());
     let waiting = match state_machine {

@@ -344,21 +344,19 @@ impl Runner {
         let sfn = aws_sdk_sfn::Client::new(&sdk);
         let approval_key = LinkKey {
             kms: AwsKms::new(&sdk),
-            key_id: crate::local::create_hmac_key(&sdk, "Cordon approval links (local run)")
-                .await?,
+            key_id: crate::local::create_stack_key(&sdk, "LinkKey").await?,
         };
         let decision_key = DecisionKey {
             kms: AwsKms::new(&sdk),
-            key_id: crate::local::create_hmac_key(&sdk, "Cordon decisions (local run)").await?,
+            key_id: crate::local::create_stack_key(&sdk, "DecisionKey").await?,
         };
         let break_glass_key = DecisionKey {
             kms: AwsKms::new(&sdk),
-            key_id: crate::local::create_hmac_key(&sdk, "Cordon break-glass decisions (local run)")
-                .await?,
+            key_id: crate::local::create_stack_key(&sdk, "BreakGlassKey").await?,
         };
         let record_key = RecordKey {
             kms: AwsKms::new(&sdk),
-            key_id: crate::local::create_hmac_key(&sdk, "Cordon records (local run)").await?,
+            key_id: crate::local::create_stack_key(&sdk, "RecordKey").await?,
         };
         let sign_in_at = sign_in.as_ref().map(|s| s.issuer.clone());
         // The approval page's calls as the approval function's.

@@ -83,7 +83,14 @@ impl<'t> Resolved<'t> {
             "AWS::SNS::Topic" => format!("arn:{partition}:sns:{region}:{account}:{logical}"),
             "AWS::SQS::Queue" => format!("arn:{partition}:sqs:{region}:{account}:{logical}"),
             "AWS::StepFunctions::StateMachine" | "AWS::Serverless::StateMachine" => {
-                format!("arn:{partition}:states:{region}:{account}:stateMachine:{logical}")
+                let name = match resource["Properties"]
+                    .get("Name")
+                    .or_else(|| resource["Properties"].get("StateMachineName"))
+                {
+                    Some(name) => self.resolve(name).as_str().unwrap().to_string(),
+                    None => logical.to_string(),
+                };
+                format!("arn:{partition}:states:{region}:{account}:stateMachine:{name}")
             }
             "AWS::Serverless::Function" | "AWS::Lambda::Function" => {
                 format!("arn:{partition}:lambda:{region}:{account}:function:{logical}")

@@ -2,6 +2,11 @@
 //! code the demo uses), and helpers shared by the end-to-end and CLI tests.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cordon::runner::{DecisionMode, RunReport, Runner};
+use cordon_core::CordonError;
 
 pub mod aws_model;
 pub mod cfn;
@@ -65,22 +70,58 @@ pub fn json_files(dir: &std::path::Path) -> Vec<PathBuf> {
     files
 }
 
-/// A moto server of this test's own, stopped when dropped.
-pub struct Moto(cordon::local::Moto);
+/// A moto server of this test's own, stopped when dropped, behind a witness of every call
+/// (`witness.rs`): its `endpoint` is the witness's, so that whatever the test points at it
+/// (the runner, the workers' binaries, the `cordon` command) is seen.
+pub struct Moto {
+    moto: cordon::local::Moto,
+    witness: witness::Witness,
+}
 
 impl Moto {
     /// The emulator of the repository's `.venv` (tests may run from any directory), or
-    /// `MOTO_SERVER`.
+    /// `MOTO_SERVER`. With `CORDON_WITNESS_DIR` set, the witness writes the test's calls there.
     pub fn start() -> Moto {
         let path = cordon::local::moto_server_path(&repo_root());
-        Moto(cordon::local::Moto::start_at(&path).unwrap_or_else(|e| panic!("{e}")))
+        let mut moto = cordon::local::Moto::start_at(&path).unwrap_or_else(|e| panic!("{e}"));
+        let witness = witness::Witness::start(&moto.endpoint, witness_file());
+        moto.endpoint = witness.endpoint.clone();
+        Moto { moto, witness }
     }
+
+    /// Every call made to this server so far, as the witness saw it.
+    pub fn witness(&self) -> &witness::Witness {
+        &self.witness
+    }
+}
+
+/// A file of its own under `CORDON_WITNESS_DIR` for one witness: named after the test (the
+/// thread the test harness runs it on is named so), the process and a count, so that no two
+/// tests or servers share one.
+fn witness_file() -> Option<PathBuf> {
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = PathBuf::from(std::env::var_os("CORDON_WITNESS_DIR")?);
+    std::fs::create_dir_all(&dir).unwrap();
+    let test: String = std::thread::current()
+        .name()
+        .unwrap_or("test")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(dir.join(format!("{test}-{}-{n}.jsonl", std::process::id())))
 }
 
 impl std::ops::Deref for Moto {
     type Target = cordon::local::Moto;
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.moto
     }
 }
 
@@ -169,4 +210,42 @@ pub async fn approval_token(moto: &Moto, execution_arn: &str) -> String {
         .iter()
         .find_map(|p| p["Payload"]["task_token"].as_str().map(String::from))
         .expect("the execution waits for approval")
+}
+
+/// An execution waiting for a decision: its runner's work in the background (which does not
+/// answer the approval request) and the links of its email.
+pub struct AwaitingDecision {
+    pub arn: String,
+    pub follow: tokio::task::JoinHandle<Result<RunReport, CordonError>>,
+    pub approve: String,
+    pub reject: String,
+}
+
+/// Starts an execution for the EventBridge `event` and returns once its approval email is out
+/// (within 90 seconds, or the test fails).
+pub async fn until_decision(runner: &Arc<Runner>, event: &serde_json::Value) -> AwaitingDecision {
+    let arn = runner.start_execution(event, 600).await.unwrap();
+    let follow = tokio::spawn({
+        let (runner, arn) = (runner.clone(), arn.clone());
+        async move { runner.follow(&arn, DecisionMode::Wait).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        // moto's /moto-api/data.json (where the email is read) can fail while EC2 objects
+        // change under it (here: this execution's own containment), so a failed read is
+        // read again.
+        if let Ok(Some((approve, reject))) = runner.approval_links(&arn).await {
+            return AwaitingDecision {
+                arn,
+                follow,
+                approve,
+                reject,
+            };
+        }
+        assert!(
+            !follow.is_finished() && Instant::now() < deadline,
+            "the workflow never asked for approval"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -5,8 +5,14 @@
 //! tags that the EC2 resources it names carried at that moment (read from moto just before the
 //! call is passed on, with the caller's own credentials, so in the caller's account).
 //! `tests/tests/end_to_end/iam_calls.rs` judges them against the deployed policies.
+//!
+//! Every test's moto stands behind one (`cordon_tests::Moto`). With `CORDON_WITNESS_DIR` set
+//! (`scripts/test` sets it), each witness also writes its calls there, one JSON line per call,
+//! so that the calls of the whole suite are judged once after it.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -16,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 /// One call, as the witness saw it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Witnessed {
     /// The worker named in the user agent (`capture-state`, ...), or `local` for the test's
     /// own calls and the runner's; None when it names no `cordon-` app.
@@ -36,7 +42,8 @@ pub struct Witnessed {
     pub tags: BTreeMap<String, BTreeMap<String, String>>,
     /// The HTTP status moto answered.
     pub status: u16,
-    /// Moto's answer, for STS's (the keys of an assumed role).
+    /// Moto's answer, for STS's (the keys of an assumed role) and KMS's CreateKey (which key
+    /// the local run made for which purpose).
     pub answer: String,
 }
 
@@ -67,27 +74,75 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     calls: Mutex<Vec<Witnessed>>,
+    /// Where each call is also written, one JSON line each.
+    record: Option<Mutex<std::fs::File>>,
 }
 
-/// The running witness; it stops with the test's runtime.
+/// The running witness; it serves on a thread of its own until the process ends, so that it
+/// stands in front of moto for tests with and without a runtime of their own.
 pub struct Witness {
     pub endpoint: String,
     shared: Arc<Shared>,
 }
 
 impl Witness {
-    /// Starts the witness on 127.0.0.1 in front of `upstream` (moto's endpoint).
-    pub async fn start(upstream: &str) -> Witness {
+    /// Starts the witness on 127.0.0.1 in front of `upstream` (moto's endpoint), writing its
+    /// calls to `record` too, if given.
+    pub fn start(upstream: &str, record: Option<PathBuf>) -> Witness {
+        let record = record.map(|path| {
+            let file = std::fs::File::create(&path)
+                .unwrap_or_else(|e| panic!("the witness cannot write {}: {e}", path.display()));
+            Mutex::new(file)
+        });
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             calls: Mutex::default(),
+            record,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let app = Router::new().fallback(pass).with_state(shared.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        std::thread::Builder::new()
+            .name("witness".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    axum::serve(listener, app).await
+                })
+            })
+            .unwrap();
         Witness { endpoint, shared }
+    }
+
+    /// The calls `dir` holds, one list per witness that wrote there (each its own process's
+    /// or moto's: member sessions and keys are known within one list only).
+    pub fn recorded(dir: &std::path::Path) -> Vec<(String, Vec<Witnessed>)> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let calls = text
+                    .lines()
+                    // A process killed mid-write leaves its last line cut short.
+                    .filter_map(|line| serde_json::from_str(line).ok())
+                    .collect();
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                (name, calls)
+            })
+            .collect()
     }
 
     /// Every call so far, in the order they were answered.
@@ -267,21 +322,28 @@ async fn pass(
         }
     }
     let answer = answered.bytes().await.unwrap_or_default();
-    shared.calls.lock().unwrap().push(Witnessed {
+    let keep_answer = service == "sts" || (service == "kms" && action == "CreateKey");
+    let call = Witnessed {
+        answer: if keep_answer {
+            String::from_utf8_lossy(&answer).into_owned()
+        } else {
+            String::new()
+        },
         worker,
         access_key,
-        service: service.clone(),
+        service,
         action,
         fields,
         json,
         tags,
         status: status.as_u16(),
-        answer: if service == "sts" {
-            String::from_utf8_lossy(&answer).into_owned()
-        } else {
-            String::new()
-        },
-    });
+    };
+    if let Some(record) = &shared.record {
+        let mut line = serde_json::to_vec(&call).unwrap();
+        line.push(b'\n');
+        record.lock().unwrap().write_all(&line).unwrap();
+    }
+    shared.calls.lock().unwrap().push(call);
     reply.body(axum::body::Body::from(answer)).unwrap()
 }
 

@@ -5,11 +5,10 @@
 //! policies, the volumes' settings); the evidence snapshots remain.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use cordon::runner::{DecisionMode, Runner};
+use cordon::runner::Runner;
 use cordon_core::config::Config;
-use cordon_tests::{finding_for, Moto};
+use cordon_tests::{finding_for, until_decision, AwaitingDecision, Moto};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,22 +40,12 @@ async fn every_measure_contains_one_instance_and_all_are_given_back_exactly() {
 
     let event = json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty",
         "detail": finding_for(&instance, 8.0, "198.51.100.7")});
-    let arn = runner.start_execution(&event, 600).await.unwrap();
-    let follow = tokio::spawn({
-        let (runner, arn) = (runner.clone(), arn.clone());
-        async move { runner.follow(&arn, DecisionMode::Wait).await }
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let approve = loop {
-        if let Some((approve, _)) = runner.approval_links(&arn).await.unwrap() {
-            break approve;
-        }
-        assert!(
-            !follow.is_finished() && Instant::now() < deadline,
-            "the workflow never asked for approval"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let AwaitingDecision {
+        arn: _,
+        follow,
+        approve,
+        ..
+    } = until_decision(&runner, &event).await;
 
     // Contained by every measure at once.
     assert_ne!(world.eni_groups(&enis[0]).await, vec![web.clone()]);

@@ -10,13 +10,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cordon::runner::{DecisionMode, RunReport, Runner};
+use cordon::runner::Runner;
 use cordon_core::config::Config;
-use cordon_core::CordonError;
-use cordon_tests::{finding_for, Moto, World};
+use cordon_tests::{finding_for, until_decision, AwaitingDecision, Moto, World};
 use reqwest::Url;
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
 
 fn event(finding: Value) -> Value {
     json!({"version": "0", "id": "e-1", "detail-type": "GuardDuty Finding", "source": "aws.guardduty",
@@ -156,44 +154,9 @@ async fn instance(world: &World, vpc: &str, cidr: &str) -> (String, String, Vec<
     (instance, enis[0].clone(), vec![web, ssh])
 }
 
-/// An execution waiting for a decision: its runner's work in the background (which does not
-/// answer the approval request) and the links of its email.
-struct Execution {
-    arn: String,
-    follow: JoinHandle<Result<RunReport, CordonError>>,
-    approve: String,
-    reject: String,
-}
-
 /// Starts an execution for `instance` and returns once its approval email is out.
-async fn start(runner: &Arc<Runner>, instance: &str) -> Execution {
-    let arn = runner
-        .start_execution(&event(finding_for(instance, 8.0, "198.51.100.7")), 600)
-        .await
-        .unwrap();
-    let follow = tokio::spawn({
-        let (runner, arn) = (runner.clone(), arn.clone());
-        async move { runner.follow(&arn, DecisionMode::Wait).await }
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        // moto's /moto-api/data.json (where the email is read) can fail while EC2 objects
-        // change under it (here: this execution's own containment), so a failed read is
-        // read again.
-        if let Ok(Some((approve, reject))) = runner.approval_links(&arn).await {
-            return Execution {
-                arn,
-                follow,
-                approve,
-                reject,
-            };
-        }
-        assert!(
-            !follow.is_finished() && Instant::now() < deadline,
-            "the workflow never asked for approval"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn start(runner: &Arc<Runner>, instance: &str) -> AwaitingDecision {
+    until_decision(runner, &event(finding_for(instance, 8.0, "198.51.100.7"))).await
 }
 
 /// The link's query parameter `name`.
@@ -287,7 +250,7 @@ async fn opening_either_link_again_and_again_changes_nothing() {
     let (instance, eni, _) = instance(&world, &vpc, "10.0.1.0/24").await;
     let enis = [eni];
 
-    let Execution {
+    let AwaitingDecision {
         arn,
         follow,
         approve,
@@ -333,7 +296,7 @@ async fn a_forged_altered_or_backdated_link_is_refused_and_changes_nothing() {
     let (instance, eni, original) = instance(&world, &vpc, "10.0.1.0/24").await;
     let enis = [eni];
 
-    let Execution {
+    let AwaitingDecision {
         arn,
         follow,
         approve,
@@ -385,7 +348,7 @@ async fn a_used_link_cannot_decide_again_once_the_workflow_ended() {
     let (instance, eni, original) = instance(&world, &vpc, "10.0.1.0/24").await;
     let enis = [eni];
 
-    let Execution {
+    let AwaitingDecision {
         arn,
         follow,
         approve,
@@ -435,7 +398,7 @@ async fn a_used_link_cannot_decide_again_while_the_restore_runs() {
     let (instance, eni, _) = instance(&world, &vpc, "10.0.1.0/24").await;
     let enis = [eni];
 
-    let Execution {
+    let AwaitingDecision {
         arn,
         follow,
         approve,
@@ -478,14 +441,14 @@ async fn a_link_cannot_answer_another_executions_request() {
 
     // Both wait for a decision at once. B starts once A waits: A's runner then no longer
     // reads moto's data.json, which can fail while B's containment changes EC2.
-    let Execution {
+    let AwaitingDecision {
         arn: arn_a,
         follow: follow_a,
         approve: approve_a,
         ..
     } = start(&runner, &instance_a).await;
     let before_a = settled(&moto, &world, &arn_a, &enis_a, "RequestApproval").await;
-    let Execution {
+    let AwaitingDecision {
         arn: arn_b,
         follow: follow_b,
         approve: approve_b,
@@ -551,7 +514,7 @@ async fn a_decision_sent_straight_to_the_workflow_restores_nothing() {
     let vpc = world.vpc("10.0.0.0/16", false).await;
     let (instance, eni, original) = instance(&world, &vpc, "10.0.1.0/24").await;
     let enis = [eni];
-    let Execution { arn, follow, .. } = start(&runner, &instance).await;
+    let AwaitingDecision { arn, follow, .. } = start(&runner, &instance).await;
     let before = settled(&moto, &world, &arn, &enis, "RequestApproval").await;
 
     // Anyone allowed states:SendTaskSuccess (it has no resource scope) who can read the

@@ -5,11 +5,10 @@
 //! was and Cordon's record gone.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cordon::runner::{DecisionMode, Runner};
 use cordon_core::config::Config;
-use cordon_tests::{finding_for, Moto};
+use cordon_tests::{finding_for, until_decision, AwaitingDecision, Moto};
 use serde_json::json;
 
 fn event(instance: &str) -> serde_json::Value {
@@ -38,25 +37,12 @@ async fn an_instance_in_a_group_waits_in_standby_and_serves_again_after_approval
         ("InService".to_string(), false)
     );
 
-    let arn = runner
-        .start_execution(&event(&instance), 600)
-        .await
-        .unwrap();
-    let follow = tokio::spawn({
-        let (runner, arn) = (runner.clone(), arn.clone());
-        async move { runner.follow(&arn, DecisionMode::Wait).await }
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let approve = loop {
-        if let Some((approve, _)) = runner.approval_links(&arn).await.unwrap() {
-            break approve;
-        }
-        assert!(
-            !follow.is_finished() && Instant::now() < deadline,
-            "the workflow never asked for approval"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let AwaitingDecision {
+        arn,
+        follow,
+        approve,
+        ..
+    } = until_decision(&runner, &event(&instance)).await;
 
     // Isolated and in standby: out of service, the group serving with a replacement, its
     // desired capacity kept; the record on the instance.

@@ -16,7 +16,7 @@ struct Contained {
 }
 
 async fn contain_with(moto: &Moto, config: &Config, event: &serde_json::Value) -> Contained {
-    let aws = moto.cordon_aws();
+    let aws = moto.worker_aws("capture-state");
     let capture = capture_step(&aws, &aws, config, &cordon_core::seal::Unsealed, event)
         .await
         .unwrap();
@@ -27,10 +27,17 @@ async fn contain_with(moto: &Moto, config: &Config, event: &serde_json::Value) -
             nacl: None,
         };
     }
-    let isolation = isolate_step(&aws, config, &capture).await.unwrap();
-    let nacl = block_step(&aws, config, &cordon_core::seal::Unsealed, &capture)
+    let isolation = isolate_step(&moto.worker_aws("isolate-sg"), config, &capture)
         .await
         .unwrap();
+    let nacl = block_step(
+        &moto.worker_aws("block-nacl"),
+        config,
+        &cordon_core::seal::Unsealed,
+        &capture,
+    )
+    .await
+    .unwrap();
     Contained {
         capture,
         isolation: Some(isolation),
@@ -76,7 +83,7 @@ async fn restore_with(
         load_balancers: None,
         trust_unverified_records: false,
     };
-    let aws = moto.cordon_aws();
+    let aws = moto.worker_aws("restore");
     restore_step(&aws, &aws, &aws, &aws, records, &input)
         .await
         .unwrap()
@@ -183,17 +190,17 @@ async fn an_executions_record_is_on_its_claim_and_break_glass_restores_from_it()
     // and break glass uses it only because the seal verifies.
     let key = cordon_core::seal::RecordKey {
         kms: cordon_core::kms::AwsKms::new(&moto.sdk_config()),
-        key_id: cordon::local::create_hmac_key(&moto.sdk_config(), "records")
+        key_id: cordon::local::create_stack_key(&moto.sdk_config(), "RecordKey")
             .await
             .unwrap(),
     };
-    let aws = moto.cordon_aws();
+    let aws = moto.worker_aws("capture-state");
     let capture = capture_step(&aws, &aws, &Config::default(), &key, &input)
         .await
         .unwrap();
     assert_eq!(capture.status, CaptureStatus::Captured);
     assert!(capture.tags_written);
-    let isolation = isolate_step(&aws, &Config::default(), &capture)
+    let isolation = isolate_step(&moto.worker_aws("isolate-sg"), &Config::default(), &capture)
         .await
         .unwrap();
     let contained = Contained {
@@ -588,12 +595,12 @@ async fn isolating_twice_changes_nothing_and_keeps_the_true_originals() {
 
     // And the steps themselves are idempotent when Step Functions retries them.
     let config = Config::default();
-    let again = isolate_step(&moto.cordon_aws(), &config, &first.capture)
+    let again = isolate_step(&moto.worker_aws("isolate-sg"), &config, &first.capture)
         .await
         .unwrap();
     assert_eq!(again.status, StepStatus::Done);
     let nacl = block_step(
-        &moto.cordon_aws(),
+        &moto.worker_aws("block-nacl"),
         &config,
         &cordon_core::seal::Unsealed,
         &first.capture,
@@ -737,8 +744,8 @@ async fn a_missing_instance_is_a_typed_error_and_touches_nothing() {
     let moto = Moto::start();
     let event = finding_for("i-0123456789abcdef0", 8.0, "198.51.100.7");
     let error = capture_step(
-        &moto.cordon_aws(),
-        &moto.cordon_aws(),
+        &moto.worker_aws("capture-state"),
+        &moto.worker_aws("capture-state"),
         &Config::default(),
         &cordon_core::seal::Unsealed,
         &event,
@@ -811,15 +818,19 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
     .unwrap();
     let isolation = groups[&vpc].isolation.clone();
     let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
-    let aws = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint));
+    let faulty = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint));
+    let (capturing, aws) = (
+        faulty.clone().acting_as("capture-state"),
+        faulty.acting_as("isolate-sg"),
+    );
     let config = Config::default();
 
     // For a while: every attempt the SDK makes, of every try of the isolation swap, is
     // throttled. The step fails (the state machine retries it) with each interface's truth,
     // and the interface is as it was.
     let captured = capture_step(
-        &aws,
-        &aws,
+        &capturing,
+        &capturing,
         &config,
         &cordon_core::seal::Unsealed,
         &finding_for(&first, 8.0, "198.51.100.7"),
@@ -853,8 +864,8 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
 
     // For good: reported by name, the interface back on its own group, not retried.
     let captured = capture_step(
-        &aws,
-        &aws,
+        &capturing,
+        &capturing,
         &config,
         &cordon_core::seal::Unsealed,
         &finding_for(&second, 8.0, "198.51.100.7"),
@@ -879,8 +890,8 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
     );
     // A capture of the first instance now sees it quarantined.
     let again = capture_step(
-        &aws,
-        &aws,
+        &capturing,
+        &capturing,
         &config,
         &cordon_core::seal::Unsealed,
         &finding_for(&first, 8.0, "198.51.100.7"),
@@ -924,8 +935,9 @@ async fn the_acl_measure_makes_a_throttled_call_once_and_retries_other_faults() 
     let (_, [a, _], [web, _]) = two_subnet_vpc(&world).await;
     let (instance, _) = world.instance(&[(&a, &[&web])], false).await;
     let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
-    let urgent = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint));
-    let deferring = urgent.clone().deferring();
+    let urgent = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint))
+        .acting_as("capture-state");
+    let deferring = urgent.clone().acting_as("block-nacl").deferring();
     let config = Config::default();
     let captured = capture_step(
         &urgent,
@@ -1015,8 +1027,9 @@ async fn isolation_yields_its_conversion_swap_and_presses_its_isolation_swap() {
         groups[&vpc].isolation.clone(),
     );
     let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
-    let urgent = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint));
-    let yielding = urgent.clone().deferring();
+    let urgent = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint))
+        .acting_as("capture-state");
+    let yielding = urgent.clone().acting_as("isolate-sg").deferring();
     let config = Config::default();
     let captured = capture_step(
         &urgent,

@@ -6,12 +6,11 @@
 //! against the template in `definition`) and AWS's documented `ec2:SourceInstanceARN`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cordon::runner::{DecisionMode, Runner};
 use cordon_core::config::Config;
 use cordon_core::measures::credentials::{POLICY_NAME, POLICY_PATH, SLOT_PREFIX};
-use cordon_tests::{finding_for, Moto};
+use cordon_tests::{finding_for, until_decision, AwaitingDecision, Moto};
 use serde_json::json;
 
 fn event(instance: &str) -> serde_json::Value {
@@ -40,25 +39,12 @@ async fn the_instance_credentials_are_cut_and_the_role_given_back_exactly() {
     let before = world.role_state("web").await;
     assert_eq!(before.policies.len(), 1);
 
-    let arn = runner
-        .start_execution(&event(&instance), 600)
-        .await
-        .unwrap();
-    let follow = tokio::spawn({
-        let (runner, arn) = (runner.clone(), arn.clone());
-        async move { runner.follow(&arn, DecisionMode::Wait).await }
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let approve = loop {
-        if let Some((approve, _)) = runner.approval_links(&arn).await.unwrap() {
-            break approve;
-        }
-        assert!(
-            !follow.is_finished() && Instant::now() < deadline,
-            "the workflow never asked for approval"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let AwaitingDecision {
+        arn,
+        follow,
+        approve,
+        ..
+    } = until_decision(&runner, &event(&instance)).await;
 
     // Cut: the deny on the role, exactly one slot, naming this instance and not its sibling.
     let during = world.role_state("web").await;

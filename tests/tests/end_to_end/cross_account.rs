@@ -57,7 +57,7 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
 
     // Without a member role the workers refuse, loudly, naming what to configure; an
     // account outside Cordon's scope is skipped before any role is asked for.
-    let alone = moto.cordon_aws();
+    let alone = moto.worker_aws("capture-state");
     let error = capture_step(
         &alone,
         &alone,
@@ -93,18 +93,28 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         skipped.reason
     );
 
-    let aws = moto.cordon_aws().with_member_role(Some(MemberRole {
-        role_name: "cordon-member".into(),
-        external_id: Some("cordon-ext".into()),
-        session_policy: None,
-    }));
+    let as_worker = |worker: &str| {
+        moto.worker_aws(worker).with_member_role(Some(MemberRole {
+            role_name: "cordon-member".into(),
+            external_id: Some("cordon-ext".into()),
+            session_policy: None,
+        }))
+    };
+    let aws = as_worker("capture-state");
     let captured = capture_step(&aws, &aws, &config, &cordon_core::seal::Unsealed, &finding)
         .await
         .unwrap();
-    isolate_step(&aws, &config, &captured).await.unwrap();
-    let nacl = block_step(&aws, &config, &cordon_core::seal::Unsealed, &captured)
+    isolate_step(&as_worker("isolate-sg"), &config, &captured)
         .await
         .unwrap();
+    let nacl = block_step(
+        &as_worker("block-nacl"),
+        &config,
+        &cordon_core::seal::Unsealed,
+        &captured,
+    )
+    .await
+    .unwrap();
     let isolation = member.cordon_group_ids(&member_vpc).await["isolation"].clone();
     assert_eq!(member.eni_groups(&member_eni).await, vec![isolation]);
     assert_eq!(nacl.nacl_entries.len(), 4);
@@ -129,6 +139,7 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
         load_balancers: None,
         trust_unverified_records: false,
     };
+    let aws = as_worker("restore");
     let restored = restore_step(&aws, &aws, &aws, &aws, &cordon_core::seal::Unsealed, &input)
         .await
         .unwrap();

@@ -194,7 +194,11 @@ async fn the_custom_action_contains_each_selected_finding_once_and_restores_on_a
 
     // The handler starts the state machine for the finding, read from GuardDuty.
     let machine = runner.state_machine(300).await.unwrap();
-    let executions = AwsExecutions::new(&AwsContext::from_sdk_config(sdk.clone()), machine);
+    // As the deployed handler: its calls are judged against its role (iam_calls.rs).
+    let executions = AwsExecutions::new(
+        &AwsContext::from_sdk_config(sdk.clone()).acting_as("custom-action"),
+        machine,
+    );
     let guard_duty = GuardDutyHolding(BTreeMap::from([(
         finding["id"].as_str().unwrap().to_string(),
         finding.clone(),

@@ -6,11 +6,10 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use cordon::runner::{DecisionMode, Runner};
 use cordon_core::config::Config;
-use cordon_tests::{finding_for, Moto};
+use cordon_tests::{finding_for, until_decision, AwaitingDecision, Moto};
 use serde_json::json;
 
 fn event(instance: &str) -> serde_json::Value {
@@ -41,25 +40,12 @@ async fn the_volumes_are_snapshotted_once_per_finding_and_kept_while_isolated() 
         .expect("the root volume is deleted on termination");
     assert!(!before["/dev/sdf"].1);
 
-    let arn = runner
-        .start_execution(&event(&instance), 600)
-        .await
-        .unwrap();
-    let follow = tokio::spawn({
-        let (runner, arn) = (runner.clone(), arn.clone());
-        async move { runner.follow(&arn, DecisionMode::Wait).await }
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let approve = loop {
-        if let Some((approve, _)) = runner.approval_links(&arn).await.unwrap() {
-            break approve;
-        }
-        assert!(
-            !follow.is_finished() && Instant::now() < deadline,
-            "the workflow never asked for approval"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let AwaitingDecision {
+        arn,
+        follow,
+        approve,
+        ..
+    } = until_decision(&runner, &event(&instance)).await;
 
     // Both volumes snapshotted, tagged with what they are evidence of; the root volume kept
     // on termination while isolated.

@@ -1,20 +1,24 @@
 //! Every call Cordon's workers make, judged by the IAM evaluator against the role that makes
-//! it, as deployed. moto is run behind a witness (tests/src/witness.rs) that keeps each call
-//! with the worker that made it, the credentials it is signed with and the tags of the
-//! resources it names. Two runs exercise every step: the workflow with every measure (and
-//! Session Manager while isolated) on one instance of the stack's own account, and on one of a
-//! member account through the member role, each contained and given back on approval.
+//! it, as deployed. Every test's moto stands behind a witness (tests/src/witness.rs) that keeps
+//! each call with the worker that made it, the credentials it is signed with and the tags of
+//! the resources it names.
+//!
+//! Two tests judge them. The first runs the workflow with every measure (and Session Manager
+//! while isolated) on one instance of the stack's own account, and on one of a member account
+//! through the member role, each contained and given back on approval, and judges its calls.
+//! The second judges the calls of the whole suite, which the witnesses wrote to
+//! `CORDON_WITNESS_DIR`, and checks that every grant is exercised by some test's call or says
+//! in NOT_EXERCISED which path needs it; `scripts/test` runs it after the suite.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use cordon::runner::{DecisionMode, Runner};
+use cordon::runner::Runner;
 use cordon_core::aws::MemberRole;
 use cordon_core::config::Config;
 use cordon_tests::cfn::Resolved;
 use cordon_tests::witness::{Witness, Witnessed};
-use cordon_tests::{finding_for, Moto, World, REGION};
+use cordon_tests::{finding_for, until_decision, AwaitingDecision, Moto, World, REGION};
 use serde_json::{json, Map, Value};
 
 use super::iam::{deployment, judge, policies, request, yaml, Case};
@@ -81,22 +85,12 @@ async fn every_measure_contained_and_given_back(
         .into();
     let event = json!({"detail-type": "GuardDuty Finding", "source": "aws.guardduty",
         "detail": finding});
-    let arn = runner.start_execution(&event, 600).await.unwrap();
-    let follow = tokio::spawn({
-        let (runner, arn) = (runner.clone(), arn.clone());
-        async move { runner.follow(&arn, DecisionMode::Wait).await }
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let approve = loop {
-        if let Some((approve, _)) = runner.approval_links(&arn).await.unwrap() {
-            break approve;
-        }
-        assert!(
-            !follow.is_finished() && Instant::now() < deadline,
-            "the workflow never asked for approval"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let AwaitingDecision {
+        arn: _,
+        follow,
+        approve,
+        ..
+    } = until_decision(runner, &event).await;
     assert_ne!(world.eni_groups(&enis[0]).await, vec![web.clone()]);
     assert_eq!(world.evidence_of(&instance).await.len(), 2);
     runner.decide_as_a_person(&approve).await.unwrap();
@@ -125,19 +119,16 @@ const EVALUATOR_GAPS: [(&str, &str); 2] = [
     ),
 ];
 
-/// Grants the two runs do not exercise, each with the path of the code that needs it. The test
-/// fails on a grant that is neither exercised nor here: one that nothing needs is to be removed.
-const NOT_EXERCISED: [(&str, &str, &str); 23] = [
+/// Grants that no test of the suite exercises, each with the path of the code that needs it.
+/// The suite's judgement fails on a grant that is neither exercised nor here (one that nothing
+/// needs is to be removed) and on one here that a test exercises after all.
+const NOT_EXERCISED: [(&str, &str, &str); 18] = [
     ("CaptureStateRole", "ec2:DescribeVpcEndpoints", "SessionManagerWhileIsolated: an instance already on an isolation group holding HTTPS rules is quarantined only if they are its VPC's endpoints' (capture.rs, session_rules_for)"),
     ("CaptureStateRole", "ec2:DescribeNetworkInterfaces", "as ec2:DescribeVpcEndpoints: the endpoints' addresses"),
     ("CaptureStateRole", "ec2:DeleteTags", "taking over a lapsed claim drops the old holder's record past the new one's end (claim.rs, DropStaleClaimRecords)"),
-    ("CaptureStateRole", "iam:GetInstanceProfile", "a finding about the instance's credentials used elsewhere: whether its profile still holds their role (ReadInstanceProfiles)"),
-    ("CaptureStateRole", "kms:VerifyMac", "a resumed capture checks the seal of the record it copies (capture.rs, kept_record_of)"),
-    ("IsolateSecurityGroupsRole", "ec2:DescribeInstances", "a retried attempt reads the instance again (steps.rs, isolate_attempt_step)"),
     ("IsolateSecurityGroupsRole", "ec2:RevokeSecurityGroupIngress", "an isolation group whose ingress was changed is put back to the forensic source only"),
     ("BlockNetworkAclRole", "ec2:DeleteTags", "an earlier run's record on an ACL, rewritten shorter (nacl.rs)"),
     ("BlockNetworkAclRole", "ec2:DescribeSubnets", "with ForensicCidr, the subnets whose ACLs serve the forensic hosts are read and left open (nacl.rs)"),
-    ("BlockNetworkAclRole", "kms:VerifyMac", "an earlier run's or another instance's ACL record is relied on only if its seal verifies (nacl.rs)"),
     ("HoldAutoScalingGroupRole", "autoscaling:SetInstanceProtection", "an instance that cannot enter standby (not InService yet) is protected from scale-in instead"),
     ("HoldAutoScalingGroupRole", "ec2:DeleteTags", "a record rewritten shorter drops its stale tags (auto_scaling/mod.rs)"),
     ("RestoreRole", "iam:AttachRolePolicy", "another instance of the role is still cut off: the deny detached by a race is attached again (credentials/mod.rs, restore)"),
@@ -145,10 +136,9 @@ const NOT_EXERCISED: [(&str, &str, &str); 23] = [
     ("NotifyRole", "guardduty:ListDetectors", "archiving the finding on release (ArchiveOnRestore, off by default) needs the detector"),
     ("NotifyRole", "kms:Decrypt", "SNS uses it on notify's behalf for the AlertTopic encrypted with AlertTopicKey; moto's SNS does not encrypt"),
     ("NotifyRole", "kms:GenerateDataKey", "SNS uses it on notify's behalf for the AlertTopic encrypted with AlertTopicKey; moto's SNS does not encrypt"),
-    ("CustomActionRole", "guardduty:GetFindings", "Security Hub's custom action, run by custom_action.rs without the witness"),
-    ("CustomActionRole", "guardduty:ListDetectors", "Security Hub's custom action, run by custom_action.rs without the witness"),
-    ("CustomActionRole", "sqs:SendMessage", "Security Hub's custom action: its dead-letter queue"),
-    ("CustomActionRole", "states:StartExecution", "Security Hub's custom action, run by custom_action.rs without the witness"),
+    ("CustomActionRole", "guardduty:GetFindings", "Security Hub's custom action reads the finding: moto has no GuardDuty GetFindings, so custom_action.rs answers it from the GuardDuty port"),
+    ("CustomActionRole", "guardduty:ListDetectors", "as guardduty:GetFindings"),
+    ("CustomActionRole", "sqs:SendMessage", "Security Hub's custom action: Lambda's own write to its dead-letter queue"),
     ("MemberRole", "ec2:DescribeSubnets", "with ForensicCidr, as BlockNetworkAclRole's"),
     ("MemberRole", "ec2:RevokeSecurityGroupIngress", "as IsolateSecurityGroupsRole's"),
 ];
@@ -252,22 +242,41 @@ fn asff_paths(value: &Value, path: &str, into: &mut Vec<(String, String)>) {
 
 /// How the local run's own resources are named in the deployed stack.
 struct Stack {
-    /// The local keys' ids, with the stack's keys they stand for.
-    keys: Vec<(String, &'static str)>,
+    /// The local keys' ARNs, with the stack's keys they stand for.
+    keys: Vec<(String, String)>,
 }
 
 impl Stack {
-    /// A local ARN of the stack's (its keys, table, topic and executions) as deployed.
+    /// The stack's keys as the local runner made them, read from its `CreateKey` calls.
+    fn from_calls(calls: &[Witnessed]) -> Stack {
+        let keys = calls
+            .iter()
+            .filter(|call| call.service == "kms" && call.action == "CreateKey")
+            .filter_map(|call| {
+                let logical = cordon::local::stack_key_of(call.json["Description"].as_str()?)?;
+                let answer: Value = serde_json::from_str(&call.answer).ok()?;
+                let arn = answer["KeyMetadata"]["Arn"].as_str()?;
+                Some((arn.to_string(), logical.to_string()))
+            })
+            .collect();
+        Stack { keys }
+    }
+
+    /// A local ARN of the stack's (its keys, table, topic, state machine and executions) as
+    /// deployed.
     fn deployed(&self, arn: &str) -> String {
-        if let Some((_, logical)) = self.keys.iter().find(|(id, _)| {
-            let id = id.rsplit('/').next().unwrap();
+        if let Some((_, logical)) = self.keys.iter().find(|(key, _)| {
+            let id = key.rsplit('/').next().unwrap();
             arn.ends_with(id)
         }) {
             return format!("arn:aws:kms:{REGION}:{HOME}:key/{logical}");
         }
         let execution = regex_lite::Regex::new(r":execution:cordon-quarantine-[0-9a-f]+:").unwrap();
-        execution
-            .replace(arn, format!(":execution:{STACK}-quarantine:").as_str())
+        let machine =
+            regex_lite::Regex::new(r":stateMachine:cordon-quarantine-[0-9a-f]+$").unwrap();
+        let arn = execution.replace(arn, format!(":execution:{STACK}-quarantine:").as_str());
+        machine
+            .replace(&arn, format!(":stateMachine:{STACK}-quarantine").as_str())
             .replace(":table/cordon-releases", ":table/ReleaseLedgerTable")
             .replace(":cordon-alerts", ":AlertTopic")
     }
@@ -397,6 +406,10 @@ fn asked_for(call: &Witnessed, account: &str, stack: &Stack) -> Result<Vec<Asked
             &action,
             stack.deployed(&json_field("executionArn")?),
         )],
+        ("states", "StartExecution") => vec![Asked::on(
+            &action,
+            stack.deployed(&json_field("stateMachineArn")?),
+        )],
         // A task token names no resource.
         ("states", "SendTaskSuccess" | "SendTaskFailure") => vec![Asked::on(&action, "*")],
         ("securityhub", "PATCH /findings/batchupdate") => {
@@ -521,17 +534,281 @@ fn tag_guard() -> Value {
     }])
 }
 
+/// The stack and the member role as deployed, and the tag guard over every account.
+struct Deployed<'t> {
+    admin: Resolved<'t>,
+    member_template: &'t Value,
+    scps: Value,
+}
+
+impl<'t> Deployed<'t> {
+    fn new(template: &'t Value, member_template: &'t Value) -> Self {
+        let admin = Resolved::new(
+            template,
+            deployment(HOME, &[("MemberExternalId", json!(EXTERNAL_ID))]),
+        );
+        Deployed {
+            admin,
+            member_template,
+            scps: tag_guard(),
+        }
+    }
+
+    /// The member role as deployed in `account` with `external_id`.
+    fn member(&self, account: &str, external_id: &str) -> Resolved<'t> {
+        Resolved::new(
+            self.member_template,
+            deployment(
+                account,
+                &[
+                    ("AdministratorAccountId", json!(HOME)),
+                    ("AdministratorStackName", json!(STACK)),
+                    ("ExternalId", json!(external_id)),
+                ],
+            ),
+        )
+    }
+}
+
+/// A member role's session: the account it acts in, and the session policy it was given.
+struct Session {
+    account: String,
+    policy: Option<String>,
+}
+
+/// What the evaluator is given for one list of witnessed calls, and what could not be put to
+/// it.
+#[derive(Default)]
+struct Judgement {
+    cases: Vec<Case>,
+    problems: Vec<String>,
+    /// How many requests each role made of each action (`<role name> <action>`).
+    judged: BTreeMap<String, usize>,
+    gaps: std::collections::BTreeSet<String>,
+}
+
+impl Judgement {
+    /// Turns `calls` (one witness's: member sessions and keys are known within it) into
+    /// requests for the evaluator, each with the role that makes it as deployed. `origin`
+    /// names them in a failure.
+    fn add(&mut self, origin: &str, calls: &[Witnessed], deployed: &Deployed) {
+        let stack = Stack::from_calls(calls);
+        // The member role's sessions, by their access keys (from STS's answers).
+        let sessions: BTreeMap<String, Session> = calls
+            .iter()
+            .filter(|call| {
+                call.service == "sts" && call.action == "AssumeRole" && call.status == 200
+            })
+            .map(|call| {
+                let key = call
+                    .answer
+                    .split("<AccessKeyId>")
+                    .nth(1)
+                    .and_then(|rest| rest.split("</AccessKeyId>").next())
+                    .unwrap()
+                    .to_string();
+                let account = call
+                    .field("RoleArn")
+                    .and_then(|arn| arn.split(':').nth(4))
+                    .unwrap_or_default()
+                    .to_string();
+                let policy = call.field("Policy").map(String::from);
+                (key, Session { account, policy })
+            })
+            .collect();
+        for call in calls {
+            // moto's own API (no SigV4 signature), which the runner configures moto through.
+            if call.service.is_empty() {
+                continue;
+            }
+            // The harness's and the runner's own calls name `cordon-local`, an operator's
+            // commands `cordon-cli` (or the smoke test's), each worker's clients the worker:
+            // a call that names none was made by a client built some other way, which this
+            // judgement would miss.
+            let Some(worker) = call.worker.as_deref() else {
+                self.problems.push(format!(
+                    "{origin}: {} {} names no Cordon worker in its user agent",
+                    call.service, call.action
+                ));
+                continue;
+            };
+            if ["local", "cli", "smoke-test"].contains(&worker) {
+                continue;
+            }
+            let Some((_, logical)) = ROLES.iter().find(|(name, _)| *name == worker) else {
+                self.problems
+                    .push(format!("{origin}: a call by an unknown worker {worker}"));
+                continue;
+            };
+            let session = sessions.get(&call.access_key);
+            if call.access_key != "testing" && session.is_none() {
+                self.problems.push(format!(
+                    "{origin}: {worker}: {} {} is signed with {}, which is neither the stack's credentials nor a member session's",
+                    call.service, call.action, call.access_key
+                ));
+                continue;
+            }
+            let (principal, identity, account) = match session {
+                Some(session) => {
+                    let member = deployed.member(&session.account, EXTERNAL_ID);
+                    (
+                        member.arn_of("MemberRole"),
+                        member.role_policies("MemberRole"),
+                        session.account.as_str(),
+                    )
+                }
+                None => (
+                    deployed.admin.arn_of(logical),
+                    deployed.admin.role_policies(logical),
+                    HOME,
+                ),
+            };
+            let asked = match asked_for(call, account, &stack) {
+                Ok(asked) => asked,
+                Err(problem) => {
+                    self.problems.push(format!("{origin}: {worker}: {problem}"));
+                    continue;
+                }
+            };
+            let role_name = principal.rsplit('/').next().unwrap().to_string();
+            for asked in asked {
+                *self
+                    .judged
+                    .entry(format!("{role_name} {}", asked.action))
+                    .or_default() += 1;
+                if let Some((_, why)) = EVALUATOR_GAPS
+                    .iter()
+                    .find(|(action, _)| *action == asked.action)
+                {
+                    self.gaps
+                        .insert(format!("{role_name} {}: {why}", asked.action));
+                    continue;
+                }
+                let mut simulation = json!({
+                    "request": request(&principal, &asked.action, &asked.resource, account, Value::Object(asked.context.clone())),
+                    "identityPolicies": policies(&identity),
+                    "serviceControlPolicies": deployed.scps,
+                    "resourceControlPolicies": [],
+                });
+                if asked.action == "sts:AssumeRole" {
+                    // The trust of the role asked for, as deployed in its account with the
+                    // external id the test's deployment chose: the one its workers present
+                    // (a call that presents none cannot pass any deployment's trust).
+                    let account = asked.resource.split(':').nth(4).unwrap_or_default();
+                    let external_id = call.field("ExternalId").unwrap_or(EXTERNAL_ID);
+                    let member = deployed.member(account, external_id);
+                    simulation["resourcePolicy"] = member.resolve(
+                        &member.resources()["MemberRole"]["Properties"]["AssumeRolePolicyDocument"],
+                    );
+                }
+                // A KMS key is authorized by its key policy, which delegates to IAM or not.
+                if let Some(key) = asked
+                    .resource
+                    .strip_prefix(&format!("arn:aws:kms:{REGION}:{HOME}:key/"))
+                {
+                    let Some(key) = deployed.admin.resources().get(key) else {
+                        self.problems.push(format!(
+                            "{origin}: {worker}: {} with {key}, which is none of the stack's keys",
+                            asked.action
+                        ));
+                        continue;
+                    };
+                    simulation["resourcePolicy"] =
+                        deployed.admin.resolve(&key["Properties"]["KeyPolicy"]);
+                }
+                if let Some(policy) = session.and_then(|s| s.policy.as_deref()) {
+                    simulation["sessionPolicy"] = serde_json::from_str(policy).unwrap();
+                }
+                self.cases.push(Case {
+                    name: format!(
+                        "{origin}: {worker} as {role_name}: {} on {} {}",
+                        asked.action,
+                        asked.resource,
+                        Value::Object(asked.context)
+                    ),
+                    simulation,
+                    allowed: true,
+                });
+            }
+        }
+    }
+
+    /// The evaluator's verdict on every request (each distinct one once), after the problems
+    /// found on the way.
+    fn verdict(self) {
+        assert!(self.problems.is_empty(), "{}", self.problems.join("\n"));
+        let mut seen = std::collections::BTreeSet::new();
+        let cases: Vec<Case> = self
+            .cases
+            .into_iter()
+            .filter(|case| seen.insert(case.simulation.to_string()))
+            .collect();
+        eprintln!(
+            "{} distinct requests judged: {:#?}",
+            cases.len(),
+            self.judged
+        );
+        eprintln!(
+            "not judged, the evaluator's data lacking them: {:#?}",
+            self.gaps
+        );
+        judge(cases);
+    }
+
+    /// Grants that no judged call exercised and NOT_EXERCISED does not explain, and grants it
+    /// lists that were exercised after all (or are no longer granted).
+    fn unexercised(&self, deployed: &Deployed) -> (Vec<String>, Vec<String>) {
+        let mut unexercised = Vec::new();
+        // The Lambda runtime's own writes, not Cordon's calls.
+        let runtime = |action: &str| action.starts_with("logs:") || action.starts_with("xray:");
+        for (_, logical) in ROLES {
+            let (arn, granted) = (
+                deployed.admin.arn_of(logical),
+                deployed.admin.role_policies(logical),
+            );
+            let role_name = arn.rsplit('/').next().unwrap();
+            for action in allowed_actions(&granted) {
+                if !runtime(&action) && !self.judged.contains_key(&format!("{role_name} {action}"))
+                {
+                    unexercised.push(format!("{logical} {action}"));
+                }
+            }
+        }
+        let member = deployed.member(MEMBER, EXTERNAL_ID);
+        for action in allowed_actions(&member.role_policies("MemberRole")) {
+            if !self.judged.contains_key(&format!("cordon-member {action}")) {
+                unexercised.push(format!("MemberRole {action}"));
+            }
+        }
+        let expected: Vec<String> = NOT_EXERCISED
+            .iter()
+            .map(|(role, action, _)| format!("{role} {action}"))
+            .collect();
+        let unexplained = unexercised
+            .iter()
+            .filter(|grant| !expected.contains(grant))
+            .cloned()
+            .collect();
+        let now_exercised = expected
+            .into_iter()
+            .filter(|grant| !unexercised.contains(grant))
+            .collect();
+        (unexplained, now_exercised)
+    }
+}
+
+/// The two runs above, every call judged. A call some other test makes is judged by the next
+/// test, over the whole suite's calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_the_workers_make_is_allowed_to_the_role_that_makes_it() {
     let moto = Moto::start();
-    let witness = Witness::start(&moto.endpoint).await;
     // Every optional call on: Session Manager while isolated.
     let config = Config {
         session_manager: true,
         ..Config::default()
     };
     let runner = Arc::new(
-        Runner::start(&witness.endpoint, config)
+        Runner::start(&moto.endpoint, config)
             .await
             .unwrap()
             .with_member_role(MemberRole {
@@ -543,184 +820,41 @@ async fn every_call_the_workers_make_is_allowed_to_the_role_that_makes_it() {
     every_measure_contained_and_given_back(&runner, &moto.world(), HOME).await;
     let member = World::from_sdk(&moto.sdk_config_in(MEMBER, "cordon-member").await);
     every_measure_contained_and_given_back(&runner, &member, MEMBER).await;
-    let keys = vec![
-        (runner.record_key.key_id.clone(), "RecordKey"),
-        (runner.link_key().key_id.clone(), "LinkKey"),
-        (runner.decision_key().key_id.clone(), "DecisionKey"),
-        (runner.break_glass_key().key_id.clone(), "BreakGlassKey"),
-    ];
-    let stack = Stack { keys };
 
-    let template = yaml("infra/template.yaml");
-    let admin = Resolved::new(
-        &template,
-        deployment(HOME, &[("MemberExternalId", json!(EXTERNAL_ID))]),
-    );
-    let member_template = yaml("infra/member-role.yaml");
-    let member = Resolved::new(
-        &member_template,
-        deployment(
-            MEMBER,
-            &[
-                ("AdministratorAccountId", json!(HOME)),
-                ("AdministratorStackName", json!(STACK)),
-                ("ExternalId", json!(EXTERNAL_ID)),
-            ],
-        ),
-    );
-    let member_trust =
-        member.resolve(&member.resources()["MemberRole"]["Properties"]["AssumeRolePolicyDocument"]);
-    let scps = tag_guard();
+    let (template, member_template) = (yaml("infra/template.yaml"), yaml("infra/member-role.yaml"));
+    let deployed = Deployed::new(&template, &member_template);
+    let mut judgement = Judgement::default();
+    judgement.add("every measure", &moto.witness().calls(), &deployed);
+    judgement.verdict();
+}
 
-    let calls = witness.calls();
-    // The member role's sessions, by their access keys (from STS's answers).
-    let sessions: BTreeMap<String, Option<String>> = calls
-        .iter()
-        .filter(|call| call.service == "sts" && call.action == "AssumeRole" && call.status == 200)
-        .map(|call| {
-            let key = call
-                .answer
-                .split("<AccessKeyId>")
-                .nth(1)
-                .and_then(|rest| rest.split("</AccessKeyId>").next())
-                .unwrap()
-                .to_string();
-            (key, call.field("Policy").map(String::from))
-        })
-        .collect();
-    let mut cases = Vec::new();
-    let mut problems = Vec::new();
-    let mut judged: BTreeMap<String, usize> = BTreeMap::new();
-    let mut gaps = std::collections::BTreeSet::new();
-    for call in &calls {
-        // moto's own API (no SigV4 signature), which the runner configures moto through.
-        if call.service.is_empty() {
-            continue;
-        }
-        // The harness's and the runner's own calls name `cordon-local`, each worker's clients
-        // the worker: a call that names neither was made by a client built some other way,
-        // which this test would not judge.
-        let Some(worker) = call.worker.as_deref() else {
-            problems.push(format!(
-                "{} {} names no Cordon worker in its user agent",
-                call.service, call.action
-            ));
-            continue;
-        };
-        if worker == "local" {
-            continue;
-        }
-        let Some((_, logical)) = ROLES.iter().find(|(name, _)| *name == worker) else {
-            problems.push(format!("a call by an unknown worker {worker}"));
-            continue;
-        };
-        if call.access_key != "testing" && !sessions.contains_key(&call.access_key) {
-            problems.push(format!(
-                "{worker}: {} {} is signed with {}, which is neither the stack's credentials nor a member session's",
-                call.service, call.action, call.access_key
-            ));
-            continue;
-        }
-        let (principal, identity, account, session) = match sessions.get(&call.access_key) {
-            Some(session) => (
-                member.arn_of("MemberRole"),
-                member.role_policies("MemberRole"),
-                MEMBER,
-                session.clone(),
-            ),
-            None => (
-                admin.arn_of(logical),
-                admin.role_policies(logical),
-                HOME,
-                None,
-            ),
-        };
-        let asked = match asked_for(call, account, &stack) {
-            Ok(asked) => asked,
-            Err(problem) => {
-                problems.push(format!("{worker}: {problem}"));
-                continue;
-            }
-        };
-        let role_name = principal.rsplit('/').next().unwrap().to_string();
-        for asked in asked {
-            *judged
-                .entry(format!("{role_name} {}", asked.action))
-                .or_default() += 1;
-            let mut simulation = json!({
-                "request": request(&principal, &asked.action, &asked.resource, account, Value::Object(asked.context.clone())),
-                "identityPolicies": policies(&identity),
-                "serviceControlPolicies": scps,
-                "resourceControlPolicies": [],
-            });
-            if asked.action == "sts:AssumeRole" {
-                simulation["resourcePolicy"] = member_trust.clone();
-            }
-            // A KMS key is authorized by its key policy, which delegates to IAM or not.
-            if let Some(logical) = asked
-                .resource
-                .strip_prefix(&format!("arn:aws:kms:{REGION}:{HOME}:key/"))
-            {
-                simulation["resourcePolicy"] =
-                    admin.resolve(&admin.resources()[logical]["Properties"]["KeyPolicy"]);
-            }
-            if let Some((_, why)) = EVALUATOR_GAPS
-                .iter()
-                .find(|(action, _)| *action == asked.action)
-            {
-                gaps.insert(format!("{role_name} {}: {why}", asked.action));
-                continue;
-            }
-            if let Some(policy) = &session {
-                simulation["sessionPolicy"] = serde_json::from_str(policy).unwrap();
-            }
-            cases.push(Case {
-                name: format!(
-                    "{worker} as {role_name}: {} on {} {}",
-                    asked.action,
-                    asked.resource,
-                    Value::Object(asked.context)
-                ),
-                simulation,
-                allowed: true,
-            });
-        }
+/// Every call of every test that ran before it, as the witnesses in front of each test's moto
+/// wrote them to `CORDON_WITNESS_DIR`: each allowed to the role that makes it, and every grant
+/// exercised by some call or explained in NOT_EXERCISED. `scripts/test` runs it after the
+/// suite; a statement removed fails the first, an action added the second.
+#[test]
+#[ignore = "judges the calls of the whole suite: scripts/test runs it after the suite, with CORDON_WITNESS_DIR"]
+fn every_call_of_the_suite_is_allowed_to_the_role_that_makes_it() {
+    let dir = std::env::var_os("CORDON_WITNESS_DIR")
+        .expect("CORDON_WITNESS_DIR names where the suite's witnesses wrote their calls");
+    let recorded = Witness::recorded(std::path::Path::new(&dir));
+    let tests = recorded.len();
+    let calls: usize = recorded.iter().map(|(_, calls)| calls.len()).sum();
+    assert!(
+        tests > 50,
+        "only {tests} witnesses wrote to {dir:?}: run the whole suite first"
+    );
+    let (template, member_template) = (yaml("infra/template.yaml"), yaml("infra/member-role.yaml"));
+    let deployed = Deployed::new(&template, &member_template);
+    let mut judgement = Judgement::default();
+    for (origin, calls) in &recorded {
+        judgement.add(origin, calls, &deployed);
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-    eprintln!("{} requests judged: {judged:#?}", cases.len());
-    eprintln!("not judged, the evaluator's data lacking them: {gaps:#?}");
-    let mut unexercised = Vec::new();
-    // The Lambda runtime's own writes, not Cordon's calls.
-    let runtime = |action: &str| action.starts_with("logs:") || action.starts_with("xray:");
-    for (_, logical) in ROLES {
-        let (arn, granted) = (admin.arn_of(logical), admin.role_policies(logical));
-        let role_name = arn.rsplit('/').next().unwrap();
-        for action in allowed_actions(&granted) {
-            if !runtime(&action) && !judged.contains_key(&format!("{role_name} {action}")) {
-                unexercised.push(format!("{logical} {action}"));
-            }
-        }
-    }
-    for action in allowed_actions(&member.role_policies("MemberRole")) {
-        if !judged.contains_key(&format!("cordon-member {action}")) {
-            unexercised.push(format!("MemberRole {action}"));
-        }
-    }
-    let expected: Vec<String> = NOT_EXERCISED
-        .iter()
-        .map(|(role, action, _)| format!("{role} {action}"))
-        .collect();
-    let unexplained: Vec<&String> = unexercised
-        .iter()
-        .filter(|grant| !expected.contains(grant))
-        .collect();
-    let now_exercised: Vec<&String> = expected
-        .iter()
-        .filter(|grant| !unexercised.contains(grant))
-        .collect();
+    eprintln!("{calls} calls of {tests} witnesses");
+    let (unexplained, now_exercised) = judgement.unexercised(&deployed);
     assert!(
         unexplained.is_empty() && now_exercised.is_empty(),
-        "granted, but neither exercised here nor in NOT_EXERCISED with the path that needs it: {unexplained:#?}\nin NOT_EXERCISED, but exercised (or no longer granted): {now_exercised:#?}"
+        "granted, but neither exercised by the suite nor in NOT_EXERCISED with the path that needs it: {unexplained:#?}\nin NOT_EXERCISED, but exercised (or no longer granted): {now_exercised:#?}"
     );
-    judge(cases);
+    judgement.verdict();
 }

@@ -3,11 +3,10 @@
 //! while a sibling stays, and after approval it is back in both on exactly its ports.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use cordon::runner::{DecisionMode, Runner};
+use cordon::runner::Runner;
 use cordon_core::config::Config;
-use cordon_tests::{finding_for, Moto};
+use cordon_tests::{finding_for, until_decision, AwaitingDecision, Moto};
 use serde_json::json;
 
 fn event(instance: &str) -> serde_json::Value {
@@ -38,25 +37,12 @@ async fn its_target_groups_are_left_while_isolated_and_joined_again_after() {
     world.register_target(&admin, &instance, 9000).await;
     let before = (world.targets(&app).await, world.targets(&admin).await);
 
-    let arn = runner
-        .start_execution(&event(&instance), 600)
-        .await
-        .unwrap();
-    let follow = tokio::spawn({
-        let (runner, arn) = (runner.clone(), arn.clone());
-        async move { runner.follow(&arn, DecisionMode::Wait).await }
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let approve = loop {
-        if let Some((approve, _)) = runner.approval_links(&arn).await.unwrap() {
-            break approve;
-        }
-        assert!(
-            !follow.is_finished() && Instant::now() < deadline,
-            "the workflow never asked for approval"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let AwaitingDecision {
+        arn,
+        follow,
+        approve,
+        ..
+    } = until_decision(&runner, &event(&instance)).await;
 
     // Out of both, the sibling still serving.
     assert_eq!(world.targets(&app).await, vec![(sibling.clone(), 80)]);
