@@ -304,6 +304,43 @@ impl World {
             .unwrap();
     }
 
+    /// Tags target group `arn` with `key` = `value`, as anyone allowed `AddTags` may.
+    pub async fn tag_target_group(&self, arn: &str, key: &str, value: &str) {
+        self.elb
+            .add_tags()
+            .resource_arns(arn)
+            .tags(
+                aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The tags of target group `arn`.
+    pub async fn target_group_tags(&self, arn: &str) -> Vec<(String, String)> {
+        let described = self
+            .elb
+            .describe_tags()
+            .resource_arns(arn)
+            .send()
+            .await
+            .unwrap();
+        described.tag_descriptions()[0]
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// The target group's targets: (instance, port), sorted.
     pub async fn targets(&self, target_group: &str) -> Vec<(String, i32)> {
         let out = self

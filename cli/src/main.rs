@@ -712,11 +712,14 @@ async fn contain(
             None,
             config.evidence
         ),
+        // Unsealed, as its other records.
         cordon_core::measures::load_balancers::deregister(
             ec2,
             measures.autoscaling,
             measures.elb,
-            instance_id
+            instance_id,
+            &cordon_core::seal::Unsealed,
+            &record.captured_at
         )
     );
     let unregistered_short = match unregistered {
@@ -1132,7 +1135,11 @@ async fn measures_of(
     };
     let out_of = match cordon_core::measures::load_balancers::recorded(ec2, elb, &instance.id).await
     {
-        Ok((records, _)) => json!(records),
+        // Where each record names it, with its ports; `cordon restore` checks their seals.
+        Ok((records, _)) => json!(records
+            .into_iter()
+            .map(|record| record.registration)
+            .collect::<Vec<_>>()),
         Err(error) => json!({"error": error.to_report()}),
     };
     Ok(json!({

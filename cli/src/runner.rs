@@ -840,6 +840,7 @@ impl Runner {
                     ec2,
                     ec2,
                     ec2,
+                    &acting.record_key,
                     &typed(input)?,
                 ))
                 .await?,

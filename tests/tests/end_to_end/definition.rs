@@ -565,12 +565,16 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
             &["BreakGlassPrincipals"],
         ),
         ("BreakGlassKey", "kms:VerifyMac", &["RestoreRole"]),
-        // Only capture and the ACL step seal the records kept in tags (no person: `cordon
-        // isolate` writes its records unsealed).
+        // Only capture, the ACL step and the target group step seal the records kept in tags
+        // (no person: `cordon isolate` writes its records unsealed).
         (
             "RecordKey",
             "kms:GenerateMac",
-            &["BlockNetworkAclRole", "CaptureStateRole"],
+            &[
+                "BlockNetworkAclRole",
+                "CaptureStateRole",
+                "DeregisterTargetsRole",
+            ],
         ),
     ] {
         let only: std::collections::BTreeSet<String> =
@@ -597,7 +601,8 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
     // role credentials make and check no MAC: the compromised instance never signs its release.
     // Checking a record's seal makes none: the key policy leaves VerifyMac to IAM in the
     // account (operators who run `cordon restore --record-key`), and of the stack's roles
-    // only those that read records are given it: capture, the ACL step and restore.
+    // only those that read records are given it: capture, the ACL and target group steps,
+    // and restore.
     let checkers: std::collections::BTreeSet<String> = allows
         .iter()
         .filter(|g| {
@@ -609,10 +614,15 @@ fn the_hmac_keys_stay_in_kms_and_each_mac_operation_belongs_to_one_role() {
         .collect();
     assert_eq!(
         checkers,
-        ["BlockNetworkAclRole", "CaptureStateRole", "RestoreRole"]
-            .into_iter()
-            .map(String::from)
-            .collect()
+        [
+            "BlockNetworkAclRole",
+            "CaptureStateRole",
+            "DeregisterTargetsRole",
+            "RestoreRole"
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
     );
     // Losing the key would strand the record of every instance still isolated.
     assert_eq!(resources["RecordKey"]["DeletionPolicy"], "Retain");

@@ -435,6 +435,8 @@ fn only_capture_and_the_acl_step_seal_records() {
     for (role, seals) in [
         ("CaptureStateRole", true),
         ("BlockNetworkAclRole", true),
+        ("DeregisterTargetsRole", true),
+        ("HoldAutoScalingGroupRole", false),
         ("RestoreRole", false),
         ("NotifyRole", false),
         ("ApprovalRole", false),

@@ -2,14 +2,15 @@
 //! instance's original groups in tags (`record.rs`), and break-glass `cordon restore` puts the
 //! interfaces back on whatever that record names. Many principals may tag an instance or a
 //! security group (often the instance's own role), so each record carries a seal: a MAC by the
-//! stack's KMS HMAC key over the record's exact text and where it lives. Only Cordon's capture
-//! and ACL functions may make one; a reader that needs the record asks KMS whether the seal
+//! stack's KMS HMAC key over the record's exact text and where it lives. Only Cordon's capture,
+//! ACL and target group functions may make one; a reader that needs the record asks KMS whether the seal
 //! is right, and a record that does not verify is not used.
 //!
 //! The seal is `m1:` and the MAC's 64 hex digits: on the claim or the instance in the tag
 //! [`STATE_SEAL_TAG`] (not a chunk key, so the record's chunks read as before), on an ACL at
 //! the end of the record's own text after [`ACL_SEAL_SEPARATOR`] (an ACL's 50 tags are shared
-//! by every instance quarantined behind it).
+//! by every instance quarantined behind it), and on a target group after the ports, the same
+//! way (`80,8080;m1:...`).
 
 use std::future::Future;
 
@@ -68,6 +69,24 @@ pub fn acl_message(acl_id: &str, instance_id: &str, run: Option<&str>, entries: 
         instance_id,
         run.unwrap_or(""),
         entries,
+    ])
+}
+
+/// What a target group record's seal covers: the ports as recorded, the group, the instance,
+/// and the containment it was taken out by (its state record's `captured_at`): a record
+/// planted before the finding, or one of an earlier containment put back, does not verify.
+pub fn target_group_message(
+    group_arn: &str,
+    instance_id: &str,
+    captured_at: &str,
+    ports: &str,
+) -> Vec<u8> {
+    digest(&[
+        "cordon target group record mac v1",
+        group_arn,
+        instance_id,
+        captured_at,
+        ports,
     ])
 }
 

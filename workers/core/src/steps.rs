@@ -722,17 +722,36 @@ pub async fn restore_step(
     }
     // Back in its own target groups last, once the group has it in service again.
     if !input.load_balancers_not_applicable() {
+        use crate::measures::load_balancers::{Source, Vouch};
         let elb = elb_in.load_balancing_for(&target).await?;
         let known = input.load_balancers_record();
-        match crate::measures::load_balancers::restore(
-            &ec2,
-            &elb,
-            &input.instance_id,
-            known.as_deref(),
-        )
-        .await
+        // Without the branch's record, the groups' records count only where sealed for this
+        // containment: the one the execution's record (or, break glass, the verified record
+        // in tags) says was captured then.
+        let captured_at = input
+            .record
+            .as_ref()
+            .map(|record| record.captured_at.clone())
+            .or_else(|| report.captured_at.clone());
+        let source = match &known {
+            Some(known) => Source::Branch(known),
+            None => Source::Tags(Vouch {
+                key: records,
+                captured_at: captured_at.as_deref(),
+                trust_unverified: input.trust_unverified_records,
+            }),
+        };
+        match crate::measures::load_balancers::restore(&ec2, &elb, &input.instance_id, source)
+            .await
         {
-            Ok(registered) => report.load_balancers = registered,
+            Ok(Some(restored)) => {
+                report.records_refused.extend(restored.refused.iter().cloned());
+                report
+                    .records_used_unverified
+                    .extend(restored.unverified.iter().cloned());
+                report.load_balancers = Some(restored);
+            }
+            Ok(None) => {}
             Err(error) if error.is_transient() => return Err(error),
             Err(error) => report.errors.push(StepError {
                 error: error.error_name().into(),
@@ -984,6 +1003,7 @@ mod tests {
             &ec2_in,
             &|_: &Target| autoscaling.clone(),
             &|_: &Target| elb.clone(),
+            &crate::seal::Unsealed,
             &captured,
         ))
         .unwrap();
@@ -1075,6 +1095,7 @@ mod tests {
             &ec2_in,
             &no_group(),
             &|_: &Target| elb.clone(),
+            &crate::seal::Unsealed,
             &captured,
         ))
         .unwrap();

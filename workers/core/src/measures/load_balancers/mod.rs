@@ -2,9 +2,10 @@
 //! Scaling group, whose standby takes it out of the group's) keeps receiving health checks and,
 //! when every target of a group is unhealthy, traffic: a load balancer fails open. So it is
 //! deregistered from every instance target group of its VPCs it is registered in, each with
-//! its ports recorded first on the target group itself (`cordon:<instance-id>` = `80,8080`, a
-//! tag the instance cannot write); restore registers it again on exactly those ports and drops
-//! the record. Beside isolation (a branch of the Contain state): deregistration drains
+//! its ports recorded first on the target group itself (`cordon:<instance-id>` =
+//! `80,8080;m1:...`, sealed with the record key for this containment: whoever may tag a target
+//! group cannot write one that a restore relies on); restore registers it again on exactly
+//! those ports and drops the record. Beside isolation (a branch of the Contain state): deregistration drains
 //! connections for the group's deregistration delay, which isolation must not wait for.
 
 pub mod aws;
@@ -15,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::auto_scaling::AutoScaling;
 use super::{Measure, MeasureStatus, Phase};
 use crate::ec2::Ec2;
-use crate::error::{Result, StepError};
+use crate::error::{CordonError, Result, StepError};
+use crate::seal::{check, target_group_message, RecordTrouble, Seal, Verdict, ACL_SEAL_SEPARATOR};
 pub use port::{LoadBalancing, LoadBalancingProvider, TargetGroup};
 
 pub const MEASURE: Measure = Measure {
@@ -29,11 +31,14 @@ pub const MEASURE: Measure = Measure {
         (Phase::Apply, "elasticloadbalancing:DescribeTargetGroups"),
         (Phase::Apply, "elasticloadbalancing:DescribeTargetHealth"),
         (Phase::Apply, "elasticloadbalancing:DescribeTags"),
+        (Phase::Apply, "kms:VerifyMac"),
+        (Phase::Apply, "kms:GenerateMac"),
         (Phase::Apply, "elasticloadbalancing:AddTags"),
         (Phase::Apply, "elasticloadbalancing:DeregisterTargets"),
         (Phase::Restore, "ec2:DescribeInstances"),
         (Phase::Restore, "elasticloadbalancing:DescribeTargetGroups"),
         (Phase::Restore, "elasticloadbalancing:DescribeTags"),
+        (Phase::Restore, "kms:VerifyMac"),
         (Phase::Restore, "elasticloadbalancing:RegisterTargets"),
         (Phase::Restore, "elasticloadbalancing:RemoveTags"),
     ],
@@ -53,7 +58,27 @@ pub fn record_value(ports: &[i32]) -> String {
         .join(",")
 }
 
-/// The ports a record holds; None when it is not a list of ports (1..=65535).
+/// The record's whole tag value: the ports, then their seal (none: `cordon isolate`, whose
+/// caller may not seal, or a seal KMS would not make).
+pub fn sealed_value(ports: &[i32], seal: Option<&str>) -> String {
+    match seal {
+        Some(seal) => format!("{}{ACL_SEAL_SEPARATOR}{seal}", record_value(ports)),
+        None => record_value(ports),
+    }
+}
+
+/// The ports a record's tag value holds, and its seal; None when the ports are not a list of
+/// ports.
+pub fn parse_record(value: &str) -> Option<(Vec<i32>, Option<&str>)> {
+    let (ports, seal) = match value.split_once(ACL_SEAL_SEPARATOR) {
+        Some((ports, seal)) => (ports, Some(seal)),
+        None => (value, None),
+    };
+    Some((ports_of(ports)?, seal))
+}
+
+/// The ports of a record (its seal left off); None when it is not a list of ports
+/// (1..=65535).
 pub fn ports_of(value: &str) -> Option<Vec<i32>> {
     value
         .split(',')
@@ -90,6 +115,85 @@ pub fn candidates(
         })
         .map(|g| g.arn)
         .collect()
+}
+
+/// A record as a target group's tag holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub registration: Registration,
+    pub seal: Option<String>,
+}
+
+/// How a reader tells the records it may rely on: those sealed under `key` for the containment
+/// whose state record was captured at `captured_at`, or, with `trust_unverified`, any.
+pub struct Vouch<'a, S> {
+    pub key: &'a S,
+    /// None: no verified record of the containment, so no seal can be checked.
+    pub captured_at: Option<&'a str>,
+    pub trust_unverified: bool,
+}
+
+// By hand: derived, they would ask the key to be Copy too.
+impl<S> Clone for Vouch<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<S> Copy for Vouch<'_, S> {}
+
+/// Splits `records` into those `vouch` relies on and those it refuses (or, with
+/// `trust_unverified`, uses although they do not verify: the second list, then). KMS not
+/// answering is an error, for the caller's retry: it says nothing about the record.
+async fn vet(
+    vouch: Vouch<'_, impl Seal>,
+    instance_id: &str,
+    records: Vec<GroupRecord>,
+) -> Result<(Vec<Registration>, Vec<RecordTrouble>)> {
+    let (mut relied, mut troubles) = (Vec::new(), Vec::new());
+    for GroupRecord { registration, seal } in records {
+        let verdict = match (seal.as_deref(), vouch.captured_at) {
+            (None, _) => Verdict::Unsealed,
+            (Some(_), None) => Verdict::Unverifiable {
+                why: "no verified record says when the instance was captured, which the seal binds"
+                    .into(),
+                transient: false,
+            },
+            (Some(seal), Some(captured_at)) => {
+                let message = target_group_message(
+                    &registration.target_group,
+                    instance_id,
+                    captured_at,
+                    &record_value(&registration.ports),
+                );
+                check(vouch.key, &message, Some(seal)).await
+            }
+        };
+        let trouble = RecordTrouble {
+            resource: registration.target_group.clone(),
+            record: record_key(instance_id),
+            reason: verdict.reason(),
+        };
+        match verdict {
+            Verdict::Verified => relied.push(registration),
+            Verdict::Unverifiable {
+                transient: true, ..
+            } => {
+                return Err(CordonError::Unavailable {
+                    operation: "kms:VerifyMac".into(),
+                    message: format!(
+                        "the record on {} could not be checked: {}",
+                        registration.target_group, trouble.reason
+                    ),
+                })
+            }
+            _ if vouch.trust_unverified => {
+                relied.push(registration);
+                troubles.push(trouble);
+            }
+            _ => troubles.push(trouble),
+        }
+    }
+    Ok((relied, troubles))
 }
 
 /// What the measure did, or found.
@@ -133,22 +237,25 @@ impl Report {
     }
 }
 
-/// The records of `instance_id` on these target groups (every 20, as DescribeTags takes them):
-/// (group, ports), and the groups whose record is not a list of ports.
+/// The records of `instance_id` on these target groups (every 20, as DescribeTags takes them),
+/// and the groups whose record is not a list of ports.
 async fn records_on(
     elb: &impl LoadBalancing,
     groups: &[String],
     instance_id: &str,
-) -> Result<(Vec<Registration>, Vec<String>)> {
+) -> Result<(Vec<GroupRecord>, Vec<String>)> {
     let key = record_key(instance_id);
     let (mut found, mut unreadable) = (Vec::new(), Vec::new());
     for batch in groups.chunks(20) {
         for (group, tags) in elb.tags(batch).await? {
             if let Some((_, value)) = tags.iter().find(|(k, _)| *k == key) {
-                match ports_of(value) {
-                    Some(ports) => found.push(Registration {
-                        target_group: group,
-                        ports,
+                match parse_record(value) {
+                    Some((ports, seal)) => found.push(GroupRecord {
+                        registration: Registration {
+                            target_group: group,
+                            ports,
+                        },
+                        seal: seal.map(String::from),
                     }),
                     None => unreadable.push(group),
                 }
@@ -180,13 +287,16 @@ async fn candidate_groups(
 }
 
 /// Takes `instance_id` out of the target groups it is registered in on its own: each group's
-/// ports recorded on it first, then deregistered. A group refusing is reported and the others
-/// go on; throttling and no answer fail the step for a retry, which finds the records.
+/// ports recorded on it first, sealed under `seal` for the containment whose state record was
+/// captured at `captured_at`, then deregistered. A group refusing is reported and the others
+/// go on; throttling and no answer fail the step for a retry, which finds its own records.
 pub async fn deregister(
     ec2: &impl Ec2,
     autoscaling: &impl AutoScaling,
     elb: &impl LoadBalancing,
     instance_id: &str,
+    seal: &impl Seal,
+    captured_at: &str,
 ) -> Result<Report> {
     let candidates = candidate_groups(ec2, autoscaling, elb, instance_id).await?;
     let mut report = Report {
@@ -196,9 +306,28 @@ pub async fn deregister(
         notes: Vec::new(),
         errors: Vec::new(),
     };
-    // A retry of this run (or a run before it) recorded these already.
-    let (recorded, _) = records_on(elb, &candidates, instance_id).await?;
+    // A retry of this containment recorded these already. A record it did not seal (planted
+    // before the finding, or an earlier containment's) is not taken for its own: it would
+    // have the approved restore register the instance wherever the record's writer chose.
+    // Without a key (`cordon isolate`), no record is sealed, and every one is taken as before.
+    let (found, _) = records_on(elb, &candidates, instance_id).await?;
+    let vouch = Vouch {
+        key: seal,
+        captured_at: Some(captured_at),
+        trust_unverified: !seal.has_key(),
+    };
+    let (recorded, refused) = vet(vouch, instance_id, found).await?;
     report.deregistered = recorded;
+    if seal.has_key() {
+        for trouble in &refused {
+            report.notes.push(format!(
+                "{}'s {} tag was not taken for this containment's record ({}): left as it is unless the instance is registered there",
+                short(&trouble.resource),
+                trouble.record,
+                trouble.reason
+            ));
+        }
+    }
     for group in &candidates {
         let ports = elb.registered_ports(group, instance_id).await?;
         if ports.is_empty() {
@@ -216,8 +345,23 @@ pub async fn deregister(
             }
         }
         // The record first: a deregistration without it could not be given back.
+        let message = target_group_message(group, instance_id, captured_at, &record_value(&all));
+        let sealed = match seal.seal(&message).await {
+            Ok(sealed) => sealed,
+            Err(error) if error.is_transient() => return Err(error),
+            // The approved restore goes by the step's own output; only a break-glass restore
+            // reads the record, and it is told so.
+            Err(error) => {
+                report.notes.push(format!(
+                    "the record on {} was written without its seal ({error}): `cordon restore` registers the instance there again only if told --trust-unverified",
+                    short(group)
+                ));
+                None
+            }
+        };
+        let value = sealed_value(&all, sealed.as_deref());
         if let Err(error) = elb
-            .add_tags(group, &[(record_key(instance_id), record_value(&all))])
+            .add_tags(group, &[(record_key(instance_id), value)])
             .await
         {
             if error.is_transient() {
@@ -302,6 +446,12 @@ pub async fn plan_only(
 pub struct RestoreReport {
     pub registered: Vec<Registration>,
     pub notes: Vec<String>,
+    /// Records not used, and why (a seal that does not verify for this containment, or none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RecordTrouble>,
+    /// Records used although they do not verify (break glass, `--trust-unverified`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unverified: Vec<RecordTrouble>,
 }
 
 impl RestoreReport {
@@ -327,74 +477,101 @@ impl RestoreReport {
     }
 }
 
-/// The target groups of the instance's VPCs that record it (with its ports), and those whose
-/// record is not a list of ports (`cordon status` shows them; restore gives them back).
+/// The target groups of the instance's VPCs that record it, and those whose record is not a
+/// list of ports (`cordon status` shows them; restore gives them back where they verify).
 pub async fn recorded(
     ec2: &impl Ec2,
     elb: &impl LoadBalancing,
     instance_id: &str,
-) -> Result<(Vec<Registration>, Vec<String>)> {
+) -> Result<(Vec<GroupRecord>, Vec<String>)> {
     let (instance, groups) = tokio::join!(ec2.describe_instance(instance_id), elb.target_groups());
     let (instance, groups) = (instance?, groups?);
     let candidates = candidates(groups, &instance.vpc_ids(), &[]);
     records_on(elb, &candidates, instance_id).await
 }
 
-/// What a restore registers the instance in again: with the execution's own record of where
-/// its branch took it out (`known`), exactly that, on those ports; a group whose tag names the
-/// instance but which that record does not is left alone and named. Whoever may tag a target
-/// group could otherwise have an approved restore put the instance in any instance group of its
-/// VPCs. Without it (the branch failed, or break glass), the groups' records as they are, with
-/// their notes.
-pub fn registrations_to_restore(
-    instance_id: &str,
-    known: Option<&[Registration]>,
-    tagged: Vec<Registration>,
-    notes: &mut Vec<String>,
-) -> Vec<Registration> {
-    let Some(known) = known else {
-        return tagged;
-    };
-    for record in &tagged {
-        if !known.iter().any(|k| k.target_group == record.target_group) {
-            notes.push(format!(
-                "{}'s {} tag names the instance, but this execution did not take it out of that group: not registered there, the tag left as it is",
-                short(&record.target_group),
-                record_key(instance_id)
-            ));
-        }
-    }
-    known.to_vec()
+/// Where a restore takes the target groups to register the instance in again from.
+pub enum Source<'a, S> {
+    /// The execution's own record of where its branch took the instance out, which no tag can
+    /// change: exactly that, on those ports.
+    Branch(&'a [Registration]),
+    /// The groups' records (the branch failed, or break glass), each only where `vouch`
+    /// relies on it.
+    Tags(Vouch<'a, S>),
 }
 
-/// Registers `instance_id` again where it was taken out (see [`registrations_to_restore`]),
-/// then drops each group's record. None when there is nothing to register. Call it after the
-/// network and the Auto Scaling group are given back.
+/// What a restore registers the instance in again, from `source`; every group whose tag names
+/// the instance but that is not registered from is named in `notes`. Whoever may tag a target
+/// group could otherwise have a restore put the instance in any instance group of its VPCs.
+pub async fn registrations_to_restore(
+    instance_id: &str,
+    source: Source<'_, impl Seal>,
+    tagged: Vec<GroupRecord>,
+    report: &mut RestoreReport,
+) -> Result<Vec<Registration>> {
+    match source {
+        Source::Branch(known) => {
+            for record in &tagged {
+                let group = &record.registration.target_group;
+                if !known.iter().any(|k| k.target_group == *group) {
+                    report.notes.push(format!(
+                        "{}'s {} tag names the instance, but this execution did not take it out of that group: not registered there, the tag left as it is",
+                        short(group),
+                        record_key(instance_id)
+                    ));
+                }
+            }
+            Ok(known.to_vec())
+        }
+        Source::Tags(vouch) => {
+            let (relied, troubles) = vet(vouch, instance_id, tagged).await?;
+            if vouch.trust_unverified {
+                report.unverified = troubles;
+                return Ok(relied);
+            }
+            for trouble in &troubles {
+                report.notes.push(format!(
+                    "{}'s {} tag was not used ({}): not registered there, the tag left as it is",
+                    short(&trouble.resource),
+                    trouble.record,
+                    trouble.reason
+                ));
+            }
+            report.refused = troubles;
+            Ok(relied)
+        }
+    }
+}
+
+/// Registers `instance_id` again where `source` says it was taken out (see
+/// [`registrations_to_restore`]), then drops each group's record. None when there is nothing
+/// to register. Call it after the network and the Auto Scaling group are given back.
 pub async fn restore(
     ec2: &impl Ec2,
     elb: &impl LoadBalancing,
     instance_id: &str,
-    known: Option<&[Registration]>,
+    source: Source<'_, impl Seal>,
 ) -> Result<Option<RestoreReport>> {
     let (tagged, unreadable) = recorded(ec2, elb, instance_id).await?;
-    let mut notes: Vec<String> = unreadable
-        .iter()
-        .map(|g| {
-            format!(
-                "{}'s {} tag is not a list of ports: left as it is",
-                short(g),
-                record_key(instance_id)
-            )
-        })
-        .collect();
-    let records = registrations_to_restore(instance_id, known, tagged, &mut notes);
-    if records.is_empty() && notes.is_empty() {
-        return Ok(None);
-    }
     let mut report = RestoreReport {
         registered: Vec::new(),
-        notes,
+        notes: unreadable
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}'s {} tag is not a list of ports: left as it is",
+                    short(g),
+                    record_key(instance_id)
+                )
+            })
+            .collect(),
+        refused: Vec::new(),
+        unverified: Vec::new(),
     };
+    let records = registrations_to_restore(instance_id, source, tagged, &mut report).await?;
+    if records.is_empty() && report.notes.is_empty() {
+        return Ok(None);
+    }
     for record in records {
         match elb
             .register(&record.target_group, instance_id, &record.ports)
@@ -425,6 +602,7 @@ pub async fn deregister_step(
     ec2_in: &impl crate::ec2::Ec2Provider,
     autoscaling_in: &impl super::auto_scaling::AutoScalingProvider,
     elb_in: &impl LoadBalancingProvider,
+    seal: &impl Seal,
     capture: &crate::capture::CaptureOutput,
 ) -> Result<Report> {
     let record = crate::steps::record_of(capture)?;
@@ -437,7 +615,15 @@ pub async fn deregister_step(
         let (ec2, autoscaling, elb) = (ReadOnly(&ec2), ReadOnly(&autoscaling), ReadOnly(&elb));
         return plan_only(&ec2, &autoscaling, &elb, &record.instance_id).await;
     }
-    deregister(&ec2, &autoscaling, &elb, &record.instance_id).await
+    deregister(
+        &ec2,
+        &autoscaling,
+        &elb,
+        &record.instance_id,
+        seal,
+        &record.captured_at,
+    )
+    .await
 }
 
 #[cfg(test)]

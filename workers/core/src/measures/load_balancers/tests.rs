@@ -1,10 +1,55 @@
-use super::port::fake::{FakeLoadBalancing, ADMIN, ASG_GROUP, WEB};
+use super::port::fake::{FakeGroup, FakeLoadBalancing, ADMIN, ASG_GROUP, WEB};
 use super::*;
 use crate::error::CordonError;
 use crate::fake::{block_on, FakeEc2};
+use crate::kms::fake::FakeKms;
 use crate::measures::auto_scaling::port::fake::FakeAutoScaling;
+use crate::seal::{RecordKey, Unsealed};
 
 const INSTANCE: &str = "i-00000001";
+/// When this containment's capture recorded the instance.
+const CAPTURED_AT: &str = "2026-12-07T09:00:00Z";
+/// A group of the instance's VPC that it is not registered in.
+const PAYMENTS: &str =
+    "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/payments/0123456789abcdec";
+
+fn key() -> RecordKey<FakeKms> {
+    RecordKey {
+        kms: FakeKms::with_key("k", b"record key material"),
+        key_id: "k".into(),
+    }
+}
+
+/// The groups' records, relied on where sealed for this containment.
+fn sealed_here(key: &RecordKey<FakeKms>) -> Source<'_, RecordKey<FakeKms>> {
+    Source::Tags(Vouch {
+        key,
+        captured_at: Some(CAPTURED_AT),
+        trust_unverified: false,
+    })
+}
+
+/// A restore by the groups' records, relied on where sealed for this containment.
+fn restore_by_tags(ec2: &FakeEc2, elb: &FakeLoadBalancing) -> Option<RestoreReport> {
+    block_on(restore(ec2, elb, INSTANCE, sealed_here(&key()))).unwrap()
+}
+
+/// `PAYMENTS`, where the instance is not registered, in its VPC.
+fn with_payments(elb: &FakeLoadBalancing, tag: Option<String>) {
+    elb.with(|s| {
+        s.groups.insert(
+            PAYMENTS.into(),
+            FakeGroup {
+                vpc_id: "vpc-1".into(),
+                target_type: "instance".into(),
+                tags: tag
+                    .map(|value| vec![(record_key(INSTANCE), value)])
+                    .unwrap_or_default(),
+                ..Default::default()
+            },
+        )
+    });
+}
 
 /// The instance serving in Auto Scaling group `web`, whose target group is `asg`.
 fn in_its_group() -> FakeAutoScaling {
@@ -15,7 +60,15 @@ fn in_its_group() -> FakeAutoScaling {
 }
 
 fn deregister_now(ec2: &FakeEc2, elb: &FakeLoadBalancing) -> Report {
-    block_on(deregister(ec2, &in_its_group(), elb, INSTANCE)).unwrap()
+    block_on(deregister(
+        ec2,
+        &in_its_group(),
+        elb,
+        INSTANCE,
+        &key(),
+        CAPTURED_AT,
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -24,6 +77,12 @@ fn records_parse_back_and_reject_what_is_not_a_port_list() {
     for bad in ["", "80,", "http", "0", "65536", "80;443"] {
         assert_eq!(ports_of(bad), None, "{bad}");
     }
+    assert_eq!(
+        parse_record(&sealed_value(&[443], Some("m1:ab"))),
+        Some((vec![443], Some("m1:ab")))
+    );
+    assert_eq!(parse_record("443"), Some((vec![443], None)));
+    assert_eq!(parse_record("all;m1:ab"), None);
 }
 
 #[test]
@@ -43,9 +102,12 @@ fn its_own_target_groups_are_left_recorded_and_given_back_exactly() {
     assert!(elb.targets(ADMIN).is_empty());
     // Its Auto Scaling group's target group is standby's to handle.
     assert_eq!(elb.targets(ASG_GROUP), vec![(INSTANCE.to_string(), 80)]);
-    assert!(elb
+    let (_, value) = elb
         .group_tags(WEB)
-        .contains(&(record_key(INSTANCE), "80,8080".into())));
+        .into_iter()
+        .find(|(k, _)| *k == record_key(INSTANCE))
+        .unwrap();
+    assert!(value.starts_with("80,8080;m1:"), "{value}");
     let mut groups: Vec<&str> = report
         .deregistered
         .iter()
@@ -57,16 +119,14 @@ fn its_own_target_groups_are_left_recorded_and_given_back_exactly() {
         .line()
         .contains("out of target group web (ports 80,8080)"));
 
-    let restored = block_on(restore(&ec2, &elb, INSTANCE, None))
-        .unwrap()
-        .unwrap();
+    let restored = restore_by_tags(&ec2, &elb).unwrap();
     assert_eq!(restored.registered.len(), 2);
     let after: Vec<_> = [WEB, ADMIN, ASG_GROUP]
         .iter()
         .map(|g| (elb.targets(g), elb.group_tags(g)))
         .collect();
     assert_eq!(after, before);
-    assert_eq!(block_on(restore(&ec2, &elb, INSTANCE, None)).unwrap(), None);
+    assert_eq!(restore_by_tags(&ec2, &elb), None);
 }
 
 #[test]
@@ -115,9 +175,7 @@ fn a_deregistration_refused_on_a_retry_after_a_lost_answer_is_done() {
     assert_eq!(report.status, MeasureStatus::Done, "{report:?}");
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(report.deregistered.len(), 2, "{report:?}");
-    block_on(restore(&ec2, &elb, INSTANCE, None))
-        .unwrap()
-        .unwrap();
+    restore_by_tags(&ec2, &elb).unwrap();
     assert_eq!(
         elb.targets(WEB),
         vec![(INSTANCE.to_string(), 80), (INSTANCE.to_string(), 8080)]
@@ -170,9 +228,139 @@ fn a_record_that_is_not_a_port_list_is_left_and_said() {
             .tags
             .push((record_key(INSTANCE), "everything".into()))
     });
-    let restored = block_on(restore(&ec2, &elb, INSTANCE, None))
-        .unwrap()
-        .unwrap();
+    let restored = restore_by_tags(&ec2, &elb).unwrap();
     assert!(restored.registered.is_empty());
     assert!(restored.notes[0].contains("is not a list of ports"));
+}
+
+#[test]
+fn a_record_planted_before_the_finding_is_not_taken_for_this_containments() {
+    // Whoever may tag target groups names the instance on the payment service's group before
+    // the finding: the step must not report it as a group it took the instance out of, or the
+    // approved restore (which goes by the report) registers the instance there.
+    let (ec2, elb) = (
+        FakeEc2::standard(),
+        FakeLoadBalancing::with_instance(INSTANCE),
+    );
+    with_payments(&elb, Some("443".into()));
+    // A seal of another containment (an earlier one's record, put back) is refused as well.
+    let earlier = block_on(key().seal(&target_group_message(
+        ADMIN,
+        INSTANCE,
+        "2026-01-01T00:00:00Z",
+        "9000,22",
+    )))
+    .unwrap();
+    elb.with(|s| {
+        s.groups.get_mut(ADMIN).unwrap().tags.push((
+            record_key(INSTANCE),
+            sealed_value(&[9000, 22], earlier.as_deref()),
+        ))
+    });
+    let report = deregister_now(&ec2, &elb);
+    let mut out_of: Vec<(&str, &[i32])> = report
+        .deregistered
+        .iter()
+        .map(|r| (r.target_group.as_str(), r.ports.as_slice()))
+        .collect();
+    out_of.sort();
+    // Out of where it was registered, on exactly the ports it was on.
+    assert_eq!(
+        out_of,
+        [(ADMIN, &[9000][..]), (WEB, &[80, 8080][..])],
+        "{report:?}"
+    );
+    assert!(
+        report.notes.iter().any(|n| n.contains("payments")),
+        "{report:?}"
+    );
+    // The planted tag is left as it was; the one on admin is this containment's now.
+    assert_eq!(
+        elb.group_tags(PAYMENTS),
+        [(record_key(INSTANCE), "443".to_string())]
+    );
+    let restored = restore_by_tags(&ec2, &elb).unwrap();
+    assert!(elb.targets(PAYMENTS).is_empty());
+    assert_eq!(elb.targets(ADMIN), [(INSTANCE.to_string(), 9000)]);
+    assert_eq!(restored.refused.len(), 1, "{restored:?}");
+    assert_eq!(restored.refused[0].resource, PAYMENTS);
+}
+
+#[test]
+fn a_break_glass_restore_uses_only_records_sealed_for_the_containment() {
+    let (ec2, elb) = (
+        FakeEc2::standard(),
+        FakeLoadBalancing::with_instance(INSTANCE),
+    );
+    deregister_now(&ec2, &elb);
+    // Forged: a seal copied from web's record onto a made-up one.
+    let (_, web) = elb
+        .group_tags(WEB)
+        .into_iter()
+        .find(|(k, _)| *k == record_key(INSTANCE))
+        .unwrap();
+    let (_, seal) = web.split_once(';').unwrap();
+    with_payments(&elb, Some(format!("443;{seal}")));
+
+    // No verified record of the containment: no seal can be checked, nothing registered.
+    let unbound = Source::Tags(Vouch {
+        key: &key(),
+        captured_at: None,
+        trust_unverified: false,
+    });
+    let refused = block_on(restore(&ec2, &elb, INSTANCE, unbound))
+        .unwrap()
+        .unwrap();
+    assert!(refused.registered.is_empty());
+    assert_eq!(refused.refused.len(), 3, "{refused:?}");
+
+    let restored = restore_by_tags(&ec2, &elb).unwrap();
+    let mut back: Vec<&str> = restored
+        .registered
+        .iter()
+        .map(|r| r.target_group.as_str())
+        .collect();
+    back.sort();
+    assert_eq!(back, [ADMIN, WEB]);
+    assert!(elb.targets(PAYMENTS).is_empty());
+    assert!(restored.refused[0].reason.contains("does not verify"));
+
+    // Told to trust what does not verify, it registers where the forged record says, and
+    // lists it.
+    let trusting = Source::Tags(Vouch {
+        key: &Unsealed,
+        captured_at: None,
+        trust_unverified: true,
+    });
+    let trusted = block_on(restore(&ec2, &elb, INSTANCE, trusting))
+        .unwrap()
+        .unwrap();
+    assert_eq!(elb.targets(PAYMENTS), [(INSTANCE.to_string(), 443)]);
+    assert_eq!(trusted.unverified.len(), 1);
+}
+
+#[test]
+fn cordon_isolate_writes_its_records_unsealed_and_takes_them_back_on_a_rerun() {
+    let (ec2, elb) = (
+        FakeEc2::standard(),
+        FakeLoadBalancing::with_instance(INSTANCE),
+    );
+    let run = || {
+        block_on(deregister(
+            &ec2,
+            &in_its_group(),
+            &elb,
+            INSTANCE,
+            &Unsealed,
+            CAPTURED_AT,
+        ))
+        .unwrap()
+    };
+    let first = run();
+    assert!(elb
+        .group_tags(WEB)
+        .contains(&(record_key(INSTANCE), "80,8080".into())));
+    let again = run();
+    assert_eq!(again.deregistered.len(), first.deregistered.len());
+    assert!(again.notes.iter().all(|n| !n.contains("not taken")));
 }
