@@ -99,6 +99,13 @@ impl Moto {
         AwsContext::from_sdk_config(self.sdk_config())
     }
 
+    /// Cordon's AWS context as an operator's commands build it (`cordon isolate`, `cordon
+    /// restore`): a capture without an execution (no claim, the record on the instance) is
+    /// theirs, made with the operator's credentials, not a worker's role.
+    pub fn operator_aws(&self) -> AwsContext {
+        self.cordon_aws().acting_as("cli")
+    }
+
     /// Cordon's AWS context as the worker `worker` builds it: its calls name the worker, as
     /// the deployed function's do, so that a test calling a step directly has its calls
     /// judged against that worker's role.

@@ -16,7 +16,8 @@ struct Contained {
 }
 
 async fn contain_with(moto: &Moto, config: &Config, event: &serde_json::Value) -> Contained {
-    let aws = moto.worker_aws("capture-state");
+    // A finding without an execution: `cordon isolate`'s capture, an operator's call.
+    let aws = moto.operator_aws();
     let capture = capture_step(&aws, &aws, config, &cordon_core::seal::Unsealed, event)
         .await
         .unwrap();
@@ -744,8 +745,8 @@ async fn a_missing_instance_is_a_typed_error_and_touches_nothing() {
     let moto = Moto::start();
     let event = finding_for("i-0123456789abcdef0", 8.0, "198.51.100.7");
     let error = capture_step(
-        &moto.worker_aws("capture-state"),
-        &moto.worker_aws("capture-state"),
+        &moto.operator_aws(),
+        &moto.operator_aws(),
         &Config::default(),
         &cordon_core::seal::Unsealed,
         &event,
@@ -819,8 +820,9 @@ async fn a_refused_isolation_swap_leaves_each_interface_isolated_or_as_it_was_ne
     let isolation = groups[&vpc].isolation.clone();
     let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
     let faulty = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint));
+    // Capture without an execution is `cordon isolate`'s, an operator's call.
     let (capturing, aws) = (
-        faulty.clone().acting_as("capture-state"),
+        faulty.clone().acting_as("cli"),
         faulty.acting_as("isolate-sg"),
     );
     let config = Config::default();
@@ -935,8 +937,9 @@ async fn the_acl_measure_makes_a_throttled_call_once_and_retries_other_faults() 
     let (_, [a, _], [web, _]) = two_subnet_vpc(&world).await;
     let (instance, _) = world.instance(&[(&a, &[&web])], false).await;
     let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
+    // Capture without an execution is `cordon isolate`'s, an operator's call.
     let urgent = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint))
-        .acting_as("capture-state");
+        .acting_as("cli");
     let deferring = urgent.clone().acting_as("block-nacl").deferring();
     let config = Config::default();
     let captured = capture_step(
@@ -1027,8 +1030,9 @@ async fn isolation_yields_its_conversion_swap_and_presses_its_isolation_swap() {
         groups[&vpc].isolation.clone(),
     );
     let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
+    // Capture without an execution is `cordon isolate`'s, an operator's call.
     let urgent = AwsContext::from_sdk_config(cordon::local::emulator_config(&proxy.endpoint))
-        .acting_as("capture-state");
+        .acting_as("cli");
     let yielding = urgent.clone().acting_as("isolate-sg").deferring();
     let config = Config::default();
     let captured = capture_step(

@@ -100,7 +100,8 @@ async fn a_member_accounts_finding_is_contained_and_restored_in_that_account_onl
             session_policy: None,
         }))
     };
-    let aws = as_worker("capture-state");
+    // A finding without an execution: `cordon isolate`'s capture, an operator's call.
+    let aws = as_worker("cli");
     let captured = capture_step(&aws, &aws, &config, &cordon_core::seal::Unsealed, &finding)
         .await
         .unwrap();

@@ -22,7 +22,7 @@ async fn no_log_level_writes_the_task_token_down() {
         .unwrap()
         .topic_arn
         .unwrap();
-    let key = cordon::local::create_hmac_key(&sdk, "link key")
+    let key = cordon::local::create_stack_key(&sdk, "LinkKey")
         .await
         .unwrap();
     let event = json!({
