@@ -212,10 +212,6 @@ pub struct RestoreReport {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     pub errors: Vec<StepError>,
-    /// When the record this restore went by was captured: the containment that the measures'
-    /// own sealed records (the target groups') are bound to. Not reported.
-    #[serde(skip)]
-    pub captured_at: Option<String>,
 }
 
 impl RestoreReport {
@@ -240,7 +236,6 @@ impl RestoreReport {
                 error: "Cordon.DecisionRefused".into(),
                 cause: reason,
             }],
-            captured_at: None,
         }
     }
 }
@@ -395,7 +390,6 @@ pub async fn restore(
         records_used_unverified,
         groups: Vec::new(),
         errors: Vec::new(),
-        captured_at: record.as_ref().map(|record| record.captured_at.clone()),
     };
     // A deny left for a refused record: a person looks before anything else is dropped.
     let mut drift = !report.nacl_entries_kept.is_empty();

@@ -9,8 +9,8 @@
 //! The seal is `m1:` and the MAC's 64 hex digits: on the claim or the instance in the tag
 //! [`STATE_SEAL_TAG`] (not a chunk key, so the record's chunks read as before), on an ACL at
 //! the end of the record's own text after [`ACL_SEAL_SEPARATOR`] (an ACL's 50 tags are shared
-//! by every instance quarantined behind it), and on a target group after the ports, the same
-//! way (`80,8080;m1:...`).
+//! by every instance quarantined behind it), and on a target group after the ports and the
+//! containment's time (`80,8080;<captured at>;m1:...`).
 
 use std::future::Future;
 
@@ -73,8 +73,9 @@ pub fn acl_message(acl_id: &str, instance_id: &str, run: Option<&str>, entries: 
 }
 
 /// What a target group record's seal covers: the ports as recorded, the group, the instance,
-/// and the containment it was taken out by (its state record's `captured_at`): a record
-/// planted before the finding, or one of an earlier containment put back, does not verify.
+/// and the containment that took it out (its state record's `captured_at`, which the record
+/// carries beside the seal): a record planted before the finding does not verify, and one
+/// that does says which containment wrote it.
 pub fn target_group_message(
     group_arn: &str,
     instance_id: &str,

@@ -725,19 +725,12 @@ pub async fn restore_step(
         use crate::measures::load_balancers::{Source, Vouch};
         let elb = elb_in.load_balancing_for(&target).await?;
         let known = input.load_balancers_record();
-        // Without the branch's record, the groups' records count only where sealed for this
-        // containment: the one the execution's record (or, break glass, the verified record
-        // in tags) says was captured then.
-        let captured_at = input
-            .record
-            .as_ref()
-            .map(|record| record.captured_at.clone())
-            .or_else(|| report.captured_at.clone());
+        // Without the branch's record, the groups' records count only where Cordon sealed
+        // them.
         let source = match &known {
             Some(known) => Source::Branch(known),
             None => Source::Tags(Vouch {
                 key: records,
-                captured_at: captured_at.as_deref(),
                 trust_unverified: input.trust_unverified_records,
             }),
         };

@@ -3,9 +3,9 @@
 //! when every target of a group is unhealthy, traffic: a load balancer fails open. So it is
 //! deregistered from every instance target group of its VPCs it is registered in, each with
 //! its ports recorded first on the target group itself (`cordon:<instance-id>` =
-//! `80,8080;m1:...`, sealed with the record key for this containment: whoever may tag a target
-//! group cannot write one that a restore relies on); restore registers it again on exactly
-//! those ports and drops the record. Beside isolation (a branch of the Contain state): deregistration drains
+//! `80,8080;<captured at>;m1:...`, sealed with the record key over the ports, the group, the
+//! instance and the containment: whoever may tag a target group cannot write one that a
+//! restore relies on); restore registers it again on exactly those ports and drops the record. Beside isolation (a branch of the Contain state): deregistration drains
 //! connections for the group's deregistration delay, which isolation must not wait for.
 
 pub mod aws;
@@ -58,23 +58,41 @@ pub fn record_value(ports: &[i32]) -> String {
         .join(",")
 }
 
-/// The record's whole tag value: the ports, then their seal (none: `cordon isolate`, whose
-/// caller may not seal, or a seal KMS would not make).
-pub fn sealed_value(ports: &[i32], seal: Option<&str>) -> String {
-    match seal {
-        Some(seal) => format!("{}{ACL_SEAL_SEPARATOR}{seal}", record_value(ports)),
+/// What seals a record: when the containment that wrote it captured the instance, and the MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub captured_at: String,
+    pub seal: String,
+}
+
+/// The record's whole tag value: the ports, then the containment's time and the seal (none:
+/// `cordon isolate`, whose caller may not seal, or a seal KMS would not make).
+pub fn sealed_value(ports: &[i32], sealed: Option<&Sealed>) -> String {
+    match sealed {
+        Some(Sealed { captured_at, seal }) => format!(
+            "{}{ACL_SEAL_SEPARATOR}{captured_at}{ACL_SEAL_SEPARATOR}{seal}",
+            record_value(ports)
+        ),
         None => record_value(ports),
     }
 }
 
-/// The ports a record's tag value holds, and its seal; None when the ports are not a list of
-/// ports.
-pub fn parse_record(value: &str) -> Option<(Vec<i32>, Option<&str>)> {
-    let (ports, seal) = match value.split_once(ACL_SEAL_SEPARATOR) {
-        Some((ports, seal)) => (ports, Some(seal)),
-        None => (value, None),
-    };
-    Some((ports_of(ports)?, seal))
+/// The ports a record's tag value holds, and what seals it; None when the ports are not a list
+/// of ports, or the rest is not a time and a seal.
+pub fn parse_record(value: &str) -> Option<(Vec<i32>, Option<Sealed>)> {
+    let mut parts = value.split(ACL_SEAL_SEPARATOR);
+    let ports = ports_of(parts.next()?)?;
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => Some((ports, None)),
+        (Some(captured_at), Some(seal), None) => Some((
+            ports,
+            Some(Sealed {
+                captured_at: captured_at.to_string(),
+                seal: seal.to_string(),
+            }),
+        )),
+        _ => None,
+    }
 }
 
 /// The ports of a record (its seal left off); None when it is not a list of ports
@@ -121,15 +139,13 @@ pub fn candidates(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRecord {
     pub registration: Registration,
-    pub seal: Option<String>,
+    pub sealed: Option<Sealed>,
 }
 
-/// How a reader tells the records it may rely on: those sealed under `key` for the containment
-/// whose state record was captured at `captured_at`, or, with `trust_unverified`, any.
+/// How a reader tells the records it may rely on: those whose seal verifies under `key`, or,
+/// with `trust_unverified`, any.
 pub struct Vouch<'a, S> {
     pub key: &'a S,
-    /// None: no verified record of the containment, so no seal can be checked.
-    pub captured_at: Option<&'a str>,
     pub trust_unverified: bool,
 }
 
@@ -141,6 +157,14 @@ impl<S> Clone for Vouch<'_, S> {
 }
 impl<S> Copy for Vouch<'_, S> {}
 
+/// A record relied on: where, and when the containment that wrote it captured the instance
+/// (None: relied on unsealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relied {
+    pub registration: Registration,
+    pub captured_at: Option<String>,
+}
+
 /// Splits `records` into those `vouch` relies on and those it refuses (or, with
 /// `trust_unverified`, uses although they do not verify: the second list, then). KMS not
 /// answering is an error, for the caller's retry: it says nothing about the record.
@@ -148,17 +172,16 @@ async fn vet(
     vouch: Vouch<'_, impl Seal>,
     instance_id: &str,
     records: Vec<GroupRecord>,
-) -> Result<(Vec<Registration>, Vec<RecordTrouble>)> {
+) -> Result<(Vec<Relied>, Vec<RecordTrouble>)> {
     let (mut relied, mut troubles) = (Vec::new(), Vec::new());
-    for GroupRecord { registration, seal } in records {
-        let verdict = match (seal.as_deref(), vouch.captured_at) {
-            (None, _) => Verdict::Unsealed,
-            (Some(_), None) => Verdict::Unverifiable {
-                why: "no verified record says when the instance was captured, which the seal binds"
-                    .into(),
-                transient: false,
-            },
-            (Some(seal), Some(captured_at)) => {
+    for GroupRecord {
+        registration,
+        sealed,
+    } in records
+    {
+        let verdict = match &sealed {
+            None => Verdict::Unsealed,
+            Some(Sealed { captured_at, seal }) => {
                 let message = target_group_message(
                     &registration.target_group,
                     instance_id,
@@ -168,13 +191,17 @@ async fn vet(
                 check(vouch.key, &message, Some(seal)).await
             }
         };
+        let captured_at = sealed.map(|sealed| sealed.captured_at);
         let trouble = RecordTrouble {
             resource: registration.target_group.clone(),
             record: record_key(instance_id),
             reason: verdict.reason(),
         };
         match verdict {
-            Verdict::Verified => relied.push(registration),
+            Verdict::Verified => relied.push(Relied {
+                registration,
+                captured_at,
+            }),
             Verdict::Unverifiable {
                 transient: true, ..
             } => {
@@ -187,7 +214,10 @@ async fn vet(
                 })
             }
             _ if vouch.trust_unverified => {
-                relied.push(registration);
+                relied.push(Relied {
+                    registration,
+                    captured_at: None,
+                });
                 troubles.push(trouble);
             }
             _ => troubles.push(trouble),
@@ -250,12 +280,12 @@ async fn records_on(
         for (group, tags) in elb.tags(batch).await? {
             if let Some((_, value)) = tags.iter().find(|(k, _)| *k == key) {
                 match parse_record(value) {
-                    Some((ports, seal)) => found.push(GroupRecord {
+                    Some((ports, sealed)) => found.push(GroupRecord {
                         registration: Registration {
                             target_group: group,
                             ports,
                         },
-                        seal: seal.map(String::from),
+                        sealed,
                     }),
                     None => unreadable.push(group),
                 }
@@ -287,9 +317,9 @@ async fn candidate_groups(
 }
 
 /// Takes `instance_id` out of the target groups it is registered in on its own: each group's
-/// ports recorded on it first, sealed under `seal` for the containment whose state record was
-/// captured at `captured_at`, then deregistered. A group refusing is reported and the others
-/// go on; throttling and no answer fail the step for a retry, which finds its own records.
+/// ports recorded on it first, sealed under `seal` for this containment (its capture at
+/// `captured_at`), then deregistered. A group refusing is reported and the others go on;
+/// throttling and no answer fail the step for a retry, which finds its own records.
 pub async fn deregister(
     ec2: &impl Ec2,
     autoscaling: &impl AutoScaling,
@@ -306,22 +336,35 @@ pub async fn deregister(
         notes: Vec::new(),
         errors: Vec::new(),
     };
-    // A retry of this containment recorded these already. A record it did not seal (planted
-    // before the finding, or an earlier containment's) is not taken for its own: it would
-    // have the approved restore register the instance wherever the record's writer chose.
-    // Without a key (`cordon isolate`), no record is sealed, and every one is taken as before.
+    // Cordon took the instance out of these already: a retry of this containment, or an
+    // earlier one never given back, which this one gives back. A record Cordon did not seal
+    // (planted before the finding) is not taken: it would have the approved restore register
+    // the instance wherever its writer chose. Without a key (`cordon isolate`), no record is
+    // sealed, and every one is taken as before.
     let (found, _) = records_on(elb, &candidates, instance_id).await?;
     let vouch = Vouch {
         key: seal,
-        captured_at: Some(captured_at),
         trust_unverified: !seal.has_key(),
     };
     let (recorded, refused) = vet(vouch, instance_id, found).await?;
-    report.deregistered = recorded;
+    for earlier in &recorded {
+        if let Some(at) = earlier
+            .captured_at
+            .as_deref()
+            .filter(|at| *at != captured_at)
+        {
+            report.notes.push(format!(
+                "{} (ports {}) was left by an earlier containment (captured {at}) and never given back: this one gives it back",
+                short(&earlier.registration.target_group),
+                record_value(&earlier.registration.ports)
+            ));
+        }
+    }
+    report.deregistered = recorded.into_iter().map(|r| r.registration).collect();
     if seal.has_key() {
         for trouble in &refused {
             report.notes.push(format!(
-                "{}'s {} tag was not taken for this containment's record ({}): left as it is unless the instance is registered there",
+                "{}'s {} tag is not a record Cordon sealed ({}): left as it is unless the instance is registered there",
                 short(&trouble.resource),
                 trouble.record,
                 trouble.reason
@@ -347,7 +390,10 @@ pub async fn deregister(
         // The record first: a deregistration without it could not be given back.
         let message = target_group_message(group, instance_id, captured_at, &record_value(&all));
         let sealed = match seal.seal(&message).await {
-            Ok(sealed) => sealed,
+            Ok(sealed) => sealed.map(|seal| Sealed {
+                captured_at: captured_at.to_string(),
+                seal,
+            }),
             Err(error) if error.is_transient() => return Err(error),
             // The approved restore goes by the step's own output; only a break-glass restore
             // reads the record, and it is told so.
@@ -359,7 +405,7 @@ pub async fn deregister(
                 None
             }
         };
-        let value = sealed_value(&all, sealed.as_deref());
+        let value = sealed_value(&all, sealed.as_ref());
         if let Err(error) = elb
             .add_tags(group, &[(record_key(instance_id), value)])
             .await
@@ -446,7 +492,7 @@ pub async fn plan_only(
 pub struct RestoreReport {
     pub registered: Vec<Registration>,
     pub notes: Vec<String>,
-    /// Records not used, and why (a seal that does not verify for this containment, or none).
+    /// Records not used, and why (a seal that does not verify, or none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<RecordTrouble>,
     /// Records used although they do not verify (break glass, `--trust-unverified`).
@@ -496,7 +542,8 @@ pub enum Source<'a, S> {
     /// change: exactly that, on those ports.
     Branch(&'a [Registration]),
     /// The groups' records (the branch failed, or break glass), each only where `vouch`
-    /// relies on it.
+    /// relies on it: a record Cordon sealed, this containment's or an earlier one's never
+    /// given back.
     Tags(Vouch<'a, S>),
 }
 
@@ -525,6 +572,7 @@ pub async fn registrations_to_restore(
         }
         Source::Tags(vouch) => {
             let (relied, troubles) = vet(vouch, instance_id, tagged).await?;
+            let relied = relied.into_iter().map(|r| r.registration).collect();
             if vouch.trust_unverified {
                 report.unverified = troubles;
                 return Ok(relied);

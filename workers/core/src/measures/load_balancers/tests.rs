@@ -20,18 +20,39 @@ fn key() -> RecordKey<FakeKms> {
     }
 }
 
-/// The groups' records, relied on where sealed for this containment.
-fn sealed_here(key: &RecordKey<FakeKms>) -> Source<'_, RecordKey<FakeKms>> {
-    Source::Tags(Vouch {
-        key,
-        captured_at: Some(CAPTURED_AT),
+/// A restore by the groups' records, relied on where Cordon sealed them.
+fn restore_by_tags(ec2: &FakeEc2, elb: &FakeLoadBalancing) -> Option<RestoreReport> {
+    let key = key();
+    let sealed_only = Source::Tags(Vouch {
+        key: &key,
         trust_unverified: false,
-    })
+    });
+    block_on(restore(ec2, elb, INSTANCE, sealed_only)).unwrap()
 }
 
-/// A restore by the groups' records, relied on where sealed for this containment.
-fn restore_by_tags(ec2: &FakeEc2, elb: &FakeLoadBalancing) -> Option<RestoreReport> {
-    block_on(restore(ec2, elb, INSTANCE, sealed_here(&key()))).unwrap()
+/// `ports` on `group`, sealed by Cordon's key as the containment captured at `captured_at`
+/// would have.
+fn sealed_by_cordon(group: &str, ports: &[i32], captured_at: &str) -> String {
+    let message = target_group_message(group, INSTANCE, captured_at, &record_value(ports));
+    let seal = block_on(key().seal(&message)).unwrap().unwrap();
+    sealed_value(
+        ports,
+        Some(&Sealed {
+            captured_at: captured_at.into(),
+            seal,
+        }),
+    )
+}
+
+/// Puts `value` as the instance's record on `group`.
+fn tag(elb: &FakeLoadBalancing, group: &str, value: String) {
+    elb.with(|s| {
+        s.groups
+            .get_mut(group)
+            .unwrap()
+            .tags
+            .push((record_key(INSTANCE), value))
+    });
 }
 
 /// `PAYMENTS`, where the instance is not registered, in its VPC.
@@ -77,12 +98,18 @@ fn records_parse_back_and_reject_what_is_not_a_port_list() {
     for bad in ["", "80,", "http", "0", "65536", "80;443"] {
         assert_eq!(ports_of(bad), None, "{bad}");
     }
+    let sealed = Sealed {
+        captured_at: CAPTURED_AT.into(),
+        seal: "m1:ab".into(),
+    };
     assert_eq!(
-        parse_record(&sealed_value(&[443], Some("m1:ab"))),
-        Some((vec![443], Some("m1:ab")))
+        parse_record(&sealed_value(&[443], Some(&sealed))),
+        Some((vec![443], Some(sealed)))
     );
     assert_eq!(parse_record("443"), Some((vec![443], None)));
-    assert_eq!(parse_record("all;m1:ab"), None);
+    for bad in ["all;t;m1:ab", "443;m1:ab", "443;t;m1:ab;more"] {
+        assert_eq!(parse_record(bad), None, "{bad}");
+    }
 }
 
 #[test]
@@ -107,7 +134,10 @@ fn its_own_target_groups_are_left_recorded_and_given_back_exactly() {
         .into_iter()
         .find(|(k, _)| *k == record_key(INSTANCE))
         .unwrap();
-    assert!(value.starts_with("80,8080;m1:"), "{value}");
+    assert!(
+        value.starts_with(&format!("80,8080;{CAPTURED_AT};m1:")),
+        "{value}"
+    );
     let mut groups: Vec<&str> = report
         .deregistered
         .iter()
@@ -234,7 +264,7 @@ fn a_record_that_is_not_a_port_list_is_left_and_said() {
 }
 
 #[test]
-fn a_record_planted_before_the_finding_is_not_taken_for_this_containments() {
+fn a_record_planted_before_the_finding_is_not_taken_for_cordons() {
     // Whoever may tag target groups names the instance on the payment service's group before
     // the finding: the step must not report it as a group it took the instance out of, or the
     // approved restore (which goes by the report) registers the instance there.
@@ -243,20 +273,12 @@ fn a_record_planted_before_the_finding_is_not_taken_for_this_containments() {
         FakeLoadBalancing::with_instance(INSTANCE),
     );
     with_payments(&elb, Some("443".into()));
-    // A seal of another containment (an earlier one's record, put back) is refused as well.
-    let earlier = block_on(key().seal(&target_group_message(
-        ADMIN,
-        INSTANCE,
-        "2026-01-01T00:00:00Z",
-        "9000,22",
-    )))
-    .unwrap();
-    elb.with(|s| {
-        s.groups.get_mut(ADMIN).unwrap().tags.push((
-            record_key(INSTANCE),
-            sealed_value(&[9000, 22], earlier.as_deref()),
-        ))
-    });
+    // A seal made for other ports, put on a record that adds one: refused as well.
+    let (_, seal) = sealed_by_cordon(ADMIN, &[9000], CAPTURED_AT)
+        .rsplit_once(';')
+        .map(|(rest, seal)| (rest.to_string(), seal.to_string()))
+        .unwrap();
+    tag(&elb, ADMIN, format!("9000,22;{CAPTURED_AT};{seal}"));
     let report = deregister_now(&ec2, &elb);
     let mut out_of: Vec<(&str, &[i32])> = report
         .deregistered
@@ -274,7 +296,7 @@ fn a_record_planted_before_the_finding_is_not_taken_for_this_containments() {
         report.notes.iter().any(|n| n.contains("payments")),
         "{report:?}"
     );
-    // The planted tag is left as it was; the one on admin is this containment's now.
+    // The planted tag is left as it was; the one on admin is Cordon's now.
     assert_eq!(
         elb.group_tags(PAYMENTS),
         [(record_key(INSTANCE), "443".to_string())]
@@ -287,32 +309,48 @@ fn a_record_planted_before_the_finding_is_not_taken_for_this_containments() {
 }
 
 #[test]
-fn a_break_glass_restore_uses_only_records_sealed_for_the_containment() {
+fn an_earlier_containments_record_never_given_back_is_given_back_by_this_one() {
+    // An earlier execution took the instance out of payments (port 443) and ended without a
+    // restore: that record is Cordon's, and this containment gives it back with its own.
+    let (ec2, elb) = (
+        FakeEc2::standard(),
+        FakeLoadBalancing::with_instance(INSTANCE),
+    );
+    with_payments(
+        &elb,
+        Some(sealed_by_cordon(PAYMENTS, &[443], "2026-11-01T00:00:00Z")),
+    );
+    let report = deregister_now(&ec2, &elb);
+    assert!(report
+        .deregistered
+        .iter()
+        .any(|r| r.target_group == PAYMENTS && r.ports == [443]));
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("payments") && n.contains("2026-11-01T00:00:00Z")),
+        "{report:?}"
+    );
+    restore_by_tags(&ec2, &elb).unwrap();
+    assert_eq!(elb.targets(PAYMENTS), [(INSTANCE.to_string(), 443)]);
+}
+
+#[test]
+fn a_break_glass_restore_uses_only_records_cordon_sealed() {
     let (ec2, elb) = (
         FakeEc2::standard(),
         FakeLoadBalancing::with_instance(INSTANCE),
     );
     deregister_now(&ec2, &elb);
-    // Forged: a seal copied from web's record onto a made-up one.
+    // Forged: web's seal copied onto a made-up record for payments.
     let (_, web) = elb
         .group_tags(WEB)
         .into_iter()
         .find(|(k, _)| *k == record_key(INSTANCE))
         .unwrap();
-    let (_, seal) = web.split_once(';').unwrap();
-    with_payments(&elb, Some(format!("443;{seal}")));
-
-    // No verified record of the containment: no seal can be checked, nothing registered.
-    let unbound = Source::Tags(Vouch {
-        key: &key(),
-        captured_at: None,
-        trust_unverified: false,
-    });
-    let refused = block_on(restore(&ec2, &elb, INSTANCE, unbound))
-        .unwrap()
-        .unwrap();
-    assert!(refused.registered.is_empty());
-    assert_eq!(refused.refused.len(), 3, "{refused:?}");
+    let (_, seal) = web.rsplit_once(';').unwrap();
+    with_payments(&elb, Some(format!("443;{CAPTURED_AT};{seal}")));
 
     let restored = restore_by_tags(&ec2, &elb).unwrap();
     let mut back: Vec<&str> = restored
@@ -323,13 +361,13 @@ fn a_break_glass_restore_uses_only_records_sealed_for_the_containment() {
     back.sort();
     assert_eq!(back, [ADMIN, WEB]);
     assert!(elb.targets(PAYMENTS).is_empty());
+    assert_eq!(restored.refused.len(), 1, "{restored:?}");
     assert!(restored.refused[0].reason.contains("does not verify"));
 
     // Told to trust what does not verify, it registers where the forged record says, and
     // lists it.
     let trusting = Source::Tags(Vouch {
         key: &Unsealed,
-        captured_at: None,
         trust_unverified: true,
     });
     let trusted = block_on(restore(&ec2, &elb, INSTANCE, trusting))
