@@ -119,7 +119,7 @@ async fn a_record_planted_on_another_group_before_the_finding_registers_the_inst
         .find(|(key, _)| *key == planted.0)
         .expect("the record on app");
     assert!(
-        recorded.starts_with("8080;") && recorded.contains(";m1:"),
+        recorded.starts_with("8080/") && recorded.contains("/m1:"),
         "{recorded}"
     );
     assert_eq!(

@@ -10,7 +10,7 @@
 //! [`STATE_SEAL_TAG`] (not a chunk key, so the record's chunks read as before), on an ACL at
 //! the end of the record's own text after [`ACL_SEAL_SEPARATOR`] (an ACL's 50 tags are shared
 //! by every instance quarantined behind it), and on a target group after the ports and the
-//! containment's time (`80,8080;<captured at>;m1:...`).
+//! containment's time (`80+8080/<captured at>/m1:...`).
 
 use std::future::Future;
 

@@ -3,9 +3,11 @@
 //! when every target of a group is unhealthy, traffic: a load balancer fails open. So it is
 //! deregistered from every instance target group of its VPCs it is registered in, each with
 //! its ports recorded first on the target group itself (`cordon:<instance-id>` =
-//! `80,8080;<captured at>;m1:...`, sealed with the record key over the ports, the group, the
+//! `80+8080/<captured at>/m1:...`, sealed with the record key over the ports, the group, the
 //! instance and the containment: whoever may tag a target group cannot write one that a
-//! restore relies on); restore registers it again on exactly those ports and drops the record. Beside isolation (a branch of the Contain state): deregistration drains
+//! restore relies on); restore registers it again on exactly those ports and drops the record.
+//! A target group's tag value takes letters, numbers, spaces and `_ . : / = + - @` only (no
+//! comma, no semicolon): the record is written in those. Beside isolation (a branch of the Contain state): deregistration drains
 //! connections for the group's deregistration delay, which isolation must not wait for.
 
 pub mod aws;
@@ -17,7 +19,7 @@ use super::auto_scaling::AutoScaling;
 use super::{Measure, MeasureStatus, Phase};
 use crate::ec2::Ec2;
 use crate::error::{CordonError, Result, StepError};
-use crate::seal::{check, target_group_message, RecordTrouble, Seal, Verdict, ACL_SEAL_SEPARATOR};
+use crate::seal::{check, target_group_message, RecordTrouble, Seal, Verdict};
 pub use port::{LoadBalancing, LoadBalancingProvider, TargetGroup};
 
 pub const MEASURE: Measure = Measure {
@@ -49,8 +51,22 @@ pub fn record_key(instance_id: &str) -> String {
     format!("cordon:{instance_id}")
 }
 
-/// The ports as the record holds them: `80,8080`.
+/// What separates the ports in a record: `80+8080`.
+const PORT_SEPARATOR: char = '+';
+/// What separates the ports, the containment's time and the seal.
+const PART_SEPARATOR: char = '/';
+
+/// The ports as the record holds them (and its seal covers): `80+8080`.
 pub fn record_value(ports: &[i32]) -> String {
+    ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(&PORT_SEPARATOR.to_string())
+}
+
+/// The ports as a person reads them: `80,8080`.
+fn listed(ports: &[i32]) -> String {
     ports
         .iter()
         .map(|p| p.to_string())
@@ -70,7 +86,7 @@ pub struct Sealed {
 pub fn sealed_value(ports: &[i32], sealed: Option<&Sealed>) -> String {
     match sealed {
         Some(Sealed { captured_at, seal }) => format!(
-            "{}{ACL_SEAL_SEPARATOR}{captured_at}{ACL_SEAL_SEPARATOR}{seal}",
+            "{}{PART_SEPARATOR}{captured_at}{PART_SEPARATOR}{seal}",
             record_value(ports)
         ),
         None => record_value(ports),
@@ -80,7 +96,7 @@ pub fn sealed_value(ports: &[i32], sealed: Option<&Sealed>) -> String {
 /// The ports a record's tag value holds, and what seals it; None when the ports are not a list
 /// of ports, or the rest is not a time and a seal.
 pub fn parse_record(value: &str) -> Option<(Vec<i32>, Option<Sealed>)> {
-    let mut parts = value.split(ACL_SEAL_SEPARATOR);
+    let mut parts = value.split(PART_SEPARATOR);
     let ports = ports_of(parts.next()?)?;
     match (parts.next(), parts.next(), parts.next()) {
         (None, _, _) => Some((ports, None)),
@@ -99,7 +115,7 @@ pub fn parse_record(value: &str) -> Option<(Vec<i32>, Option<Sealed>)> {
 /// (1..=65535).
 pub fn ports_of(value: &str) -> Option<Vec<i32>> {
     value
-        .split(',')
+        .split(PORT_SEPARATOR)
         .map(|p| {
             p.trim()
                 .parse::<i32>()
@@ -252,7 +268,7 @@ impl Report {
                 format!(
                     "out of target group {} (ports {})",
                     short(&r.target_group),
-                    record_value(&r.ports)
+                    listed(&r.ports)
                 )
             })
             .collect::<Vec<_>>()
@@ -268,7 +284,8 @@ impl Report {
 }
 
 /// The records of `instance_id` on these target groups (every 20, as DescribeTags takes them),
-/// and the groups whose record is not a list of ports.
+/// and the groups whose record does not read (not a list of ports, or not a time and a seal
+/// after them).
 async fn records_on(
     elb: &impl LoadBalancing,
     groups: &[String],
@@ -319,7 +336,7 @@ async fn candidate_groups(
 /// Takes `instance_id` out of the target groups it is registered in on its own: each group's
 /// ports recorded on it first, sealed under `seal` for this containment (its capture at
 /// `captured_at`), then deregistered. A group refusing is reported and the others go on;
-/// throttling and no answer fail the step for a retry, which finds its own records.
+/// throttling and no answer fail the step for a retry, which finds the records Cordon wrote.
 pub async fn deregister(
     ec2: &impl Ec2,
     autoscaling: &impl AutoScaling,
@@ -356,7 +373,7 @@ pub async fn deregister(
             report.notes.push(format!(
                 "{} (ports {}) was left by an earlier containment (captured {at}) and never given back: this one gives it back",
                 short(&earlier.registration.target_group),
-                record_value(&earlier.registration.ports)
+                listed(&earlier.registration.ports)
             ));
         }
     }
@@ -507,11 +524,7 @@ impl RestoreReport {
             "  Load balancers: back in {}",
             self.registered
                 .iter()
-                .map(|r| format!(
-                    "{} (ports {})",
-                    short(&r.target_group),
-                    record_value(&r.ports)
-                ))
+                .map(|r| format!("{} (ports {})", short(&r.target_group), listed(&r.ports)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -607,7 +620,7 @@ pub async fn restore(
             .iter()
             .map(|g| {
                 format!(
-                    "{}'s {} tag is not a list of ports: left as it is",
+                    "{}'s {} tag is not a record Cordon writes (not a list of ports, or not a time and a seal after it): left as it is",
                     short(g),
                     record_key(instance_id)
                 )

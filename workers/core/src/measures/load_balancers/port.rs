@@ -1,6 +1,7 @@
 //! The Elastic Load Balancing (v2) port: what Cordon asks of target groups, one method per API
 //! call, with AWS's rules enforced in the fake (a target group of another VPC or of another
-//! target type refuses an instance; an unknown target group is an error).
+//! target type refuses an instance; an unknown target group is an error; a tag's key and value
+//! take only the characters and lengths AWS's API reference allows, which moto does not check).
 
 use std::future::Future;
 
@@ -20,6 +21,25 @@ pub struct TargetGroup {
 
 /// A target group's ARN and its tags.
 pub type Tagged = (String, Vec<(String, String)>);
+
+/// Whether Elastic Load Balancing takes `text` as a tag key or value of at most `longest`
+/// characters. Its API reference gives both the pattern `^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$`:
+/// letters, separators (spaces), numbers and `_ . : / = + - @`; no comma, no semicolon.
+/// Keys take 1 to 128 characters, values 0 to 256.
+pub fn tag_text_allowed(text: &str, longest: usize) -> bool {
+    text.chars().count() <= longest
+        && text.chars().all(|c| {
+            c.is_alphabetic()
+                || c.is_numeric()
+                || (c.is_whitespace() && !c.is_control())
+                || "_.:/=+-@".contains(c)
+        })
+}
+
+/// The longest tag key Elastic Load Balancing takes.
+pub const TAG_KEY_LONGEST: usize = 128;
+/// The longest tag value Elastic Load Balancing takes.
+pub const TAG_VALUE_LONGEST: usize = 256;
 
 pub trait LoadBalancing: Sync {
     /// Every target group of the region (every page).
@@ -321,6 +341,26 @@ pub mod fake {
 
         async fn add_tags(&self, target_group: &str, tags: &[(String, String)]) -> Result<()> {
             self.call("elasticloadbalancing:AddTags")?;
+            // As AWS answers a key or value its pattern or length refuses (moto takes any).
+            for (n, (key, value)) in tags.iter().enumerate() {
+                let refused = if key.is_empty() || !tag_text_allowed(key, TAG_KEY_LONGEST) {
+                    Some(("key", key))
+                } else if !tag_text_allowed(value, TAG_VALUE_LONGEST) {
+                    Some(("value", value))
+                } else {
+                    None
+                };
+                if let Some((part, text)) = refused {
+                    return Err(error(
+                        "AddTags",
+                        "ValidationError",
+                        format!(
+                            "1 validation error detected: Value '{text}' at 'tags.{}.member.{part}' failed to satisfy constraint: Member must satisfy regular expression pattern: ^([\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]*)$",
+                            n + 1
+                        ),
+                    ));
+                }
+            }
             self.with(|s| {
                 let group = Self::group_mut(s, "AddTags", target_group)?;
                 for (key, value) in tags {

@@ -95,7 +95,7 @@ fn deregister_now(ec2: &FakeEc2, elb: &FakeLoadBalancing) -> Report {
 #[test]
 fn records_parse_back_and_reject_what_is_not_a_port_list() {
     assert_eq!(ports_of(&record_value(&[80, 8080])), Some(vec![80, 8080]));
-    for bad in ["", "80,", "http", "0", "65536", "80;443"] {
+    for bad in ["", "80+", "http", "0", "65536", "80,443"] {
         assert_eq!(ports_of(bad), None, "{bad}");
     }
     let sealed = Sealed {
@@ -107,7 +107,7 @@ fn records_parse_back_and_reject_what_is_not_a_port_list() {
         Some((vec![443], Some(sealed)))
     );
     assert_eq!(parse_record("443"), Some((vec![443], None)));
-    for bad in ["all;t;m1:ab", "443;m1:ab", "443;t;m1:ab;more"] {
+    for bad in ["all/t/m1:ab", "443/m1:ab", "443/t/m1:ab/more"] {
         assert_eq!(parse_record(bad), None, "{bad}");
     }
 }
@@ -135,7 +135,7 @@ fn its_own_target_groups_are_left_recorded_and_given_back_exactly() {
         .find(|(k, _)| *k == record_key(INSTANCE))
         .unwrap();
     assert!(
-        value.starts_with(&format!("80,8080;{CAPTURED_AT};m1:")),
+        value.starts_with(&format!("80+8080/{CAPTURED_AT}/m1:")),
         "{value}"
     );
     let mut groups: Vec<&str> = report
@@ -260,7 +260,7 @@ fn a_record_that_is_not_a_port_list_is_left_and_said() {
     });
     let restored = restore_by_tags(&ec2, &elb).unwrap();
     assert!(restored.registered.is_empty());
-    assert!(restored.notes[0].contains("is not a list of ports"));
+    assert!(restored.notes[0].contains("is not a record Cordon writes"));
 }
 
 #[test]
@@ -275,10 +275,10 @@ fn a_record_planted_before_the_finding_is_not_taken_for_cordons() {
     with_payments(&elb, Some("443".into()));
     // A seal made for other ports, put on a record that adds one: refused as well.
     let (_, seal) = sealed_by_cordon(ADMIN, &[9000], CAPTURED_AT)
-        .rsplit_once(';')
+        .rsplit_once('/')
         .map(|(rest, seal)| (rest.to_string(), seal.to_string()))
         .unwrap();
-    tag(&elb, ADMIN, format!("9000,22;{CAPTURED_AT};{seal}"));
+    tag(&elb, ADMIN, format!("9000+22/{CAPTURED_AT}/{seal}"));
     let report = deregister_now(&ec2, &elb);
     let mut out_of: Vec<(&str, &[i32])> = report
         .deregistered
@@ -349,8 +349,8 @@ fn a_break_glass_restore_uses_only_records_cordon_sealed() {
         .into_iter()
         .find(|(k, _)| *k == record_key(INSTANCE))
         .unwrap();
-    let (_, seal) = web.rsplit_once(';').unwrap();
-    with_payments(&elb, Some(format!("443;{CAPTURED_AT};{seal}")));
+    let (_, seal) = web.rsplit_once('/').unwrap();
+    with_payments(&elb, Some(format!("443/{CAPTURED_AT}/{seal}")));
 
     let restored = restore_by_tags(&ec2, &elb).unwrap();
     let mut back: Vec<&str> = restored
@@ -397,8 +397,35 @@ fn cordon_isolate_writes_its_records_unsealed_and_takes_them_back_on_a_rerun() {
     let first = run();
     assert!(elb
         .group_tags(WEB)
-        .contains(&(record_key(INSTANCE), "80,8080".into())));
+        .contains(&(record_key(INSTANCE), "80+8080".into())));
     let again = run();
     assert_eq!(again.deregistered.len(), first.deregistered.len());
     assert!(again.notes.iter().all(|n| !n.contains("not taken")));
+}
+
+#[test]
+fn every_record_is_a_tag_value_elastic_load_balancing_takes() {
+    // AWS refuses a comma or a semicolon in a tag value (moto takes them): a record written so
+    // would make every group refuse it, and keep the instance registered.
+    for refused in ["80,8080", "80;m1:ab"] {
+        assert!(
+            !port::tag_text_allowed(refused, port::TAG_VALUE_LONGEST),
+            "{refused}"
+        );
+    }
+    let many: Vec<i32> = (1..=20).map(|n| 60_000 + n).collect();
+    let sealed = sealed_by_cordon(WEB, &many, "2026-12-07T09:00:00.000Z");
+    assert!(
+        port::tag_text_allowed(&sealed, port::TAG_VALUE_LONGEST),
+        "{sealed}"
+    );
+    assert!(port::tag_text_allowed(
+        &record_key(INSTANCE),
+        port::TAG_KEY_LONGEST
+    ));
+    // And the fake refuses what AWS refuses.
+    let elb = FakeLoadBalancing::with_instance(INSTANCE);
+    let error =
+        block_on(elb.add_tags(WEB, &[(record_key(INSTANCE), "80,8080".into())])).unwrap_err();
+    assert!(error.to_string().contains("ValidationError"), "{error}");
 }
