@@ -226,6 +226,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The step's error when KMS could not be asked about `record` now (throttled, no answer):
+    /// the caller's retry may ask again; it says nothing about the record.
+    pub fn unavailable(&self, record: &str) -> CordonError {
+        CordonError::Unavailable {
+            operation: "kms:VerifyMac".into(),
+            message: format!("{record} could not be checked: {}", self.reason()),
+        }
+    }
+
     /// Why a record with this verdict is not used, for the report.
     pub fn reason(&self) -> String {
         match self {
@@ -361,13 +370,7 @@ async fn accept(
         Verdict::Verified => Ok(true),
         Verdict::Unverifiable {
             transient: true, ..
-        } => Err(CordonError::Unavailable {
-            operation: "kms:VerifyMac".into(),
-            message: format!(
-                "the record on {resource} could not be checked: {}",
-                verdict.reason()
-            ),
-        }),
+        } => Err(verdict.unavailable(&format!("the record on {resource}"))),
         _ if trust_unverified => {
             vetted.unverified.push(trouble());
             Ok(true)
@@ -441,15 +444,9 @@ pub async fn vetted_entries(
             Verdict::Unverifiable {
                 transient: true, ..
             } => {
-                return Err(CordonError::Unavailable {
-                    operation: "kms:VerifyMac".into(),
-                    message: format!(
-                        "the record {} on {} could not be checked: {}",
-                        record.prefix,
-                        acl.id,
-                        verdict.reason()
-                    ),
-                })
+                return Err(
+                    verdict.unavailable(&format!("the record {} on {}", record.prefix, acl.id))
+                )
             }
             _ if trust_unverified => {
                 vetted.unverified.push(trouble());

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::auto_scaling::AutoScaling;
 use super::{Measure, MeasureStatus, Phase};
 use crate::ec2::Ec2;
-use crate::error::{CordonError, Result, StepError};
+use crate::error::{Result, StepError};
 use crate::seal::{check, target_group_message, RecordTrouble, Seal, Verdict};
 pub use port::{LoadBalancing, LoadBalancingProvider, TargetGroup};
 
@@ -221,13 +221,9 @@ async fn vet(
             Verdict::Unverifiable {
                 transient: true, ..
             } => {
-                return Err(CordonError::Unavailable {
-                    operation: "kms:VerifyMac".into(),
-                    message: format!(
-                        "the record on {} could not be checked: {}",
-                        registration.target_group, trouble.reason
-                    ),
-                })
+                return Err(
+                    verdict.unavailable(&format!("the record on {}", registration.target_group))
+                )
             }
             _ if vouch.trust_unverified => {
                 relied.push(Relied {
