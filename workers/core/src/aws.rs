@@ -1384,6 +1384,33 @@ impl Ec2 for AwsEc2 {
         Ok(groups)
     }
 
+    async fn interfaces_with_group(&self, group_id: &str) -> Result<Vec<String>> {
+        let mut interfaces = Vec::new();
+        let mut token = None;
+        loop {
+            let output = self
+                .client
+                .describe_network_interfaces()
+                .filters(filter("group-id", &[group_id.to_string()]))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeNetworkInterfaces", group_id, e))?;
+            interfaces.extend(
+                output
+                    .network_interfaces()
+                    .iter()
+                    .filter_map(|eni| eni.network_interface_id())
+                    .map(String::from),
+            );
+            token = output.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(interfaces)
+    }
+
     async fn session_endpoints(&self, vpc_id: &str) -> Result<Vec<SessionEndpoint>> {
         let region = self
             .client

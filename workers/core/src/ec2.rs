@@ -683,6 +683,8 @@ pub trait Ec2: Sync {
         claimed_at: &str,
         record: &[(String, String)],
     ) -> impl Future<Output = Result<String>> + Send;
+    /// EC2 refuses (`DependencyViolation`) to delete a group that a network interface carries
+    /// or that another group's rule names: whoever deletes it cannot strand an interface.
     fn delete_group(&self, group_id: &str) -> impl Future<Output = Result<()>> + Send;
     fn authorize(
         &self,
@@ -745,6 +747,13 @@ pub trait Ec2: Sync {
     /// The security groups that some network interface in the VPC carries, whatever it is
     /// attached to (`DescribeNetworkInterfaces`, every page): a group in it is in use.
     fn groups_in_use(&self, vpc_id: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// The network interfaces that carry this group, attached or not (`DescribeNetworkInterfaces`
+    /// filtered by `group-id`, every page): one page however large the VPC, where
+    /// [`Ec2::groups_in_use`] reads every interface of it.
+    fn interfaces_with_group(
+        &self,
+        group_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// This account's snapshots carrying every one of these tags (`DescribeSnapshots`, owner
     /// self, every page).
     fn snapshots_tagged(

@@ -134,6 +134,17 @@ impl FakeEc2 {
         });
     }
 
+    /// Another instance of `vpc-1`, `instance_id`, with one interface `eni_id` (subnet-b,
+    /// 10.0.2.9) on `groups`: a neighbour that another containment may be working on.
+    pub fn add_neighbour(&self, instance_id: &str, eni_id: &str, groups: &[&str]) {
+        self.with(|s| {
+            let mut neighbour = s.instances["i-00000001"].clone();
+            neighbour.id = instance_id.into();
+            neighbour.interfaces = vec![interface(eni_id, "subnet-b", groups, "10.0.2.9", None)];
+            s.instances.insert(instance_id.into(), neighbour);
+        });
+    }
+
     /// Session Manager's `ssm` (10.0.2.10) and `ssmmessages` (10.0.2.11) endpoints in
     /// `subnet-b` of `vpc-1`, both a session needs.
     pub fn with_session_endpoints(&self) {
@@ -263,6 +274,11 @@ impl FakeEc2 {
 pub const OWN_ACCOUNT: &str = "111122223333";
 
 impl FakeState {
+    /// Every interface of the world (all attached, in this fake).
+    fn interfaces(&self) -> impl Iterator<Item = &NetworkInterface> {
+        self.instances.values().flat_map(|i| &i.interfaces)
+    }
+
     /// The attached interface `eni_id`, as EC2 finds it for a change.
     fn interface_mut(&mut self, eni_id: &str) -> Result<&mut NetworkInterface> {
         self.instances
@@ -549,13 +565,29 @@ impl Ec2 for FakeEc2 {
 
     async fn delete_group(&self, group_id: &str) -> Result<()> {
         self.call("DeleteSecurityGroup").await?;
-        self.with(|s| match s.groups.remove(group_id) {
-            Some(_) => Ok(()),
-            None => Err(CordonError::Ec2 {
-                operation: "DeleteSecurityGroup".into(),
-                code: "InvalidGroup.NotFound".into(),
-                message: format!("The security group '{group_id}' does not exist"),
-            }),
+        self.with(|s| {
+            if !s.groups.contains_key(group_id) {
+                return Err(FakeState::group_not_found("DeleteSecurityGroup", group_id));
+            }
+            // EC2 refuses while an interface carries the group or a rule names it; moto
+            // deletes it anyway.
+            let carried = s
+                .interfaces()
+                .any(|eni| eni.groups.iter().any(|g| g == group_id));
+            let named = s.groups.values().any(|g| {
+                g.ingress.iter().chain(&g.egress).any(
+                    |rule| matches!(&rule.peer, crate::ec2::Peer::Group(peer) if peer == group_id),
+                )
+            });
+            if carried || named {
+                return Err(CordonError::Ec2 {
+                    operation: "DeleteSecurityGroup".into(),
+                    code: "DependencyViolation".into(),
+                    message: format!("resource {group_id} has a dependent object"),
+                });
+            }
+            s.groups.remove(group_id);
+            Ok(())
         })
     }
 
@@ -813,6 +845,16 @@ impl Ec2 for FakeEc2 {
             })
     }
 
+    async fn interfaces_with_group(&self, group_id: &str) -> Result<Vec<String>> {
+        self.call("DescribeNetworkInterfaces").await?;
+        Ok(self.with(|s| {
+            s.interfaces()
+                .filter(|eni| eni.groups.iter().any(|g| g == group_id))
+                .map(|eni| eni.id.clone())
+                .collect()
+        }))
+    }
+
     async fn groups_in_use(&self, vpc_id: &str) -> Result<Vec<String>> {
         self.call("DescribeNetworkInterfaces").await?;
         let mut groups: Vec<String> = self.with(|s| {
@@ -964,4 +1006,43 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(future)
+}
+
+#[cfg(test)]
+mod port_rules {
+    use super::*;
+    use crate::ec2::{GroupRole, Peer, SgRule};
+
+    /// EC2 refuses to delete a group an interface carries or another group's rule names
+    /// (moto deletes it anyway): what makes deleting the conversion group after use safe.
+    #[test]
+    fn a_group_an_interface_carries_or_a_rule_names_is_not_deleted() {
+        let ec2 = FakeEc2::standard();
+        let refused = |group: &str| match block_on(ec2.delete_group(group)) {
+            Err(CordonError::Ec2 { code, .. }) => code == "DependencyViolation",
+            _ => false,
+        };
+        assert!(refused("sg-app"), "carried by eni-1");
+        assert!(ec2.with(|s| s.groups.contains_key("sg-app")));
+        let conversion = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion))
+            .unwrap()
+            .id;
+        block_on(ec2.authorize(
+            "sg-ssh",
+            Direction::Ingress,
+            &[SgRule::all_traffic(Peer::Group(conversion.clone()))],
+        ))
+        .unwrap();
+        assert!(refused(&conversion), "named by sg-ssh's rule");
+        assert_eq!(
+            block_on(ec2.interfaces_with_group("sg-app")).unwrap(),
+            ["eni-1"]
+        );
+        assert!(block_on(ec2.interfaces_with_group(&conversion))
+            .unwrap()
+            .is_empty());
+        ec2.with(|s| s.groups.get_mut("sg-ssh").unwrap().ingress.clear());
+        block_on(ec2.delete_group(&conversion)).unwrap();
+        assert!(!ec2.with(|s| s.groups.contains_key(&conversion)));
+    }
 }

@@ -141,6 +141,10 @@ impl<E: Ec2> Ec2 for ReadOnly<'_, E> {
         self.0.groups_in_use(vpc_id).await
     }
 
+    async fn interfaces_with_group(&self, group_id: &str) -> Result<Vec<String>> {
+        self.0.interfaces_with_group(group_id).await
+    }
+
     async fn session_endpoints(&self, vpc_id: &str) -> Result<Vec<SessionEndpoint>> {
         self.0.session_endpoints(vpc_id).await
     }
