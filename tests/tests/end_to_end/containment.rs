@@ -294,6 +294,24 @@ async fn ipv6_addresses_are_denied_as_128s_and_the_conversion_group_opens_ipv6_t
     let ipv6 = world.eni_ipv6(&enis[0]).await;
     assert_eq!(ipv6.len(), 1, "the test instance needs an IPv6 address");
     let acls_before = world.acls(&vpc).await;
+    // The conversion group as the isolation step makes it, read here: the containment deletes
+    // it after its swaps.
+    let made = cordon_core::isolate::ensure_groups(
+        &moto
+            .worker_aws("isolate-sg")
+            .ec2(Some(cordon_tests::REGION)),
+        std::slice::from_ref(&vpc),
+        Default::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let groups = world.groups(&vpc).await;
+    let conversion = &groups[&made[&vpc].conversion];
+    assert!(
+        conversion.matches("::/0").count() >= 2,
+        "IPv6 allowed both ways: {conversion}"
+    );
 
     let mut event = finding_for(&instance, 8.0, "198.51.100.7");
     event["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]["ipAddressV6"] =
@@ -316,11 +334,7 @@ async fn ipv6_addresses_are_denied_as_128s_and_the_conversion_group_opens_ipv6_t
 
     let groups = world.groups(&vpc).await;
     let cordon = world.cordon_group_ids(&vpc).await;
-    let conversion = &groups[&cordon["conversion"]];
-    assert!(
-        conversion.matches("::/0").count() >= 2,
-        "IPv6 allowed both ways: {conversion}"
-    );
+    assert!(!cordon.contains_key("conversion"), "deleted after use");
     let isolation = &groups[&cordon["isolation"]];
     assert!(
         !isolation.contains("0.0.0.0/0") && !isolation.contains("::/0"),
@@ -615,7 +629,7 @@ async fn isolating_twice_changes_nothing_and_keeps_the_true_originals() {
 }
 
 #[tokio::test]
-async fn a_second_instance_in_the_same_vpc_reuses_cordons_groups() {
+async fn a_second_instance_in_the_same_vpc_reuses_the_isolation_group() {
     let moto = Moto::start();
     let world = moto.world();
     let (vpc, [a, b], [web, ssh]) = two_subnet_vpc(&world).await;
@@ -623,16 +637,18 @@ async fn a_second_instance_in_the_same_vpc_reuses_cordons_groups() {
     let (second, second_enis) = world.instance(&[(&b, &[&ssh])], false).await;
     contain(&moto, &first, "198.51.100.7").await;
     let cordon = world.cordon_group_ids(&vpc).await;
+    assert!(!cordon.contains_key("conversion"), "deleted after use");
     contain(&moto, &second, "198.51.100.8").await;
+    // The conversion group made again for the second, and deleted again after its swaps.
     assert_eq!(
         world.cordon_group_ids(&vpc).await,
         cordon,
-        "still one conversion and one isolation group"
+        "still one isolation group, and no conversion group"
     );
     assert_eq!(
         world.groups(&vpc).await.len(),
-        2 + 2 + 1,
-        "web, ssh, default and Cordon's two"
+        2 + 1 + 1,
+        "web, ssh, default and Cordon's isolation group"
     );
     assert_eq!(
         world.eni_groups(&second_enis[0]).await,

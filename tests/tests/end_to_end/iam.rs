@@ -553,6 +553,28 @@ fn each_worker_role_may_make_its_own_steps_calls_and_not_anothers() {
             isolation_tag.clone(),
             false,
         ),
+        // The conversion group after the swaps, and nothing else.
+        (
+            "IsolateSecurityGroupsRole",
+            "ec2:DeleteSecurityGroup",
+            ec2("security-group", "sg-conversion"),
+            json!({"aws:ResourceTag/cordon:role": "conversion"}),
+            true,
+        ),
+        (
+            "IsolateSecurityGroupsRole",
+            "ec2:DeleteSecurityGroup",
+            ec2("security-group", "sg-claim"),
+            json!({"aws:ResourceTag/cordon:role": "claim"}),
+            false,
+        ),
+        (
+            "IsolateSecurityGroupsRole",
+            "ec2:DeleteSecurityGroup",
+            ec2("security-group", "sg-web"),
+            json!({}),
+            false,
+        ),
         (
             "BlockNetworkAclRole",
             "ec2:CreateNetworkAclEntry",
@@ -593,6 +615,14 @@ fn each_worker_role_may_make_its_own_steps_calls_and_not_anothers() {
             "ec2:DeleteSecurityGroup",
             ec2("security-group", "sg-web"),
             json!({}),
+            false,
+        ),
+        // The isolation group stays: a containment racing the restore may be about to use it.
+        (
+            "RestoreRole",
+            "ec2:DeleteSecurityGroup",
+            ec2("security-group", "sg-isolation"),
+            isolation_tag.clone(),
             false,
         ),
         (

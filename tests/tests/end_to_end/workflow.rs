@@ -471,3 +471,71 @@ async fn a_second_finding_for_a_quarantined_instance_sends_no_second_request() {
         "the second finding's address is not added"
     );
 }
+
+/// No security group that allows all traffic outlives its use, while instances of its VPC stay
+/// isolated: each containment's isolation step deletes the conversion group once no interface
+/// is on it, the next containment in the VPC makes it again, and neither the isolated
+/// instances nor the restore of one of them needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_of_one_vpc_stay_isolated_with_no_group_that_allows_all_traffic_left() {
+    let moto = Moto::start();
+    let runner = std::sync::Arc::new(
+        Runner::start(&moto.endpoint, Config::default())
+            .await
+            .unwrap(),
+    );
+    let world = moto.world();
+    let vpc = world.vpc("10.0.0.0/16", false).await;
+    let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
+    let web = world.security_group(&vpc, "web", 443).await;
+    let (first, first_enis) = world.instance(&[(&subnet, &[&web])], false).await;
+    let (second, second_enis) = world.instance(&[(&subnet, &[&web])], false).await;
+    let allow_all_left =
+        |groups: &std::collections::BTreeMap<String, String>| groups.get("conversion").cloned();
+
+    let first_waits =
+        cordon_tests::until_decision(&runner, &event(finding_for(&first, 8.0, "198.51.100.7")))
+            .await;
+    let groups = world.cordon_group_ids(&vpc).await;
+    assert_eq!(allow_all_left(&groups), None, "{groups:?}");
+    let isolation = groups["isolation"].clone();
+    assert_eq!(
+        world.eni_groups(&first_enis[0]).await,
+        std::slice::from_ref(&isolation)
+    );
+
+    let second_waits =
+        cordon_tests::until_decision(&runner, &event(finding_for(&second, 8.0, "198.51.100.7")))
+            .await;
+    let groups = world.cordon_group_ids(&vpc).await;
+    assert_eq!(allow_all_left(&groups), None, "{groups:?}");
+    assert_eq!(groups["isolation"], isolation, "one isolation group");
+    assert_eq!(
+        world.eni_groups(&second_enis[0]).await,
+        std::slice::from_ref(&isolation)
+    );
+
+    // The first is given back; the second stays isolated.
+    runner
+        .decide_as_a_person(&first_waits.approve)
+        .await
+        .unwrap();
+    let report = first_waits.follow.await.unwrap().unwrap();
+    assert_eq!(report.outcome, "restored", "{:?}", report.states);
+    assert_eq!(
+        world.eni_groups(&first_enis[0]).await,
+        std::slice::from_ref(&web)
+    );
+    assert_eq!(world.eni_groups(&second_enis[0]).await, [isolation]);
+    let groups = world.cordon_group_ids(&vpc).await;
+    assert_eq!(allow_all_left(&groups), None, "{groups:?}");
+
+    runner
+        .decide_as_a_person(&second_waits.approve)
+        .await
+        .unwrap();
+    let report = second_waits.follow.await.unwrap().unwrap();
+    assert_eq!(report.outcome, "restored", "{:?}", report.states);
+    assert_eq!(world.eni_groups(&second_enis[0]).await, [web]);
+    assert_eq!(allow_all_left(&world.cordon_group_ids(&vpc).await), None);
+}

@@ -292,19 +292,58 @@ pub async fn cleanup(
     Ok(report)
 }
 
-/// After a restore: each VPC's conversion group, which allows all traffic both ways, deleted
-/// when no interface in the VPC carries it and no claim is left there but `released_claim`
-/// (the one this restore just deleted, which a read may still show): no other containment in
-/// the VPC is under way. The isolation group stays: it lets nothing out, and a containment
-/// racing this one may be about to swap onto it. One that swaps onto the conversion group
-/// just deleted is refused, undoes its swap and is retried, and its retry makes the group
-/// again. Off the containment's path; a group that cannot be deleted is said, never an error
-/// of the restore. Returns what was done, one line per group.
-pub async fn release_unused_groups(
+/// A VPC's conversion group, which allows all traffic both ways, deleted once no interface
+/// carries it: by each isolation step after its swaps, and by each restore. A containment
+/// under way keeps it (an interface is on it), and the last of them to end deletes it; the
+/// next containment in the VPC makes it again. EC2 refuses to delete a group an interface
+/// carries, so an interface put on it between the read and the delete keeps it; one about to
+/// be put on it finds it gone, and its step reads the VPC's groups again and makes it (see
+/// `isolate::ConversionGone`). Revoking its rules instead would not be safe: an interface
+/// swapped onto it while they are gone keeps its tracked connections through isolation.
+/// Returns what was done, or None when the group was gone already; never an error of the step.
+pub async fn retire_conversion_group(
     ec2: &impl Ec2,
-    vpc_ids: &[String],
-    released_claim: Option<&str>,
-) -> Vec<String> {
+    vpc_id: &str,
+    group_id: &str,
+) -> Option<String> {
+    let kept = |why: String| {
+        Some(format!(
+            "kept the conversion group {group_id} of {vpc_id}, which allows all traffic both ways: {why}"
+        ))
+    };
+    match ec2.interfaces_with_group(group_id).await {
+        Ok(carriers) if carriers.is_empty() => {}
+        Ok(carriers) => {
+            return kept(format!(
+                "{} carries it (a containment under way, which deletes it when it ends)",
+                carriers.join(", ")
+            ))
+        }
+        Err(error) => {
+            return kept(format!(
+                "its interfaces were not read ({error}); the next containment or restore in the VPC deletes it, and `cordon cleanup` lists it"
+            ))
+        }
+    }
+    match ec2.delete_group(group_id).await {
+        Ok(()) => Some(format!(
+            "deleted the conversion group {group_id} of {vpc_id}, which allows all traffic both ways: no interface carries it"
+        )),
+        Err(CordonError::Ec2 { code, .. }) if code == "InvalidGroup.NotFound" => None,
+        Err(CordonError::Ec2 { code, .. }) if code == "DependencyViolation" => kept(
+            "an interface was put on it as it was deleted (a containment under way, which deletes it when it ends)".into(),
+        ),
+        Err(error) => kept(format!(
+            "{error}; the next containment or restore in the VPC deletes it, and `cordon cleanup` lists it"
+        )),
+    }
+}
+
+/// After a restore: each VPC's conversion group retired ([`retire_conversion_group`]), in
+/// case the isolation step could not. The isolation group stays: it lets nothing out, and a
+/// containment racing this one may be about to swap onto it. Off the containment's path; one
+/// line per group that was there.
+pub async fn release_unused_groups(ec2: &impl Ec2, vpc_ids: &[String]) -> Vec<String> {
     let mut lines = Vec::new();
     for vpc_id in vpc_ids {
         let groups = match ec2.cordon_groups(std::slice::from_ref(vpc_id)).await {
@@ -314,46 +353,12 @@ pub async fn release_unused_groups(
                 continue;
             }
         };
-        let claimed = groups.iter().any(|group| {
-            Some(group.id.as_str()) != released_claim
-                && group
-                    .tags
-                    .iter()
-                    .any(|(k, v)| k == GroupRole::TAG_KEY && v == crate::claim::CLAIM_ROLE)
-        });
-        let ours: Vec<&SecurityGroup> = groups
+        let conversion = groups
             .iter()
-            .filter(|g| g.role == Some(GroupRole::Conversion))
-            .filter(|g| g.named_as_cordons())
-            .collect();
-        if claimed || ours.is_empty() {
-            continue;
-        }
-        let in_use = match ec2.groups_in_use(vpc_id).await {
-            Ok(in_use) => in_use,
-            Err(error) => {
-                lines.push(format!(
-                    "{vpc_id}'s interfaces were not read ({error}): its groups kept"
-                ));
-                continue;
-            }
-        };
-        if ours.iter().any(|g| in_use.contains(&g.id)) {
-            continue;
-        }
-        for group in ours {
-            let role = group.role.map(role_name).unwrap_or_default();
-            match ec2.delete_group(&group.id).await {
-                Ok(()) => lines.push(format!(
-                    "deleted {role} group {} of {vpc_id}: no interface carries it",
-                    group.id
-                )),
-                Err(CordonError::Ec2 { code, .. }) if code == "InvalidGroup.NotFound" => {}
-                Err(error) => lines.push(format!(
-                    "kept {role} group {} of {vpc_id}: {error}",
-                    group.id
-                )),
-            }
+            .filter(|g| g.vpc_id == *vpc_id && g.role == Some(GroupRole::Conversion))
+            .filter(|g| g.named_as_cordons());
+        for group in conversion {
+            lines.extend(retire_conversion_group(ec2, vpc_id, &group.id).await);
         }
     }
     lines

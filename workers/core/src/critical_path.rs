@@ -118,6 +118,32 @@ fn an_execution_isolates_in_four_round_trips_in_steady_state() {
     });
 }
 
+/// The world as the last containment of the VPC leaves it: the isolation group, and no
+/// conversion group (deleted after use: none that allows all traffic outlives its use).
+async fn quiet_world() -> FakeEc2 {
+    let ec2 = steady_world().await;
+    let conversion = ec2.with(|s| {
+        s.groups
+            .values()
+            .find(|g| g.role == Some(crate::ec2::GroupRole::Conversion))
+            .map(|g| g.id.clone())
+            .unwrap()
+    });
+    ec2.delete_group(&conversion).await.unwrap();
+    ec2.clear_calls();
+    ec2
+}
+
+#[test]
+fn in_a_quiet_vpc_making_the_conversion_group_again_costs_two_round_trips() {
+    // The group's creation, then its rules in both directions at once.
+    on_paused_clock(async {
+        let ec2 = quiet_world().await;
+        let (_, rounds) = contain(&ec2, finding_in(Some("vpc-1")), 0).await;
+        assert_eq!(rounds, 6, "calls: {:?}", ec2.calls());
+    });
+}
+
 #[test]
 fn without_the_findings_vpc_or_on_a_retry_the_path_is_longer_but_the_same() {
     // Without the finding's VPC capture reads Cordon's groups of every VPC, still beside the

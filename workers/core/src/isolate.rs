@@ -289,6 +289,9 @@ async fn reconcile_rules(
 }
 
 /// Makes the group's rules `ingress` and `egress`, leaving alone the egress rules `kept` keeps.
+/// The two directions do not depend on each other, and go at the same time: a new group's
+/// rules cost one round trip, which every containment in a VPC without one waits on (each
+/// conversion group is deleted after use, see [`crate::cleanup::retire_conversion_group`]).
 async fn change_rules(
     ec2: &impl Ec2,
     group: &SecurityGroup,
@@ -296,26 +299,49 @@ async fn change_rules(
     egress: &[SgRule],
     kept: impl Fn(&SgRule) -> bool,
 ) -> Result<()> {
-    for (direction, actual, desired) in [
-        (Direction::Ingress, &group.ingress, ingress),
-        (Direction::Egress, &group.egress, egress),
-    ] {
-        let (mut revoke, authorize) = rule_changes(actual, desired);
-        if direction == Direction::Egress {
-            revoke.retain(|rule| !kept(rule));
-        }
-        if !revoke.is_empty() {
-            while_group_unseen(ec2, "RevokeSecurityGroup", &group.id, || {
-                ec2.revoke(&group.id, direction, &revoke)
-            })
-            .await?;
-        }
-        if !authorize.is_empty() {
-            while_group_unseen(ec2, "AuthorizeSecurityGroup", &group.id, || {
-                ec2.authorize(&group.id, direction, &authorize)
-            })
-            .await?;
-        }
+    let (ingress, egress) = tokio::join!(
+        change_direction(
+            ec2,
+            &group.id,
+            Direction::Ingress,
+            &group.ingress,
+            ingress,
+            |_| false
+        ),
+        change_direction(
+            ec2,
+            &group.id,
+            Direction::Egress,
+            &group.egress,
+            egress,
+            kept
+        ),
+    );
+    ingress.and(egress)
+}
+
+/// One direction of [`change_rules`]: the revoke, then the authorize.
+async fn change_direction(
+    ec2: &impl Ec2,
+    group_id: &str,
+    direction: Direction,
+    actual: &[SgRule],
+    desired: &[SgRule],
+    kept: impl Fn(&SgRule) -> bool,
+) -> Result<()> {
+    let (mut revoke, authorize) = rule_changes(actual, desired);
+    revoke.retain(|rule| !kept(rule));
+    if !revoke.is_empty() {
+        while_group_unseen(ec2, "RevokeSecurityGroup", group_id, || {
+            ec2.revoke(group_id, direction, &revoke)
+        })
+        .await?;
+    }
+    if !authorize.is_empty() {
+        while_group_unseen(ec2, "AuthorizeSecurityGroup", group_id, || {
+            ec2.authorize(group_id, direction, &authorize)
+        })
+        .await?;
     }
     Ok(())
 }
@@ -681,14 +707,13 @@ pub async fn isolate_seen(
             )
         }
     };
-    let (groups, instance) = (groups?, instance?);
+    let (mut groups, instance) = (groups?, instance?);
     let mut errors: Vec<StepError> = Vec::new();
     let mut enis = Vec::new();
     let mut notes = Vec::new();
     for recorded in &record.interfaces {
-        let cordon = &groups[&recorded.vpc_id];
         let live = instance.interfaces.iter().find(|i| i.id == recorded.id);
-        let plan = plan_interface(live, cordon);
+        let plan = plan_interface(live, &groups[&recorded.vpc_id]);
         let needs_swaps = matches!(
             plan,
             InterfacePlan::ConvertThenIsolate | InterfacePlan::Isolate
@@ -701,7 +726,40 @@ pub async fn isolate_seen(
                 &enis,
             ));
         }
-        let line = isolate_interface(ec2, &record.instance_id, recorded, live, cordon, plan).await;
+        let (instance_id, cordon) = (&record.instance_id, &groups[&recorded.vpc_id]);
+        let attempt =
+            isolate_interface(ec2, instance_id, recorded, live, cordon, plan, Unseen::Gone);
+        let line = match attempt.await {
+            Ok(line) => line,
+            Err(ConversionGone) => {
+                // Deleted after this step read it, by the clean-up of a containment that
+                // ended in between: the interface is still on its own groups. The VPC's
+                // groups are read again (and the conversion group made again), and the
+                // interface begins again.
+                if !ec2.has_time_for(CALLS_PER_INTERFACE + 4) {
+                    return Err(out_of_time(
+                        &format!("make {}'s conversion group again", recorded.vpc_id),
+                        &enis,
+                    ));
+                }
+                let vpc = std::slice::from_ref(&recorded.vpc_id);
+                groups.extend(ensure_groups(ec2, vpc, access, None).await?);
+                let cordon = &groups[&recorded.vpc_id];
+                let plan = plan_interface(live, cordon);
+                let again = isolate_interface(
+                    ec2,
+                    instance_id,
+                    recorded,
+                    live,
+                    cordon,
+                    plan,
+                    Unseen::NotYetShown,
+                );
+                again
+                    .await
+                    .unwrap_or_else(|ConversionGone| conversion_gone_again(recorded, live, cordon))
+            }
+        };
         errors.extend(line.cause.clone());
         enis.push(line);
     }
@@ -773,6 +831,21 @@ pub async fn isolate_seen(
             }
         }
     }
+    // Off the interfaces' path: the conversion group goes once no interface is on it. A step
+    // that will be retried leaves it to its retry: in a burst, steps whose conversion swaps
+    // wait their turn would otherwise delete it and make it again at each attempt.
+    let retried = retryable(&errors).is_some();
+    for (vpc_id, cordon) in groups.iter().filter(|_| !retried) {
+        if ec2.has_time_for(2) {
+            let retired = crate::cleanup::retire_conversion_group(ec2, vpc_id, &cordon.conversion);
+            notes.extend(retired.await);
+        } else {
+            notes.push(format!(
+                "kept the conversion group {} of {vpc_id}, which allows all traffic both ways: the function's deadline was too close; the next containment or restore in the VPC deletes it",
+                cordon.conversion
+            ));
+        }
+    }
     Ok(IsolationReport {
         instance_id: record.instance_id.clone(),
         status: if errors.is_empty() && enis.iter().all(|e| e.outcome.is_isolated()) {
@@ -827,9 +900,48 @@ enum Swap {
     Isolation,
 }
 
+/// What a conversion swap makes of EC2 answering that the conversion group does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unseen {
+    /// The step read the group, and EC2 has shown it since it was made: it was deleted after
+    /// the read, and the swap, refused, was not made ([`ConversionGone`]).
+    Gone,
+    /// The group was read again or made just now: EC2 may not show it everywhere yet, and it
+    /// is waited for ([`while_group_unseen`]).
+    NotYetShown,
+}
+
+/// The conversion swap was refused because the group is gone; nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConversionGone;
+
+/// The line of an interface whose conversion group was deleted twice under it (a waited-for
+/// swap does not answer so): not begun, and retried with the step.
+fn conversion_gone_again(
+    recorded: &NetworkInterface,
+    live: Option<&NetworkInterface>,
+    cordon: &CordonGroups,
+) -> InterfaceIsolation {
+    let cause = CordonError::Unavailable {
+        operation: "ModifyNetworkInterfaceAttribute".into(),
+        message: format!(
+            "the conversion group {} was deleted again before the swap; the retried step makes it again",
+            cordon.conversion
+        ),
+    };
+    InterfaceIsolation {
+        eni_id: recorded.id.clone(),
+        outcome: InterfaceOutcome::NotBegun,
+        original_groups: recorded.groups.clone(),
+        groups_now: live.map(|l| l.groups.clone()).unwrap_or_default(),
+        cause: Some(cause.to_report()),
+    }
+}
+
 /// Carries out one interface's plan. It ends isolated, or back on its recorded groups, or (if
 /// even that fails) reported where it is: never silently on the conversion group, which
-/// allows everything both ways.
+/// allows everything both ways. A conversion group found gone before anything was changed is
+/// the caller's to make again.
 async fn isolate_interface(
     ec2: &impl Ec2,
     instance_id: &str,
@@ -837,7 +949,8 @@ async fn isolate_interface(
     live: Option<&NetworkInterface>,
     cordon: &CordonGroups,
     plan: InterfacePlan,
-) -> InterfaceIsolation {
+    unseen: Unseen,
+) -> std::result::Result<InterfaceIsolation, ConversionGone> {
     let line = |outcome, groups_now: Vec<String>, cause: Option<&CordonError>| InterfaceIsolation {
         eni_id: recorded.id.clone(),
         outcome,
@@ -849,18 +962,22 @@ async fn isolate_interface(
     let conversion = vec![cordon.conversion.clone()];
     let swaps: Vec<(Swap, &[String])> = match plan {
         InterfacePlan::LeaveIsolated => {
-            return line(InterfaceOutcome::AlreadyIsolated, isolation, None)
+            return Ok(line(InterfaceOutcome::AlreadyIsolated, isolation, None))
         }
         InterfacePlan::Gone => {
             let gone = CordonError::InterfaceNotFound {
                 eni_id: recorded.id.clone(),
             };
-            return line(InterfaceOutcome::Gone, Vec::new(), Some(&gone));
+            return Ok(line(InterfaceOutcome::Gone, Vec::new(), Some(&gone)));
         }
         InterfacePlan::NotContainable(reason) => {
             let groups_now = live.map(|l| l.groups.clone()).unwrap_or_default();
             let why = CordonError::NotContainable(reason);
-            return line(InterfaceOutcome::NotContainable, groups_now, Some(&why));
+            return Ok(line(
+                InterfaceOutcome::NotContainable,
+                groups_now,
+                Some(&why),
+            ));
         }
         InterfacePlan::Isolate => vec![(Swap::Isolation, &isolation)],
         InterfacePlan::ConvertThenIsolate => vec![
@@ -883,14 +1000,22 @@ async fn isolate_interface(
                 },
             )
         };
-        let mut made = swap_to().await;
+        let mut made = match (swap, unseen) {
+            (Swap::Conversion, Unseen::Gone) => {
+                ec2.try_interface_groups(&recorded.id, wanted).await
+            }
+            _ => swap_to().await,
+        };
         // The conversion swap is made once: throttled, it was not made, and the interface
         // waits its turn on its own groups (a way back would spend a token of the bucket
         // the swaps in progress wait on).
         if swap == Swap::Conversion {
+            if unseen == Unseen::Gone && made.as_ref().is_err_and(is_group_not_found) {
+                return Err(ConversionGone);
+            }
             if let Err(error @ CordonError::Throttled { .. }) = &made {
                 let groups_now = live.map(|l| l.groups.clone()).unwrap_or_default();
-                return line(InterfaceOutcome::NotBegun, groups_now, Some(error));
+                return Ok(line(InterfaceOutcome::NotBegun, groups_now, Some(error)));
             }
         }
         // The isolation swap, from the conversion group: throttled, it is tried again rather
@@ -912,10 +1037,10 @@ async fn isolate_interface(
         }
     }
     let Some(cause) = failure else {
-        return line(InterfaceOutcome::Isolated, isolation, None);
+        return Ok(line(InterfaceOutcome::Isolated, isolation, None));
     };
     if matches!(cause, CordonError::InterfaceNotFound { .. }) {
-        return line(InterfaceOutcome::Gone, Vec::new(), Some(&cause));
+        return Ok(line(InterfaceOutcome::Gone, Vec::new(), Some(&cause)));
     }
     // The swap may have half-happened (an answer lost): go back to the recorded groups,
     // which is where the interface was before Cordon, whichever swap failed.
@@ -925,7 +1050,7 @@ async fn isolate_interface(
             .await
             .is_ok()
         {
-            return line(InterfaceOutcome::RolledBack, originals, Some(&cause));
+            return Ok(line(InterfaceOutcome::RolledBack, originals, Some(&cause)));
         }
     }
     // Where it is now, as far as EC2 can say (nothing when even that read fails).
@@ -936,7 +1061,7 @@ async fn isolate_interface(
         .and_then(|i| i.interfaces.into_iter().find(|e| e.id == recorded.id))
         .map(|e| e.groups)
         .unwrap_or_default();
-    line(InterfaceOutcome::LeftOn, groups_now, Some(&cause))
+    Ok(line(InterfaceOutcome::LeftOn, groups_now, Some(&cause)))
 }
 
 /// The first error worth retrying the whole (idempotent) step for, by its Step Functions name.
@@ -1099,14 +1224,25 @@ mod tests {
             isolation.egress.is_empty(),
             "EC2's default egress rule must be revoked"
         );
-        let conversion = ec2.with(|s| s.groups[&groups.conversion].clone());
-        assert_eq!(conversion.ingress.len(), 2);
-        assert_eq!(conversion.egress.len(), 2);
+        assert!(
+            !ec2.with(|s| s.groups.contains_key(&groups.conversion)),
+            "the conversion group is deleted after use"
+        );
     }
 
+    /// Steady state: another containment of the VPC is under way (its interface is on the
+    /// conversion group), so both groups exist and are used as they are.
     #[test]
-    fn steady_state_isolation_reuses_groups_and_makes_six_calls() {
+    fn steady_state_isolation_reuses_groups_and_makes_seven_calls() {
         let ec2 = FakeEc2::standard();
+        let groups = block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            None,
+        ));
+        let conversion = groups.unwrap()["vpc-1"].conversion.clone();
+        ec2.add_neighbour("i-00000002", "eni-9", &[&conversion]);
         let record = captured(&ec2);
         let first = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         // The same instance back as it was (restored by hand), isolated again.
@@ -1129,7 +1265,9 @@ mod tests {
                 "ModifyNetworkInterfaceAttribute",
                 "ModifyInstanceAttribute",
                 // Connection tracking, after the swaps.
-                "ModifyNetworkInterfaceAttribute"
+                "ModifyNetworkInterfaceAttribute",
+                // The conversion group still carries the neighbour's interface: kept.
+                "DescribeNetworkInterfaces",
             ]
         );
     }
@@ -1176,6 +1314,164 @@ mod tests {
         );
         // One swap, then connection tracking.
         assert_eq!(swaps(&ec2).len(), 2);
+    }
+
+    fn conversion_groups(ec2: &FakeEc2) -> Vec<String> {
+        ec2.with(|s| {
+            s.groups
+                .values()
+                .filter(|g| g.role == Some(GroupRole::Conversion))
+                .map(|g| g.id.clone())
+                .collect()
+        })
+    }
+
+    /// No group that allows all traffic outlives its use: once the interfaces are off it, the
+    /// step deletes it and says so; the isolation group, which the interfaces carry, stays.
+    #[test]
+    fn after_its_swaps_the_step_deletes_the_conversion_group_no_interface_carries() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
+        assert_eq!(report.status, StepStatus::Done, "{report:?}");
+        let groups = &report.groups["vpc-1"];
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            std::slice::from_ref(&groups.isolation)
+        );
+        assert!(conversion_groups(&ec2).is_empty(), "{:?}", ec2.calls());
+        assert!(ec2.with(|s| s.groups.contains_key(&groups.isolation)));
+        assert!(
+            report.notes.iter().any(|n| n.starts_with(&format!(
+                "deleted the conversion group {} of vpc-1",
+                groups.conversion
+            ))),
+            "{:?}",
+            report.notes
+        );
+        // The next containment in the VPC makes it again, and deletes it again.
+        let again = captured(&ec2);
+        let restored_groups = vec!["sg-app".to_string(), "sg-ssh".to_string()];
+        ec2.with(|s| {
+            s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups = restored_groups
+        });
+        let second = block_on(isolate(&ec2, &again, Access::default())).unwrap();
+        assert_eq!(second.enis[0].outcome, InterfaceOutcome::Isolated);
+        assert_ne!(second.groups["vpc-1"].conversion, groups.conversion);
+        assert!(conversion_groups(&ec2).is_empty());
+    }
+
+    /// Another containment of the VPC has an interface on the conversion group: EC2 would
+    /// refuse the delete, and the step does not try it. The last containment to end deletes it.
+    #[test]
+    fn a_conversion_group_a_neighbour_is_on_is_kept_and_the_last_containment_deletes_it() {
+        let ec2 = FakeEc2::standard();
+        let groups = block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            None,
+        ))
+        .unwrap();
+        let conversion = groups["vpc-1"].conversion.clone();
+        ec2.add_neighbour("i-00000002", "eni-9", &[&conversion]);
+        let record = captured(&ec2);
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
+        assert_eq!(report.status, StepStatus::Done, "{report:?}");
+        assert_eq!(conversion_groups(&ec2), std::slice::from_ref(&conversion));
+        assert!(!ec2.calls().contains(&"DeleteSecurityGroup".to_string()));
+        assert!(
+            report.notes.iter().any(|n| n
+                .contains(&format!("kept the conversion group {conversion}"))
+                && n.contains("eni-9")),
+            "{:?}",
+            report.notes
+        );
+        // The neighbour's containment ends: its isolation swap, then its clean-up.
+        let neighbour = block_on(capture(
+            &ec2,
+            "i-00000002",
+            None,
+            None,
+            "2026-11-29T14:00:00.000Z",
+        ))
+        .unwrap()
+        .record
+        .unwrap();
+        let last = block_on(isolate(&ec2, &neighbour, Access::default())).unwrap();
+        assert_eq!(last.enis[0].outcome, InterfaceOutcome::Isolated, "{last:?}");
+        assert!(conversion_groups(&ec2).is_empty(), "{:?}", last.notes);
+    }
+
+    /// A containment that ended between this step's read and its conversion swap deleted the
+    /// group: the swap is refused and changes nothing, and the step makes the group again at
+    /// once, without waiting for a group that will not appear and without a way back.
+    #[test]
+    fn a_conversion_group_deleted_after_the_read_is_made_again_and_the_interface_isolated() {
+        let ec2 = FakeEc2::standard();
+        block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            None,
+        ))
+        .unwrap();
+        let captured = block_on(capture(
+            &ec2,
+            "i-00000001",
+            None,
+            Some("exec-a"),
+            "2026-11-29T14:00:00.000Z",
+        ))
+        .unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-29T14:00:01.000Z").unwrap();
+        let seen = captured
+            .fresh_view(Some(0), now.into())
+            .expect("capture's view");
+        let read = conversion_groups(&ec2);
+        ec2.with(|s| s.groups.retain(|id, _| !read.contains(id)));
+        ec2.clear_calls();
+        let started = std::time::Instant::now();
+        let report = block_on(isolate_seen(
+            &ec2,
+            captured.record.as_ref().unwrap(),
+            Access::default(),
+            Some(seen),
+        ))
+        .unwrap();
+        assert_eq!(report.status, StepStatus::Done, "{report:?}");
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::Isolated);
+        let groups = &report.groups["vpc-1"];
+        assert!(!read.contains(&groups.conversion), "a new conversion group");
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            std::slice::from_ref(&groups.isolation)
+        );
+        // The refused swap, the conversion, the isolation, connection tracking: no way back.
+        assert_eq!(swaps(&ec2).len(), 4, "{:?}", ec2.calls());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "waited {:?} for a deleted group",
+            started.elapsed()
+        );
+        // And this step's clean-up deletes the group it made.
+        assert!(conversion_groups(&ec2).is_empty());
+    }
+
+    /// A step whose conversion swap waits its turn is retried: it leaves the group to its
+    /// retry rather than delete it and make it again at each attempt of a burst.
+    #[test]
+    fn a_step_that_will_be_retried_leaves_the_conversion_group_to_its_retry() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        ec2.refuse_swaps_to(Some(GroupRole::Conversion), throttled(), Some(1));
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::NotBegun);
+        assert_eq!(conversion_groups(&ec2).len(), 1);
+        assert!(!ec2.calls().contains(&"DeleteSecurityGroup".to_string()));
+        let retried = block_on(isolate(&ec2, &record, Access::default())).unwrap();
+        assert_eq!(retried.enis[0].outcome, InterfaceOutcome::Isolated);
+        assert!(conversion_groups(&ec2).is_empty());
     }
 
     fn throttled() -> CordonError {
@@ -1693,6 +1989,8 @@ mod tests {
             tags: vec![(GroupRole::TAG_KEY.into(), "conversion".into())],
         };
         ec2.with(|s| s.racing_group = Some(theirs));
+        // Kept after the swaps (its delete refused), so that its rules can be read here.
+        ec2.fail_next("DeleteSecurityGroup", throttled());
         let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
         assert_eq!(report.groups["vpc-1"].conversion, "sg-theirs");
         assert_eq!(
@@ -1743,7 +2041,10 @@ mod tests {
                 "ModifyNetworkInterfaceAttribute",
                 "ModifyNetworkInterfaceAttribute",
                 "ModifyInstanceAttribute",
-                "ModifyNetworkInterfaceAttribute"
+                "ModifyNetworkInterfaceAttribute",
+                // After the swaps: the conversion group, which no interface carries now.
+                "DescribeNetworkInterfaces",
+                "DeleteSecurityGroup",
             ]
         );
     }

@@ -640,7 +640,6 @@ pub async fn restore(
         }
     }
     // The claim goes last: while it exists, the instance is still some execution's.
-    let released_claim = claim.as_ref().map(|claim| claim.group_id.clone());
     if let Some(claim) = claim {
         match ec2.delete_group(&claim.group_id).await {
             Ok(()) => {}
@@ -650,8 +649,7 @@ pub async fn restore(
         }
     }
     // No group that allows all traffic outlives the last containment of its VPC.
-    report.groups =
-        crate::cleanup::release_unused_groups(ec2, &vpc_ids, released_claim.as_deref()).await;
+    report.groups = crate::cleanup::release_unused_groups(ec2, &vpc_ids).await;
     Ok(report)
 }
 

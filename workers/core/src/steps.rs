@@ -1542,9 +1542,10 @@ mod tests {
     }
 
     /// The EC2 round trips of one containment of a single-ENI instance (IPv4 and IPv6, two
-    /// subnets with their own ACLs, one remote address) once Cordon's groups exist.
+    /// subnets with their own ACLs, one remote address) in a VPC Cordon has acted in before:
+    /// the isolation group exists, the conversion group was deleted after its last use.
     #[test]
-    fn steady_state_containment_makes_twenty_one_ec2_calls() {
+    fn a_containment_in_a_vpc_cordon_acted_in_before_makes_twenty_six_ec2_calls() {
         let ec2 = FakeEc2::standard();
         let config = Config::default();
         let first = block_on(capture_step(
@@ -1556,7 +1557,7 @@ mod tests {
         ))
         .unwrap();
         block_on(isolate_step(&|_: &Target| ec2.clone(), &config, &first)).unwrap();
-        // A second instance in the same VPC and subnet, with the groups already in place.
+        // A second instance in the same VPC and subnet, with the isolation group in place.
         ec2.with(|s| {
             let mut other = s.instances["i-00000001"].clone();
             other.id = "i-00000002".into();
@@ -1610,6 +1611,17 @@ mod tests {
             [2, 2, 2, 3, 3, 1, 1, 6]
         );
         assert_eq!(count("DescribeVpcs"), 1);
-        assert_eq!(calls.len(), 21, "{calls:?}");
+        // The conversion group made again (its rules both ways at once), and deleted after
+        // the swaps once a read shows no interface on it.
+        assert_eq!(
+            [
+                count("CreateSecurityGroup"),
+                count("AuthorizeSecurityGroup"),
+                count("DescribeNetworkInterfaces"),
+                count("DeleteSecurityGroup"),
+            ],
+            [1, 2, 1, 1]
+        );
+        assert_eq!(calls.len(), 26, "{calls:?}");
     }
 }

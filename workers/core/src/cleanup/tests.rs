@@ -40,6 +40,24 @@ fn contained(ec2: &FakeEc2, key: &RecordKey<FakeKms>) -> Vec<DenyEntry> {
     report.nacl_entries
 }
 
+/// [`contained`], by an isolation step that could not delete the conversion group after its
+/// swaps (EC2 throttled the delete): the group is left for a restore or the clean-up.
+fn contained_leaving_the_conversion_group(
+    ec2: &FakeEc2,
+    key: &RecordKey<FakeKms>,
+) -> Vec<DenyEntry> {
+    ec2.fail_next(
+        "DeleteSecurityGroup",
+        CordonError::Throttled {
+            operation: "DeleteSecurityGroup".into(),
+            message: "Request limit exceeded.".into(),
+        },
+    );
+    let entries = contained(ec2, key);
+    assert_eq!(cordon_groups(ec2), ["conversion", "isolation"]);
+    entries
+}
+
 fn terminate(ec2: &FakeEc2) {
     ec2.with(|s| {
         let instance = s.instances.get_mut("i-00000001").unwrap();
@@ -92,7 +110,7 @@ fn a_terminated_instances_claim_denies_and_groups_are_listed_then_removed() {
     let ec2 = FakeEc2::standard();
     let key = key();
     let acls_before = ec2.with(|s| s.acls.clone());
-    let entries = contained(&ec2, &key);
+    let entries = contained_leaving_the_conversion_group(&ec2, &key);
     terminate(&ec2);
 
     ec2.clear_calls();
@@ -190,12 +208,17 @@ fn restore_with(ec2: &FakeEc2, key: &RecordKey<FakeKms>) -> crate::restore::Rest
     .unwrap()
 }
 
+/// The isolation step deletes the conversion group after its swaps; the restore deletes one
+/// that step could not.
 #[test]
-fn restoring_the_last_containment_of_a_vpc_leaves_no_group_that_allows_all_traffic() {
+fn a_containment_leaves_no_group_that_allows_all_traffic_and_a_restore_deletes_one_left() {
     let ec2 = FakeEc2::standard();
     let key = key();
     contained(&ec2, &key);
-    assert_eq!(cordon_groups(&ec2), ["conversion", "isolation"]);
+    assert_eq!(cordon_groups(&ec2), ["isolation"]);
+
+    let ec2 = FakeEc2::standard();
+    contained_leaving_the_conversion_group(&ec2, &key);
     let report = restore_with(&ec2, &key);
     assert_eq!(
         report.status,
@@ -207,12 +230,22 @@ fn restoring_the_last_containment_of_a_vpc_leaves_no_group_that_allows_all_traff
     assert_eq!(report.groups.len(), 1, "{:?}", report.groups);
 }
 
+/// Another instance of the VPC stays isolated (its claim is there): the conversion group,
+/// which no interface carries, goes all the same.
 #[test]
-fn a_containment_under_way_in_the_vpc_keeps_its_conversion_group() {
+fn another_instance_still_isolated_in_the_vpc_keeps_no_group_that_allows_all_traffic() {
     let ec2 = FakeEc2::standard();
     let key = key();
-    contained(&ec2, &key);
-    // Another instance of the VPC has just been claimed by its execution.
+    contained_leaving_the_conversion_group(&ec2, &key);
+    let isolation = ec2.with(|s| {
+        s.groups
+            .values()
+            .find(|g| g.role == Some(GroupRole::Isolation))
+            .unwrap()
+            .id
+            .clone()
+    });
+    ec2.add_neighbour("i-00000002", "eni-9", &[&isolation]);
     block_on(ec2.create_claim_group(
         "vpc-1",
         "i-00000002",
@@ -223,8 +256,34 @@ fn a_containment_under_way_in_the_vpc_keeps_its_conversion_group() {
     .unwrap();
     let report = restore_with(&ec2, &key);
     assert_eq!(report.status, crate::restore::RestoreStatus::Restored);
+    assert_eq!(cordon_groups(&ec2), ["isolation"], "{:?}", report.groups);
+    assert_eq!(ec2.interface_groups("eni-9"), [isolation]);
+}
+
+/// A containment under way has an interface on the conversion group: the restore keeps it
+/// (EC2 would refuse the delete) and says why.
+#[test]
+fn a_containment_under_way_in_the_vpc_keeps_its_conversion_group() {
+    let ec2 = FakeEc2::standard();
+    let key = key();
+    contained_leaving_the_conversion_group(&ec2, &key);
+    let conversion = ec2.with(|s| {
+        s.groups
+            .values()
+            .find(|g| g.role == Some(GroupRole::Conversion))
+            .unwrap()
+            .id
+            .clone()
+    });
+    ec2.add_neighbour("i-00000002", "eni-9", &[&conversion]);
+    let report = restore_with(&ec2, &key);
+    assert_eq!(report.status, crate::restore::RestoreStatus::Restored);
     assert_eq!(cordon_groups(&ec2), ["conversion", "isolation"]);
-    assert!(report.groups.is_empty(), "{:?}", report.groups);
+    assert!(
+        report.groups.iter().any(|line| line.contains("eni-9")),
+        "{:?}",
+        report.groups
+    );
 }
 
 /// Whoever may tag a group tags an application's group as the claim of a made-up (gone)
