@@ -4,8 +4,10 @@
 //! 1. time to containment of one finding, cold processes: `cordon isolate`, the release
 //!    bootstraps behind a local Lambda Runtime API (capture-state, then isolate-sg and
 //!    block-nacl at once, as the state machine runs them), and the seed's handler;
-//! 2. the EC2 calls on the critical path to "egress blocked", in steady state and on first
-//!    use in a VPC, and the measured time against (those calls x a trivial call's latency);
+//! 2. the EC2 calls on the critical path to "egress blocked", in steady state (another
+//!    containment under way in the VPC, so both of Cordon's groups exist) and on first use in
+//!    a VPC (which a quiet VPC, its conversion group deleted after use, takes too), and the
+//!    measured time against (those calls x a trivial call's latency);
 //! 3. each bootstrap's cold start against Python + boto3 start-up;
 //! 4. each worker's peak RSS handling one event, and each Lambda zip's size;
 //! 5. a burst of findings through the local runner at once;
@@ -145,6 +147,20 @@ async fn neighbour(world: &World, vpc: &str, octet: usize, slot: usize) -> Targe
         instance,
         vpc: vpc.to_string(),
     }
+}
+
+/// Both of Cordon's groups in `vpc`, as while another containment is under way there: each
+/// isolation deletes the conversion group after its swaps, so the first containment left
+/// none, and a containment in a VPC where none is under way takes the first-use path.
+async fn containment_under_way(moto: &Moto, vpc: &str) {
+    cordon_core::isolate::ensure_groups(
+        &moto.cordon_ec2(),
+        &[vpc.to_string()],
+        Default::default(),
+        None,
+    )
+    .await
+    .unwrap();
 }
 
 /// What one containment run measured, in milliseconds from the first process's start.
@@ -758,11 +774,13 @@ async fn main() {
         let first = lone_instance(&world, octet).await;
         cli_first.push(cordon_isolate(&world, &proxy, &first).await);
         let steady = neighbour(&world, &first.vpc, octet, 2).await;
+        containment_under_way(&moto, &steady.vpc).await;
         cli_steady.push(cordon_isolate(&world, &proxy, &steady).await);
 
         let first = lone_instance(&world, octet + 1).await;
         lambda_first.push(lambda_pipeline(&world, &proxy, &first, &mut workers).await);
         let steady = neighbour(&world, &first.vpc, octet + 1, 2).await;
+        containment_under_way(&moto, &steady.vpc).await;
         lambda_steady.push(lambda_pipeline(&world, &proxy, &steady, &mut workers).await);
 
         if let Some(dir) = &seed_dir {
@@ -811,8 +829,9 @@ async fn modelled_world(moto: &Moto) -> modelled::Modelled {
         .collect();
     eprintln!("bench: modelled AWS, one finding");
     let singles = vec![
-        modelled::single(moto, scale, false, 200).await,
-        modelled::single(moto, scale, true, 201).await,
+        modelled::single(moto, scale, modelled::VpcState::Steady, 200).await,
+        modelled::single(moto, scale, modelled::VpcState::Quiet, 202).await,
+        modelled::single(moto, scale, modelled::VpcState::FirstUse, 201).await,
     ];
     // A burst's executions still running this many seconds after it began are stopped (a
     // burst of 1,000 keeps EC2's ACL bucket busy for an hour); None: every one runs to its end.

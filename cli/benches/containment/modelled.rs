@@ -382,32 +382,53 @@ pub struct Single {
     pub error: Option<String>,
 }
 
+/// What Cordon already has in the finding's VPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VpcState {
+    /// Both groups: a containment is under way in the VPC.
+    Steady,
+    /// The isolation group only: the last containment deleted the conversion group after use.
+    Quiet,
+    /// Neither: Cordon's first containment there.
+    FirstUse,
+}
+
+impl VpcState {
+    pub fn label(self) -> &'static str {
+        match self {
+            VpcState::Steady => "steady state",
+            VpcState::Quiet => "quiet VPC (no conversion group: deleted after its last use)",
+            VpcState::FirstUse => "first use in a VPC",
+        }
+    }
+}
+
 /// The least an isolation can take on the model: capture's reads (the instance must be
 /// described before anything is recorded), the record (the claim group that carries it, a
 /// CreateSecurityGroup), the conversion swap and the isolation swap, one after another, after
 /// the transitions and invocations that must come first.
-pub fn floor(scale: f64, first_use: bool) -> Duration {
+pub fn floor(scale: f64, vpc: VpcState) -> Duration {
     let latency = |action: &str| aws_model::latency_of(action).mul_f64(scale);
     let overheads = Overheads::scaled(scale);
     let mut calls = latency("DescribeInstances")
         + latency("CreateSecurityGroup")
         + latency("ModifyNetworkInterfaceAttribute") * 2;
-    if first_use {
-        // The groups must exist before the swaps: created, then their rules set.
+    if vpc != VpcState::Steady {
+        // A group must exist before the swaps: created, then its rules set (both directions,
+        // and both groups, at once).
         calls += latency("CreateSecurityGroup") + latency("AuthorizeSecurityGroupEgress");
     }
     overheads.before_capture() + overheads.before_isolate() + calls
 }
 
-/// One finding, alone, on the modelled AWS: steady state (Cordon's groups exist in the VPC)
-/// or first use in the VPC.
-pub async fn single(moto: &Moto, scale: f64, first_use: bool, octet: usize) -> Single {
+/// One finding, alone, on the modelled AWS, in a VPC where Cordon has `vpc`.
+pub async fn single(moto: &Moto, scale: f64, vpc: VpcState, octet: usize) -> Single {
     let world = moto.world();
     let member = cordon_tests::fleet(&world, 1, octet).await.remove(0);
-    if !first_use {
+    if vpc != VpcState::FirstUse {
         let aws = AwsContext::from_sdk_config(moto.sdk_config());
         let ec2 = aws.ec2(Some(cordon_tests::REGION));
-        cordon_core::isolate::ensure_groups(
+        let groups = cordon_core::isolate::ensure_groups(
             &ec2,
             std::slice::from_ref(&member.vpc),
             Default::default(),
@@ -415,6 +436,11 @@ pub async fn single(moto: &Moto, scale: f64, first_use: bool, octet: usize) -> S
         )
         .await
         .unwrap();
+        if vpc == VpcState::Quiet {
+            cordon_core::ec2::Ec2::delete_group(&ec2, &groups[&member.vpc].conversion)
+                .await
+                .unwrap();
+        }
     }
     let proxy = FaultProxy::start(&moto.endpoint, FaultPlan::none()).await;
     proxy.model_aws(scale);
@@ -432,12 +458,8 @@ pub async fn single(moto: &Moto, scale: f64, first_use: bool, octet: usize) -> S
     .await;
     let calls: Vec<ProxiedCall> = proxy.calls();
     let mut single = Single {
-        label: if first_use {
-            "first use in a VPC"
-        } else {
-            "steady state"
-        },
-        floor_ms: ms(floor(scale, first_use)),
+        label: vpc.label(),
+        floor_ms: ms(floor(scale, vpc)),
         error: run.error.clone(),
         ..Single::default()
     };
@@ -497,6 +519,9 @@ pub struct Burst {
     pub acl_errors: BTreeMap<String, usize>,
     /// The ModifyNetworkInterfaceAttribute calls let through, by what they did.
     pub swaps_by_kind: BTreeMap<&'static str, u64>,
+    /// Conversion groups made (CreateSecurityGroup) and groups deleted (DeleteSecurityGroup,
+    /// the conversion groups after use) during the burst, calls let through.
+    pub conversion_groups: (u64, u64),
 }
 
 impl Burst {
@@ -521,7 +546,6 @@ pub async fn burst(count: usize, scale: f64, cutoff: Option<Duration>) -> Burst 
     let ec2 = aws.ec2(Some(cordon_tests::REGION));
     let vpcs: std::collections::BTreeSet<String> = members.iter().map(|m| m.vpc.clone()).collect();
     let mut isolation_of = BTreeMap::new();
-    let mut conversions = std::collections::BTreeSet::new();
     for vpc in &vpcs {
         let groups = cordon_core::isolate::ensure_groups(
             &ec2,
@@ -532,7 +556,6 @@ pub async fn burst(count: usize, scale: f64, cutoff: Option<Duration>) -> Burst 
         .await
         .unwrap();
         isolation_of.insert(vpc.clone(), groups[vpc].isolation.clone());
-        conversions.insert(groups[vpc].conversion.clone());
     }
     let setup_seconds = setup.elapsed().as_secs_f64();
     let proxy = Arc::new(FaultProxy::start(&moto.endpoint, FaultPlan::none()).await);
@@ -600,19 +623,42 @@ pub async fn burst(count: usize, scale: f64, cutoff: Option<Duration>) -> Burst 
         ..Burst::default()
     };
     // What the swaps' bucket was spent on: progress, or ways back.
+    // A conversion group is deleted after use and made again: it is the group that is
+    // neither the isolation group nor one of the instances' own.
     let isolations: std::collections::BTreeSet<&String> = isolation_of.values().collect();
-    for call in calls
-        .iter()
-        .filter(|c| c.fault == "ok" && c.action == "ModifyNetworkInterfaceAttribute")
-    {
-        let kind = match call.field("SecurityGroupId.1") {
-            Some(group) if conversions.contains(group) => "onto the conversion group",
-            Some(group) if isolations.contains(&group.to_string()) => "onto the isolation group",
-            Some(_) => "back onto the instance's own groups",
-            None => "connection tracking",
+    let own: std::collections::BTreeSet<&String> = members.iter().flat_map(|m| &m.groups).collect();
+    for call in calls.iter().filter(|c| c.fault == "ok") {
+        let kind = match (call.action.as_str(), call.field("SecurityGroupId.1")) {
+            ("ModifyNetworkInterfaceAttribute", Some(group))
+                if isolations.contains(&group.to_string()) =>
+            {
+                "onto the isolation group"
+            }
+            ("ModifyNetworkInterfaceAttribute", Some(group))
+                if own.contains(&group.to_string()) =>
+            {
+                "back onto the instance's own groups"
+            }
+            ("ModifyNetworkInterfaceAttribute", Some(_)) => "onto the conversion group",
+            ("ModifyNetworkInterfaceAttribute", None) => "connection tracking",
+            _ => continue,
         };
         *burst.swaps_by_kind.entry(kind).or_default() += 1;
     }
+    burst.conversion_groups = (
+        calls
+            .iter()
+            .filter(|c| c.fault == "ok" && c.action == "CreateSecurityGroup")
+            .filter(|c| {
+                c.field("GroupName")
+                    .is_some_and(|name| name.starts_with("cordon-conversion-"))
+            })
+            .count() as u64,
+        calls
+            .iter()
+            .filter(|c| c.fault == "ok" && c.action == "DeleteSecurityGroup")
+            .count() as u64,
+    );
     for (run, member) in runs.iter().zip(&members) {
         burst.step_retries += run.step_retries;
         if let Some(at) = run.acls_done_at {
@@ -777,7 +823,8 @@ pub fn render(m: &Modelled) -> (String, Vec<(String, String, bool, String)>) {
     out.push_str(
         "\nThe floor: capture's description of the instance, the record (the claim group that carries it, one CreateSecurityGroup: 300 ms on the model where a CreateTags would take 150 ms, \
          traded for CreateTags' bucket, which a burst's ACL records contend for), the conversion swap and the isolation swap, one after another \
-         (first use adds creating the group and setting its rules), after the two transitions and invocation before capture-state, \
+         (first use, or a quiet VPC, adds creating the group and setting its rules; steady state is a VPC where another containment \
+         is under way, so that its conversion group exists), after the two transitions and invocation before capture-state, \
          the ledger's read, and the three transitions and invocation before isolate-sg.\n\n",
     );
     if let Some(steady) = m.singles.iter().find(|s| s.label == "steady state") {
@@ -834,6 +881,10 @@ pub fn render(m: &Modelled) -> (String, Vec<(String, String, bool, String)>) {
                 kinds.join(", ")
             ));
         }
+        out.push_str(&format!(
+            "\nConversion groups (deleted after use, made again by the next containment in their VPC): {} made, {} deleted.\n",
+            b.conversion_groups.0, b.conversion_groups.1
+        ));
         if b.cut_off > 0 {
             out.push_str(&format!(
                 "\nCut off at {:.0} s (`BENCH_MODELLED_CUTOFF`): {} executions were still running (each counted as contained above \
