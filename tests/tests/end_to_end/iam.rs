@@ -255,11 +255,19 @@ fn the_member_role_allows_containment_and_refuses_its_near_misses() {
             false,
         ),
         (
-            "delete the VPC's unused isolation group",
+            "delete the VPC's unused conversion group",
+            "ec2:DeleteSecurityGroup",
+            ec2("security-group", "sg-conversion"),
+            json!({"aws:ResourceTag/cordon:role": "conversion"}),
+            true,
+        ),
+        // No worker deletes it (`cordon cleanup` does, with the operator's own credentials).
+        (
+            "delete the VPC's isolation group",
             "ec2:DeleteSecurityGroup",
             ec2("security-group", "sg-isolation"),
             json!({"aws:ResourceTag/cordon:role": "isolation"}),
-            true,
+            false,
         ),
         (
             "delete an application's group",

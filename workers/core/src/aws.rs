@@ -1039,8 +1039,13 @@ impl Ec2 for AwsEc2 {
         self.groups_tagged_by_cordon(None).await
     }
 
-    async fn create_cordon_group(&self, vpc_id: &str, role: GroupRole) -> Result<SecurityGroup> {
-        let name = role.group_name(vpc_id);
+    async fn create_cordon_group(
+        &self,
+        vpc_id: &str,
+        role: GroupRole,
+        suffix: Option<&str>,
+    ) -> Result<SecurityGroup> {
+        let name = role.group_name_with(vpc_id, suffix);
         let tags = [
             (GroupRole::TAG_KEY.to_string(), role.tag_value().to_string()),
             ("Name".to_string(), name.clone()),
@@ -1049,23 +1054,41 @@ impl Ec2 for AwsEc2 {
             .create_named_group(vpc_id, &name, role.description(), &tags)
             .await?;
         // A new VPC group starts with EC2's default egress rule(s); read them back so the
-        // caller reconciles against what really exists.
-        let described = self
-            .client
-            .describe_security_groups()
-            .group_ids(&id)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeSecurityGroups", &id, e))?;
-        described
-            .security_groups()
-            .first()
-            .map(security_group_of)
-            .ok_or_else(|| CordonError::Ec2 {
-                operation: "DescribeSecurityGroups".into(),
-                code: "InvalidGroup.NotFound".into(),
-                message: format!("group {id} vanished right after it was created"),
-            })
+        // caller reconciles against what really exists. EC2 is eventually consistent after a
+        // create: the read may not find the group for a moment, and is made again. (Every
+        // containment in a VPC without a conversion group comes this way.)
+        for pause in crate::isolate::CONSISTENCY_PAUSES_MS
+            .iter()
+            .copied()
+            .map(Some)
+            .chain([None])
+        {
+            let described = self
+                .client
+                .describe_security_groups()
+                .group_ids(&id)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeSecurityGroups", &id, e));
+            let found = match described {
+                Ok(described) => described.security_groups().first().map(security_group_of),
+                Err(CordonError::Ec2 { code, .. }) if code == "InvalidGroup.NotFound" => None,
+                Err(other) => return Err(other),
+            };
+            match (found, pause) {
+                (Some(group), _) => return Ok(group),
+                (None, Some(ms)) if self.has_time_for(2) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+                }
+                (None, _) => break,
+            }
+        }
+        Err(CordonError::Unavailable {
+            operation: "DescribeSecurityGroups".into(),
+            message: format!(
+                "the security group {id}, just created, is not yet visible to EC2's reads; the step is retried and finds it by its name"
+            ),
+        })
     }
 
     async fn create_claim_group(

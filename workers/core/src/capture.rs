@@ -960,7 +960,8 @@ mod tests {
     fn an_instance_carrying_cordon_groups_is_already_quarantined_and_nothing_is_recorded() {
         let ec2 = FakeEc2::standard();
         let first = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
-        let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+        let isolation =
+            block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation, None)).unwrap();
         ec2.with(|s| {
             // As isolation leaves it: EC2's default egress rule revoked.
             s.groups.get_mut(&isolation.id).unwrap().egress.clear();
@@ -1245,7 +1246,8 @@ mod tests {
     fn an_isolation_cut_short_is_finished_from_the_record_its_claim_keeps() {
         let ec2 = FakeEc2::standard();
         let first = capture_at(&ec2, "exec-a", Pace::AtOnce).unwrap();
-        let conversion = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion)).unwrap();
+        let conversion =
+            block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion, None)).unwrap();
         ec2.with(|s| {
             s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
                 vec![conversion.id.clone()];
@@ -1268,7 +1270,8 @@ mod tests {
         assert_eq!(record.interfaces, first.record.unwrap().interfaces);
         assert_eq!(claim_record(&ec2, "exec-b"), Some(record));
         // And once isolated, a duplicate hands on the claim's record.
-        let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+        let isolation =
+            block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation, None)).unwrap();
         ec2.with(|s| {
             s.groups.get_mut(&isolation.id).unwrap().egress.clear();
             s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
@@ -1285,7 +1288,8 @@ mod tests {
     #[test]
     fn a_look_alike_isolation_group_is_no_evidence_of_quarantine() {
         let ec2 = FakeEc2::standard();
-        let look_alike = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+        let look_alike =
+            block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation, None)).unwrap();
         assert!(!look_alike.egress.is_empty(), "EC2's default egress rule");
         ec2.with(|s| {
             s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
@@ -1318,7 +1322,7 @@ mod tests {
                 ec2.with(|s| s.session_endpoints.get_mut("vpc-1").unwrap().truncate(1));
             }
             let isolation =
-                block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+                block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation, None)).unwrap();
             ec2.with(|s| {
                 s.groups.get_mut(&isolation.id).unwrap().egress = vec![crate::ec2::SgRule::https(
                     crate::ec2::Peer::Ipv4(egress.into()),
@@ -1365,7 +1369,8 @@ mod tests {
     #[test]
     fn a_session_rule_counts_as_isolating_only_with_session_manager_on() {
         let ec2 = FakeEc2::standard();
-        let isolation = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation)).unwrap();
+        let isolation =
+            block_on(ec2.create_cordon_group("vpc-1", GroupRole::Isolation, None)).unwrap();
         let mut group = isolation.clone();
         group.egress = vec![crate::ec2::SgRule::https(crate::ec2::Peer::Ipv4(
             "10.0.2.10/32".into(),
@@ -1562,7 +1567,8 @@ mod tests {
     fn an_interface_left_on_the_conversion_group_is_an_isolation_to_finish_not_a_quarantine() {
         let ec2 = FakeEc2::standard();
         let first = block_on(capture(&ec2, "i-00000001", None, None, NOW)).unwrap();
-        let conversion = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion)).unwrap();
+        let conversion =
+            block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion, None)).unwrap();
         ec2.with(|s| {
             s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
                 vec![conversion.id.clone()];
@@ -1580,7 +1586,8 @@ mod tests {
     #[test]
     fn an_interface_on_cordon_groups_without_a_record_keeps_only_its_own_groups_and_says_so() {
         let ec2 = FakeEc2::standard();
-        let conversion = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion)).unwrap();
+        let conversion =
+            block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion, None)).unwrap();
         ec2.with(|s| {
             s.instances.get_mut("i-00000001").unwrap().interfaces[0].groups =
                 vec![conversion.id.clone(), "sg-app".into()];

@@ -301,10 +301,13 @@ pub async fn cleanup(
 /// `isolate::ConversionGone`). Revoking its rules instead would not be safe: an interface
 /// swapped onto it while they are gone keeps its tracked connections through isolation.
 /// Returns what was done, or None when the group was gone already; never an error of the step.
+/// `moved_off` are interfaces the caller knows it has just moved off the group: a read that
+/// lags behind their swaps is not believed.
 pub async fn retire_conversion_group(
     ec2: &impl Ec2,
     vpc_id: &str,
     group_id: &str,
+    moved_off: &[String],
 ) -> Option<String> {
     let kept = |why: String| {
         Some(format!(
@@ -312,12 +315,14 @@ pub async fn retire_conversion_group(
         ))
     };
     match ec2.interfaces_with_group(group_id).await {
-        Ok(carriers) if carriers.is_empty() => {}
-        Ok(carriers) => {
-            return kept(format!(
-                "{} carries it (a containment under way, which deletes it when it ends)",
-                carriers.join(", ")
-            ))
+        Ok(mut carriers) => {
+            carriers.retain(|eni| !moved_off.contains(eni));
+            if !carriers.is_empty() {
+                return kept(format!(
+                    "{} carries it (a containment under way, which deletes it when it ends, or one cut short, which `cordon cleanup` lists once the interface is off it)",
+                    carriers.join(", ")
+                ));
+            }
         }
         Err(error) => {
             return kept(format!(
@@ -331,7 +336,7 @@ pub async fn retire_conversion_group(
         )),
         Err(CordonError::Ec2 { code, .. }) if code == "InvalidGroup.NotFound" => None,
         Err(CordonError::Ec2 { code, .. }) if code == "DependencyViolation" => kept(
-            "an interface was put on it as it was deleted (a containment under way, which deletes it when it ends)".into(),
+            "EC2 refused to delete it: an interface was put on it since the read (a containment under way, which deletes it when it ends), or a rule of another group names it".into(),
         ),
         Err(error) => kept(format!(
             "{error}; the next containment or restore in the VPC deletes it, and `cordon cleanup` lists it"
@@ -358,7 +363,7 @@ pub async fn release_unused_groups(ec2: &impl Ec2, vpc_ids: &[String]) -> Vec<St
             .filter(|g| g.vpc_id == *vpc_id && g.role == Some(GroupRole::Conversion))
             .filter(|g| g.named_as_cordons());
         for group in conversion {
-            lines.extend(retire_conversion_group(ec2, vpc_id, &group.id).await);
+            lines.extend(retire_conversion_group(ec2, vpc_id, &group.id, &[]).await);
         }
     }
     lines

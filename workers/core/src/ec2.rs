@@ -361,6 +361,32 @@ impl GroupRole {
         format!("cordon-{}-{vpc_id}", self.tag_value())
     }
 
+    /// The group's name with `suffix` after it: a conversion group made when someone else's
+    /// group holds the plain name (see `isolate::ensure_group`).
+    pub fn group_name_with(self, vpc_id: &str, suffix: Option<&str>) -> String {
+        match suffix {
+            Some(suffix) => format!("{}-{suffix}", self.group_name(vpc_id)),
+            None => self.group_name(vpc_id),
+        }
+    }
+
+    /// Whether `name` is one Cordon gives this role's group in the VPC: the plain name, or for
+    /// the conversion group the plain name and a suffix of 8 lowercase hex digits.
+    pub fn is_its_name(self, vpc_id: &str, name: &str) -> bool {
+        let plain = self.group_name(vpc_id);
+        name == plain
+            || (self == GroupRole::Conversion
+                && name
+                    .strip_prefix(&plain)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|suffix| {
+                        suffix.len() == 8
+                            && suffix
+                                .bytes()
+                                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                    }))
+    }
+
     pub fn description(self) -> &'static str {
         match self {
             GroupRole::Conversion => "Cordon: all traffic both ways, applied briefly so tracked connections become untracked before isolation",
@@ -463,7 +489,7 @@ impl SecurityGroup {
     /// group.
     pub fn named_as_cordons(&self) -> bool {
         match self.role {
-            Some(role) => self.name == role.group_name(&self.vpc_id),
+            Some(role) => role.is_its_name(&self.vpc_id, &self.name),
             None => self
                 .tags
                 .iter()
@@ -667,11 +693,13 @@ pub trait Ec2: Sync {
     /// Cordon's groups in every VPC of the region: a read that needs no VPC id, so it can go
     /// alongside the instance's own description (two per VPC Cordon acted in, and the claims).
     fn cordon_groups_anywhere(&self) -> impl Future<Output = Result<Vec<SecurityGroup>>> + Send;
-    /// Creates the role's group, named and tagged; `GroupDuplicate` when the name is taken.
+    /// Creates the role's group, named (with `suffix` after its name, see
+    /// [`GroupRole::group_name_with`]) and tagged; `GroupDuplicate` when the name is taken.
     fn create_cordon_group(
         &self,
         vpc_id: &str,
         role: GroupRole,
+        suffix: Option<&str>,
     ) -> impl Future<Output = Result<SecurityGroup>> + Send;
     /// Creates the empty claim group of `instance_id` (`claim.rs`), carrying `record` (the
     /// record's tags) beside its own; `GroupDuplicate` when it exists. Returns its id.

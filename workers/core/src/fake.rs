@@ -486,7 +486,12 @@ impl Ec2 for FakeEc2 {
         }))
     }
 
-    async fn create_cordon_group(&self, vpc_id: &str, role: GroupRole) -> Result<SecurityGroup> {
+    async fn create_cordon_group(
+        &self,
+        vpc_id: &str,
+        role: GroupRole,
+        suffix: Option<&str>,
+    ) -> Result<SecurityGroup> {
         self.call("CreateSecurityGroup").await?;
         self.with(|s| {
             if let Some(theirs) = s.racing_group.take() {
@@ -502,11 +507,22 @@ impl Ec2 for FakeEc2 {
                     group_name: name,
                 });
             }
+            // Group names are unique per VPC.
+            let name = role.group_name_with(vpc_id, suffix);
+            if s.groups
+                .values()
+                .any(|g| g.vpc_id == vpc_id && g.name == name)
+            {
+                return Err(CordonError::GroupDuplicate {
+                    vpc_id: vpc_id.into(),
+                    group_name: name,
+                });
+            }
             s.next_id += 1;
             let group = SecurityGroup {
                 id: format!("sg-cordon{}", s.next_id),
                 vpc_id: vpc_id.into(),
-                name: role.group_name(vpc_id),
+                name,
                 role: Some(role),
                 ingress: vec![],
                 // EC2 gives every new VPC group an allow-all egress rule.
@@ -1024,7 +1040,7 @@ mod port_rules {
         };
         assert!(refused("sg-app"), "carried by eni-1");
         assert!(ec2.with(|s| s.groups.contains_key("sg-app")));
-        let conversion = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion))
+        let conversion = block_on(ec2.create_cordon_group("vpc-1", GroupRole::Conversion, None))
             .unwrap()
             .id;
         block_on(ec2.authorize(

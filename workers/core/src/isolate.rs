@@ -3,7 +3,7 @@
 //! egress; ingress only from the forensic source). Replacing groups alone would leave tracked
 //! connections, a reverse shell among them, alive.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -99,50 +99,128 @@ pub async fn ensure_groups(
     access: Access<'_>,
     seen: Option<Vec<SecurityGroup>>,
 ) -> Result<BTreeMap<String, CordonGroups>> {
+    Ok(ensure_groups_noting(ec2, vpc_ids, access, seen, &[])
+        .await?
+        .groups)
+}
+
+/// Cordon's groups of some VPCs, and which of them were just made (by this step, or by
+/// another execution that won the race to make one): EC2 may not show those everywhere yet.
+#[derive(Debug, Clone, Default)]
+struct Ensured {
+    groups: BTreeMap<String, CordonGroups>,
+    new: BTreeSet<String>,
+}
+
+/// [`ensure_groups`], saying which groups are new. `gone` are groups EC2 has answered do not
+/// exist: a read that still lists them (reads lag behind a delete) is not believed.
+async fn ensure_groups_noting(
+    ec2: &impl Ec2,
+    vpc_ids: &[String],
+    access: Access<'_>,
+    seen: Option<Vec<SecurityGroup>>,
+    gone: &[String],
+) -> Result<Ensured> {
     let known = match seen {
         Some(groups) => groups,
         None => ec2.cordon_groups(vpc_ids).await?,
     };
-    let mut result = BTreeMap::new();
+    let mut ensured = Ensured::default();
     for vpc_id in vpc_ids {
         // The two groups do not depend on each other: on first use in a VPC, both are made
         // (and given their rules) at the same time.
         let (conversion, isolation) = tokio::join!(
-            ensure_group(ec2, &known, vpc_id, GroupRole::Conversion, access),
-            ensure_group(ec2, &known, vpc_id, GroupRole::Isolation, access)
+            ensure_group(ec2, &known, vpc_id, GroupRole::Conversion, access, gone),
+            ensure_group(ec2, &known, vpc_id, GroupRole::Isolation, access, gone)
         );
-        result.insert(
+        let ((conversion, conversion_new), (isolation, isolation_new)) = (conversion?, isolation?);
+        for (id, new) in [(&conversion, conversion_new), (&isolation, isolation_new)] {
+            if new {
+                ensured.new.insert(id.clone());
+            }
+        }
+        ensured.groups.insert(
             vpc_id.clone(),
             CordonGroups {
-                conversion: conversion?,
-                isolation: isolation?,
+                conversion,
+                isolation,
             },
         );
     }
-    Ok(result)
+    Ok(ensured)
 }
 
-/// The id of the VPC's group for `role`, found among `known` or created, with its rules right.
+/// 8 hex digits no one can guess ahead: the clock's nanoseconds, this process and the VPC,
+/// hashed. A name taken by someone else's group is then taken again only by chance.
+fn name_suffix(vpc_id: &str) -> String {
+    use sha2::Digest;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let digest = sha2::Sha256::digest(format!("{nanos}/{}/{vpc_id}", std::process::id()));
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How many times a group is looked for again when it is deleted while its rules are set (the
+/// conversion group, by the clean-up of a containment that just ended).
+const ENSURE_ROUNDS: usize = 3;
+
+/// The id of the VPC's group for `role`, found among `known` (but not among `gone`) or
+/// created, with its rules right; and whether it is new.
 async fn ensure_group(
     ec2: &impl Ec2,
     known: &[SecurityGroup],
     vpc_id: &str,
     role: GroupRole,
     access: Access<'_>,
-) -> Result<String> {
-    let group = match find_group(known, vpc_id, role) {
-        Some(group) => group,
-        None => match ec2.create_cordon_group(vpc_id, role).await {
-            Ok(group) => group,
-            // Another execution created it between our read and our create.
-            Err(CordonError::GroupDuplicate { group_name, .. }) => {
-                winning_group(ec2, vpc_id, role, &group_name).await?
+    gone: &[String],
+) -> Result<(String, bool)> {
+    let mut known = known.to_vec();
+    let mut gone = gone.to_vec();
+    let mut round = 1;
+    loop {
+        known.retain(|group| !gone.contains(&group.id));
+        let (group, new) = match find_group(&known, vpc_id, role) {
+            Some(group) => (group, false),
+            None => match ec2.create_cordon_group(vpc_id, role, None).await {
+                Ok(group) => (group, true),
+                // Another execution created it between our read and our create.
+                Err(CordonError::GroupDuplicate { group_name, .. }) => {
+                    match winning_group(ec2, vpc_id, role, &group_name).await {
+                        Ok(group) => (group, true),
+                        // Someone else's group holds the name. The conversion group is made
+                        // and deleted at each containment, so its name is free between uses
+                        // and anyone who may create a group in the VPC could take it to make
+                        // every containment there fail: it is made under a name of its own.
+                        Err(CordonError::InvalidConfiguration(_))
+                            if role == GroupRole::Conversion =>
+                        {
+                            let suffix = name_suffix(vpc_id);
+                            (
+                                ec2.create_cordon_group(vpc_id, role, Some(&suffix)).await?,
+                                true,
+                            )
+                        }
+                        Err(other) => return Err(other),
+                    }
+                }
+                Err(other) => return Err(other),
+            },
+        };
+        match reconcile_rules(ec2, &group, role, access).await {
+            // Deleted while its rules were set: it is looked for, or made, again.
+            Err(error) if is_group_not_found(&error) && round < ENSURE_ROUNDS => {
+                round += 1;
+                gone.push(group.id.clone());
+                known = ec2
+                    .cordon_groups(std::slice::from_ref(&vpc_id.to_string()))
+                    .await?;
             }
-            Err(other) => return Err(other),
-        },
-    };
-    reconcile_rules(ec2, &group, role, access).await?;
-    Ok(group.id)
+            Err(error) => return Err(error),
+            Ok(()) => return Ok((group.id, new)),
+        }
+    }
 }
 
 /// How long Cordon waits, in steps, for EC2 to show a group that was just created. EC2 is
@@ -372,8 +450,9 @@ pub enum InterfaceOutcome {
     /// isolation swap refused, or a conversion whose answer was lost): it is back on its
     /// original groups, as open as before Cordon and no more.
     RolledBack,
-    /// EC2 throttled the conversion swap, made once, so it was not made: the interface is on
-    /// its own groups as before, and the retried step begins it again.
+    /// The conversion swap was not made (EC2 throttled it, or its group could not be made
+    /// again after a containment's clean-up deleted it): the interface is on its own groups
+    /// as before, and the retried step begins it again.
     NotBegun,
     /// Neither isolation nor the way back could be made: `groups_now` says where it is.
     LeftOn,
@@ -453,7 +532,7 @@ impl InterfaceIsolation {
                 groups(&self.groups_now)
             ),
             InterfaceOutcome::NotBegun => format!(
-                "{}: NOT isolated yet, still on its own groups {}: EC2 throttled its first swap, which was not made{cause}",
+                "{}: NOT isolated yet, still on its own groups {}: its first swap was not made{cause}",
                 self.eni_id,
                 groups(&self.groups_now)
             ),
@@ -692,22 +771,22 @@ pub async fn isolate_seen(
     // Where each interface is now, read while the groups are made sure of: a retried step
     // must not swap an isolated interface back through conversion.
     let vpc_ids = record.vpc_ids();
-    let (groups, instance) = match seen {
+    let (ensured, instance) = match seen {
         Some(Seen {
             groups,
             instance: Some(instance),
         }) => (
-            ensure_groups(ec2, &vpc_ids, access, Some(groups)).await,
+            ensure_groups_noting(ec2, &vpc_ids, access, Some(groups), &[]).await,
             Ok(instance),
         ),
         seen => {
             tokio::join!(
-                ensure_groups(ec2, &vpc_ids, access, seen.map(|s| s.groups)),
+                ensure_groups_noting(ec2, &vpc_ids, access, seen.map(|s| s.groups), &[]),
                 ec2.describe_instance(&record.instance_id)
             )
         }
     };
-    let (mut groups, instance) = (groups?, instance?);
+    let (Ensured { mut groups, new }, instance) = (ensured?, instance?);
     let mut errors: Vec<StepError> = Vec::new();
     let mut enis = Vec::new();
     let mut notes = Vec::new();
@@ -727,8 +806,13 @@ pub async fn isolate_seen(
             ));
         }
         let (instance_id, cordon) = (&record.instance_id, &groups[&recorded.vpc_id]);
-        let attempt =
-            isolate_interface(ec2, instance_id, recorded, live, cordon, plan, Unseen::Gone);
+        // A group read, not just made, that EC2 says does not exist was deleted since.
+        let unseen = if new.contains(&cordon.conversion) {
+            Unseen::NotYetShown
+        } else {
+            Unseen::Gone
+        };
+        let attempt = isolate_interface(ec2, instance_id, recorded, live, cordon, plan, unseen);
         let line = match attempt.await {
             Ok(line) => line,
             Err(ConversionGone) => {
@@ -743,21 +827,27 @@ pub async fn isolate_seen(
                     ));
                 }
                 let vpc = std::slice::from_ref(&recorded.vpc_id);
-                groups.extend(ensure_groups(ec2, vpc, access, None).await?);
-                let cordon = &groups[&recorded.vpc_id];
-                let plan = plan_interface(live, cordon);
-                let again = isolate_interface(
-                    ec2,
-                    instance_id,
-                    recorded,
-                    live,
-                    cordon,
-                    plan,
-                    Unseen::NotYetShown,
-                );
-                again
-                    .await
-                    .unwrap_or_else(|ConversionGone| conversion_gone_again(recorded, live, cordon))
+                let gone = [cordon.conversion.clone()];
+                match ensure_groups_noting(ec2, vpc, access, None, &gone).await {
+                    Ok(again) => {
+                        groups.extend(again.groups);
+                        let cordon = &groups[&recorded.vpc_id];
+                        let plan = plan_interface(live, cordon);
+                        let patient = Unseen::NotYetShown;
+                        isolate_interface(ec2, instance_id, recorded, live, cordon, plan, patient)
+                            .await
+                            .unwrap_or_else(|ConversionGone| not_begun(recorded, live, &gone[0]))
+                    }
+                    // Not begun: the interface is on its own groups, and the step goes on
+                    // to the next interface and the hardening of those isolated.
+                    Err(error) => InterfaceIsolation {
+                        eni_id: recorded.id.clone(),
+                        outcome: InterfaceOutcome::NotBegun,
+                        original_groups: recorded.groups.clone(),
+                        groups_now: live.map(|l| l.groups.clone()).unwrap_or_default(),
+                        cause: Some(error.to_report()),
+                    },
+                }
             }
         };
         errors.extend(line.cause.clone());
@@ -837,7 +927,14 @@ pub async fn isolate_seen(
     let retried = retryable(&errors).is_some();
     for (vpc_id, cordon) in groups.iter().filter(|_| !retried) {
         if ec2.has_time_for(2) {
-            let retired = crate::cleanup::retire_conversion_group(ec2, vpc_id, &cordon.conversion);
+            // This step's own interfaces are off the group, whatever a lagging read says.
+            let isolated: Vec<String> = enis
+                .iter()
+                .filter(|e| e.outcome.is_isolated())
+                .map(|e| e.eni_id.clone())
+                .collect();
+            let retired =
+                crate::cleanup::retire_conversion_group(ec2, vpc_id, &cordon.conversion, &isolated);
             notes.extend(retired.await);
         } else {
             notes.push(format!(
@@ -915,19 +1012,16 @@ enum Unseen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ConversionGone;
 
-/// The line of an interface whose conversion group was deleted twice under it (a waited-for
-/// swap does not answer so): not begun, and retried with the step.
-fn conversion_gone_again(
+/// The line of an interface whose conversion swap [`Unseen::NotYetShown`] answered gone,
+/// which it does not (it waits, then gives up as `Cordon.Unavailable`): not begun, retried.
+fn not_begun(
     recorded: &NetworkInterface,
     live: Option<&NetworkInterface>,
-    cordon: &CordonGroups,
+    gone: &str,
 ) -> InterfaceIsolation {
     let cause = CordonError::Unavailable {
         operation: "ModifyNetworkInterfaceAttribute".into(),
-        message: format!(
-            "the conversion group {} was deleted again before the swap; the retried step makes it again",
-            cordon.conversion
-        ),
+        message: format!("the conversion group {gone} was deleted before the swap; the retried step makes it again"),
     };
     InterfaceIsolation {
         eni_id: recorded.id.clone(),
@@ -1431,7 +1525,6 @@ mod tests {
         let read = conversion_groups(&ec2);
         ec2.with(|s| s.groups.retain(|id, _| !read.contains(id)));
         ec2.clear_calls();
-        let started = std::time::Instant::now();
         let report = block_on(isolate_seen(
             &ec2,
             captured.record.as_ref().unwrap(),
@@ -1447,15 +1540,97 @@ mod tests {
             ec2.interface_groups("eni-1"),
             std::slice::from_ref(&groups.isolation)
         );
-        // The refused swap, the conversion, the isolation, connection tracking: no way back.
+        // The refused swap, the conversion, the isolation, connection tracking: no wait for
+        // the deleted group (each of its tries would be another swap) and no way back.
         assert_eq!(swaps(&ec2).len(), 4, "{:?}", ec2.calls());
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(1),
-            "waited {:?} for a deleted group",
-            started.elapsed()
-        );
         // And this step's clean-up deletes the group it made.
         assert!(conversion_groups(&ec2).is_empty());
+    }
+
+    /// A containment's clean-up deletes the conversion group while this step puts its rules
+    /// right (its authorize lost a race and the group is read again): the step makes it again
+    /// rather than fail with an error the state machine does not retry.
+    #[test]
+    fn a_conversion_group_deleted_while_its_rules_are_set_is_made_again() {
+        let ec2 = FakeEc2::standard();
+        let first = block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            None,
+        ));
+        let old = first.unwrap()["vpc-1"].conversion.clone();
+        // Someone changed its rules, so they are put right; then it is deleted under the step.
+        let seen = ec2.with(|s| {
+            s.groups.get_mut(&old).unwrap().ingress.clear();
+            s.groups.values().cloned().collect::<Vec<_>>()
+        });
+        ec2.with(|s| s.groups.remove(&old));
+        ec2.fail_next(
+            "AuthorizeSecurityGroup",
+            CordonError::Ec2 {
+                operation: "AuthorizeSecurityGroupIngress".into(),
+                code: "InvalidPermission.Duplicate".into(),
+                message: "the specified rule already exists".into(),
+            },
+        );
+        let groups = block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            Some(seen),
+        ))
+        .unwrap();
+        let made = &groups["vpc-1"].conversion;
+        assert_ne!(made, &old);
+        assert_eq!(ec2.with(|s| s.groups[made].ingress.len()), 2);
+    }
+
+    /// The conversion group is gone and cannot be made again (here EC2 refuses the create):
+    /// that interface is reported not begun, on its own groups, and the step still hardens
+    /// the instance and reports, rather than fail with no word on what it did.
+    #[test]
+    fn a_conversion_group_that_cannot_be_made_again_leaves_the_interface_not_begun() {
+        let ec2 = FakeEc2::standard();
+        block_on(ensure_groups(
+            &ec2,
+            &["vpc-1".into()],
+            Access::default(),
+            None,
+        ))
+        .unwrap();
+        let captured = block_on(capture(
+            &ec2,
+            "i-00000001",
+            None,
+            Some("exec-a"),
+            "2026-11-29T14:00:00.000Z",
+        ))
+        .unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-29T14:00:01.000Z").unwrap();
+        let seen = captured.fresh_view(Some(0), now.into()).unwrap();
+        let read = conversion_groups(&ec2);
+        ec2.with(|s| s.groups.retain(|id, _| !read.contains(id)));
+        ec2.fail_next("CreateSecurityGroup", scp_denied());
+        let report = block_on(isolate_seen(
+            &ec2,
+            captured.record.as_ref().unwrap(),
+            Access::default(),
+            Some(seen),
+        ))
+        .unwrap();
+        assert_eq!(report.status, StepStatus::Partial);
+        assert_eq!(report.enis[0].outcome, InterfaceOutcome::NotBegun);
+        assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+        assert!(
+            report.enis[0].line().contains("NOT isolated yet"),
+            "{}",
+            report.enis[0].line()
+        );
+        assert!(
+            ec2.with(|s| s.protection["i-00000001"]),
+            "hardened all the same"
+        );
     }
 
     /// A step whose conversion swap waits its turn is retried: it leaves the group to its
@@ -2075,32 +2250,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_foreign_group_holding_our_name_is_a_clear_error_before_any_change() {
-        let ec2 = FakeEc2::standard();
-        let record = captured(&ec2);
+    /// Someone's group under Cordon's name, without Cordon's tag.
+    fn squat(ec2: &FakeEc2, role: GroupRole) {
+        let name = role.group_name("vpc-1");
         ec2.with(|s| {
             s.groups.insert(
                 "sg-foreign".into(),
                 SecurityGroup {
                     id: "sg-foreign".into(),
                     vpc_id: "vpc-1".into(),
-                    // Someone's group under Cordon's name, without Cordon's tag.
-                    name: "cordon-conversion-vpc-1".into(),
+                    name: name.clone(),
                     role: None,
                     ingress: vec![],
                     egress: vec![],
-                    tags: vec![("Name".into(), "cordon-conversion-vpc-1".into())],
+                    tags: vec![("Name".into(), name)],
                 },
             )
         });
-        ec2.fail_next(
-            "CreateSecurityGroup",
-            CordonError::GroupDuplicate {
-                vpc_id: "vpc-1".into(),
-                group_name: "cordon-conversion-vpc-1".into(),
-            },
-        );
+    }
+
+    #[test]
+    fn a_foreign_group_holding_the_isolation_groups_name_is_a_clear_error_before_any_change() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        squat(&ec2, GroupRole::Isolation);
         let error = block_on(isolate(&ec2, &record, Access::default())).unwrap_err();
         assert_eq!(error.error_name(), "Cordon.InvalidConfiguration");
         assert!(
@@ -2109,6 +2282,33 @@ mod tests {
             "{error}"
         );
         assert_eq!(ec2.interface_groups("eni-1"), ["sg-app", "sg-ssh"]);
+    }
+
+    /// The conversion group's name is free between containments (the group is deleted after
+    /// use): whoever may create a group in the VPC takes it. The containment makes its
+    /// conversion group under a name of its own, and leaves theirs alone.
+    #[test]
+    fn a_foreign_group_holding_the_conversion_groups_name_holds_no_containment_back() {
+        let ec2 = FakeEc2::standard();
+        let record = captured(&ec2);
+        squat(&ec2, GroupRole::Conversion);
+        let report = block_on(isolate(&ec2, &record, Access::default())).unwrap();
+        assert_eq!(report.status, StepStatus::Done, "{report:?}");
+        let groups = &report.groups["vpc-1"];
+        assert_eq!(
+            ec2.interface_groups("eni-1"),
+            std::slice::from_ref(&groups.isolation)
+        );
+        assert_ne!(groups.conversion, "sg-foreign");
+        assert!(
+            conversion_groups(&ec2).is_empty(),
+            "its own, deleted after use"
+        );
+        let theirs = ec2.with(|s| s.groups["sg-foreign"].clone());
+        assert!(theirs.ingress.is_empty() && theirs.role.is_none());
+        assert!(GroupRole::Conversion.is_its_name("vpc-1", "cordon-conversion-vpc-1-0a1b2c3d"));
+        assert!(!GroupRole::Conversion.is_its_name("vpc-1", "cordon-conversion-vpc-1-payments"));
+        assert!(!GroupRole::Isolation.is_its_name("vpc-1", "cordon-isolation-vpc-1-0a1b2c3d"));
     }
 
     #[test]

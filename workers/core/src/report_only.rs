@@ -62,7 +62,12 @@ impl<E: Ec2> Ec2 for ReadOnly<'_, E> {
         self.0.cordon_groups_anywhere().await
     }
 
-    async fn create_cordon_group(&self, vpc_id: &str, _role: GroupRole) -> Result<SecurityGroup> {
+    async fn create_cordon_group(
+        &self,
+        vpc_id: &str,
+        _role: GroupRole,
+        _suffix: Option<&str>,
+    ) -> Result<SecurityGroup> {
         refused("CreateSecurityGroup", vpc_id)
     }
 
@@ -299,7 +304,7 @@ mod tests {
             })),
             block_on(guarded.delete_acl_entry("acl-1", false, 1)),
             block_on(guarded.set_delete_on_termination("i-00000001", &[])),
-            block_on(guarded.create_cordon_group("vpc-1", GroupRole::Isolation)).map(|_| ()),
+            block_on(guarded.create_cordon_group("vpc-1", GroupRole::Isolation, None)).map(|_| ()),
             block_on(guarded.create_claim_group("vpc-1", "i-00000001", "x", "t", &[])).map(|_| ()),
             block_on(guarded.create_snapshots("i-00000001", "d", &[])).map(|_| ()),
         ];

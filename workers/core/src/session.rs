@@ -318,9 +318,11 @@ mod tests {
     }
 
     fn isolation_group(ec2: &crate::fake::FakeEc2, egress: Vec<SgRule>) -> String {
-        let group = crate::fake::block_on(
-            ec2.create_cordon_group("vpc-1", crate::ec2::GroupRole::Isolation),
-        )
+        let group = crate::fake::block_on(ec2.create_cordon_group(
+            "vpc-1",
+            crate::ec2::GroupRole::Isolation,
+            None,
+        ))
         .unwrap();
         ec2.with(|s| s.groups.get_mut(&group.id).unwrap().egress = egress);
         group.id
