@@ -1053,10 +1053,24 @@ impl Ec2 for AwsEc2 {
         let id = self
             .create_named_group(vpc_id, &name, role.description(), &tags)
             .await?;
-        // A new VPC group starts with EC2's default egress rule(s); read them back so the
-        // caller reconciles against what really exists. EC2 is eventually consistent after a
-        // create: the read may not find the group for a moment, and is made again. (Every
-        // containment in a VPC without a conversion group comes this way.)
+        // A new VPC group starts with EC2's default egress rule(s). The conversion group only
+        // ever adds to them (all traffic both ways): it goes on from the IPv4 one, and an IPv6
+        // one that was there too is met as a duplicate, which reconcile_rules reads again.
+        // This saves a round trip on the path of every containment in a VPC without one.
+        if role == GroupRole::Conversion {
+            return Ok(SecurityGroup {
+                id,
+                vpc_id: vpc_id.to_string(),
+                name,
+                role: Some(role),
+                ingress: Vec::new(),
+                egress: vec![SgRule::all_traffic(Peer::Ipv4("0.0.0.0/0".into()))],
+                tags: tags.to_vec(),
+            });
+        }
+        // Any other group is read back, so that the caller revokes what really exists (the
+        // isolation group must lose every default egress rule). EC2 is eventually consistent
+        // after a create: the read may not find the group for a moment, and is made again.
         for pause in crate::isolate::CONSISTENCY_PAUSES_MS
             .iter()
             .copied()

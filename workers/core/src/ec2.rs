@@ -471,7 +471,8 @@ pub struct SecurityGroup {
     pub id: String,
     pub vpc_id: String,
     /// Its name, unique in its VPC and never changed: anyone who may tag a group can say it is
-    /// Cordon's, but only the group Cordon created carries Cordon's name for it.
+    /// Cordon's, but only a group made under Cordon's name for it (see
+    /// [`GroupRole::is_its_name`]) is taken for Cordon's.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     pub role: Option<GroupRole>,

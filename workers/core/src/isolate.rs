@@ -150,8 +150,9 @@ async fn ensure_groups_noting(
     Ok(ensured)
 }
 
-/// 8 hex digits no one can guess ahead: the clock's nanoseconds, this process and the VPC,
-/// hashed. A name taken by someone else's group is then taken again only by chance.
+/// 8 hex digits that are hard to guess ahead: the clock's nanoseconds, this process and the
+/// VPC, hashed. A name taken by someone else's group is then taken again only by chance, and
+/// a name taken anyway is a refused create, which the retried step meets with another suffix.
 fn name_suffix(vpc_id: &str) -> String {
     use sha2::Digest;
     let nanos = std::time::SystemTime::now()
@@ -187,7 +188,7 @@ async fn ensure_group(
                 Ok(group) => (group, true),
                 // Another execution created it between our read and our create.
                 Err(CordonError::GroupDuplicate { group_name, .. }) => {
-                    match winning_group(ec2, vpc_id, role, &group_name).await {
+                    match winning_group(ec2, vpc_id, role, &group_name, &gone).await {
                         Ok(group) => (group, true),
                         // Someone else's group holds the name. The conversion group is made
                         // and deleted at each containment, so its name is free between uses
@@ -209,13 +210,26 @@ async fn ensure_group(
             },
         };
         match reconcile_rules(ec2, &group, role, access).await {
-            // Deleted while its rules were set: it is looked for, or made, again.
-            Err(error) if is_group_not_found(&error) && round < ENSURE_ROUNDS => {
+            // A group read, not just made, deleted while its rules were set: it is looked
+            // for, or made, again.
+            Err(error) if is_group_not_found(&error) && !new && round < ENSURE_ROUNDS => {
                 round += 1;
                 gone.push(group.id.clone());
                 known = ec2
                     .cordon_groups(std::slice::from_ref(&vpc_id.to_string()))
                     .await?;
+            }
+            // A group just made that EC2 does not list yet, or one deleted again and again:
+            // the state machine retries the step, which reads the VPC's groups afresh.
+            Err(error) if is_group_not_found(&error) => {
+                return Err(CordonError::Unavailable {
+                    operation: "DescribeSecurityGroups".into(),
+                    message: format!(
+                        "the {} group {} of {vpc_id} was not found while its rules were set ({error}); the step is retried",
+                        role.tag_value(),
+                        group.id
+                    ),
+                })
             }
             Err(error) => return Err(error),
             Ok(()) => return Ok((group.id, new)),
@@ -279,6 +293,7 @@ async fn winning_group(
     vpc_id: &str,
     role: GroupRole,
     group_name: &str,
+    gone: &[String],
 ) -> Result<SecurityGroup> {
     for pause in CONSISTENCY_PAUSES_MS
         .iter()
@@ -286,7 +301,9 @@ async fn winning_group(
         .map(Some)
         .chain([None])
     {
-        match ec2.group_named(vpc_id, group_name).await? {
+        // A group EC2 has said is gone, which a lagging read still lists, is not it.
+        let named = ec2.group_named(vpc_id, group_name).await?;
+        match named.filter(|group| !gone.contains(&group.id)) {
             Some(group) if group.role == Some(role) => return Ok(group),
             Some(group) => {
                 return Err(CordonError::InvalidConfiguration(format!(
@@ -310,15 +327,17 @@ async fn winning_group(
     ))
 }
 
-/// The lowest id wins when two executions raced and both created a group.
+/// The group under the plain name first (a suffixed one is made only while someone else's
+/// group holds that name), then the lowest id, when two executions raced and both made one.
 fn find_group(groups: &[SecurityGroup], vpc_id: &str, role: GroupRole) -> Option<SecurityGroup> {
+    let plain = role.group_name(vpc_id);
     groups
         .iter()
         // By the name Cordon gives it too: anyone who may tag a group could tag an
         // application's as Cordon's, and Cordon would set its rules.
         .filter(|g| g.vpc_id == vpc_id && g.role == Some(role))
         .filter(|g| g.named_as_cordons())
-        .min_by(|a, b| a.id.cmp(&b.id))
+        .min_by_key(|g| (g.name != plain, g.id.clone()))
         .cloned()
 }
 
@@ -452,7 +471,7 @@ pub enum InterfaceOutcome {
     RolledBack,
     /// The conversion swap was not made (EC2 throttled it, or its group could not be made
     /// again after a containment's clean-up deleted it): the interface is on its own groups
-    /// as before, and the retried step begins it again.
+    /// as before, and the step is retried when the cause is transient.
     NotBegun,
     /// Neither isolation nor the way back could be made: `groups_now` says where it is.
     LeftOn,
@@ -651,8 +670,7 @@ pub async fn plan_isolation(
                 if revoke + add > 0 {
                     notes.push(format!(
                         "would put the rules of {} ({}) right: {revoke} to revoke, {add} to add (someone changed them)",
-                        group.id,
-                        role.group_name(vpc_id)
+                        group.id, group.name
                     ));
                 }
                 group.id
@@ -786,7 +804,13 @@ pub async fn isolate_seen(
             )
         }
     };
-    let (Ensured { mut groups, new }, instance) = (ensured?, instance?);
+    let (
+        Ensured {
+            mut groups,
+            mut new,
+        },
+        instance,
+    ) = (ensured?, instance?);
     let mut errors: Vec<StepError> = Vec::new();
     let mut enis = Vec::new();
     let mut notes = Vec::new();
@@ -831,6 +855,7 @@ pub async fn isolate_seen(
                 match ensure_groups_noting(ec2, vpc, access, None, &gone).await {
                     Ok(again) => {
                         groups.extend(again.groups);
+                        new.extend(again.new);
                         let cordon = &groups[&recorded.vpc_id];
                         let plan = plan_interface(live, cordon);
                         let patient = Unseen::NotYetShown;
