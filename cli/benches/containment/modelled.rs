@@ -519,8 +519,8 @@ pub struct Burst {
     pub acl_errors: BTreeMap<String, usize>,
     /// The ModifyNetworkInterfaceAttribute calls let through, by what they did.
     pub swaps_by_kind: BTreeMap<&'static str, u64>,
-    /// Conversion groups made (CreateSecurityGroup) and groups deleted (DeleteSecurityGroup,
-    /// the conversion groups after use) during the burst, calls let through.
+    /// Conversion groups made (CreateSecurityGroup) and DeleteSecurityGroup calls (the
+    /// conversion groups after use) during the burst, calls let through.
     pub conversion_groups: (u64, u64),
 }
 
@@ -882,7 +882,7 @@ pub fn render(m: &Modelled) -> (String, Vec<(String, String, bool, String)>) {
             ));
         }
         out.push_str(&format!(
-            "\nConversion groups (deleted after use, made again by the next containment in their VPC): {} made, {} deleted.\n",
+            "\nConversion groups (deleted after use, made again by the next containment in their VPC): {} made, {} DeleteSecurityGroup calls (moto deletes a group an interface carries, where EC2 refuses; a delete of a group already gone counts too).\n",
             b.conversion_groups.0, b.conversion_groups.1
         ));
         if b.cut_off > 0 {
