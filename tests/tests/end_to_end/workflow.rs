@@ -478,13 +478,8 @@ async fn a_second_finding_for_a_quarantined_instance_sends_no_second_request() {
 /// instances nor the restore of one of them needs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_of_one_vpc_stay_isolated_with_no_group_that_allows_all_traffic_left() {
-    let moto = Moto::start();
-    let runner = std::sync::Arc::new(
-        Runner::start(&moto.endpoint, Config::default())
-            .await
-            .unwrap(),
-    );
-    let world = moto.world();
+    let (_moto, runner, world) = started().await;
+    let runner = std::sync::Arc::new(runner);
     let vpc = world.vpc("10.0.0.0/16", false).await;
     let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
     let web = world.security_group(&vpc, "web", 443).await;

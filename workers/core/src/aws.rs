@@ -892,6 +892,33 @@ impl AwsEc2 {
         }
     }
 
+    /// Every network interface whose filter `filter_name` matches `value` (`DescribeNetworkInterfaces`, every
+    /// page).
+    async fn interfaces_where(
+        &self,
+        filter_name: &str,
+        value: &str,
+    ) -> Result<Vec<aws_sdk_ec2::types::NetworkInterface>> {
+        let mut interfaces = Vec::new();
+        let mut token = None;
+        loop {
+            let output = self
+                .client
+                .describe_network_interfaces()
+                .filters(filter(filter_name, &[value.to_string()]))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DescribeNetworkInterfaces", value, e))?;
+            interfaces.extend(output.network_interfaces().iter().cloned());
+            token = output.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(interfaces)
+    }
+
     /// Creates a security group named and tagged at creation (the IAM conditions require the
     /// tags in the same call); `GroupDuplicate` names the group when the name is taken.
     async fn create_named_group(
@@ -1392,60 +1419,27 @@ impl Ec2 for AwsEc2 {
     }
 
     async fn groups_in_use(&self, vpc_id: &str) -> Result<Vec<String>> {
-        let mut groups = Vec::new();
-        let mut token = None;
-        loop {
-            let output = self
-                .client
-                .describe_network_interfaces()
-                .filters(filter("vpc-id", &[vpc_id.to_string()]))
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| sdk_error("DescribeNetworkInterfaces", vpc_id, e))?;
-            groups.extend(
-                output
-                    .network_interfaces()
-                    .iter()
-                    .flat_map(|eni| eni.groups())
-                    .filter_map(|group| group.group_id())
-                    .map(String::from),
-            );
-            token = output.next_token().map(String::from);
-            if token.is_none() {
-                break;
-            }
-        }
+        let mut groups: Vec<String> = self
+            .interfaces_where("vpc-id", vpc_id)
+            .await?
+            .iter()
+            .flat_map(|eni| eni.groups())
+            .filter_map(|group| group.group_id())
+            .map(String::from)
+            .collect();
         groups.sort();
         groups.dedup();
         Ok(groups)
     }
 
     async fn interfaces_with_group(&self, group_id: &str) -> Result<Vec<String>> {
-        let mut interfaces = Vec::new();
-        let mut token = None;
-        loop {
-            let output = self
-                .client
-                .describe_network_interfaces()
-                .filters(filter("group-id", &[group_id.to_string()]))
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| sdk_error("DescribeNetworkInterfaces", group_id, e))?;
-            interfaces.extend(
-                output
-                    .network_interfaces()
-                    .iter()
-                    .filter_map(|eni| eni.network_interface_id())
-                    .map(String::from),
-            );
-            token = output.next_token().map(String::from);
-            if token.is_none() {
-                break;
-            }
-        }
-        Ok(interfaces)
+        Ok(self
+            .interfaces_where("group-id", group_id)
+            .await?
+            .iter()
+            .filter_map(|eni| eni.network_interface_id())
+            .map(String::from)
+            .collect())
     }
 
     async fn session_endpoints(&self, vpc_id: &str) -> Result<Vec<SessionEndpoint>> {

@@ -861,17 +861,22 @@ pub async fn isolate_seen(
                         let patient = Unseen::NotYetShown;
                         isolate_interface(ec2, instance_id, recorded, live, cordon, plan, patient)
                             .await
-                            .unwrap_or_else(|ConversionGone| not_begun(recorded, live, &gone[0]))
+                            // A waited-for swap does not answer gone (it waits, then gives
+                            // up as Cordon.Unavailable); were it to, the step is retried.
+                            .unwrap_or_else(|ConversionGone| {
+                                let cause = CordonError::Unavailable {
+                                    operation: "ModifyNetworkInterfaceAttribute".into(),
+                                    message: format!(
+                                        "the conversion group {} was deleted before the swap; the retried step makes it again",
+                                        gone[0]
+                                    ),
+                                };
+                                not_begun(recorded, live, &cause)
+                            })
                     }
                     // Not begun: the interface is on its own groups, and the step goes on
                     // to the next interface and the hardening of those isolated.
-                    Err(error) => InterfaceIsolation {
-                        eni_id: recorded.id.clone(),
-                        outcome: InterfaceOutcome::NotBegun,
-                        original_groups: recorded.groups.clone(),
-                        groups_now: live.map(|l| l.groups.clone()).unwrap_or_default(),
-                        cause: Some(error.to_report()),
-                    },
+                    Err(error) => not_begun(recorded, live, &error),
                 }
             }
         };
@@ -1037,17 +1042,13 @@ enum Unseen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ConversionGone;
 
-/// The line of an interface whose conversion swap [`Unseen::NotYetShown`] answered gone,
-/// which it does not (it waits, then gives up as `Cordon.Unavailable`): not begun, retried.
+/// The line of an interface whose conversion swap was not made for `cause`, after its group
+/// was found deleted: it is on its own groups, as before.
 fn not_begun(
     recorded: &NetworkInterface,
     live: Option<&NetworkInterface>,
-    gone: &str,
+    cause: &CordonError,
 ) -> InterfaceIsolation {
-    let cause = CordonError::Unavailable {
-        operation: "ModifyNetworkInterfaceAttribute".into(),
-        message: format!("the conversion group {gone} was deleted before the swap; the retried step makes it again"),
-    };
     InterfaceIsolation {
         eni_id: recorded.id.clone(),
         outcome: InterfaceOutcome::NotBegun,
@@ -1193,7 +1194,7 @@ pub fn retryable(errors: &[StepError]) -> Option<&StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::capture;
+    use crate::capture::{capture, CaptureOutput};
     use crate::ec2::NetworkInterface;
     use crate::fake::{block_on, interface, FakeEc2};
 
@@ -1260,9 +1261,14 @@ mod tests {
     }
 
     fn captured(ec2: &FakeEc2) -> CapturedState {
+        captured_of(ec2, "i-00000001")
+    }
+
+    /// The record of `instance_id`, captured without an execution (`cordon isolate`).
+    fn captured_of(ec2: &FakeEc2, instance_id: &str) -> CapturedState {
         block_on(capture(
             ec2,
-            "i-00000001",
+            instance_id,
             None,
             None,
             "2026-11-29T14:00:00.000Z",
@@ -1507,36 +1513,24 @@ mod tests {
             report.notes
         );
         // The neighbour's containment ends: its isolation swap, then its clean-up.
-        let neighbour = block_on(capture(
-            &ec2,
-            "i-00000002",
-            None,
-            None,
-            "2026-11-29T14:00:00.000Z",
-        ))
-        .unwrap()
-        .record
-        .unwrap();
+        let neighbour = captured_of(&ec2, "i-00000002");
         let last = block_on(isolate(&ec2, &neighbour, Access::default())).unwrap();
         assert_eq!(last.enis[0].outcome, InterfaceOutcome::Isolated, "{last:?}");
         assert!(conversion_groups(&ec2).is_empty(), "{:?}", last.notes);
     }
 
-    /// A containment that ended between this step's read and its conversion swap deleted the
-    /// group: the swap is refused and changes nothing, and the step makes the group again at
-    /// once, without waiting for a group that will not appear and without a way back.
-    #[test]
-    fn a_conversion_group_deleted_after_the_read_is_made_again_and_the_interface_isolated() {
-        let ec2 = FakeEc2::standard();
+    /// An execution's capture, with its view of the VPC's groups, after which another
+    /// containment's clean-up deletes the conversion group it read; and that group's id.
+    fn captured_then_conversion_deleted(ec2: &FakeEc2) -> (CaptureOutput, Seen, Vec<String>) {
         block_on(ensure_groups(
-            &ec2,
+            ec2,
             &["vpc-1".into()],
             Access::default(),
             None,
         ))
         .unwrap();
         let captured = block_on(capture(
-            &ec2,
+            ec2,
             "i-00000001",
             None,
             Some("exec-a"),
@@ -1547,8 +1541,18 @@ mod tests {
         let seen = captured
             .fresh_view(Some(0), now.into())
             .expect("capture's view");
-        let read = conversion_groups(&ec2);
+        let read = conversion_groups(ec2);
         ec2.with(|s| s.groups.retain(|id, _| !read.contains(id)));
+        (captured, seen, read)
+    }
+
+    /// A containment that ended between this step's read and its conversion swap deleted the
+    /// group: the swap is refused and changes nothing, and the step makes the group again at
+    /// once, without waiting for a group that will not appear and without a way back.
+    #[test]
+    fn a_conversion_group_deleted_after_the_read_is_made_again_and_the_interface_isolated() {
+        let ec2 = FakeEc2::standard();
+        let (captured, seen, read) = captured_then_conversion_deleted(&ec2);
         ec2.clear_calls();
         let report = block_on(isolate_seen(
             &ec2,
@@ -1617,25 +1621,7 @@ mod tests {
     #[test]
     fn a_conversion_group_that_cannot_be_made_again_leaves_the_interface_not_begun() {
         let ec2 = FakeEc2::standard();
-        block_on(ensure_groups(
-            &ec2,
-            &["vpc-1".into()],
-            Access::default(),
-            None,
-        ))
-        .unwrap();
-        let captured = block_on(capture(
-            &ec2,
-            "i-00000001",
-            None,
-            Some("exec-a"),
-            "2026-11-29T14:00:00.000Z",
-        ))
-        .unwrap();
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-29T14:00:01.000Z").unwrap();
-        let seen = captured.fresh_view(Some(0), now.into()).unwrap();
-        let read = conversion_groups(&ec2);
-        ec2.with(|s| s.groups.retain(|id, _| !read.contains(id)));
+        let (captured, seen, _) = captured_then_conversion_deleted(&ec2);
         ec2.fail_next("CreateSecurityGroup", scp_denied());
         let report = block_on(isolate_seen(
             &ec2,
