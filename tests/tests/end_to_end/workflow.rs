@@ -478,7 +478,7 @@ async fn a_second_finding_for_a_quarantined_instance_sends_no_second_request() {
 /// instances nor the restore of one of them needs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_of_one_vpc_stay_isolated_with_no_group_that_allows_all_traffic_left() {
-    let (_moto, runner, world) = started().await;
+    let (moto, runner, world) = started().await;
     let runner = std::sync::Arc::new(runner);
     let vpc = world.vpc("10.0.0.0/16", false).await;
     let subnet = world.subnet(&vpc, "10.0.1.0/24", None).await;
@@ -509,6 +509,20 @@ async fn instances_of_one_vpc_stay_isolated_with_no_group_that_allows_all_traffi
         world.eni_groups(&second_enis[0]).await,
         std::slice::from_ref(&isolation)
     );
+
+    // A conversion group an isolation step could not delete (made here as that step makes
+    // it): the restore deletes it.
+    cordon_core::isolate::ensure_groups(
+        &moto
+            .worker_aws("isolate-sg")
+            .ec2(Some(cordon_tests::REGION)),
+        std::slice::from_ref(&vpc),
+        Default::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(allow_all_left(&world.cordon_group_ids(&vpc).await).is_some());
 
     // The first is given back; the second stays isolated.
     runner
